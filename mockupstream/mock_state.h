@@ -1,0 +1,44 @@
+/* Per-token state of the mock: queued steps, revocation, and the bounded journal.
+ * One mutex guards it all; every call is thread-safe. */
+#ifndef MOCK_STATE_H
+#define MOCK_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mock_scenario.h"
+#include "qwenkit/common.h"
+
+struct mock_state;
+
+/** New empty state keeping at most @p per_token / @p total journal entries.
+ *  Caller frees with mock_state_free(). NULL on OOM. */
+struct mock_state *mock_state_new(size_t per_token, size_t total);
+void mock_state_free(struct mock_state *st);
+
+/** Appends the steps of every scenario in @p list to their queues. Takes the steps
+ *  out of @p list (the caller still frees the list itself). @return steps queued. */
+size_t mock_state_queue(struct mock_state *st, struct mock_scenario *list);
+
+/** Pops the next step for @p token on @p route (its own queue first, then "any").
+ *  @return a step the caller frees with mock_step_free(), or NULL. */
+struct mock_step *mock_state_take_step(struct mock_state *st, const char *token,
+                                       enum mock_route route);
+
+void mock_state_revoke(struct mock_state *st, const char *token);
+bool mock_state_is_revoked(struct mock_state *st, const char *token);
+
+/** Records one journal entry (a JSON object text) under @p key; takes @p entry_json
+ *  (malloc'd) in all cases. Drops the oldest entries beyond the bounds. */
+void mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json);
+
+/** @return `{"token":FP,"entries":[...]}` for @p key, malloc'd, caller frees. */
+char *mock_state_journal_json(struct mock_state *st, const char *key);
+
+/** Forgets every step, journal entry and revocation. */
+void mock_state_reset(struct mock_state *st);
+
+/** Number of journal entries held in all (for tests of the bound). */
+size_t mock_state_journal_total(struct mock_state *st);
+
+#endif

@@ -1,0 +1,301 @@
+#include "mock_stream.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qwenkit/buf.h"
+
+void
+mock_stream_opts_init(struct mock_stream_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->truncate_after = -1;
+    o->stall_after = -1;
+    o->stall_ms = 60000;
+    o->cumulative = -1;
+    o->done = true;
+    o->finish_reason = true;
+    o->usage = true;
+    o->envelope = true;
+}
+
+char *
+mock_answer_text(const struct mock_answer *ans)
+{
+    struct qk_buf b;
+    qk_buf_init(&b, SIZE_MAX / 2);
+    for (size_t i = 0; i < ans->n_pieces; i++)
+        if (qk_buf_append_str(&b, ans->pieces[i]) != QK_OK) {
+            qk_buf_free(&b);
+            return NULL;
+        }
+    return qk_buf_take(&b, NULL);
+}
+
+/* Bytes of the UTF-8 sequence starting with lead byte @p c (1 for ASCII). */
+static size_t
+utf8_len(unsigned char c)
+{
+    if (c >= 0xF0)
+        return 4;
+    if (c >= 0xE0)
+        return 3;
+    if (c >= 0xC0)
+        return 2;
+    return 1;
+}
+
+/* Re-splits @p text into @p n pieces of about equal character count. Writes piece
+ * boundaries (byte offsets, n+1 of them) into @p cuts. */
+static size_t
+split_chars(const char *text, size_t n, size_t *cuts)
+{
+    size_t len = strlen(text), chars = 0;
+    for (size_t i = 0; i < len; i += utf8_len((unsigned char)text[i]))
+        chars++;
+    if (n > chars)
+        n = chars ? chars : 1;
+    size_t piece = 0, seen = 0, i = 0;
+    cuts[0] = 0;
+    while (i < len && piece + 1 < n) {
+        i += utf8_len((unsigned char)text[i]);
+        seen++;
+        if (seen * n >= (piece + 1) * chars)
+            cuts[++piece] = i;
+    }
+    cuts[n] = len;
+    return n;
+}
+
+static const char *
+eol_str(enum mock_eol eol)
+{
+    return eol == MOCK_EOL_CRLF ? "\r\n" : eol == MOCK_EOL_CR ? "\r" : "\n";
+}
+
+/* One `data:` event for a chunk. */
+static enum qk_err
+append_chunk_event(struct qk_buf *ev, const struct mock_answer *ans,
+                   const struct mock_stream_opts *o, const char *content, bool last)
+{
+    enum qk_err rc = QK_NOMEM;
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return QK_NOMEM;
+    if (o->envelope) {
+        cJSON_AddStringToObject(root, "id", ans->id);
+        cJSON_AddStringToObject(root, "object", "chat.completion.chunk");
+        cJSON_AddNumberToObject(root, "created", (double)ans->created);
+        cJSON_AddStringToObject(root, "model", ans->model);
+    }
+    cJSON *choices = cJSON_AddArrayToObject(root, "choices");
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+    cJSON_AddStringToObject(delta, "role", "assistant");
+    cJSON_AddStringToObject(delta, "content", content);
+    if (last && o->finish_reason)
+        cJSON_AddStringToObject(choice, "finish_reason", ans->finish);
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
+    if (last && o->usage) {
+        int out_tokens = (int)ans->n_pieces;
+        cJSON *usage = cJSON_AddObjectToObject(root, "usage");
+        cJSON_AddNumberToObject(usage, "input_tokens", ans->input_tokens);
+        cJSON_AddNumberToObject(usage, "output_tokens", out_tokens);
+        cJSON_AddNumberToObject(usage, "total_tokens", ans->input_tokens + out_tokens);
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    if (json) {
+        const char *eol = eol_str(o->eol);
+        rc = qk_buf_appendf(ev, "data: %s%s%s", json, eol, eol);
+        cJSON_free(json);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static enum qk_err
+plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int delay,
+          int events)
+{
+    if (p->count == *alloc) {
+        size_t n = *alloc ? *alloc * 2 : 16;
+        struct mock_write *w = realloc(p->writes, n * sizeof *w);
+        if (!w)
+            return QK_NOMEM;
+        p->writes = w;
+        *alloc = n;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return QK_NOMEM;
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    p->writes[p->count++] = (struct mock_write){copy, len, delay, events};
+    return QK_OK;
+}
+
+/* Pushes one group of events as one write, or as several writes cut inside
+ * multi-byte characters when split_utf8 asks for it. */
+static enum qk_err
+push_group(struct mock_plan *p, size_t *alloc, const struct qk_buf *group, int events,
+           int delay, bool split_utf8)
+{
+    const char *d = qk_buf_ptr(group);
+    size_t len = qk_buf_len(group);
+    if (!split_utf8)
+        return plan_push(p, alloc, d, len, delay, events);
+    /* Cut one byte into every multi-byte character (up to 6 cuts per group), so
+     * each write after the first starts inside a character. */
+    size_t start = 0, cuts = 0;
+    enum qk_err rc = QK_OK;
+    for (size_t i = 0; i < len && cuts < 6; i++) {
+        unsigned char c = (unsigned char)d[i];
+        if (c >= 0xC0 && i + 1 < len) {
+            size_t cut = i + 1;
+            rc = plan_push(p, alloc, d + start, cut - start, start ? MOCK_SPLIT_WRITE_DELAY_MS : delay, 0);
+            if (rc != QK_OK)
+                return rc;
+            start = cut;
+            cuts++;
+            i += utf8_len(c) - 1;
+        }
+    }
+    return plan_push(p, alloc, d + start, len - start, start ? MOCK_SPLIT_WRITE_DELAY_MS : delay,
+                     events);
+}
+
+enum qk_err
+mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
+                bool cumulative, struct mock_plan *out)
+{
+    enum qk_err rc = QK_OK;
+    struct mock_plan plan = {0};
+    size_t alloc = 0;
+    char *text = mock_answer_text(ans);
+    size_t cuts[MOCK_ANSWER_MAX + 2];
+    struct qk_buf events, group;
+    qk_buf_init(&events, SIZE_MAX / 2);
+    qk_buf_init(&group, SIZE_MAX / 2);
+    if (!text) {
+        rc = QK_NOMEM;
+        goto out;
+    }
+
+    /* Piece boundaries: the natural pieces, or an even re-split. */
+    size_t n;
+    if (o->chunks > 0) {
+        size_t want = (size_t)o->chunks > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : (size_t)o->chunks;
+        n = split_chars(text, want, cuts);
+    } else {
+        n = ans->n_pieces;
+        cuts[0] = 0;
+        for (size_t i = 0; i < n; i++)
+            cuts[i + 1] = cuts[i] + strlen(ans->pieces[i]);
+    }
+
+    /* Serialise every event first; offsets mark where each one ends. */
+    size_t ends[MOCK_ANSWER_MAX + 4];
+    size_t n_events = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t from = cumulative ? 0 : cuts[i];
+        size_t to = cuts[i + 1];
+        char saved = text[to];
+        text[to] = '\0';
+        if (o->comments)
+            rc = qk_buf_appendf(&events, ": keep-alive%s", eol_str(o->eol));
+        if (rc == QK_OK)
+            rc = append_chunk_event(&events, ans, o, text + from, i + 1 == n && !o->final_repeat);
+        text[to] = saved;
+        if (rc != QK_OK)
+            goto out;
+        ends[n_events++] = qk_buf_len(&events);
+    }
+    if (o->final_repeat) {
+        if (o->comments)
+            rc = qk_buf_appendf(&events, ": keep-alive%s", eol_str(o->eol));
+        if (rc == QK_OK)
+            rc = append_chunk_event(&events, ans, o, text, true);
+        if (rc != QK_OK)
+            goto out;
+        ends[n_events++] = qk_buf_len(&events);
+    }
+    if (o->done) {
+        const char *eol = eol_str(o->eol);
+        rc = qk_buf_appendf(&events, "data: [DONE]%s%s", eol, eol);
+        if (rc != QK_OK)
+            goto out;
+        ends[n_events++] = qk_buf_len(&events);
+    }
+
+    /* Faults that end the stream early cut the event list. */
+    size_t keep = n_events;
+    if (o->truncate_after >= 0 && (size_t)o->truncate_after < keep) {
+        keep = (size_t)o->truncate_after;
+        plan.end = MOCK_END_CLOSE;
+    }
+    if (o->stall_after >= 0 && (size_t)o->stall_after < keep) {
+        keep = (size_t)o->stall_after;
+        plan.end = MOCK_END_STALL;
+        plan.stall_ms = o->stall_ms;
+    }
+
+    /* Group events into writes. */
+    size_t per_write = o->coalesce < 0 ? keep : o->coalesce > 1 ? (size_t)o->coalesce : 1;
+    if (per_write == 0)
+        per_write = 1;
+    size_t start = 0;
+    for (size_t e = 0; e < keep; e += per_write) {
+        size_t last = e + per_write < keep ? e + per_write : keep;
+        qk_buf_reset(&group);
+        rc = qk_buf_append(&group, qk_buf_ptr(&events) + start, ends[last - 1] - start);
+        if (rc == QK_OK)
+            rc = push_group(&plan, &alloc, &group, (int)(last - e), e ? o->chunk_delay_ms : 0,
+                            o->split_utf8);
+        if (rc != QK_OK)
+            goto out;
+        start = ends[last - 1];
+    }
+
+out:
+    free(text);
+    qk_buf_free(&events);
+    qk_buf_free(&group);
+    if (rc != QK_OK)
+        mock_plan_free(&plan);
+    else
+        *out = plan;
+    return rc;
+}
+
+enum qk_err
+mock_plan_single_event(const char *json, struct mock_plan *out)
+{
+    struct mock_plan plan = {0};
+    size_t alloc = 0;
+    struct qk_buf ev;
+    qk_buf_init(&ev, SIZE_MAX / 2);
+    enum qk_err rc = qk_buf_appendf(&ev, "data: %s\n\n", json);
+    if (rc == QK_OK)
+        rc = plan_push(&plan, &alloc, qk_buf_ptr(&ev), qk_buf_len(&ev), 0, 1);
+    qk_buf_free(&ev);
+    if (rc != QK_OK)
+        mock_plan_free(&plan);
+    else
+        *out = plan;
+    return rc;
+}
+
+void
+mock_plan_free(struct mock_plan *plan)
+{
+    if (!plan)
+        return;
+    for (size_t i = 0; i < plan->count; i++)
+        free(plan->writes[i].data);
+    free(plan->writes);
+    memset(plan, 0, sizeof *plan);
+}

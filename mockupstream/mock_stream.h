@@ -1,0 +1,89 @@
+/* Turning an answer into the exact bytes and timing of a streamed response.
+ * The plan is pure data, so unit tests can check it without a socket. */
+#ifndef MOCK_STREAM_H
+#define MOCK_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qwenkit/common.h"
+
+enum mock_eol { MOCK_EOL_LF = 0, MOCK_EOL_CRLF, MOCK_EOL_CR };
+
+/** How a stream is shaped (the `stream` object of a scenario step). */
+struct mock_stream_opts {
+    int chunks;          /**< re-split the text into N pieces; 0 = natural pieces */
+    int chunk_delay_ms;  /**< pause before each event after the first */
+    bool split_utf8;     /**< cut writes inside multi-byte characters */
+    enum mock_eol eol;
+    bool comments;       /**< ": keep-alive" line before each event */
+    int coalesce;        /**< events per write; 0/1 = one, -1 = all */
+    int truncate_after;  /**< close after K events; -1 = never */
+    int stall_after;     /**< stop after K events, hold open; -1 = never */
+    int stall_ms;        /**< how long a stall holds the connection */
+    bool final_repeat;   /**< extra last chunk repeating the whole text */
+    int cumulative;      /**< -1 = as requested, 0 = incremental, 1 = cumulative */
+    bool done;           /**< send data: [DONE] */
+    bool finish_reason;  /**< last chunk carries finish_reason */
+    bool usage;          /**< last chunk carries usage */
+    bool envelope;       /**< chunks carry id/object/created/model */
+};
+
+/** Delay between the writes of one event split inside UTF-8 characters. */
+#define MOCK_SPLIT_WRITE_DELAY_MS 15
+
+/** Most pieces a stream is split into (`chunks` is capped to it). */
+#define MOCK_ANSWER_MAX 256
+
+/** Fills @p o with the defaults (natural pieces, no faults, everything sent). */
+void mock_stream_opts_init(struct mock_stream_opts *o);
+
+/** What the answer says, independent of how it is streamed. */
+struct mock_answer {
+    const char *const *pieces; /**< borrowed */
+    size_t n_pieces;
+    const char *model;         /**< borrowed */
+    const char *id;            /**< borrowed, "chatcmpl-..." */
+    long long created;         /**< seconds */
+    int input_tokens;
+    const char *finish;        /**< "stop" or "length" */
+};
+
+/** One socket write: sent after waiting delay_ms; completes `events` events. */
+struct mock_write {
+    char *data;
+    size_t len;
+    int delay_ms;
+    int events;
+};
+
+enum mock_plan_end { MOCK_END_NORMAL = 0, MOCK_END_CLOSE, MOCK_END_STALL };
+
+/** The full response body as a list of writes. Owned by whoever built it;
+ *  release with mock_plan_free(). */
+struct mock_plan {
+    struct mock_write *writes;
+    size_t count;
+    enum mock_plan_end end;
+    int stall_ms;
+};
+
+/**
+ * Builds the plan for @p ans streamed with @p opts; @p cumulative says which delta
+ * style to use (already resolved against the request and opts->cumulative).
+ */
+QK_WUR enum qk_err mock_plan_build(const struct mock_answer *ans,
+                                   const struct mock_stream_opts *opts, bool cumulative,
+                                   struct mock_plan *out);
+
+/** Plan of a single in-band failure event followed by the end of the stream. */
+QK_WUR enum qk_err mock_plan_single_event(const char *json, struct mock_plan *out);
+
+/** Frees the writes. NULL-safe; the plan is empty afterwards. */
+void mock_plan_free(struct mock_plan *plan);
+
+/** The answer's whole text (new string, caller frees). */
+char *mock_answer_text(const struct mock_answer *ans);
+
+#endif
