@@ -1,0 +1,103 @@
+/**
+ * @file proxy.h
+ * @brief Embedding API of qwen-proxy, the reference proxy in front of the Qwen web-chat API.
+ *
+ * A program (or a test) fills a struct qk_proxy_config, starts the proxy in-process, reads
+ * the bound port and stops it. The proxy runs on its own fixed set of threads: the
+ * libmicrohttpd server threads plus one upstream event-loop thread.
+ *
+ * Ownership: qk_proxy_start() returns a new proxy that the caller releases with
+ * qk_proxy_stop(). Strings in struct qk_proxy_config are borrowed for the duration of
+ * qk_proxy_start() only (the proxy copies what it keeps).
+ */
+#ifndef QWENKIT_PROXY_H
+#define QWENKIT_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qwenkit/common.h"
+
+struct qk_proxy;
+
+/** Format of the one log line written per request on stderr. */
+enum qk_proxy_log_format {
+    QK_PROXY_LOG_TEXT = 0, /**< key=value pairs */
+    QK_PROXY_LOG_JSON = 1, /**< one JSON object per line */
+    QK_PROXY_LOG_OFF = 2,  /**< no request log (embedding, tests) */
+};
+
+/** Settings of a proxy; fill with qk_proxy_config_init() then override. */
+struct qk_proxy_config {
+    const char *listen_host;     /**< address to bind, default "127.0.0.1" */
+    uint16_t port;               /**< default 8000; 0 picks a free port */
+    const char *upstream;        /**< base URL, default "https://chat.qwenlm.ai" */
+    int64_t cache_ttl_ms;        /**< model-list cache TTL, default 3600 s */
+    size_t cache_max_entries;    /**< credentials kept in the cache (LRU), default 1000 */
+    int64_t stale_grace_ms;      /**< serve an expired list this long when refresh fails, 300 s */
+    unsigned max_retries;        /**< retries after the first attempt, default 3 */
+    unsigned retry_base_ms;      /**< first backoff step, doubled per retry, default 250 */
+    int64_t retry_after_cap_ms;  /**< longest upstream Retry-After honoured, default 10 s */
+    int64_t upstream_timeout_ms; /**< one upstream attempt, default 60 s */
+    int64_t deadline_ms;         /**< whole request incl. retries, default 120 s */
+    size_t max_body;             /**< request body limit (413 above), default 1 MiB */
+    const char *cors_origins;    /**< comma-separated allowed origins or "*", default "*" */
+    enum qk_proxy_log_format log_format; /**< default text */
+    unsigned threads;                    /**< server threads, default 2 */
+    const char *mutant; /**< suite self-test: a behaviour to break (QK_MUTANTS builds) */
+};
+
+/** What the command line asked for besides running. */
+enum qk_proxy_cli_action {
+    QK_PROXY_CLI_RUN = 0,     /**< start the proxy */
+    QK_PROXY_CLI_HELP = 1,    /**< print qk_proxy_usage() and exit 0 */
+    QK_PROXY_CLI_VERSION = 2, /**< print the version and exit 0 */
+};
+
+/** Reads one environment variable; returns NULL when unset. */
+typedef const char *(*qk_proxy_env_fn)(const char *name);
+
+/** Fills @p cfg with the defaults documented above. */
+void qk_proxy_config_init(struct qk_proxy_config *cfg);
+
+/**
+ * Applies environment variables (QWEN_PROXY_PORT, ...) and then command-line flags
+ * (`--port 8000` or `--port=8000`) to @p cfg, so flags win over the environment.
+ * The string fields of @p cfg then borrow from @p argv or the environment.
+ * @param env variable lookup (getenv-like), or NULL to ignore the environment.
+ * @param[out] action what to do next.
+ * @param[out] err a one-line message naming the bad flag or variable on QK_INVALID.
+ * @return QK_OK or QK_INVALID.
+ */
+QK_WUR enum qk_err qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc,
+                                             char *const argv[], qk_proxy_env_fn env,
+                                             enum qk_proxy_cli_action *action, char *err,
+                                             size_t errlen);
+
+/** @return the static `--help` text. */
+const char *qk_proxy_usage(void);
+
+/** @return the static version string ("0.1.0"). */
+const char *qk_proxy_version(void);
+
+/** @return true when this build accepts `--mutant NAME` (built with QK_MUTANTS). */
+bool qk_proxy_mutants_available(void);
+
+/**
+ * Starts a proxy: the upstream loop thread, then the HTTP server.
+ * Calls curl_global_init(), which is not thread-safe: a program that runs other threads
+ * using libcurl must call curl_global_init() itself before starting them.
+ * @param[out] out the new proxy, owned by the caller (qk_proxy_stop()).
+ * @param[out] err a message on failure (may be NULL).
+ */
+QK_WUR enum qk_err qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out,
+                                  char *err, size_t errlen);
+
+/** @return the TCP port the proxy listens on. */
+uint16_t qk_proxy_port(const struct qk_proxy *proxy);
+
+/** Stops the proxy (answers waiting requests with 503 first) and frees it. NULL-safe. */
+void qk_proxy_stop(struct qk_proxy *proxy);
+
+#endif

@@ -1,0 +1,354 @@
+/*
+ * Configuration: defaults, environment variables and command-line flags.
+ *
+ * Every option is one row of QP_OPTION_MAP (flag, environment variable, value kind,
+ * field, help text), so the parser, the environment lookup and --help cannot drift.
+ */
+#include "qwenkit/proxy.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mutant.h"
+
+enum opt_kind {
+    OPT_STRING,  /* const char * */
+    OPT_URL,     /* const char *, http:// or https:// */
+    OPT_PORT,    /* uint16_t */
+    OPT_SECONDS, /* int64_t milliseconds, given as decimal seconds */
+    OPT_MS,      /* int64_t milliseconds */
+    OPT_UINT,    /* unsigned */
+    OPT_SIZE,    /* size_t */
+    OPT_LOGFMT,  /* enum qk_proxy_log_format */
+    OPT_MUTANT,  /* const char *, checked against the mutant table */
+};
+
+/* flag, env suffix, kind, field, min, max, help */
+#define QP_OPTION_MAP(XX)                                                                          \
+    XX("listen", "LISTEN", OPT_STRING, listen_host, 0, 0, "ADDR  address to bind (127.0.0.1)")     \
+    XX("port", "PORT", OPT_PORT, port, 0, 65535, "N  TCP port, 0 picks a free one (8000)")         \
+    XX("upstream", "UPSTREAM", OPT_URL, upstream, 0, 0,                                            \
+       "URL  Qwen web-chat base URL (https://chat.qwenlm.ai)")                                     \
+    XX("cache-ttl", "CACHE_TTL", OPT_SECONDS, cache_ttl_ms, 0, 31536000000LL,                      \
+       "SECONDS  model-list cache lifetime (3600)")                                                \
+    XX("cache-max-entries", "CACHE_MAX_ENTRIES", OPT_SIZE, cache_max_entries, 1, 10000000,         \
+       "N  credentials kept in the model-list cache, LRU (1000)")                                  \
+    XX("stale-grace", "STALE_GRACE", OPT_SECONDS, stale_grace_ms, 0, 31536000000LL,                \
+       "SECONDS  serve an expired list this long when a refresh fails (300)")                      \
+    XX("max-retries", "MAX_RETRIES", OPT_UINT, max_retries, 0, 20,                                 \
+       "N  retries after the first attempt (3)")                                                   \
+    XX("retry-base-ms", "RETRY_BASE_MS", OPT_UINT, retry_base_ms, 0, 60000,                        \
+       "N  first backoff step in ms, doubled per retry, jittered (250)")                           \
+    XX("retry-after-cap", "RETRY_AFTER_CAP", OPT_SECONDS, retry_after_cap_ms, 0, 86400000LL,       \
+       "SECONDS  longest upstream Retry-After waited for (10)")                                    \
+    XX("upstream-timeout", "UPSTREAM_TIMEOUT", OPT_SECONDS, upstream_timeout_ms, 1, 86400000LL,    \
+       "SECONDS  limit for one upstream attempt (60)")                                             \
+    XX("deadline-ms", "DEADLINE_MS", OPT_MS, deadline_ms, 1, 86400000LL,                           \
+       "N  limit for the whole request incl. retries, 504 after (120000)")                         \
+    XX("max-body", "MAX_BODY", OPT_SIZE, max_body, 1, 1073741824LL,                                \
+       "BYTES  request body limit, 413 above (1048576)")                                           \
+    XX("cors-origins", "CORS_ORIGINS", OPT_STRING, cors_origins, 0, 0,                             \
+       "LIST  comma-separated allowed origins, or * (*)")                                          \
+    XX("log-format", "LOG_FORMAT", OPT_LOGFMT, log_format, 0, 0,                                   \
+       "text|json|off  request log format on stderr (text)")                                       \
+    XX("threads", "THREADS", OPT_UINT, threads, 1, 64, "N  server threads (2)")                    \
+    XX("mutant", "MUTANT", OPT_MUTANT, mutant, 0, 0,                                               \
+       "NAME  break one behaviour (suite self-test builds only)")
+
+#define QP_ENV_PREFIX "QWEN_PROXY_"
+
+enum opt_id {
+#define OPT_ID(flag, env, kind, field, lo, hi, help) OPT_ID_##field,
+    QP_OPTION_MAP(OPT_ID)
+#undef OPT_ID
+        OPT_COUNT
+};
+
+struct opt_row {
+    const char *flag;
+    const char *env;
+    enum opt_kind kind;
+    size_t offset;
+    long long lo, hi;
+    const char *help;
+};
+
+static const struct opt_row options[OPT_COUNT] = {
+#define OPT_ROW(flag, env, kind, field, lo, hi, help)                                              \
+    [OPT_ID_##field] = {                                                                           \
+        flag, QP_ENV_PREFIX env, kind, offsetof(struct qk_proxy_config, field), lo, hi, help},
+    QP_OPTION_MAP(OPT_ROW)
+#undef OPT_ROW
+};
+
+void
+qk_proxy_config_init(struct qk_proxy_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen_host = "127.0.0.1";
+    cfg->port = 8000;
+    cfg->upstream = "https://chat.qwenlm.ai";
+    cfg->cache_ttl_ms = 3600 * 1000;
+    cfg->cache_max_entries = 1000;
+    cfg->stale_grace_ms = 300 * 1000;
+    cfg->max_retries = 3;
+    cfg->retry_base_ms = 250;
+    cfg->retry_after_cap_ms = 10 * 1000;
+    cfg->upstream_timeout_ms = 60 * 1000;
+    cfg->deadline_ms = 120 * 1000;
+    cfg->max_body = QK_LIMIT_BODY_DEFAULT;
+    cfg->cors_origins = "*";
+    cfg->log_format = QK_PROXY_LOG_TEXT;
+    cfg->threads = 2;
+    cfg->mutant = NULL;
+}
+
+const char *
+qk_proxy_version(void)
+{
+    return "0.1.0";
+}
+
+bool
+qk_proxy_mutants_available(void)
+{
+#ifdef QK_MUTANTS
+    return true;
+#else
+    return false;
+#endif
+}
+
+const char *
+qk_proxy_usage(void)
+{
+    return "usage: qwen-proxy [options]\n"
+           "OpenAI-style proxy for the Qwen web-chat API (GET /api/models,\n"
+           "POST /api/chat/completions, /v1/ aliases) with auth checks, a per-credential\n"
+           "model-list cache and retries.\n\n"
+           "options (each also an environment variable, flags win):\n"
+#define OPT_HELP(flag, env, kind, field, lo, hi, help)                                             \
+    "  --" flag " " help "\n      env " QP_ENV_PREFIX env "\n"
+        QP_OPTION_MAP(OPT_HELP)
+#undef OPT_HELP
+            "  --help     this text\n"
+            "  --version  print the version\n\n"
+            "Once listening, one line `listening on http://HOST:PORT` is printed on stdout.\n";
+}
+
+/* Parses an integer that must be whole, in range, with no trailing junk. */
+static bool
+parse_ll(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s || *s == ' ' || *s == '+' || (*s == '-' && lo >= 0))
+        return false;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Decimal seconds ("2", "0.5") to milliseconds; no exponents, no negatives. */
+static bool
+parse_seconds_ms(const char *s, long long lo_ms, long long hi_ms, long long *out)
+{
+    if (!s || !*s)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (!((*p >= '0' && *p <= '9') || *p == '.'))
+            return false;
+    }
+    errno = 0;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (errno || *end != '\0' || !isfinite(v))
+        return false;
+    double ms = v * 1000.0;
+    if (ms < (double)lo_ms || ms > (double)hi_ms)
+        return false;
+    *out = llround(ms);
+    return true;
+}
+
+static bool
+valid_url(const char *s)
+{
+    size_t scheme = 0;
+    if (strncmp(s, "http://", 7) == 0)
+        scheme = 7;
+    else if (strncmp(s, "https://", 8) == 0)
+        scheme = 8;
+    else
+        return false;
+    if (s[scheme] == '\0' || s[scheme] == '/')
+        return false;
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return false;
+    }
+    return strlen(s) < 2048;
+}
+
+/* Applies one value to the option @p o; writes a message on failure. */
+static enum qk_err
+apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, const char *origin,
+      char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    long long v = 0;
+    bool ok = true;
+
+    switch (o->kind) {
+    case OPT_STRING:
+        ok = value[0] != '\0' && strlen(value) < 4096;
+        if (ok)
+            *(const char **)(void *)field = value;
+        break;
+    case OPT_URL:
+        ok = valid_url(value);
+        if (ok)
+            *(const char **)(void *)field = value;
+        break;
+    case OPT_PORT:
+        ok = parse_ll(value, o->lo, o->hi, &v);
+        if (ok)
+            *(uint16_t *)(void *)field = (uint16_t)v;
+        break;
+    case OPT_SECONDS:
+        ok = parse_seconds_ms(value, o->lo, o->hi, &v);
+        if (ok)
+            *(int64_t *)(void *)field = v;
+        break;
+    case OPT_MS:
+        ok = parse_ll(value, o->lo, o->hi, &v);
+        if (ok)
+            *(int64_t *)(void *)field = v;
+        break;
+    case OPT_UINT:
+        ok = parse_ll(value, o->lo, o->hi, &v);
+        if (ok)
+            *(unsigned *)(void *)field = (unsigned)v;
+        break;
+    case OPT_SIZE:
+        ok = parse_ll(value, o->lo, o->hi, &v);
+        if (ok)
+            *(size_t *)(void *)field = (size_t)v;
+        break;
+    case OPT_LOGFMT:
+        if (strcmp(value, "text") == 0)
+            *(enum qk_proxy_log_format *)(void *)field = QK_PROXY_LOG_TEXT;
+        else if (strcmp(value, "json") == 0)
+            *(enum qk_proxy_log_format *)(void *)field = QK_PROXY_LOG_JSON;
+        else if (strcmp(value, "off") == 0)
+            *(enum qk_proxy_log_format *)(void *)field = QK_PROXY_LOG_OFF;
+        else
+            ok = false;
+        break;
+    case OPT_MUTANT: {
+        enum qp_mutant m = QP_MUT_NONE;
+        if (!qk_proxy_mutants_available()) {
+            snprintf(err, errlen, "%s: mutants are not built in (configure with -DQK_MUTANTS=ON)",
+                     origin);
+            return QK_INVALID;
+        }
+        ok = qp_mutant_from_name(value, &m);
+        if (ok)
+            *(const char **)(void *)field = value;
+        break;
+    }
+    }
+    if (!ok) {
+        if (o->kind == OPT_SECONDS || o->kind == OPT_MS || o->kind == OPT_UINT ||
+            o->kind == OPT_SIZE || o->kind == OPT_PORT) {
+            long long lo = o->lo, hi = o->hi;
+            if (o->kind == OPT_SECONDS) {
+                lo /= 1000;
+                hi /= 1000;
+            }
+            snprintf(err, errlen, "%s: invalid value '%.64s' (expected %s, %lld..%lld)", origin,
+                     value, o->help, lo, hi);
+        } else {
+            snprintf(err, errlen, "%s: invalid value '%.64s' (expected %s)", origin, value,
+                     o->help);
+        }
+        return QK_INVALID;
+    }
+    return QK_OK;
+}
+
+enum qk_err
+qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const argv[],
+                          qk_proxy_env_fn env, enum qk_proxy_cli_action *action, char *err,
+                          size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    err[0] = '\0';
+    *action = QK_PROXY_CLI_RUN;
+
+    /* Environment first so that flags override it. */
+    for (int i = 0; env && i < OPT_COUNT; i++) {
+        const char *value = env(options[i].env);
+        if (!value)
+            continue;
+        enum qk_err rc = apply(cfg, &options[i], value, options[i].env, err, errlen);
+        if (rc != QK_OK)
+            return rc;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *action = QK_PROXY_CLI_HELP;
+            return QK_OK;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            *action = QK_PROXY_CLI_VERSION;
+            return QK_OK;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%.64s' (see --help)", arg);
+            return QK_INVALID;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt_row *o = NULL;
+        for (int k = 0; k < OPT_COUNT; k++) {
+            if (strlen(options[k].flag) == name_len &&
+                strncmp(options[k].flag, name, name_len) == 0) {
+                o = &options[k];
+                break;
+            }
+        }
+        if (!o) {
+            snprintf(err, errlen, "unknown flag '%.64s' (see --help)", arg);
+            return QK_INVALID;
+        }
+        const char *value = NULL;
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            snprintf(err, errlen, "--%s needs a value (see --help)", o->flag);
+            return QK_INVALID;
+        }
+        char origin[64];
+        snprintf(origin, sizeof(origin), "--%s", o->flag);
+        enum qk_err rc = apply(cfg, o, value, origin, err, errlen);
+        if (rc != QK_OK)
+            return rc;
+    }
+    return QK_OK;
+}

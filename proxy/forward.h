@@ -1,0 +1,57 @@
+/**
+ * @file forward.h
+ * @brief The upstream exchange of one request, run on the loop thread.
+ *
+ * For each posted request the forwarder consults the model-list cache and the
+ * single-flight registry, runs attempts through libcurl, applies the retry policy with
+ * timers, turns the outcome into the caller's response, and hands the request back with
+ * the `complete` callback (which resumes the libmicrohttpd connection).
+ */
+#ifndef QP_FORWARD_H
+#define QP_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "qwenkit/common.h"
+#include "request.h"
+#include "retry.h"
+
+struct qp_forwarder;
+
+/**
+ * Hands a finished request back to the server side: the callee resumes the connection
+ * and drops the loop's reference. Called on the loop thread with req->resp filled.
+ */
+typedef void (*qp_forward_complete_fn)(struct qp_request *req);
+
+/** Settings of a forwarder; strings are copied. */
+struct qp_forward_config {
+    const char *models_url; /**< full upstream URL of the model list */
+    const char *chat_url;   /**< full upstream URL of chat completions */
+    struct qp_retry_policy policy;
+    int64_t cache_ttl_ms;
+    size_t cache_max_entries;
+    int64_t stale_grace_ms;
+    int64_t upstream_timeout_ms;
+    int64_t deadline_ms;
+    qp_forward_complete_fn complete;
+};
+
+/** @return a new forwarder in @p out (free with qp_forwarder_free()). */
+QK_WUR enum qk_err qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out);
+
+/** Gives the forwarder the loop it runs on (before any request is posted). */
+void qp_forwarder_set_loop(struct qp_forwarder *fw, struct qp_loop *loop);
+
+/** Frees the forwarder; call after the loop stopped. NULL-safe. */
+void qp_forwarder_free(struct qp_forwarder *fw);
+
+/** qp_loop_post_fn: @p item is a struct qp_request holding a loop reference. */
+void qp_forward_on_post(void *fw, void *item);
+
+/** qp_loop_stop_fn: answers every open exchange with 503 and completes it. */
+void qp_forward_on_stop(void *fw);
+
+#endif

@@ -1,0 +1,70 @@
+/**
+ * @file headers.h
+ * @brief Header policy as a table (AUTH-6), and CORS origin matching (HTTP-3).
+ *
+ * Every header the proxy treats specially is one row of QP_HEADER_MAP with flags saying
+ * in which direction it is dropped and why; forwarding code asks qp_header_forward_*()
+ * instead of comparing names itself. Headers named in a `Connection` value are
+ * hop-by-hop too (RFC 9110 7.6.1).
+ */
+#ifndef QP_HEADERS_H
+#define QP_HEADERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** Flags of a header row. */
+enum qp_header_flags {
+    QP_HDR_HOP = 1 << 0,     /**< hop-by-hop: never forwarded, either direction */
+    QP_HDR_REQ_OWN = 1 << 1, /**< on requests the proxy or libcurl sets it */
+    QP_HDR_RES_OWN = 1 << 2, /**< on responses the proxy or libmicrohttpd sets it */
+};
+
+/* name, flags, why */
+#define QP_HEADER_MAP(XX)                                                                          \
+    XX("Connection", QP_HDR_HOP, "hop-by-hop (RFC 9110 7.6.1)")                                    \
+    XX("Keep-Alive", QP_HDR_HOP, "hop-by-hop")                                                     \
+    XX("Proxy-Connection", QP_HDR_HOP, "non-standard hop-by-hop")                                  \
+    XX("TE", QP_HDR_HOP, "hop-by-hop")                                                             \
+    XX("Trailer", QP_HDR_HOP, "hop-by-hop")                                                        \
+    XX("Transfer-Encoding", QP_HDR_HOP, "framing belongs to each connection")                      \
+    XX("Upgrade", QP_HDR_HOP, "hop-by-hop")                                                        \
+    XX("Proxy-Authorization", QP_HDR_HOP, "credentials for this hop only")                         \
+    XX("Proxy-Authenticate", QP_HDR_HOP, "challenge for this hop only")                            \
+    XX("Host", QP_HDR_REQ_OWN, "libcurl sets the upstream's host")                                 \
+    XX("Content-Length", QP_HDR_REQ_OWN | QP_HDR_RES_OWN, "recomputed for our body")               \
+    XX("Expect", QP_HDR_REQ_OWN, "no 100-continue round trip upstream")                            \
+    XX("Accept-Encoding", QP_HDR_REQ_OWN, "the proxy reads bodies as identity")                    \
+    XX("X-Request-Id", QP_HDR_REQ_OWN | QP_HDR_RES_OWN, "the proxy sets the chosen id")            \
+    XX("Content-Type", QP_HDR_RES_OWN, "the proxy sets it with the body it sends")                 \
+    XX("Date", QP_HDR_RES_OWN, "libmicrohttpd sets it")                                            \
+    XX("Server", QP_HDR_RES_OWN, "the upstream's software is not the caller's concern")            \
+    XX("Set-Cookie", QP_HDR_RES_OWN, "upstream cookies belong to the upstream's origin")           \
+    XX("X-Cache", QP_HDR_RES_OWN, "the proxy's own cache status")                                  \
+    XX("Vary", QP_HDR_RES_OWN, "the proxy sets its own")                                           \
+    XX("Access-Control-Allow-Origin", QP_HDR_RES_OWN, "the proxy answers CORS itself")             \
+    XX("Access-Control-Allow-Credentials", QP_HDR_RES_OWN, "the proxy answers CORS")               \
+    XX("Access-Control-Expose-Headers", QP_HDR_RES_OWN, "the proxy answers CORS")
+
+/** @return the flags of @p name (case-insensitive), 0 for an ordinary header. */
+unsigned qp_header_flags(const char *name);
+
+/**
+ * @return true when @p name appears as a token in the `Connection` value @p connection
+ * (comma-separated, case-insensitive). NULL @p connection lists nothing.
+ */
+bool qp_header_in_connection(const char *name, const char *connection);
+
+/** @return true when a caller's request header goes upstream. */
+bool qp_header_forward_request(const char *name, const char *connection);
+
+/** @return true when an upstream response header goes back to the caller. */
+bool qp_header_forward_response(const char *name, const char *connection);
+
+/**
+ * @return true when @p origin may use the proxy from a browser: @p allowed is "*" or a
+ * comma-separated list of exact origins (`https://app.example`, trailing slash ignored).
+ */
+bool qp_cors_origin_allowed(const char *allowed, const char *origin);
+
+#endif

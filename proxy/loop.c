@@ -1,0 +1,344 @@
+#include "loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* One posted item; a node per post keeps the items free of queue fields. */
+struct post_node {
+    void *item;
+    struct post_node *next;
+};
+
+struct qp_loop {
+    int epfd;
+    int wakefd;
+    CURLM *multi;
+    int64_t curl_due_ms;          /* -1: libcurl wants no timeout call */
+    struct qp_loop_timer *timers; /* sorted by due time */
+    uint64_t rng;
+
+    qp_loop_post_fn on_post;
+    qp_loop_stop_fn on_stop;
+    void *ctx;
+
+    pthread_t thread;
+    pthread_mutex_t lock;         /* guards the fields below */
+    struct post_node *queue_head; /* posted items, oldest first */
+    struct post_node *queue_tail;
+    bool stopping;
+    bool joined; /* qp_loop_stop() has joined (or is joining) the thread */
+};
+
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    (void)socketp;
+    struct qp_loop *loop = userp;
+    if (what == CURL_POLL_REMOVE) {
+        /* The socket may already be closed; nothing to do then. */
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+        epoll_ctl(loop->epfd, EPOLL_CTL_ADD, s, &ev);
+    return 0;
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct qp_loop *loop = userp;
+    loop->curl_due_ms = timeout_ms < 0 ? -1 : qk_now_ms() + timeout_ms;
+    return 0;
+}
+
+static void
+finish_transfers(struct qp_loop *loop)
+{
+    CURLMsg *msg = NULL;
+    int left = 0;
+    while ((msg = curl_multi_info_read(loop->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        struct qp_loop_transfer *t = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)(void *)&t);
+        curl_multi_remove_handle(loop->multi, easy);
+        if (t && t->done)
+            t->done(t, result);
+    }
+}
+
+static void
+run_timers(struct qp_loop *loop)
+{
+    int64_t now = qk_now_ms();
+    while (loop->timers && loop->timers->due_ms <= now) {
+        struct qp_loop_timer *t = loop->timers;
+        loop->timers = t->next;
+        t->next = NULL;
+        t->armed = false;
+        t->fire(t);
+    }
+}
+
+static bool
+run_posted(struct qp_loop *loop)
+{
+    pthread_mutex_lock(&loop->lock);
+    struct post_node *n = loop->queue_head;
+    loop->queue_head = NULL;
+    loop->queue_tail = NULL;
+    bool stopping = loop->stopping;
+    pthread_mutex_unlock(&loop->lock);
+    while (n) {
+        struct post_node *next = n->next;
+        void *item = n->item;
+        free(n);
+        loop->on_post(loop->ctx, item);
+        n = next;
+    }
+    return stopping;
+}
+
+static void *
+loop_main(void *arg)
+{
+    struct qp_loop *loop = arg;
+    struct epoll_event events[64];
+    for (;;) {
+        int64_t now = qk_now_ms();
+        int64_t wait = 1000; /* wake at least once a second; costs nothing */
+        if (loop->curl_due_ms >= 0 && loop->curl_due_ms - now < wait)
+            wait = loop->curl_due_ms - now;
+        if (loop->timers && loop->timers->due_ms - now < wait)
+            wait = loop->timers->due_ms - now;
+        if (wait < 0)
+            wait = 0;
+        int n = epoll_wait(loop->epfd, events, 64, (int)wait);
+        int running = 0;
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == loop->wakefd) {
+                uint64_t v;
+                ssize_t r = read(loop->wakefd, &v, sizeof(v));
+                (void)r; /* a failed read only means nothing was pending */
+                continue;
+            }
+            int flags = 0;
+            if (events[i].events & EPOLLIN)
+                flags |= CURL_CSELECT_IN;
+            if (events[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (events[i].events & (EPOLLERR | EPOLLHUP))
+                flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(loop->multi, fd, flags, &running);
+        }
+        if (loop->curl_due_ms >= 0 && qk_now_ms() >= loop->curl_due_ms) {
+            loop->curl_due_ms = -1;
+            curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        finish_transfers(loop);
+        run_timers(loop);
+        bool stopping = run_posted(loop);
+        finish_transfers(loop);
+        if (stopping) {
+            loop->on_stop(loop->ctx);
+            /* Items posted while on_stop ran were accepted before `stopping` was set. */
+            run_posted(loop);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void
+wake(struct qp_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t r = write(loop->wakefd, &one, sizeof(one));
+    (void)r; /* the counter saturating still leaves the loop awake */
+}
+
+enum qk_err
+qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx, struct qp_loop **out,
+              char *err, size_t errlen)
+{
+    enum qk_err rc = QK_START;
+    struct qp_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop) {
+        snprintf(err, errlen, "out of memory");
+        return QK_NOMEM;
+    }
+    loop->epfd = loop->wakefd = -1;
+    loop->curl_due_ms = -1;
+    loop->on_post = on_post;
+    loop->on_stop = on_stop;
+    loop->ctx = ctx;
+    pthread_mutex_init(&loop->lock, NULL);
+    if (getrandom(&loop->rng, sizeof(loop->rng), 0) != (ssize_t)sizeof(loop->rng))
+        loop->rng = (uint64_t)qk_now_ms() * 0x9E3779B97F4A7C15ULL;
+    loop->rng |= 1;
+
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->epfd < 0 || loop->wakefd < 0) {
+        snprintf(err, errlen, "epoll/eventfd: %s", strerror(errno));
+        goto out;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = loop->wakefd;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) != 0) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        goto out;
+    }
+    loop->multi = curl_multi_init();
+    if (!loop->multi) {
+        snprintf(err, errlen, "curl_multi_init failed");
+        goto out;
+    }
+    curl_multi_setopt(loop->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
+    curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
+    if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0) {
+        snprintf(err, errlen, "pthread_create failed");
+        goto out;
+    }
+    rc = QK_OK;
+out:
+    if (rc != QK_OK) {
+        if (loop->multi)
+            curl_multi_cleanup(loop->multi);
+        if (loop->epfd >= 0)
+            close(loop->epfd);
+        if (loop->wakefd >= 0)
+            close(loop->wakefd);
+        pthread_mutex_destroy(&loop->lock);
+        free(loop);
+        loop = NULL;
+    }
+    *out = loop;
+    return rc;
+}
+
+bool
+qp_loop_post(struct qp_loop *loop, void *item)
+{
+    struct post_node *n = malloc(sizeof(*n));
+    if (!n)
+        return false;
+    n->item = item;
+    n->next = NULL;
+    pthread_mutex_lock(&loop->lock);
+    if (loop->stopping) {
+        pthread_mutex_unlock(&loop->lock);
+        free(n);
+        return false;
+    }
+    if (loop->queue_tail)
+        loop->queue_tail->next = n;
+    else
+        loop->queue_head = n;
+    loop->queue_tail = n;
+    pthread_mutex_unlock(&loop->lock);
+    wake(loop);
+    return true;
+}
+
+void
+qp_loop_stop(struct qp_loop *loop)
+{
+    if (!loop)
+        return;
+    pthread_mutex_lock(&loop->lock);
+    loop->stopping = true;
+    bool running = !loop->joined;
+    loop->joined = true;
+    pthread_mutex_unlock(&loop->lock);
+    if (!running)
+        return;
+    wake(loop);
+    pthread_join(loop->thread, NULL);
+}
+
+void
+qp_loop_free(struct qp_loop *loop)
+{
+    if (!loop)
+        return;
+    qp_loop_stop(loop);
+    curl_multi_cleanup(loop->multi);
+    close(loop->epfd);
+    close(loop->wakefd);
+    pthread_mutex_destroy(&loop->lock);
+    free(loop);
+}
+
+enum qk_err
+qp_loop_add(struct qp_loop *loop, struct qp_loop_transfer *t)
+{
+    curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t);
+    return curl_multi_add_handle(loop->multi, t->easy) == CURLM_OK ? QK_OK : QK_IO;
+}
+
+void
+qp_loop_remove(struct qp_loop *loop, struct qp_loop_transfer *t)
+{
+    curl_multi_remove_handle(loop->multi, t->easy);
+}
+
+void
+qp_loop_timer_cancel(struct qp_loop *loop, struct qp_loop_timer *t)
+{
+    if (!t->armed)
+        return;
+    struct qp_loop_timer **pp = &loop->timers;
+    while (*pp && *pp != t)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = t->next;
+    t->next = NULL;
+    t->armed = false;
+}
+
+void
+qp_loop_timer_arm(struct qp_loop *loop, struct qp_loop_timer *t, int64_t due_ms)
+{
+    qp_loop_timer_cancel(loop, t);
+    t->due_ms = due_ms;
+    struct qp_loop_timer **pp = &loop->timers;
+    while (*pp && (*pp)->due_ms <= due_ms)
+        pp = &(*pp)->next;
+    t->next = *pp;
+    *pp = t;
+    t->armed = true;
+}
+
+uint32_t
+qp_loop_random(struct qp_loop *loop)
+{
+    /* xorshift64*: plenty for jitter, never for secrets. */
+    uint64_t x = loop->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    loop->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}

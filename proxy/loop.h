@@ -1,0 +1,86 @@
+/**
+ * @file loop.h
+ * @brief The upstream event loop: one thread, epoll, libcurl multi, timers, a post queue.
+ *
+ * Everything that talks to the upstream runs on this one thread, so the cache, the
+ * single-flight registry and every curl handle have a single owner and need no lock.
+ * Server threads hand work over with qp_loop_post() (thread-safe, wakes the loop through an
+ * eventfd). libcurl is driven with curl_multi_socket_action(): its sockets are watched by
+ * the loop's epoll set (CURLMOPT_SOCKETFUNCTION) and its timeout by the loop's wait
+ * (CURLMOPT_TIMERFUNCTION). Retry backoff uses qp_loop_timer_arm(), never a sleep.
+ */
+#ifndef QP_LOOP_H
+#define QP_LOOP_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qwenkit/common.h"
+
+struct qp_loop;
+
+/**
+ * A curl transfer run by the loop. Embed it, set `done`, and pass the easy handle with
+ * CURLOPT_PRIVATE pointing at this struct to qp_loop_add().
+ */
+struct qp_loop_transfer {
+    /** Called on the loop thread once the transfer ended; the handle is already removed
+     *  from the multi handle and belongs to the callee (curl_easy_cleanup() it). */
+    void (*done)(struct qp_loop_transfer *t, CURLcode result);
+    CURL *easy;
+};
+
+/** A one-shot timer; embed it and set `fire`. Loop thread only. */
+struct qp_loop_timer {
+    void (*fire)(struct qp_loop_timer *t); /**< called on the loop thread when due */
+    int64_t due_ms;                        /**< private */
+    struct qp_loop_timer *next;            /**< private */
+    bool armed;                            /**< private */
+};
+
+/** Called on the loop thread with each item given to qp_loop_post(). */
+typedef void (*qp_loop_post_fn)(void *ctx, void *item);
+/** Called on the loop thread when it stops, so the owner can finish what is in flight. */
+typedef void (*qp_loop_stop_fn)(void *ctx);
+
+/**
+ * Starts the loop thread.
+ * @param on_post receives posted items; @p on_stop runs last, on the loop thread.
+ * @param[out] out the new loop, freed by qp_loop_stop().
+ */
+QK_WUR enum qk_err qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx,
+                                 struct qp_loop **out, char *err, size_t errlen);
+
+/**
+ * Queues @p item (borrowed) for on_post; any thread.
+ * @return false when the loop is stopping or out of memory (the item was not queued).
+ */
+bool qp_loop_post(struct qp_loop *loop, void *item);
+
+/**
+ * Stops the loop: later posts are refused, items already queued go to on_post, then
+ * on_stop runs on the loop thread and the thread is joined. NULL-safe.
+ */
+void qp_loop_stop(struct qp_loop *loop);
+
+/** Frees a stopped loop, once no thread can call qp_loop_post() any more. NULL-safe. */
+void qp_loop_free(struct qp_loop *loop);
+
+/** Adds a transfer (loop thread only). On failure the handle is still the caller's. */
+QK_WUR enum qk_err qp_loop_add(struct qp_loop *loop, struct qp_loop_transfer *t);
+
+/** Removes a transfer before it ended (loop thread only); `done` is not called. */
+void qp_loop_remove(struct qp_loop *loop, struct qp_loop_transfer *t);
+
+/** Arms (or re-arms) @p t to fire at @p due_ms on the qk_now_ms() clock (loop thread). */
+void qp_loop_timer_arm(struct qp_loop *loop, struct qp_loop_timer *t, int64_t due_ms);
+
+/** Disarms @p t if armed (loop thread). */
+void qp_loop_timer_cancel(struct qp_loop *loop, struct qp_loop_timer *t);
+
+/** @return a random number from the loop's generator (loop thread). */
+uint32_t qp_loop_random(struct qp_loop *loop);
+
+#endif

@@ -1,0 +1,22 @@
+/**
+ * @file models.h
+ * @brief The model list: checking the upstream's answer and the OpenAI shape (HTTP-4).
+ */
+#ifndef QP_MODELS_H
+#define QP_MODELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** @return true when @p body is a JSON object with a `data` array (the upstream shape). */
+bool qp_models_usable(const char *body, size_t len);
+
+/**
+ * Converts the upstream list to OpenAI's `{"object":"list","data":[{"id","object":"model",
+ * "created","owned_by"}...]}`, keeping the other fields of each model. Entries without a
+ * string `id` are dropped.
+ * @return a malloc'd body (caller frees), or NULL when @p body is unusable or out of memory.
+ */
+char *qp_models_openai(const char *body, size_t len, size_t *out_len);
+
+#endif

@@ -1,0 +1,77 @@
+/**
+ * @file mutant.h
+ * @brief Deliberately broken behaviours, so the conformance suite can prove it fails.
+ *
+ * Each mutant breaks exactly one requirement of conformance/SPEC.md. They exist only in
+ * builds configured with -DQK_MUTANTS=ON; elsewhere QP_MUTANT() is the constant 0 and the
+ * compiler drops every mutant branch, so release binaries contain no mutant code.
+ * proxy/MUTANTS.md documents the same table for the suite's ctest.
+ */
+#ifndef QP_MUTANT_H
+#define QP_MUTANT_H
+
+#include <stdbool.h>
+
+/* name, requirement it breaks, what it does */
+#define QP_MUTANT_MAP(XX)                                                                          \
+    XX(no_auth_check, "AUTH-1", "forwards requests that carry no Authorization")                   \
+    XX(empty_token_ok, "AUTH-2", "accepts a non-Bearer scheme or an empty token")                  \
+    XX(drop_authorization, "AUTH-3", "does not forward the caller's Authorization")                \
+    XX(retry_401, "AUTH-4", "retries an upstream 401 like a 500")                                  \
+    XX(global_cache, "AUTH-5", "one model-list cache entry shared by every credential")            \
+    XX(forward_hop_headers, "AUTH-6", "forwards hop-by-hop request headers upstream")              \
+    XX(no_cache, "CACHE-1", "never serves the model list from the cache")                          \
+    XX(cache_never_expires, "CACHE-2", "ignores the cache TTL")                                    \
+    XX(cache_errors, "CACHE-3", "caches failed model-list answers")                                \
+    XX(no_single_flight, "CACHE-4", "every concurrent miss goes upstream")                         \
+    XX(cache_chat, "CACHE-5", "caches chat completions per credential and body")                   \
+    XX(no_stale, "CACHE-6", "never serves a stale list when a refresh fails")                      \
+    XX(unbounded_cache, "CACHE-7", "ignores --cache-max-entries")                                  \
+    XX(no_retry, "RETRY-1", "never retries")                                                       \
+    XX(relay_html, "RETRY-2", "relays HTML answers instead of retrying them")                      \
+    XX(wrong_retry_count, "RETRY-3", "makes one attempt more than configured")                     \
+    XX(retry_4xx, "RETRY-4", "retries 400/403/404/413 like a 500")                                 \
+    XX(no_retry_gateway, "RETRY-5", "does not retry 502/503/504 or connection errors")             \
+    XX(no_backoff, "RETRY-6", "retries at once, ignoring backoff and Retry-After")                 \
+    XX(retry_changes_body, "RETRY-7", "sends a different body on retries")                         \
+    XX(no_deadline, "RETRY-8", "ignores the whole-request deadline")                               \
+    XX(no_validation, "ERR-1", "forwards chat bodies without validating them")                     \
+    XX(rewrite_400, "ERR-2", "replaces the upstream 400 message with a generic one")               \
+    XX(html_errors, "ERR-3", "answers its own errors as text/html")                                \
+    XX(no_allow_header, "ERR-4", "answers 405 without an Allow header")                            \
+    XX(no_413, "ERR-4", "accepts bodies over --max-body")                                          \
+    XX(unreachable_500, "ERR-5", "answers 500 when the upstream is unreachable")                   \
+    XX(timeout_502, "ERR-5", "answers 502 instead of 504 on an upstream timeout")                  \
+    XX(rewrite_completion, "HTTP-1", "rewrites the upstream chat.completion body")                 \
+    XX(no_request_id, "HTTP-2", "neither forwards nor returns X-Request-Id")                       \
+    XX(no_cors, "HTTP-3", "answers CORS preflight with 405")                                       \
+    XX(v1_models_raw, "HTTP-4", "answers /v1/models in the upstream shape")
+
+enum qp_mutant {
+    QP_MUT_NONE = 0,
+#ifdef QK_MUTANTS
+#define QP_MUTANT_ENUM(name, req, text) QP_MUT_##name,
+    QP_MUTANT_MAP(QP_MUTANT_ENUM)
+#undef QP_MUTANT_ENUM
+        QP_MUT_COUNT
+#endif
+};
+
+#ifdef QK_MUTANTS
+/** The mutant chosen at start (QP_MUT_NONE normally). Set once before threads start. */
+extern enum qp_mutant qp_mutant_active;
+#define QP_MUTANT(name) (qp_mutant_active == QP_MUT_##name)
+#else
+#define QP_MUTANT(name) 0
+#endif
+
+/**
+ * Looks a mutant up by name.
+ * @return true and the id in @p out, or false for an unknown name (or a release build).
+ */
+bool qp_mutant_from_name(const char *name, enum qp_mutant *out);
+
+/** Activates @p m for the whole process (tests and qk_proxy_start()). */
+void qp_mutant_set(enum qp_mutant m);
+
+#endif

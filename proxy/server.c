@@ -1,0 +1,667 @@
+/*
+ * The HTTP side: libmicrohttpd, routing, auth, validation, and qk_proxy_start/stop.
+ *
+ * Threading mode: MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL with a fixed pool of
+ * cfg->threads threads and MHD_ALLOW_SUSPEND_RESUME. A request that needs the upstream is
+ * suspended and posted to the single upstream loop thread (loop.c, forward.c); the loop
+ * fills the response and resumes the connection, and the next access-handler call queues
+ * it. No server thread ever waits for the upstream.
+ */
+#include "qwenkit/proxy.h"
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "apierror.h"
+#include "docpage.h"
+#include "forward.h"
+#include "headers.h"
+#include "key.h"
+#include "log.h"
+#include "loop.h"
+#include "mutant.h"
+#include "request.h"
+#include "validate.h"
+
+struct qk_proxy {
+    struct qk_proxy_config cfg; /* strings point at the copies below */
+    char *listen_host;
+    char *upstream;
+    char *cors_origins;
+    struct MHD_Daemon *daemon;
+    struct qp_loop *loop;
+    struct qp_forwarder *fw;
+    uint16_t port;
+};
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+struct route_row {
+    const char *path;
+    enum qp_route route;
+    bool openai_alias;
+    const char *method; /* the one method served besides OPTIONS */
+};
+
+static const struct route_row routes[] = {
+    {"/", QP_ROUTE_INDEX, false, "GET"},
+    {"/healthz", QP_ROUTE_HEALTH, false, "GET"},
+    {"/api/models", QP_ROUTE_MODELS, false, "GET"},
+    {"/v1/models", QP_ROUTE_MODELS, true, "GET"},
+    {"/api/chat/completions", QP_ROUTE_CHAT, false, "POST"},
+    {"/v1/chat/completions", QP_ROUTE_CHAT, true, "POST"},
+};
+
+static const struct route_row *
+route_of(const char *url)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(routes[i].path, url) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+static const char *
+lookup(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* Adds one "Name: value" line to an MHD response. */
+static void
+add_header_line(struct MHD_Response *r, const char *line)
+{
+    const char *colon = strchr(line, ':');
+    if (!colon || colon == line || (size_t)(colon - line) >= 128)
+        return;
+    char name[128];
+    memcpy(name, line, (size_t)(colon - line));
+    name[colon - line] = '\0';
+    const char *value = colon + 1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    MHD_add_response_header(r, name, value);
+}
+
+static void
+add_cors(struct qk_proxy *px, struct qp_request *req, struct MHD_Response *r)
+{
+    const char *origin = lookup(req->conn, "Origin");
+    if (!origin || !qp_cors_origin_allowed(px->cfg.cors_origins, origin) || QP_MUTANT(no_cors))
+        return;
+    bool any = strcmp(px->cfg.cors_origins, "*") == 0;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", any ? "*" : origin);
+    MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers",
+                            "X-Request-Id, X-Cache, Retry-After");
+}
+
+static const char *
+cache_mark_name(enum qp_cache_mark m)
+{
+    switch (m) {
+    case QP_MARK_HIT:
+        return "HIT";
+    case QP_MARK_MISS:
+        return "MISS";
+    case QP_MARK_STALE:
+        return "STALE";
+    case QP_MARK_NONE:
+        break;
+    }
+    return "-";
+}
+
+/* Queues req->resp on the connection. */
+static enum MHD_Result
+send_response(struct qp_request *req)
+{
+    struct qk_proxy *px = req->proxy;
+    struct qp_response *resp = &req->resp;
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        resp->len, resp->body ? resp->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    if (resp->content_type[0])
+        MHD_add_response_header(r, "Content-Type", resp->content_type);
+    for (const struct curl_slist *h = resp->headers; h; h = h->next)
+        add_header_line(r, h->data);
+    if (!QP_MUTANT(no_request_id))
+        MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    if (req->cache != QP_MARK_NONE)
+        MHD_add_response_header(r, "X-Cache", cache_mark_name(req->cache));
+    add_cors(px, req, r);
+    req->state = QP_REQ_SENT;
+    enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/*
+ * Answers decided from the headers alone wait for the handler call that follows the
+ * whole request: queueing on the first call would make libmicrohttpd close the
+ * connection (it cannot know the request was complete). Any body is read and dropped.
+ */
+static enum MHD_Result
+answer_later(struct qp_request *req)
+{
+    req->state = QP_REQ_READY;
+    return MHD_YES;
+}
+
+static enum MHD_Result
+reply_error(struct qp_request *req, unsigned status, const char *message, const char *param,
+            const char *code)
+{
+    qp_response_error(&req->resp, status, message, param, code);
+    return answer_later(req);
+}
+
+static enum MHD_Result
+reply_static(struct qp_request *req, unsigned status, const char *body, const char *ctype)
+{
+    char *copy = strdup(body);
+    if (!copy)
+        return MHD_NO;
+    qp_response_take_body(&req->resp, status, copy, strlen(copy), ctype);
+    return answer_later(req);
+}
+
+/* ---- request start: everything decidable from the headers ------------------------ */
+
+static bool
+valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok || n >= 64)
+            return false;
+    }
+    return n > 0;
+}
+
+static void
+choose_request_id(struct qp_request *req)
+{
+    const char *given = lookup(req->conn, "X-Request-Id");
+    if (given && valid_request_id(given) && !QP_MUTANT(no_request_id)) {
+        snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+        return;
+    }
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        uint64_t t = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)req;
+        memcpy(rnd, &t, sizeof(t));
+        memcpy(rnd + 8, &t, sizeof(t));
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(req->request_id + 2 * i, 3, "%02x", rnd[i]);
+}
+
+static enum MHD_Result
+reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct route_row *rt)
+{
+    char allow[32];
+    snprintf(allow, sizeof(allow), "%s, OPTIONS", rt->method);
+    if (QP_MUTANT(no_cors)) {
+        qp_response_error(&req->resp, 405, "Method not allowed.", NULL, "method_not_allowed");
+        qp_response_add_header(&req->resp, "Allow", rt->method);
+        return answer_later(req);
+    }
+    const char *origin = lookup(req->conn, "Origin");
+    if (origin && !qp_cors_origin_allowed(px->cfg.cors_origins, origin))
+        return reply_error(req, 403, "Origin not allowed by --cors-origins.", NULL,
+                           "cors_origin_not_allowed");
+    qp_response_take_body(&req->resp, 204, NULL, 0, NULL);
+    qp_response_add_header(&req->resp, "Allow", allow);
+    if (origin) {
+        const char *asked = lookup(req->conn, "Access-Control-Request-Headers");
+        char headers[512];
+        snprintf(headers, sizeof(headers), "%s",
+                 asked && strlen(asked) < sizeof(headers) && !strpbrk(asked, "\r\n")
+                     ? asked
+                     : "Authorization, Content-Type, X-Request-Id");
+        qp_response_add_header(&req->resp, "Access-Control-Allow-Methods", allow);
+        qp_response_add_header(&req->resp, "Access-Control-Allow-Headers", headers);
+        qp_response_add_header(&req->resp, "Access-Control-Max-Age", "600");
+    }
+    return answer_later(req);
+}
+
+/* AUTH-1/2: a Bearer token must be present before anything goes upstream. */
+static bool
+check_auth(struct qp_request *req, const char **why, const char **code)
+{
+    if (!req->authorization) {
+        *why = "Missing Authorization header; send 'Authorization: Bearer <token>'.";
+        *code = "missing_authorization";
+        return QP_MUTANT(no_auth_check);
+    }
+    size_t len = 0;
+    if (!qk_bearer_token(req->authorization, &len)) {
+        *why = "Authorization must be 'Bearer <token>' with a non-empty token.";
+        *code = "invalid_authorization";
+        return QP_MUTANT(empty_token_ok);
+    }
+    return true;
+}
+
+static enum MHD_Result
+begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const char *method,
+      void **con_cls)
+{
+    struct qp_request *req = qp_request_new();
+    if (!req)
+        return MHD_NO;
+    *con_cls = req;
+    req->proxy = px;
+    req->conn = conn;
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    snprintf(req->path, sizeof(req->path), "%s", url);
+    choose_request_id(req);
+
+    const char *auth = lookup(conn, "Authorization");
+    if (auth) {
+        req->authorization = strdup(auth);
+        if (!req->authorization)
+            return MHD_NO;
+        size_t toklen = 0;
+        const char *tok = qk_bearer_token(auth, &toklen);
+        if (tok)
+            qk_token_fingerprint(tok, toklen, req->fingerprint);
+        else
+            qk_token_fingerprint(auth, strlen(auth), req->fingerprint);
+        req->cred_key = qp_key_of(auth, strlen(auth));
+    } else {
+        qk_token_fingerprint(NULL, 0, req->fingerprint);
+    }
+
+    const struct route_row *rt = route_of(url);
+    if (!rt)
+        return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
+                           "not_found");
+    req->route = rt->route;
+    req->openai_alias = rt->openai_alias;
+    if (strcmp(method, "OPTIONS") == 0)
+        return reply_preflight(px, req, rt);
+    if (strcmp(method, rt->method) != 0) {
+        char allow[32];
+        snprintf(allow, sizeof(allow), "%s, OPTIONS", rt->method);
+        qp_response_error(&req->resp, 405, "Method not allowed for this path.", NULL,
+                          "method_not_allowed");
+        if (!QP_MUTANT(no_allow_header))
+            qp_response_add_header(&req->resp, "Allow", allow);
+        return answer_later(req);
+    }
+    if (rt->route == QP_ROUTE_INDEX)
+        return reply_static(req, 200, qp_doc_page, "text/html; charset=utf-8");
+    if (rt->route == QP_ROUTE_HEALTH)
+        return reply_static(req, 200, "{\"status\":\"ok\"}", "application/json");
+
+    const char *why = NULL, *code = NULL;
+    if (!check_auth(req, &why, &code)) {
+        qp_response_error(&req->resp, 401, why, NULL, code);
+        qp_response_add_header(&req->resp, "WWW-Authenticate", "Bearer");
+        return answer_later(req);
+    }
+    size_t cap = QP_MUTANT(no_413) ? 64u * 1024u * 1024u : px->cfg.max_body;
+    const char *clen = lookup(conn, "Content-Length");
+    if (clen && strtoull(clen, NULL, 10) > cap) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "Request body exceeds %zu bytes.", px->cfg.max_body);
+        /* Answer at once and let libmicrohttpd close: we will not read that body. */
+        qp_response_error(&req->resp, 413, msg, NULL, "request_too_large");
+        return send_response(req);
+    }
+    qk_buf_init(&req->body, cap);
+    req->state = QP_REQ_READING;
+    return MHD_YES;
+}
+
+/* ---- upstream hand-off ------------------------------------------------------------ */
+
+struct header_walk {
+    struct curl_slist *list;
+    const char *connection;
+    bool chat;
+    bool has_content_type;
+    bool failed;
+};
+
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct header_walk *w = cls;
+    if (!qp_header_forward_request(key, w->connection))
+        return MHD_YES;
+    if (QP_MUTANT(drop_authorization) && strcasecmp(key, "Authorization") == 0)
+        return MHD_YES;
+    if (strcasecmp(key, "Content-Type") == 0) {
+        /* A chat body was validated as JSON and goes up as JSON, whatever the caller
+         * labelled it (curl -d says form-urlencoded); the models GET keeps the caller's. */
+        if (w->chat)
+            return MHD_YES;
+        w->has_content_type = true;
+    }
+    if (!value)
+        value = "";
+    size_t n = strlen(key) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (!line) {
+        w->failed = true;
+        return MHD_NO;
+    }
+    /* "Name;" is libcurl's way to send an empty header ("Name:" would delete one). */
+    if (value[0])
+        snprintf(line, n, "%s: %s", key, value);
+    else
+        snprintf(line, n, "%s;", key);
+    struct curl_slist *l = curl_slist_append(w->list, line);
+    free(line);
+    if (!l) {
+        w->failed = true;
+        return MHD_NO;
+    }
+    w->list = l;
+    return MHD_YES;
+}
+
+static bool
+append_line(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l)
+        *list = l;
+    return l != NULL;
+}
+
+/* The upstream request headers, built once and reused on every attempt (RETRY-7). */
+static bool
+build_upstream_headers(struct qp_request *req)
+{
+    struct header_walk w = {NULL, lookup(req->conn, "Connection"), req->route == QP_ROUTE_CHAT,
+                            false, false};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &w);
+    bool ok = !w.failed;
+    if (ok && !QP_MUTANT(no_request_id)) {
+        char line[96];
+        snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id);
+        ok = append_line(&w.list, line);
+    }
+    if (ok && req->route == QP_ROUTE_CHAT && !w.has_content_type)
+        ok = append_line(&w.list, "Content-Type: application/json");
+    if (ok)
+        ok = append_line(&w.list, "Expect:"); /* no 100-continue round trip */
+    if (!ok) {
+        curl_slist_free_all(w.list);
+        return false;
+    }
+    req->upstream_headers = w.list;
+    return true;
+}
+
+static enum MHD_Result
+dispatch(struct qk_proxy *px, struct qp_request *req)
+{
+    if (req->body_too_big) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "Request body exceeds %zu bytes.", px->cfg.max_body);
+        qp_response_error(&req->resp, 413, msg, NULL, "request_too_large");
+        return send_response(req);
+    }
+    if (req->route == QP_ROUTE_CHAT && !QP_MUTANT(no_validation)) {
+        struct qp_invalid why;
+        if (!qp_validate_chat(qk_buf_ptr(&req->body), qk_buf_len(&req->body), &req->stream, &why)) {
+            qp_response_error(&req->resp, 400, why.message, why.param, why.code);
+            return send_response(req);
+        }
+    }
+    if (!build_upstream_headers(req)) {
+        qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
+        return send_response(req);
+    }
+
+    /* Suspend before posting, so the loop can never resume a connection that is not yet
+     * suspended. The loop's reference keeps req alive until it has resumed. */
+    req->state = QP_REQ_WAITING;
+    qp_request_ref(req);
+    MHD_suspend_connection(req->conn);
+    if (!qp_loop_post(px->loop, req)) {
+        qp_request_unref(req);
+        qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");
+        req->state = QP_REQ_READY;
+        MHD_resume_connection(req->conn);
+    }
+    return MHD_YES;
+}
+
+/* qp_forward_complete_fn, on the loop thread. */
+static void
+on_exchange_complete(struct qp_request *req)
+{
+    struct MHD_Connection *conn = req->conn;
+    req->state = QP_REQ_READY;
+    MHD_resume_connection(conn);
+    qp_request_unref(req); /* the loop's reference; req may be gone after this */
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    (void)version; /* HTTP/1.0 and 1.1 are handled alike */
+    struct qk_proxy *px = cls;
+    struct qp_request *req = *con_cls;
+    if (!req)
+        return begin(px, conn, url, method, con_cls);
+    if (*upload_data_size) {
+        if (req->state == QP_REQ_READING && !req->body_too_big &&
+            qk_buf_append(&req->body, upload_data, *upload_data_size) != QK_OK)
+            req->body_too_big = true; /* keep reading, answer 413 at the end */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    switch (req->state) {
+    case QP_REQ_READING:
+        return dispatch(px, req);
+    case QP_REQ_READY:
+        return send_response(req);
+    case QP_REQ_WAITING:
+    case QP_REQ_SENT:
+        break;
+    }
+    return MHD_YES;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe; /* the log's status 0 already says the client left early */
+    struct qk_proxy *px = cls;
+    struct qp_request *req = *con_cls;
+    if (!req)
+        return;
+    struct qp_log_entry e = {
+        .request_id = req->request_id,
+        .method = req->method,
+        .path = req->path,
+        .status = req->state == QP_REQ_SENT ? req->resp.status : 0,
+        .attempts = req->attempts,
+        .cache = cache_mark_name(req->cache),
+        .latency_ms = qk_now_ms() - req->started_ms,
+        .token = req->fingerprint,
+    };
+    qp_log_request(px->cfg.log_format, &e);
+    *con_cls = NULL;
+    qp_request_unref(req);
+}
+
+/* ---- start / stop ----------------------------------------------------------------- */
+
+static char *
+join_url(const char *base, const char *path)
+{
+    size_t n = strlen(base);
+    while (n && base[n - 1] == '/')
+        n--;
+    size_t total = n + strlen(path) + 1;
+    char *url = malloc(total);
+    if (url)
+        snprintf(url, total, "%.*s%s", (int)n, base, path);
+    return url;
+}
+
+static void
+proxy_free(struct qk_proxy *px)
+{
+    if (!px)
+        return;
+    qp_loop_stop(px->loop);
+    if (px->daemon)
+        MHD_stop_daemon(px->daemon);
+    qp_loop_free(px->loop);
+    qp_forwarder_free(px->fw);
+    free(px->listen_host);
+    free(px->upstream);
+    free(px->cors_origins);
+    free(px);
+}
+
+enum qk_err
+qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *err, size_t errlen)
+{
+    enum qk_err rc = QK_START;
+    struct qk_proxy *px = NULL;
+    struct addrinfo *ai = NULL;
+    char *models_url = NULL, *chat_url = NULL;
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    err[0] = '\0';
+    *out = NULL;
+
+    enum qp_mutant mutant = QP_MUT_NONE;
+    if (cfg->mutant && !qp_mutant_from_name(cfg->mutant, &mutant)) {
+        snprintf(err, errlen, "unknown mutant '%s' (or mutants not built in)", cfg->mutant);
+        return QK_INVALID;
+    }
+    qp_mutant_set(mutant);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "curl_global_init failed");
+        return QK_START;
+    }
+    qp_key_seed_random();
+
+    px = calloc(1, sizeof(*px));
+    if (!px)
+        goto nomem;
+    px->cfg = *cfg;
+    px->listen_host = strdup(cfg->listen_host);
+    px->upstream = strdup(cfg->upstream);
+    px->cors_origins = strdup(cfg->cors_origins ? cfg->cors_origins : "");
+    models_url = join_url(cfg->upstream, "/api/models");
+    chat_url = join_url(cfg->upstream, "/api/chat/completions");
+    if (!px->listen_host || !px->upstream || !px->cors_origins || !models_url || !chat_url)
+        goto nomem;
+    px->cfg.listen_host = px->listen_host;
+    px->cfg.upstream = px->upstream;
+    px->cfg.cors_origins = px->cors_origins;
+    px->cfg.mutant = NULL;
+
+    struct qp_forward_config fc = {
+        .models_url = models_url,
+        .chat_url = chat_url,
+        .policy = {cfg->max_retries, cfg->retry_base_ms, cfg->retry_after_cap_ms},
+        .cache_ttl_ms = cfg->cache_ttl_ms,
+        .cache_max_entries = cfg->cache_max_entries,
+        .stale_grace_ms = cfg->stale_grace_ms,
+        .upstream_timeout_ms = cfg->upstream_timeout_ms,
+        .deadline_ms = cfg->deadline_ms,
+        .complete = on_exchange_complete,
+    };
+    if (qp_forwarder_new(&fc, &px->fw) != QK_OK)
+        goto nomem;
+    rc = qp_loop_start(qp_forward_on_post, qp_forward_on_stop, px->fw, &px->loop, err, errlen);
+    if (rc != QK_OK)
+        goto out;
+    qp_forwarder_set_loop(px->fw, px->loop);
+
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)cfg->port);
+    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (gai != 0 || !ai) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", cfg->listen_host,
+                 gai_strerror(gai));
+        rc = QK_START;
+        goto out;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    px->daemon = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, on_request, px, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, px, MHD_OPTION_END);
+    if (!px->daemon) {
+        snprintf(err, errlen, "cannot listen on %s port %u (in use, or not allowed?)",
+                 cfg->listen_host, (unsigned)cfg->port);
+        rc = QK_START;
+        goto out;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(px->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    px->port = info ? info->port : cfg->port;
+    rc = QK_OK;
+    goto out;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    rc = QK_NOMEM;
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    free(models_url);
+    free(chat_url);
+    if (rc != QK_OK) {
+        proxy_free(px);
+        px = NULL;
+    }
+    *out = px;
+    return rc;
+}
+
+uint16_t
+qk_proxy_port(const struct qk_proxy *proxy)
+{
+    return proxy->port;
+}
+
+void
+qk_proxy_stop(struct qk_proxy *proxy)
+{
+    /* The loop answers and resumes every waiting request first, since libmicrohttpd must
+     * not be stopped with suspended connections; new hand-offs are refused meanwhile. */
+    proxy_free(proxy);
+}

@@ -1,0 +1,341 @@
+#include "sse_norm.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINE_CAP (4 * 1024 * 1024)
+
+struct qp_sse_norm {
+    bool cumulative; /* current interpretation of delta.content */
+    bool done;       /* [DONE] seen */
+    bool finish_sent;
+    bool role_sent;
+    size_t pieces; /* content-bearing chunks seen */
+    size_t events_out;
+    struct qk_buf text; /* the whole text so far */
+    struct qk_buf line; /* the line being read */
+    struct qk_buf data; /* data lines of the event being read */
+    bool data_seen;
+    bool after_cr;
+    char *model, *id;
+    long long created;
+    char inband[256];
+};
+
+struct qp_sse_norm *
+qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, long long now_s)
+{
+    struct qp_sse_norm *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->cumulative = !incremental_requested;
+    qk_buf_init(&n->text, LINE_CAP);
+    qk_buf_init(&n->line, LINE_CAP);
+    qk_buf_init(&n->data, LINE_CAP);
+    n->model = strdup(model ? model : "");
+    n->id = strdup(id ? id : "chatcmpl-0");
+    n->created = now_s;
+    if (!n->model || !n->id) {
+        qp_sse_norm_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+void
+qp_sse_norm_free(struct qp_sse_norm *n)
+{
+    if (!n)
+        return;
+    qk_buf_free(&n->text);
+    qk_buf_free(&n->line);
+    qk_buf_free(&n->data);
+    free(n->model);
+    free(n->id);
+    free(n);
+}
+
+size_t
+qp_sse_norm_events(const struct qp_sse_norm *n)
+{
+    return n->events_out;
+}
+
+const char *
+qp_sse_norm_inband_message(const struct qp_sse_norm *n)
+{
+    return n->inband;
+}
+
+/* The service's in-band failures: {"ret":["FAIL_..."]}, {"success":false,...},
+ * {"error":...}. */
+static bool
+is_inband_failure(const cJSON *o, char *msg, size_t len)
+{
+    const cJSON *ret = cJSON_GetObjectItemCaseSensitive(o, "ret");
+    const cJSON *success = cJSON_GetObjectItemCaseSensitive(o, "success");
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(o, "error");
+    if (cJSON_IsArray(ret)) {
+        const cJSON *first = cJSON_GetArrayItem(ret, 0);
+        if (cJSON_IsString(first) && strncmp(first->valuestring, "SUCCESS", 7) != 0) {
+            snprintf(msg, len, "upstream refused the request: %s", first->valuestring);
+            return true;
+        }
+    }
+    if (cJSON_IsFalse(success)) {
+        const cJSON *code =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "data"), "code");
+        snprintf(msg, len, "upstream failure: %s",
+                 cJSON_IsString(code) ? code->valuestring : "success=false");
+        return true;
+    }
+    if (error && !cJSON_IsNull(error)) {
+        const cJSON *m =
+            cJSON_IsObject(error) ? cJSON_GetObjectItemCaseSensitive(error, "message") : error;
+        snprintf(msg, len, "upstream error: %s", cJSON_IsString(m) ? m->valuestring : "unknown");
+        return true;
+    }
+    return false;
+}
+
+/* Seconds, whatever unit the upstream used (some send milliseconds). */
+static long long
+seconds(double v)
+{
+    long long t = (long long)v;
+    return t > 100000000000LL ? t / 1000 : t;
+}
+
+static enum qp_sse_status
+emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const char *finish,
+           const cJSON *usage, struct qk_buf *out)
+{
+    enum qp_sse_status st = QP_SSE_NOMEM;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *choice = cJSON_CreateObject();
+    cJSON *d = cJSON_CreateObject();
+    char *content = strndup(delta, delta_len);
+    if (!o || !choice || !d || !content) {
+        cJSON_Delete(o);
+        cJSON_Delete(choice);
+        cJSON_Delete(d);
+        free(content);
+        return QP_SSE_NOMEM;
+    }
+    cJSON_AddStringToObject(o, "id", n->id);
+    cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(o, "created", (double)n->created);
+    cJSON_AddStringToObject(o, "model", n->model);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddItemToObject(choice, "delta", d);
+    if (!n->role_sent)
+        cJSON_AddStringToObject(d, "role", "assistant");
+    cJSON_AddStringToObject(d, "content", content);
+    if (finish)
+        cJSON_AddStringToObject(choice, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
+    if (usage) {
+        /* The upstream's DashScope names, mapped to OpenAI's. */
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
+        const cJSON *outt = cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
+        if (cJSON_IsNumber(in) && cJSON_IsNumber(outt)) {
+            cJSON *u = cJSON_AddObjectToObject(o, "usage");
+            cJSON_AddNumberToObject(u, "prompt_tokens", in->valuedouble);
+            cJSON_AddNumberToObject(u, "completion_tokens", outt->valuedouble);
+            cJSON_AddNumberToObject(u, "total_tokens", in->valuedouble + outt->valuedouble);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    if (s && qk_buf_appendf(out, "data: %s\n\n", s) == QK_OK) {
+        st = QP_SSE_OK;
+        n->role_sent = true;
+        n->events_out++;
+        if (finish)
+            n->finish_sent = true;
+    }
+    cJSON_free(s);
+    cJSON_Delete(o);
+    free(content);
+    return st;
+}
+
+/* Works out the new text a chunk carries (see the rule in the header). */
+static void
+new_text(struct qp_sse_norm *n, const char *c, size_t clen, size_t *off)
+{
+    const char *t = qk_buf_ptr(&n->text);
+    size_t tlen = qk_buf_len(&n->text);
+    bool extends = clen >= tlen && memcmp(c, t, tlen) == 0;
+    if (n->cumulative) {
+        if (extends) {
+            *off = tlen;
+        } else {
+            /* Not an extension (the upstream rewrote earlier text): relay what
+             * follows the common prefix, since sent text cannot be taken back. */
+            size_t k = 0;
+            while (k < clen && k < tlen && c[k] == t[k])
+                k++;
+            while (k > 0 && ((unsigned char)c[k] & 0xC0) == 0x80)
+                k--; /* stay on a character boundary */
+            *off = k;
+        }
+        return;
+    }
+    /* Longer and starting with all the text so far: cumulative. Exactly equal:
+     * a repeat of everything, but only trusted after two pieces, so that a
+     * genuine second "哈" after a first "哈" is kept. */
+    if (tlen > 0 && extends && (clen > tlen || n->pieces >= 2)) {
+        n->cumulative = true; /* the upstream ignored incremental_output */
+        *off = tlen;
+        return;
+    }
+    *off = 0;
+}
+
+static enum qp_sse_status
+handle_event(struct qp_sse_norm *n, struct qk_buf *out)
+{
+    const char *data = qk_buf_ptr(&n->data);
+    size_t len = qk_buf_len(&n->data);
+    if (len > 0 && data[len - 1] == '\n')
+        len--;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        n->done = true;
+        return QP_SSE_DONE;
+    }
+    cJSON *o = cJSON_ParseWithLength(data, len);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return QP_SSE_BAD_EVENT;
+    }
+    enum qp_sse_status st = QP_SSE_OK;
+    if (is_inband_failure(o, n->inband, sizeof n->inband)) {
+        st = QP_SSE_INBAND_ERROR;
+        goto out;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "created");
+    if (n->events_out == 0) {
+        /* Keep the upstream's envelope when it has one, for the whole stream. */
+        if (cJSON_IsString(model) && model->valuestring[0]) {
+            free(n->model);
+            n->model = strdup(model->valuestring);
+        }
+        if (cJSON_IsString(id) && id->valuestring[0]) {
+            free(n->id);
+            n->id = strdup(id->valuestring);
+        }
+        if (cJSON_IsNumber(created) && created->valuedouble > 0)
+            n->created = seconds(created->valuedouble);
+        if (!n->model || !n->id) {
+            st = QP_SSE_NOMEM;
+            goto out;
+        }
+    }
+    const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
+    const cJSON *delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
+    const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
+    const char *fin = cJSON_IsString(finish) && finish->valuestring[0] ? finish->valuestring : NULL;
+    const char *c = cJSON_IsString(content) ? content->valuestring : "";
+    size_t clen = strlen(c), off = 0;
+    if (clen > 0)
+        new_text(n, c, clen, &off);
+    size_t dlen = clen > off ? clen - off : 0;
+    if (dlen > 0) {
+        if (n->cumulative)
+            qk_buf_reset(&n->text);
+        if (qk_buf_append(&n->text, n->cumulative ? c : c + off, n->cumulative ? clen : dlen) !=
+            QK_OK) {
+            st = QP_SSE_NOMEM;
+            goto out;
+        }
+    }
+    if (clen > 0)
+        n->pieces++;
+    if (n->finish_sent)
+        goto out; /* nothing may follow the finishing chunk */
+    if (dlen > 0 || fin)
+        st = emit_chunk(n, c + off, dlen, fin, fin ? usage : NULL, out);
+out:
+    cJSON_Delete(o);
+    return st;
+}
+
+enum qp_sse_status
+qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk_buf *out)
+{
+    if (n->done)
+        return QP_SSE_DONE;
+    for (size_t i = 0; i < len; i++) {
+        char ch = bytes[i];
+        if (n->after_cr) {
+            n->after_cr = false;
+            if (ch == '\n')
+                continue; /* CRLF split across reads */
+        }
+        if (ch != '\r' && ch != '\n') {
+            if (qk_buf_append(&n->line, &ch, 1) != QK_OK)
+                return QP_SSE_NOMEM;
+            continue;
+        }
+        n->after_cr = ch == '\r';
+        const char *line = qk_buf_ptr(&n->line);
+        size_t ll = qk_buf_len(&n->line);
+        enum qp_sse_status st = QP_SSE_OK;
+        if (ll == 0) {
+            if (n->data_seen)
+                st = handle_event(n, out);
+            qk_buf_reset(&n->data);
+            n->data_seen = false;
+        } else if (ll >= 4 && memcmp(line, "data", 4) == 0 && (ll == 4 || line[4] == ':')) {
+            size_t skip = ll == 4 ? 4 : (ll > 5 && line[5] == ' ') ? 6 : 5;
+            if (qk_buf_append(&n->data, line + skip, ll - skip) != QK_OK ||
+                qk_buf_append(&n->data, "\n", 1) != QK_OK)
+                st = QP_SSE_NOMEM;
+            n->data_seen = true;
+        }
+        /* comments (":...") and other fields (event:, id:, retry:) are dropped */
+        qk_buf_reset(&n->line);
+        if (st != QP_SSE_OK)
+            return st;
+    }
+    return QP_SSE_OK;
+}
+
+enum qk_err
+qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_message,
+                   struct qk_buf *out)
+{
+    if (upstream_ok && !n->done && n->data_seen) {
+        /* A clean end right after an event's last data line: take the event. */
+        enum qp_sse_status st = handle_event(n, out);
+        if (st == QP_SSE_NOMEM)
+            return QK_NOMEM;
+    }
+    if (upstream_ok || n->done) {
+        if (!n->finish_sent && emit_chunk(n, "", 0, "stop", NULL, out) != QP_SSE_OK)
+            return QK_NOMEM;
+        return qk_buf_append_str(out, "data: [DONE]\n\n");
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message",
+                            error_message ? error_message : "upstream stream interrupted");
+    cJSON_AddStringToObject(e, "type", "upstream_error");
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", "stream_interrupted");
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return QK_NOMEM;
+    enum qk_err rc = qk_buf_appendf(out, "data: %s\n\n", s);
+    cJSON_free(s);
+    return rc;
+}

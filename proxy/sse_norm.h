@@ -1,0 +1,74 @@
+/**
+ * @file sse_norm.h
+ * @brief Turns the upstream's chat stream into a well-formed OpenAI stream.
+ *
+ * The upstream sends `data: {chunk}` events whose `delta.content` is CUMULATIVE
+ * (the whole text so far) unless the request asked for `incremental_output`, may
+ * use any SSE framing (LF, CRLF, CR, comments, events split or coalesced across
+ * reads), may omit `finish_reason`, `[DONE]` and the chunk envelope, and may open
+ * with an in-band failure payload. The normalizer accepts all of that and emits
+ * only `data:` lines: complete `chat.completion.chunk` objects with incremental
+ * deltas, a `finish_reason` on the last chunk, and one final `data: [DONE]`.
+ *
+ * Rule for telling cumulative from incremental text (SSE-4): the request decides
+ * the starting mode. In incremental mode, a chunk whose content begins with the
+ * whole text so far and is longer than it, or (once two pieces have arrived)
+ * equals it, is taken as cumulative (the upstream ignored the flag): only its new
+ * suffix is relayed, and the stream is treated as cumulative from then on. Limit:
+ * a genuine incremental piece that begins with the entire text so far ("a" then
+ * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe.
+ *
+ * Pure data in, bytes out: no I/O, so it is unit-tested at every byte split.
+ * Ownership: qp_sse_norm_new() returns an object the caller frees with
+ * qp_sse_norm_free(); output is appended to a caller-owned qk_buf.
+ */
+#ifndef QP_SSE_NORM_H
+#define QP_SSE_NORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "qwenkit/buf.h"
+#include "qwenkit/common.h"
+
+struct qp_sse_norm;
+
+/** What feeding bytes produced. */
+enum qp_sse_status {
+    QP_SSE_OK = 0,       /**< fine (maybe no output yet) */
+    QP_SSE_DONE,         /**< the upstream sent [DONE]; later bytes are ignored */
+    QP_SSE_INBAND_ERROR, /**< the first event was a failure payload (firewall, quota) */
+    QP_SSE_BAD_EVENT,    /**< an event's data was not a JSON chunk */
+    QP_SSE_NOMEM,
+};
+
+/**
+ * @param incremental_requested the request carried "incremental_output": true
+ * @param model the request's model, used when chunks carry none (borrowed, copied)
+ * @param id fallback chunk id "chatcmpl-..." (borrowed, copied)
+ * @param now_s creation time in seconds, used when chunks carry none
+ */
+struct qp_sse_norm *qp_sse_norm_new(bool incremental_requested, const char *model, const char *id,
+                                    long long now_s);
+void qp_sse_norm_free(struct qp_sse_norm *n);
+
+/** Feeds upstream body bytes; appends caller-ready SSE bytes to @p out. */
+QK_WUR enum qp_sse_status qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len,
+                                           struct qk_buf *out);
+
+/**
+ * Ends the stream. When the upstream ended cleanly (@p upstream_ok, or [DONE]
+ * seen), appends a closing chunk with finish_reason if none was sent, then
+ * `data: [DONE]`. Otherwise appends one error event carrying @p error_message
+ * (and no [DONE], so no client mistakes it for success).
+ */
+QK_WUR enum qk_err qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok,
+                                      const char *error_message, struct qk_buf *out);
+
+/** Number of chunk events emitted so far. */
+size_t qp_sse_norm_events(const struct qp_sse_norm *n);
+
+/** The in-band failure message when feed returned QP_SSE_INBAND_ERROR (borrowed). */
+const char *qp_sse_norm_inband_message(const struct qp_sse_norm *n);
+
+#endif

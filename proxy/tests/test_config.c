@@ -1,0 +1,193 @@
+/* Unit tests: command line and environment parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "qwenkit/proxy.h"
+
+static const char *const *fake_env;
+
+static const char *
+env(const char *name)
+{
+    for (const char *const *e = fake_env; e && *e; e += 2) {
+        if (strcmp(e[0], name) == 0)
+            return e[1];
+    }
+    return NULL;
+}
+
+static enum qk_err
+parse(struct qk_proxy_config *cfg, int argc, char **argv, enum qk_proxy_cli_action *action,
+      char *err)
+{
+    qk_proxy_config_init(cfg);
+    return qk_proxy_config_from_args(cfg, argc, argv, env, action, err, 256);
+}
+
+static void
+defaults_match_the_issue(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    qk_proxy_config_init(&cfg);
+    assert_string_equal(cfg.listen_host, "127.0.0.1");
+    assert_int_equal(cfg.port, 8000);
+    assert_string_equal(cfg.upstream, "https://chat.qwenlm.ai");
+    assert_int_equal(cfg.cache_ttl_ms, 3600000);
+    assert_int_equal(cfg.max_retries, 3);
+}
+
+static void
+flags_set_every_field(void **state)
+{
+    (void)state;
+    char *argv[] = {"qwen-proxy",
+                    "--listen",
+                    "0.0.0.0",
+                    "--port=0",
+                    "--upstream",
+                    "http://127.0.0.1:9100/",
+                    "--cache-ttl",
+                    "1.5",
+                    "--max-retries",
+                    "5",
+                    "--retry-base-ms",
+                    "10",
+                    "--upstream-timeout",
+                    "2",
+                    "--max-body",
+                    "2048",
+                    "--cors-origins",
+                    "https://a.example",
+                    "--log-format",
+                    "json",
+                    "--cache-max-entries",
+                    "7",
+                    "--deadline-ms",
+                    "9000",
+                    "--retry-after-cap",
+                    "4",
+                    "--stale-grace",
+                    "0"};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    fake_env = NULL;
+    assert_int_equal(parse(&cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv, &action, err), QK_OK);
+    assert_int_equal(action, QK_PROXY_CLI_RUN);
+    assert_string_equal(cfg.listen_host, "0.0.0.0");
+    assert_int_equal(cfg.port, 0);
+    assert_string_equal(cfg.upstream, "http://127.0.0.1:9100/");
+    assert_int_equal(cfg.cache_ttl_ms, 1500);
+    assert_int_equal(cfg.max_retries, 5);
+    assert_int_equal(cfg.retry_base_ms, 10);
+    assert_int_equal(cfg.upstream_timeout_ms, 2000);
+    assert_int_equal(cfg.max_body, 2048);
+    assert_string_equal(cfg.cors_origins, "https://a.example");
+    assert_int_equal(cfg.log_format, QK_PROXY_LOG_JSON);
+    assert_int_equal(cfg.cache_max_entries, 7);
+    assert_int_equal(cfg.deadline_ms, 9000);
+    assert_int_equal(cfg.retry_after_cap_ms, 4000);
+    assert_int_equal(cfg.stale_grace_ms, 0);
+}
+
+static void
+flags_win_over_environment(void **state)
+{
+    (void)state;
+    static const char *const e[] = {"QWEN_PROXY_PORT", "9001", "QWEN_PROXY_MAX_RETRIES", "1", NULL};
+    fake_env = e;
+    char *argv[] = {"qwen-proxy", "--port", "9002"};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_OK);
+    assert_int_equal(cfg.port, 9002);
+    assert_int_equal(cfg.max_retries, 1);
+    fake_env = NULL;
+}
+
+static void
+bad_values_are_refused_with_a_message(void **state)
+{
+    (void)state;
+    const char *bad[][2] = {
+        {"--port", "65536"},         {"--port", "-1"},
+        {"--port", "80x"},           {"--port", ""},
+        {"--max-retries", "-3"},     {"--max-retries", "1e3"},
+        {"--cache-ttl", "-1"},       {"--cache-ttl", "abc"},
+        {"--upstream", "ftp://x"},   {"--upstream", "chat.qwenlm.ai"},
+        {"--log-format", "xml"},     {"--max-body", "0"},
+        {"--upstream-timeout", "0"}, {"--cache-max-entries", "0"},
+    };
+    fake_env = NULL;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[] = {"qwen-proxy", (char *)bad[i][0], (char *)bad[i][1]};
+        struct qk_proxy_config cfg;
+        enum qk_proxy_cli_action action;
+        char err[256] = "";
+        assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_INVALID);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    char *unknown[] = {"qwen-proxy", "--frobnicate", "1"};
+    char *missing[] = {"qwen-proxy", "--port"};
+    char *positional[] = {"qwen-proxy", "8000"};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    assert_int_equal(parse(&cfg, 3, unknown, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "--frobnicate"));
+    assert_int_equal(parse(&cfg, 2, missing, &action, err), QK_INVALID);
+    assert_int_equal(parse(&cfg, 2, positional, &action, err), QK_INVALID);
+
+    static const char *const e[] = {"QWEN_PROXY_PORT", "http", NULL};
+    fake_env = e;
+    char *none[] = {"qwen-proxy"};
+    assert_int_equal(parse(&cfg, 1, none, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "QWEN_PROXY_PORT"));
+    fake_env = NULL;
+}
+
+static void
+help_version_and_mutant_flag(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    char *help[] = {"qwen-proxy", "--help"};
+    assert_int_equal(parse(&cfg, 2, help, &action, err), QK_OK);
+    assert_int_equal(action, QK_PROXY_CLI_HELP);
+    assert_non_null(strstr(qk_proxy_usage(), "--cache-ttl"));
+    assert_non_null(strstr(qk_proxy_usage(), "QWEN_PROXY_CACHE_TTL"));
+    char *version[] = {"qwen-proxy", "--version"};
+    assert_int_equal(parse(&cfg, 2, version, &action, err), QK_OK);
+    assert_int_equal(action, QK_PROXY_CLI_VERSION);
+
+    char *mutant[] = {"qwen-proxy", "--mutant", "no_retry"};
+    char *bad_mutant[] = {"qwen-proxy", "--mutant", "no_such_mutant"};
+    assert_int_equal(parse(&cfg, 3, bad_mutant, &action, err), QK_INVALID);
+    if (qk_proxy_mutants_available()) {
+        assert_int_equal(parse(&cfg, 3, mutant, &action, err), QK_OK);
+        assert_string_equal(cfg.mutant, "no_retry");
+    } else {
+        assert_int_equal(parse(&cfg, 3, mutant, &action, err), QK_INVALID);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_match_the_issue),
+        cmocka_unit_test(flags_set_every_field),
+        cmocka_unit_test(flags_win_over_environment),
+        cmocka_unit_test(bad_values_are_refused_with_a_message),
+        cmocka_unit_test(help_version_and_mutant_flag),
+    };
+    return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);
+}

@@ -1,0 +1,86 @@
+/* Unit tests: hop-by-hop header policy (AUTH-6) and CORS origins (HTTP-3). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "headers.h"
+
+static void
+hop_by_hop_headers_are_dropped_both_ways(void **state)
+{
+    (void)state;
+    const char *hop[] = {
+        "Connection",          "keep-alive",        "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+        "Proxy-Authorization", "proxy-authenticate"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
+        assert_false(qp_header_forward_request(hop[i], NULL));
+        assert_false(qp_header_forward_response(hop[i], NULL));
+    }
+}
+
+static void
+end_to_end_headers_pass(void **state)
+{
+    (void)state;
+    assert_true(qp_header_forward_request("Authorization", NULL));
+    assert_true(qp_header_forward_request("authorization", "close"));
+    assert_true(qp_header_forward_request("Content-Type", NULL));
+    assert_true(qp_header_forward_request("User-Agent", NULL));
+    assert_true(qp_header_forward_response("Retry-After", NULL));
+    assert_true(qp_header_forward_response("X-Upstream-Thing", NULL));
+}
+
+static void
+connection_listed_headers_are_hop_by_hop(void **state)
+{
+    (void)state;
+    const char *conn = "keep-alive, X-Secret ,  x-other";
+    assert_true(qp_header_in_connection("x-secret", conn));
+    assert_true(qp_header_in_connection("X-Other", conn));
+    assert_false(qp_header_in_connection("X-Secre", conn));
+    assert_false(qp_header_forward_request("X-Secret", conn));
+    assert_false(qp_header_forward_response("X-Other", conn));
+    assert_true(qp_header_forward_request("X-Secret", NULL));
+}
+
+static void
+proxy_owned_headers(void **state)
+{
+    (void)state;
+    assert_false(qp_header_forward_request("Host", NULL));
+    assert_false(qp_header_forward_request("Content-Length", NULL));
+    assert_false(qp_header_forward_request("X-Request-Id", NULL));
+    assert_false(qp_header_forward_response("Content-Length", NULL));
+    assert_false(qp_header_forward_response("Set-Cookie", NULL));
+    assert_true(qp_header_flags("TE") & QP_HDR_HOP);
+    assert_int_equal(qp_header_flags("Accept"), 0);
+}
+
+static void
+cors_origins_match_exactly_or_star(void **state)
+{
+    (void)state;
+    assert_true(qp_cors_origin_allowed("*", "https://a.example"));
+    const char *list = "https://a.example, http://localhost:3000/";
+    assert_true(qp_cors_origin_allowed(list, "https://a.example"));
+    assert_true(qp_cors_origin_allowed(list, "http://localhost:3000"));
+    assert_false(qp_cors_origin_allowed(list, "https://a.example.evil"));
+    assert_false(qp_cors_origin_allowed(list, "https://b.example"));
+    assert_false(qp_cors_origin_allowed(list, ""));
+    assert_false(qp_cors_origin_allowed("", "https://a.example"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hop_by_hop_headers_are_dropped_both_ways),
+        cmocka_unit_test(end_to_end_headers_pass),
+        cmocka_unit_test(connection_listed_headers_are_hop_by_hop),
+        cmocka_unit_test(proxy_owned_headers),
+        cmocka_unit_test(cors_origins_match_exactly_or_star),
+    };
+    return cmocka_run_group_tests_name("unit_proxy_headers", tests, NULL, NULL);
+}

@@ -1,0 +1,265 @@
+/* Unit tests: the stream normalizer (sse_norm.c): cumulative and incremental
+ * upstream text, repeats, UTF-8 cut at every byte, every line ending. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "sse_norm.h"
+
+/* Upstream chunk event with content @p c (and optional finish_reason). */
+static void
+up_event(struct qk_buf *b, const char *c, const char *finish, const char *eol, bool envelope)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (envelope) {
+        cJSON_AddStringToObject(o, "id", "up-1");
+        cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+        cJSON_AddNumberToObject(o, "created", 1738000000123.0); /* milliseconds */
+        cJSON_AddStringToObject(o, "model", "qwen-max-latest");
+    }
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+    cJSON_AddStringToObject(d, "role", "assistant");
+    cJSON_AddStringToObject(d, "content", c);
+    if (finish) {
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+        cJSON *u = cJSON_AddObjectToObject(o, "usage");
+        cJSON_AddNumberToObject(u, "input_tokens", 3);
+        cJSON_AddNumberToObject(u, "output_tokens", 4);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    assert_int_equal(qk_buf_appendf(b, "data: %s%s%s", s, eol, eol), QK_OK);
+    cJSON_free(s);
+    cJSON_Delete(o);
+}
+
+/* What the caller got: concatenated deltas plus shape facts. */
+struct result {
+    char text[1024];
+    int chunks, finishes, done, errors, roles;
+    bool last_has_finish, shapes_ok, only_data_lines;
+    long long created;
+};
+
+static void
+read_output(const char *out, struct result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->shapes_ok = r->only_data_lines = true;
+    const char *p = out;
+    while (*p) {
+        const char *end = strstr(p, "\n\n");
+        assert_non_null(end);
+        if (strncmp(p, "data: ", 6) != 0 || memchr(p, '\n', (size_t)(end - p)))
+            r->only_data_lines = false;
+        char *data = strndup(p + 6, (size_t)(end - p - 6));
+        if (strcmp(data, "[DONE]") == 0) {
+            r->done++;
+        } else {
+            cJSON *o = cJSON_Parse(data);
+            assert_non_null(o);
+            if (cJSON_GetObjectItem(o, "error")) {
+                r->errors++;
+            } else {
+                r->chunks++;
+                cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+                cJSON *d = cJSON_GetObjectItem(ch, "delta");
+                cJSON *fin = cJSON_GetObjectItem(ch, "finish_reason");
+                r->shapes_ok &= cJSON_IsString(cJSON_GetObjectItem(o, "id")) &&
+                                cJSON_IsString(cJSON_GetObjectItem(o, "model")) &&
+                                cJSON_IsNumber(cJSON_GetObjectItem(o, "created")) &&
+                                cJSON_IsNumber(cJSON_GetObjectItem(ch, "index")) && fin &&
+                                strcmp(cJSON_GetObjectItem(o, "object")->valuestring,
+                                       "chat.completion.chunk") == 0;
+                r->created = (long long)cJSON_GetObjectItem(o, "created")->valuedouble;
+                r->roles += cJSON_GetObjectItem(d, "role") != NULL;
+                strcat(r->text, cJSON_GetObjectItem(d, "content")->valuestring);
+                r->last_has_finish = cJSON_IsString(fin);
+                r->finishes += cJSON_IsString(fin);
+            }
+            cJSON_Delete(o);
+        }
+        free(data);
+        p = end + 2;
+    }
+}
+
+/* Feeds @p up to a new normalizer cut at @p cut, then finishes. */
+static void
+run(const char *up, size_t cut, bool incremental, bool upstream_ok, struct result *r,
+    enum qp_sse_status *first_status)
+{
+    struct qp_sse_norm *n = qp_sse_norm_new(incremental, "req-model", "chatcmpl-req", 1700000000);
+    assert_non_null(n);
+    struct qk_buf out;
+    qk_buf_init(&out, 1 << 20);
+    size_t len = strlen(up);
+    enum qp_sse_status s1 = qp_sse_norm_feed(n, up, cut, &out);
+    enum qp_sse_status s2 = s1 == QP_SSE_OK ? qp_sse_norm_feed(n, up + cut, len - cut, &out) : s1;
+    if (first_status)
+        *first_status = s1 != QP_SSE_OK ? s1 : s2;
+    if (s2 == QP_SSE_OK || s2 == QP_SSE_DONE)
+        assert_int_equal(qp_sse_norm_finish(n, upstream_ok, "cut", &out), QK_OK);
+    read_output(qk_buf_ptr(&out), r);
+    qk_buf_free(&out);
+    qp_sse_norm_free(n);
+}
+
+static const char *const pieces[] = {"Hi", " ", "哈", "哈", "哈", " 🎉", "é!"};
+#define N_PIECES (sizeof pieces / sizeof pieces[0])
+static const char full[] = "Hi 哈哈哈 🎉é!";
+
+static char *
+upstream(bool cumulative, bool final_repeat, const char *eol, bool done, bool finish, bool envelope,
+         bool comments)
+{
+    struct qk_buf b, text;
+    qk_buf_init(&b, 1 << 20);
+    qk_buf_init(&text, 4096);
+    for (size_t i = 0; i < N_PIECES; i++) {
+        assert_int_equal(qk_buf_append_str(&text, pieces[i]), QK_OK);
+        if (comments)
+            assert_int_equal(qk_buf_appendf(&b, ": keep-alive%s", eol), QK_OK);
+        bool last = i + 1 == N_PIECES && !final_repeat;
+        up_event(&b, cumulative ? qk_buf_ptr(&text) : pieces[i], last && finish ? "stop" : NULL,
+                 eol, envelope);
+    }
+    if (final_repeat)
+        up_event(&b, full, finish ? "stop" : NULL, eol, envelope);
+    if (done)
+        assert_int_equal(qk_buf_appendf(&b, "data: [DONE]%s%s", eol, eol), QK_OK);
+    qk_buf_free(&text);
+    return qk_buf_take(&b, NULL);
+}
+
+static void
+exact_text_in_every_mode_framing_and_split(void **state)
+{
+    (void)state;
+    static const char *const eols[] = {"\n", "\r\n", "\r"};
+    for (int cum = 0; cum < 2; cum++)
+        for (int rep = 0; rep < 2; rep++)
+            for (int e = 0; e < 3; e++) {
+                char *up = upstream(cum, rep, eols[e], true, true, true, e == 1);
+                size_t len = strlen(up);
+                /* Every byte offset: cuts inside multi-byte characters, inside
+                 * CRLF pairs, inside "data:" and inside JSON. */
+                for (size_t cut = 0; cut <= len; cut++) {
+                    struct result r;
+                    run(up, cut, !cum, true, &r, NULL);
+                    if (strcmp(r.text, full) != 0)
+                        fail_msg("cum=%d rep=%d eol=%d cut=%zu: got '%s'", cum, rep, e, cut,
+                                 r.text);
+                    assert_int_equal(r.done, 1);
+                    assert_int_equal(r.finishes, 1);
+                    assert_true(r.last_has_finish);
+                    assert_true(r.shapes_ok);
+                    assert_true(r.only_data_lines);
+                    assert_int_equal(r.roles, 1);
+                    assert_int_equal(r.created, 1738000000); /* ms turned into seconds */
+                }
+                free(up);
+            }
+}
+
+static void
+upstream_ignoring_incremental_flag_is_relayed_exactly(void **state)
+{
+    (void)state;
+    char *up = upstream(true, false, "\n", true, true, true, false);
+    struct result r;
+    run(up, 0, true /* asked for incremental */, true, &r, NULL);
+    assert_string_equal(r.text, full);
+    free(up);
+    /* Genuine repeated incremental pieces stay repeated. */
+    static const char rep[] = "data: {\"choices\":[{\"delta\":{\"content\":\"哈\"}}]}\n\n"
+                              "data: {\"choices\":[{\"delta\":{\"content\":\"哈\"}}]}\n\n"
+                              "data: {\"choices\":[{\"delta\":{\"content\":\"哈\"}}]}\n\n";
+    run(rep, 0, true, true, &r, NULL);
+    assert_string_equal(r.text, "哈哈哈");
+}
+
+static void
+missing_envelope_finish_and_done_are_filled_in(void **state)
+{
+    (void)state;
+    char *up = upstream(true, false, "\n", false, false, false, false);
+    struct result r;
+    run(up, 5, false, true, &r, NULL);
+    assert_string_equal(r.text, full);
+    assert_true(r.shapes_ok);
+    assert_true(r.last_has_finish);
+    assert_int_equal(r.finishes, 1);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.created, 1700000000);
+    free(up);
+}
+
+static void
+interrupted_stream_ends_with_one_error_and_no_done(void **state)
+{
+    (void)state;
+    char *up = upstream(true, false, "\n", false, false, true, false);
+    struct result r;
+    run(up, 3, false, false /* transfer failed */, &r, NULL);
+    assert_int_equal(r.errors, 1);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(r.finishes, 0);
+    free(up);
+}
+
+static void
+inband_failure_payload_is_reported_before_output(void **state)
+{
+    (void)state;
+    static const char *const payloads[] = {
+        "data: {\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM\"],\"data\":{}}\n\n",
+        "data: {\"success\":false,\"data\":{\"code\":\"RateLimited\",\"details\":\"x\"}}\n\n",
+    };
+    for (int i = 0; i < 2; i++) {
+        struct qp_sse_norm *n = qp_sse_norm_new(false, "m", "id", 1);
+        struct qk_buf out;
+        qk_buf_init(&out, 4096);
+        assert_int_equal(qp_sse_norm_feed(n, payloads[i], strlen(payloads[i]), &out),
+                         QP_SSE_INBAND_ERROR);
+        assert_int_equal(qk_buf_len(&out), 0);
+        assert_int_equal(qp_sse_norm_events(n), 0);
+        assert_true(strlen(qp_sse_norm_inband_message(n)) > 0);
+        qk_buf_free(&out);
+        qp_sse_norm_free(n);
+    }
+}
+
+static void
+garbage_event_is_reported(void **state)
+{
+    (void)state;
+    struct qp_sse_norm *n = qp_sse_norm_new(false, "m", "id", 1);
+    struct qk_buf out;
+    qk_buf_init(&out, 4096);
+    assert_int_equal(qp_sse_norm_feed(n, "data: <html>\n\n", 14, &out), QP_SSE_BAD_EVENT);
+    qk_buf_free(&out);
+    qp_sse_norm_free(n);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(exact_text_in_every_mode_framing_and_split),
+        cmocka_unit_test(upstream_ignoring_incremental_flag_is_relayed_exactly),
+        cmocka_unit_test(missing_envelope_finish_and_done_are_filled_in),
+        cmocka_unit_test(interrupted_stream_ends_with_one_error_and_no_done),
+        cmocka_unit_test(inband_failure_payload_is_reported_before_output),
+        cmocka_unit_test(garbage_event_is_reported),
+    };
+    return cmocka_run_group_tests_name("proxy_sse_norm", tests, NULL, NULL);
+}
