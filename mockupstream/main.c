@@ -48,18 +48,32 @@ on_signal(int sig)
 }
 
 static int
-parse_uint(const char *flag, const char *v, unsigned long max, unsigned long *out)
+parse_range(const char *flag, const char *v, unsigned long min, unsigned long max,
+            unsigned long *out)
 {
     char *end = NULL;
     errno = 0;
     unsigned long n = v ? strtoul(v, &end, 10) : 0;
-    if (!v || !*v || *end || errno || n > max || v[0] == '-') {
-        fprintf(stderr, "qwen-mock: %s needs an integer between 0 and %lu (got '%s')\n", flag,
-                max, v ? v : "");
+    if (!v || !*v || *end || errno || n < min || n > max || v[0] == '-') {
+        fprintf(stderr, "qwen-mock: %s needs an integer between %lu and %lu (got '%s')\n", flag,
+                min, max, v ? v : "");
         return -1;
     }
     *out = n;
     return 0;
+}
+
+static int
+parse_uint(const char *flag, const char *v, unsigned long max, unsigned long *out)
+{
+    return parse_range(flag, v, 0, max, out);
+}
+
+/* Like parse_uint() for options where 0 makes no sense. */
+static int
+parse_pos(const char *flag, const char *v, unsigned long max, unsigned long *out)
+{
+    return parse_range(flag, v, 1, max, out);
 }
 
 static char *
@@ -119,32 +133,32 @@ main(int argc, char **argv)
             cfg.port = (uint16_t)n;
             i++;
         } else if (strcmp(a, "--threads") == 0) {
-            if (parse_uint(a, v, 64, &n) || n == 0)
+            if (parse_pos(a, v, 64, &n))
                 return 2;
             cfg.threads = (unsigned)n;
             i++;
         } else if (strcmp(a, "--max-connections") == 0) {
-            if (parse_uint(a, v, 1000000, &n) || n == 0)
+            if (parse_pos(a, v, 1000000, &n))
                 return 2;
             cfg.max_connections = (unsigned)n;
             i++;
         } else if (strcmp(a, "--max-body") == 0) {
-            if (parse_uint(a, v, 1UL << 30, &n) || n == 0)
+            if (parse_pos(a, v, 1UL << 30, &n))
                 return 2;
             cfg.max_body = n;
             i++;
         } else if (strcmp(a, "--journal-per-token") == 0) {
-            if (parse_uint(a, v, 1000000, &n) || n == 0)
+            if (parse_pos(a, v, 1000000, &n))
                 return 2;
             cfg.journal_per_token = n;
             i++;
         } else if (strcmp(a, "--journal-total") == 0) {
-            if (parse_uint(a, v, 100000000, &n) || n == 0)
+            if (parse_pos(a, v, 100000000, &n))
                 return 2;
             cfg.journal_total = n;
             i++;
         } else if (strcmp(a, "--idle-check-ms") == 0) {
-            if (parse_uint(a, v, 60000, &n) || n == 0)
+            if (parse_pos(a, v, 60000, &n))
                 return 2;
             cfg.idle_check_ms = (unsigned)n;
             i++;

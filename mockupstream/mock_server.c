@@ -752,7 +752,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r->control) {
         char *entry = journal_entry(r, finished);
         if (entry)
-            mock_state_journal_add(m->state, r->key, entry);
+            mock_state_journal_add_seq(m->state, r->key, r->seq, entry);
     }
     if (m->cfg.log_requests)
         log_request(r, finished);

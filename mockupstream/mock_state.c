@@ -1,5 +1,6 @@
 #include "mock_state.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@ struct journal_entry {
     struct journal_entry *tok_prev, *tok_next; /* per-token list, oldest first */
     struct journal_entry *all_prev, *all_next; /* global list, oldest first */
     struct token_rec *owner;
+    unsigned long seq;
     char *json;
 };
 
@@ -192,12 +194,20 @@ drop_entry(struct mock_state *st, struct journal_entry *e)
 void
 mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json)
 {
+    mock_state_journal_add_seq(st, key, ULONG_MAX, entry_json);
+}
+
+void
+mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long seq,
+                           char *entry_json)
+{
     struct journal_entry *e = calloc(1, sizeof *e);
     if (!e) {
         free(entry_json);
         return;
     }
     e->json = entry_json;
+    e->seq = seq;
     pthread_mutex_lock(&st->lock);
     struct token_rec *r = find(st, key, true);
     if (!r) {
@@ -207,12 +217,22 @@ mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json)
         return;
     }
     e->owner = r;
-    e->tok_prev = r->j_tail;
-    if (r->j_tail)
-        r->j_tail->tok_next = e;
+    /* Requests finish out of order (a slow stream, or two server threads): insert
+     * after the last entry received before this one, so the token's journal stays
+     * in the order the requests arrived. Usually that is the tail. */
+    struct journal_entry *after = r->j_tail;
+    while (after && after->seq > seq)
+        after = after->tok_prev;
+    e->tok_prev = after;
+    e->tok_next = after ? after->tok_next : r->j_head;
+    if (e->tok_next)
+        e->tok_next->tok_prev = e;
+    else
+        r->j_tail = e;
+    if (after)
+        after->tok_next = e;
     else
         r->j_head = e;
-    r->j_tail = e;
     r->j_count++;
     e->all_prev = st->all_tail;
     if (st->all_tail)

@@ -32,6 +32,11 @@ bool mock_state_is_revoked(struct mock_state *st, const char *token);
  *  (malloc'd) in all cases. Drops the oldest entries beyond the bounds. */
 void mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json);
 
+/** Like mock_state_journal_add(), but keeps the token's entries ordered by @p seq (the
+ *  order requests were received), whatever order they finish in. */
+void mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long seq,
+                                char *entry_json);
+
 /** @return `{"token":FP,"entries":[...]}` for @p key, malloc'd, caller frees. */
 char *mock_state_journal_json(struct mock_state *st, const char *key);
 

@@ -1,0 +1,490 @@
+/* The end-to-end tests' libcurl client; see mock_client.h. */
+#include "mock_client.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qwenkit/common.h"
+
+/* ---------- transfer state ---------- */
+
+struct xfer {
+    const struct mc_req *req;
+    struct mc_resp *resp;
+    size_t body_alloc, chunks_alloc, headers_alloc;
+    char prev; /* last body byte, to find "\n\n" across chunks */
+    bool oom;
+};
+
+static bool
+grow(void **ptr, size_t *alloc, size_t need, size_t elem)
+{
+    if (need <= *alloc)
+        return true;
+    size_t n = *alloc ? *alloc : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*ptr, n * elem);
+    if (!p)
+        return false;
+    *ptr = p;
+    *alloc = n;
+    return true;
+}
+
+static size_t
+on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct xfer *x = userdata;
+    struct mc_resp *r = x->resp;
+    size_t n = size * nmemb;
+    int64_t now = qk_now_ms();
+    if (!grow((void **)&r->body, &x->body_alloc, r->body_len + n + 1, 1) ||
+        !grow((void **)&r->chunks, &x->chunks_alloc, r->n_chunks + 1, sizeof *r->chunks)) {
+        x->oom = true;
+        return 0;
+    }
+    char *copy = malloc(n + 1);
+    if (!copy) {
+        x->oom = true;
+        return 0;
+    }
+    memcpy(copy, ptr, n);
+    copy[n] = '\0';
+    r->chunks[r->n_chunks++] = (struct mc_chunk){copy, n, now};
+    memcpy(r->body + r->body_len, ptr, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (ptr[i] == '\n' && x->prev == '\n')
+            r->events_seen++;
+        x->prev = ptr[i];
+    }
+    const struct mc_req *q = x->req;
+    if ((q->abort_after_bytes && r->body_len >= q->abort_after_bytes) ||
+        (q->abort_after_events && r->events_seen >= q->abort_after_events)) {
+        r->aborted = true;
+        return 0; /* CURLE_WRITE_ERROR: curl closes the connection */
+    }
+    return n;
+}
+
+static size_t
+on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct xfer *x = userdata;
+    struct mc_resp *r = x->resp;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        /* A new response (e.g. after 100 Continue): forget earlier headers. */
+        for (size_t i = 0; i < r->n_headers; i++) {
+            free(r->headers[i].name);
+            free(r->headers[i].value);
+        }
+        r->n_headers = 0;
+        return n;
+    }
+    const char *colon = memchr(ptr, ':', n);
+    if (!colon)
+        return n; /* the blank line ending the headers */
+    size_t nlen = (size_t)(colon - ptr);
+    const char *v = colon + 1;
+    const char *end = ptr + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (!grow((void **)&r->headers, &x->headers_alloc, r->n_headers + 1, sizeof *r->headers)) {
+        x->oom = true;
+        return 0;
+    }
+    char *name = strndup(ptr, nlen);
+    char *value = strndup(v, (size_t)(end - v));
+    if (!name || !value) {
+        free(name);
+        free(value);
+        x->oom = true;
+        return 0;
+    }
+    r->headers[r->n_headers++] = (struct mc_header){name, value};
+    return n;
+}
+
+void
+mc_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void
+mc_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+int
+mc_request(const struct mc_req *req, struct mc_resp *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->body = calloc(1, 1);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char url[2048], auth[1024];
+    int ret = -1;
+    struct xfer x = {.req = req, .resp = resp, .body_alloc = 1};
+    const char *method = req->method ? req->method : req->body ? "POST" : "GET";
+    if (!resp->body || !h)
+        goto out;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)req->port, req->path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                     req->timeout_ms ? req->timeout_ms : (long)MC_DEFAULT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, resp->err);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    /* Hand every received piece over as it comes: no decoding of the body. */
+    curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    if (req->token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", req->token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    for (int i = 0; i < MC_MAX_HEADERS && req->headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, req->headers[i]);
+    /* No "Expect: 100-continue" round trip: the journal should see the headers the
+     * test chose. */
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (req->chunked_upload)
+        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+    if (!hdrs)
+        goto out;
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (req->body) {
+        size_t len = req->body_len ? req->body_len : strlen(req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        if (req->chunked_upload)
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    }
+    if (strcmp(method, "GET") != 0 && !(req->body && strcmp(method, "POST") == 0))
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    resp->start_ms = qk_now_ms();
+    resp->rc = curl_easy_perform(h);
+    resp->end_ms = qk_now_ms();
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    ret = x.oom ? -1 : 0;
+out:
+    curl_slist_free_all(hdrs);
+    if (h)
+        curl_easy_cleanup(h);
+    return ret;
+}
+
+void
+mc_resp_free(struct mc_resp *resp)
+{
+    if (!resp)
+        return;
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        free(resp->headers[i].name);
+        free(resp->headers[i].value);
+    }
+    for (size_t i = 0; i < resp->n_chunks; i++)
+        free(resp->chunks[i].data);
+    free(resp->headers);
+    free(resp->chunks);
+    free(resp->body);
+    memset(resp, 0, sizeof *resp);
+}
+
+int
+mc_get(uint16_t port, const char *path, const char *token, struct mc_resp *resp)
+{
+    struct mc_req q = {.port = port, .path = path, .token = token};
+    return mc_request(&q, resp);
+}
+
+int
+mc_post(uint16_t port, const char *path, const char *token, const char *body, struct mc_resp *resp)
+{
+    struct mc_req q = {.port = port,
+                       .path = path,
+                       .token = token,
+                       .body = body,
+                       .headers = {"Content-Type: application/json"}};
+    return mc_request(&q, resp);
+}
+
+const char *
+mc_header(const struct mc_resp *resp, const char *name)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (strcasecmp(resp->headers[i].name, name) == 0)
+            v = resp->headers[i].value;
+    return v;
+}
+
+cJSON *
+mc_json(const struct mc_resp *resp)
+{
+    if (!resp->body)
+        return NULL;
+    return cJSON_ParseWithLength(resp->body, resp->body_len);
+}
+
+char *
+mc_json_string(const struct mc_resp *resp, const char *key)
+{
+    cJSON *root = mc_json(resp);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---------- event streams ---------- */
+
+void
+mc_sse_parse(const char *body, size_t len, struct mc_events *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t alloc = 0;
+    char *data = NULL; /* the event being built; NULL when it has no data line */
+    size_t dlen = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && body[i] != '\n' && body[i] != '\r')
+            i++;
+        if (i == len)
+            break; /* an unterminated line: the stream was cut */
+        size_t llen = i - start;
+        if (body[i] == '\r' && i + 1 < len && body[i + 1] == '\n')
+            i++;
+        i++;
+        const char *line = body + start;
+        if (llen == 0) {
+            if (data) {
+                if (grow((void **)&out->data, &alloc, out->n + 1, sizeof *out->data))
+                    out->data[out->n++] = data;
+                else
+                    free(data);
+                data = NULL;
+                dlen = 0;
+            }
+        } else if (line[0] == ':') {
+            out->comments++;
+        } else if (llen >= 5 && strncmp(line, "data:", 5) == 0) {
+            const char *v = line + 5;
+            size_t vlen = llen - 5;
+            if (vlen && *v == ' ') {
+                v++;
+                vlen--;
+            }
+            char *nd = realloc(data, dlen + vlen + 2);
+            if (!nd)
+                continue;
+            if (data)
+                nd[dlen++] = '\n';
+            memcpy(nd + dlen, v, vlen);
+            dlen += vlen;
+            nd[dlen] = '\0';
+            data = nd;
+        }
+    }
+    free(data);
+}
+
+void
+mc_events_free(struct mc_events *ev)
+{
+    for (size_t i = 0; i < ev->n; i++)
+        free(ev->data[i]);
+    free(ev->data);
+    memset(ev, 0, sizeof *ev);
+}
+
+size_t
+mc_event_times(const struct mc_resp *resp, int64_t *out, size_t max)
+{
+    size_t n = 0;
+    char prev = 0;
+    for (size_t c = 0; c < resp->n_chunks; c++)
+        for (size_t i = 0; i < resp->chunks[c].len; i++) {
+            char ch = resp->chunks[c].data[i];
+            if (ch == '\n' && prev == '\n' && n < max)
+                out[n++] = resp->chunks[c].ms;
+            prev = ch;
+        }
+    return n;
+}
+
+bool
+mc_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= len)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+void
+mc_new_token(char *out, size_t len)
+{
+    static unsigned counter;
+    unsigned char rnd[12] = {0};
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd)
+            memset(rnd, 0, sizeof rnd);
+        close(fd);
+    }
+    char hex[2 * sizeof rnd + 1];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_SEQ_CST);
+    snprintf(out, len, "e2e-%s-%u-%lld", hex, n, (long long)qk_now_ms());
+}
+
+/* ---------- control API ---------- */
+
+long
+mc_scenarios(uint16_t port, const char *json, cJSON **reply)
+{
+    struct mc_resp r;
+    long status = 0;
+    if (reply)
+        *reply = NULL;
+    if (mc_post(port, "/__mock/scenarios", NULL, json, &r) == 0 && r.rc == CURLE_OK) {
+        status = r.status;
+        if (reply)
+            *reply = mc_json(&r);
+    }
+    mc_resp_free(&r);
+    return status;
+}
+
+long
+mc_queue(uint16_t port, const char *token, const char *route, const char *steps_json)
+{
+    size_t len = strlen(token) + strlen(route) + strlen(steps_json) + 64;
+    char *json = malloc(len);
+    if (!json)
+        return 0;
+    snprintf(json, len, "{\"token\":\"%s\",\"route\":\"%s\",\"steps\":%s}", token, route,
+             steps_json);
+    long status = mc_scenarios(port, json, NULL);
+    free(json);
+    return status;
+}
+
+cJSON *
+mc_journal(uint16_t port, const char *token)
+{
+    CURL *h = curl_easy_init();
+    if (!h)
+        return NULL;
+    char *esc = curl_easy_escape(h, token, 0);
+    curl_easy_cleanup(h);
+    if (!esc)
+        return NULL;
+    size_t plen = strlen(esc) + 32;
+    char *path = malloc(plen);
+    cJSON *root = NULL;
+    if (path) {
+        snprintf(path, plen, "/__mock/journal?token=%s", esc);
+        struct mc_resp r;
+        if (mc_get(port, path, NULL, &r) == 0 && r.rc == CURLE_OK && r.status == 200)
+            root = mc_json(&r);
+        mc_resp_free(&r);
+        free(path);
+    }
+    curl_free(esc);
+    return root;
+}
+
+cJSON *
+mc_journal_wait(uint16_t port, const char *token, int n, long timeout_ms)
+{
+    int64_t deadline = qk_now_ms() + timeout_ms;
+    for (;;) {
+        cJSON *j = mc_journal(port, token);
+        int have = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+        if (have >= n || qk_now_ms() >= deadline)
+            return j;
+        cJSON_Delete(j);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+long
+mc_revoke(uint16_t port, const char *token)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", token);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    long status = 0;
+    struct mc_resp r;
+    if (json && mc_post(port, "/__mock/tokens/revoke", NULL, json, &r) == 0) {
+        if (r.rc == CURLE_OK)
+            status = r.status;
+    }
+    if (json)
+        mc_resp_free(&r);
+    cJSON_free(json);
+    return status;
+}
+
+long
+mc_reset(uint16_t port)
+{
+    struct mc_resp r;
+    long status = 0;
+    if (mc_post(port, "/__mock/reset", NULL, "", &r) == 0 && r.rc == CURLE_OK)
+        status = r.status;
+    mc_resp_free(&r);
+    return status;
+}
