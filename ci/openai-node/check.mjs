@@ -1,0 +1,93 @@
+// Drives a running proxy (with qwen-mock as its upstream) through the official
+// `openai` Node package: the proxy's answers must be consumable by the SDK as is.
+//   node check.mjs --proxy http://127.0.0.1:PORT --mock http://127.0.0.1:PORT
+import OpenAI from 'openai';
+import { randomUUID } from 'node:crypto';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+if (!args.proxy || !args.mock) {
+  console.error('usage: node check.mjs --proxy URL --mock URL');
+  process.exit(2);
+}
+
+const token = `sdk-${randomUUID()}`;
+const client = new OpenAI({ apiKey: token, baseURL: `${args.proxy}/v1`, maxRetries: 0, timeout: 20000 });
+const request = {
+  model: 'qwen-plus-latest',
+  messages: [{ role: 'user', content: 'openai-node check 你好' }],
+};
+let failures = 0;
+
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`PASS ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+async function queue(steps) {
+  const r = await fetch(`${args.mock}/__mock/scenarios`, {
+    method: 'POST',
+    body: JSON.stringify({ token, route: 'chat', steps }),
+  });
+  expect(r.ok, `queueing a mock scenario failed: ${r.status}`);
+}
+
+let full = '';
+await check('models.list returns the upstream models', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  expect(ids.length >= 6 && ids.includes('qwen-plus-latest'), `ids: ${ids}`);
+});
+await check('non-streaming completion', async () => {
+  const c = await client.chat.completions.create(request);
+  full = c.choices[0].message.content;
+  expect(typeof full === 'string' && full.length > 0, 'empty content');
+  expect(c.choices[0].finish_reason === 'stop', `finish_reason ${c.choices[0].finish_reason}`);
+});
+await check('streaming completion gives exactly the same text', async () => {
+  const stream = await client.chat.completions.create({ ...request, stream: true });
+  let text = '';
+  let chunks = 0;
+  let finish = null;
+  for await (const chunk of stream) {
+    chunks++;
+    expect(chunk.object === 'chat.completion.chunk', `object ${chunk.object}`);
+    const choice = chunk.choices[0];
+    if (choice) {
+      text += choice.delta.content ?? '';
+      finish = choice.finish_reason ?? finish;
+    }
+  }
+  expect(chunks > 1, `only ${chunks} chunk(s)`);
+  expect(text === full, `streamed ${JSON.stringify(text)} != non-streamed ${JSON.stringify(full)}`);
+  expect(finish === 'stop', `finish_reason ${finish}`);
+});
+await check('a stream the upstream cuts mid-way raises an error', async () => {
+  await queue([{ stream: { truncate_after: 3 } }]);
+  const stream = await client.chat.completions.create({ ...request, stream: true });
+  let raised = null;
+  try {
+    for await (const chunk of stream) void chunk;
+  } catch (e) {
+    raised = e;
+  }
+  expect(raised !== null, 'the SDK saw a truncated stream as a success');
+});
+await check('an upstream 400 surfaces as BadRequestError', async () => {
+  let raised = null;
+  try {
+    await client.chat.completions.create({ ...request, model: 'no-such-model' });
+  } catch (e) {
+    raised = e;
+  }
+  expect(raised instanceof OpenAI.BadRequestError, `got ${raised}`);
+});
+console.log(failures ? `openai-node: ${failures} check(s) failed` : 'openai-node: all checks passed');
+process.exit(failures ? 1 : 0);
