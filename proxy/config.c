@@ -49,6 +49,10 @@ enum opt_kind {
        "SECONDS  limit for one upstream attempt (60)")                                             \
     XX("deadline-ms", "DEADLINE_MS", OPT_MS, deadline_ms, 1, 86400000LL,                           \
        "N  limit for the whole request incl. retries, 504 after (120000)")                         \
+    XX("stream-idle-timeout", "STREAM_IDLE_TIMEOUT", OPT_SECONDS, stream_idle_timeout_ms, 1,       \
+       86400000LL, "SECONDS  a started stream silent upstream this long ends with an error (60)")  \
+    XX("keepalive-interval", "KEEPALIVE_INTERVAL", OPT_SECONDS, keepalive_interval_ms, 1,          \
+       86400000LL, "SECONDS  `: keep-alive` comment to the caller after this much silence (15)")   \
     XX("max-body", "MAX_BODY", OPT_SIZE, max_body, 1, 1073741824LL,                                \
        "BYTES  request body limit, 413 above (1048576)")                                           \
     XX("cors-origins", "CORS_ORIGINS", OPT_STRING, cors_origins, 0, 0,                             \
@@ -100,6 +104,8 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->retry_after_cap_ms = 10 * 1000;
     cfg->upstream_timeout_ms = 60 * 1000;
     cfg->deadline_ms = 120 * 1000;
+    cfg->stream_idle_timeout_ms = 60 * 1000;
+    cfg->keepalive_interval_ms = 15 * 1000;
     cfg->max_body = QK_LIMIT_BODY_DEFAULT;
     cfg->cors_origins = "*";
     cfg->log_format = QK_PROXY_LOG_TEXT;

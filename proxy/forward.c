@@ -8,6 +8,7 @@
 #include "forward.h"
 
 #include <cjson/cJSON.h>
+#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "headers.h"
 #include "models.h"
 #include "mutant.h"
+#include "sse_norm.h"
 
 /** Largest upstream answer kept in memory (a model list is ~10 KB, a completion less). */
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
@@ -35,6 +37,7 @@ struct qp_forwarder {
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
+static void on_attempt_done(struct qp_loop_transfer *t, CURLcode rc);
 
 /* ---- bookkeeping ---------------------------------------------------------------- */
 
@@ -200,7 +203,11 @@ respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
     const struct qp_attempt_facts *f = &req->last;
     char msg[512];
     char last[160];
-    if (f->transport == QP_TRANSPORT_OK)
+    if (req->stream && req->st.inband)
+        snprintf(last, sizeof(last), "last upstream answer: %.120s", req->st.inband_msg);
+    else if (req->stream && req->st.bad_event)
+        snprintf(last, sizeof(last), "last upstream event stream was malformed");
+    else if (f->transport == QP_TRANSPORT_OK)
         snprintf(last, sizeof(last), "last upstream status %ld%s", f->status,
                  f->html            ? " (HTML page)"
                  : f->body_unusable ? " (unusable body)"
@@ -290,6 +297,402 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
     return true;
 }
 
+/* ---- streaming relay (issue 4) ---------------------------------------------------- */
+
+/*
+ * A streamed chat request runs attempts like any other until its first normalized event
+ * exists (SSE-7, SSE-13); then stream_start() commits the 200 and from there on the
+ * upstream's bytes go through the normalizer into req->st.out, which the connection's
+ * content reader drains. Nothing is retried after the start (SSE-8); the end is either
+ * the normalizer's closing chunk + [DONE] or one error event (stream_close()).
+ */
+
+/* Resumes the caller's connection if the reader suspended it. Call with st.lock held. */
+static void
+stream_wake_locked(struct qp_request *req)
+{
+    if (req->st.suspended) {
+        req->st.suspended = false;
+        MHD_resume_connection(req->conn);
+    }
+}
+
+/* Hands @p bytes to the caller (loop thread). */
+static void
+stream_push(struct qp_request *req, const struct qk_buf *bytes)
+{
+    struct qp_stream *s = &req->st;
+    if (qk_buf_len(bytes) == 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (!s->client_gone && qk_buf_append(&s->out, qk_buf_ptr(bytes), qk_buf_len(bytes)) != QK_OK)
+        fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
+    s->last_out_ms = qk_now_ms();
+    stream_wake_locked(req);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Takes the caller's socket out of the loop's epoll set. Call with st.lock held. */
+static void
+stream_disarm_locked(struct qp_forwarder *fw, struct qp_request *req)
+{
+    if (req->st.fd_armed) {
+        qp_loop_watch_disarm(fw->loop, req->st.fd);
+        req->st.fd_armed = false;
+    }
+}
+
+/* Removes the upstream transfer before it ended (closing its connection). */
+static void
+drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
+{
+    if (!req->in_transfer)
+        return;
+    qp_loop_remove(fw->loop, &req->xfer);
+    curl_easy_cleanup(req->xfer.easy);
+    req->xfer.easy = NULL;
+    req->in_transfer = false;
+}
+
+static void
+stream_arm_timer(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    int64_t idle_due = s->last_upstream_ms + fw->cfg.stream_idle_timeout_ms;
+    int64_t ka_due = s->last_out_ms + fw->cfg.keepalive_interval_ms;
+    qp_loop_timer_arm(fw->loop, &s->timer, idle_due < ka_due ? idle_due : ka_due);
+}
+
+/*
+ * Ends a started stream (loop thread; the upstream transfer is already gone): the
+ * normalizer's clean end (finish_reason, [DONE]) when @p ok, else one error event carrying
+ * @p message and no [DONE] (SSE-8). Drops the loop's reference.
+ */
+static void
+stream_close(struct qp_forwarder *fw, struct qp_request *req, bool ok, const char *message)
+{
+    struct qp_stream *s = &req->st;
+    qk_buf_reset(&s->scratch);
+    if (!s->norm_finished && s->norm &&
+        qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
+        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
+    s->norm_finished = true;
+    qp_loop_timer_cancel(fw->loop, &s->timer);
+    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
+    qp_loop_watch_forget(fw->loop, &s->watch);
+    stream_push(req, &s->scratch);
+    pthread_mutex_lock(&s->lock);
+    s->finished = true;
+    s->loop_active = false;
+    stream_disarm_locked(fw, req);
+    stream_wake_locked(req);
+    pthread_mutex_unlock(&s->lock);
+    active_remove(fw, req);
+    qp_request_unref(req); /* the loop's reference; req may be gone after this */
+}
+
+/* The caller left mid-stream (SSE-9): close the upstream at once and let MHD finish. */
+static void
+stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    if (s->gone_handled)
+        return;
+    s->gone_handled = true;
+    qp_loop_watch_forget(fw->loop, &s->watch);
+    pthread_mutex_lock(&s->lock);
+    s->client_gone = true;
+    stream_disarm_locked(fw, req);
+    stream_wake_locked(req); /* the reader then ends the response with an error */
+    bool keep = QP_MUTANT(keep_upstream_on_disconnect);
+    bool paused = s->paused;
+    if (keep) {
+        s->paused = false; /* relay into the void until the upstream ends by itself */
+    } else {
+        s->finished = true;
+        s->loop_active = false;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (keep) {
+        if (paused && req->in_transfer)
+            curl_easy_pause(req->xfer.easy, CURLPAUSE_CONT);
+        return;
+    }
+    drop_transfer(fw, req);
+    qp_loop_timer_cancel(fw->loop, &s->timer);
+    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
+    active_remove(fw, req);
+    qp_request_unref(req); /* the loop's reference */
+}
+
+static void
+on_stream_watch(struct qp_loop_watch *w)
+{
+    struct qp_request *req = QP_CONTAINER_OF(w, struct qp_request, st.watch);
+    stream_client_gone(req->fw, req);
+}
+
+/* Commits the 200 event stream with the bytes normalized so far (SSE-1, SSE-7). */
+static void
+stream_start(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    s->started = true;
+    req->streaming = true;
+    qp_loop_timer_cancel(fw->loop, &s->timer);
+    qp_response_clear(&req->resp);
+    req->resp.status = 200;
+    snprintf(req->resp.content_type, sizeof(req->resp.content_type), "text/event-stream");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    pthread_mutex_lock(&s->lock);
+    if (qk_buf_append(&s->out, qk_buf_ptr(&s->pending), qk_buf_len(&s->pending)) != QK_OK)
+        fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
+    s->loop_active = true;
+    if (ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
+        s->fd = ci->connect_fd;
+        s->fd_armed = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    qk_buf_reset(&s->pending);
+
+    s->last_upstream_ms = s->last_out_ms = qk_now_ms();
+    stream_arm_timer(fw, req);
+    req->state = QP_REQ_READY;
+    fw->cfg.stream_start(req);
+}
+
+/* Mutant split_utf8: each write decoded on its own, as `TextDecoder` without
+ * {stream:true} does: a character cut at either edge becomes U+FFFD. */
+static char *
+mangle_edges(const char *p, size_t n, size_t *out_len)
+{
+    static const char repl[] = "\xEF\xBF\xBD";
+    size_t head = 0;
+    while (head < n && ((unsigned char)p[head] & 0xC0) == 0x80)
+        head++;
+    size_t tail = 0;
+    for (size_t k = 1; k <= 3 && k <= n - head; k++) {
+        unsigned char c = (unsigned char)p[n - k];
+        if ((c & 0xC0) == 0x80)
+            continue;
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (need > k)
+            tail = k;
+        break;
+    }
+    char *out = malloc(head * 3 + (n - head - tail) + 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t k = 0; k < head; k++, o += 3)
+        memcpy(out + o, repl, 3);
+    memcpy(out + o, p + head, n - head - tail);
+    o += n - head - tail;
+    if (tail) {
+        memcpy(out + o, repl, 3);
+        o += 3;
+    }
+    *out_len = o;
+    return out;
+}
+
+/* Whether the current attempt answers a 2xx event stream (decided at its first byte). */
+static bool
+stream_attempt_is_sse(struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    if (!s->sse_known) {
+        long status = 0;
+        curl_easy_getinfo(req->xfer.easy, CURLINFO_RESPONSE_CODE, &status);
+        const char *ctype = header_value(req->attempt_headers, "Content-Type");
+        s->sse = status >= 200 && status <= 299 && ctype &&
+                 strncasecmp(ctype, "text/event-stream", 17) == 0;
+        s->sse_known = true;
+    }
+    return s->sse;
+}
+
+/* The body callback of a 2xx event-stream attempt (loop thread, inside libcurl). */
+static size_t
+stream_on_body(struct qp_request *req, char *ptr, size_t n)
+{
+    struct qp_forwarder *fw = req->fw;
+    struct qp_stream *s = &req->st;
+    size_t ret = n;
+    char *mangled = NULL;
+    const char *bytes = ptr;
+    size_t len = n;
+    if (QP_MUTANT(split_utf8)) {
+        mangled = mangle_edges(ptr, n, &len);
+        if (!mangled)
+            return 0;
+        bytes = mangled;
+    }
+
+    if (!s->started) {
+        enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, &s->pending);
+        if (st == QP_SSE_INBAND_ERROR) {
+            s->inband = true; /* SSE-13: a failure before anything reached the caller */
+            snprintf(s->inband_msg, sizeof(s->inband_msg), "%s",
+                     qp_sse_norm_inband_message(s->norm));
+            ret = 0;
+        } else if (st == QP_SSE_BAD_EVENT || st == QP_SSE_NOMEM) {
+            s->bad_event = true;
+            ret = 0;
+        } else if (qk_buf_len(&s->pending) > 0) {
+            stream_start(fw, req);
+        }
+        goto out;
+    }
+
+    pthread_mutex_lock(&s->lock);
+    bool gone = s->client_gone;
+    bool full = !gone && !QP_MUTANT(buffer_stream) && qk_buf_len(&s->out) >= QP_STREAM_BUFFER;
+    if (full)
+        s->paused = true; /* SSE-11: the reader's drain posts a notice to resume */
+    pthread_mutex_unlock(&s->lock);
+    if (full) {
+        ret = CURL_WRITEFUNC_PAUSE;
+        goto out;
+    }
+    s->last_upstream_ms = qk_now_ms();
+    qk_buf_reset(&s->scratch);
+    enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, &s->scratch);
+    if (st == QP_SSE_INBAND_ERROR) {
+        s->inband = true;
+        snprintf(s->inband_msg, sizeof(s->inband_msg), "%s", qp_sse_norm_inband_message(s->norm));
+        ret = 0;
+    } else if (st == QP_SSE_BAD_EVENT || st == QP_SSE_NOMEM) {
+        s->bad_event = true;
+        ret = 0;
+    }
+    if (!gone)
+        stream_push(req, &s->scratch); /* SSE-2: at once, whatever the write held */
+out:
+    free(mangled);
+    return ret;
+}
+
+/* A started stream's upstream transfer ended (loop thread; the handle is cleaned up). */
+static void
+stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, long status)
+{
+    struct qp_stream *s = &req->st;
+    bool ok = rc == CURLE_OK && s->sse && !s->inband && !s->bad_event;
+    char msg[512];
+    if (!s->sse)
+        snprintf(msg, sizeof(msg), "Upstream answered HTTP %ld instead of an event stream.",
+                 status);
+    else if (s->inband)
+        snprintf(msg, sizeof(msg), "Upstream failed mid-stream: %s.", s->inband_msg);
+    else if (s->bad_event)
+        snprintf(msg, sizeof(msg), "Upstream sent an event that is not a JSON chunk.");
+    else
+        snprintf(msg, sizeof(msg), "Upstream stream interrupted: %.200s.",
+                 req->last_error[0] ? req->last_error : curl_easy_strerror(rc));
+    if (s->gone_handled) {
+        ok = false; /* mutant keep_upstream_on_disconnect: nobody is listening */
+    } else if (!ok && QP_MUTANT(replay_after_drop) && s->sse &&
+               req->attempts <= fw->cfg.policy.max_retries) {
+        start_attempt(fw, req); /* the new attempt's text goes out again from the start */
+        return;
+    } else if (!ok && s->sse && QP_MUTANT(bare_done_on_drop)) {
+        ok = true;
+    }
+    stream_close(fw, req, ok, msg);
+}
+
+static void
+on_stream_timer(struct qp_loop_timer *t)
+{
+    struct qp_request *req = QP_CONTAINER_OF(t, struct qp_request, st.timer);
+    struct qp_forwarder *fw = req->fw;
+    struct qp_stream *s = &req->st;
+    if (!s->started) {
+        /* The attempt produced no event in time: a timeout like any other (SSE-7). */
+        if (req->in_transfer) {
+            snprintf(req->last_error, sizeof(req->last_error), "no event within the time limit");
+            qp_loop_remove(fw->loop, &req->xfer);
+            on_attempt_done(&req->xfer, CURLE_OPERATION_TIMEDOUT);
+        }
+        return;
+    }
+    int64_t now = qk_now_ms();
+    pthread_mutex_lock(&s->lock);
+    bool paused = s->paused;
+    pthread_mutex_unlock(&s->lock);
+    if (paused)
+        s->last_upstream_ms = now; /* a slow caller is not an idle upstream */
+    if (req->in_transfer && now - s->last_upstream_ms >= fw->cfg.stream_idle_timeout_ms) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "Upstream sent nothing for %lld ms; stream ended (SSE-10).",
+                 (long long)fw->cfg.stream_idle_timeout_ms);
+        drop_transfer(fw, req);
+        stream_close(fw, req, QP_MUTANT(bare_done_on_drop), msg);
+        return;
+    }
+    if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms) {
+        qk_buf_reset(&s->scratch);
+        if (qk_buf_append_str(&s->scratch, ": keep-alive\n\n") == QK_OK)
+            stream_push(req, &s->scratch);
+        s->last_out_ms = now;
+    }
+    stream_arm_timer(fw, req);
+}
+
+/* A notice from a server thread about a stream the loop relays (see forward.h). */
+static void
+stream_notice(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    pthread_mutex_lock(&s->lock);
+    s->notice_posted = false;
+    bool active = s->loop_active;
+    bool gone = s->client_gone;
+    bool resume = s->paused && qk_buf_len(&s->out) <= QP_STREAM_BUFFER / 2;
+    if (resume && !gone)
+        s->paused = false;
+    pthread_mutex_unlock(&s->lock);
+    if (active && gone) {
+        stream_client_gone(fw, req);
+    } else if (active && resume && req->in_transfer) {
+        s->last_upstream_ms = qk_now_ms();
+        curl_easy_pause(req->xfer.easy, CURLPAUSE_CONT);
+    }
+    qp_request_unref(req); /* the notice's reference */
+}
+
+/* Reads what the normalizer needs from the caller's body. */
+static void
+stream_prepare(struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    s->timer.fire = on_stream_timer;
+    s->watch.fire = on_stream_watch;
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    s->incremental = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "incremental_output"));
+    snprintf(s->model, sizeof(s->model), "%s", cJSON_IsString(model) ? model->valuestring : "");
+    cJSON_Delete(root);
+}
+
+/* Fresh per-attempt stream state; false when out of memory. */
+static bool
+stream_new_attempt(struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    char id[96];
+    snprintf(id, sizeof(id), "chatcmpl-%s", req->request_id);
+    qp_sse_norm_free(s->norm);
+    s->norm = qp_sse_norm_new(s->incremental, s->model, id, (long long)time(NULL));
+    s->sse_known = s->sse = s->inband = s->bad_event = s->norm_finished = false;
+    s->inband_msg[0] = '\0';
+    qk_buf_reset(&s->pending);
+    return s->norm != NULL;
+}
+
 /* ---- one attempt ------------------------------------------------------------------ */
 
 static size_t
@@ -297,6 +700,8 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct qp_request *req = userdata;
     size_t n = size * nmemb;
+    if (req->stream && req->route == QP_ROUTE_CHAT && stream_attempt_is_sse(req))
+        return stream_on_body(req, ptr, n);
     if (qk_buf_append(&req->attempt_body, ptr, n) != QK_OK) {
         req->attempt_too_big = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -361,6 +766,15 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     t->easy = NULL;
     req->in_transfer = false;
 
+    struct qp_stream *s = &req->st;
+    bool streamed = req->stream && req->route == QP_ROUTE_CHAT;
+    if (streamed && s->started) {
+        stream_upstream_done(fw, req, rc, status);
+        return;
+    }
+    if (streamed)
+        qp_loop_timer_cancel(fw->loop, &s->timer);
+
     memset(f, 0, sizeof(*f));
     f->transport = transport_of(rc, req->attempt_too_big);
     f->status = f->transport == QP_TRANSPORT_OK ? status : 0;
@@ -374,6 +788,24 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         status <= 299 && !f->html)
         f->body_unusable =
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
+    if (streamed && s->sse_known && s->sse) {
+        if (s->inband || s->bad_event) {
+            /* An event stream that failed before its first chunk: a retryable glitch
+             * (SSE-13), however libcurl ended after we stopped reading. */
+            f->transport = QP_TRANSPORT_OK;
+            f->status = status;
+            f->body_unusable = true;
+        } else if (f->transport == QP_TRANSPORT_OK) {
+            /* A clean end whose events (if any) only completed now. */
+            if (qp_sse_norm_finish(s->norm, true, NULL, &s->pending) == QK_OK) {
+                s->norm_finished = true;
+                stream_start(fw, req);
+                stream_close(fw, req, true, NULL);
+                return;
+            }
+            f->body_unusable = true;
+        }
+    }
 
     int64_t now = qk_now_ms();
     struct qp_decision d = qp_retry_decide(&fw->cfg.policy, f, req->attempts, now, req->deadline_ms,
@@ -456,7 +888,7 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
     int64_t limit = fw->cfg.upstream_timeout_ms;
     if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
-    if (limit <= 0) {
+    if (limit <= 0 && !req->st.started) {
         respond_gave_up(fw, req, true);
         if (req->route == QP_ROUTE_MODELS)
             models_land(fw, req, NULL, 0, QP_MARK_MISS);
@@ -474,6 +906,12 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
     if (QP_MUTANT(retry_changes_body) && req->attempts > 0 && req->route == QP_ROUTE_CHAT)
         mutate_body(req);
 
+    bool streamed = req->stream && req->route == QP_ROUTE_CHAT;
+    if (streamed && !stream_new_attempt(req)) {
+        curl_easy_cleanup(easy);
+        qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
+        goto fail;
+    }
     curl_slist_free_all(req->attempt_headers);
     req->attempt_headers = NULL;
     qk_buf_free(&req->attempt_body);
@@ -491,7 +929,10 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)limit);
+    if (!streamed)
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)limit);
+    /* A stream has no total cap (SSE-10): the attempt limit runs until its first event
+     * (st.timer), then the idle timeout does. */
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(limit < 10000 ? limit : 10000));
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -512,10 +953,18 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         goto fail;
     }
     req->in_transfer = true;
+    if (streamed && !req->st.started) {
+        if (QP_MUTANT(stream_200_on_failure))
+            stream_start(fw, req); /* commits the 200 before anything came back */
+        else
+            qp_loop_timer_arm(fw->loop, &req->st.timer, now + limit);
+    }
     return;
 fail:
     if (req->route == QP_ROUTE_MODELS)
         models_land(fw, req, NULL, 0, QP_MARK_MISS);
+    else if (req->st.started)
+        stream_close(fw, req, false, "Could not start an upstream transfer.");
     else
         finish(fw, req);
 }
@@ -529,7 +978,13 @@ qp_forward_on_post(void *ctx, void *item)
     struct qp_request *req = item;
     int64_t now = qk_now_ms();
 
+    if (req->fw) {
+        stream_notice(fw, req); /* a second post is a notice (forward.h) */
+        return;
+    }
     req->fw = fw;
+    if (req->stream && req->route == QP_ROUTE_CHAT)
+        stream_prepare(req);
     req->deadline_ms = req->started_ms + fw->cfg.deadline_ms;
     req->retry_timer.fire = on_retry_timer;
     active_add(fw, req);
@@ -582,6 +1037,12 @@ qp_forward_on_stop(void *ctx)
     while (fw->active) {
         struct qp_request *req = fw->active;
         qp_loop_timer_cancel(fw->loop, &req->retry_timer);
+        qp_loop_timer_cancel(fw->loop, &req->st.timer);
+        if (req->st.started) {
+            drop_transfer(fw, req);
+            stream_close(fw, req, false, "The proxy is shutting down.");
+            continue;
+        }
         if (req->in_transfer) {
             qp_loop_remove(fw->loop, &req->xfer);
             curl_easy_cleanup(req->xfer.easy);

@@ -26,6 +26,13 @@ struct qp_forwarder;
  */
 typedef void (*qp_forward_complete_fn)(struct qp_request *req);
 
+/**
+ * Commits a streamed answer (issue 4): req->streaming is set and the callee resumes the
+ * connection so the next handler call queues the 200 event stream. Unlike `complete`,
+ * the loop keeps its reference: it keeps feeding req->st until the stream ends.
+ */
+typedef void (*qp_forward_stream_fn)(struct qp_request *req);
+
 /** Settings of a forwarder; strings are copied. */
 struct qp_forward_config {
     const char *models_url; /**< full upstream URL of the model list */
@@ -36,7 +43,10 @@ struct qp_forward_config {
     int64_t stale_grace_ms;
     int64_t upstream_timeout_ms;
     int64_t deadline_ms;
+    int64_t stream_idle_timeout_ms; /**< started stream, upstream silent: error event */
+    int64_t keepalive_interval_ms;  /**< started stream, caller idle: `: keep-alive` */
     qp_forward_complete_fn complete;
+    qp_forward_stream_fn stream_start;
 };
 
 /** @return a new forwarder in @p out (free with qp_forwarder_free()). */
@@ -48,7 +58,12 @@ void qp_forwarder_set_loop(struct qp_forwarder *fw, struct qp_loop *loop);
 /** Frees the forwarder; call after the loop stopped. NULL-safe. */
 void qp_forwarder_free(struct qp_forwarder *fw);
 
-/** qp_loop_post_fn: @p item is a struct qp_request holding a loop reference. */
+/**
+ * qp_loop_post_fn: @p item is a struct qp_request holding a reference for the loop. The
+ * first post of a request starts its exchange; a later post of a streaming request is a
+ * notice (the caller left, or read the buffer down so the transfer may resume) whose
+ * reference the loop drops after acting on req->st.
+ */
 void qp_forward_on_post(void *fw, void *item);
 
 /** qp_loop_stop_fn: answers every open exchange with 503 and completes it. */

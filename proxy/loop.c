@@ -34,7 +34,14 @@ struct qp_loop {
     struct post_node *queue_tail;
     bool stopping;
     bool joined; /* qp_loop_stop() has joined (or is joining) the thread */
+
+    /* Loop thread only: watched sockets by fd (epoll data carries QP_WATCH_TAG | fd). */
+    struct qp_loop_watch **watches;
+    size_t watches_len;
 };
+
+/* epoll data of a watched socket; libcurl's sockets and the eventfd carry the bare fd. */
+#define QP_WATCH_TAG (1ULL << 32)
 
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -50,7 +57,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    ev.data.fd = s;
+    ev.data.u64 = (uint64_t)(unsigned)s;
     if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
         epoll_ctl(loop->epfd, EPOLL_CTL_ADD, s, &ev);
     return 0;
@@ -132,7 +139,18 @@ loop_main(void *arg)
         int n = epoll_wait(loop->epfd, events, 64, (int)wait);
         int running = 0;
         for (int i = 0; i < n; i++) {
-            int fd = events[i].data.fd;
+            uint64_t data = events[i].data.u64;
+            int fd = (int)(uint32_t)data;
+            if (data & QP_WATCH_TAG) {
+                /* Looked up by fd, so an event collected before the watch was forgotten
+                 * fires nothing. */
+                struct qp_loop_watch *w = (size_t)fd < loop->watches_len ? loop->watches[fd] : NULL;
+                if (w) {
+                    qp_loop_watch_forget(loop, w);
+                    w->fire(w);
+                }
+                continue;
+            }
             if (fd == loop->wakefd) {
                 uint64_t v;
                 ssize_t r = read(loop->wakefd, &v, sizeof(v));
@@ -203,7 +221,7 @@ qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx, struc
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
-    ev.data.fd = loop->wakefd;
+    ev.data.u64 = (uint64_t)(unsigned)loop->wakefd;
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) != 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         goto out;
@@ -288,6 +306,7 @@ qp_loop_free(struct qp_loop *loop)
     close(loop->epfd);
     close(loop->wakefd);
     pthread_mutex_destroy(&loop->lock);
+    free(loop->watches);
     free(loop);
 }
 
@@ -341,4 +360,46 @@ qp_loop_random(struct qp_loop *loop)
     x ^= x >> 27;
     loop->rng = x;
     return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+enum qk_err
+qp_loop_watch_add(struct qp_loop *loop, struct qp_loop_watch *w, int fd)
+{
+    if (fd < 0)
+        return QK_INVALID;
+    if ((size_t)fd >= loop->watches_len) {
+        size_t len = loop->watches_len ? loop->watches_len : 64;
+        while (len <= (size_t)fd)
+            len *= 2;
+        struct qp_loop_watch **grown = realloc(loop->watches, len * sizeof(*grown));
+        if (!grown)
+            return QK_NOMEM;
+        memset(grown + loop->watches_len, 0, (len - loop->watches_len) * sizeof(*grown));
+        loop->watches = grown;
+        loop->watches_len = len;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLRDHUP; /* EPOLLHUP and EPOLLERR are always reported */
+    ev.data.u64 = QP_WATCH_TAG | (uint64_t)(unsigned)fd;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return QK_IO;
+    w->fd = fd;
+    loop->watches[fd] = w;
+    return QK_OK;
+}
+
+void
+qp_loop_watch_disarm(struct qp_loop *loop, int fd)
+{
+    if (fd >= 0)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void
+qp_loop_watch_forget(struct qp_loop *loop, struct qp_loop_watch *w)
+{
+    if (w->fd >= 0 && (size_t)w->fd < loop->watches_len && loop->watches[w->fd] == w)
+        loop->watches[w->fd] = NULL;
+    w->fd = -1;
 }

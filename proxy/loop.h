@@ -40,6 +40,16 @@ struct qp_loop_timer {
     bool armed;                            /**< private */
 };
 
+/**
+ * A watched socket that the loop does not own (a caller's connection): `fire` runs on the
+ * loop thread when the peer hangs up or the socket fails (EPOLLRDHUP, EPOLLHUP, EPOLLERR).
+ * Embed it and set `fire`; the other fields are private.
+ */
+struct qp_loop_watch {
+    void (*fire)(struct qp_loop_watch *w);
+    int fd; /**< private: -1 when not in the loop's table */
+};
+
 /** Called on the loop thread with each item given to qp_loop_post(). */
 typedef void (*qp_loop_post_fn)(void *ctx, void *item);
 /** Called on the loop thread when it stops, so the owner can finish what is in flight. */
@@ -79,6 +89,22 @@ void qp_loop_timer_arm(struct qp_loop *loop, struct qp_loop_timer *t, int64_t du
 
 /** Disarms @p t if armed (loop thread). */
 void qp_loop_timer_cancel(struct qp_loop *loop, struct qp_loop_timer *t);
+
+/**
+ * Starts watching @p fd for hang-up (loop thread). The fd stays owned by its owner, who
+ * must call qp_loop_watch_disarm() before closing it.
+ */
+QK_WUR enum qk_err qp_loop_watch_add(struct qp_loop *loop, struct qp_loop_watch *w, int fd);
+
+/**
+ * Takes @p fd out of the loop's epoll set; any thread, while @p fd is still open (its owner
+ * calls this before closing it). Events already collected may still reach the table
+ * lookup; qp_loop_watch_forget() ends those.
+ */
+void qp_loop_watch_disarm(struct qp_loop *loop, int fd);
+
+/** Removes @p w from the loop's table so it never fires again (loop thread). Idempotent. */
+void qp_loop_watch_forget(struct qp_loop *loop, struct qp_loop_watch *w);
 
 /** @return a random number from the loop's generator (loop thread). */
 uint32_t qp_loop_random(struct qp_loop *loop);

@@ -45,7 +45,20 @@
     XX(rewrite_completion, "HTTP-1", "rewrites the upstream chat.completion body")                 \
     XX(no_request_id, "HTTP-2", "neither forwards nor returns X-Request-Id")                       \
     XX(no_cors, "HTTP-3", "answers CORS preflight with 405")                                       \
-    XX(v1_models_raw, "HTTP-4", "answers /v1/models in the upstream shape")
+    XX(v1_models_raw, "HTTP-4", "answers /v1/models in the upstream shape")                        \
+    XX(sse_no_event_stream_headers, "SSE-1", "streams without Cache-Control: no-cache")            \
+    XX(buffer_stream, "SSE-2", "holds the whole stream back until the upstream ends")              \
+    XX(cumulative_passthrough, "SSE-4", "relays upstream deltas as they are (cumulative text)")    \
+    XX(naive_prefix_dedup, "SSE-4",                                                                \
+       "drops the prefix equal to the previous piece (loses repeats)")                             \
+    XX(split_utf8, "SSE-5", "decodes each upstream write alone, mangling split UTF-8")             \
+    XX(lf_only_framing, "SSE-6", "only understands LF line endings")                               \
+    XX(stream_200_on_failure, "SSE-7", "answers 200 before the first event; failures in-band")     \
+    XX(replay_after_drop, "SSE-8", "retries a stream dropped mid-way, replaying its text")         \
+    XX(bare_done_on_drop, "SSE-8", "ends a dropped stream with [DONE] and no error event")         \
+    XX(keep_upstream_on_disconnect, "SSE-9", "keeps the upstream open after the caller left")      \
+    XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
+    XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")
 
 enum qp_mutant {
     QP_MUT_NONE = 0,

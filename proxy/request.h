@@ -12,6 +12,7 @@
 #define QP_REQUEST_H
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdbool.h>
@@ -26,6 +27,57 @@
 struct MHD_Connection;
 struct qk_proxy;
 struct qp_forwarder;
+struct qp_sse_norm;
+
+/**
+ * Soft bound of a stream's caller-ready bytes (SSE-11): at or above it the upstream
+ * transfer is paused (CURL_WRITEFUNC_PAUSE) until the caller has read it down to half.
+ * One upstream write (at most CURL_MAX_WRITE_SIZE, 16 KiB, normalized) may land on top,
+ * so a stream never holds much more than 64 KiB + what 16 KiB of upstream bytes become.
+ */
+#ifndef QP_STREAM_BUFFER /* overridable only to exercise the pause path in tests */
+#define QP_STREAM_BUFFER (64u * 1024u)
+#endif
+/** Hard cap of the same buffer, a safety net far above what the pause allows. */
+#define QP_STREAM_BUFFER_CAP (4u * 1024u * 1024u)
+
+/**
+ * The relay of a streamed completion (issue 4). The loop thread produces caller-ready
+ * SSE bytes into `out`; libmicrohttpd's content reader (a server thread) consumes them.
+ * Fields under `lock` are shared; the rest belong to the loop thread.
+ */
+struct qp_stream {
+    pthread_mutex_t lock;
+    /* Under lock. */
+    struct qk_buf out;  /**< caller-ready bytes not yet handed to libmicrohttpd */
+    bool finished;      /**< nothing more will be appended to out */
+    bool suspended;     /**< the reader suspended the connection; resume on new bytes */
+    bool client_gone;   /**< the caller left: the reader ends with an error */
+    bool paused;        /**< the upstream transfer is paused (out was full) */
+    bool notice_posted; /**< a notice (unpause, client gone) is queued to the loop */
+    bool loop_active;   /**< the loop still relays this stream (holds its reference) */
+    bool fd_armed;      /**< the caller's socket is in the loop's epoll set */
+    int fd;             /**< the caller's socket */
+
+    /* Loop thread only. */
+    bool started;        /**< the 200 was committed; nothing is retried any more */
+    bool incremental;    /**< the request asked for incremental_output */
+    bool sse_known, sse; /**< the current attempt answers 2xx text/event-stream */
+    bool inband;         /**< the attempt opened with an in-band failure (SSE-13) */
+    bool bad_event;      /**< the attempt sent an event that is not a JSON chunk */
+    bool norm_finished;  /**< qp_sse_norm_finish() already ran for this attempt */
+    bool gone_handled;   /**< the caller's departure was acted upon */
+    char inband_msg[256];
+    char model[128];
+    struct qp_sse_norm *norm;   /**< the current attempt's normalizer */
+    struct qk_buf pending;      /**< normalized bytes of an attempt not yet started */
+    struct qk_buf scratch;      /**< normalized bytes on their way to out */
+    int64_t attempt_due_ms;     /**< before the start: the attempt's time limit */
+    int64_t last_upstream_ms;   /**< last upstream bytes (idle timeout, SSE-10) */
+    int64_t last_out_ms;        /**< last bytes given to the caller (keep-alive) */
+    struct qp_loop_timer timer; /**< attempt limit, then idle timeout and keep-alive */
+    struct qp_loop_watch watch; /**< hang-up of the caller's socket (SSE-9) */
+};
 
 /** @return the struct of type @p type that holds @p ptr in its field @p member. */
 #define QP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -124,6 +176,11 @@ struct qp_request {
     struct qp_forwarder *fw;                      /**< the forwarder running the exchange */
     bool in_transfer;                             /**< xfer.easy is added to the multi handle */
     struct qp_request *active_prev, *active_next; /**< the loop's list of open exchanges */
+
+    /* Streaming: `streaming` is set by the loop before it resumes the connection with a
+     * 200 event stream; server threads read it afterwards. */
+    bool streaming;
+    struct qp_stream st;
 };
 
 /** @return a new request with one reference (the caller's), or NULL when out of memory. */

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "apierror.h"
 #include "docpage.h"
@@ -122,12 +123,97 @@ cache_mark_name(enum qp_cache_mark m)
     return "-";
 }
 
+/* ---- streamed answers (issue 4) ---------------------------------------------------- */
+
+/* Asks the loop to look at req->st (unpause, client gone). Call with st.lock held. */
+static void
+post_notice_locked(struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    if (!s->loop_active || s->notice_posted)
+        return;
+    s->notice_posted = true;
+    qp_request_ref(req);
+    if (!qp_loop_post(req->proxy->loop, req)) {
+        s->notice_posted = false;
+        qp_request_unref(req); /* never the last: the caller holds one */
+    }
+}
+
+/*
+ * libmicrohttpd's content reader of a 200 event stream: copies what the loop produced,
+ * or suspends the connection until the loop has more (it resumes it). Runs on a server
+ * thread with the response's mutex held; lock order is response -> st.lock -> MHD.
+ */
+static ssize_t
+stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos; /* the buffer tracks its own position */
+    struct qp_request *req = cls;
+    struct qp_stream *s = &req->st;
+    ssize_t ret = 0;
+    pthread_mutex_lock(&s->lock);
+    size_t have = qk_buf_len(&s->out);
+    bool hold = QP_MUTANT(buffer_stream) && !s->finished;
+    if (s->client_gone) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (have > 0 && !hold) {
+        size_t n = have < max ? have : max;
+        memcpy(buf, qk_buf_ptr(&s->out), n);
+        qk_buf_consume(&s->out, n);
+        if (s->paused && qk_buf_len(&s->out) <= QP_STREAM_BUFFER / 2)
+            post_notice_locked(req); /* SSE-11: let the upstream flow again */
+        ret = (ssize_t)n;
+    } else if (s->finished && !hold) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        s->suspended = true;
+        MHD_suspend_connection(req->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static void
+stream_response_free(void *cls)
+{
+    qp_request_unref(cls); /* the response's reference */
+}
+
+static struct MHD_Response *
+stream_response(struct qp_request *req)
+{
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, req, stream_response_free);
+    if (!r)
+        return NULL;
+    qp_request_ref(req);
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    if (!QP_MUTANT(sse_no_event_stream_headers)) {
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    }
+    return r;
+}
+
 /* Queues req->resp on the connection. */
 static enum MHD_Result
 send_response(struct qp_request *req)
 {
     struct qk_proxy *px = req->proxy;
     struct qp_response *resp = &req->resp;
+    if (req->streaming) {
+        struct MHD_Response *r = stream_response(req);
+        if (!r)
+            return MHD_NO;
+        if (!QP_MUTANT(no_request_id))
+            MHD_add_response_header(r, "X-Request-Id", req->request_id);
+        add_cors(px, req, r);
+        req->state = QP_REQ_SENT;
+        enum MHD_Result ret = MHD_queue_response(req->conn, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(
         resp->len, resp->body ? resp->body : (void *)"", MHD_RESPMEM_MUST_COPY);
     if (!r)
@@ -449,6 +535,13 @@ dispatch(struct qk_proxy *px, struct qp_request *req)
     return MHD_YES;
 }
 
+/* qp_forward_stream_fn, on the loop thread: the loop keeps its reference. */
+static void
+on_stream_start(struct qp_request *req)
+{
+    MHD_resume_connection(req->conn);
+}
+
 /* qp_forward_complete_fn, on the loop thread. */
 static void
 on_exchange_complete(struct qp_request *req)
@@ -492,11 +585,25 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
     (void)conn;
-    (void)toe; /* the log's status 0 already says the client left early */
     struct qk_proxy *px = cls;
     struct qp_request *req = *con_cls;
     if (!req)
         return;
+    if (req->streaming) {
+        /* Before libmicrohttpd closes the socket: out of the loop's epoll set, and if the
+         * loop still relays (the caller left, or the send failed), tell it (SSE-9). */
+        struct qp_stream *s = &req->st;
+        pthread_mutex_lock(&s->lock);
+        if (s->fd_armed) {
+            qp_loop_watch_disarm(px->loop, s->fd);
+            s->fd_armed = false;
+        }
+        if (s->loop_active && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+            s->client_gone = true;
+            post_notice_locked(req);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
     struct qp_log_entry e = {
         .request_id = req->request_id,
         .method = req->method,
@@ -595,7 +702,10 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         .stale_grace_ms = cfg->stale_grace_ms,
         .upstream_timeout_ms = cfg->upstream_timeout_ms,
         .deadline_ms = cfg->deadline_ms,
+        .stream_idle_timeout_ms = cfg->stream_idle_timeout_ms,
+        .keepalive_interval_ms = cfg->keepalive_interval_ms,
         .complete = on_exchange_complete,
+        .stream_start = on_stream_start,
     };
     if (qp_forwarder_new(&fc, &px->fw) != QK_OK)
         goto nomem;

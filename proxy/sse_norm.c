@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mutant.h"
+
 #define LINE_CAP (4 * 1024 * 1024)
 
 struct qp_sse_norm {
@@ -17,6 +19,7 @@ struct qp_sse_norm {
     struct qk_buf text; /* the whole text so far */
     struct qk_buf line; /* the line being read */
     struct qk_buf data; /* data lines of the event being read */
+    struct qk_buf prev; /* mutant naive_prefix_dedup: the previous chunk's raw content */
     bool data_seen;
     bool after_cr;
     char *model, *id;
@@ -34,6 +37,7 @@ qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, l
     qk_buf_init(&n->text, LINE_CAP);
     qk_buf_init(&n->line, LINE_CAP);
     qk_buf_init(&n->data, LINE_CAP);
+    qk_buf_init(&n->prev, LINE_CAP);
     n->model = strdup(model ? model : "");
     n->id = strdup(id ? id : "chatcmpl-0");
     n->created = now_s;
@@ -52,6 +56,7 @@ qp_sse_norm_free(struct qp_sse_norm *n)
     qk_buf_free(&n->text);
     qk_buf_free(&n->line);
     qk_buf_free(&n->data);
+    qk_buf_free(&n->prev);
     free(n->model);
     free(n->id);
     free(n);
@@ -126,7 +131,9 @@ emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const cha
     }
     cJSON_AddStringToObject(o, "id", n->id);
     cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
-    cJSON_AddNumberToObject(o, "created", (double)n->created);
+    /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
+    cJSON_AddNumberToObject(o, "created",
+                            (double)n->created * (QP_MUTANT(raw_chunks) ? 1000.0 : 1.0));
     cJSON_AddStringToObject(o, "model", n->model);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
@@ -150,6 +157,11 @@ emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const cha
         }
     }
     char *s = cJSON_PrintUnformatted(o);
+    if (s && QP_MUTANT(sse_extra_fields) &&
+        qk_buf_appendf(out, "event: message\nid: %zu\n", n->events_out + 1) != QK_OK) {
+        cJSON_free(s);
+        s = NULL;
+    }
     if (s && qk_buf_appendf(out, "data: %s\n\n", s) == QK_OK) {
         st = QP_SSE_OK;
         n->role_sent = true;
@@ -169,6 +181,22 @@ new_text(struct qp_sse_norm *n, const char *c, size_t clen, size_t *off)
 {
     const char *t = qk_buf_ptr(&n->text);
     size_t tlen = qk_buf_len(&n->text);
+    if (QP_MUTANT(cumulative_passthrough)) {
+        *off = 0; /* every delta relayed as it came */
+        n->cumulative = false;
+        return;
+    }
+    if (QP_MUTANT(naive_prefix_dedup)) {
+        /* "if the new text starts with the previous one, send the suffix" */
+        const char *p = qk_buf_ptr(&n->prev);
+        size_t plen = qk_buf_len(&n->prev);
+        *off = plen > 0 && clen >= plen && memcmp(c, p, plen) == 0 ? plen : 0;
+        n->cumulative = false;
+        qk_buf_reset(&n->prev);
+        if (qk_buf_append(&n->prev, c, clen) != QK_OK)
+            qk_buf_reset(&n->prev);
+        return;
+    }
     bool extends = clen >= tlen && memcmp(c, t, tlen) == 0;
     if (n->cumulative) {
         if (extends) {
@@ -280,7 +308,8 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
             if (ch == '\n')
                 continue; /* CRLF split across reads */
         }
-        if (ch != '\r' && ch != '\n') {
+        bool eol = ch == '\n' || (ch == '\r' && !QP_MUTANT(lf_only_framing));
+        if (!eol) {
             if (qk_buf_append(&n->line, &ch, 1) != QK_OK)
                 return QP_SSE_NOMEM;
             continue;
@@ -320,7 +349,8 @@ qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_me
             return QK_NOMEM;
     }
     if (upstream_ok || n->done) {
-        if (!n->finish_sent && emit_chunk(n, "", 0, "stop", NULL, out) != QP_SSE_OK)
+        if (!n->finish_sent && !QP_MUTANT(raw_chunks) &&
+            emit_chunk(n, "", 0, "stop", NULL, out) != QP_SSE_OK)
             return QK_NOMEM;
         return qk_buf_append_str(out, "data: [DONE]\n\n");
     }

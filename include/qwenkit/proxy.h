@@ -41,8 +41,12 @@ struct qk_proxy_config {
     int64_t retry_after_cap_ms;  /**< longest upstream Retry-After honoured, default 10 s */
     int64_t upstream_timeout_ms; /**< one upstream attempt, default 60 s */
     int64_t deadline_ms;         /**< whole request incl. retries, default 120 s */
-    size_t max_body;             /**< request body limit (413 above), default 1 MiB */
-    const char *cors_origins;    /**< comma-separated allowed origins or "*", default "*" */
+    int64_t stream_idle_timeout_ms;      /**< a started stream whose upstream sends nothing this
+                                              long ends with an error event, default 60 s */
+    int64_t keepalive_interval_ms;       /**< `: keep-alive` comment after this much silence on a
+                                              started stream, default 15 s */
+    size_t max_body;                     /**< request body limit (413 above), default 1 MiB */
+    const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
     unsigned threads;                    /**< server threads, default 2 */
     const char *mutant; /**< suite self-test: a behaviour to break (QK_MUTANTS builds) */

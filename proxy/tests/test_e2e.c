@@ -577,6 +577,417 @@ unreachable_upstream_is_502(void **state)
     qk_proxy_stop(p);
 }
 
+/* ---- streaming (issue 4) ------------------------------------------------------------ */
+
+#define STREAM_BODY                                                                                \
+    "{\"model\":\"qwen-max-latest\",\"stream\":true,\"messages\":[{\"role\":\"user\","             \
+    "\"content\":\"stream me\"}]}"
+#define STREAM_BODY_INCR                                                                           \
+    "{\"model\":\"qwen-max-latest\",\"stream\":true,\"incremental_output\":true,"                  \
+    "\"messages\":[{\"role\":\"user\",\"content\":\"stream me\"}]}"
+#define PLAIN_BODY                                                                                 \
+    "{\"model\":\"qwen-max-latest\",\"messages\":[{\"role\":\"user\",\"content\":\"stream me\"}]}"
+
+/* What a streaming caller saw, parsed with this test's own (LF-only, strict) reading. */
+struct sse_seen {
+    long status;
+    struct qk_buf raw;
+    struct qk_buf headers;
+    struct qk_buf text; /* concatenated delta.content */
+    int chunks, done, errors, comments, other_lines, bad_chunks, finishes;
+    bool done_last;            /* [DONE] was the last event */
+    bool finish_on_last_chunk; /* the last chunk carried a finish_reason */
+    int64_t recv_ms[64];       /* when each data event arrived */
+    int events;                /* data events (chunks, errors, [DONE]) */
+    size_t parsed;             /* bytes of raw already parsed */
+    int abort_after;           /* >0: the client hangs up after this many data events */
+    int64_t aborted_ms;
+};
+
+static void
+sse_parse_some(struct sse_seen *s)
+{
+    const char *all = qk_buf_ptr(&s->raw);
+    for (;;) {
+        const char *p = all + s->parsed;
+        const char *end = strstr(p, "\n\n");
+        if (!end)
+            return;
+        s->parsed = (size_t)(end + 2 - all);
+        if (*p == ':') {
+            s->comments++;
+            continue;
+        }
+        if (strncmp(p, "data: ", 6) != 0 || memchr(p, '\n', (size_t)(end - p))) {
+            s->other_lines++;
+            continue;
+        }
+        char *data = strndup(p + 6, (size_t)(end - p - 6));
+        if (s->events < 64)
+            s->recv_ms[s->events] = qk_now_ms();
+        s->events++;
+        s->done_last = false;
+        if (strcmp(data, "[DONE]") == 0) {
+            s->done++;
+            s->done_last = true;
+            free(data);
+            continue;
+        }
+        cJSON *o = cJSON_Parse(data);
+        free(data);
+        if (cJSON_GetObjectItemCaseSensitive(o, "error")) {
+            s->errors++;
+            cJSON_Delete(o);
+            continue;
+        }
+        s->chunks++;
+        const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(ch, "delta"), "content");
+        const cJSON *fin = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
+        const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "created");
+        const cJSON *object = cJSON_GetObjectItemCaseSensitive(o, "object");
+        bool ok = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "id")) &&
+                  cJSON_IsString(object) &&
+                  strcmp(object->valuestring, "chat.completion.chunk") == 0 &&
+                  cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "model")) &&
+                  cJSON_IsNumber(created) && created->valuedouble < 1e11 &&
+                  cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(ch, "index")) && fin != NULL;
+        if (!ok)
+            s->bad_chunks++;
+        if (cJSON_IsString(content) && qk_buf_append_str(&s->text, content->valuestring) != QK_OK)
+            s->bad_chunks++;
+        s->finish_on_last_chunk = cJSON_IsString(fin);
+        if (cJSON_IsString(fin))
+            s->finishes++;
+        cJSON_Delete(o);
+    }
+}
+
+static size_t
+sse_sink(char *p, size_t size, size_t n, void *ud)
+{
+    struct sse_seen *s = ud;
+    if (qk_buf_append(&s->raw, p, size * n) != QK_OK)
+        return 0;
+    sse_parse_some(s);
+    if (s->abort_after > 0 && s->events >= s->abort_after) {
+        s->aborted_ms = qk_now_ms();
+        return 0; /* hang up */
+    }
+    return size * n;
+}
+
+/* POSTs @p body to @p proxy_url's chat route with @p token, reading the stream as it comes. */
+static CURLcode
+stream_request(const char *proxy_url, const char *token, const char *body, struct sse_seen *s)
+{
+    char u[128], h[80];
+    snprintf(u, sizeof(u), "%s/v1/chat/completions", proxy_url);
+    auth_header(token, h);
+    int abort_after = s->abort_after;
+    memset(s, 0, sizeof(*s));
+    s->abort_after = abort_after;
+    qk_buf_init(&s->raw, 1 << 22);
+    qk_buf_init(&s->headers, 1 << 16);
+    qk_buf_init(&s->text, 1 << 20);
+    CURL *c = curl_easy_init();
+    struct curl_slist *list = curl_slist_append(NULL, h);
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &s->headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+static void
+sse_free(struct sse_seen *s)
+{
+    qk_buf_free(&s->raw);
+    qk_buf_free(&s->headers);
+    qk_buf_free(&s->text);
+}
+
+/* The answer's text for the request above, from the non-streamed route. */
+static char *
+reference_text(struct env *e, const char *token)
+{
+    char u[128], h[80];
+    url(e, "/v1/chat/completions", u);
+    auth_header(token, h);
+    const char *hs[] = {h, NULL};
+    struct reply r;
+    http("POST", u, hs, PLAIN_BODY, &r);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "message");
+    char *text = strdup(cJSON_GetObjectItemCaseSensitive(msg, "content")->valuestring);
+    cJSON_Delete(j);
+    reply_free(&r);
+    return text;
+}
+
+static const char *
+sse_header(struct sse_seen *s, const char *name)
+{
+    struct reply r = {.headers = s->headers};
+    return header(&r, name);
+}
+
+/* A stream that ended well: SSE-1, SSE-3, SSE-4 (exact text), SSE-12. */
+static void
+assert_good_stream(struct sse_seen *s, const char *want)
+{
+    assert_int_equal(s->status, 200);
+    assert_string_equal(sse_header(s, "Content-Type"), "text/event-stream");
+    assert_string_equal(sse_header(s, "Cache-Control"), "no-cache");
+    assert_int_equal(s->parsed, qk_buf_len(&s->raw)); /* nothing after the last blank line */
+    assert_int_equal(s->other_lines, 0);
+    assert_int_equal(s->bad_chunks, 0);
+    assert_int_equal(s->errors, 0);
+    assert_int_equal(s->done, 1);
+    assert_true(s->done_last);
+    assert_true(s->finish_on_last_chunk);
+    assert_int_equal(s->finishes, 1);
+    assert_string_equal(qk_buf_ptr(&s->text), want);
+}
+
+/* SSE-4: cumulative and incremental upstream deltas give exactly the non-streamed text. */
+static void
+stream_cumulative_and_incremental_are_exact(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    char *want = reference_text(e, t);
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    assert_good_stream(&s, want);
+    assert_true(s.chunks > 3);
+    sse_free(&s);
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &s), CURLE_OK);
+    assert_good_stream(&s, want);
+    sse_free(&s);
+    /* A final chunk repeating the whole text, and an upstream that ignores the flag. */
+    script(e, t, "chat",
+           "[{\"stream\":{\"final_repeat\":true}},{\"stream\":{\"final_repeat\":true}},"
+           "{\"stream\":{\"cumulative\":true}},{\"stream\":{\"done\":false,"
+           "\"finish_reason\":false,\"envelope\":false}}]");
+    const char *bodies[] = {STREAM_BODY, STREAM_BODY_INCR, STREAM_BODY_INCR, STREAM_BODY};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(stream_request(e->proxy_url, t, bodies[i], &s), CURLE_OK);
+        assert_good_stream(&s, want);
+        sse_free(&s);
+    }
+    free(want);
+}
+
+/* SSE-5 + SSE-6: split UTF-8, CRLF, CR, comments, coalesced and spread events. */
+static void
+stream_any_framing_is_understood(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    char *want = reference_text(e, t);
+    script(e, t, "chat",
+           "[{\"stream\":{\"split_utf8\":true}},{\"stream\":{\"crlf\":true}},"
+           "{\"stream\":{\"cr\":true}},{\"stream\":{\"comments\":true}},"
+           "{\"stream\":{\"coalesce\":true}},{\"stream\":{\"coalesce\":3,\"crlf\":true}},"
+           "{\"stream\":{\"split_utf8\":true,\"cr\":true}}]");
+    for (int i = 0; i < 7; i++) {
+        struct sse_seen s = {0};
+        assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+        assert_good_stream(&s, want);
+        sse_free(&s);
+    }
+    free(want);
+}
+
+/* SSE-7 + SSE-13: failures before the first event are retried, then JSON, never 200. */
+static void
+stream_failures_before_first_event_are_json(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    struct sse_seen s = {0};
+    script(e, t, "chat",
+           "[{\"status\":500},{\"html\":\"gateway\"},{\"status\":504},{\"status\":503}]");
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    struct reply r = {.status = s.status, .body = s.raw, .headers = s.headers};
+    assert_json_error(&r, 502);
+    sse_free(&s);
+    assert_int_equal(attempts(e, t), 4);
+
+    script(e, t, "chat",
+           "[{\"inband_error\":\"waf\"},{\"inband_error\":\"quota\"},{\"inband_error\":\"waf\"},"
+           "{\"inband_error\":\"quota\"}]");
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    r = (struct reply){.status = s.status, .body = s.raw, .headers = s.headers};
+    assert_json_error(&r, 502);
+    assert_non_null(strstr(qk_buf_ptr(&s.raw), "RateLimited"));
+    sse_free(&s);
+    assert_int_equal(attempts(e, t), 8);
+
+    char *want = reference_text(e, t);
+    script(e, t, "chat", "[{\"inband_error\":\"waf\"},{\"stream\":{\"truncate_after\":0}}]");
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    assert_good_stream(&s, want);
+    sse_free(&s);
+    assert_int_equal(attempts(e, t), 12);
+
+    script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    r = (struct reply){.status = s.status, .body = s.raw, .headers = s.headers};
+    assert_json_error(&r, 401);
+    sse_free(&s);
+    free(want);
+}
+
+/* SSE-8: a drop after the first event: one error event, no [DONE], no second attempt. */
+static void
+stream_drop_mid_way_ends_with_one_error(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    script(e, t, "chat", "[{\"stream\":{\"truncate_after\":3}}]");
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    assert_int_equal(s.status, 200);
+    assert_int_equal(s.chunks, 3);
+    assert_int_equal(s.errors, 1);
+    assert_int_equal(s.done, 0);
+    assert_int_equal(s.other_lines, 0);
+    sse_free(&s);
+    assert_int_equal(attempts(e, t), 1);
+}
+
+/* SSE-2: with events 300 ms apart upstream, each reaches the caller long before the next. */
+static void
+stream_events_are_relayed_as_they_arrive(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    script(e, t, "chat", "[{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":300}}]");
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    assert_int_equal(s.chunks, 4);
+    cJSON *j = journal(e, t);
+    const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
+    const cJSON *sent = cJSON_GetObjectItemCaseSensitive(entry, "event_ms");
+    assert_true(cJSON_GetArraySize(sent) >= 4);
+    for (int i = 0; i < 4; i++) {
+        int64_t up = (int64_t)cJSON_GetArrayItem(sent, i)->valuedouble;
+        assert_true(s.recv_ms[i] >= up);
+        assert_true(s.recv_ms[i] - up < 200);
+    }
+    cJSON_Delete(j);
+    sse_free(&s);
+}
+
+/* SSE-9: the caller hangs up mid-stream; the upstream connection is closed within 1 s. */
+static void
+stream_caller_leaving_closes_upstream(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    script(e, t, "chat", "[{\"stream\":{\"stall_after\":2,\"stall_ms\":20000}}]");
+    struct sse_seen s = {.abort_after = 1};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_WRITE_ERROR);
+    int64_t left = s.aborted_ms;
+    bool gone = false;
+    int64_t seen_ms = 0;
+    while (!gone && qk_now_ms() - left < 3000) {
+        cJSON *j = journal(e, t);
+        const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
+        gone = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
+        seen_ms = qk_now_ms();
+        cJSON_Delete(j);
+        if (!gone) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(gone);
+    assert_true(seen_ms - left < 1000);
+    sse_free(&s);
+}
+
+/* SSE-10: idle timeout with keep-alives; a flowing stream outlives the attempt limit. */
+static void
+stream_idle_timeout_and_keepalive(void **state)
+{
+    struct env *e = *state;
+    struct qk_proxy_config pc;
+    qk_proxy_config_init(&pc);
+    pc.port = 0;
+    pc.upstream = e->mock_url;
+    pc.retry_base_ms = 5;
+    pc.upstream_timeout_ms = 500;
+    pc.stream_idle_timeout_ms = 900;
+    pc.keepalive_interval_ms = 200;
+    pc.log_format = QK_PROXY_LOG_OFF;
+    struct qk_proxy *p = NULL;
+    assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
+    char purl[64];
+    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
+    char t[40];
+    new_token(t);
+    char *want = reference_text(e, t);
+
+    /* 6 events 400 ms apart: 2 s in all, past the 500 ms attempt limit, never idle 900 ms. */
+    script(e, t, "chat", "[{\"stream\":{\"chunks\":6,\"chunk_delay_ms\":400}}]");
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
+    assert_good_stream(&s, want);
+    assert_true(s.comments >= 1);
+    sse_free(&s);
+
+    /* Silent after 2 events: keep-alives, then one error event and no [DONE]. */
+    script(e, t, "chat", "[{\"stream\":{\"stall_after\":2,\"stall_ms\":20000}}]");
+    int64_t t0 = qk_now_ms();
+    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
+    int64_t took = qk_now_ms() - t0;
+    assert_int_equal(s.status, 200);
+    assert_int_equal(s.chunks, 2);
+    assert_int_equal(s.errors, 1);
+    assert_int_equal(s.done, 0);
+    assert_true(s.comments >= 2);
+    assert_true(took >= 800 && took < 5000);
+    sse_free(&s);
+
+    /* No first event within the attempt limit: retried, then 504 JSON. */
+    script(e, t, "chat",
+           "[{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}},"
+           "{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}}]");
+    struct qk_proxy_config pc2 = pc;
+    pc2.max_retries = 1;
+    qk_proxy_stop(p);
+    assert_int_equal(qk_proxy_start(&pc2, &p, NULL, 0), QK_OK);
+    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
+    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
+    struct reply r = {.status = s.status, .body = s.raw, .headers = s.headers};
+    assert_json_error(&r, 504);
+    sse_free(&s);
+    qk_proxy_stop(p);
+    free(want);
+}
+
 int
 main(void)
 {
@@ -593,6 +1004,13 @@ main(void)
         cmocka_unit_test(concurrent_misses_fly_once),
         cmocka_unit_test(expiry_failures_and_stale_grace),
         cmocka_unit_test(unreachable_upstream_is_502),
+        cmocka_unit_test(stream_cumulative_and_incremental_are_exact),
+        cmocka_unit_test(stream_any_framing_is_understood),
+        cmocka_unit_test(stream_failures_before_first_event_are_json),
+        cmocka_unit_test(stream_drop_mid_way_ends_with_one_error),
+        cmocka_unit_test(stream_events_are_relayed_as_they_arrive),
+        cmocka_unit_test(stream_caller_leaving_closes_upstream),
+        cmocka_unit_test(stream_idle_timeout_and_keepalive),
     };
     int rc = cmocka_run_group_tests_name("unit_proxy_e2e", tests, setup, teardown);
     curl_global_cleanup();
