@@ -1,0 +1,326 @@
+/*
+ * AUTH-1..6: who may use the proxy, and what credentials travel upstream.
+ * The mock's journal is keyed by token; requests that carried no usable token are read
+ * with the empty token.
+ */
+#include "conf_groups.h"
+
+#include <string.h>
+
+/* @return true when the journal of token-less requests grew past @p seq_before. */
+static bool
+anonymous_request_seen(struct conf_ctx *ctx, int64_t seq_before)
+{
+    /* The proxy answered already; give a forwarded request a moment to be journaled. */
+    conf_sleep_ms(100);
+    bool seen = false;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal(ctx, "")) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "seq");
+        if (!cJSON_IsNumber(seq) || (int64_t)seq->valuedouble <= seq_before)
+            continue;
+        seen = true;
+        const char *auth = conf_entry_header(e, "Authorization");
+        print_error("    upstream request without a token: %s %s, Authorization: %s\n",
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
+                    conf_entry_path(e), auth ? conf_str(ctx, "\"%s\"", auth) : "(none)");
+    }
+    return seen;
+}
+
+/* AUTH-1: a request without Authorization gets 401 and causes no upstream request. */
+static void
+AUTH_1_missing_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
+{
+    int64_t seq = conf_anonymous_seq(ctx);
+    const struct conf_response *r = conf_send(ctx, "GET", conf_api(ctx, "/models"), NULL, NULL);
+    conf_assert_status(ctx, r, 401);
+    conf_check(ctx, r, !anonymous_request_seen(ctx, seq),
+               "GET models without Authorization reached the upstream");
+}
+
+/* AUTH-1, chat route. */
+static void
+AUTH_1_chat_without_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
+{
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    int64_t seq = conf_anonymous_seq(ctx);
+    const struct conf_response *r =
+        conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers,
+                  conf_chat_body(ctx, "no credentials"));
+    conf_assert_status(ctx, r, 401);
+    conf_check(ctx, r, !anonymous_request_seen(ctx, seq),
+               "a chat request without Authorization reached the upstream");
+}
+
+/* @return true when the upstream saw a request whose Authorization was @p raw (the mock
+ * journals a non-Bearer value under the raw value) or none at all (since @p seq_before). */
+static bool
+forwarded_with(struct conf_ctx *ctx, const char *raw, int64_t seq_before)
+{
+    /* The empty key is the shared journal of token-less requests: judged by sequence. */
+    return anonymous_request_seen(ctx, seq_before) || (raw[0] && conf_attempts(ctx, raw, 0) > 0);
+}
+
+/* AUTH-2: a non-Bearer scheme gets 401 and causes no upstream request. */
+static void
+AUTH_2_non_bearer_scheme_gets_401_no_upstream(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *schemes[] = {"Basic", "Token", "Bearerx"};
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        const char *value = conf_str(ctx, "%s %s", schemes[i], token);
+        const char *headers[] = {conf_str(ctx, "Authorization: %s", value), NULL};
+        int64_t seq = conf_anonymous_seq(ctx);
+        const struct conf_response *r =
+            conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+        conf_check(ctx, r, r->status == 401, "scheme \"%s\": expected 401, got %ld",
+                   schemes[i], r->status);
+        conf_check(ctx, r, !forwarded_with(ctx, value, seq) && conf_attempts(ctx, token, 0) == 0,
+                   "scheme \"%s\" reached the upstream", schemes[i]);
+    }
+}
+
+/* AUTH-2: an empty token gets 401 and causes no upstream request. */
+static void
+AUTH_2_empty_token_gets_401_no_upstream(struct conf_ctx *ctx)
+{
+    struct {
+        const char *line, *value;
+    } cases[] = {
+        {"Authorization: Bearer", "Bearer"},
+        {"Authorization: Bearer    ", "Bearer    "},
+        {"Authorization;", ""}, /* libcurl's way to send an empty value */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *headers[] = {cases[i].line, NULL};
+        int64_t seq = conf_anonymous_seq(ctx);
+        const struct conf_response *r =
+            conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+        conf_check(ctx, r, r->status == 401, "\"%s\": expected 401, got %ld", cases[i].line,
+                   r->status);
+        conf_check(ctx, r, !forwarded_with(ctx, cases[i].value, seq),
+                   "\"%s\" reached the upstream", cases[i].line);
+    }
+}
+
+/* AUTH-2: the scheme name is case-insensitive ("bearer x" is valid). */
+static void
+AUTH_2_scheme_name_is_case_insensitive(struct conf_ctx *ctx)
+{
+    const char *schemes[] = {"bearer", "BEARER"};
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        const char *token = conf_token(ctx);
+        const char *chat_headers[] = {conf_str(ctx, "Authorization: %s %s", schemes[i], token),
+                                      "Content-Type: application/json", NULL};
+        /* The chat route: a cached model list would prove nothing about the token. */
+        const struct conf_response *r =
+            conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), chat_headers,
+                      conf_chat_body(ctx, "a lower-case scheme"));
+        conf_check(ctx, r, r->status == 200, "scheme \"%s\": expected 200, got %ld", schemes[i],
+                   r->status);
+        conf_assert_attempts(ctx, token, 1);
+    }
+}
+
+/* Every journal entry of @p token carries exactly one Authorization equal to @p expected. */
+static void
+check_authorization_on_every_attempt(struct conf_ctx *ctx, const char *token,
+                                     const char *expected)
+{
+    const cJSON *entries = conf_journal(ctx, token);
+    conf_check(ctx, NULL, cJSON_GetArraySize(entries) > 0,
+               "no upstream request carried the caller's token");
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, entries) {
+        i++;
+        const char *got = conf_entry_header(e, "Authorization");
+        conf_check(ctx, NULL, conf_entry_header_count(e, "Authorization") == 1,
+                   "attempt %d carried %zu Authorization headers", i,
+                   conf_entry_header_count(e, "Authorization"));
+        conf_check(ctx, NULL, got && strcmp(got, expected) == 0,
+                   "attempt %d: Authorization \"%s\", expected \"%s\"", i, got ? got : "(none)",
+                   expected);
+    }
+}
+
+/* AUTH-3: the caller's Authorization reaches the upstream unchanged, on every attempt
+ * (models route). */
+static void
+AUTH_3_authorization_reaches_upstream_unchanged_on_models(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    int64_t seq = conf_anonymous_seq(ctx);
+    conf_queue(ctx, token, "models", "[{\"status\":500},{\"ok\":true}]");
+    conf_get_models(ctx, token);
+    size_t n = conf_attempts(ctx, token, 2);
+    conf_check(ctx, NULL, n > 0 || !anonymous_request_seen(ctx, seq),
+               "the upstream was asked without the caller's Authorization");
+    conf_assume(ctx, n > 0,
+                "a new credential got a list without an upstream request (see AUTH-5)");
+    check_authorization_on_every_attempt(ctx, token, conf_str(ctx, "Bearer %s", token));
+}
+
+/* AUTH-3, chat route. */
+static void
+AUTH_3_authorization_reaches_upstream_unchanged_on_chat(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"ok\":true}]");
+    conf_post_chat(ctx, token, conf_chat_body(ctx, "authorization on every attempt"));
+    conf_attempts(ctx, token, 2);
+    check_authorization_on_every_attempt(ctx, token, conf_str(ctx, "Bearer %s", token));
+}
+
+/* AUTH-4: an upstream 401 reaches the caller as 401 after exactly one attempt. */
+static void
+AUTH_4_upstream_401_relayed_after_one_attempt(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", "[{\"status\":401},{\"ok\":true},{\"ok\":true}]");
+    const struct conf_response *r = conf_get_models(ctx, token);
+    conf_assume(ctx, conf_attempts(ctx, token, 1) > 0,
+                "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assert_status(ctx, r, 401);
+    conf_assert_attempts(ctx, token, 1);
+}
+
+/* AUTH-4, chat route, with a token the upstream revoked. */
+static void
+AUTH_4_revoked_token_on_chat_relayed_after_one_attempt(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_revoke(ctx, token);
+    const struct conf_response *r =
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "revoked token"));
+    conf_assert_status(ctx, r, 401);
+    conf_assert_attempts(ctx, token, 1);
+}
+
+/* AUTH-5: a revoked token gets 401 even while another token's list is cached. */
+static void
+AUTH_5_revoked_token_gets_401_while_another_list_is_cached(struct conf_ctx *ctx)
+{
+    const char *good = conf_token(ctx);
+    const char *revoked = conf_token(ctx);
+    conf_assert_status(ctx, conf_get_models(ctx, good), 200);
+    conf_revoke(ctx, revoked);
+    const struct conf_response *r = conf_get_models(ctx, revoked);
+    /* Any refusal will do here; that it is a 401 is AUTH-4's requirement. */
+    conf_check(ctx, r, r->status != 200 && r->status != 0,
+               "a revoked token got %ld while another token's list was cached", r->status);
+    conf_check(ctx, r, conf_attempts(ctx, revoked, 1) >= 1,
+               "the revoked token was answered without asking the upstream");
+}
+
+/* AUTH-5: each credential's list comes from the upstream with that credential. */
+static void
+AUTH_5_each_credential_fetches_its_own_list(struct conf_ctx *ctx)
+{
+    const char *first = conf_token(ctx);
+    const char *second = conf_token(ctx);
+    conf_assert_status(ctx, conf_get_models(ctx, first), 200);
+    conf_assert_status(ctx, conf_get_models(ctx, second), 200);
+    size_t n = conf_attempts(ctx, second, 1);
+    conf_check(ctx, NULL, n == 1,
+               "a second credential was served without asking the upstream (%zu attempts)", n);
+}
+
+/* AUTH-6: hop-by-hop request headers and Proxy-Authorization are not forwarded. */
+static void
+AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *headers[] = {
+        conf_bearer(ctx, token),
+        "Connection: keep-alive, X-Conf-Hop",
+        "X-Conf-Hop: must-not-travel",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Upgrade: conf-test/1",
+        "Proxy-Authorization: Basic Y29uZjpzZWNyZXQ=",
+        "Content-Type: application/json",
+        NULL,
+    };
+    /* The chat route, never cached, always goes upstream. */
+    conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers,
+              conf_chat_body(ctx, "hop-by-hop headers"));
+    conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
+               "no upstream request carried the caller's token");
+    const char *dropped[] = {"X-Conf-Hop", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization"};
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+        for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+            const char *v = conf_entry_header(e, dropped[i]);
+            conf_check(ctx, NULL, v == NULL, "%s reached the upstream (\"%s\")", dropped[i],
+                       v ? v : "");
+        }
+        const char *conn = conf_entry_header(e, "Connection");
+        conf_check(ctx, NULL, !conf_contains_nocase(conn, "X-Conf-Hop"),
+                   "the caller's Connection header reached the upstream (\"%s\")", conn);
+    }
+}
+
+/* AUTH-6: the proxy adds no credentials of its own upstream. */
+static void
+AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_post_chat(ctx, token, conf_chat_body(ctx, "no extra credentials"));
+    conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
+               "no upstream request carried the caller's token");
+    const char *expected = conf_str(ctx, "Bearer %s", token);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+        const char *auth = conf_entry_header(e, "Authorization");
+        conf_check(ctx, NULL,
+                   conf_entry_header_count(e, "Authorization") == 1 && auth &&
+                       strcmp(auth, expected) == 0,
+                   "upstream Authorization is not exactly the caller's (\"%s\")",
+                   auth ? auth : "(none)");
+        const char *own[] = {"Cookie", "Proxy-Authorization", "X-Api-Key", "Api-Key"};
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+            conf_check(ctx, NULL, conf_entry_header(e, own[i]) == NULL,
+                       "the proxy sent its own %s upstream", own[i]);
+    }
+}
+
+/* AUTH-6: hop-by-hop headers are not relayed back to the caller. */
+static void
+AUTH_6_no_hop_by_hop_headers_in_response(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const struct conf_response *r = conf_get_models(ctx, token);
+    const char *hop[] = {"Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
+                         "Trailer", "Upgrade", "Proxy-Connection"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        conf_check(ctx, r, conf_response_header(r, hop[i]) == NULL,
+                   "the response carries the hop-by-hop header %s", hop[i]);
+}
+
+static const struct CMUnitTest auth_tests[] = {
+    CONF_TEST(AUTH_1, AUTH_1_missing_authorization_gets_401_no_upstream),
+    CONF_TEST(AUTH_1, AUTH_1_chat_without_authorization_gets_401_no_upstream),
+    CONF_TEST(AUTH_2, AUTH_2_non_bearer_scheme_gets_401_no_upstream),
+    CONF_TEST(AUTH_2, AUTH_2_empty_token_gets_401_no_upstream),
+    CONF_TEST(AUTH_2, AUTH_2_scheme_name_is_case_insensitive),
+    CONF_TEST(AUTH_3, AUTH_3_authorization_reaches_upstream_unchanged_on_models),
+    CONF_TEST(AUTH_3, AUTH_3_authorization_reaches_upstream_unchanged_on_chat),
+    CONF_TEST(AUTH_4, AUTH_4_upstream_401_relayed_after_one_attempt),
+    CONF_TEST(AUTH_4, AUTH_4_revoked_token_on_chat_relayed_after_one_attempt),
+    CONF_TEST(AUTH_5, AUTH_5_revoked_token_gets_401_while_another_list_is_cached),
+    CONF_TEST(AUTH_5, AUTH_5_each_credential_fetches_its_own_list),
+    CONF_TEST(AUTH_6, AUTH_6_hop_by_hop_headers_not_forwarded),
+    CONF_TEST(AUTH_6, AUTH_6_proxy_adds_no_credentials),
+    CONF_TEST(AUTH_6, AUTH_6_no_hop_by_hop_headers_in_response),
+};
+
+int
+conf_run_auth(void)
+{
+    return cmocka_run_group_tests_name("auth", auth_tests, NULL, NULL);
+}
+
+const struct conf_group conf_group_auth = {"auth", auth_tests,
+                                           sizeof(auth_tests) / sizeof(auth_tests[0])};

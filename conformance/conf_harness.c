@@ -1,0 +1,537 @@
+#include "conf_harness.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qwenkit/buf.h"
+
+enum {
+    POOL_GROW = 32,
+    DUMP_BODY_MAX = 1200,      /* bytes of a body printed as evidence */
+    SETTLE_EXPECTED_MS = 1000, /* how long to wait for an expected journal entry */
+    SETTLE_ZERO_MS = 150,      /* how long to watch for an unexpected one */
+};
+
+/* Something the context frees after the test. */
+struct pooled {
+    void *ptr;
+    void (*release)(void *ptr);
+};
+
+struct conf_ctx {
+    struct conf_case *kase;
+    struct pooled *pool;
+    size_t pool_len, pool_cap;
+    int64_t started_ms;
+};
+
+static const struct conf_env *target;
+
+void
+conf_harness_set_env(const struct conf_env *env)
+{
+    target = env;
+}
+
+const struct conf_env *
+conf_target(const struct conf_ctx *ctx)
+{
+    (void)ctx;
+    return target;
+}
+
+struct conf_case *
+conf_case_of(const struct CMUnitTest *test)
+{
+    return test->initial_state;
+}
+
+/* ---- the pool ---- */
+
+static void
+pool_release_all(struct conf_ctx *ctx)
+{
+    /* Newest first, as later objects may point into earlier ones. */
+    while (ctx->pool_len > 0) {
+        struct pooled *p = &ctx->pool[--ctx->pool_len];
+        p->release(p->ptr);
+    }
+    free(ctx->pool);
+    ctx->pool = NULL;
+    ctx->pool_cap = 0;
+}
+
+/* Registers @p ptr for release; on OOM releases it at once and fails the test. */
+static void *
+pool_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr))
+{
+    if (ptr && ctx->pool_len == ctx->pool_cap) {
+        size_t cap = ctx->pool_cap + POOL_GROW;
+        struct pooled *p = realloc(ctx->pool, cap * sizeof(*p));
+        if (!p) {
+            release(ptr);
+            ptr = NULL;
+        } else {
+            ctx->pool = p;
+            ctx->pool_cap = cap;
+        }
+    }
+    if (!ptr) {
+        print_error("out of memory in the harness\n");
+        fail();
+        return NULL;
+    }
+    ctx->pool[ctx->pool_len++] = (struct pooled){ptr, release};
+    return ptr;
+}
+
+static void
+release_response(void *ptr)
+{
+    struct conf_response *r = ptr;
+    conf_response_clear(r);
+    free(r);
+}
+
+static void
+release_json(void *ptr)
+{
+    cJSON_Delete(ptr);
+}
+
+/* ---- fixtures ---- */
+
+int
+conf_case_setup(void **state)
+{
+    struct conf_case *kase = *state;
+    struct conf_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return -1;
+    ctx->kase = kase;
+    ctx->started_ms = qk_now_ms();
+    /* Presumed failed until the body returns: a failed assertion never comes back. */
+    kase->status = CONF_FAIL;
+    kase->reason[0] = '\0';
+    *state = ctx;
+    return 0;
+}
+
+int
+conf_case_teardown(void **state)
+{
+    struct conf_ctx *ctx = *state;
+    ctx->kase->duration_ms = qk_now_ms() - ctx->started_ms;
+    if (ctx->kase->status == CONF_FAIL && ctx->kase->reason[0] == '\0')
+        snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "failed (see cmocka output)");
+    pool_release_all(ctx);
+    *state = ctx->kase;
+    free(ctx);
+    return 0;
+}
+
+void
+conf_case_run(void **state)
+{
+    struct conf_ctx *ctx = *state;
+    const struct conf_requirement *req = conf_requirement(ctx->kase->req);
+    conf_assume(ctx, !target->profile.absent[ctx->kase->req],
+                "profile declares %s absent", req->id);
+    ctx->kase->fn(ctx);
+    ctx->kase->status = CONF_PASS;
+}
+
+/* ---- strings and tokens ---- */
+
+const char *
+conf_str(struct conf_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return pool_keep(ctx, s, free);
+}
+
+const char *
+conf_token(struct conf_ctx *ctx)
+{
+    unsigned char raw[12];
+    if (getentropy(raw, sizeof(raw)) != 0) {
+        /* Unlikely; time and address still make tokens distinct within a run. */
+        uint64_t x = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)ctx ^ (uint64_t)rand();
+        for (size_t i = 0; i < sizeof(raw); i++)
+            raw[i] = (unsigned char)(x >> ((i % 8) * 8)) ^ (unsigned char)rand();
+    }
+    char hex[sizeof(raw) * 2 + 1];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    return conf_str(ctx, "conf-%s", hex);
+}
+
+const char *
+conf_api(struct conf_ctx *ctx, const char *route)
+{
+    return conf_str(ctx, "%s%s", target->profile.api_prefix, route);
+}
+
+const char *
+conf_bearer(struct conf_ctx *ctx, const char *token)
+{
+    return conf_str(ctx, "Authorization: Bearer %s", token);
+}
+
+const char *
+conf_chat_body(struct conf_ctx *ctx, const char *text)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", target->model);
+    cJSON_AddStringToObject(msg, "role", "user");
+    cJSON_AddStringToObject(msg, "content", text);
+    cJSON_AddItemToArray(messages, msg);
+    cJSON_AddFalseToObject(root, "stream");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return pool_keep(ctx, s, free);
+}
+
+/* ---- requests ---- */
+
+const struct conf_response *
+conf_send_ex(struct conf_ctx *ctx, const char *base_url, const char *method, const char *path,
+             const char *const *headers, const char *body, size_t body_len, long timeout_ms)
+{
+    const char *url = conf_str(ctx, "%s%s", base_url, path);
+    struct conf_response *resp = calloc(1, sizeof(*resp));
+    pool_keep(ctx, resp, release_response);
+    struct conf_request req = {
+        .method = method,
+        .url = url,
+        .headers = headers,
+        .body = body,
+        .body_len = body_len,
+        .timeout_ms = timeout_ms,
+    };
+    enum qk_err rc = conf_http(&req, resp);
+    conf_check(ctx, NULL, rc == QK_OK, "could not make the request %s %s: %s", method, url,
+               qk_strerror(rc));
+    return resp;
+}
+
+const struct conf_response *
+conf_send(struct conf_ctx *ctx, const char *method, const char *path,
+          const char *const *headers, const char *body)
+{
+    return conf_send_ex(ctx, target->proxy_url, method, path, headers, body,
+                        body ? strlen(body) : 0, 0);
+}
+
+static void
+release_response_array(void *ptr)
+{
+    struct conf_response *arr = ptr;
+    /* The array is preceded by its length (see conf_send_many()). */
+    size_t *n = (size_t *)ptr - 1;
+    for (size_t i = 0; i < *n; i++)
+        conf_response_clear(&arr[i]);
+    free(n);
+}
+
+const struct conf_response *
+conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
+{
+    /* One block: the count, then the responses (so the release function knows n). */
+    size_t *block = calloc(1, sizeof(size_t) + n * sizeof(struct conf_response));
+    struct conf_response *arr = block ? (struct conf_response *)(block + 1) : NULL;
+    if (block)
+        *block = n;
+    pool_keep(ctx, arr, release_response_array);
+    enum qk_err rc = conf_http_many(reqs, n, arr);
+    conf_check(ctx, NULL, rc == QK_OK, "could not make %zu concurrent requests: %s", n,
+               qk_strerror(rc));
+    return arr;
+}
+
+const struct conf_response *
+conf_get_models(struct conf_ctx *ctx, const char *token)
+{
+    const char *headers[] = {conf_bearer(ctx, token), NULL};
+    return conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+}
+
+const struct conf_response *
+conf_post_chat(struct conf_ctx *ctx, const char *token, const char *body)
+{
+    const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
+    return conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
+}
+
+const struct conf_response *
+conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path,
+                 const char *token, const char *body)
+{
+    const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
+    return conf_send_ex(ctx, target->mock_url, method, path, headers, body,
+                        body ? strlen(body) : 0, 0);
+}
+
+const cJSON *
+conf_json(struct conf_ctx *ctx, const struct conf_response *resp)
+{
+    cJSON *json = cJSON_ParseWithLength(resp->body, resp->body_len);
+    if (!json)
+        return NULL;
+    return pool_keep(ctx, json, release_json);
+}
+
+/* ---- the mock ---- */
+
+size_t
+conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const char *steps_json)
+{
+    char err[512] = "";
+    size_t queued = 0;
+    enum qk_err rc =
+        conf_mock_queue(target->mock_url, token, route, steps_json, &queued, err, sizeof(err));
+    conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
+    return queued;
+}
+
+void
+conf_revoke(struct conf_ctx *ctx, const char *token)
+{
+    char err[512] = "";
+    enum qk_err rc = conf_mock_revoke(target->mock_url, token, err, sizeof(err));
+    conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
+}
+
+const cJSON *
+conf_journal(struct conf_ctx *ctx, const char *token)
+{
+    char err[512] = "";
+    cJSON *root = NULL;
+    enum qk_err rc = conf_mock_journal(target->mock_url, token, &root, err, sizeof(err));
+    conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
+    pool_keep(ctx, root, release_json);
+    return cJSON_GetObjectItemCaseSensitive(root, "entries");
+}
+
+size_t
+conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
+{
+    /* The mock journals a request when its answer is complete, which can be a moment
+     * after the proxy (and so the suite) saw that answer. */
+    int64_t until = qk_now_ms() + (expect ? SETTLE_EXPECTED_MS : SETTLE_ZERO_MS);
+    for (;;) {
+        size_t n = (size_t)cJSON_GetArraySize(conf_journal(ctx, token));
+        if (n > expect || (n == expect && expect > 0) || qk_now_ms() >= until)
+            return n;
+        conf_sleep_ms(25);
+    }
+}
+
+int64_t
+conf_anonymous_seq(struct conf_ctx *ctx)
+{
+    int64_t seq = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal(ctx, "")) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
+        if (cJSON_IsNumber(s) && (int64_t)s->valuedouble > seq)
+            seq = (int64_t)s->valuedouble;
+    }
+    return seq;
+}
+
+void
+conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
+                    size_t queued)
+{
+    size_t used = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+        used += (size_t)conf_entry_had_step(e);
+    }
+    bool chat = strcmp(route, "chat") == 0;
+    for (size_t i = used; i < queued; i++) {
+        if (chat)
+            conf_mock_direct(ctx, "POST", "/api/chat/completions", token,
+                             conf_chat_body(ctx, "burn a leftover step"));
+        else
+            conf_mock_direct(ctx, "GET", "/api/models", token, NULL);
+    }
+}
+
+/* ---- evidence and assertions ---- */
+
+static void
+print_response(const struct conf_response *r)
+{
+    if (!r)
+        return;
+    if (r->curl_code != 0)
+        print_error("    transport error: %s (curl %d)\n", r->error, r->curl_code);
+    print_error("    response: HTTP %ld after %lld ms\n", r->status,
+                (long long)(r->done_ms - r->sent_ms));
+    for (size_t i = 0; i < r->header_count; i++)
+        print_error("      %s: %s\n", r->headers[i].name, r->headers[i].value);
+    int shown = r->body_len > DUMP_BODY_MAX ? DUMP_BODY_MAX : (int)r->body_len;
+    print_error("      body (%zu bytes): %.*s%s\n", r->body_len, shown, r->body ? r->body : "",
+                r->body_len > DUMP_BODY_MAX ? "..." : "");
+}
+
+static void
+record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list ap)
+{
+    char msg[CONF_REASON_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* The first reason is the one the report shows; later ones are consequences. */
+    if (ctx->kase->reason[0] == '\0')
+        snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "%s", msg);
+    ctx->kase->status = status;
+    print_error("%s %s: %s\n", status == CONF_SKIP ? "SKIP" : "FAIL",
+                conf_requirement(ctx->kase->req)->id, msg);
+}
+
+void
+conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool ok,
+              const char *file, int line, const char *fmt, ...)
+{
+    if (ok)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    record(ctx, CONF_FAIL, fmt, ap);
+    va_end(ap);
+    print_response(resp);
+    _fail(file, line);
+}
+
+void
+conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt,
+               ...)
+{
+    if (ok)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    record(ctx, CONF_SKIP, fmt, ap);
+    va_end(ap);
+    _skip(file, line);
+}
+
+void
+conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, long status,
+                      const char *file, int line)
+{
+    if (resp->status == status)
+        return;
+    if (resp->status == 0)
+        conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got no answer (%s)",
+                      status, resp->error);
+    conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got %ld", status,
+                  resp->status);
+}
+
+static void
+print_journal(const cJSON *entries)
+{
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, entries) {
+        print_error("    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
+                    conf_entry_path(e), conf_entry_status(e),
+                    (long long)conf_entry_received_ms(e));
+    }
+}
+
+void
+conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const char *file,
+                        int line)
+{
+    size_t got = conf_attempts(ctx, token, n);
+    if (got == n)
+        return;
+    print_journal(conf_journal(ctx, token));
+    conf_check_at(ctx, NULL, false, file, line, "expected %zu upstream attempt%s, journal shows %zu",
+                  n, n == 1 ? "" : "s", got);
+}
+
+static const cJSON *
+error_object(struct conf_ctx *ctx, const struct conf_response *resp, const char *file,
+             int line)
+{
+    const char *ct = conf_response_header(resp, "Content-Type");
+    conf_check_at(ctx, resp, ct && strncasecmp(ct, "application/json", 16) == 0, file, line,
+                  "error answer %ld is not application/json (Content-Type: %s)", resp->status,
+                  ct ? ct : "none");
+    const cJSON *body = conf_json(ctx, resp);
+    conf_check_at(ctx, resp, cJSON_IsObject(body), file, line,
+                  "error answer %ld is not a JSON object", resp->status);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(body, "error");
+    conf_check_at(ctx, resp, cJSON_IsObject(err), file, line,
+                  "error answer %ld has no \"error\" object", resp->status);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+    conf_check_at(ctx, resp, cJSON_IsString(msg) && msg->valuestring[0] != '\0', file, line,
+                  "error answer %ld has no \"error.message\" string", resp->status);
+    return err;
+}
+
+void
+conf_assert_json_error_at(struct conf_ctx *ctx, const struct conf_response *resp,
+                          const char *file, int line)
+{
+    error_object(ctx, resp, file, line);
+}
+
+void
+conf_assert_openai_error_at(struct conf_ctx *ctx, const struct conf_response *resp,
+                            const char *file, int line)
+{
+    const cJSON *err = error_object(ctx, resp, file, line);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(err, "type");
+    conf_check_at(ctx, resp, cJSON_IsString(type), file, line,
+                  "\"error.type\" is missing or not a string");
+    conf_check_at(ctx, resp, cJSON_HasObjectItem(err, "param"), file, line,
+                  "\"error.param\" is missing (null is fine)");
+    conf_check_at(ctx, resp, cJSON_HasObjectItem(err, "code"), file, line,
+                  "\"error.code\" is missing (null is fine)");
+}
+
+void
+conf_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+bool
+conf_contains_nocase(const char *haystack, const char *needle)
+{
+    if (!haystack || !needle)
+        return false;
+    size_t n = strlen(needle);
+    for (const char *p = haystack; *p; p++) {
+        if (strncasecmp(p, needle, n) == 0)
+            return true;
+    }
+    return n == 0;
+}

@@ -1,0 +1,339 @@
+/*
+ * HTTP-1..5: what a successful answer looks like, request ids, CORS, and the OpenAI-style
+ * /v1 aliases. The upstream's own answer (asked for directly) is the oracle for content.
+ */
+#include "conf_groups.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qwenkit/buf.h"
+
+static const struct conf_profile *
+profile(struct conf_ctx *ctx)
+{
+    return &conf_target(ctx)->profile;
+}
+
+static const char *
+json_string(const cJSON *obj, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+static const cJSON *
+first_choice(const cJSON *completion)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(completion, "choices"), 0);
+}
+
+static bool
+same_string(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Compares the proxy's completion @p r with what the upstream answers to @p body. */
+static void
+check_same_completion(struct conf_ctx *ctx, const struct conf_response *r, const char *body)
+{
+    conf_assert_status(ctx, r, 200);
+    const char *ct = conf_response_header(r, "Content-Type");
+    conf_check(ctx, r, conf_contains_nocase(ct, "application/json"),
+               "a completion that is not application/json (%s)", ct ? ct : "none");
+    const cJSON *got = conf_json(ctx, r);
+    const struct conf_response *direct =
+        conf_mock_direct(ctx, "POST", "/api/chat/completions", conf_token(ctx), body);
+    const cJSON *want = conf_json(ctx, direct);
+    conf_check(ctx, direct, direct->status == 200 && want,
+               "harness: the upstream itself did not answer the request");
+    conf_check(ctx, r, same_string(json_string(got, "object"), "chat.completion"),
+               "\"object\" is not \"chat.completion\"");
+    conf_check(ctx, r, cJSON_IsString(cJSON_GetObjectItemCaseSensitive(got, "id")),
+               "\"id\" is missing");
+    conf_check(ctx, r, cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(got, "created")),
+               "\"created\" is missing");
+    conf_check(ctx, r, same_string(json_string(got, "model"), json_string(want, "model")),
+               "\"model\" differs from the upstream's (%s)", json_string(want, "model"));
+    const cJSON *gc = first_choice(got), *wc = first_choice(want);
+    const cJSON *gm = cJSON_GetObjectItemCaseSensitive(gc, "message");
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(wc, "message");
+    conf_check(ctx, r, same_string(json_string(gm, "role"), "assistant"),
+               "choices[0].message.role is not \"assistant\"");
+    conf_check(ctx, r, same_string(json_string(gm, "content"), json_string(wm, "content")),
+               "choices[0].message.content differs from the upstream's: %s",
+               json_string(wm, "content"));
+    conf_check(ctx, r,
+               same_string(json_string(gc, "finish_reason"), json_string(wc, "finish_reason")),
+               "choices[0].finish_reason differs from the upstream's (%s)",
+               json_string(wc, "finish_reason"));
+}
+
+/* HTTP-1: a non-stream completion returns the upstream's chat.completion JSON. */
+static void
+HTTP_1_non_stream_completion_returns_upstream_json(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *body = conf_chat_body(ctx, conf_str(ctx, "Say hello to %s", token));
+    check_same_completion(ctx, conf_post_chat(ctx, token, body), body);
+    conf_assert_attempts(ctx, token, 1);
+}
+
+/* HTTP-1: a length-limited answer keeps the upstream's text and finish_reason. */
+static void
+HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *body = conf_str(
+        ctx,
+        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"count %s\"}],"
+        "\"stream\":false,\"max_tokens\":2}",
+        conf_target(ctx)->model, token);
+    check_same_completion(ctx, conf_post_chat(ctx, token, body), body);
+}
+
+/* HTTP-2: a caller's X-Request-Id is sent upstream and returned. */
+static void
+HTTP_2_request_id_is_forwarded_and_returned(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *rid = conf_str(ctx, "rid-%s", token);
+    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),
+                             NULL};
+    const struct conf_response *r =
+        conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+    const char *back = conf_response_header(r, "X-Request-Id");
+    conf_check(ctx, r, same_string(back, rid), "X-Request-Id not returned (got %s)",
+               back ? back : "none");
+    conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
+    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
+                                       "X-Request-Id");
+    conf_check(ctx, r, same_string(up, rid), "X-Request-Id not sent upstream (got %s)",
+               up ? up : "none");
+}
+
+/* HTTP-2: without one, the proxy generates an X-Request-Id, sends it and returns it. */
+static void
+HTTP_2_request_id_is_generated(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const struct conf_response *r =
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "no request id"));
+    const char *back = conf_response_header(r, "X-Request-Id");
+    conf_check(ctx, r, back && back[0], "no X-Request-Id in the response");
+    conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
+    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
+                                       "X-Request-Id");
+    conf_check(ctx, r, same_string(up, back),
+               "the upstream saw X-Request-Id %s, the caller %s", up ? up : "none", back);
+}
+
+static bool
+file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    struct qk_buf text;
+    qk_buf_init(&text, 64 * 1024 * 1024);
+    char chunk[8192];
+    size_t n;
+    bool ok = true;
+    while (ok && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        ok = qk_buf_append(&text, chunk, n) == QK_OK;
+    fclose(f);
+    bool found = strstr(qk_buf_ptr(&text), needle) != NULL;
+    qk_buf_free(&text);
+    return found;
+}
+
+/* HTTP-2: the request id appears in the proxy's log line. */
+static void
+HTTP_2_request_id_appears_in_log(struct conf_ctx *ctx)
+{
+    const char *log = conf_target(ctx)->proxy_log;
+    conf_assume(ctx, log[0] != '\0', "the proxy's log is not available (only with --spawn)");
+    const char *token = conf_token(ctx);
+    const char *rid = conf_str(ctx, "rid-%s", token);
+    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),
+                             NULL};
+    conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+    bool found = false;
+    for (int i = 0; i < 20 && !found; i++) {
+        found = file_contains(log, rid);
+        if (!found)
+            conf_sleep_ms(50);
+    }
+    conf_check(ctx, NULL, found, "the request id %s is not in the proxy's log (%s)", rid, log);
+}
+
+/* The first configured origin, or an example one when any origin is allowed. */
+static const char *
+allowed_origin(struct conf_ctx *ctx)
+{
+    const char *list = profile(ctx)->cors_origins;
+    if (strcmp(list, "*") == 0)
+        return "https://conformance.example";
+    size_t len = strcspn(list, ",");
+    return conf_str(ctx, "%.*s", (int)len, list);
+}
+
+static void
+require_cors(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, profile(ctx)->cors_origins[0] != '\0', "profile has no CORS origins");
+}
+
+/* HTTP-3: a CORS preflight from an allowed origin is answered. */
+static void
+HTTP_3_cors_preflight_is_answered(struct conf_ctx *ctx)
+{
+    require_cors(ctx);
+    const char *origin = allowed_origin(ctx);
+    const char *headers[] = {conf_str(ctx, "Origin: %s", origin),
+                             "Access-Control-Request-Method: POST",
+                             "Access-Control-Request-Headers: authorization, content-type", NULL};
+    const struct conf_response *r =
+        conf_send(ctx, "OPTIONS", conf_api(ctx, "/chat/completions"), headers, NULL);
+    conf_check(ctx, r, r->status == 200 || r->status == 204,
+               "preflight answered %ld, expected 200 or 204", r->status);
+    const char *acao = conf_response_header(r, "Access-Control-Allow-Origin");
+    conf_check(ctx, r, same_string(acao, origin) || same_string(acao, "*"),
+               "Access-Control-Allow-Origin is %s, expected %s", acao ? acao : "absent", origin);
+    const char *methods = conf_response_header(r, "Access-Control-Allow-Methods");
+    conf_check(ctx, r, conf_contains_nocase(methods, "POST"),
+               "Access-Control-Allow-Methods does not allow POST");
+    const char *allowed = conf_response_header(r, "Access-Control-Allow-Headers");
+    conf_check(ctx, r,
+               conf_contains_nocase(allowed, "authorization") || same_string(allowed, "*"),
+               "Access-Control-Allow-Headers does not allow Authorization");
+    /* The actual request from that origin carries the header too. */
+    const char *token = conf_token(ctx);
+    const char *get_headers[] = {conf_bearer(ctx, token), conf_str(ctx, "Origin: %s", origin),
+                                 NULL};
+    r = conf_send(ctx, "GET", conf_api(ctx, "/models"), get_headers, NULL);
+    acao = conf_response_header(r, "Access-Control-Allow-Origin");
+    conf_check(ctx, r, same_string(acao, origin) || same_string(acao, "*"),
+               "a GET from an allowed origin has no Access-Control-Allow-Origin");
+}
+
+/* HTTP-3: an origin outside the configured list is not allowed. */
+static void
+HTTP_3_other_origins_are_not_allowed(struct conf_ctx *ctx)
+{
+    require_cors(ctx);
+    conf_assume(ctx, strstr(profile(ctx)->cors_origins, "*") == NULL,
+                "profile allows every origin");
+    const char *origin = "https://not-allowed.conformance.invalid";
+    const char *headers[] = {conf_str(ctx, "Origin: %s", origin),
+                             "Access-Control-Request-Method: POST", NULL};
+    const struct conf_response *r =
+        conf_send(ctx, "OPTIONS", conf_api(ctx, "/chat/completions"), headers, NULL);
+    const char *acao = conf_response_header(r, "Access-Control-Allow-Origin");
+    conf_check(ctx, r, !same_string(acao, origin) && !same_string(acao, "*"),
+               "an origin outside the list was allowed (%s)", acao);
+}
+
+static void
+require_v1(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, profile(ctx)->v1_prefix[0] != '\0', "profile has no /v1 aliases");
+}
+
+/* HTTP-4: /v1/models answers in OpenAI's list shape, with the upstream's models. */
+static void
+HTTP_4_v1_models_in_openai_list_shape(struct conf_ctx *ctx)
+{
+    require_v1(ctx);
+    const char *token = conf_token(ctx);
+    const char *headers[] = {conf_bearer(ctx, token), NULL};
+    const struct conf_response *r = conf_send(
+        ctx, "GET", conf_str(ctx, "%s/models", profile(ctx)->v1_prefix), headers, NULL);
+    conf_assert_status(ctx, r, 200);
+    const cJSON *list = conf_json(ctx, r);
+    conf_check(ctx, r, same_string(json_string(list, "object"), "list"),
+               "\"object\" is not \"list\"");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(list, "data");
+    conf_check(ctx, r, cJSON_IsArray(data) && cJSON_GetArraySize(data) > 0,
+               "\"data\" is not a non-empty array");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, data) {
+        conf_check(ctx, r, json_string(m, "id") != NULL, "a model has no string \"id\"");
+        conf_check(ctx, r, same_string(json_string(m, "object"), "model"),
+                   "model %s: \"object\" is not \"model\"", json_string(m, "id"));
+        conf_check(ctx, r, cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "created")),
+                   "model %s: \"created\" is not a number", json_string(m, "id"));
+        conf_check(ctx, r, json_string(m, "owned_by") != NULL,
+                   "model %s: \"owned_by\" is not a string", json_string(m, "id"));
+    }
+    const struct conf_response *direct =
+        conf_mock_direct(ctx, "GET", "/api/models", conf_token(ctx), NULL);
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(conf_json(ctx, direct), "data");
+    conf_check(ctx, r, cJSON_GetArraySize(want) == cJSON_GetArraySize(data),
+               "%d models listed, the upstream has %d", cJSON_GetArraySize(data),
+               cJSON_GetArraySize(want));
+    cJSON_ArrayForEach(m, want) {
+        bool found = false;
+        const cJSON *g;
+        cJSON_ArrayForEach(g, data) {
+            found = found || same_string(json_string(g, "id"), json_string(m, "id"));
+        }
+        conf_check(ctx, r, found, "the upstream's model %s is missing", json_string(m, "id"));
+    }
+}
+
+/* Equal strings, or both absent. */
+static bool
+same_or_both_absent(const char *a, const char *b)
+{
+    return (!a && !b) || same_string(a, b);
+}
+
+/* HTTP-5: /v1/chat/completions is an alias of the /api route. */
+static void
+HTTP_5_v1_chat_completions_alias(struct conf_ctx *ctx)
+{
+    require_v1(ctx);
+    const char *token = conf_token(ctx);
+    const char *body = conf_chat_body(ctx, conf_str(ctx, "through v1 %s", token));
+    const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
+    const struct conf_response *r = conf_send(
+        ctx, "POST", conf_str(ctx, "%s/chat/completions", profile(ctx)->v1_prefix), headers,
+        body);
+    conf_assert_status(ctx, r, 200);
+    /* The oracle is the proxy's own PREFIX route: an alias must answer as it does. */
+    const struct conf_response *main_route = conf_post_chat(ctx, token, body);
+    conf_check(ctx, main_route, main_route->status == 200,
+               "the %s route itself failed, nothing to compare", profile(ctx)->api_prefix);
+    const cJSON *got = conf_json(ctx, r), *want = conf_json(ctx, main_route);
+    conf_check(ctx, r, same_or_both_absent(json_string(got, "object"), json_string(want, "object")),
+               "\"object\" differs from the %s route's", profile(ctx)->api_prefix);
+    conf_check(ctx, r, same_or_both_absent(json_string(got, "model"), json_string(want, "model")),
+               "\"model\" differs from the %s route's", profile(ctx)->api_prefix);
+    const cJSON *gm = cJSON_GetObjectItemCaseSensitive(first_choice(got), "message");
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(first_choice(want), "message");
+    conf_check(ctx, r, same_or_both_absent(json_string(gm, "content"), json_string(wm, "content")),
+               "the answer differs from the %s route's", profile(ctx)->api_prefix);
+}
+
+static const struct CMUnitTest http_tests[] = {
+    CONF_TEST(HTTP_1, HTTP_1_non_stream_completion_returns_upstream_json),
+    CONF_TEST(HTTP_1, HTTP_1_length_limited_completion_is_kept),
+    CONF_TEST(HTTP_2, HTTP_2_request_id_is_forwarded_and_returned),
+    CONF_TEST(HTTP_2, HTTP_2_request_id_is_generated),
+    CONF_TEST(HTTP_2, HTTP_2_request_id_appears_in_log),
+    CONF_TEST(HTTP_3, HTTP_3_cors_preflight_is_answered),
+    CONF_TEST(HTTP_3, HTTP_3_other_origins_are_not_allowed),
+    CONF_TEST(HTTP_4, HTTP_4_v1_models_in_openai_list_shape),
+    CONF_TEST(HTTP_5, HTTP_5_v1_chat_completions_alias),
+};
+
+int
+conf_run_http(void)
+{
+    return cmocka_run_group_tests_name("http", http_tests, NULL, NULL);
+}
+
+const struct conf_group conf_group_http = {"http", http_tests,
+                                           sizeof(http_tests) / sizeof(http_tests[0])};

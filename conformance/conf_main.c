@@ -1,0 +1,309 @@
+/*
+ * qwen-conformance: checks a Qwen web-chat proxy against conformance/SPEC.md, end to end,
+ * with the fault-injecting mock upstream as the oracle.
+ *
+ * Single-threaded: the tests run one after another (cmocka), each with its own tokens.
+ * With --spawn the mock runs in this process on its own threads.
+ */
+#include <fnmatch.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf_groups.h"
+#include "conf_launch.h"
+#include "conf_report.h"
+
+#ifndef CONF_DEFAULT_PROXY_BIN
+#define CONF_DEFAULT_PROXY_BIN "qwen-proxy"
+#endif
+#ifndef CONF_REFERENCE_PROFILE
+#define CONF_REFERENCE_PROFILE "profiles/reference.json"
+#endif
+
+enum exit_code {
+    EXIT_CONFORMS = 0,     /* no MUST failed (or the expected failures happened exactly) */
+    EXIT_NONCONFORMING = 1,
+    EXIT_USAGE = 2,        /* bad arguments, or the target could not be reached */
+};
+
+static const struct conf_group *const groups[] = {
+#define CONF_GROUP_REF(area) &conf_group_##area,
+    CONF_GROUP_MAP(CONF_GROUP_REF)
+#undef CONF_GROUP_REF
+};
+static int (*const group_runs[])(void) = {
+#define CONF_GROUP_RUN(area) conf_run_##area,
+    CONF_GROUP_MAP(CONF_GROUP_RUN)
+#undef CONF_GROUP_RUN
+};
+enum { GROUP_COUNT = sizeof(groups) / sizeof(groups[0]) };
+
+struct options {
+    const char *proxy_url, *mock_url, *unreachable_url;
+    const char *profile_path, *only, *junit, *json;
+    const char *expect_fail; /* comma-separated IDs, or NULL */
+    int spawn, keep_logs;
+    struct conf_launch_options launch;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: qwen-conformance --proxy URL --mock URL [options]\n"
+            "       qwen-conformance --spawn [--proxy-bin PATH] [--proxy-arg ARG]... [options]\n"
+            "\n"
+            "Checks a proxy against conformance/SPEC.md %s, with qwen-mock as its upstream.\n"
+            "\n"
+            "  --proxy URL            the proxy under test (started with --upstream MOCK)\n"
+            "  --mock URL             the mock upstream the proxy uses\n"
+            "  --unreachable-proxy URL  the same proxy with an upstream that refuses (ERR-5)\n"
+            "  --profile FILE         what the suite cannot discover (default with --spawn:\n"
+            "                         the reference profile)\n"
+            "  --spawn                start the mock in-process and the reference proxy\n"
+            "  --proxy-bin PATH       the proxy binary for --spawn (default: the build's)\n"
+            "  --proxy-arg ARG        one more argument for the spawned proxy (repeatable)\n"
+            "  --only PATTERN         run the tests whose name matches (* and ?), e.g. 'RETRY_*'\n"
+            "  --junit FILE           write JUnit XML\n"
+            "  --json FILE            write a JSON report\n"
+            "  --expect-fail IDS      suite self-test: exit 0 only if exactly these\n"
+            "                         requirements fail (comma-separated, e.g. RETRY-1,RETRY-3)\n"
+            "  --keep-logs            keep the spawned proxies' logs\n"
+            "\n"
+            "Exit status: 0 when no MUST requirement fails, 1 when one does, 2 on usage or\n"
+            "setup errors.\n",
+            CONF_SPEC_VERSION);
+}
+
+static int
+parse_options(int argc, char **argv, struct options *o)
+{
+    enum {
+        OPT_PROXY = 1000, OPT_MOCK, OPT_UNREACHABLE, OPT_PROFILE, OPT_ONLY, OPT_JUNIT,
+        OPT_JSON, OPT_SPAWN, OPT_PROXY_BIN, OPT_PROXY_ARG, OPT_EXPECT, OPT_KEEP, OPT_HELP,
+    };
+    static const struct option longopts[] = {
+        {"proxy", required_argument, NULL, OPT_PROXY},
+        {"mock", required_argument, NULL, OPT_MOCK},
+        {"unreachable-proxy", required_argument, NULL, OPT_UNREACHABLE},
+        {"profile", required_argument, NULL, OPT_PROFILE},
+        {"only", required_argument, NULL, OPT_ONLY},
+        {"junit", required_argument, NULL, OPT_JUNIT},
+        {"json", required_argument, NULL, OPT_JSON},
+        {"spawn", no_argument, NULL, OPT_SPAWN},
+        {"proxy-bin", required_argument, NULL, OPT_PROXY_BIN},
+        {"proxy-arg", required_argument, NULL, OPT_PROXY_ARG},
+        {"expect-fail", required_argument, NULL, OPT_EXPECT},
+        {"keep-logs", no_argument, NULL, OPT_KEEP},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->launch.proxy_bin = CONF_DEFAULT_PROXY_BIN;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_PROXY: o->proxy_url = optarg; break;
+        case OPT_MOCK: o->mock_url = optarg; break;
+        case OPT_UNREACHABLE: o->unreachable_url = optarg; break;
+        case OPT_PROFILE: o->profile_path = optarg; break;
+        case OPT_ONLY: o->only = optarg; break;
+        case OPT_JUNIT: o->junit = optarg; break;
+        case OPT_JSON: o->json = optarg; break;
+        case OPT_SPAWN: o->spawn = 1; break;
+        case OPT_PROXY_BIN: o->launch.proxy_bin = optarg; break;
+        case OPT_EXPECT: o->expect_fail = optarg; break;
+        case OPT_KEEP: o->keep_logs = 1; break;
+        case OPT_PROXY_ARG:
+            if (o->launch.extra_count == CONF_LAUNCH_MAX_EXTRA) {
+                fprintf(stderr, "qwen-conformance: too many --proxy-arg\n");
+                return -1;
+            }
+            o->launch.extra_args[o->launch.extra_count++] = optarg;
+            break;
+        case OPT_HELP: usage(stdout); exit(EXIT_CONFORMS);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "qwen-conformance: unexpected argument %s\n", argv[optind]);
+        return -1;
+    }
+    if (!o->spawn && (!o->proxy_url || !o->mock_url)) {
+        fprintf(stderr, "qwen-conformance: give --proxy and --mock, or --spawn\n");
+        return -1;
+    }
+    if (o->spawn && (o->proxy_url || o->mock_url)) {
+        fprintf(stderr, "qwen-conformance: --spawn starts its own proxy and mock\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies @p url without trailing slashes (paths are appended to it). */
+static void
+set_url(char *dst, size_t len, const char *url)
+{
+    snprintf(dst, len, "%s", url ? url : "");
+    for (size_t n = strlen(dst); n > 0 && dst[n - 1] == '/'; n--)
+        dst[n - 1] = '\0';
+}
+
+/* Asks the upstream for its models and keeps the first id, for valid chat bodies. */
+static enum qk_err
+discover_model(struct conf_env *env, char *err, size_t errlen)
+{
+    char url[CONF_URL_MAX + 32];
+    const char *headers[] = {"Authorization: Bearer conf-discovery", NULL};
+    struct conf_request req = {.method = "GET", .url = url, .headers = headers};
+    struct conf_response resp;
+    snprintf(url, sizeof(url), "%s/api/models", env->mock_url);
+    enum qk_err rc = conf_http(&req, &resp);
+    cJSON *json = rc == QK_OK ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json, "data"), 0);
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "id"));
+    if (id && strlen(id) < sizeof(env->model)) {
+        snprintf(env->model, sizeof(env->model), "%s", id);
+    } else {
+        snprintf(err, errlen, "the mock at %.200s did not list its models (HTTP %ld %.200s)",
+                 env->mock_url, rc == QK_OK ? resp.status : 0L,
+                 rc == QK_OK ? resp.error : qk_strerror(rc));
+        rc = QK_IO;
+    }
+    cJSON_Delete(json);
+    conf_response_clear(&resp);
+    return rc;
+}
+
+static enum qk_err
+check_proxy_answers(const struct conf_env *env, char *err, size_t errlen)
+{
+    char url[CONF_URL_MAX + 8];
+    struct conf_request req = {.method = "GET", .url = url, .timeout_ms = 5000};
+    struct conf_response resp;
+    snprintf(url, sizeof(url), "%s/", env->proxy_url);
+    enum qk_err rc = conf_http(&req, &resp);
+    if (rc == QK_OK && resp.status == 0) {
+        snprintf(err, errlen, "the proxy at %.200s does not answer: %.200s", env->proxy_url, resp.error);
+        rc = QK_IO;
+    }
+    conf_response_clear(&resp);
+    return rc;
+}
+
+static bool
+group_selected(const struct conf_group *g, const char *pattern)
+{
+    if (!pattern)
+        return true;
+    for (size_t i = 0; i < g->count; i++) {
+        if (fnmatch(pattern, g->tests[i].name, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* --expect-fail: @return true when the failed requirements are exactly @p list. */
+static bool
+failures_as_expected(const struct conf_results *res, const char *list)
+{
+    bool expected[CONF_REQ_COUNT] = {false};
+    bool ok = true;
+    char *copy = strdup(list);
+    char *save = NULL;
+    for (char *id = copy ? strtok_r(copy, ",", &save) : NULL; id;
+         id = strtok_r(NULL, ",", &save)) {
+        enum conf_req req;
+        if (!conf_requirement_find(id, &req)) {
+            fprintf(stderr, "qwen-conformance: --expect-fail: unknown requirement %s\n", id);
+            ok = false;
+            continue;
+        }
+        expected[req] = true;
+    }
+    free(copy);
+    for (int i = 0; i < CONF_REQ_COUNT; i++) {
+        bool failed = res->req[i].status == CONF_FAIL;
+        if (failed == expected[i])
+            continue;
+        ok = false;
+        printf("expectation: %s %s\n", conf_requirement((enum conf_req)i)->id,
+               expected[i] ? "was expected to FAIL but did not" : "FAILED unexpectedly");
+    }
+    printf("expectation: %s (expected to fail: %s)\n", ok ? "met" : "NOT met", list);
+    return ok;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct options opts;
+    static struct conf_env env;
+    struct conf_launch *launch = NULL;
+    struct conf_results res;
+    char err[512] = "";
+    int code = EXIT_USAGE;
+
+    if (parse_options(argc, argv, &opts) != 0)
+        return EXIT_USAGE;
+    if (conf_client_global_init() != QK_OK) {
+        fprintf(stderr, "qwen-conformance: libcurl initialisation failed\n");
+        return EXIT_USAGE;
+    }
+    conf_profile_defaults(&env.profile);
+    const char *profile_path = opts.profile_path;
+    if (!profile_path && opts.spawn)
+        profile_path = CONF_REFERENCE_PROFILE;
+    if (profile_path && conf_profile_load(&env.profile, profile_path, err, sizeof(err)) != QK_OK)
+        goto out;
+    if (opts.spawn) {
+        if (conf_launch_start(&opts.launch, &env.profile, &env, &launch, err, sizeof(err)) !=
+            QK_OK)
+            goto out;
+    } else {
+        set_url(env.proxy_url, sizeof(env.proxy_url), opts.proxy_url);
+        set_url(env.mock_url, sizeof(env.mock_url), opts.mock_url);
+        set_url(env.unreachable_url, sizeof(env.unreachable_url), opts.unreachable_url);
+    }
+    if (conf_mock_health(env.mock_url, err, sizeof(err)) != QK_OK ||
+        discover_model(&env, err, sizeof(err)) != QK_OK ||
+        check_proxy_answers(&env, err, sizeof(err)) != QK_OK)
+        goto out;
+    printf("qwen-conformance: SPEC %s, proxy %s, mock %s, profile \"%s\"\n", CONF_SPEC_VERSION,
+           env.proxy_url, env.mock_url, env.profile.name);
+    fflush(stdout);
+
+    conf_harness_set_env(&env);
+    if (opts.only)
+        cmocka_set_test_filter(opts.only);
+    size_t ran = 0;
+    for (size_t g = 0; g < GROUP_COUNT; g++) {
+        if (!group_selected(groups[g], opts.only))
+            continue;
+        group_runs[g]();
+        ran++;
+    }
+    if (ran == 0) {
+        snprintf(err, sizeof(err), "no test matches --only %s", opts.only);
+        goto out;
+    }
+    conf_results_collect(groups, GROUP_COUNT, &res);
+    conf_report_table(stdout, &res);
+    if (opts.junit && conf_report_junit(opts.junit, groups, GROUP_COUNT) != QK_OK)
+        fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.junit);
+    if (opts.json && conf_report_json(opts.json, groups, GROUP_COUNT, &res, env.proxy_url,
+                                      env.profile.name) != QK_OK)
+        fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.json);
+    if (opts.expect_fail)
+        code = failures_as_expected(&res, opts.expect_fail) ? EXIT_CONFORMS : EXIT_NONCONFORMING;
+    else
+        code = res.must_failed ? EXIT_NONCONFORMING : EXIT_CONFORMS;
+out:
+    if (code == EXIT_USAGE && err[0])
+        fprintf(stderr, "qwen-conformance: %s\n", err);
+    conf_launch_stop(launch, opts.keep_logs || (code != EXIT_CONFORMS && !opts.expect_fail));
+    conf_client_global_cleanup();
+    return code;
+}

@@ -1,0 +1,226 @@
+#include "conf_mockctl.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf_client.h"
+
+enum { CONTROL_TIMEOUT_MS = 5000, CONTROL_URL_MAX = 1024 };
+
+/* Performs one control request; a non-2xx answer is an error naming the mock's reply. */
+static enum qk_err
+control(const char *method, const char *url, const char *body, cJSON **json_out, char *err,
+        size_t errlen)
+{
+    static const char *const json_headers[] = {"Content-Type: application/json", NULL};
+    struct conf_request req = {
+        .method = method,
+        .url = url,
+        .headers = body ? json_headers : NULL,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .timeout_ms = CONTROL_TIMEOUT_MS,
+    };
+    struct conf_response resp;
+    enum qk_err rc = conf_http(&req, &resp);
+    if (rc != QK_OK) {
+        snprintf(err, errlen, "mock control %s %s: %s", method, url, qk_strerror(rc));
+        goto out;
+    }
+    if (resp.curl_code != 0 || resp.status < 200 || resp.status > 299) {
+        snprintf(err, errlen, "mock control %s %s: %s%ld %.200s", method, url,
+                 resp.curl_code ? resp.error : "HTTP ", resp.status, resp.body);
+        rc = QK_IO;
+        goto out;
+    }
+    if (json_out) {
+        *json_out = cJSON_ParseWithLength(resp.body, resp.body_len);
+        if (!*json_out) {
+            snprintf(err, errlen, "mock control %s %s: answer is not JSON", method, url);
+            rc = QK_INVALID;
+        }
+    }
+out:
+    conf_response_clear(&resp);
+    return rc;
+}
+
+enum qk_err
+conf_mock_queue(const char *mock_url, const char *token, const char *route,
+                const char *steps_json, size_t *queued, char *err, size_t errlen)
+{
+    enum qk_err rc = QK_OK;
+    char url[CONTROL_URL_MAX];
+    cJSON *req = cJSON_CreateObject();
+    cJSON *steps = cJSON_Parse(steps_json);
+    cJSON *answer = NULL;
+    char *body = NULL;
+
+    *queued = 0;
+    if (!req || !cJSON_IsArray(steps)) {
+        snprintf(err, errlen, "conf_mock_queue: steps are not a JSON array: %s", steps_json);
+        rc = QK_INVALID;
+        goto out;
+    }
+    cJSON_AddStringToObject(req, "token", token);
+    cJSON_AddStringToObject(req, "route", route);
+    cJSON_AddItemToObject(req, "steps", steps);
+    steps = NULL; /* owned by req now */
+    body = cJSON_PrintUnformatted(req);
+    if (!body) {
+        rc = QK_NOMEM;
+        goto out;
+    }
+    snprintf(url, sizeof(url), "%s/__mock/scenarios", mock_url);
+    rc = control("POST", url, body, &answer, err, errlen);
+    if (rc != QK_OK)
+        goto out;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(answer, "queued");
+    if (!cJSON_IsNumber(n)) {
+        snprintf(err, errlen, "mock control: no \"queued\" in the answer");
+        rc = QK_INVALID;
+        goto out;
+    }
+    *queued = (size_t)n->valuedouble;
+out:
+    cJSON_Delete(steps);
+    cJSON_Delete(req);
+    cJSON_Delete(answer);
+    free(body);
+    return rc;
+}
+
+enum qk_err
+conf_mock_journal(const char *mock_url, const char *token, cJSON **out, char *err,
+                  size_t errlen)
+{
+    enum qk_err rc = QK_OK;
+    char url[CONTROL_URL_MAX];
+    char *escaped = curl_easy_escape(NULL, token, 0);
+    cJSON *answer = NULL;
+
+    *out = NULL;
+    if (!escaped)
+        return QK_NOMEM;
+    snprintf(url, sizeof(url), "%s/__mock/journal?token=%s", mock_url, escaped);
+    rc = control("GET", url, NULL, &answer, err, errlen);
+    if (rc == QK_OK && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(answer, "entries"))) {
+        snprintf(err, errlen, "mock journal: no \"entries\" array");
+        rc = QK_INVALID;
+    }
+    if (rc == QK_OK) {
+        *out = answer;
+        answer = NULL;
+    }
+    cJSON_Delete(answer);
+    curl_free(escaped);
+    return rc;
+}
+
+enum qk_err
+conf_mock_revoke(const char *mock_url, const char *token, char *err, size_t errlen)
+{
+    char url[CONTROL_URL_MAX];
+    cJSON *req = cJSON_CreateObject();
+    char *body = NULL;
+    enum qk_err rc = QK_NOMEM;
+
+    if (req && cJSON_AddStringToObject(req, "token", token))
+        body = cJSON_PrintUnformatted(req);
+    if (body) {
+        snprintf(url, sizeof(url), "%s/__mock/tokens/revoke", mock_url);
+        rc = control("POST", url, body, NULL, err, errlen);
+    }
+    free(body);
+    cJSON_Delete(req);
+    return rc;
+}
+
+enum qk_err
+conf_mock_health(const char *mock_url, char *err, size_t errlen)
+{
+    char url[CONTROL_URL_MAX];
+    snprintf(url, sizeof(url), "%s/__mock/health", mock_url);
+    return control("GET", url, NULL, NULL, err, errlen);
+}
+
+long
+conf_entry_status(const cJSON *entry)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, "status");
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+}
+
+static const char *
+entry_string(const cJSON *entry, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+const char *
+conf_entry_path(const cJSON *entry)
+{
+    return entry_string(entry, "path");
+}
+
+const char *
+conf_entry_body(const cJSON *entry)
+{
+    return entry_string(entry, "body");
+}
+
+static int64_t
+entry_ms(const cJSON *entry, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, key);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+int64_t
+conf_entry_received_ms(const cJSON *entry)
+{
+    return entry_ms(entry, "received_ms");
+}
+
+int64_t
+conf_entry_finished_ms(const cJSON *entry)
+{
+    return entry_ms(entry, "finished_ms");
+}
+
+int
+conf_entry_had_step(const cJSON *entry)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, "step");
+    return v && !cJSON_IsNull(v);
+}
+
+const char *
+conf_entry_header(const cJSON *entry, const char *name)
+{
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "value");
+        if (cJSON_IsString(n) && cJSON_IsString(v) && strcasecmp(n->valuestring, name) == 0)
+            return v->valuestring;
+    }
+    return NULL;
+}
+
+size_t
+conf_entry_header_count(const cJSON *entry, const char *name)
+{
+    size_t count = 0;
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
+        if (cJSON_IsString(n) && strcasecmp(n->valuestring, name) == 0)
+            count++;
+    }
+    return count;
+}

@@ -1,0 +1,50 @@
+/**
+ * @file conf_profile.h
+ * @brief What the suite cannot discover about a proxy: its prefixes, limits and timings.
+ *
+ * A profile is a small JSON file (see profiles/reference.json and SPEC.md, "Profiles").
+ * With --spawn the same values configure the reference proxy, so the profile and the
+ * proxy under test cannot disagree.
+ */
+#ifndef CONF_PROFILE_H
+#define CONF_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf_requirements.h"
+#include "qwenkit/common.h"
+
+enum { CONF_PROFILE_STR = 256 };
+
+/** A parsed profile. Times are milliseconds; 0 means "feature absent" where noted. */
+struct conf_profile {
+    char name[64];
+    char api_prefix[64];        /**< "/api": serves PREFIX/models, PREFIX/chat/completions */
+    char v1_prefix[64];         /**< "/v1", or "" when the aliases are absent */
+    unsigned max_retries;       /**< retries after the first attempt */
+    int64_t retry_base_ms;      /**< first backoff step */
+    int64_t retry_after_cap_ms; /**< longest Retry-After honoured; 0: not honoured */
+    int64_t upstream_timeout_ms;/**< limit for one attempt */
+    int64_t deadline_ms;        /**< limit for a whole request; 0: none */
+    int64_t cache_ttl_ms;       /**< model-list lifetime */
+    size_t cache_max_entries;   /**< bound of the model-list cache; 0: unknown */
+    int64_t stale_grace_ms;     /**< stale serving after expiry; 0: none */
+    char stale_header[64];      /**< response header marking a stale list */
+    size_t max_body;            /**< request body limit */
+    char cors_origins[CONF_PROFILE_STR]; /**< comma-separated, "*", or "" for no CORS */
+    bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
+};
+
+/** Fills @p p with the defaults of SPEC.md (those of a proxy configured as the issue says). */
+void conf_profile_defaults(struct conf_profile *p);
+
+/**
+ * Reads a profile file over the defaults.
+ * @param[out] err names the offending key or the I/O problem.
+ */
+QK_WUR enum qk_err conf_profile_load(struct conf_profile *p, const char *path, char *err,
+                                     size_t errlen);
+
+#endif

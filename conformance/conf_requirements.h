@@ -1,0 +1,104 @@
+/**
+ * @file conf_requirements.h
+ * @brief The requirements of conformance/SPEC.md, as one table.
+ *
+ * Each row is (symbol, ID, level, one-line summary). The report, the JSON/JUnit output and
+ * the test registration all read this table, so an ID cannot be misspelt in one place and
+ * right in another. SPEC.md is the normative text; keep the summaries in step with it.
+ */
+#ifndef CONF_REQUIREMENTS_H
+#define CONF_REQUIREMENTS_H
+
+#include <stdbool.h>
+
+/** The version of SPEC.md this suite checks. */
+#define CONF_SPEC_VERSION "1.0.0"
+
+enum conf_level {
+    CONF_MUST = 0,
+    CONF_SHOULD = 1,
+    CONF_MAY = 2,
+};
+
+#define CONF_AUTH_REQUIREMENTS(XX)                                                         \
+    XX(AUTH_1, "AUTH-1", MUST, "no Authorization: 401, no upstream request")             \
+    XX(AUTH_2, "AUTH-2", MUST, "non-Bearer or empty token: 401, no upstream request")    \
+    XX(AUTH_3, "AUTH-3", MUST, "caller's Authorization reaches upstream unchanged")      \
+    XX(AUTH_4, "AUTH-4", MUST, "upstream 401 relayed as 401 after one attempt")          \
+    XX(AUTH_5, "AUTH-5", MUST, "model-list cache keyed by credential")                   \
+    XX(AUTH_6, "AUTH-6", MUST, "no own credentials upstream; hop-by-hop headers dropped")
+
+#define CONF_CACHE_REQUIREMENTS(XX)                                                        \
+    XX(CACHE_1, "CACHE-1", MUST, "model list served from cache within the TTL")          \
+    XX(CACHE_2, "CACHE-2", MUST, "after the TTL the model list is fetched again")        \
+    XX(CACHE_3, "CACHE-3", MUST, "failures are never cached")                            \
+    XX(CACHE_4, "CACHE-4", SHOULD, "concurrent misses cause one upstream request")       \
+    XX(CACHE_5, "CACHE-5", MUST, "chat completions are never cached")                    \
+    XX(CACHE_6, "CACHE-6", SHOULD, "stale list served for a bounded grace on failure")   \
+    XX(CACHE_7, "CACHE-7", MUST, "cache bounded, least recently used evicted")
+
+#define CONF_RETRY_REQUIREMENTS(XX)                                                        \
+    XX(RETRY_1, "RETRY-1", MUST, "upstream 500 retried; caller sees only the success")   \
+    XX(RETRY_2, "RETRY-2", MUST, "HTML answers are failures, retried, never relayed")    \
+    XX(RETRY_3, "RETRY-3", MUST, "at most max-retries retries, then 502 naming status")  \
+    XX(RETRY_4, "RETRY-4", MUST, "400, 401, 403, 404, 413 never retried")                \
+    XX(RETRY_5, "RETRY-5", SHOULD, "502/503/504 and connection errors retried")          \
+    XX(RETRY_6, "RETRY-6", SHOULD, "growing jittered backoff; Retry-After honoured")     \
+    XX(RETRY_7, "RETRY-7", MUST, "every attempt sends the same body and headers")        \
+    XX(RETRY_8, "RETRY-8", SHOULD, "whole-request deadline stops retries with 504")
+
+#define CONF_ERR_REQUIREMENTS(XX)                                                          \
+    XX(ERR_1, "ERR-1", MUST, "invalid chat body: 400 OpenAI-style error, no upstream")   \
+    XX(ERR_2, "ERR-2", MUST, "upstream 400 relayed as 400 with its message")             \
+    XX(ERR_3, "ERR-3", MUST, "every error the proxy produces is JSON")                   \
+    XX(ERR_4, "ERR-4", MUST, "unknown path 404, wrong method 405 + Allow, big body 413") \
+    XX(ERR_5, "ERR-5", MUST, "upstream unreachable 502, upstream timeout 504")
+
+#define CONF_HTTP_REQUIREMENTS(XX)                                                         \
+    XX(HTTP_1, "HTTP-1", MUST, "non-stream completion returns upstream chat.completion") \
+    XX(HTTP_2, "HTTP-2", SHOULD, "X-Request-Id taken or generated, forwarded, returned") \
+    XX(HTTP_3, "HTTP-3", SHOULD, "CORS preflight answered for configured origins")       \
+    XX(HTTP_4, "HTTP-4", SHOULD, "/v1/models answers in OpenAI's list shape")            \
+    XX(HTTP_5, "HTTP-5", SHOULD, "/v1/chat/completions is an alias of the /api route")
+
+/*
+ * Streaming (SSE-1..SSE-13) joins in SPEC 1.1: rows go here, tests in conf_stream.c (the
+ * suite's own SSE parser is conf_sse.c), and
+ * the group in conf_groups.h. Nothing else needs to change.
+ */
+#define CONF_SSE_REQUIREMENTS(XX)
+
+#define CONF_REQUIREMENT_MAP(XX)                                                           \
+    CONF_AUTH_REQUIREMENTS(XX)                                                             \
+    CONF_CACHE_REQUIREMENTS(XX)                                                            \
+    CONF_RETRY_REQUIREMENTS(XX)                                                            \
+    CONF_ERR_REQUIREMENTS(XX)                                                              \
+    CONF_HTTP_REQUIREMENTS(XX)                                                             \
+    CONF_SSE_REQUIREMENTS(XX)
+
+enum conf_req {
+#define CONF_REQ_ENUM(sym, id, level, summary) CONF_REQ_##sym,
+    CONF_REQUIREMENT_MAP(CONF_REQ_ENUM)
+#undef CONF_REQ_ENUM
+        CONF_REQ_COUNT
+};
+
+struct conf_requirement {
+    const char *id;      /**< "AUTH-1" */
+    enum conf_level level;
+    const char *summary; /**< one line, for the report */
+};
+
+/** @return the row of @p req (static). */
+const struct conf_requirement *conf_requirement(enum conf_req req);
+
+/** @return "MUST", "SHOULD" or "MAY". */
+const char *conf_level_name(enum conf_level level);
+
+/**
+ * Looks a requirement up by its ID ("RETRY-3"), case-insensitively.
+ * @return true and the requirement in @p out, false for an unknown ID.
+ */
+bool conf_requirement_find(const char *id, enum conf_req *out);
+
+#endif

@@ -1,0 +1,426 @@
+/*
+ * RETRY-1..8: which upstream failures are retried, how often, how far apart, and what
+ * each attempt sends. Attempt counts and timings come from the mock's journal.
+ */
+#include "conf_groups.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+    TIMING_SLACK_MS = 5,     /* clock granularity allowed below a lower bound */
+    TIMING_LATE_MS = 500,    /* a busy 2-core machine may run this late */
+};
+
+static const struct conf_profile *
+profile(struct conf_ctx *ctx)
+{
+    return &conf_target(ctx)->profile;
+}
+
+static unsigned
+max_attempts(struct conf_ctx *ctx)
+{
+    return profile(ctx)->max_retries + 1;
+}
+
+static const char *
+repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n)
+{
+    const char *s = "[";
+    for (unsigned i = 0; i < n; i++)
+        s = conf_str(ctx, "%s%s%s", s, i ? "," : "", step);
+    return conf_str(ctx, "%s]", s);
+}
+
+/* The answer is a model list: a JSON object with a "data" array. */
+static void
+check_model_list(struct conf_ctx *ctx, const struct conf_response *r)
+{
+    const cJSON *json = conf_json(ctx, r);
+    conf_check(ctx, r, cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "data")),
+               "the answer is not a model list");
+}
+
+static void
+check_completion(struct conf_ctx *ctx, const struct conf_response *r)
+{
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "object");
+    conf_check(ctx, r, cJSON_IsString(obj) && strcmp(obj->valuestring, "chat.completion") == 0,
+               "the answer is not a chat.completion");
+}
+
+/* True when the answer is (or carries) one of the upstream's HTML pages: the mock's
+ * captcha, firewall and gateway pages each contain one of these markers. The proxy's own
+ * error format is ERR-3's business, not this one's. */
+static bool
+looks_like_html(const struct conf_response *r)
+{
+    static const char *const markers[] = {"x5secdata", "block_message", "alibaba-ga"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
+        if (conf_contains_nocase(r->body, markers[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Retries are judged on the chat route, which no cache can answer. */
+static const struct conf_response *
+chat(struct conf_ctx *ctx, const char *token)
+{
+    return conf_post_chat(ctx, token, conf_chat_body(ctx, "retries"));
+}
+
+/* RETRY-1: an upstream 500 is retried; the caller sees only the later success. */
+static void
+RETRY_1_upstream_500_then_success_returns_only_success(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", "[{\"status\":500},{\"ok\":true}]");
+    const struct conf_response *r = conf_get_models(ctx, token);
+    conf_assume(ctx, conf_attempts(ctx, token, 2) > 0,
+                "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assert_status(ctx, r, 200);
+    check_model_list(ctx, r);
+    conf_assert_attempts(ctx, token, 2);
+}
+
+/* RETRY-1, chat route. */
+static void
+RETRY_1_chat_500_then_success_returns_only_success(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":500},{\"ok\":true}]");
+    const struct conf_response *r =
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "retry me"));
+    conf_assert_status(ctx, r, 200);
+    check_completion(ctx, r);
+    conf_assert_attempts(ctx, token, 3);
+}
+
+/* RETRY-2 core: one HTML answer, then a good one. */
+static void
+check_html_retried(struct conf_ctx *ctx, const char *route, const char *html_step)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, route, conf_str(ctx, "[%s,{\"ok\":true}]", html_step));
+    bool chat = strcmp(route, "chat") == 0;
+    const struct conf_response *r =
+        chat ? conf_post_chat(ctx, token, conf_chat_body(ctx, "behind a firewall"))
+             : conf_get_models(ctx, token);
+    conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
+    conf_assert_status(ctx, r, 200);
+    conf_assert_attempts(ctx, token, 2);
+}
+
+/* RETRY-2: a 200 text/html page (captcha) is a failure and is retried. */
+static void
+RETRY_2_html_captcha_200_is_retried(struct conf_ctx *ctx)
+{
+    check_html_retried(ctx, "chat", "{\"html\":\"captcha\"}");
+}
+
+/* RETRY-2: the firewall's 405 HTML page is retried (chat route). */
+static void
+RETRY_2_html_waf_405_is_retried(struct conf_ctx *ctx)
+{
+    check_html_retried(ctx, "chat", "{\"html\":\"waf\"}");
+}
+
+/* RETRY-2: when every attempt is HTML, no HTML reaches the caller. */
+static void
+RETRY_2_html_never_relayed_when_all_attempts_fail(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    /* More pages than attempts, so even a proxy that retries too often meets only HTML. */
+    conf_queue(ctx, token, "chat",
+               repeat_steps(ctx, "{\"html\":\"gateway\"}", max_attempts(ctx) + 2));
+    const struct conf_response *r = chat(ctx, token);
+    conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
+    conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error",
+               r->status);
+}
+
+/* RETRY-3: at most max_retries retries (4 attempts by default); then 502 naming the last
+ * upstream status. */
+static void
+RETRY_3_gives_up_after_four_attempts(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    /* One step more than allowed: a proxy that retries too often would use it. */
+    conf_queue(ctx, token, "chat", repeat_steps(ctx, "{\"status\":500}", max_attempts(ctx) + 1));
+    const struct conf_response *r = chat(ctx, token);
+    conf_assert_attempts(ctx, token, max_attempts(ctx));
+    conf_assert_status(ctx, r, 502);
+    conf_check(ctx, r, strstr(r->body, "500") != NULL,
+               "the 502 answer does not name the last upstream status (500)");
+}
+
+/* RETRY-4: 400, 401, 403, 404 and 413 are never retried. */
+static void
+RETRY_4_client_errors_are_never_retried(struct conf_ctx *ctx)
+{
+    static const int statuses[] = {400, 401, 403, 404, 413};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        const char *token = conf_token(ctx);
+        conf_queue(ctx, token, "chat",
+                   conf_str(ctx, "[{\"status\":%d},{\"ok\":true}]", statuses[i]));
+        const struct conf_response *r =
+            conf_post_chat(ctx, token, conf_chat_body(ctx, "a client error"));
+        size_t n = conf_attempts(ctx, token, 1);
+        conf_check(ctx, r, n == 1, "upstream %d was retried (%zu attempts)", statuses[i], n);
+    }
+}
+
+/* RETRY-5: 502, 503 and 504 are retried. */
+static void
+RETRY_5_gateway_statuses_are_retried(struct conf_ctx *ctx)
+{
+    static const int statuses[] = {502, 503, 504};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        const char *token = conf_token(ctx);
+        conf_queue(ctx, token, "chat",
+                   conf_str(ctx, "[{\"status\":%d},{\"ok\":true}]", statuses[i]));
+        const struct conf_response *r = chat(ctx, token);
+        size_t n = conf_attempts(ctx, token, 2);
+        conf_check(ctx, r, r->status == 200 && n == 2,
+                   "upstream %d then success: caller got %ld after %zu attempts", statuses[i],
+                   r->status, n);
+    }
+}
+
+/* RETRY-5: a connection closed without an answer is retried. */
+static void
+RETRY_5_dropped_connection_is_retried(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"ok\":true}]");
+    const struct conf_response *r =
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "a dropped connection"));
+    conf_assert_status(ctx, r, 200);
+    conf_assert_attempts(ctx, token, 2);
+}
+
+/* RETRY-5: an attempt that times out is retried. */
+static void
+RETRY_5_timeout_is_retried(struct conf_ctx *ctx)
+{
+    int64_t timeout = profile(ctx)->upstream_timeout_ms;
+    conf_assume(ctx, timeout <= 5000, "profile upstream timeout %lld ms is too long to wait for",
+                (long long)timeout);
+    conf_assume(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > timeout + 500,
+                "profile deadline leaves no time for a retry after a timeout");
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat",
+               conf_str(ctx, "[{\"ok\":true,\"delay_ms\":%lld},{\"ok\":true}]",
+                        (long long)(timeout + 500)));
+    const struct conf_response *r = chat(ctx, token);
+    conf_assert_status(ctx, r, 200);
+    conf_assert_attempts(ctx, token, 2);
+}
+
+/* Time between the end of attempt @p i and the start of attempt i+1 (0-based). */
+static int64_t
+gap_ms(const cJSON *entries, int i)
+{
+    const cJSON *a = cJSON_GetArrayItem(entries, i);
+    const cJSON *b = cJSON_GetArrayItem(entries, i + 1);
+    return conf_entry_received_ms(b) - conf_entry_finished_ms(a);
+}
+
+/* RETRY-6: attempts are spaced by a growing backoff: before retry n the proxy waits
+ * between half and all of base * 2^(n-1). */
+static void
+RETRY_6_backoff_grows_between_attempts(struct conf_ctx *ctx)
+{
+    int64_t base = profile(ctx)->retry_base_ms;
+    conf_assume(ctx, base > 0, "profile retry_base_ms is 0: no backoff to measure");
+    conf_assume(ctx, max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", repeat_steps(ctx, "{\"status\":500}", max_attempts(ctx)));
+    chat(ctx, token);
+    size_t n = conf_attempts(ctx, token, max_attempts(ctx));
+    conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
+    const cJSON *entries = conf_journal(ctx, token);
+    for (int i = 0; i + 1 < (int)n; i++) {
+        int64_t nominal = base << i;
+        int64_t gap = gap_ms(entries, i);
+        conf_check(ctx, NULL, gap >= nominal / 2 - TIMING_SLACK_MS,
+                   "retry %d came %lld ms after the failure; backoff is at least %lld ms", i + 1,
+                   (long long)gap, (long long)(nominal / 2));
+        conf_check(ctx, NULL, gap <= nominal + TIMING_LATE_MS,
+                   "retry %d came %lld ms after the failure; backoff is at most %lld ms", i + 1,
+                   (long long)gap, (long long)nominal);
+    }
+    conf_check(ctx, NULL, gap_ms(entries, (int)n - 2) > gap_ms(entries, 0),
+               "the backoff did not grow (%lld ms, then %lld ms)", (long long)gap_ms(entries, 0),
+               (long long)gap_ms(entries, (int)n - 2));
+}
+
+/* RETRY-6: a 429 Retry-After within the cap is honoured before retrying. */
+static void
+RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, profile(ctx)->retry_after_cap_ms >= 1000,
+                "profile retry_after_cap_ms under 1 s: Retry-After not honoured");
+    conf_assume(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > 1500,
+                "profile deadline too short to wait 1 s");
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"status\":429,\"retry_after\":1},{\"ok\":true}]");
+    const struct conf_response *r = chat(ctx, token);
+    conf_assert_status(ctx, r, 200);
+    conf_assert_attempts(ctx, token, 2);
+    int64_t gap = gap_ms(conf_journal(ctx, token), 0);
+    conf_check(ctx, NULL, gap >= 1000 - 50,
+               "the retry came %lld ms after \"Retry-After: 1\"", (long long)gap);
+}
+
+/* RETRY-6: a Retry-After over the cap is relayed to the caller with its Retry-After. */
+static void
+RETRY_6_retry_after_over_cap_is_relayed(struct conf_ctx *ctx)
+{
+    int64_t cap_s = profile(ctx)->retry_after_cap_ms / 1000;
+    long over = (long)(cap_s * 10 + 30);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat",
+               conf_str(ctx, "[{\"status\":503,\"retry_after\":%ld},{\"ok\":true}]", over));
+    const struct conf_response *r = chat(ctx, token);
+    conf_assert_status(ctx, r, 503);
+    const char *ra = conf_response_header(r, "Retry-After");
+    conf_check(ctx, r, ra && strtol(ra, NULL, 10) == over,
+               "expected Retry-After: %ld relayed, got %s", over, ra ? ra : "none");
+    conf_assert_attempts(ctx, token, 1);
+}
+
+/* Two journal entries carry the same headers (names case-insensitive, any order). */
+static bool
+same_headers(const cJSON *a, const cJSON *b, const char **diff)
+{
+    const cJSON *ha = cJSON_GetObjectItemCaseSensitive(a, "headers");
+    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(b, "headers");
+    if (cJSON_GetArraySize(ha) != cJSON_GetArraySize(hb)) {
+        *diff = "a different number of headers";
+        return false;
+    }
+    const cJSON *h;
+    cJSON_ArrayForEach(h, ha) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
+        const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+        const char *other = name ? conf_entry_header(b, name) : NULL;
+        if (!name || !value || !other || strcmp(value, other) != 0 ||
+            conf_entry_header_count(a, name) != conf_entry_header_count(b, name)) {
+            *diff = name ? name : "(unnamed header)";
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+check_attempts_identical(struct conf_ctx *ctx, const char *token)
+{
+    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *first = cJSON_GetArrayItem(entries, 0);
+    int n = cJSON_GetArraySize(entries);
+    for (int i = 1; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(entries, i);
+        const char *diff = NULL;
+        conf_check(ctx, NULL, strcmp(conf_entry_body(first), conf_entry_body(e)) == 0,
+                   "attempt %d sent a different body than attempt 1", i + 1);
+        conf_check(ctx, NULL, same_headers(first, e, &diff),
+                   "attempt %d sent different headers than attempt 1 (%s)", i + 1, diff);
+    }
+}
+
+/* RETRY-7: every attempt sends the same body and headers as the first (chat route). */
+static void
+RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    const char *body = conf_str(
+        ctx,
+        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":\"h\\u00e9llo \\u4f60\\u597d %s\"}],"
+        "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
+        "\"feature_config\":{\"thinking_enabled\":false}}",
+        conf_target(ctx)->model, token, token);
+    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":502},{\"ok\":true}]");
+    const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
+                             conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
+    conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
+    size_t n = conf_attempts(ctx, token, 3);
+    conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-7, models route. */
+static void
+RETRY_7_models_retries_send_same_headers(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", "[{\"status\":500},{\"ok\":true}]");
+    conf_get_models(ctx, token);
+    size_t n = conf_attempts(ctx, token, 2);
+    conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-8: the whole request has a deadline; retries stop when it is reached (504). */
+static void
+RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
+{
+    int64_t deadline = profile(ctx)->deadline_ms;
+    int64_t timeout = profile(ctx)->upstream_timeout_ms;
+    conf_assume(ctx, deadline > 0, "profile has no deadline_ms");
+    conf_assume(ctx, deadline <= 10000, "profile deadline %lld ms is too long to wait for",
+                (long long)deadline);
+    /* Slow failures, each under the attempt timeout, that together outlast the deadline. */
+    int64_t delay = timeout * 8 / 10;
+    if (delay > deadline / 2 + 100)
+        delay = deadline / 2 + 100;
+    conf_assume(ctx, delay * max_attempts(ctx) >= deadline + 500,
+                "the profile's attempts cannot outlast its deadline");
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat",
+               repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
+                                          (long long)delay),
+                            max_attempts(ctx)));
+    const struct conf_response *r = chat(ctx, token);
+    conf_assume(ctx, conf_attempts(ctx, token, 2) >= 2,
+                "the proxy did not retry (see RETRY-1), so no deadline was reached");
+    conf_assert_status(ctx, r, 504);
+    int64_t took = r->done_ms - r->sent_ms;
+    conf_check(ctx, r, took <= deadline + 1000,
+               "the 504 came %lld ms after the request; the deadline is %lld ms",
+               (long long)took, (long long)deadline);
+}
+
+static const struct CMUnitTest retry_tests[] = {
+    CONF_TEST(RETRY_1, RETRY_1_upstream_500_then_success_returns_only_success),
+    CONF_TEST(RETRY_1, RETRY_1_chat_500_then_success_returns_only_success),
+    CONF_TEST(RETRY_2, RETRY_2_html_captcha_200_is_retried),
+    CONF_TEST(RETRY_2, RETRY_2_html_waf_405_is_retried),
+    CONF_TEST(RETRY_2, RETRY_2_html_never_relayed_when_all_attempts_fail),
+    CONF_TEST(RETRY_3, RETRY_3_gives_up_after_four_attempts),
+    CONF_TEST(RETRY_4, RETRY_4_client_errors_are_never_retried),
+    CONF_TEST(RETRY_5, RETRY_5_gateway_statuses_are_retried),
+    CONF_TEST(RETRY_5, RETRY_5_dropped_connection_is_retried),
+    CONF_TEST(RETRY_5, RETRY_5_timeout_is_retried),
+    CONF_TEST(RETRY_6, RETRY_6_backoff_grows_between_attempts),
+    CONF_TEST(RETRY_6, RETRY_6_retry_after_within_cap_is_honoured),
+    CONF_TEST(RETRY_6, RETRY_6_retry_after_over_cap_is_relayed),
+    CONF_TEST(RETRY_7, RETRY_7_every_attempt_sends_same_body_and_headers),
+    CONF_TEST(RETRY_7, RETRY_7_models_retries_send_same_headers),
+    CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
+};
+
+int
+conf_run_retry(void)
+{
+    return cmocka_run_group_tests_name("retry", retry_tests, NULL, NULL);
+}
+
+const struct conf_group conf_group_retry = {"retry", retry_tests,
+                                            sizeof(retry_tests) / sizeof(retry_tests[0])};
