@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *
 mock_route_name(enum mock_route r)
@@ -123,6 +124,39 @@ dup_string(struct parse_ctx *c, const cJSON *it, char **out)
     return *out ? QK_OK : QK_NOMEM;
 }
 
+/* Extra response headers: names are HTTP tokens, values printable one-liners; the
+ * framing headers stay the server's business. */
+static enum qk_err
+parse_headers(struct parse_ctx *c, const cJSON *obj, struct cJSON **out)
+{
+    if (!cJSON_IsObject(obj))
+        return fail(c, "headers", "must be an object of header names to string values");
+    const cJSON *h;
+    cJSON_ArrayForEach(h, obj)
+    {
+        const char *name = h->string;
+        bool ok = name[0] != '\0';
+        for (const char *p = name; *p && ok; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr("!#$%&'*+-.^_`|~", *p) != NULL;
+        for (const char *p = cJSON_IsString(h) ? h->valuestring : ""; *p && ok; p++)
+            ok = (unsigned char)*p >= 0x20 && *p != 0x7f;
+        if (!ok || !cJSON_IsString(h)) {
+            char path[64];
+            snprintf(path, sizeof path, "headers.%.40s", name);
+            return fail(c, path, "needs a token name and a single-line string value");
+        }
+        if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0) {
+            char path[64];
+            snprintf(path, sizeof path, "headers.%.40s", name);
+            return fail(c, path, "framing headers are set by the server");
+        }
+    }
+    cJSON_Delete(*out);
+    *out = cJSON_Duplicate(obj, true);
+    return *out ? QK_OK : QK_NOMEM;
+}
+
 static enum qk_err
 parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *defaults,
            struct mock_step **out)
@@ -154,6 +188,8 @@ parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts 
             rc = dup_string(c, it, &s->content_type);
         else if (strcmp(k, "retry_after") == 0)
             rc = get_int(c, it, 0, 86400, &s->retry_after);
+        else if (strcmp(k, "headers") == 0)
+            rc = parse_headers(c, it, &s->headers);
         else if (strcmp(k, "html") == 0) {
             if (!cJSON_IsString(it))
                 rc = fail(c, k, "must be \"captcha\", \"waf\" or \"gateway\"");
@@ -203,6 +239,8 @@ parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts 
         rc = fail(c, s->body ? "body" : "content_type", "needs status (and no html)");
     else if (s->retry_after >= 0 && !s->status && !s->html)
         rc = fail(c, "retry_after", "needs status");
+    else if (s->headers && s->drop)
+        rc = fail(c, "headers", "a dropped connection sends no headers");
     if (rc != QK_OK)
         goto out;
     s->json = cJSON_PrintUnformatted(obj);
@@ -335,6 +373,7 @@ mock_step_free(struct mock_step *s)
         return;
     free(s->body);
     free(s->content_type);
+    cJSON_Delete(s->headers);
     cJSON_free(s->json);
     free(s);
 }

@@ -18,6 +18,7 @@ struct mock_step {
     unsigned status;         /* 0 = none */
     char *body;              /* owned, may be NULL */
     char *content_type;      /* owned, may be NULL */
+    struct cJSON *headers;   /* owned, may be NULL: extra response headers {name: value} */
     int retry_after;         /* -1 = none */
     enum mock_html html;
     enum mock_inband inband;

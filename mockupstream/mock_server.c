@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,20 @@ peer_gone(struct mock_req *r)
 
 /* ---------- responses ---------- */
 
+/* The step's extra headers, added to any response it shapes. */
+static void
+add_step_headers(struct mock_req *r, struct MHD_Response *resp)
+{
+    const cJSON *h;
+    if (!r->step || !r->step->headers)
+        return;
+    cJSON_ArrayForEach(h, r->step->headers)
+    {
+        if (MHD_add_response_header(resp, h->string, h->valuestring) != MHD_YES && r->mock->cfg.log_requests)
+            fprintf(stderr, "qwen-mock: header %s refused by the HTTP library\n", h->string);
+    }
+}
+
 static enum MHD_Result
 send_buffer(struct mock_req *r, unsigned status, const char *ctype, const char *body,
             size_t len)
@@ -163,6 +178,7 @@ send_buffer(struct mock_req *r, unsigned status, const char *ctype, const char *
         MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE,
                                 "acw_tc=0b00000000000000000000;path=/;HttpOnly;Max-Age=1800");
     }
+    add_step_headers(r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->status = status;
@@ -278,6 +294,7 @@ send_plan(struct mock_req *r)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    add_step_headers(r, resp);
     r->streaming = true;
     r->status = 200;
     r->phase = PHASE_ANSWERED;
@@ -777,6 +794,19 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
     atomic_fetch_add(&m->connections, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
+/* libmicrohttpd's own messages, minus the one every deliberate `drop` causes. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (strstr(msg, "Application reported internal error") ||
+        strstr(msg, "application error generating response"))
+        return;
+    fprintf(stderr, "qwen-mock: libmicrohttpd: %s", msg);
+}
+
 /* ---------- lifecycle ---------- */
 
 enum qk_err
@@ -829,8 +859,8 @@ qk_mock_start(const struct qk_mock_config *cfg, struct qk_mock **out, char *err,
     }
     unsigned threads = cfg->threads ? cfg->threads : 1;
     m->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, m, MHD_OPTION_NOTIFY_CONNECTION,
+        flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, m, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 20000,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)32 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,

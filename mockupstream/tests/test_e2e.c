@@ -873,6 +873,40 @@ step_status_body_retry_after(void **state)
     mc_resp_free(&r);
 }
 
+/* Extra response headers ride on normal answers, errors and streams alike. */
+static void
+step_extra_headers(void **state)
+{
+    (void)state;
+    char tok[TOKLEN], body[512];
+    mc_new_token(tok, sizeof tok);
+    queue(PORT, tok, "chat",
+          "[{\"ok\":true,\"headers\":{\"Connection\":\"X-Hop\",\"X-Hop\":\"1\","
+          "\"Keep-Alive\":\"timeout=5\",\"X-Upstream\":\"yes\"}},"
+          "{\"status\":503,\"headers\":{\"X-Upstream\":\"err\"}},"
+          "{\"stream\":{\"chunks\":2},\"headers\":{\"X-Upstream\":\"sse\"}}]");
+    chat_body(body, sizeof body, "hi", false, NULL);
+    struct mc_resp r;
+    chat(PORT, tok, body, &r);
+    assert_ok_status(&r, 200);
+    assert_string_equal(mc_header(&r, "X-Hop"), "1");
+    assert_string_equal(mc_header(&r, "Keep-Alive"), "timeout=5");
+    assert_string_equal(mc_header(&r, "X-Upstream"), "yes");
+    mc_resp_free(&r);
+    chat(PORT, tok, body, &r);
+    assert_detail(&r, 503, "Mock error 503");
+    assert_string_equal(mc_header(&r, "X-Upstream"), "err");
+    mc_resp_free(&r);
+    chat_body(body, sizeof body, "hi", true, NULL);
+    chat(PORT, tok, body, &r);
+    assert_ok_status(&r, 200);
+    assert_string_equal(mc_header(&r, "X-Upstream"), "sse");
+    mc_resp_free(&r);
+    chat(PORT, tok, body, &r); /* steps ran out: no extra headers */
+    assert_null(mc_header(&r, "X-Upstream"));
+    mc_resp_free(&r);
+}
+
 static void
 assert_html(const struct mc_resp *r, long status, const char *needle)
 {
@@ -2181,6 +2215,7 @@ main(void)
         cmocka_unit_test(errors_body_too_large_is_413),
         cmocka_unit_test(errors_unknown_path_and_wrong_method),
         cmocka_unit_test(step_status_body_retry_after),
+        cmocka_unit_test(step_extra_headers),
         cmocka_unit_test(step_html_pages),
         cmocka_unit_test(step_inband_errors),
         cmocka_unit_test(step_delay),

@@ -37,7 +37,7 @@ parses_every_step_kind(void **state)
               "{\"html\":\"waf\",\"status\":403},"
               "{\"inband_error\":\"quota\"},"
               "{\"delay_ms\":50,\"drop\":true},"
-              "{\"ok\":true,\"delay_ms\":10},"
+              "{\"ok\":true,\"delay_ms\":10,\"headers\":{\"X-Trace\":\"abc\"}},"
               "{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":5,\"split_utf8\":true,\"crlf\":true,"
               "\"comments\":true,\"coalesce\":2,\"truncate_after\":3,\"final_repeat\":true,"
               "\"cumulative\":false,\"done\":false,\"usage\":false}}]}",
@@ -64,6 +64,7 @@ parses_every_step_kind(void **state)
     assert_int_equal(s->delay_ms, 50);
     s = s->next;
     assert_true(s->ok);
+    assert_non_null(s->headers);
     s = s->next;
     assert_true(s->has_stream);
     assert_int_equal(s->stream.chunks, 4);
@@ -129,6 +130,16 @@ rejects_bad_input_naming_the_field(void **state)
         {"{\"token\":\"t\",\"steps\":[{\"inband_error\":\"waf\",\"html\":\"waf\"}]}",
          "steps[0].inband_error"},
         {"{\"token\":\"t\",\"steps\":[{\"body\":\"x\"}]}", "steps[0].body"},
+        {"{\"token\":\"t\",\"steps\":[{\"headers\":[]}]}", "steps[0].headers"},
+        {"{\"token\":\"t\",\"steps\":[{\"headers\":{\"X-A\":1}}]}", "steps[0].headers.X-A"},
+        {"{\"token\":\"t\",\"steps\":[{\"headers\":{\"Bad Name\":\"v\"}}]}",
+         "steps[0].headers.Bad Name"},
+        {"{\"token\":\"t\",\"steps\":[{\"headers\":{\"X-A\":\"a\\r\\nX-B: b\"}}]}",
+         "steps[0].headers.X-A"},
+        {"{\"token\":\"t\",\"steps\":[{\"headers\":{\"content-length\":\"9\"}}]}",
+         "steps[0].headers.content-length"},
+        {"{\"token\":\"t\",\"steps\":[{\"drop\":true,\"headers\":{\"X-A\":\"1\"}}]}",
+         "steps[0].headers"},
         {"{\"token\":\"t\",\"steps\":[{\"retry_after\":3}]}", "steps[0].retry_after"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":[]}]}", "steps[0].stream"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":\"4\"}}]}",
