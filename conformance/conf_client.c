@@ -13,6 +13,8 @@ struct transfer {
     struct curl_slist *headers;
     struct qk_buf body;
     struct conf_response *out;
+    bool (*on_body)(void *arg, const char *bytes, size_t len);
+    void *on_body_arg;
 };
 
 enum qk_err
@@ -36,6 +38,8 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
      * the body then ends early, which the checks report as a mismatch. */
     if (qk_buf_append(&t->body, ptr, n) != QK_OK)
         t->out->body_truncated = 1;
+    if (t->on_body && !t->on_body(t->on_body_arg, ptr, n))
+        return 0; /* the caller hangs up */
     return n;
 }
 
@@ -108,6 +112,8 @@ transfer_prepare(struct transfer *t, const struct conf_request *req, struct conf
     memset(out, 0, sizeof(*out));
     qk_buf_init(&t->body, CONF_CLIENT_BODY_MAX);
     t->out = out;
+    t->on_body = req->on_body;
+    t->on_body_arg = req->on_body_arg;
     t->easy = curl_easy_init();
     if (!t->easy)
         return QK_NOMEM;
@@ -138,6 +144,8 @@ transfer_prepare(struct transfer *t, const struct conf_request *req, struct conf
     /* Fresh connection per request: a test must not depend on a previous test's socket. */
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    if (req->recv_buffer > 0)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, req->recv_buffer);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);

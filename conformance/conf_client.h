@@ -8,6 +8,7 @@
 #ifndef CONF_CLIENT_H
 #define CONF_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,14 @@ struct conf_request {
     const char *body;            /**< request body or NULL */
     size_t body_len;
     long timeout_ms;             /**< 0: CONF_CLIENT_TIMEOUT_MS */
+    /**
+     * Optional (streaming tests): sees each piece of the body as it arrives, after it was
+     * kept. Returning false closes the connection at once; the transfer then ends with
+     * curl_code CURLE_WRITE_ERROR. May sleep, to play a slow reader.
+     */
+    bool (*on_body)(void *arg, const char *bytes, size_t len);
+    void *on_body_arg;
+    long recv_buffer;            /**< libcurl's receive buffer (bytes); 0: its default */
 };
 
 struct conf_header {

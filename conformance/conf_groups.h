@@ -3,7 +3,7 @@
  * @brief The test groups, one per area of SPEC.md, in the order they run.
  *
  * Each conf_<area>.c ends with its run function (cmocka_run_group_tests_name) and its
- * group object. Adding an area (SSE comes next) is one row here and one file.
+ * group object. Adding an area is one row here and one file.
  */
 #ifndef CONF_GROUPS_H
 #define CONF_GROUPS_H
@@ -16,7 +16,8 @@
     XX(cache)                                                                              \
     XX(retry)                                                                              \
     XX(errors)                                                                             \
-    XX(http)
+    XX(http)                                                                               \
+    XX(stream)
 
 #define CONF_GROUP_DECLARE(area)                                                           \
     extern const struct conf_group conf_group_##area;                                      \

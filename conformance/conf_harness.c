@@ -91,6 +91,12 @@ pool_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr))
     return ptr;
 }
 
+void *
+conf_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr))
+{
+    return pool_keep(ctx, ptr, release);
+}
+
 static void
 release_response(void *ptr)
 {
@@ -143,6 +149,8 @@ conf_case_run(void **state)
     const struct conf_requirement *req = conf_requirement(ctx->kase->req);
     conf_assume(ctx, !target->profile.absent[ctx->kase->req],
                 "profile declares %s absent", req->id);
+    conf_assume(ctx, !(ctx->kase->should_part && target->profile.absent_should[ctx->kase->req]),
+                "profile declares the SHOULD part of %s absent", req->id);
     ctx->kase->fn(ctx);
     ctx->kase->status = CONF_PASS;
 }
@@ -403,8 +411,9 @@ record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list a
     if (ctx->kase->reason[0] == '\0')
         snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "%s", msg);
     ctx->kase->status = status;
-    print_error("%s %s: %s\n", status == CONF_SKIP ? "SKIP" : "FAIL",
-                conf_requirement(ctx->kase->req)->id, msg);
+    print_error("%s %s%s: %s\n", status == CONF_SKIP ? "SKIP" : "FAIL",
+                conf_requirement(ctx->kase->req)->id,
+                ctx->kase->should_part ? " (SHOULD part)" : "", msg);
 }
 
 void

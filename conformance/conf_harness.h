@@ -56,6 +56,7 @@ struct conf_case {
     const char *name;            /**< the C function name, also the cmocka test name */
     enum conf_req req;           /**< the requirement it checks */
     void (*fn)(struct conf_ctx *ctx);
+    bool should_part;            /**< checks the SHOULD part of a MUST requirement */
     enum conf_status status;     /**< filled by the run */
     char reason[CONF_REASON_MAX];/**< why it failed or skipped */
     int64_t duration_ms;
@@ -67,10 +68,23 @@ int conf_case_setup(void **state);
 int conf_case_teardown(void **state);
 
 /** A cmocka test entry for @p fn, which checks requirement @p req (symbol: AUTH_1). */
-#define CONF_TEST(req, fn)                                                                 \
+#define CONF_TEST(req, fn) CONF_TEST_PART(req, fn, false)
+
+/**
+ * A test of the SHOULD part of a MUST requirement (SPEC.md, "Requirements with a SHOULD
+ * part"): its failure is reported as "SHOULD part not met" and does not fail the
+ * requirement, whose outcome comes from its other (MUST) tests.
+ */
+#define CONF_TEST_SHOULD(req, fn) CONF_TEST_PART(req, fn, true)
+
+#define CONF_TEST_PART(req_sym, fn_name, part)                                              \
     {                                                                                      \
-        #fn, conf_case_run, conf_case_setup, conf_case_teardown,                           \
-            &(struct conf_case){#fn, CONF_REQ_##req, fn, CONF_NOT_RUN, "", 0},             \
+        #fn_name, conf_case_run, conf_case_setup, conf_case_teardown,                      \
+            &(struct conf_case){.name = #fn_name,                                          \
+                                .req = CONF_REQ_##req_sym,                                 \
+                                .fn = fn_name,                                             \
+                                .should_part = (part),                                     \
+                                .status = CONF_NOT_RUN},                                   \
     }
 
 /** @return the case a cmocka entry made with CONF_TEST() carries. */
@@ -84,6 +98,12 @@ struct conf_group {
 };
 
 /* ---- Per-test helpers. Strings and objects returned belong to @p ctx. ---- */
+
+/**
+ * Hands @p ptr to the context: @p release(ptr) runs after the test, even when an
+ * assertion ends it. A NULL @p ptr (out of memory) fails the test. @return @p ptr.
+ */
+void *conf_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr));
 
 /** @return the target. */
 const struct conf_env *conf_target(const struct conf_ctx *ctx);

@@ -90,6 +90,12 @@ build_argv(struct argv_builder *b, const struct conf_launch_options *opts,
         add(b, "--deadline-ms");
         add_int(b, p->deadline_ms);
     }
+    add(b, "--stream-idle-timeout");
+    add_seconds(b, p->stream_idle_timeout_ms);
+    if (p->keepalive_interval_ms > 0) {
+        add(b, "--keepalive-interval");
+        add_seconds(b, p->keepalive_interval_ms);
+    }
     add(b, "--cors-origins");
     add(b, p->cors_origins);
     for (size_t i = 0; i < opts->extra_count; i++)

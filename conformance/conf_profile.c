@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "qwenkit/buf.h"
 
@@ -27,6 +28,9 @@ conf_profile_defaults(struct conf_profile *p)
     snprintf(p->stale_header, sizeof(p->stale_header), "X-Cache");
     p->max_body = QK_LIMIT_BODY_DEFAULT;
     snprintf(p->cors_origins, sizeof(p->cors_origins), "*");
+    p->stream_idle_timeout_ms = 60000;
+    p->keepalive_interval_ms = 15000;
+    p->stream_buffer_bytes = 64 * 1024;
 }
 
 static enum qk_err
@@ -110,9 +114,24 @@ take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
     const cJSON *item;
     cJSON_ArrayForEach(item, v) {
         enum conf_req req;
-        if (!cJSON_IsString(item) || !conf_requirement_find(item->valuestring, &req)) {
+        char id[32];
+        if (!cJSON_IsString(item) || strlen(item->valuestring) >= sizeof(id)) {
             snprintf(err, errlen, "absent: unknown requirement ID");
             return false;
+        }
+        snprintf(id, sizeof(id), "%s", item->valuestring);
+        /* "SSE-1/should": the SHOULD part of a MUST requirement. */
+        char *slash = strchr(id, '/');
+        bool part = slash && strcasecmp(slash, "/should") == 0;
+        if (part)
+            *slash = '\0';
+        if (!conf_requirement_find(id, &req) || (slash && !part)) {
+            snprintf(err, errlen, "absent: unknown requirement ID");
+            return false;
+        }
+        if (part) {
+            p->absent_should[req] = true;
+            continue;
         }
         if (conf_requirement(req)->level == CONF_MUST) {
             snprintf(err, errlen, "absent: %s is a MUST and cannot be declared absent",
@@ -133,6 +152,7 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
     const char *bad = NULL;
     int64_t retries = p->max_retries, entries = (int64_t)p->cache_max_entries;
     int64_t max_body = (int64_t)p->max_body;
+    int64_t stream_buffer = (int64_t)p->stream_buffer_bytes;
 
     qk_buf_init(&text, PROFILE_MAX_BYTES);
     rc = read_file(path, &text);
@@ -174,6 +194,13 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
         bad = "max_body";
     else if (!take_origins(root, p))
         bad = "cors_origins";
+    else if (!take_int(root, "stream_idle_timeout_ms", &p->stream_idle_timeout_ms) ||
+             p->stream_idle_timeout_ms == 0)
+        bad = "stream_idle_timeout_ms";
+    else if (!take_int(root, "keepalive_interval_ms", &p->keepalive_interval_ms))
+        bad = "keepalive_interval_ms";
+    else if (!take_int(root, "stream_buffer_bytes", &stream_buffer))
+        bad = "stream_buffer_bytes";
     if (bad) {
         snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
         rc = QK_INVALID;
@@ -186,6 +213,7 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
     p->max_retries = (unsigned)retries;
     p->cache_max_entries = (size_t)entries;
     p->max_body = (size_t)max_body;
+    p->stream_buffer_bytes = (size_t)stream_buffer;
 out:
     cJSON_Delete(root);
     qk_buf_free(&text);

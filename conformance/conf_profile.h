@@ -34,7 +34,11 @@ struct conf_profile {
     char stale_header[64];      /**< response header marking a stale list */
     size_t max_body;            /**< request body limit */
     char cors_origins[CONF_PROFILE_STR]; /**< comma-separated, "*", or "" for no CORS */
+    int64_t stream_idle_timeout_ms; /**< upstream silence that ends a stream (SSE-8, SSE-10) */
+    int64_t keepalive_interval_ms;  /**< quiet time before a keep-alive comment; 0: none */
+    size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */
     bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
+    bool absent_should[CONF_REQ_COUNT]; /**< MUST requirements whose SHOULD part is absent */
 };
 
 /** Fills @p p with the defaults of SPEC.md (those of a proxy configured as the issue says). */

@@ -20,6 +20,22 @@ status_name(enum conf_status s)
     return "NOT RUN";
 }
 
+/* Folds one test's outcome into a result: any FAIL wins, then any PASS, then SKIP. */
+static void
+fold(enum conf_status *status, const struct conf_case **evidence, const struct conf_case *c)
+{
+    if (c->status == CONF_FAIL && *status != CONF_FAIL) {
+        *status = CONF_FAIL;
+        *evidence = c;
+    } else if (c->status == CONF_PASS && *status != CONF_FAIL) {
+        *status = CONF_PASS;
+        *evidence = NULL;
+    } else if (c->status == CONF_SKIP && *status == CONF_NOT_RUN) {
+        *status = CONF_SKIP;
+        *evidence = c;
+    }
+}
+
 void
 conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
                      struct conf_results *out)
@@ -32,19 +48,16 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
             struct conf_req_result *r = &out->req[c->req];
             if (c->status == CONF_NOT_RUN)
                 continue;
-            if (c->status == CONF_FAIL && r->status != CONF_FAIL) {
-                r->status = CONF_FAIL;
-                r->evidence = c;
-            } else if (c->status == CONF_PASS && r->status != CONF_FAIL) {
-                r->status = CONF_PASS;
-                r->evidence = NULL;
-            } else if (c->status == CONF_SKIP && r->status == CONF_NOT_RUN) {
-                r->status = CONF_SKIP;
-                r->evidence = c;
-            }
+            /* A SHOULD-part test of a MUST requirement is folded apart (a test marked so
+             * on a SHOULD requirement is simply one of its tests). */
+            bool part = c->should_part && conf_requirement(c->req)->level == CONF_MUST;
+            fold(part ? &r->should_status : &r->status,
+                 part ? &r->should_evidence : &r->evidence, c);
         }
     }
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
+        if (out->req[i].should_status == CONF_FAIL)
+            out->should_parts_failed++;
         switch (out->req[i].status) {
         case CONF_PASS:
             out->passed++;
@@ -70,15 +83,21 @@ conf_report_table(FILE *f, const struct conf_results *res)
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
-        if (r->status == CONF_NOT_RUN)
+        if (r->status == CONF_NOT_RUN && r->should_status == CONF_NOT_RUN)
             continue;
         fprintf(f, "%-9s %-6s %-6s %s\n", req->id, conf_level_name(req->level),
                 status_name(r->status), req->summary);
         if (r->evidence)
             fprintf(f, "%-23s %s: %s\n", "", r->evidence->name, r->evidence->reason);
+        if (r->should_status == CONF_FAIL || r->should_status == CONF_SKIP)
+            fprintf(f, "%-23s SHOULD part %s: %s: %s\n", "",
+                    r->should_status == CONF_FAIL ? "NOT MET" : "skipped",
+                    r->should_evidence->name, r->should_evidence->reason);
     }
     fprintf(f, "conformance: %u passed, %u failed, %u skipped\n", res->passed, res->failed,
             res->skipped);
+    if (res->should_parts_failed)
+        fprintf(f, "SHOULD parts of MUST requirements not met: %u\n", res->should_parts_failed);
     fflush(f);
 }
 
@@ -148,6 +167,8 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
             xml_escaped(f, req->id);
             fputs(" (", f);
             fputs(conf_level_name(req->level), f);
+            if (c->should_part && req->level == CONF_MUST)
+                fputs(", SHOULD part", f);
             fputs("): ", f);
             xml_escaped(f, c->reason);
             fputs("\"/>\n    </testcase>\n", f);
@@ -164,6 +185,8 @@ case_json(const struct conf_case *c)
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "name", c->name);
     cJSON_AddStringToObject(t, "result", status_name(c->status));
+    if (c->should_part && conf_requirement(c->req)->level == CONF_MUST)
+        cJSON_AddStringToObject(t, "part", "SHOULD");
     if (c->status == CONF_FAIL || c->status == CONF_SKIP)
         cJSON_AddStringToObject(t, "reason", c->reason);
     cJSON_AddNumberToObject(t, "duration_ms", (double)c->duration_ms);
@@ -188,7 +211,7 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
-        if (r->status == CONF_NOT_RUN)
+        if (r->status == CONF_NOT_RUN && r->should_status == CONF_NOT_RUN)
             continue;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", req->id);
@@ -197,6 +220,12 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
         cJSON_AddStringToObject(o, "result", status_name(r->status));
         if (r->evidence)
             cJSON_AddStringToObject(o, "reason", r->evidence->reason);
+        if (r->should_status != CONF_NOT_RUN) {
+            cJSON *sp = cJSON_AddObjectToObject(o, "should_part");
+            cJSON_AddStringToObject(sp, "result", status_name(r->should_status));
+            if (r->should_evidence)
+                cJSON_AddStringToObject(sp, "reason", r->should_evidence->reason);
+        }
         cJSON *tests = cJSON_AddArrayToObject(o, "tests");
         for (size_t g = 0; g < ngroups; g++) {
             for (size_t k = 0; k < groups[g]->count; k++) {
@@ -210,6 +239,7 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
     cJSON_AddNumberToObject(summary, "passed", res->passed);
     cJSON_AddNumberToObject(summary, "failed", res->failed);
     cJSON_AddNumberToObject(summary, "skipped", res->skipped);
+    cJSON_AddNumberToObject(summary, "should_parts_failed", res->should_parts_failed);
     cJSON_AddBoolToObject(summary, "must_failed", res->must_failed);
     text = cJSON_Print(root);
     if (!text)

@@ -5,6 +5,7 @@
  *
  * A requirement FAILS when one of its tests failed, is SKIPPED when all of its tests were
  * skipped, PASSES otherwise; requirements with no test selected (--only) are left out.
+ * The tests of a MUST requirement's SHOULD part are folded apart, into should_status.
  */
 #ifndef CONF_REPORT_H
 #define CONF_REPORT_H
@@ -19,12 +20,17 @@
 struct conf_req_result {
     enum conf_status status;         /**< CONF_NOT_RUN when no test of it ran */
     const struct conf_case *evidence;/**< the test whose reason the table shows */
+    /** The SHOULD part of a MUST requirement (its CONF_TEST_SHOULD tests), folded the same
+     *  way but apart: it never changes @p status. CONF_NOT_RUN when it has none. */
+    enum conf_status should_status;
+    const struct conf_case *should_evidence;
 };
 
 /** Requirement results in table order. */
 struct conf_results {
     struct conf_req_result req[CONF_REQ_COUNT];
     unsigned passed, failed, skipped;
+    unsigned should_parts_failed;    /**< MUST requirements whose SHOULD part failed */
     bool must_failed;
 };
 

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.0.0"
+#define CONF_SPEC_VERSION "1.1.0"
 
 enum conf_level {
     CONF_MUST = 0,
@@ -61,12 +61,22 @@ enum conf_level {
     XX(HTTP_4, "HTTP-4", SHOULD, "/v1/models answers in OpenAI's list shape")            \
     XX(HTTP_5, "HTTP-5", SHOULD, "/v1/chat/completions is an alias of the /api route")
 
-/*
- * Streaming (SSE-1..SSE-13) joins in SPEC 1.1: rows go here, tests in conf_stream.c (the
- * suite's own SSE parser is conf_sse.c), and
- * the group in conf_groups.h. Nothing else needs to change.
- */
-#define CONF_SSE_REQUIREMENTS(XX)
+/* Streaming (SPEC 1.1): tests in conf_stream.c, judged with the suite's own SSE parser
+ * (conf_sse.c). A MUST row may also have a SHOULD part, checked by CONF_TEST_SHOULD tests. */
+#define CONF_SSE_REQUIREMENTS(XX)                                                          \
+    XX(SSE_1, "SSE-1", MUST, "stream answers 200 text/event-stream, no-cache")           \
+    XX(SSE_2, "SSE-2", MUST, "events relayed as they arrive, not buffered")              \
+    XX(SSE_3, "SSE-3", MUST, "well-formed data: events, one final [DONE]")               \
+    XX(SSE_4, "SSE-4", MUST, "deltas incremental and exact (cumulative upstream)")       \
+    XX(SSE_5, "SSE-5", MUST, "UTF-8 split across upstream writes arrives intact")        \
+    XX(SSE_6, "SSE-6", MUST, "any valid upstream framing (CRLF, CR, comments, splits)")  \
+    XX(SSE_7, "SSE-7", MUST, "failure before the first event: retried, JSON error")      \
+    XX(SSE_8, "SSE-8", MUST, "mid-stream drop or stall: one error event, no replay")     \
+    XX(SSE_9, "SSE-9", MUST, "caller gone: upstream closed within 1 s")                  \
+    XX(SSE_10, "SSE-10", SHOULD, "idle timeout, keep-alive comments, no total cap")      \
+    XX(SSE_11, "SSE-11", SHOULD, "slow caller: bounded per-stream buffer")               \
+    XX(SSE_12, "SSE-12", MUST, "complete chat.completion.chunk objects, data: only")     \
+    XX(SSE_13, "SSE-13", SHOULD, "in-band failure payload retried, then error status")
 
 #define CONF_REQUIREMENT_MAP(XX)                                                           \
     CONF_AUTH_REQUIREMENTS(XX)                                                             \

@@ -376,12 +376,16 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
     conf_assume(ctx, deadline > 0, "profile has no deadline_ms");
     conf_assume(ctx, deadline <= 10000, "profile deadline %lld ms is too long to wait for",
                 (long long)deadline);
-    /* Slow failures, each under the attempt timeout, that together outlast the deadline. */
-    int64_t delay = timeout * 8 / 10;
-    if (delay > deadline / 2 + 100)
-        delay = deadline / 2 + 100;
-    conf_assume(ctx, delay * max_attempts(ctx) >= deadline + 500,
-                "the profile's attempts cannot outlast its deadline");
+    /* Slow failures, each under the attempt timeout, that together outlast the deadline.
+     * The deadline is placed in the middle of the last attempt (backoffs counted at 3/4 of
+     * their RETRY-6 maximum), far from any attempt's start or end, so that where it falls
+     * does not depend on the backoff jitter. */
+    unsigned n = max_attempts(ctx);
+    int64_t backoffs = profile(ctx)->retry_base_ms * (((int64_t)1 << (n - 1)) - 1) * 3 / 4;
+    int64_t delay = n >= 2 ? (deadline - backoffs) * 2 / (2 * (int64_t)n - 1) : 0;
+    conf_assume(ctx, n >= 2 && n <= 16 && delay >= 200 && delay <= timeout * 8 / 10,
+                "the profile's attempts cannot outlast its deadline, each under the attempt "
+                "timeout");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
                repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
