@@ -69,6 +69,8 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
         const char *k = it->string;
         if (strcmp(k, "chunks") == 0)
             rc = get_int(c, it, 1, MOCK_ANSWER_MAX, &o->chunks);
+        else if (strcmp(k, "piece_bytes") == 0)
+            rc = get_int(c, it, 0, 2 * 1024 * 1024, &o->piece_bytes);
         else if (strcmp(k, "chunk_delay_ms") == 0)
             rc = get_int(c, it, 0, 600000, &o->chunk_delay_ms);
         else if (strcmp(k, "split_utf8") == 0)

@@ -175,26 +175,34 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     enum qk_err rc = QK_OK;
     struct mock_plan plan = {0};
     size_t alloc = 0;
-    char *text = mock_answer_text(ans);
     size_t cuts[MOCK_ANSWER_MAX + 2];
-    struct qk_buf events, group;
+    struct qk_buf events, group, expanded;
     qk_buf_init(&events, SIZE_MAX / 2);
     qk_buf_init(&group, SIZE_MAX / 2);
+    qk_buf_init(&expanded, SIZE_MAX / 2);
+    char *text = NULL;
+
+    /* The text and its natural piece boundaries; piece_bytes repeats each piece
+     * whole (so characters stay intact) until it is at least that long. */
+    size_t n = ans->n_pieces > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : ans->n_pieces;
+    cuts[0] = 0;
+    for (size_t i = 0; i < n && rc == QK_OK; i++) {
+        size_t plen = strlen(ans->pieces[i]), done = 0;
+        do {
+            rc = qk_buf_append(&expanded, ans->pieces[i], plen);
+            done += plen;
+        } while (rc == QK_OK && plen > 0 && done < (size_t)o->piece_bytes);
+        cuts[i + 1] = qk_buf_len(&expanded);
+    }
+    if (rc == QK_OK)
+        text = qk_buf_take(&expanded, NULL);
     if (!text) {
         rc = QK_NOMEM;
         goto out;
     }
-
-    /* Piece boundaries: the natural pieces, or an even re-split. */
-    size_t n;
     if (o->chunks > 0) {
         size_t want = (size_t)o->chunks > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : (size_t)o->chunks;
         n = split_chars(text, want, cuts);
-    } else {
-        n = ans->n_pieces;
-        cuts[0] = 0;
-        for (size_t i = 0; i < n; i++)
-            cuts[i + 1] = cuts[i] + strlen(ans->pieces[i]);
     }
 
     /* Serialise every event first; offsets mark where each one ends. */
@@ -264,6 +272,7 @@ out:
     free(text);
     qk_buf_free(&events);
     qk_buf_free(&group);
+    qk_buf_free(&expanded);
     if (rc != QK_OK)
         mock_plan_free(&plan);
     else

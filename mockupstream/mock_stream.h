@@ -14,6 +14,7 @@ enum mock_eol { MOCK_EOL_LF = 0, MOCK_EOL_CRLF, MOCK_EOL_CR };
 /** How a stream is shaped (the `stream` object of a scenario step). */
 struct mock_stream_opts {
     int chunks;          /**< re-split the text into N pieces; 0 = natural pieces */
+    int piece_bytes;     /**< repeat each piece whole until it is at least N bytes */
     int chunk_delay_ms;  /**< pause before each event after the first */
     bool split_utf8;     /**< cut writes inside multi-byte characters */
     enum mock_eol eol;

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,16 @@ struct qp_forwarder {
     struct qp_cache *cache;
     struct qp_flights *flights;
     struct qp_request *active; /* open exchanges, so a stop can answer them all */
+    atomic_ulong stream_pauses; /* SSE-11: times a full stream buffer paused upstream */
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
+
+unsigned long
+qp_forwarder_stream_pauses(struct qp_forwarder *fw)
+{
+    return atomic_load(&fw->stream_pauses);
+}
 static void on_attempt_done(struct qp_loop_transfer *t, CURLcode rc);
 
 /* ---- bookkeeping ---------------------------------------------------------------- */
@@ -550,8 +558,10 @@ stream_on_body(struct qp_request *req, char *ptr, size_t n)
     pthread_mutex_lock(&s->lock);
     bool gone = s->client_gone;
     bool full = !gone && !QP_MUTANT(buffer_stream) && qk_buf_len(&s->out) >= QP_STREAM_BUFFER;
-    if (full)
+    if (full) {
         s->paused = true; /* SSE-11: the reader's drain posts a notice to resume */
+        atomic_fetch_add(&fw->stream_pauses, 1);
+    }
     pthread_mutex_unlock(&s->lock);
     if (full) {
         ret = CURL_WRITEFUNC_PAUSE;

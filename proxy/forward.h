@@ -58,6 +58,10 @@ void qp_forwarder_set_loop(struct qp_forwarder *fw, struct qp_loop *loop);
 /** Frees the forwarder; call after the loop stopped. NULL-safe. */
 void qp_forwarder_free(struct qp_forwarder *fw);
 
+/** @return how many times a full per-stream buffer paused an upstream transfer (SSE-11),
+ *  reported by /healthz so the bound can be observed from outside. Thread-safe. */
+unsigned long qp_forwarder_stream_pauses(struct qp_forwarder *fw);
+
 /**
  * qp_loop_post_fn: @p item is a struct qp_request holding a reference for the loop. The
  * first post of a request starts its exchange; a later post of a streaming request is a

@@ -394,8 +394,12 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
     }
     if (rt->route == QP_ROUTE_INDEX)
         return reply_static(req, 200, qp_doc_page, "text/html; charset=utf-8");
-    if (rt->route == QP_ROUTE_HEALTH)
-        return reply_static(req, 200, "{\"status\":\"ok\"}", "application/json");
+    if (rt->route == QP_ROUTE_HEALTH) {
+        char health[96];
+        snprintf(health, sizeof(health), "{\"status\":\"ok\",\"stream_pauses\":%lu}",
+                 qp_forwarder_stream_pauses(px->fw));
+        return reply_static(req, 200, health, "application/json");
+    }
 
     const char *why = NULL, *code = NULL;
     if (!check_auth(req, &why, &code)) {

@@ -338,6 +338,31 @@ chunks_option_resplits_at_character_boundaries(void **state)
 }
 
 static void
+piece_bytes_repeats_pieces_whole(void **state)
+{
+    (void)state;
+    struct mock_stream_opts o;
+    mock_stream_opts_init(&o);
+    o.piece_bytes = 100;
+    struct mock_plan plan = build(&o, false);
+    char *body = concat(&plan);
+    struct seen s;
+    read_events(body, "\n", &s);
+    assert_int_equal(s.n_chunks, answer.n_pieces);
+    for (size_t k = 0; k < s.n_chunks; k++) {
+        size_t len = strlen(s.contents[k]), plen = strlen(pieces[k]);
+        assert_true(len >= 100 && len < 100 + plen);
+        assert_int_equal(len % plen, 0);
+        for (size_t off = 0; off < len; off += plen)
+            assert_memory_equal(s.contents[k] + off, pieces[k], plen);
+        assert_true(valid_utf8((const unsigned char *)s.contents[k], len));
+    }
+    seen_free(&s);
+    free(body);
+    mock_plan_free(&plan);
+}
+
+static void
 answers_are_deterministic_and_mix_scripts(void **state)
 {
     (void)state;
@@ -381,6 +406,7 @@ main(void)
         cmocka_unit_test(truncate_and_stall_cut_the_stream_before_done),
         cmocka_unit_test(final_repeat_and_switches_shape_the_last_chunk),
         cmocka_unit_test(chunks_option_resplits_at_character_boundaries),
+        cmocka_unit_test(piece_bytes_repeats_pieces_whole),
         cmocka_unit_test(answers_are_deterministic_and_mix_scripts),
     };
     return cmocka_run_group_tests_name("mock_stream", tests, NULL, NULL);

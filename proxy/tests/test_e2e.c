@@ -601,6 +601,7 @@ struct sse_seen {
     int events;                /* data events (chunks, errors, [DONE]) */
     size_t parsed;             /* bytes of raw already parsed */
     int abort_after;           /* >0: the client hangs up after this many data events */
+    long max_recv_bps;         /* >0: read at most this many bytes per second */
     int64_t aborted_ms;
 };
 
@@ -686,11 +687,13 @@ stream_request(const char *proxy_url, const char *token, const char *body, struc
     snprintf(u, sizeof(u), "%s/v1/chat/completions", proxy_url);
     auth_header(token, h);
     int abort_after = s->abort_after;
+    long max_recv_bps = s->max_recv_bps;
     memset(s, 0, sizeof(*s));
     s->abort_after = abort_after;
-    qk_buf_init(&s->raw, 1 << 22);
+    s->max_recv_bps = max_recv_bps;
+    qk_buf_init(&s->raw, 1 << 24);
     qk_buf_init(&s->headers, 1 << 16);
-    qk_buf_init(&s->text, 1 << 20);
+    qk_buf_init(&s->text, 1 << 22);
     CURL *c = curl_easy_init();
     struct curl_slist *list = curl_slist_append(NULL, h);
     curl_easy_setopt(c, CURLOPT_URL, u);
@@ -703,6 +706,10 @@ stream_request(const char *proxy_url, const char *token, const char *body, struc
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &s->headers);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    if (s->max_recv_bps > 0) {
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)s->max_recv_bps);
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L); /* keep the client's own buffer small */
+    }
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
     curl_slist_free_all(list);
@@ -791,6 +798,47 @@ stream_cumulative_and_incremental_are_exact(void **state)
         sse_free(&s);
     }
     free(want);
+}
+
+static unsigned long
+stream_pauses(struct env *e)
+{
+    char u[128];
+    url(e, "/healthz", u);
+    struct reply r;
+    http("GET", u, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "stream_pauses");
+    assert_true(cJSON_IsNumber(n));
+    unsigned long v = (unsigned long)n->valuedouble;
+    cJSON_Delete(j);
+    reply_free(&r);
+    return v;
+}
+
+/* SSE-11: a caller reading slowly makes the proxy pause the upstream transfer once its
+ * per-stream buffer is full, rather than buffering the answer; the text stays exact. */
+static void
+stream_slow_reader_pauses_upstream(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    /* About 1 MB of text: far beyond the 64 KiB per-stream buffer. */
+    script(e, t, "chat",
+           "[{\"stream\":{\"piece_bytes\":100000}},{\"stream\":{\"piece_bytes\":100000}}]");
+    struct sse_seen fast = {0}, slow = {0};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &fast), CURLE_OK);
+    assert_good_stream(&fast, qk_buf_ptr(&fast.text));
+    assert_true(qk_buf_len(&fast.text) >= 900000);
+    unsigned long before = stream_pauses(e);
+    slow.max_recv_bps = 1500000;
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &slow), CURLE_OK);
+    assert_good_stream(&slow, qk_buf_ptr(&fast.text));
+    assert_true(stream_pauses(e) > before);
+    sse_free(&fast);
+    sse_free(&slow);
 }
 
 /* SSE-5 + SSE-6: split UTF-8, CRLF, CR, comments, coalesced and spread events. */
@@ -1011,6 +1059,7 @@ main(void)
         cmocka_unit_test(stream_events_are_relayed_as_they_arrive),
         cmocka_unit_test(stream_caller_leaving_closes_upstream),
         cmocka_unit_test(stream_idle_timeout_and_keepalive),
+        cmocka_unit_test(stream_slow_reader_pauses_upstream),
     };
     int rc = cmocka_run_group_tests_name("unit_proxy_e2e", tests, setup, teardown);
     curl_global_cleanup();
