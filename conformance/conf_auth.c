@@ -286,17 +286,33 @@ AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
     }
 }
 
-/* AUTH-6: hop-by-hop headers are not relayed back to the caller. */
+/* AUTH-6: hop-by-hop headers the upstream sends are not relayed back to the caller, on
+ * either route. */
 static void
 AUTH_6_no_hop_by_hop_headers_in_response(struct conf_ctx *ctx)
 {
-    const char *token = conf_token(ctx);
-    const struct conf_response *r = conf_get_models(ctx, token);
+    static const char steps[] =
+        "[{\"ok\":true,\"headers\":{\"Connection\":\"X-Conf-Hop\",\"X-Conf-Hop\":\"1\","
+        "\"Keep-Alive\":\"timeout=5\",\"Upgrade\":\"h2c\","
+        "\"Proxy-Authenticate\":\"Basic realm=up\",\"Trailer\":\"X-Conf-Trailer\","
+        "\"Proxy-Connection\":\"keep-alive\"}}]";
     const char *hop[] = {"Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
-                         "Trailer", "Upgrade", "Proxy-Connection"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        conf_check(ctx, r, conf_response_header(r, hop[i]) == NULL,
-                   "the response carries the hop-by-hop header %s", hop[i]);
+                         "Trailer", "Upgrade", "Proxy-Connection", "X-Conf-Hop"};
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", steps);
+    conf_queue(ctx, token, "chat", steps);
+    const struct conf_response *answers[2] = {
+        conf_get_models(ctx, token),
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "hop-by-hop")),
+    };
+    for (size_t a = 0; a < 2; a++) {
+        const struct conf_response *r = answers[a];
+        conf_check(ctx, r, r->status == 200, "expected 200 from the %s route",
+                   a ? "chat" : "models");
+        for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+            conf_check(ctx, r, conf_response_header(r, hop[i]) == NULL,
+                       "the response carries the hop-by-hop header %s", hop[i]);
+    }
 }
 
 static const struct CMUnitTest auth_tests[] = {

@@ -82,6 +82,9 @@ qp_header_forward_request(const char *name, const char *connection)
 bool
 qp_header_forward_response(const char *name, const char *connection)
 {
+    if (QP_MUTANT(relay_hop_headers) && strcasecmp(name, "Transfer-Encoding") != 0 &&
+        strcasecmp(name, "Connection") != 0)
+        return !(qp_header_flags(name) & QP_HDR_RES_OWN);
     if (qp_header_flags(name) & (QP_HDR_HOP | QP_HDR_RES_OWN))
         return false;
     return !qp_header_in_connection(name, connection);

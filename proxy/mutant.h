@@ -20,6 +20,7 @@
     XX(retry_401, "AUTH-4", "retries an upstream 401 like a 500")                                  \
     XX(global_cache, "AUTH-5", "one model-list cache entry shared by every credential")            \
     XX(forward_hop_headers, "AUTH-6", "forwards hop-by-hop request headers upstream")              \
+    XX(relay_hop_headers, "AUTH-6", "relays the upstream's hop-by-hop response headers")           \
     XX(no_cache, "CACHE-1", "never serves the model list from the cache")                          \
     XX(cache_never_expires, "CACHE-2", "ignores the cache TTL")                                    \
     XX(cache_errors, "CACHE-3", "caches failed model-list answers")                                \
