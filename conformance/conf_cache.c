@@ -25,16 +25,6 @@ require_short_ttl(struct conf_ctx *ctx)
                 (long long)profile(ctx)->cache_ttl_ms);
 }
 
-/* A JSON array of @p n copies of @p step. */
-static const char *
-repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n)
-{
-    const char *s = "[";
-    for (unsigned i = 0; i < n; i++)
-        s = conf_str(ctx, "%s%s%s", s, i ? "," : "", step);
-    return conf_str(ctx, "%s]", s);
-}
-
 /* Enough failing steps to exhaust every attempt of one request, with two to spare for a
  * proxy that retries more than it should (RETRY-3's business, not the cache's). */
 static unsigned
@@ -46,7 +36,7 @@ enough_failures(struct conf_ctx *ctx)
 static const char *
 failing_steps(struct conf_ctx *ctx, const char *step)
 {
-    return repeat_steps(ctx, step, enough_failures(ctx));
+    return conf_repeat_steps(ctx, step, enough_failures(ctx));
 }
 
 static bool
@@ -99,7 +89,7 @@ check_failure_not_cached(struct conf_ctx *ctx, const char *what, const char *ste
                          unsigned copies)
 {
     const char *token = conf_token(ctx);
-    size_t queued = conf_queue(ctx, token, "models", repeat_steps(ctx, step, copies));
+    size_t queued = conf_queue(ctx, token, "models", conf_repeat_steps(ctx, step, copies));
     const struct conf_response *failed = conf_get_models(ctx, token);
     conf_assume(ctx, failed->status != 200,
                 "the %s never reached the caller (the proxy recovered), nothing to judge", what);

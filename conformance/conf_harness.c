@@ -202,6 +202,21 @@ conf_bearer(struct conf_ctx *ctx, const char *token)
 }
 
 const char *
+conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n)
+{
+    const char *s = "[";
+    for (unsigned i = 0; i < n; i++)
+        s = conf_str(ctx, "%s%s%s", s, i ? "," : "", step);
+    return conf_str(ctx, "%s]", s);
+}
+
+unsigned
+conf_max_attempts(struct conf_ctx *ctx)
+{
+    return conf_target(ctx)->profile.max_retries + 1;
+}
+
+const char *
 conf_chat_body(struct conf_ctx *ctx, const char *text)
 {
     cJSON *root = cJSON_CreateObject();

@@ -118,6 +118,10 @@ const char *conf_api(struct conf_ctx *ctx, const char *route);
 const char *conf_bearer(struct conf_ctx *ctx, const char *token);
 /** @return a valid non-stream chat body whose last message contains @p text. */
 const char *conf_chat_body(struct conf_ctx *ctx, const char *text);
+/** @return a JSON array of @p n copies of the step object @p step (a mock scenario). */
+const char *conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n);
+/** @return the attempts the profile allows one request: max_retries + 1. */
+unsigned conf_max_attempts(struct conf_ctx *ctx);
 
 /**
  * Sends a request to the proxy. @p path is appended to the proxy URL; @p headers is a

@@ -19,21 +19,6 @@ profile(struct conf_ctx *ctx)
     return &conf_target(ctx)->profile;
 }
 
-static unsigned
-max_attempts(struct conf_ctx *ctx)
-{
-    return profile(ctx)->max_retries + 1;
-}
-
-static const char *
-repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n)
-{
-    const char *s = "[";
-    for (unsigned i = 0; i < n; i++)
-        s = conf_str(ctx, "%s%s%s", s, i ? "," : "", step);
-    return conf_str(ctx, "%s]", s);
-}
-
 /* The answer is a model list: a JSON object with a "data" array. */
 static void
 check_model_list(struct conf_ctx *ctx, const struct conf_response *r)
@@ -90,7 +75,7 @@ RETRY_1_upstream_500_then_success_returns_only_success(struct conf_ctx *ctx)
 static void
 RETRY_1_chat_500_then_success_returns_only_success(struct conf_ctx *ctx)
 {
-    conf_assume(ctx, max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    conf_assume(ctx, conf_max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":500},{\"ok\":true}]");
     const struct conf_response *r =
@@ -136,7 +121,7 @@ RETRY_2_html_never_relayed_when_all_attempts_fail(struct conf_ctx *ctx)
     const char *token = conf_token(ctx);
     /* More pages than attempts, so even a proxy that retries too often meets only HTML. */
     conf_queue(ctx, token, "chat",
-               repeat_steps(ctx, "{\"html\":\"gateway\"}", max_attempts(ctx) + 2));
+               conf_repeat_steps(ctx, "{\"html\":\"gateway\"}", conf_max_attempts(ctx) + 2));
     const struct conf_response *r = chat(ctx, token);
     conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
     conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error",
@@ -150,9 +135,9 @@ RETRY_3_gives_up_after_four_attempts(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     /* One step more than allowed: a proxy that retries too often would use it. */
-    conf_queue(ctx, token, "chat", repeat_steps(ctx, "{\"status\":500}", max_attempts(ctx) + 1));
+    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1));
     const struct conf_response *r = chat(ctx, token);
-    conf_assert_attempts(ctx, token, max_attempts(ctx));
+    conf_assert_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assert_status(ctx, r, 502);
     conf_check(ctx, r, strstr(r->body, "500") != NULL,
                "the 502 answer does not name the last upstream status (500)");
@@ -237,11 +222,11 @@ RETRY_6_backoff_grows_between_attempts(struct conf_ctx *ctx)
 {
     int64_t base = profile(ctx)->retry_base_ms;
     conf_assume(ctx, base > 0, "profile retry_base_ms is 0: no backoff to measure");
-    conf_assume(ctx, max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    conf_assume(ctx, conf_max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, "chat", repeat_steps(ctx, "{\"status\":500}", max_attempts(ctx)));
+    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
     chat(ctx, token);
-    size_t n = conf_attempts(ctx, token, max_attempts(ctx));
+    size_t n = conf_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
     const cJSON *entries = conf_journal(ctx, token);
     for (int i = 0; i + 1 < (int)n; i++) {
@@ -380,7 +365,7 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
      * The deadline is placed in the middle of the last attempt (backoffs counted at 3/4 of
      * their RETRY-6 maximum), far from any attempt's start or end, so that where it falls
      * does not depend on the backoff jitter. */
-    unsigned n = max_attempts(ctx);
+    unsigned n = conf_max_attempts(ctx);
     int64_t backoffs = profile(ctx)->retry_base_ms * (((int64_t)1 << (n - 1)) - 1) * 3 / 4;
     int64_t delay = n >= 2 ? (deadline - backoffs) * 2 / (2 * (int64_t)n - 1) : 0;
     conf_assume(ctx, n >= 2 && n <= 16 && delay >= 200 && delay <= timeout * 8 / 10,
@@ -388,9 +373,9 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
                 "timeout");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
-               repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
+               conf_repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
                                           (long long)delay),
-                            max_attempts(ctx)));
+                            conf_max_attempts(ctx)));
     const struct conf_response *r = chat(ctx, token);
     conf_assume(ctx, conf_attempts(ctx, token, 2) >= 2,
                 "the proxy did not retry (see RETRY-1), so no deadline was reached");

@@ -42,21 +42,6 @@ profile(struct conf_ctx *ctx)
     return &conf_target(ctx)->profile;
 }
 
-static unsigned
-max_attempts(struct conf_ctx *ctx)
-{
-    return profile(ctx)->max_retries + 1;
-}
-
-static const char *
-repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n)
-{
-    const char *s = "[";
-    for (unsigned i = 0; i < n; i++)
-        s = conf_str(ctx, "%s%s%s", s, i ? "," : "", step);
-    return conf_str(ctx, "%s]", s);
-}
-
 /* ---- bodies and the text oracle ---- */
 
 enum incremental { INC_ABSENT = -1, INC_FALSE = 0, INC_TRUE = 1 };
@@ -663,7 +648,7 @@ is_json_error(struct conf_ctx *ctx, const struct conf_response *r)
 static void
 check_failed_start(struct conf_ctx *ctx, const char *step, bool count)
 {
-    const char *steps = repeat_steps(ctx, step, max_attempts(ctx) + 1);
+    const char *steps = conf_repeat_steps(ctx, step, conf_max_attempts(ctx) + 1);
     const struct conf_response *probe = NULL;
     size_t expect = non_stream_probe(ctx, steps, &probe);
     conf_assume(ctx, is_json_error(ctx, probe),
@@ -1054,9 +1039,9 @@ SSE_12_done_added(struct conf_ctx *ctx)
 static void
 SSE_13_inband_failures_retried_then_error_status(struct conf_ctx *ctx)
 {
-    unsigned n = max_attempts(ctx) + 1;
+    unsigned n = conf_max_attempts(ctx) + 1;
     const struct conf_response *probe = NULL;
-    size_t expect = non_stream_probe(ctx, repeat_steps(ctx, "{\"status\":500}", n), &probe);
+    size_t expect = non_stream_probe(ctx, conf_repeat_steps(ctx, "{\"status\":500}", n), &probe);
     const char *steps = "[";
     for (unsigned i = 0; i < n; i++)
         steps = conf_str(ctx, "%s%s{\"inband_error\":\"%s\"}", steps, i ? "," : "",
