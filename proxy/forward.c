@@ -384,6 +384,8 @@ stream_close(struct qp_forwarder *fw, struct qp_request *req, bool ok, const cha
     if (!s->norm_finished && s->norm &&
         qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
         fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
+    if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(&s->scratch, "data: [DONE]\n\n") != QK_OK)
+        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
     s->norm_finished = true;
     qp_loop_timer_cancel(fw->loop, &s->timer);
     qp_loop_timer_cancel(fw->loop, &req->retry_timer);
