@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include "qwenkit/buf.h"
@@ -105,6 +106,17 @@ transfer_free(struct transfer *t)
     qk_buf_free(&t->body);
 }
 
+/* A small fixed receive buffer: the kernel then cannot soak up a whole stream for a slow
+ * reader, so the sender really has to wait (SSE-11). */
+static int
+set_rcvbuf(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)purpose;
+    const int *bytes = arg;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, bytes, sizeof(*bytes));
+    return CURL_SOCKOPT_OK;
+}
+
 static enum qk_err
 transfer_prepare(struct transfer *t, const struct conf_request *req, struct conf_response *out)
 {
@@ -146,6 +158,10 @@ transfer_prepare(struct transfer *t, const struct conf_request *req, struct conf
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     if (req->recv_buffer > 0)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE, req->recv_buffer);
+    if (req->socket_rcvbuf > 0) {
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, set_rcvbuf);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, (void *)&req->socket_rcvbuf);
+    }
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);

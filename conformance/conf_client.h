@@ -35,6 +35,8 @@ struct conf_request {
     bool (*on_body)(void *arg, const char *bytes, size_t len);
     void *on_body_arg;
     long recv_buffer;            /**< libcurl's receive buffer (bytes); 0: its default */
+    int socket_rcvbuf;           /**< the socket's SO_RCVBUF (bytes), pinning the TCP window
+                                      a slow reader offers; 0: the system's autotuning */
 };
 
 struct conf_header {

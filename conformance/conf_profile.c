@@ -201,6 +201,12 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
         bad = "keepalive_interval_ms";
     else if (!take_int(root, "stream_buffer_bytes", &stream_buffer))
         bad = "stream_buffer_bytes";
+    else if (!take_string(root, "stream_pauses_path", p->stream_pauses_path,
+                          sizeof(p->stream_pauses_path)))
+        bad = "stream_pauses_path";
+    else if (!take_string(root, "stream_pauses_field", p->stream_pauses_field,
+                          sizeof(p->stream_pauses_field)))
+        bad = "stream_pauses_field";
     if (bad) {
         snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
         rc = QK_INVALID;

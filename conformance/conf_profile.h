@@ -37,6 +37,8 @@ struct conf_profile {
     int64_t stream_idle_timeout_ms; /**< upstream silence that ends a stream (SSE-8, SSE-10) */
     int64_t keepalive_interval_ms;  /**< quiet time before a keep-alive comment; 0: none */
     size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */
+    char stream_pauses_path[64];    /**< GET path whose JSON counts upstream pauses; "" none */
+    char stream_pauses_field[64];   /**< the counter's top-level field in that JSON */
     bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
     bool absent_should[CONF_REQ_COUNT]; /**< MUST requirements whose SHOULD part is absent */
 };

@@ -559,7 +559,8 @@ stream_on_body(struct qp_request *req, char *ptr, size_t n)
 
     pthread_mutex_lock(&s->lock);
     bool gone = s->client_gone;
-    bool full = !gone && !QP_MUTANT(buffer_stream) && qk_buf_len(&s->out) >= QP_STREAM_BUFFER;
+    bool full = !gone && !QP_MUTANT(buffer_stream) && !QP_MUTANT(unbounded_stream_buffer) &&
+                qk_buf_len(&s->out) >= QP_STREAM_BUFFER;
     if (full) {
         s->paused = true; /* SSE-11: the reader's drain posts a notice to resume */
         atomic_fetch_add(&fw->stream_pauses, 1);

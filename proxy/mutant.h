@@ -58,6 +58,7 @@
     XX(replay_after_drop, "SSE-8", "retries a stream dropped mid-way, replaying its text")         \
     XX(bare_done_on_drop, "SSE-8", "ends a dropped stream with [DONE] and no error event")         \
     XX(keep_upstream_on_disconnect, "SSE-9", "keeps the upstream open after the caller left")      \
+    XX(unbounded_stream_buffer, "SSE-11", "never pauses the upstream for a slow caller")        \
     XX(done_twice, "SSE-3", "ends a good stream with two data: [DONE] events")                \
     XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
     XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")

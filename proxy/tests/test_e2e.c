@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/random.h>
 #include <time.h>
 #include <cmocka.h>
@@ -679,6 +680,18 @@ sse_sink(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* A pinned, small socket receive buffer: the kernel cannot soak up the stream for a slow
+ * reader, so the proxy's own bound is what holds it back. */
+static int
+small_rcvbuf(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)arg;
+    (void)purpose;
+    int bytes = 8192;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+    return CURL_SOCKOPT_OK;
+}
+
 /* POSTs @p body to @p proxy_url's chat route with @p token, reading the stream as it comes. */
 static CURLcode
 stream_request(const char *proxy_url, const char *token, const char *body, struct sse_seen *s)
@@ -709,6 +722,7 @@ stream_request(const char *proxy_url, const char *token, const char *body, struc
     if (s->max_recv_bps > 0) {
         curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)s->max_recv_bps);
         curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L); /* keep the client's own buffer small */
+        curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
     }
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
@@ -825,15 +839,15 @@ stream_slow_reader_pauses_upstream(void **state)
     struct env *e = *state;
     char t[40];
     new_token(t);
-    /* About 1 MB of text: far beyond the 64 KiB per-stream buffer. */
+    /* About 3 MB of text: far beyond the 64 KiB per-stream buffer. */
     script(e, t, "chat",
-           "[{\"stream\":{\"piece_bytes\":100000}},{\"stream\":{\"piece_bytes\":100000}}]");
+           "[{\"stream\":{\"piece_bytes\":250000}},{\"stream\":{\"piece_bytes\":250000}}]");
     struct sse_seen fast = {0}, slow = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &fast), CURLE_OK);
     assert_good_stream(&fast, qk_buf_ptr(&fast.text));
-    assert_true(qk_buf_len(&fast.text) >= 900000);
+    assert_true(qk_buf_len(&fast.text) >= 2000000);
     unsigned long before = stream_pauses(e);
-    slow.max_recv_bps = 1500000;
+    slow.max_recv_bps = 4000000;
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &slow), CURLE_OK);
     assert_good_stream(&slow, qk_buf_ptr(&fast.text));
     assert_true(stream_pauses(e) > before);
