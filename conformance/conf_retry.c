@@ -143,6 +143,28 @@ RETRY_3_gives_up_after_four_attempts(struct conf_ctx *ctx)
                "the 502 answer does not name the last upstream status (500)");
 }
 
+/* RETRY-3: connections the upstream closes without answering count as attempts too, even
+ * on a pooled connection, where an HTTP client may quietly send the request again. */
+static void
+RETRY_3_dropped_connections_count_as_attempts(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    /* A good exchange first, so the proxy holds a pooled upstream connection. */
+    const struct conf_response *warm = chat(ctx, token);
+    conf_assume(ctx, warm->status == 200, "the warm-up request failed (HTTP %ld)", warm->status);
+    conf_queue(ctx, token, "chat",
+               conf_repeat_steps(ctx, "{\"drop\":true}", conf_max_attempts(ctx) + 2));
+    const struct conf_response *r = chat(ctx, token);
+    size_t want = 1 + conf_max_attempts(ctx); /* the warm-up, then every allowed attempt */
+    size_t n = conf_attempts(ctx, token, want);
+    conf_check(ctx, r, n <= want, "%zu upstream requests for %u allowed attempts", n - 1,
+               conf_max_attempts(ctx));
+    conf_assume(ctx, n == want, "dropped connections were not retried (RETRY-5)");
+    conf_check(ctx, r, r->status == 502 || r->status == 504,
+               "expected 502 (or 504) after the upstream dropped every attempt, got %ld",
+               r->status);
+}
+
 /* RETRY-4: 400, 401, 403, 404 and 413 are never retried. */
 static void
 RETRY_4_client_errors_are_never_retried(struct conf_ctx *ctx)
@@ -393,6 +415,7 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_2, RETRY_2_html_waf_405_is_retried),
     CONF_TEST(RETRY_2, RETRY_2_html_never_relayed_when_all_attempts_fail),
     CONF_TEST(RETRY_3, RETRY_3_gives_up_after_four_attempts),
+    CONF_TEST(RETRY_3, RETRY_3_dropped_connections_count_as_attempts),
     CONF_TEST(RETRY_4, RETRY_4_client_errors_are_never_retried),
     CONF_TEST(RETRY_5, RETRY_5_gateway_statuses_are_retried),
     CONF_TEST(RETRY_5, RETRY_5_dropped_connection_is_retried),

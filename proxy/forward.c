@@ -40,6 +40,18 @@ struct qp_forwarder {
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
 
+/* libcurl read callback: the chat body of the current attempt. */
+static size_t
+read_body(char *buf, size_t size, size_t n, void *arg)
+{
+    struct qp_request *req = arg;
+    size_t left = qk_buf_len(&req->body) - req->upload_off;
+    size_t take = size * n < left ? size * n : left;
+    memcpy(buf, qk_buf_ptr(&req->body) + req->upload_off, take);
+    req->upload_off += take;
+    return take;
+}
+
 unsigned long
 qp_forwarder_stream_pauses(struct qp_forwarder *fw)
 {
@@ -936,7 +948,18 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
                      req->route == QP_ROUTE_MODELS ? fw->models_url : fw->chat_url);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->upstream_headers);
     if (req->route == QP_ROUTE_CHAT) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(&req->body));
+        /* The body comes from a read callback with no way to rewind it, on purpose: when a
+         * reused connection dies after the request went out, libcurl would otherwise send
+         * it again by itself, an upstream attempt the retry policy never counted (RETRY-3).
+         * Unable to rewind, libcurl fails the attempt instead, and the policy decides. */
+        req->upload_off = 0;
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        if (QP_MUTANT(client_resends))
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(&req->body));
+        else {
+            curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
+            curl_easy_setopt(easy, CURLOPT_READDATA, req);
+        }
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qk_buf_len(&req->body));
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);

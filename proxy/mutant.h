@@ -31,6 +31,7 @@
     XX(no_retry, "RETRY-1", "never retries")                                                       \
     XX(relay_html, "RETRY-2", "relays HTML answers instead of retrying them")                      \
     XX(wrong_retry_count, "RETRY-3", "makes one attempt more than configured")                     \
+    XX(client_resends, "RETRY-3", "lets libcurl re-send a request on a dead pooled connection")  \
     XX(retry_4xx, "RETRY-4", "retries 400/403/404/413 like a 500")                                 \
     XX(no_retry_gateway, "RETRY-5", "does not retry 502/503/504 or connection errors")             \
     XX(no_backoff, "RETRY-6", "retries at once, ignoring backoff and Retry-After")                 \

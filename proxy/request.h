@@ -166,6 +166,7 @@ struct qp_request {
     struct qp_loop_timer retry_timer;
     struct curl_slist *attempt_headers; /**< response headers of the current attempt */
     struct qk_buf attempt_body;
+    size_t upload_off;                /**< bytes of `body` the current attempt has sent */
     bool attempt_too_big;
     int64_t deadline_ms;
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */
