@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
+# The release configuration must build warning-free too (optimisation finds other
+# warnings than the sanitizers do) and carry no mutant code.
+QK_SANITIZE=OFF QK_MUTANTS=OFF bash ci/build.sh build-release
+if grep -q "unbounded_stream_buffer" build-release/proxy/qwen-proxy; then
+  echo "ci/test.sh: the release qwen-proxy contains mutant code" >&2
+  exit 1
+fi
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
