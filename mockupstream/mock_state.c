@@ -234,12 +234,21 @@ mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long
     else
         r->j_head = e;
     r->j_count++;
-    e->all_prev = st->all_tail;
-    if (st->all_tail)
-        st->all_tail->all_next = e;
+    /* The global list keeps arrival order too, so the total cap evicts the
+     * request that arrived first, not the one that happened to finish first. */
+    struct journal_entry *all_after = st->all_tail;
+    while (all_after && all_after->seq > seq)
+        all_after = all_after->all_prev;
+    e->all_prev = all_after;
+    e->all_next = all_after ? all_after->all_next : st->all_head;
+    if (e->all_next)
+        e->all_next->all_prev = e;
+    else
+        st->all_tail = e;
+    if (all_after)
+        all_after->all_next = e;
     else
         st->all_head = e;
-    st->all_tail = e;
     st->total++;
     if (r->j_count > st->per_token_cap)
         drop_entry(st, r->j_head);

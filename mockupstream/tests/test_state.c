@@ -130,6 +130,35 @@ journal_keeps_order_and_drops_oldest_beyond_bounds(void **state)
     mock_state_free(st);
 }
 
+/* Requests may finish out of order (two server threads). Both bounds must
+ * evict by arrival: here request 3 finishes before request 2. */
+static void
+journal_evicts_by_arrival_when_requests_finish_out_of_order(void **state)
+{
+    (void)state;
+    struct mock_state *st = mock_state_new(3, 5);
+    const int finish_order[] = {0, 1, 3, 2, 4};
+    char buf[32];
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(buf, sizeof buf, "{\"n\":%d}", finish_order[i]);
+        mock_state_journal_add_seq(st, "tok-a", (unsigned long)finish_order[i], strdup(buf));
+    }
+    int ns[8];
+    assert_int_equal(journal_ns(st, "tok-a", ns, 8), 3);
+    assert_int_equal(ns[0], 2);
+    assert_int_equal(ns[1], 3);
+    assert_int_equal(ns[2], 4);
+    for (int i = 10; i < 13; i++) {
+        snprintf(buf, sizeof buf, "{\"n\":%d}", i);
+        mock_state_journal_add_seq(st, "tok-b", (unsigned long)i, strdup(buf));
+    }
+    /* Six entries over a total of five: request 2, the first to arrive, goes. */
+    assert_int_equal(journal_ns(st, "tok-a", ns, 8), 2);
+    assert_int_equal(ns[0], 3);
+    assert_int_equal(ns[1], 4);
+    mock_state_free(st);
+}
+
 int
 main(void)
 {
@@ -137,6 +166,7 @@ main(void)
         cmocka_unit_test(steps_come_in_order_per_token_and_route),
         cmocka_unit_test(revocation_is_per_token_and_reset_clears_everything),
         cmocka_unit_test(journal_keeps_order_and_drops_oldest_beyond_bounds),
+        cmocka_unit_test(journal_evicts_by_arrival_when_requests_finish_out_of_order),
     };
     return cmocka_run_group_tests_name("mock_state", tests, NULL, NULL);
 }
