@@ -112,10 +112,29 @@ journal(struct env *e, const char *token)
     return j;
 }
 
-static int
-attempts(struct env *e, const char *token)
+/* The mock journals a request when its answer is complete, which can be a moment after
+ * the proxy (and so this test) saw that answer: poll until @p want entries are there or
+ * a generous deadline passes, then return the journal as it is. */
+static cJSON *
+journal_wait(struct env *e, const char *token, int want)
 {
-    cJSON *j = journal(e, token);
+    int64_t deadline = qk_now_ms() + 3000;
+    for (;;) {
+        cJSON *j = journal(e, token);
+        int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+        if (n >= want || qk_now_ms() >= deadline)
+            return j;
+        cJSON_Delete(j);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* How many upstream requests @p token caused, once @p expect of them had time to land. */
+static int
+attempts(struct env *e, const char *token, int expect)
+{
+    cJSON *j = journal_wait(e, token, expect);
     int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
     cJSON_Delete(j);
     return n;
@@ -237,7 +256,7 @@ auth_is_checked_before_any_upstream_call(void **state)
     http("POST", u, h2, CHAT_BODY, &r);
     assert_json_error(&r, 401);
     reply_free(&r);
-    assert_int_equal(attempts(e, tok), 0);
+    assert_int_equal(attempts(e, tok, 0), 0);
 }
 
 /* CACHE-1 + AUTH-5: cached per credential; the second request makes no upstream call. */
@@ -260,14 +279,14 @@ model_list_is_cached_per_credential(void **state)
     assert_int_equal(r2.status, 200);
     assert_string_equal(header(&r2, "X-Cache"), "HIT");
     assert_string_equal(qk_buf_ptr(&r1.body), qk_buf_ptr(&r2.body));
-    assert_int_equal(attempts(e, a), 1);
+    assert_int_equal(attempts(e, a, 1), 1);
 
     /* Another credential, refused upstream, is not served A's list. */
     script(e, b, "models", "[{\"status\":401}]");
     const char *hb_list[] = {hb, NULL};
     http("GET", u, hb_list, NULL, &r3);
     assert_json_error(&r3, 401);
-    assert_int_equal(attempts(e, b), 1);
+    assert_int_equal(attempts(e, b, 1), 1);
     reply_free(&r1);
     reply_free(&r2);
     reply_free(&r3);
@@ -318,7 +337,7 @@ failures_are_retried_with_identical_requests(void **state)
     cJSON_Delete(body);
     reply_free(&r);
 
-    cJSON *j = journal(e, t);
+    cJSON *j = journal_wait(e, t, 3);
     const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
     assert_int_equal(cJSON_GetArraySize(entries), 3);
     const cJSON *entry = NULL;
@@ -361,7 +380,7 @@ gives_up_after_four_attempts(void **state)
     http("POST", u, hs, CHAT_BODY, &r);
     assert_json_error(&r, 502);
     assert_non_null(strstr(qk_buf_ptr(&r.body), "503"));
-    assert_int_equal(attempts(e, t), 4);
+    assert_int_equal(attempts(e, t, 4), 4);
     reply_free(&r);
 }
 
@@ -381,13 +400,13 @@ client_errors_are_relayed_once(void **state)
     assert_json_error(&r, 400);
     assert_non_null(strstr(qk_buf_ptr(&r.body), "Model not found"));
     reply_free(&r);
-    assert_int_equal(attempts(e, t), 1);
+    assert_int_equal(attempts(e, t, 1), 1);
 
     script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
     http("POST", u, hs, CHAT_BODY, &r);
     assert_json_error(&r, 401);
     reply_free(&r);
-    assert_int_equal(attempts(e, t), 2);
+    assert_int_equal(attempts(e, t, 2), 2);
 }
 
 /* ERR-1: invalid bodies get 400 naming the field, without an upstream call. */
@@ -424,7 +443,7 @@ invalid_bodies_never_go_upstream(void **state)
         cJSON_Delete(j);
         reply_free(&r);
     }
-    assert_int_equal(attempts(e, t), 0);
+    assert_int_equal(attempts(e, t, 0), 0);
 }
 
 /* ERR-4: 404, 405 with Allow, 413. */
@@ -463,7 +482,7 @@ routing_errors(void **state)
     http("GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     reply_free(&r);
-    assert_int_equal(attempts(e, t), 0);
+    assert_int_equal(attempts(e, t, 0), 0);
 }
 
 /* CACHE-4: concurrent misses share one upstream request. */
@@ -510,7 +529,7 @@ concurrent_misses_fly_once(void **state)
     }
     curl_slist_free_all(list);
     curl_multi_cleanup(multi);
-    assert_int_equal(attempts(e, t), 1);
+    assert_int_equal(attempts(e, t, 1), 1);
 }
 
 /* CACHE-2 + CACHE-3 + CACHE-6: expiry, no caching of failures, stale on a failed refresh. */
@@ -533,7 +552,7 @@ expiry_failures_and_stale_grace(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(header(&r, "X-Cache"), "MISS");
     reply_free(&r);
-    assert_int_equal(attempts(e, t), 5);
+    assert_int_equal(attempts(e, t, 5), 5);
 
     struct timespec ts = {1, 100 * 1000 * 1000};
     nanosleep(&ts, NULL); /* past the 1 s TTL */
@@ -542,7 +561,7 @@ expiry_failures_and_stale_grace(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(header(&r, "X-Cache"), "STALE");
     reply_free(&r);
-    assert_int_equal(attempts(e, t), 9);
+    assert_int_equal(attempts(e, t, 9), 9);
     /* A 401 on refresh is relayed and evicts the entry. */
     script(
         e, t, "models",
@@ -891,7 +910,7 @@ stream_failures_before_first_event_are_json(void **state)
     struct reply r = {.status = s.status, .body = s.raw, .headers = s.headers};
     assert_json_error(&r, 502);
     sse_free(&s);
-    assert_int_equal(attempts(e, t), 4);
+    assert_int_equal(attempts(e, t, 4), 4);
 
     script(e, t, "chat",
            "[{\"inband_error\":\"waf\"},{\"inband_error\":\"quota\"},{\"inband_error\":\"waf\"},"
@@ -901,14 +920,14 @@ stream_failures_before_first_event_are_json(void **state)
     assert_json_error(&r, 502);
     assert_non_null(strstr(qk_buf_ptr(&s.raw), "RateLimited"));
     sse_free(&s);
-    assert_int_equal(attempts(e, t), 8);
+    assert_int_equal(attempts(e, t, 8), 8);
 
     char *want = reference_text(e, t);
     script(e, t, "chat", "[{\"inband_error\":\"waf\"},{\"stream\":{\"truncate_after\":0}}]");
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
     assert_good_stream(&s, want);
     sse_free(&s);
-    assert_int_equal(attempts(e, t), 12);
+    assert_int_equal(attempts(e, t, 12), 12);
 
     script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
@@ -934,7 +953,7 @@ stream_drop_mid_way_ends_with_one_error(void **state)
     assert_int_equal(s.done, 0);
     assert_int_equal(s.other_lines, 0);
     sse_free(&s);
-    assert_int_equal(attempts(e, t), 1);
+    assert_int_equal(attempts(e, t, 1), 1);
 }
 
 /* SSE-2: with events 300 ms apart upstream, each reaches the caller long before the next. */
@@ -948,14 +967,15 @@ stream_events_are_relayed_as_they_arrive(void **state)
     struct sse_seen s = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
     assert_int_equal(s.chunks, 4);
-    cJSON *j = journal(e, t);
+    cJSON *j = journal_wait(e, t, 1);
     const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
     const cJSON *sent = cJSON_GetObjectItemCaseSensitive(entry, "event_ms");
     assert_true(cJSON_GetArraySize(sent) >= 4);
     for (int i = 0; i < 4; i++) {
         int64_t up = (int64_t)cJSON_GetArrayItem(sent, i)->valuedouble;
         assert_true(s.recv_ms[i] >= up);
-        assert_true(s.recv_ms[i] - up < 200);
+        /* SPEC.md's tolerance for a busy machine; a buffering relay is 900 ms late. */
+        assert_true(s.recv_ms[i] - up < 450);
     }
     cJSON_Delete(j);
     sse_free(&s);
