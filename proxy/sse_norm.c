@@ -7,7 +7,11 @@
 
 #include "mutant.h"
 
-#define LINE_CAP (4 * 1024 * 1024)
+/* The longest answer the relay accepts. A cumulative upstream repeats the whole text in
+ * every event, so one line can be as long as the answer: all buffers share the cap. It
+ * sits well above what kernel socket buffers hold (4 MiB by default on Linux), so SSE-11
+ * can be checked with a stream the kernel cannot hide. */
+#define ANSWER_CAP (16 * 1024 * 1024)
 
 struct qp_sse_norm {
     bool cumulative; /* current interpretation of delta.content */
@@ -34,10 +38,10 @@ qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, l
     if (!n)
         return NULL;
     n->cumulative = !incremental_requested;
-    qk_buf_init(&n->text, LINE_CAP);
-    qk_buf_init(&n->line, LINE_CAP);
-    qk_buf_init(&n->data, LINE_CAP);
-    qk_buf_init(&n->prev, LINE_CAP);
+    qk_buf_init(&n->text, ANSWER_CAP);
+    qk_buf_init(&n->line, ANSWER_CAP);
+    qk_buf_init(&n->data, ANSWER_CAP);
+    qk_buf_init(&n->prev, ANSWER_CAP);
     n->model = strdup(model ? model : "");
     n->id = strdup(id ? id : "chatcmpl-0");
     n->created = now_s;

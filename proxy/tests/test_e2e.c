@@ -723,9 +723,9 @@ stream_request(const char *proxy_url, const char *token, const char *body, struc
     memset(s, 0, sizeof(*s));
     s->abort_after = abort_after;
     s->max_recv_bps = max_recv_bps;
-    qk_buf_init(&s->raw, 1 << 24);
+    qk_buf_init(&s->raw, 1 << 25);
     qk_buf_init(&s->headers, 1 << 16);
-    qk_buf_init(&s->text, 1 << 22);
+    qk_buf_init(&s->text, 1 << 24);
     CURL *c = curl_easy_init();
     struct curl_slist *list = curl_slist_append(NULL, h);
     curl_easy_setopt(c, CURLOPT_URL, u);
@@ -858,13 +858,14 @@ stream_slow_reader_pauses_upstream(void **state)
     struct env *e = *state;
     char t[40];
     new_token(t);
-    /* About 3 MB of text: far beyond the 64 KiB per-stream buffer. */
+    /* About 6 MB of text: far beyond the 64 KiB per-stream buffer, and beyond the 4 MiB
+     * a kernel socket send buffer can grow to, which would otherwise hide the bound. */
     script(e, t, "chat",
-           "[{\"stream\":{\"piece_bytes\":250000}},{\"stream\":{\"piece_bytes\":250000}}]");
+           "[{\"stream\":{\"piece_bytes\":560000}},{\"stream\":{\"piece_bytes\":560000}}]");
     struct sse_seen fast = {0}, slow = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &fast), CURLE_OK);
     assert_good_stream(&fast, qk_buf_ptr(&fast.text));
-    assert_true(qk_buf_len(&fast.text) >= 2000000);
+    assert_true(qk_buf_len(&fast.text) >= 5000000);
     unsigned long before = stream_pauses(e);
     slow.max_recv_bps = 4000000;
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &slow), CURLE_OK);

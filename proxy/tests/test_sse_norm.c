@@ -250,6 +250,41 @@ garbage_event_is_reported(void **state)
     qp_sse_norm_free(n);
 }
 
+/* Answers are accepted up to 16 MiB (far above kernel socket buffers, so SSE-11 can be
+ * observed), and a longer one is refused rather than held without bound. */
+static void
+answer_longer_than_cap_is_refused(void **state)
+{
+    (void)state;
+    const size_t piece = 1024 * 1024;
+    char *content = malloc(piece + 1);
+    assert_non_null(content);
+    struct qp_sse_norm *n = qp_sse_norm_new(true, "m", "id", 1);
+    struct qk_buf in, out;
+    qk_buf_init(&in, SIZE_MAX / 2);
+    qk_buf_init(&out, SIZE_MAX / 2);
+    int first_refused = -1;
+    enum qp_sse_status st = QP_SSE_OK;
+    for (int i = 0; i < 20 && first_refused < 0; i++) {
+        /* A different letter per piece, so no piece looks cumulative. */
+        memset(content, 'a' + i, piece);
+        content[piece] = '\0';
+        qk_buf_reset(&in);
+        up_event(&in, content, NULL, "\n", true);
+        qk_buf_reset(&out);
+        st = qp_sse_norm_feed(n, qk_buf_ptr(&in), qk_buf_len(&in), &out);
+        if (st != QP_SSE_OK)
+            first_refused = i;
+    }
+    assert_int_equal(st, QP_SSE_NOMEM);
+    /* 16 whole pieces fit; the 17th does not. */
+    assert_int_equal(first_refused, 16);
+    qk_buf_free(&in);
+    qk_buf_free(&out);
+    qp_sse_norm_free(n);
+    free(content);
+}
+
 int
 main(void)
 {
@@ -260,6 +295,7 @@ main(void)
         cmocka_unit_test(interrupted_stream_ends_with_one_error_and_no_done),
         cmocka_unit_test(inband_failure_payload_is_reported_before_output),
         cmocka_unit_test(garbage_event_is_reported),
+        cmocka_unit_test(answer_longer_than_cap_is_refused),
     };
     return cmocka_run_group_tests_name("proxy_sse_norm", tests, NULL, NULL);
 }
