@@ -11,11 +11,11 @@
 static bool
 anonymous_request_seen(struct conf_ctx *ctx, int64_t seq_before)
 {
-    /* The proxy answered already; give a forwarded request a moment to be journaled. */
+    /* The proxy answered already; give a forwarded request a moment to arrive. */
     conf_sleep_ms(100);
     bool seen = false;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal(ctx, "")) {
+    cJSON_ArrayForEach(e, conf_journal_settled(ctx, "")) {
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "seq");
         if (!cJSON_IsNumber(seq) || (int64_t)seq->valuedouble <= seq_before)
             continue;
@@ -128,7 +128,7 @@ static void
 check_authorization_on_every_attempt(struct conf_ctx *ctx, const char *token,
                                      const char *expected)
 {
-    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *entries = conf_journal_settled(ctx, token);
     conf_check(ctx, NULL, cJSON_GetArraySize(entries) > 0,
                "no upstream request carried the caller's token");
     int i = 0;

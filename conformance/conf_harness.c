@@ -342,26 +342,64 @@ conf_revoke(struct conf_ctx *ctx, const char *token)
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
 }
 
-const cJSON *
-conf_journal(struct conf_ctx *ctx, const char *token)
+/* The journal's whole answer: `in_flight` and `entries`. */
+static const cJSON *
+journal_root(struct conf_ctx *ctx, const char *token)
 {
     char err[512] = "";
     cJSON *root = NULL;
     enum qk_err rc = conf_mock_journal(target->mock_url, token, &root, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
     pool_keep(ctx, root, release_json);
-    return cJSON_GetObjectItemCaseSensitive(root, "entries");
+    return root;
+}
+
+/* Requests of the token the mock has received but not journaled yet. */
+static long
+in_flight(const cJSON *root)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "in_flight");
+    return cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+}
+
+const cJSON *
+conf_journal(struct conf_ctx *ctx, const char *token)
+{
+    return cJSON_GetObjectItemCaseSensitive(journal_root(ctx, token), "entries");
+}
+
+/* The journal once none of the token's requests is in flight, or as it is after
+ * SETTLE_EXPECTED_MS (a stream still running). */
+const cJSON *
+conf_journal_settled(struct conf_ctx *ctx, const char *token)
+{
+    int64_t until = qk_now_ms() + SETTLE_EXPECTED_MS;
+    for (;;) {
+        const cJSON *root = journal_root(ctx, token);
+        if (in_flight(root) == 0 || qk_now_ms() >= until)
+            return cJSON_GetObjectItemCaseSensitive(root, "entries");
+        conf_sleep_ms(25);
+    }
 }
 
 size_t
 conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
 {
     /* The mock journals a request when its answer is complete, which can be a moment
-     * after the proxy (and so the suite) saw that answer. */
-    int64_t until = qk_now_ms() + (expect ? SETTLE_EXPECTED_MS : SETTLE_ZERO_MS);
+     * after the proxy (and so the suite) saw that answer; meanwhile it counts the request
+     * as in flight. Wait for the count to settle, and for expected requests to arrive
+     * (a proxy may send them after answering). */
+    int64_t now = qk_now_ms();
+    int64_t until = now + (expect ? SETTLE_EXPECTED_MS : SETTLE_ZERO_MS);
+    int64_t hard_until = now + SETTLE_EXPECTED_MS;
     for (;;) {
-        size_t n = (size_t)cJSON_GetArraySize(conf_journal(ctx, token));
-        if (n > expect || (n == expect && expect > 0) || qk_now_ms() >= until)
+        const cJSON *root = journal_root(ctx, token);
+        size_t n = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "entries"));
+        bool settled = in_flight(root) == 0;
+        now = qk_now_ms();
+        if (settled && (n > expect || (n == expect && expect > 0)))
+            return n;
+        if (now >= hard_until || (now >= until && settled))
             return n;
         conf_sleep_ms(25);
     }
@@ -372,7 +410,7 @@ conf_anonymous_seq(struct conf_ctx *ctx)
 {
     int64_t seq = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal(ctx, "")) {
+    cJSON_ArrayForEach(e, conf_journal_settled(ctx, "")) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
         if (cJSON_IsNumber(s) && (int64_t)s->valuedouble > seq)
             seq = (int64_t)s->valuedouble;
@@ -386,7 +424,7 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
 {
     size_t used = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+    cJSON_ArrayForEach(e, conf_journal_settled(ctx, token)) {
         used += (size_t)conf_entry_had_step(e);
     }
     bool chat = strcmp(route, "chat") == 0;

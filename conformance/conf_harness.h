@@ -159,12 +159,15 @@ size_t conf_queue(struct conf_ctx *ctx, const char *token, const char *route,
                   const char *steps_json);
 /** Revokes @p token at the mock. */
 void conf_revoke(struct conf_ctx *ctx, const char *token);
-/** @return the journal entries (a cJSON array) of @p token, oldest first. */
+/** @return the journal entries (a cJSON array) of @p token, oldest first, as they are now. */
 const cJSON *conf_journal(struct conf_ctx *ctx, const char *token);
+/** Like conf_journal(), once the mock counts none of @p token's requests as in flight
+ *  (received but not yet journaled), or after a second (a stream still running). */
+const cJSON *conf_journal_settled(struct conf_ctx *ctx, const char *token);
 /**
  * @return the number of upstream requests made with @p token, read once the journal has
- *         settled: it polls briefly for late entries, and returns as soon as the count is
- *         @p expect (or above it).
+ *         settled: nothing of @p token in flight at the mock. It polls briefly for late
+ *         requests, and returns as soon as the settled count is @p expect (or above it).
  */
 size_t conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect);
 /** @return the largest journal "seq" of requests that carried no usable token (or 0). */

@@ -328,7 +328,7 @@ same_headers(const cJSON *a, const cJSON *b, const char **diff)
 static void
 check_attempts_identical(struct conf_ctx *ctx, const char *token)
 {
-    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *entries = conf_journal_settled(ctx, token);
     const cJSON *first = cJSON_GetArrayItem(entries, 0);
     int n = cJSON_GetArraySize(entries);
     for (int i = 1; i < n; i++) {

@@ -667,6 +667,10 @@ req_new(struct qk_mock *m, struct MHD_Connection *conn, const char *url, const c
     }
     MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r->headers);
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &r->query);
+    /* In flight from now until on_completed() journals it: a caller may see the answer
+     * before that, and the journal must not look settled meanwhile. */
+    if (!r->control)
+        mock_state_request_begin(m->state, r->key);
     return r;
 }
 
@@ -766,11 +770,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         r->client_gone = true;
     if (r->streaming)
         atomic_fetch_sub(&m->streams, 1);
-    if (!r->control) {
-        char *entry = journal_entry(r, finished);
-        if (entry)
-            mock_state_journal_add_seq(m->state, r->key, r->seq, entry);
-    }
+    if (!r->control)
+        mock_state_request_end(m->state, r->key, r->seq, journal_entry(r, finished));
     if (m->cfg.log_requests)
         log_request(r, finished);
     mock_step_free(r->step);

@@ -23,6 +23,7 @@ struct token_rec {
     struct mock_step *queue_tail[MOCK_ROUTE_COUNT];
     struct journal_entry *j_head, *j_tail;
     size_t j_count;
+    size_t in_flight; /* requests received but not yet journaled */
 };
 
 #define N_BUCKETS 4096
@@ -82,7 +83,7 @@ find(struct mock_state *st, const char *token, bool create)
 static void
 maybe_release(struct mock_state *st, struct token_rec *r)
 {
-    if (r->revoked || r->j_count)
+    if (r->revoked || r->j_count || r->in_flight)
         return;
     for (int i = 0; i < MOCK_ROUTE_COUNT; i++)
         if (r->queue_head[i])
@@ -191,6 +192,9 @@ drop_entry(struct mock_state *st, struct journal_entry *e)
     maybe_release(st, r);
 }
 
+static void add_locked(struct mock_state *st, const char *key, unsigned long seq,
+                       char *entry_json);
+
 void
 mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json)
 {
@@ -201,6 +205,40 @@ void
 mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long seq,
                            char *entry_json)
 {
+    pthread_mutex_lock(&st->lock);
+    add_locked(st, key, seq, entry_json);
+    pthread_mutex_unlock(&st->lock);
+}
+
+void
+mock_state_request_begin(struct mock_state *st, const char *key)
+{
+    pthread_mutex_lock(&st->lock);
+    struct token_rec *r = find(st, key, true);
+    if (r)
+        r->in_flight++;
+    pthread_mutex_unlock(&st->lock);
+}
+
+void
+mock_state_request_end(struct mock_state *st, const char *key, unsigned long seq,
+                       char *entry_json)
+{
+    pthread_mutex_lock(&st->lock);
+    /* One lock for both, so no reader sees the request neither in flight nor journaled. */
+    if (entry_json)
+        add_locked(st, key, seq, entry_json);
+    struct token_rec *r = find(st, key, false);
+    if (r && r->in_flight) { /* 0 after a reset that came in between */
+        r->in_flight--;
+        maybe_release(st, r);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void
+add_locked(struct mock_state *st, const char *key, unsigned long seq, char *entry_json)
+{
     struct journal_entry *e = calloc(1, sizeof *e);
     if (!e) {
         free(entry_json);
@@ -208,10 +246,8 @@ mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long
     }
     e->json = entry_json;
     e->seq = seq;
-    pthread_mutex_lock(&st->lock);
     struct token_rec *r = find(st, key, true);
     if (!r) {
-        pthread_mutex_unlock(&st->lock);
         free(entry_json);
         free(e);
         return;
@@ -254,7 +290,6 @@ mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long
         drop_entry(st, r->j_head);
     while (st->total > st->total_cap)
         drop_entry(st, st->all_head);
-    pthread_mutex_unlock(&st->lock);
 }
 
 char *
@@ -264,9 +299,10 @@ mock_state_journal_json(struct mock_state *st, const char *key)
     qk_buf_init(&b, SIZE_MAX / 2);
     char fp[QK_LIMIT_FINGERPRINT];
     qk_token_fingerprint(key, strlen(key), fp);
-    enum qk_err rc = qk_buf_appendf(&b, "{\"token\":\"%s\",\"entries\":[", fp);
     pthread_mutex_lock(&st->lock);
     struct token_rec *r = find(st, key, false);
+    enum qk_err rc = qk_buf_appendf(&b, "{\"token\":\"%s\",\"in_flight\":%zu,\"entries\":[", fp,
+                                    r ? r->in_flight : 0);
     for (struct journal_entry *e = r ? r->j_head : NULL; e && rc == QK_OK; e = e->tok_next) {
         if (e != r->j_head)
             rc = qk_buf_append(&b, ",", 1);

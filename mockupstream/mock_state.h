@@ -37,7 +37,17 @@ void mock_state_journal_add(struct mock_state *st, const char *key, char *entry_
 void mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long seq,
                                 char *entry_json);
 
-/** @return `{"token":FP,"entries":[...]}` for @p key, malloc'd, caller frees. */
+/** Counts a request from @p key as in flight until mock_state_request_end(): the journal
+ *  shows it, so a reader can tell a settled journal from one about to grow. */
+void mock_state_request_begin(struct mock_state *st, const char *key);
+
+/** Journals a request begun with mock_state_request_begin() (as journal_add_seq(); takes
+ *  @p entry_json, which may be NULL to only end the request) and ends it, atomically. */
+void mock_state_request_end(struct mock_state *st, const char *key, unsigned long seq,
+                            char *entry_json);
+
+/** @return `{"token":FP,"in_flight":N,"entries":[...]}` for @p key, malloc'd, caller
+ *  frees. `in_flight` counts requests received but not yet journaled. */
 char *mock_state_journal_json(struct mock_state *st, const char *key);
 
 /** Forgets every step, journal entry and revocation. */

@@ -1804,6 +1804,38 @@ wait_streams(uint16_t port, int want, long timeout_ms)
     return false;
 }
 
+static long
+journal_in_flight(const cJSON *j)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "in_flight");
+    assert_true(cJSON_IsNumber(n));
+    return (long)n->valuedouble;
+}
+
+/* A request under way counts as in flight, with no entry yet; once done it is an entry. */
+static void
+journal_counts_requests_in_flight(void **state)
+{
+    (void)state;
+    struct stall_thread t = {.port = PORT, .timeout_ms = 10000};
+    mc_new_token(t.tok, sizeof t.tok);
+    queue(PORT, t.tok, "chat", "[{\"stream\":{\"chunks\":3,\"chunk_delay_ms\":300}}]");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stall_main, &t), 0);
+    bool seen = wait_streams(PORT, 1, 3000);
+    cJSON *during = mc_journal(PORT, t.tok);
+    pthread_join(th, NULL);
+    assert_true(seen);
+    assert_int_equal(journal_in_flight(during), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(during, "entries")), 0);
+    cJSON_Delete(during);
+    assert_int_equal(t.rc, 0);
+    mc_resp_free(&t.r);
+    cJSON *after = journal_entries(PORT, t.tok, 1);
+    assert_int_equal(journal_in_flight(after), 0);
+    cJSON_Delete(after);
+}
+
 /* Entries are in the order the requests arrived, not the order they finished: a
  * slow stream received first stays first although a later request ends before it. */
 static void
@@ -2254,6 +2286,7 @@ main(void)
         cmocka_unit_test(journal_records_requests),
         cmocka_unit_test(journal_client_gone_on_abort),
         cmocka_unit_test(journal_order_is_arrival_order),
+        cmocka_unit_test(journal_counts_requests_in_flight),
         cmocka_unit_test(journal_is_bounded),
         cmocka_unit_test(health),
         cmocka_unit_test(control_errors),

@@ -159,6 +159,49 @@ journal_evicts_by_arrival_when_requests_finish_out_of_order(void **state)
     mock_state_free(st);
 }
 
+static long
+in_flight(struct mock_state *st, const char *key)
+{
+    char *json = mock_state_journal_json(st, key);
+    cJSON *root = cJSON_Parse(json);
+    assert_non_null(root);
+    const cJSON *n = cJSON_GetObjectItem(root, "in_flight");
+    assert_true(cJSON_IsNumber(n));
+    long v = (long)n->valuedouble;
+    cJSON_Delete(root);
+    free(json);
+    return v;
+}
+
+/* A request shows as in flight from its start until it is journaled, atomically. */
+static void
+requests_in_flight_until_journaled(void **state)
+{
+    (void)state;
+    struct mock_state *st = mock_state_new(8, 64);
+    int ns[4];
+    mock_state_request_begin(st, "tok");
+    mock_state_request_begin(st, "tok");
+    assert_int_equal(in_flight(st, "tok"), 2);
+    assert_int_equal(journal_ns(st, "tok", ns, 4), 0);
+    assert_int_equal(in_flight(st, "other"), 0);
+    mock_state_request_end(st, "tok", 2, strdup("{\"n\":2}"));
+    assert_int_equal(in_flight(st, "tok"), 1);
+    assert_int_equal(journal_ns(st, "tok", ns, 4), 1);
+    /* An entry that could not be built still ends the request. */
+    mock_state_request_end(st, "tok", 1, NULL);
+    assert_int_equal(in_flight(st, "tok"), 0);
+    assert_int_equal(journal_ns(st, "tok", ns, 4), 1);
+    /* A reset in between forgets the count rather than going below zero. */
+    mock_state_request_begin(st, "tok");
+    mock_state_reset(st);
+    mock_state_request_end(st, "tok", 3, strdup("{\"n\":3}"));
+    assert_int_equal(in_flight(st, "tok"), 0);
+    assert_int_equal(journal_ns(st, "tok", ns, 4), 1);
+    assert_int_equal(ns[0], 3);
+    mock_state_free(st);
+}
+
 int
 main(void)
 {
@@ -167,6 +210,7 @@ main(void)
         cmocka_unit_test(revocation_is_per_token_and_reset_clears_everything),
         cmocka_unit_test(journal_keeps_order_and_drops_oldest_beyond_bounds),
         cmocka_unit_test(journal_evicts_by_arrival_when_requests_finish_out_of_order),
+        cmocka_unit_test(requests_in_flight_until_journaled),
     };
     return cmocka_run_group_tests_name("mock_state", tests, NULL, NULL);
 }

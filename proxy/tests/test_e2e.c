@@ -113,8 +113,9 @@ journal(struct env *e, const char *token)
 }
 
 /* The mock journals a request when its answer is complete, which can be a moment after
- * the proxy (and so this test) saw that answer: poll until @p want entries are there or
- * a generous deadline passes, then return the journal as it is. */
+ * the proxy (and so this test) saw that answer, and counts it in flight meanwhile: poll
+ * until @p want entries are there and nothing is in flight, or a generous deadline
+ * passes, then return the journal as it is. */
 static cJSON *
 journal_wait(struct env *e, const char *token, int want)
 {
@@ -122,7 +123,9 @@ journal_wait(struct env *e, const char *token, int want)
     for (;;) {
         cJSON *j = journal(e, token);
         int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
-        if (n >= want || qk_now_ms() >= deadline)
+        const cJSON *busy = cJSON_GetObjectItemCaseSensitive(j, "in_flight");
+        bool settled = cJSON_IsNumber(busy) && busy->valuedouble == 0;
+        if ((n >= want && settled) || qk_now_ms() >= deadline)
             return j;
         cJSON_Delete(j);
         struct timespec ts = {0, 20 * 1000 * 1000};
