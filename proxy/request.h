@@ -38,8 +38,10 @@ struct qp_sse_norm;
 #ifndef QP_STREAM_BUFFER /* overridable only to exercise the pause path in tests */
 #define QP_STREAM_BUFFER (64u * 1024u)
 #endif
-/** Hard cap of the same buffer, a safety net far above what the pause allows. */
-#define QP_STREAM_BUFFER_CAP (4u * 1024u * 1024u)
+/** Hard cap of the same buffer, a safety net far above what the pause allows. It is
+ *  twice the longest answer the normalizer accepts (16 MiB), so even a relay that held a
+ *  whole answer back (the buffer_stream and unbounded_stream_buffer mutants) fits. */
+#define QP_STREAM_BUFFER_CAP (32u * 1024u * 1024u)
 
 /**
  * The relay of a streamed completion (issue 4). The loop thread produces caller-ready
