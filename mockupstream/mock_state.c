@@ -7,9 +7,16 @@
 
 #include "qwenkit/buf.h"
 
+/* Every entry sits on two lists, both in arrival (seq) order, oldest first: its token's
+ * (what the journal shows, bounded per token) and the global one (bounded in total). */
+enum journal_list_kind { LIST_TOKEN, LIST_ALL, LIST_KINDS };
+
+struct journal_list {
+    struct journal_entry *head, *tail;
+};
+
 struct journal_entry {
-    struct journal_entry *tok_prev, *tok_next; /* per-token list, oldest first */
-    struct journal_entry *all_prev, *all_next; /* global list, oldest first */
+    struct journal_entry *prev[LIST_KINDS], *next[LIST_KINDS];
     struct token_rec *owner;
     unsigned long seq;
     char *json;
@@ -21,7 +28,7 @@ struct token_rec {
     bool revoked;
     struct mock_step *queue_head[MOCK_ROUTE_COUNT];
     struct mock_step *queue_tail[MOCK_ROUTE_COUNT];
-    struct journal_entry *j_head, *j_tail;
+    struct journal_list journal;
     size_t j_count;
     size_t in_flight; /* requests received but not yet journaled */
 };
@@ -31,7 +38,7 @@ struct token_rec {
 struct mock_state {
     pthread_mutex_t lock;
     struct token_rec *buckets[N_BUCKETS];
-    struct journal_entry *all_head, *all_tail;
+    struct journal_list all;
     size_t total, per_token_cap, total_cap;
 };
 
@@ -165,26 +172,46 @@ mock_state_is_revoked(struct mock_state *st, const char *token)
     return revoked;
 }
 
+/* Requests finish out of order (a slow stream, or two server threads): insert after the
+ * last entry received before this one, so the list stays in arrival order and its bound
+ * drops the request that arrived first. Usually that is the tail. */
+static void
+list_insert_by_seq(struct journal_list *l, enum journal_list_kind k, struct journal_entry *e)
+{
+    struct journal_entry *after = l->tail;
+    while (after && after->seq > e->seq)
+        after = after->prev[k];
+    e->prev[k] = after;
+    e->next[k] = after ? after->next[k] : l->head;
+    if (e->next[k])
+        e->next[k]->prev[k] = e;
+    else
+        l->tail = e;
+    if (after)
+        after->next[k] = e;
+    else
+        l->head = e;
+}
+
+static void
+list_unlink(struct journal_list *l, enum journal_list_kind k, struct journal_entry *e)
+{
+    if (e->prev[k])
+        e->prev[k]->next[k] = e->next[k];
+    else
+        l->head = e->next[k];
+    if (e->next[k])
+        e->next[k]->prev[k] = e->prev[k];
+    else
+        l->tail = e->prev[k];
+}
+
 static void
 drop_entry(struct mock_state *st, struct journal_entry *e)
 {
     struct token_rec *r = e->owner;
-    if (e->tok_prev)
-        e->tok_prev->tok_next = e->tok_next;
-    else
-        r->j_head = e->tok_next;
-    if (e->tok_next)
-        e->tok_next->tok_prev = e->tok_prev;
-    else
-        r->j_tail = e->tok_prev;
-    if (e->all_prev)
-        e->all_prev->all_next = e->all_next;
-    else
-        st->all_head = e->all_next;
-    if (e->all_next)
-        e->all_next->all_prev = e->all_prev;
-    else
-        st->all_tail = e->all_prev;
+    list_unlink(&r->journal, LIST_TOKEN, e);
+    list_unlink(&st->all, LIST_ALL, e);
     r->j_count--;
     st->total--;
     free(e->json);
@@ -253,43 +280,14 @@ add_locked(struct mock_state *st, const char *key, unsigned long seq, char *entr
         return;
     }
     e->owner = r;
-    /* Requests finish out of order (a slow stream, or two server threads): insert
-     * after the last entry received before this one, so the token's journal stays
-     * in the order the requests arrived. Usually that is the tail. */
-    struct journal_entry *after = r->j_tail;
-    while (after && after->seq > seq)
-        after = after->tok_prev;
-    e->tok_prev = after;
-    e->tok_next = after ? after->tok_next : r->j_head;
-    if (e->tok_next)
-        e->tok_next->tok_prev = e;
-    else
-        r->j_tail = e;
-    if (after)
-        after->tok_next = e;
-    else
-        r->j_head = e;
+    list_insert_by_seq(&r->journal, LIST_TOKEN, e);
+    list_insert_by_seq(&st->all, LIST_ALL, e);
     r->j_count++;
-    /* The global list keeps arrival order too, so the total cap evicts the
-     * request that arrived first, not the one that happened to finish first. */
-    struct journal_entry *all_after = st->all_tail;
-    while (all_after && all_after->seq > seq)
-        all_after = all_after->all_prev;
-    e->all_prev = all_after;
-    e->all_next = all_after ? all_after->all_next : st->all_head;
-    if (e->all_next)
-        e->all_next->all_prev = e;
-    else
-        st->all_tail = e;
-    if (all_after)
-        all_after->all_next = e;
-    else
-        st->all_head = e;
     st->total++;
     if (r->j_count > st->per_token_cap)
-        drop_entry(st, r->j_head);
+        drop_entry(st, r->journal.head);
     while (st->total > st->total_cap)
-        drop_entry(st, st->all_head);
+        drop_entry(st, st->all.head);
 }
 
 char *
@@ -303,8 +301,9 @@ mock_state_journal_json(struct mock_state *st, const char *key)
     struct token_rec *r = find(st, key, false);
     enum qk_err rc = qk_buf_appendf(&b, "{\"token\":\"%s\",\"in_flight\":%zu,\"entries\":[", fp,
                                     r ? r->in_flight : 0);
-    for (struct journal_entry *e = r ? r->j_head : NULL; e && rc == QK_OK; e = e->tok_next) {
-        if (e != r->j_head)
+    for (struct journal_entry *e = r ? r->journal.head : NULL; e && rc == QK_OK;
+         e = e->next[LIST_TOKEN]) {
+        if (e != r->journal.head)
             rc = qk_buf_append(&b, ",", 1);
         if (rc == QK_OK)
             rc = qk_buf_append_str(&b, e->json);
@@ -334,9 +333,9 @@ clear_locked(struct mock_state *st)
                     s = n;
                 }
             }
-            struct journal_entry *e = r->j_head;
+            struct journal_entry *e = r->journal.head;
             while (e) {
-                struct journal_entry *n = e->tok_next;
+                struct journal_entry *n = e->next[LIST_TOKEN];
                 free(e->json);
                 free(e);
                 e = n;
@@ -347,7 +346,7 @@ clear_locked(struct mock_state *st)
         }
         st->buckets[b] = NULL;
     }
-    st->all_head = st->all_tail = NULL;
+    st->all.head = st->all.tail = NULL;
     st->total = 0;
 }
 
