@@ -150,6 +150,7 @@ check_authorization_on_every_attempt(struct conf_ctx *ctx, const char *token,
 static void
 AUTH_3_authorization_reaches_upstream_unchanged_on_models(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
     int64_t seq = conf_anonymous_seq(ctx);
     conf_queue(ctx, token, "models", "[{\"status\":500},{\"ok\":true}]");
@@ -166,6 +167,7 @@ AUTH_3_authorization_reaches_upstream_unchanged_on_models(struct conf_ctx *ctx)
 static void
 AUTH_3_authorization_reaches_upstream_unchanged_on_chat(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"ok\":true}]");
     conf_post_chat(ctx, token, conf_chat_body(ctx, "authorization on every attempt"));
@@ -202,6 +204,7 @@ AUTH_4_revoked_token_on_chat_relayed_after_one_attempt(struct conf_ctx *ctx)
 static void
 AUTH_5_revoked_token_gets_401_while_another_list_is_cached(struct conf_ctx *ctx)
 {
+    conf_judges_shared_cache(ctx);
     const char *good = conf_token(ctx);
     const char *revoked = conf_token(ctx);
     conf_assert_status(ctx, conf_get_models(ctx, good), 200);
@@ -218,6 +221,7 @@ AUTH_5_revoked_token_gets_401_while_another_list_is_cached(struct conf_ctx *ctx)
 static void
 AUTH_5_each_credential_fetches_its_own_list(struct conf_ctx *ctx)
 {
+    conf_judges_shared_cache(ctx);
     const char *first = conf_token(ctx);
     const char *second = conf_token(ctx);
     conf_assert_status(ctx, conf_get_models(ctx, first), 200);
@@ -231,6 +235,7 @@ AUTH_5_each_credential_fetches_its_own_list(struct conf_ctx *ctx)
 static void
 AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
     const char *headers[] = {
         conf_bearer(ctx, token),
@@ -266,6 +271,7 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
 static void
 AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
     conf_post_chat(ctx, token, conf_chat_body(ctx, "no extra credentials"));
     conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,

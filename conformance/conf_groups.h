@@ -17,7 +17,8 @@
     XX(retry)                                                                              \
     XX(errors)                                                                             \
     XX(http)                                                                               \
-    XX(stream)
+    XX(stream)                                                                             \
+    XX(robust)
 
 #define CONF_GROUP_DECLARE(area)                                                           \
     extern const struct conf_group conf_group_##area;                                      \

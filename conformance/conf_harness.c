@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf_text.h"
 #include "qwenkit/buf.h"
 
 enum {
@@ -29,9 +30,23 @@ struct conf_ctx {
     struct pooled *pool;
     size_t pool_len, pool_cap;
     int64_t started_ms;
+    char last_request[CONF_REASON_MAX]; /* what a crash report names */
+    bool routes_used[CONF_ROUTE_COUNT]; /* routes whose journal this test relies on */
+    bool judges_credentials;
+    bool judges_shared_cache;
 };
 
 static const struct conf_env *target;
+/* Until a preflight says otherwise, the target is presumed to pass tokens through. */
+static const struct conf_facts presumed_facts = {.token_verbatim = {true, true}};
+static const struct conf_facts *facts = &presumed_facts;
+static const struct conf_watch no_watch;
+static const struct conf_watch *watch = &no_watch;
+
+/* The target's health across the run (ROBUST-1). */
+static struct conf_down_event down_events[CONF_DOWN_MAX];
+static size_t down_count;
+static const char *down_since; /* the test during which the target died; NULL while up */
 
 void
 conf_harness_set_env(const struct conf_env *env)
@@ -39,11 +54,68 @@ conf_harness_set_env(const struct conf_env *env)
     target = env;
 }
 
+void
+conf_harness_set_facts(const struct conf_facts *f)
+{
+    facts = f;
+}
+
+void
+conf_harness_set_watch(const struct conf_watch *w)
+{
+    watch = w;
+}
+
 const struct conf_env *
 conf_target(const struct conf_ctx *ctx)
 {
     (void)ctx;
     return target;
+}
+
+const struct conf_facts *
+conf_facts(const struct conf_ctx *ctx)
+{
+    (void)ctx;
+    return facts;
+}
+
+const char *
+conf_route_name(enum conf_route route)
+{
+    return route == CONF_ROUTE_CHAT ? "chat" : "models";
+}
+
+void
+conf_judges_credentials(struct conf_ctx *ctx)
+{
+    ctx->judges_credentials = true;
+}
+
+void
+conf_judges_shared_cache(struct conf_ctx *ctx)
+{
+    ctx->judges_shared_cache = true;
+}
+
+void
+conf_cases_release(const struct conf_group *const *groups, size_t ngroups)
+{
+    for (size_t g = 0; g < ngroups; g++) {
+        for (size_t i = 0; i < groups[g]->count; i++) {
+            struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
+            free(c->evidence);
+            c->evidence = NULL;
+            c->evidence_len = 0;
+        }
+    }
+}
+
+const struct conf_down_event *
+conf_down_events(size_t *n)
+{
+    *n = down_count;
+    return down_events;
 }
 
 struct conf_case *
@@ -113,6 +185,91 @@ release_json(void *ptr)
 
 /* ---- fixtures ---- */
 
+enum {
+    PROBE_TIMEOUT_MS = 3000,  /* a target that does not answer GET / within this is down */
+    PROBE_TRIES = 2,
+    RESTART_WAIT_MS = 15000,  /* how long a restarted target may take to answer */
+};
+
+bool
+conf_target_answers(const char *proxy_url, long timeout_ms)
+{
+    char url[CONF_URL_MAX + 8];
+    snprintf(url, sizeof(url), "%s/", proxy_url);
+    for (int i = 0; i < PROBE_TRIES; i++) {
+        struct conf_request req = {.method = "GET", .url = url, .timeout_ms = timeout_ms};
+        struct conf_response resp;
+        bool up = conf_http(&req, &resp) == QK_OK && resp.status != 0;
+        conf_response_clear(&resp);
+        if (up)
+            return true;
+    }
+    return false;
+}
+
+/* Runs --restart-cmd and waits for the target to answer again. */
+static bool
+restart_target(void)
+{
+    if (!watch->restart_cmd)
+        return false;
+    fflush(NULL);
+    int rc = system(watch->restart_cmd);
+    if (rc != 0)
+        print_error("qwen-conformance: --restart-cmd exited with status %d\n", rc);
+    int64_t until = qk_now_ms() + RESTART_WAIT_MS;
+    while (qk_now_ms() < until) {
+        if (conf_target_answers(target->proxy_url, 1000))
+            return true;
+        conf_sleep_ms(100);
+    }
+    return false;
+}
+
+/* Records that the target stopped answering after @p request, and restarts it when the
+ * run has a --restart-cmd. @return true when it answers again. */
+static bool
+target_went_down(struct conf_ctx *ctx, const char *request)
+{
+    struct conf_down_event *ev = down_count < CONF_DOWN_MAX ? &down_events[down_count++] : NULL;
+    bool back = restart_target();
+    if (ev) {
+        ev->test = ctx->kase->name;
+        snprintf(ev->request, sizeof(ev->request), "%s", request);
+        ev->restarted = back;
+    }
+    print_error("TARGET-DOWN during %s, after %s%s\n", ctx->kase->name, request,
+                back ? "; restarted" : (watch->restart_cmd ? "; restart failed" : ""));
+    if (!back)
+        down_since = ctx->kase->name;
+    return back;
+}
+
+bool
+conf_still_serving(struct conf_ctx *ctx, const char *after)
+{
+    if (conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
+        return true;
+    target_went_down(ctx, after);
+    return false;
+}
+
+/* After a test: a target that stopped answering is a finding of ROBUST-1, named by the
+ * request after which it happened; the test's own verdict cannot stand on a dead target. */
+static void
+probe_after(struct conf_ctx *ctx)
+{
+    if (down_since || conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
+        return;
+    const char *request = ctx->last_request[0] ? ctx->last_request : "(no request sent yet)";
+    target_went_down(ctx, request);
+    if (ctx->kase->req != CONF_REQ_ROBUST_1) {
+        ctx->kase->status = CONF_CANNOT_JUDGE;
+        snprintf(ctx->kase->reason, sizeof(ctx->kase->reason),
+                 "the target stopped answering after %.200s (charged to ROBUST-1)", request);
+    }
+}
+
 int
 conf_case_setup(void **state)
 {
@@ -125,6 +282,9 @@ conf_case_setup(void **state)
     /* Presumed failed until the body returns: a failed assertion never comes back. */
     kase->status = CONF_FAIL;
     kase->reason[0] = '\0';
+    free(kase->evidence);
+    kase->evidence = NULL;
+    kase->evidence_len = 0;
     *state = ctx;
     return 0;
 }
@@ -133,6 +293,7 @@ int
 conf_case_teardown(void **state)
 {
     struct conf_ctx *ctx = *state;
+    probe_after(ctx);
     ctx->kase->duration_ms = qk_now_ms() - ctx->started_ms;
     if (ctx->kase->status == CONF_FAIL && ctx->kase->reason[0] == '\0')
         snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "failed (see cmocka output)");
@@ -147,12 +308,69 @@ conf_case_run(void **state)
 {
     struct conf_ctx *ctx = *state;
     const struct conf_requirement *req = conf_requirement(ctx->kase->req);
+    conf_observable(ctx, !down_since, "the target has not answered since %s", down_since);
     conf_assume(ctx, !target->profile.absent[ctx->kase->req],
                 "profile declares %s absent", req->id);
     conf_assume(ctx, !(ctx->kase->should_part && target->profile.absent_should[ctx->kase->req]),
                 "profile declares the SHOULD part of %s absent", req->id);
     ctx->kase->fn(ctx);
     ctx->kase->status = CONF_PASS;
+}
+
+/* ---- what a test depends on ---- */
+
+/* The route a proxy path belongs to; false for other paths. */
+static bool
+route_of_path(const char *path, enum conf_route *route)
+{
+    if (strstr(path, "/chat/completions")) {
+        *route = CONF_ROUTE_CHAT;
+        return true;
+    }
+    if (strstr(path, "/models")) {
+        *route = CONF_ROUTE_MODELS;
+        return true;
+    }
+    return false;
+}
+
+void
+conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
+                  const char *body, size_t body_len)
+{
+    enum conf_route route;
+    if (route_of_path(path, &route))
+        ctx->routes_used[route] = true;
+    enum { SHOWN = 160 };
+    if (body && body_len > 0)
+        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s with body %.*s%s", method,
+                 path, body_len > SHOWN ? SHOWN : (int)body_len, body,
+                 body_len > SHOWN ? "..." : "");
+    else
+        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s", method, path);
+}
+
+/* Per-token scripting and journals only work when the caller's token reaches the upstream
+ * as it was sent; otherwise the test cannot see its own requests. */
+static void
+require_verbatim(struct conf_ctx *ctx, enum conf_route route)
+{
+    if (ctx->judges_credentials)
+        return;
+    conf_observable(ctx, facts->token_verbatim[route],
+                    "the caller's token does not reach the upstream verbatim on the %s route "
+                    "(preflight: %s), so the mock cannot script or count this test's requests "
+                    "(AUTH-3)",
+                    conf_route_name(route), facts->token_seen[route]);
+}
+
+static void
+require_verbatim_on_routes_used(struct conf_ctx *ctx)
+{
+    for (int r = 0; r < CONF_ROUTE_COUNT; r++) {
+        if (ctx->routes_used[r])
+            require_verbatim(ctx, (enum conf_route)r);
+    }
 }
 
 /* ---- strings and tokens ---- */
@@ -239,6 +457,8 @@ conf_send_ex(struct conf_ctx *ctx, const char *base_url, const char *method, con
              const char *const *headers, const char *body, size_t body_len, long timeout_ms)
 {
     const char *url = conf_str(ctx, "%s%s", base_url, path);
+    if (strcmp(base_url, target->mock_url) != 0)
+        conf_note_request(ctx, method, path, body, body_len);
     struct conf_response *resp = calloc(1, sizeof(*resp));
     pool_keep(ctx, resp, release_response);
     struct conf_request req = {
@@ -282,6 +502,12 @@ conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
     struct conf_response *arr = block ? (struct conf_response *)(block + 1) : NULL;
     if (block)
         *block = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *path = reqs[i].url;
+        if (strncmp(path, target->proxy_url, strlen(target->proxy_url)) == 0)
+            path += strlen(target->proxy_url);
+        conf_note_request(ctx, reqs[i].method, path, reqs[i].body, reqs[i].body_len);
+    }
     pool_keep(ctx, arr, release_response_array);
     enum qk_err rc = conf_http_many(reqs, n, arr);
     conf_check(ctx, NULL, rc == QK_OK, "could not make %zu concurrent requests: %s", n,
@@ -292,6 +518,10 @@ conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
 const struct conf_response *
 conf_get_models(struct conf_ctx *ctx, const char *token)
 {
+    conf_assume(ctx, ctx->judges_shared_cache || !facts->shared_models_cache,
+                "the proxy serves one model list to every credential (preflight: a fresh "
+                "credential got a list with no upstream request; AUTH-5), so no model-list "
+                "request of a fresh credential can be judged");
     const char *headers[] = {conf_bearer(ctx, token), NULL};
     return conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
 }
@@ -328,6 +558,11 @@ conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const cha
 {
     char err[512] = "";
     size_t queued = 0;
+    bool any = strcmp(route, "any") == 0;
+    if (any || strcmp(route, "models") == 0)
+        require_verbatim(ctx, CONF_ROUTE_MODELS);
+    if (any || strcmp(route, "chat") == 0)
+        require_verbatim(ctx, CONF_ROUTE_CHAT);
     enum qk_err rc =
         conf_mock_queue(target->mock_url, token, route, steps_json, &queued, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
@@ -342,10 +577,13 @@ conf_revoke(struct conf_ctx *ctx, const char *token)
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
 }
 
-/* The journal's whole answer: `in_flight` and `entries`. */
+/* The journal's whole answer: `in_flight` and `entries`. The empty token reads requests
+ * that carried none, which any test may judge. */
 static const cJSON *
 journal_root(struct conf_ctx *ctx, const char *token)
 {
+    if (token[0])
+        require_verbatim_on_routes_used(ctx);
     char err[512] = "";
     cJSON *root = NULL;
     enum qk_err rc = conf_mock_journal(target->mock_url, token, &root, err, sizeof(err));
@@ -439,34 +677,87 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
 
 /* ---- evidence and assertions ---- */
 
+/* Prints a line of evidence and keeps it with the test's outcome (for JUnit and JSON),
+ * cleaned of bytes no report may hold. */
 static void
-print_response(const struct conf_response *r)
+evidence(struct conf_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+evidence(struct conf_ctx *ctx, const char *fmt, ...)
+{
+    char raw[DUMP_BODY_MAX + 256], clean[4 * sizeof(raw)];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    conf_text_clean(clean, sizeof(clean), raw, (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1);
+    print_error("%s", clean);
+    struct conf_case *k = ctx->kase;
+    size_t add = strlen(clean);
+    if (k->evidence_len + add + 1 > CONF_EVIDENCE_MAX)
+        return;
+    char *grown = realloc(k->evidence, k->evidence_len + add + 1);
+    if (!grown)
+        return;
+    memcpy(grown + k->evidence_len, clean, add + 1);
+    k->evidence = grown;
+    k->evidence_len += add;
+}
+
+static void
+print_response(struct conf_ctx *ctx, const struct conf_response *r)
 {
     if (!r)
         return;
     if (r->curl_code != 0)
-        print_error("    transport error: %s (curl %d)\n", r->error, r->curl_code);
-    print_error("    response: HTTP %ld after %lld ms\n", r->status,
-                (long long)(r->done_ms - r->sent_ms));
+        evidence(ctx, "    transport error: %s (curl %d)\n", r->error, r->curl_code);
+    evidence(ctx, "    response: HTTP %ld after %lld ms\n", r->status,
+             (long long)(r->done_ms - r->sent_ms));
     for (size_t i = 0; i < r->header_count; i++)
-        print_error("      %s: %s\n", r->headers[i].name, r->headers[i].value);
+        evidence(ctx, "      %s: %s\n", r->headers[i].name, r->headers[i].value);
     int shown = r->body_len > DUMP_BODY_MAX ? DUMP_BODY_MAX : (int)r->body_len;
-    print_error("      body (%zu bytes): %.*s%s\n", r->body_len, shown, r->body ? r->body : "",
-                r->body_len > DUMP_BODY_MAX ? "..." : "");
+    evidence(ctx, "      body (%zu bytes): %.*s%s\n", r->body_len, shown, r->body ? r->body : "",
+             r->body_len > DUMP_BODY_MAX ? "..." : "");
+}
+
+const char *
+conf_status_name(enum conf_status s)
+{
+    switch (s) {
+    case CONF_PASS:
+        return "PASS";
+    case CONF_FAIL:
+        return "FAIL";
+    case CONF_SKIP:
+        return "SKIP";
+    case CONF_UNCHECKED:
+        return "UNCHECKED";
+    case CONF_CANNOT_JUDGE:
+        return "CANNOT-JUDGE";
+    case CONF_NOT_RUN:
+        break;
+    }
+    return "NOT RUN";
 }
 
 static void
 record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list ap)
 {
-    char msg[CONF_REASON_MAX];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[CONF_REASON_MAX], msg[CONF_REASON_MAX];
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1;
+    conf_text_clean(msg, sizeof(msg), raw, len);
     /* The first reason is the one the report shows; later ones are consequences. */
     if (ctx->kase->reason[0] == '\0')
         snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "%s", msg);
     ctx->kase->status = status;
-    print_error("%s %s%s: %s\n", status == CONF_SKIP ? "SKIP" : "FAIL",
+    print_error("%s %s%s: %s\n", conf_status_name(status),
                 conf_requirement(ctx->kase->req)->id,
                 ctx->kase->should_part ? " (SHOULD part)" : "", msg);
+    if (ctx->last_request[0])
+        evidence(ctx, "    last request to the proxy: %s\n", ctx->last_request);
 }
 
 void
@@ -479,7 +770,7 @@ conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool ok,
     va_start(ap, fmt);
     record(ctx, CONF_FAIL, fmt, ap);
     va_end(ap);
-    print_response(resp);
+    print_response(ctx, resp);
     _fail(file, line);
 }
 
@@ -497,6 +788,20 @@ conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const 
 }
 
 void
+conf_end_unless_at(struct conf_ctx *ctx, bool ok, enum conf_status status, const char *file,
+                   int line, const char *fmt, ...)
+{
+    if (ok)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    record(ctx, status, fmt, ap);
+    va_end(ap);
+    /* cmocka knows pass, fail and skip; the report reads the finer status. */
+    _skip(file, line);
+}
+
+void
 conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, long status,
                       const char *file, int line)
 {
@@ -510,12 +815,12 @@ conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, lo
 }
 
 static void
-print_journal(const cJSON *entries)
+print_journal(struct conf_ctx *ctx, const cJSON *entries)
 {
     const cJSON *e;
     int i = 0;
     cJSON_ArrayForEach(e, entries) {
-        print_error("    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
+        evidence(ctx, "    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
                     conf_entry_path(e), conf_entry_status(e),
                     (long long)conf_entry_received_ms(e));
@@ -529,7 +834,7 @@ conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const
     size_t got = conf_attempts(ctx, token, n);
     if (got == n)
         return;
-    print_journal(conf_journal(ctx, token));
+    print_journal(ctx, conf_journal(ctx, token));
     conf_check_at(ctx, NULL, false, file, line, "expected %zu upstream attempt%s, journal shows %zu",
                   n, n == 1 ? "" : "s", got);
 }

@@ -27,7 +27,9 @@
 #include "conf_profile.h"
 #include "conf_requirements.h"
 
-enum { CONF_URL_MAX = 256, CONF_REASON_MAX = 320 };
+enum { CONF_URL_MAX = 256, CONF_REASON_MAX = 320, CONF_EVIDENCE_MAX = 8192 };
+
+struct conf_ctx;
 
 /** The system under test. Set once by main before the groups run. */
 struct conf_env {
@@ -42,12 +44,81 @@ struct conf_env {
 /** Makes @p env the target of every test (borrowed until the suite ends). */
 void conf_harness_set_env(const struct conf_env *env);
 
+/** The upstream routes, as the mock's scenarios name them. */
+enum conf_route {
+    CONF_ROUTE_MODELS = 0,
+    CONF_ROUTE_CHAT = 1,
+    CONF_ROUTE_COUNT
+};
+
+/** @return "models" or "chat". */
+const char *conf_route_name(enum conf_route route);
+
+/**
+ * What the preflight (conf_preflight.c) learnt about the target before any test ran. Tests
+ * read it so that their verdicts do not depend on what ran before them.
+ */
+struct conf_facts {
+    /** The caller's `Authorization: Bearer T` reached the upstream verbatim on the route. */
+    bool token_verbatim[CONF_ROUTE_COUNT];
+    /** When it did not: what the upstream received instead (evidence, for reasons). */
+    char token_seen[CONF_ROUTE_COUNT][CONF_REASON_MAX];
+    /** A fresh credential got a model list with no upstream request at all: the proxy
+     *  serves one cache to every credential (AUTH-5). */
+    bool shared_models_cache;
+};
+
+/** Makes @p facts the preflight's findings (borrowed until the suite ends). */
+void conf_harness_set_facts(const struct conf_facts *facts);
+
+/** Probing the target around every test (SPEC.md, ROBUST-1). */
+struct conf_watch {
+    const char *restart_cmd; /**< shell command that restarts a target that died, or NULL */
+};
+
+/** Makes @p watch the probing policy (borrowed until the suite ends). */
+void conf_harness_set_watch(const struct conf_watch *watch);
+
+enum { CONF_DOWN_MAX = 32 };
+
+/** The target stopped answering during a test: a finding of ROBUST-1. */
+struct conf_down_event {
+    const char *test;                 /**< the test during which it happened */
+    char request[CONF_REASON_MAX];    /**< the last request the suite had sent it */
+    bool restarted;                   /**< --restart-cmd brought it back */
+};
+
+/** @return the events of the run so far (static), and their number in @p n. */
+const struct conf_down_event *conf_down_events(size_t *n);
+
+/**
+ * Probes the target after a request of this test described by @p after. @return true when
+ * it answers; false when it stopped, recorded as a down event (and restarted when the run
+ * has a --restart-cmd).
+ */
+bool conf_still_serving(struct conf_ctx *ctx, const char *after);
+
+/** @return true when the target answers an HTTP request at all (any status). */
+bool conf_target_answers(const char *proxy_url, long timeout_ms);
+
+/**
+ * The outcome of a test (SPEC.md, "Verdicts"). SKIP is for a feature the profile declares
+ * absent or a precondition that another requirement owns (named in the reason); UNCHECKED
+ * for a test the profile keeps from running (the reason says what to change); CANNOT_JUDGE
+ * for a test whose evidence the suite cannot observe (the target went down, the caller's
+ * token does not reach the upstream verbatim).
+ */
 enum conf_status {
     CONF_NOT_RUN = 0,
     CONF_PASS = 1,
     CONF_FAIL = 2,
     CONF_SKIP = 3,
+    CONF_UNCHECKED = 4,
+    CONF_CANNOT_JUDGE = 5,
 };
+
+/** @return "PASS", "FAIL", "SKIP", "UNCHECKED", "CANNOT-JUDGE" or "NOT RUN". */
+const char *conf_status_name(enum conf_status s);
 
 struct conf_ctx;
 
@@ -60,6 +131,8 @@ struct conf_case {
     enum conf_status status;     /**< filled by the run */
     char reason[CONF_REASON_MAX];/**< why it failed or skipped */
     int64_t duration_ms;
+    char *evidence;              /**< what the test saw when it failed (owned, cleaned text) */
+    size_t evidence_len;
 };
 
 /** cmocka fixtures behind CONF_TEST(); not called directly. */
@@ -97,6 +170,9 @@ struct conf_group {
     size_t count;
 };
 
+/** Frees what the run left in the cases of @p groups (their evidence). */
+void conf_cases_release(const struct conf_group *const *groups, size_t ngroups);
+
 /* ---- Per-test helpers. Strings and objects returned belong to @p ctx. ---- */
 
 /**
@@ -107,6 +183,21 @@ void *conf_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr));
 
 /** @return the target. */
 const struct conf_env *conf_target(const struct conf_ctx *ctx);
+/** @return the preflight's findings. */
+const struct conf_facts *conf_facts(const struct conf_ctx *ctx);
+/**
+ * Declares that this test judges which credential reached the upstream (AUTH-3, AUTH-6),
+ * so an altered credential fails it instead of making it CANNOT-JUDGE.
+ */
+void conf_judges_credentials(struct conf_ctx *ctx);
+/** Declares that this test judges whether credentials share a model list (AUTH-5). */
+void conf_judges_shared_cache(struct conf_ctx *ctx);
+/**
+ * Remembers a request this test sends to the proxy outside conf_send() (streams), as the
+ * evidence a crash report names and for the routes the test depends on.
+ */
+void conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
+                       const char *body, size_t body_len);
 /** @return a fresh random token ("conf-" + 24 hex digits). */
 const char *conf_token(struct conf_ctx *ctx);
 /** @return a formatted string. */
@@ -187,6 +278,12 @@ void conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *ro
     conf_check_at((ctx), (resp), (cond), __FILE__, __LINE__, __VA_ARGS__)
 #define conf_assume(ctx, cond, ...) conf_assume_at((ctx), (cond), __FILE__, __LINE__, __VA_ARGS__)
 #define conf_skip(ctx, ...) conf_assume_at((ctx), false, __FILE__, __LINE__, __VA_ARGS__)
+/** The profile keeps this test from running: UNCHECKED unless @p cond (say what to change). */
+#define conf_runnable(ctx, cond, ...)                                                      \
+    conf_end_unless_at((ctx), (cond), CONF_UNCHECKED, __FILE__, __LINE__, __VA_ARGS__)
+/** The suite cannot observe what it needs: CANNOT-JUDGE unless @p cond. */
+#define conf_observable(ctx, cond, ...)                                                    \
+    conf_end_unless_at((ctx), (cond), CONF_CANNOT_JUDGE, __FILE__, __LINE__, __VA_ARGS__)
 #define conf_assert_status(ctx, resp, status)                                              \
     conf_assert_status_at((ctx), (resp), (status), __FILE__, __LINE__)
 #define conf_assert_attempts(ctx, token, n)                                                \
@@ -204,6 +301,10 @@ void conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool 
  *  another requirement or a feature the profile says is absent). */
 void conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/** Ends the test with @p status (CONF_UNCHECKED or CONF_CANNOT_JUDGE) unless @p ok. */
+void conf_end_unless_at(struct conf_ctx *ctx, bool ok, enum conf_status status,
+                        const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 void conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp,
                            long status, const char *file, int line);
 void conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n,

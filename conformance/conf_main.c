@@ -5,6 +5,7 @@
  * Single-threaded: the tests run one after another (cmocka), each with its own tokens.
  * With --spawn the mock runs in this process on its own threads.
  */
+#include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -14,6 +15,8 @@
 
 #include "conf_groups.h"
 #include "conf_launch.h"
+#include "conf_plan.h"
+#include "conf_preflight.h"
 #include "conf_report.h"
 
 #ifndef CONF_DEFAULT_PROXY_BIN
@@ -24,9 +27,10 @@
 #endif
 
 enum exit_code {
-    EXIT_CONFORMS = 0,     /* no MUST failed (or the expected failures happened exactly) */
-    EXIT_NONCONFORMING = 1,
-    EXIT_USAGE = 2,        /* bad arguments, or the target could not be reached */
+    EXIT_CONFORMS = 0,       /* every MUST passed (or the expected failures happened exactly) */
+    EXIT_NONCONFORMING = 1,  /* a MUST failed */
+    EXIT_USAGE = 2,          /* bad arguments, or the target could not be reached */
+    EXIT_NOT_ESTABLISHED = 3,/* none failed, but a MUST is unchecked, unjudged or skipped */
 };
 
 static const struct conf_group *const groups[] = {
@@ -34,18 +38,16 @@ static const struct conf_group *const groups[] = {
     CONF_GROUP_MAP(CONF_GROUP_REF)
 #undef CONF_GROUP_REF
 };
-static int (*const group_runs[])(void) = {
-#define CONF_GROUP_RUN(area) conf_run_##area,
-    CONF_GROUP_MAP(CONF_GROUP_RUN)
-#undef CONF_GROUP_RUN
-};
 enum { GROUP_COUNT = sizeof(groups) / sizeof(groups[0]) };
 
 struct options {
     const char *proxy_url, *mock_url, *unreachable_url;
-    const char *profile_path, *only, *junit, *json;
+    const char *profile_path, *only, *exclude, *junit, *json;
     const char *expect_fail; /* comma-separated IDs, or NULL */
-    int spawn, keep_logs;
+    const char *restart_cmd;
+    int spawn, keep_logs, list;
+    bool shuffle;
+    unsigned long long seed;
     struct conf_launch_options launch;
 };
 
@@ -66,16 +68,24 @@ usage(FILE *f)
             "  --spawn                start the mock in-process and the reference proxy\n"
             "  --proxy-bin PATH       the proxy binary for --spawn (default: the build's)\n"
             "  --proxy-arg ARG        one more argument for the spawned proxy (repeatable)\n"
-            "  --only PATTERN         run the tests whose name matches (* and ?), e.g. 'RETRY_*'\n"
+            "  --only PATTERNS        run only these: requirement IDs or test names, globs\n"
+            "                         allowed, comma-separated (RETRY-1,SSE-*,'AUTH_3_*')\n"
+            "  --exclude PATTERNS     leave these out (same form as --only)\n"
+            "  --shuffle SEED         run the tests in an order drawn from SEED (a number)\n"
+            "  --restart-cmd CMD      when the proxy stops answering, run CMD (sh -c) to\n"
+            "                         restart it and go on\n"
+            "  --list                 print the requirements, levels and tests; run nothing\n"
             "  --junit FILE           write JUnit XML\n"
             "  --json FILE            write a JSON report\n"
             "  --expect-fail IDS      suite self-test: exit 0 only if exactly these\n"
             "                         requirements fail (comma-separated, e.g. RETRY-1,RETRY-3;\n"
             "                         SSE-8/should: only the SHOULD part of SSE-8)\n"
             "  --keep-logs            keep the spawned proxies' logs\n"
+            "  --version              print the version and the SPEC version\n"
             "\n"
-            "Exit status: 0 when no MUST requirement fails, 1 when one does, 2 on usage or\n"
-            "setup errors.\n",
+            "Exit status: 0 when every MUST requirement passed (\"conforms\"), 1 when one\n"
+            "failed, 3 when none failed but one is UNCHECKED, CANNOT-JUDGE or skipped (\"not\n"
+            "established\"), 2 on usage or setup errors.\n",
             CONF_SPEC_VERSION);
 }
 
@@ -85,6 +95,7 @@ parse_options(int argc, char **argv, struct options *o)
     enum {
         OPT_PROXY = 1000, OPT_MOCK, OPT_UNREACHABLE, OPT_PROFILE, OPT_ONLY, OPT_JUNIT,
         OPT_JSON, OPT_SPAWN, OPT_PROXY_BIN, OPT_PROXY_ARG, OPT_EXPECT, OPT_KEEP, OPT_HELP,
+        OPT_EXCLUDE, OPT_SHUFFLE, OPT_RESTART, OPT_LIST, OPT_VERSION,
     };
     static const struct option longopts[] = {
         {"proxy", required_argument, NULL, OPT_PROXY},
@@ -100,6 +111,11 @@ parse_options(int argc, char **argv, struct options *o)
         {"expect-fail", required_argument, NULL, OPT_EXPECT},
         {"keep-logs", no_argument, NULL, OPT_KEEP},
         {"help", no_argument, NULL, OPT_HELP},
+        {"exclude", required_argument, NULL, OPT_EXCLUDE},
+        {"shuffle", required_argument, NULL, OPT_SHUFFLE},
+        {"restart-cmd", required_argument, NULL, OPT_RESTART},
+        {"list", no_argument, NULL, OPT_LIST},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -126,6 +142,24 @@ parse_options(int argc, char **argv, struct options *o)
             o->launch.extra_args[o->launch.extra_count++] = optarg;
             break;
         case OPT_HELP: usage(stdout); exit(EXIT_CONFORMS);
+        case OPT_VERSION:
+            printf("qwen-conformance %s (SPEC %s)\n", QK_VERSION, CONF_SPEC_VERSION);
+            exit(EXIT_CONFORMS);
+        case OPT_EXCLUDE: o->exclude = optarg; break;
+        case OPT_RESTART: o->restart_cmd = optarg; break;
+        case OPT_LIST: o->list = 1; break;
+        case OPT_SHUFFLE: {
+            char *end = NULL;
+            errno = 0;
+            o->seed = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-') {
+                fprintf(stderr, "qwen-conformance: --shuffle: '%s' is not a seed (a number)\n",
+                        optarg);
+                return -1;
+            }
+            o->shuffle = true;
+            break;
+        }
         default: usage(stderr); return -1;
         }
     }
@@ -133,6 +167,8 @@ parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "qwen-conformance: unexpected argument %s\n", argv[optind]);
         return -1;
     }
+    if (o->list)
+        return 0;
     if (!o->spawn && (!o->proxy_url || !o->mock_url)) {
         fprintf(stderr, "qwen-conformance: give --proxy and --mock, or --spawn\n");
         return -1;
@@ -195,16 +231,23 @@ check_proxy_answers(const struct conf_env *env, char *err, size_t errlen)
     return rc;
 }
 
-static bool
-group_selected(const struct conf_group *g, const char *pattern)
+/* --list: every requirement with its level and tests, in SPEC order. */
+static void
+print_list(void)
 {
-    if (!pattern)
-        return true;
-    for (size_t i = 0; i < g->count; i++) {
-        if (fnmatch(pattern, g->tests[i].name, 0) == 0)
-            return true;
+    printf("SPEC %s\n", CONF_SPEC_VERSION);
+    for (int i = 0; i < CONF_REQ_COUNT; i++) {
+        const struct conf_requirement *req = conf_requirement((enum conf_req)i);
+        printf("%-9s %-6s %s\n", req->id, conf_level_name(req->level), req->summary);
+        for (size_t g = 0; g < GROUP_COUNT; g++) {
+            for (size_t k = 0; k < groups[g]->count; k++) {
+                const struct conf_case *c = conf_case_of(&groups[g]->tests[k]);
+                if ((int)c->req == i)
+                    printf("          %s%s\n", c->name,
+                           c->should_part && req->level == CONF_MUST ? " (SHOULD part)" : "");
+            }
+        }
     }
-    return false;
 }
 
 /*
@@ -265,11 +308,18 @@ main(int argc, char **argv)
     static struct conf_env env;
     struct conf_launch *launch = NULL;
     struct conf_results res;
+    static struct conf_facts facts;
+    static struct conf_watch watch;
+    struct conf_plan plan = {0};
     char err[512] = "";
     int code = EXIT_USAGE;
 
     if (parse_options(argc, argv, &opts) != 0)
         return EXIT_USAGE;
+    if (opts.list) {
+        print_list();
+        return EXIT_CONFORMS;
+    }
     if (conf_client_global_init() != QK_OK) {
         fprintf(stderr, "qwen-conformance: libcurl initialisation failed\n");
         return EXIT_USAGE;
@@ -279,6 +329,9 @@ main(int argc, char **argv)
     if (!profile_path && opts.spawn)
         profile_path = CONF_REFERENCE_PROFILE;
     if (profile_path && conf_profile_load(&env.profile, profile_path, err, sizeof(err)) != QK_OK)
+        goto out;
+    if (conf_plan_build(groups, GROUP_COUNT, opts.only, opts.exclude, opts.shuffle, opts.seed,
+                        &plan, err, sizeof(err)) != QK_OK)
         goto out;
     if (opts.spawn) {
         if (conf_launch_start(&opts.launch, &env.profile, &env, &launch, err, sizeof(err)) !=
@@ -293,39 +346,53 @@ main(int argc, char **argv)
         discover_model(&env, err, sizeof(err)) != QK_OK ||
         check_proxy_answers(&env, err, sizeof(err)) != QK_OK)
         goto out;
-    printf("qwen-conformance: SPEC %s, proxy %s, mock %s, profile \"%s\"\n", CONF_SPEC_VERSION,
-           env.proxy_url, env.mock_url, env.profile.name);
+    printf("qwen-conformance %s: SPEC %s, proxy %s, mock %s\n", QK_VERSION, CONF_SPEC_VERSION,
+           env.proxy_url, env.mock_url);
+    conf_profile_print(stdout, &env.profile);
+    if (opts.shuffle)
+        printf("order: shuffled, seed %llu (repeat with --shuffle %llu)\n", opts.seed, opts.seed);
+    else
+        printf("order: as registered\n");
     fflush(stdout);
 
     conf_harness_set_env(&env);
-    if (opts.only)
-        cmocka_set_test_filter(opts.only);
-    size_t ran = 0;
-    for (size_t g = 0; g < GROUP_COUNT; g++) {
-        if (!group_selected(groups[g], opts.only))
-            continue;
-        group_runs[g]();
-        ran++;
-    }
-    if (ran == 0) {
-        snprintf(err, sizeof(err), "no test matches --only %s", opts.only);
+    watch.restart_cmd = opts.restart_cmd;
+    conf_harness_set_watch(&watch);
+    if (conf_preflight_run(&env, &facts, err, sizeof(err)) != QK_OK)
         goto out;
-    }
+    conf_preflight_print(stdout, &facts);
+    fflush(stdout);
+    conf_harness_set_facts(&facts);
+
+    _cmocka_run_group_tests("conformance", plan.tests, plan.count, NULL, NULL);
     conf_results_collect(groups, GROUP_COUNT, &res);
+    conf_preflight_print(stdout, &facts);
     conf_report_table(stdout, &res);
-    if (opts.junit && conf_report_junit(opts.junit, groups, GROUP_COUNT) != QK_OK)
+    const struct conf_run_info info = {
+        .proxy_url = env.proxy_url,
+        .profile = &env.profile,
+        .shuffled = opts.shuffle,
+        .seed = opts.seed,
+        .facts = &facts,
+    };
+    if (opts.junit && conf_report_junit(opts.junit, groups, GROUP_COUNT, &res, &info) != QK_OK)
         fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.junit);
-    if (opts.json && conf_report_json(opts.json, groups, GROUP_COUNT, &res, env.proxy_url,
-                                      env.profile.name) != QK_OK)
+    if (opts.json && conf_report_json(opts.json, groups, GROUP_COUNT, &res, &info) != QK_OK)
         fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.json);
     if (opts.expect_fail)
         code = failures_as_expected(&res, opts.expect_fail) ? EXIT_CONFORMS : EXIT_NONCONFORMING;
+    else if (conf_results_verdict(&res) == CONF_VERDICT_NONCONFORMING)
+        code = EXIT_NONCONFORMING;
+    else if (conf_results_verdict(&res) == CONF_VERDICT_NOT_ESTABLISHED)
+        code = EXIT_NOT_ESTABLISHED;
     else
-        code = res.must_failed ? EXIT_NONCONFORMING : EXIT_CONFORMS;
+        code = EXIT_CONFORMS;
 out:
     if (code == EXIT_USAGE && err[0])
         fprintf(stderr, "qwen-conformance: %s\n", err);
     conf_launch_stop(launch, opts.keep_logs || (code != EXIT_CONFORMS && !opts.expect_fail));
+    conf_plan_free(&plan);
+    conf_cases_release(groups, GROUP_COUNT);
     conf_client_global_cleanup();
     return code;
 }

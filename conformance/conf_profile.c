@@ -1,6 +1,7 @@
 #include "conf_profile.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,66 @@
 #include "qwenkit/buf.h"
 
 enum { PROFILE_MAX_BYTES = 64 * 1024 };
+
+/* How a key's value is read. */
+enum key_type {
+    KEY_META,    /* documentation only: accepted, not used */
+    KEY_STRING,  /* char[] member */
+    KEY_MS,      /* int64_t member; "none" allowed where the key says so */
+    KEY_COUNT,   /* size_t member */
+    KEY_RETRIES, /* unsigned member */
+    KEY_ORIGINS, /* list of strings, joined with commas */
+    KEY_ABSENT,  /* list of requirement IDs */
+};
+
+struct key_row {
+    const char *name;
+    enum key_type type;
+    size_t offset, size; /* the member */
+    int64_t min, max;    /* numbers */
+    int none_bit;        /* bit in declared_none when "none" is allowed, else -1 */
+    const char *help;    /* for --list-profile and errors */
+};
+
+#define MEMBER(m) offsetof(struct conf_profile, m), sizeof(((struct conf_profile *)0)->m)
+#define NO_NONE (-1)
+
+static const struct key_row keys[] = {
+    {"profile_version", KEY_META, 0, 0, 0, 0, NO_NONE, "format version (1)"},
+    {"description", KEY_META, 0, 0, 0, 0, NO_NONE, "free text"},
+    {"name", KEY_STRING, MEMBER(name), 0, 0, NO_NONE, "shown in reports"},
+    {"api_prefix", KEY_STRING, MEMBER(api_prefix), 0, 0, NO_NONE, "PREFIX of the API routes"},
+    {"v1_prefix", KEY_STRING, MEMBER(v1_prefix), 0, 0, NO_NONE, "OpenAI alias prefix, \"\": none"},
+    {"max_retries", KEY_RETRIES, MEMBER(max_retries), 0, 100, NO_NONE, "retries after the first attempt"},
+    {"retry_base_ms", KEY_MS, MEMBER(retry_base_ms), 0, 600000, NO_NONE, "first backoff step"},
+    {"retry_after_cap_ms", KEY_MS, MEMBER(retry_after_cap_ms), 0, 3600000, CONF_NONE_RETRY_AFTER,
+     "longest Retry-After honoured"},
+    {"upstream_timeout_ms", KEY_MS, MEMBER(upstream_timeout_ms), 1, 3600000,
+     CONF_NONE_ATTEMPT_TIMEOUT, "limit of one attempt"},
+    {"deadline_ms", KEY_MS, MEMBER(deadline_ms), 0, 3600000, CONF_NONE_DEADLINE,
+     "limit of a whole request"},
+    {"cache_ttl_ms", KEY_MS, MEMBER(cache_ttl_ms), 1, 86400000, CONF_NONE_CACHE, "model-list TTL"},
+    {"cache_max_entries", KEY_COUNT, MEMBER(cache_max_entries), 0, 100000000,
+     CONF_NONE_CACHE_BOUND, "model-list cache bound"},
+    {"stale_grace_ms", KEY_MS, MEMBER(stale_grace_ms), 0, 86400000, CONF_NONE_STALE,
+     "stale-serving grace"},
+    {"stale_header", KEY_STRING, MEMBER(stale_header), 0, 0, NO_NONE, "header marking a stale list"},
+    {"max_body", KEY_COUNT, MEMBER(max_body), 1, 1000000000, CONF_NONE_BODY_LIMIT,
+     "request body limit"},
+    {"cors_origins", KEY_ORIGINS, MEMBER(cors_origins), 0, 0, NO_NONE, "allowed origins"},
+    {"stream_idle_timeout_ms", KEY_MS, MEMBER(stream_idle_timeout_ms), 1, 3600000,
+     CONF_NONE_IDLE_TIMEOUT, "upstream silence that ends a stream"},
+    {"keepalive_interval_ms", KEY_MS, MEMBER(keepalive_interval_ms), 0, 3600000,
+     CONF_NONE_KEEPALIVE, "quiet time before a keep-alive comment"},
+    {"stream_buffer_bytes", KEY_COUNT, MEMBER(stream_buffer_bytes), 0, 1000000000,
+     CONF_NONE_STREAM_BOUND, "per-stream buffer bound"},
+    {"stream_pauses_path", KEY_STRING, MEMBER(stream_pauses_path), 0, 0, NO_NONE,
+     "GET path counting upstream pauses"},
+    {"stream_pauses_field", KEY_STRING, MEMBER(stream_pauses_field), 0, 0, NO_NONE,
+     "the counter's field"},
+    {"absent", KEY_ABSENT, 0, 0, 0, 0, NO_NONE, "SHOULD/MAY requirements not implemented"},
+};
+enum { KEY_ROWS = sizeof(keys) / sizeof(keys[0]) };
 
 void
 conf_profile_defaults(struct conf_profile *p)
@@ -33,6 +94,12 @@ conf_profile_defaults(struct conf_profile *p)
     p->stream_buffer_bytes = 64 * 1024;
 }
 
+bool
+conf_profile_none(const struct conf_profile *p, enum conf_profile_none what)
+{
+    return (p->declared_none & (1u << what)) != 0;
+}
+
 static enum qk_err
 read_file(const char *path, struct qk_buf *out)
 {
@@ -50,39 +117,63 @@ read_file(const char *path, struct qk_buf *out)
     return rc;
 }
 
-/* Copies a string member; absent keeps the default, a non-string is an error. */
-static bool
-take_string(const cJSON *root, const char *key, char *dst, size_t dstlen)
+/* Levenshtein distance, for "did you mean". Keys are short. */
+static size_t
+edit_distance(const char *a, const char *b)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!v)
-        return true;
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= dstlen)
-        return false;
-    snprintf(dst, dstlen, "%s", v->valuestring);
-    return true;
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 64;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = diag + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
 }
 
-/* Reads a non-negative integer member into @p dst (absent keeps the default). */
-static bool
-take_int(const cJSON *root, const char *key, int64_t *dst)
+const char *
+conf_profile_nearest_key(const char *name)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!v)
-        return true;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e12)
-        return false;
-    *dst = (int64_t)v->valuedouble;
-    return true;
+    const char *best = keys[0].name;
+    size_t best_d = (size_t)-1;
+    for (size_t i = 0; i < KEY_ROWS; i++) {
+        size_t d = edit_distance(name, keys[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].name;
+        }
+    }
+    return best;
+}
+
+static const struct key_row *
+find_key(const char *name)
+{
+    for (size_t i = 0; i < KEY_ROWS; i++) {
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
 }
 
 /* "cors_origins": a list of origins, joined with commas for the proxy's flag. */
 static bool
-take_origins(const cJSON *root, struct conf_profile *p)
+take_origins(const cJSON *v, struct conf_profile *p)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "cors_origins");
-    if (!v)
-        return true;
     if (!cJSON_IsArray(v))
         return false;
     p->cors_origins[0] = '\0';
@@ -102,13 +193,10 @@ take_origins(const cJSON *root, struct conf_profile *p)
 
 /* "absent": requirement IDs the proxy declares it does not implement (SHOULD/MAY only). */
 static bool
-take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
+take_absent(const cJSON *v, struct conf_profile *p, char *err, size_t errlen)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "absent");
-    if (!v)
-        return true;
     if (!cJSON_IsArray(v)) {
-        snprintf(err, errlen, "absent: not an array");
+        snprintf(err, errlen, "\"absent\": not an array of requirement IDs");
         return false;
     }
     const cJSON *item;
@@ -116,7 +204,7 @@ take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
         enum conf_req req;
         char id[32];
         if (!cJSON_IsString(item) || strlen(item->valuestring) >= sizeof(id)) {
-            snprintf(err, errlen, "absent: unknown requirement ID");
+            snprintf(err, errlen, "\"absent\": every entry must be a requirement ID");
             return false;
         }
         snprintf(id, sizeof(id), "%s", item->valuestring);
@@ -126,7 +214,8 @@ take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
         if (part)
             *slash = '\0';
         if (!conf_requirement_find(id, &req) || (slash && !part)) {
-            snprintf(err, errlen, "absent: unknown requirement ID");
+            snprintf(err, errlen, "\"absent\": unknown requirement ID \"%.31s\" (see --list)",
+                     item->valuestring);
             return false;
         }
         if (part) {
@@ -134,7 +223,7 @@ take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
             continue;
         }
         if (conf_requirement(req)->level == CONF_MUST) {
-            snprintf(err, errlen, "absent: %s is a MUST and cannot be declared absent",
+            snprintf(err, errlen, "\"absent\": %s is a MUST and cannot be declared absent",
                      conf_requirement(req)->id);
             return false;
         }
@@ -143,16 +232,79 @@ take_absent(const cJSON *root, struct conf_profile *p, char *err, size_t errlen)
     return true;
 }
 
+/* Reads one number-valued key; "none" sets its bit where the key allows it. */
+static bool
+take_number(const cJSON *v, const struct key_row *k, struct conf_profile *p)
+{
+    char *member = (char *)p + k->offset;
+    int64_t value;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0 && k->none_bit != NO_NONE) {
+        p->declared_none |= 1u << k->none_bit;
+        value = 0;
+    } else if (cJSON_IsNumber(v) && v->valuedouble >= (double)k->min &&
+               v->valuedouble <= (double)k->max && v->valuedouble == (double)(int64_t)v->valuedouble) {
+        p->declared_none &= ~(k->none_bit != NO_NONE ? 1u << k->none_bit : 0u);
+        value = (int64_t)v->valuedouble;
+    } else {
+        return false;
+    }
+    switch (k->type) {
+    case KEY_MS:
+        *(int64_t *)(void *)member = value;
+        break;
+    case KEY_COUNT:
+        *(size_t *)(void *)member = (size_t)value;
+        break;
+    case KEY_RETRIES:
+        *(unsigned *)(void *)member = (unsigned)value;
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
+static bool
+take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *err,
+         size_t errlen, const char *path)
+{
+    bool ok = true;
+    switch (k->type) {
+    case KEY_META:
+        break;
+    case KEY_STRING:
+        ok = cJSON_IsString(v) && strlen(v->valuestring) < k->size;
+        if (ok)
+            snprintf((char *)p + k->offset, k->size, "%s", v->valuestring);
+        break;
+    case KEY_MS:
+    case KEY_COUNT:
+    case KEY_RETRIES:
+        ok = take_number(v, k, p);
+        break;
+    case KEY_ORIGINS:
+        ok = take_origins(v, p);
+        break;
+    case KEY_ABSENT:
+        return take_absent(v, p, err, errlen);
+    }
+    if (!ok) {
+        if (k->type == KEY_MS || k->type == KEY_COUNT || k->type == KEY_RETRIES)
+            snprintf(err, errlen, "%s: bad value for \"%s\" (%s): expected an integer %lld..%lld%s",
+                     path, k->name, k->help, (long long)k->min, (long long)k->max,
+                     k->none_bit != NO_NONE ? " or \"none\"" : "");
+        else
+            snprintf(err, errlen, "%s: bad value for \"%s\" (%s)", path, k->name, k->help);
+    }
+    return ok;
+}
+
 enum qk_err
 conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t errlen)
 {
     enum qk_err rc = QK_OK;
     struct qk_buf text;
     cJSON *root = NULL;
-    const char *bad = NULL;
-    int64_t retries = p->max_retries, entries = (int64_t)p->cache_max_entries;
-    int64_t max_body = (int64_t)p->max_body;
-    int64_t stream_buffer = (int64_t)p->stream_buffer_bytes;
 
     qk_buf_init(&text, PROFILE_MAX_BYTES);
     rc = read_file(path, &text);
@@ -166,62 +318,85 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
         rc = QK_INVALID;
         goto out;
     }
-    if (!take_string(root, "name", p->name, sizeof(p->name)))
-        bad = "name";
-    else if (!take_string(root, "api_prefix", p->api_prefix, sizeof(p->api_prefix)))
-        bad = "api_prefix";
-    else if (!take_string(root, "v1_prefix", p->v1_prefix, sizeof(p->v1_prefix)))
-        bad = "v1_prefix";
-    else if (!take_int(root, "max_retries", &retries) || retries > 100)
-        bad = "max_retries";
-    else if (!take_int(root, "retry_base_ms", &p->retry_base_ms))
-        bad = "retry_base_ms";
-    else if (!take_int(root, "retry_after_cap_ms", &p->retry_after_cap_ms))
-        bad = "retry_after_cap_ms";
-    else if (!take_int(root, "upstream_timeout_ms", &p->upstream_timeout_ms))
-        bad = "upstream_timeout_ms";
-    else if (!take_int(root, "deadline_ms", &p->deadline_ms))
-        bad = "deadline_ms";
-    else if (!take_int(root, "cache_ttl_ms", &p->cache_ttl_ms))
-        bad = "cache_ttl_ms";
-    else if (!take_int(root, "cache_max_entries", &entries))
-        bad = "cache_max_entries";
-    else if (!take_int(root, "stale_grace_ms", &p->stale_grace_ms))
-        bad = "stale_grace_ms";
-    else if (!take_string(root, "stale_header", p->stale_header, sizeof(p->stale_header)))
-        bad = "stale_header";
-    else if (!take_int(root, "max_body", &max_body) || max_body == 0)
-        bad = "max_body";
-    else if (!take_origins(root, p))
-        bad = "cors_origins";
-    else if (!take_int(root, "stream_idle_timeout_ms", &p->stream_idle_timeout_ms) ||
-             p->stream_idle_timeout_ms == 0)
-        bad = "stream_idle_timeout_ms";
-    else if (!take_int(root, "keepalive_interval_ms", &p->keepalive_interval_ms))
-        bad = "keepalive_interval_ms";
-    else if (!take_int(root, "stream_buffer_bytes", &stream_buffer))
-        bad = "stream_buffer_bytes";
-    else if (!take_string(root, "stream_pauses_path", p->stream_pauses_path,
-                          sizeof(p->stream_pauses_path)))
-        bad = "stream_pauses_path";
-    else if (!take_string(root, "stream_pauses_field", p->stream_pauses_field,
-                          sizeof(p->stream_pauses_field)))
-        bad = "stream_pauses_field";
-    if (bad) {
-        snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
-        rc = QK_INVALID;
-        goto out;
+    rc = QK_INVALID;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        const struct key_row *k = find_key(item->string);
+        if (!k) {
+            snprintf(err, errlen, "%s: unknown key \"%.64s\" (did you mean \"%s\"?)", path,
+                     item->string, conf_profile_nearest_key(item->string));
+            goto out;
+        }
+        if (!take_key(item, k, p, err, errlen, path))
+            goto out;
     }
-    if (!take_absent(root, p, err, errlen)) {
-        rc = QK_INVALID;
-        goto out;
-    }
-    p->max_retries = (unsigned)retries;
-    p->cache_max_entries = (size_t)entries;
-    p->max_body = (size_t)max_body;
-    p->stream_buffer_bytes = (size_t)stream_buffer;
+    rc = QK_OK;
 out:
     cJSON_Delete(root);
     qk_buf_free(&text);
     return rc;
+}
+
+cJSON *
+conf_profile_to_json(const struct conf_profile *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; o && i < KEY_ROWS; i++) {
+        const struct key_row *k = &keys[i];
+        const char *member = (const char *)p + k->offset;
+        if (k->none_bit != NO_NONE && (p->declared_none & (1u << k->none_bit))) {
+            cJSON_AddStringToObject(o, k->name, "none");
+            continue;
+        }
+        switch (k->type) {
+        case KEY_META:
+            break;
+        case KEY_STRING:
+            cJSON_AddStringToObject(o, k->name, member);
+            break;
+        case KEY_MS:
+            cJSON_AddNumberToObject(o, k->name, (double)*(const int64_t *)(const void *)member);
+            break;
+        case KEY_COUNT:
+            cJSON_AddNumberToObject(o, k->name, (double)*(const size_t *)(const void *)member);
+            break;
+        case KEY_RETRIES:
+            cJSON_AddNumberToObject(o, k->name, (double)*(const unsigned *)(const void *)member);
+            break;
+        case KEY_ORIGINS: {
+            cJSON *arr = cJSON_AddArrayToObject(o, k->name);
+            char copy[CONF_PROFILE_STR];
+            snprintf(copy, sizeof(copy), "%s", p->cors_origins);
+            char *save = NULL;
+            for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save))
+                cJSON_AddItemToArray(arr, cJSON_CreateString(s));
+            break;
+        }
+        case KEY_ABSENT: {
+            cJSON *arr = cJSON_AddArrayToObject(o, k->name);
+            for (int r = 0; r < CONF_REQ_COUNT; r++) {
+                const char *id = conf_requirement((enum conf_req)r)->id;
+                if (p->absent[r])
+                    cJSON_AddItemToArray(arr, cJSON_CreateString(id));
+                if (p->absent_should[r]) {
+                    char part[40];
+                    snprintf(part, sizeof(part), "%s/should", id);
+                    cJSON_AddItemToArray(arr, cJSON_CreateString(part));
+                }
+            }
+            break;
+        }
+        }
+    }
+    return o;
+}
+
+void
+conf_profile_print(FILE *f, const struct conf_profile *p)
+{
+    cJSON *o = conf_profile_to_json(p);
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    fprintf(f, "profile \"%s\" (effective): %s\n", p->name, text ? text : "(out of memory)");
+    free(text);
+    cJSON_Delete(o);
 }

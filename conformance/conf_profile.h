@@ -12,11 +12,32 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
 
 #include "conf_requirements.h"
 #include "qwenkit/common.h"
 
 enum { CONF_PROFILE_STR = 256 };
+
+/**
+ * Features a profile declares the proxy does not have, with the value "none" (SPEC.md,
+ * "Profiles"). A MUST test that needs the feature then FAILS, naming the key; a key left out
+ * keeps its default, and a value the suite cannot wait for makes the test UNCHECKED.
+ */
+enum conf_profile_none {
+    CONF_NONE_RETRY_AFTER,     /**< retry_after_cap_ms: Retry-After is not honoured */
+    CONF_NONE_ATTEMPT_TIMEOUT, /**< upstream_timeout_ms: no limit on one attempt */
+    CONF_NONE_DEADLINE,        /**< deadline_ms: no limit on a whole request */
+    CONF_NONE_CACHE,           /**< cache_ttl_ms: no model-list cache */
+    CONF_NONE_CACHE_BOUND,     /**< cache_max_entries: the cache is unbounded */
+    CONF_NONE_STALE,           /**< stale_grace_ms: no stale serving */
+    CONF_NONE_BODY_LIMIT,      /**< max_body: no request body limit */
+    CONF_NONE_IDLE_TIMEOUT,    /**< stream_idle_timeout_ms: a silent upstream is waited for */
+    CONF_NONE_KEEPALIVE,       /**< keepalive_interval_ms: no keep-alive comments */
+    CONF_NONE_STREAM_BOUND,    /**< stream_buffer_bytes: per-stream buffering is unbounded */
+};
 
 /** A parsed profile. Times are milliseconds; 0 means "feature absent" where noted. */
 struct conf_profile {
@@ -41,16 +62,29 @@ struct conf_profile {
     char stream_pauses_field[64];   /**< the counter's top-level field in that JSON */
     bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
     bool absent_should[CONF_REQ_COUNT]; /**< MUST requirements whose SHOULD part is absent */
+    unsigned declared_none;     /**< bits of enum conf_profile_none; such members are 0 */
 };
 
 /** Fills @p p with the defaults of SPEC.md (those of a proxy configured as the issue says). */
 void conf_profile_defaults(struct conf_profile *p);
 
 /**
- * Reads a profile file over the defaults.
- * @param[out] err names the offending key or the I/O problem.
+ * Reads a profile file over the defaults. Unknown keys are refused.
+ * @param[out] err names the offending key (and the nearest valid one) or the I/O problem.
  */
 QK_WUR enum qk_err conf_profile_load(struct conf_profile *p, const char *path, char *err,
                                      size_t errlen);
+
+/** @return true when the profile declared @p what "none". */
+bool conf_profile_none(const struct conf_profile *p, enum conf_profile_none what);
+
+/** @return the valid key nearest to @p name (static), for "did you mean". */
+const char *conf_profile_nearest_key(const char *name);
+
+/** @return every key with its effective value, "none" where declared so; caller frees. */
+cJSON *conf_profile_to_json(const struct conf_profile *p);
+
+/** Prints the effective profile on one line. */
+void conf_profile_print(FILE *f, const struct conf_profile *p);
 
 #endif

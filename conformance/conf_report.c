@@ -2,37 +2,71 @@
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
-static const char *
-status_name(enum conf_status s)
+#include "conf_text.h"
+
+/* How strongly an outcome speaks for its requirement: a failure outweighs everything; a
+ * test that could not be judged or run keeps a requirement from passing; a pass outweighs
+ * a skip (whose precondition belongs to another requirement). */
+static int
+rank(enum conf_status s)
 {
     switch (s) {
-    case CONF_PASS:
-        return "PASS";
-    case CONF_FAIL:
-        return "FAIL";
-    case CONF_SKIP:
-        return "SKIP";
     case CONF_NOT_RUN:
-        break;
+        return 0;
+    case CONF_SKIP:
+        return 1;
+    case CONF_PASS:
+        return 2;
+    case CONF_UNCHECKED:
+        return 3;
+    case CONF_CANNOT_JUDGE:
+        return 4;
+    case CONF_FAIL:
+        return 5;
     }
-    return "NOT RUN";
+    return 0;
 }
 
-/* Folds one test's outcome into a result: any FAIL wins, then any PASS, then SKIP. */
+/* Folds one test's outcome into a result; the first test of the winning rank is the
+ * evidence (none for a pass). */
 static void
 fold(enum conf_status *status, const struct conf_case **evidence, const struct conf_case *c)
 {
-    if (c->status == CONF_FAIL && *status != CONF_FAIL) {
-        *status = CONF_FAIL;
-        *evidence = c;
-    } else if (c->status == CONF_PASS && *status != CONF_FAIL) {
-        *status = CONF_PASS;
-        *evidence = NULL;
-    } else if (c->status == CONF_SKIP && *status == CONF_NOT_RUN) {
-        *status = CONF_SKIP;
-        *evidence = c;
+    if (rank(c->status) <= rank(*status))
+        return;
+    *status = c->status;
+    *evidence = c->status == CONF_PASS ? NULL : c;
+}
+
+static void
+count(struct conf_results *out, enum conf_req req)
+{
+    bool must = conf_requirement(req)->level == CONF_MUST;
+    switch (out->req[req].status) {
+    case CONF_PASS:
+        out->passed++;
+        break;
+    case CONF_FAIL:
+        out->failed++;
+        out->must_failed += must;
+        break;
+    case CONF_SKIP:
+        out->skipped++;
+        out->must_open += must;
+        break;
+    case CONF_UNCHECKED:
+        out->unchecked++;
+        out->must_open += must;
+        break;
+    case CONF_CANNOT_JUDGE:
+        out->cannot_judge++;
+        out->must_open += must;
+        break;
+    case CONF_NOT_RUN:
+        break;
     }
 }
 
@@ -41,7 +75,6 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
                      struct conf_results *out)
 {
     memset(out, 0, sizeof(*out));
-    /* Per requirement: any FAIL wins, then any PASS, then SKIP. */
     for (size_t g = 0; g < ngroups; g++) {
         for (size_t i = 0; i < groups[g]->count; i++) {
             const struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
@@ -58,54 +91,121 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         if (out->req[i].should_status == CONF_FAIL)
             out->should_parts_failed++;
-        switch (out->req[i].status) {
-        case CONF_PASS:
-            out->passed++;
-            break;
-        case CONF_FAIL:
-            out->failed++;
-            if (conf_requirement((enum conf_req)i)->level == CONF_MUST)
-                out->must_failed = true;
-            break;
-        case CONF_SKIP:
-            out->skipped++;
-            break;
-        case CONF_NOT_RUN:
-            break;
+        count(out, (enum conf_req)i);
+    }
+    out->down_events = conf_down_events(&out->down_count);
+}
+
+enum conf_verdict
+conf_results_verdict(const struct conf_results *res)
+{
+    if (res->must_failed)
+        return CONF_VERDICT_NONCONFORMING;
+    if (res->must_open)
+        return CONF_VERDICT_NOT_ESTABLISHED;
+    return CONF_VERDICT_CONFORMS;
+}
+
+/* The IDs of MUST requirements whose result is @p status, comma-separated. */
+static void
+print_must_ids(FILE *f, const struct conf_results *res, enum conf_status status)
+{
+    const char *sep = "";
+    for (int i = 0; i < CONF_REQ_COUNT; i++) {
+        const struct conf_requirement *req = conf_requirement((enum conf_req)i);
+        if (req->level == CONF_MUST && res->req[i].status == status) {
+            fprintf(f, "%s%s", sep, req->id);
+            sep = ", ";
         }
     }
+}
+
+static unsigned
+must_with(const struct conf_results *res, enum conf_status status)
+{
+    unsigned n = 0;
+    for (int i = 0; i < CONF_REQ_COUNT; i++)
+        n += conf_requirement((enum conf_req)i)->level == CONF_MUST && res->req[i].status == status;
+    return n;
+}
+
+void
+conf_report_verdict(FILE *f, const struct conf_results *res)
+{
+    switch (conf_results_verdict(res)) {
+    case CONF_VERDICT_CONFORMS:
+        fprintf(f, "verdict: conforms (every MUST requirement run passed)\n");
+        return;
+    case CONF_VERDICT_NONCONFORMING:
+        fprintf(f, "verdict: does not conform: %u MUST requirement%s failed (", res->must_failed,
+                res->must_failed == 1 ? "" : "s");
+        print_must_ids(f, res, CONF_FAIL);
+        fputs(")\n", f);
+        return;
+    case CONF_VERDICT_NOT_ESTABLISHED:
+        break;
+    }
+    fprintf(f, "verdict: not established:");
+    static const enum conf_status open[] = {CONF_UNCHECKED, CONF_CANNOT_JUDGE, CONF_SKIP};
+    static const char *const words[] = {"unchecked", "cannot be judged", "skipped"};
+    const char *sep = " ";
+    for (size_t k = 0; k < sizeof(open) / sizeof(open[0]); k++) {
+        unsigned n = must_with(res, open[k]);
+        if (n == 0)
+            continue;
+        fprintf(f, "%s%u MUST requirement%s %s (", sep, n, n == 1 ? "" : "s", words[k]);
+        print_must_ids(f, res, open[k]);
+        fputs(")", f);
+        sep = "; ";
+    }
+    fputs("\n", f);
 }
 
 void
 conf_report_table(FILE *f, const struct conf_results *res)
 {
-    fprintf(f, "\n%-9s %-6s %-6s %s\n", "ID", "LEVEL", "RESULT", "REQUIREMENT / REASON");
+    fprintf(f, "\n%-9s %-6s %-12s %s\n", "ID", "LEVEL", "RESULT", "REQUIREMENT / REASON");
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
         if (r->status == CONF_NOT_RUN && r->should_status == CONF_NOT_RUN)
             continue;
-        fprintf(f, "%-9s %-6s %-6s %s\n", req->id, conf_level_name(req->level),
-                status_name(r->status), req->summary);
+        fprintf(f, "%-9s %-6s %-12s %s\n", req->id, conf_level_name(req->level),
+                conf_status_name(r->status), req->summary);
         if (r->evidence)
-            fprintf(f, "%-23s %s: %s\n", "", r->evidence->name, r->evidence->reason);
+            fprintf(f, "%-29s %s: %s\n", "", r->evidence->name, r->evidence->reason);
         if (r->should_status == CONF_FAIL || r->should_status == CONF_SKIP)
-            fprintf(f, "%-23s SHOULD part %s: %s: %s\n", "",
+            fprintf(f, "%-29s SHOULD part %s: %s: %s\n", "",
                     r->should_status == CONF_FAIL ? "NOT MET" : "skipped",
                     r->should_evidence->name, r->should_evidence->reason);
     }
-    fprintf(f, "conformance: %u passed, %u failed, %u skipped\n", res->passed, res->failed,
-            res->skipped);
+    for (size_t i = 0; i < res->down_count; i++)
+        fprintf(f, "TARGET-DOWN during %s, after %s%s\n", res->down_events[i].test,
+                res->down_events[i].request, res->down_events[i].restarted ? " (restarted)" : "");
+    if (res->unchecked || res->cannot_judge)
+        fprintf(f, "not judged: %u unchecked, %u cannot judge\n", res->unchecked,
+                res->cannot_judge);
     if (res->should_parts_failed)
         fprintf(f, "SHOULD parts of MUST requirements not met: %u\n", res->should_parts_failed);
+    conf_report_verdict(f, res);
+    fprintf(f, "conformance: %u passed, %u failed, %u skipped\n", res->passed, res->failed,
+            res->skipped);
     fflush(f);
 }
 
+/* Writes @p s as XML character data or attribute text. Every string a report holds was
+ * cleaned when it was recorded (conf_text.h); cleaning again costs little and keeps this
+ * function safe on its own. */
 static void
 xml_escaped(FILE *f, const char *s)
 {
-    for (; *s; s++) {
-        switch (*s) {
+    size_t len = strlen(s);
+    char *clean = malloc(4 * len + 1);
+    if (!clean)
+        return;
+    conf_text_clean(clean, 4 * len + 1, s, len);
+    for (const char *c = clean; *c; c++) {
+        switch (*c) {
         case '&':
             fputs("&amp;", f);
             break;
@@ -118,18 +218,87 @@ xml_escaped(FILE *f, const char *s)
         case '"':
             fputs("&quot;", f);
             break;
+        case '\n':
+            fputs("&#10;", f);
+            break;
+        case '\t':
+            fputs("&#9;", f);
+            break;
         default:
-            /* Control characters are not allowed in XML 1.0. */
-            if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n')
-                fputc(' ', f);
-            else
-                fputc(*s, f);
+            fputc(*c, f);
         }
     }
+    free(clean);
+}
+
+/* A string member, cleaned of bytes JSON cannot hold. */
+static void
+json_add_text(cJSON *o, const char *name, const char *s)
+{
+    size_t len = strlen(s);
+    char *clean = malloc(4 * len + 1);
+    if (!clean)
+        return;
+    conf_text_clean(clean, 4 * len + 1, s, len);
+    cJSON_AddStringToObject(o, name, clean);
+    free(clean);
+}
+
+static void
+xml_property(FILE *f, const char *name, const char *value)
+{
+    fputs("      <property name=\"", f);
+    xml_escaped(f, name);
+    fputs("\" value=\"", f);
+    xml_escaped(f, value);
+    fputs("\"/>\n", f);
+}
+
+static void
+junit_properties(FILE *f, const struct conf_run_info *info)
+{
+    char seed[32];
+    cJSON *profile = conf_profile_to_json(info->profile);
+    char *profile_text = profile ? cJSON_PrintUnformatted(profile) : NULL;
+    snprintf(seed, sizeof(seed), "%llu", (unsigned long long)info->seed);
+    fputs("    <properties>\n", f);
+    xml_property(f, "spec_version", CONF_SPEC_VERSION);
+    xml_property(f, "tool_version", QK_VERSION);
+    xml_property(f, "proxy", info->proxy_url);
+    xml_property(f, "profile", info->profile->name);
+    xml_property(f, "profile_effective", profile_text ? profile_text : "");
+    xml_property(f, "order", info->shuffled ? "shuffled" : "registered");
+    if (info->shuffled)
+        xml_property(f, "order_seed", seed);
+    for (int r = 0; r < CONF_ROUTE_COUNT; r++) {
+        char name[64];
+        snprintf(name, sizeof(name), "preflight_token_verbatim_%s",
+                 conf_route_name((enum conf_route)r));
+        xml_property(f, name, info->facts->token_verbatim[r] ? "true" : info->facts->token_seen[r]);
+    }
+    xml_property(f, "preflight_shared_models_cache",
+                 info->facts->shared_models_cache ? "true" : "false");
+    fputs("    </properties>\n", f);
+    free(profile_text);
+    cJSON_Delete(profile);
+}
+
+/* The body of a <failure> or <skipped> element: everything needed to act on it. */
+static void
+junit_evidence(FILE *f, const struct conf_case *c)
+{
+    const struct conf_requirement *req = conf_requirement(c->req);
+    fprintf(f, "%s (%s): %s&#10;", req->id, conf_level_name(req->level), req->summary);
+    fputs("seen: ", f);
+    xml_escaped(f, c->reason);
+    fputs("&#10;", f);
+    if (c->evidence)
+        xml_escaped(f, c->evidence);
 }
 
 enum qk_err
-conf_report_junit(const char *path, const struct conf_group *const *groups, size_t ngroups)
+conf_report_junit(const char *path, const struct conf_group *const *groups, size_t ngroups,
+                  const struct conf_results *res, const struct conf_run_info *info)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -143,7 +312,7 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
             const struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
             tests += c->status != CONF_NOT_RUN;
             failures += c->status == CONF_FAIL;
-            skipped += c->status == CONF_SKIP;
+            skipped += c->status != CONF_NOT_RUN && c->status != CONF_FAIL && c->status != CONF_PASS;
             secs += (double)c->duration_ms / 1000.0;
         }
         if (tests == 0)
@@ -152,6 +321,7 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
                 "  <testsuite name=\"conformance.%s\" tests=\"%u\" failures=\"%u\" "
                 "errors=\"0\" skipped=\"%u\" time=\"%.3f\">\n",
                 groups[g]->name, tests, failures, skipped, secs);
+        junit_properties(f, info);
         for (size_t i = 0; i < groups[g]->count; i++) {
             const struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
             const struct conf_requirement *req = conf_requirement(c->req);
@@ -163,7 +333,11 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
                 fputs("/>\n", f);
                 continue;
             }
-            fprintf(f, ">\n      <%s message=\"", c->status == CONF_FAIL ? "failure" : "skipped");
+            /* JUnit knows failures and skips; UNCHECKED and CANNOT-JUDGE are skips whose
+             * message names the state. */
+            bool failed = c->status == CONF_FAIL;
+            fprintf(f, ">\n      <%s message=\"%s ", failed ? "failure" : "skipped",
+                    conf_status_name(c->status));
             xml_escaped(f, req->id);
             fputs(" (", f);
             fputs(conf_level_name(req->level), f);
@@ -171,9 +345,25 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
                 fputs(", SHOULD part", f);
             fputs("): ", f);
             xml_escaped(f, c->reason);
-            fputs("\"/>\n    </testcase>\n", f);
+            fprintf(f, "\"%s>", failed ? " type=\"FAIL\"" : "");
+            junit_evidence(f, c);
+            fprintf(f, "</%s>\n    </testcase>\n", failed ? "failure" : "skipped");
         }
         fputs("  </testsuite>\n", f);
+    }
+    if (res->down_count > 0) {
+        fputs("  <testsuite name=\"conformance.target\" tests=\"1\" failures=\"1\" errors=\"0\" "
+              "skipped=\"0\">\n    <testcase classname=\"conformance.target.ROBUST-1\" "
+              "name=\"TARGET_DOWN\">\n      <failure message=\"TARGET-DOWN\" type=\"FAIL\">",
+              f);
+        for (size_t i = 0; i < res->down_count; i++) {
+            fputs("during ", f);
+            xml_escaped(f, res->down_events[i].test);
+            fputs(", after ", f);
+            xml_escaped(f, res->down_events[i].request);
+            fputs(res->down_events[i].restarted ? " (restarted)&#10;" : "&#10;", f);
+        }
+        fputs("</failure>\n    </testcase>\n  </testsuite>\n", f);
     }
     fputs("</testsuites>\n", f);
     return fclose(f) == 0 ? QK_OK : QK_IO;
@@ -184,30 +374,64 @@ case_json(const struct conf_case *c)
 {
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "name", c->name);
-    cJSON_AddStringToObject(t, "result", status_name(c->status));
+    cJSON_AddStringToObject(t, "result", conf_status_name(c->status));
     if (c->should_part && conf_requirement(c->req)->level == CONF_MUST)
         cJSON_AddStringToObject(t, "part", "SHOULD");
-    if (c->status == CONF_FAIL || c->status == CONF_SKIP)
-        cJSON_AddStringToObject(t, "reason", c->reason);
+    if (c->status != CONF_PASS && c->status != CONF_NOT_RUN)
+        json_add_text(t, "reason", c->reason);
+    if (c->evidence)
+        json_add_text(t, "evidence", c->evidence);
     cJSON_AddNumberToObject(t, "duration_ms", (double)c->duration_ms);
     return t;
 }
 
+static const char *
+verdict_word(enum conf_verdict v)
+{
+    switch (v) {
+    case CONF_VERDICT_CONFORMS:
+        return "conforms";
+    case CONF_VERDICT_NONCONFORMING:
+        return "does not conform";
+    case CONF_VERDICT_NOT_ESTABLISHED:
+        break;
+    }
+    return "not established";
+}
+
+static void
+json_run_info(cJSON *root, const struct conf_run_info *info)
+{
+    cJSON_AddStringToObject(root, "spec_version", CONF_SPEC_VERSION);
+    cJSON_AddStringToObject(root, "tool_version", QK_VERSION);
+    json_add_text(root, "proxy", info->proxy_url);
+    json_add_text(root, "profile", info->profile->name);
+    cJSON_AddItemToObject(root, "profile_effective", conf_profile_to_json(info->profile));
+    cJSON *order = cJSON_AddObjectToObject(root, "order");
+    cJSON_AddStringToObject(order, "kind", info->shuffled ? "shuffled" : "registered");
+    if (info->shuffled)
+        cJSON_AddNumberToObject(order, "seed", (double)info->seed);
+    cJSON *pre = cJSON_AddObjectToObject(root, "preflight");
+    for (int r = 0; r < CONF_ROUTE_COUNT; r++) {
+        cJSON *route = cJSON_AddObjectToObject(pre, conf_route_name((enum conf_route)r));
+        cJSON_AddBoolToObject(route, "token_verbatim", info->facts->token_verbatim[r]);
+        if (!info->facts->token_verbatim[r])
+            json_add_text(route, "seen", info->facts->token_seen[r]);
+    }
+    cJSON_AddBoolToObject(pre, "shared_models_cache", info->facts->shared_models_cache);
+}
+
 enum qk_err
 conf_report_json(const char *path, const struct conf_group *const *groups, size_t ngroups,
-                 const struct conf_results *res, const char *proxy_url,
-                 const char *profile_name)
+                 const struct conf_results *res, const struct conf_run_info *info)
 {
     enum qk_err rc = QK_NOMEM;
     cJSON *root = cJSON_CreateObject();
-    cJSON *reqs = cJSON_AddArrayToObject(root, "requirements");
-    cJSON *summary = cJSON_AddObjectToObject(root, "summary");
     char *text = NULL;
     FILE *f = NULL;
 
-    cJSON_AddStringToObject(root, "spec_version", CONF_SPEC_VERSION);
-    cJSON_AddStringToObject(root, "proxy", proxy_url);
-    cJSON_AddStringToObject(root, "profile", profile_name);
+    json_run_info(root, info);
+    cJSON *reqs = cJSON_AddArrayToObject(root, "requirements");
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
@@ -217,14 +441,14 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
         cJSON_AddStringToObject(o, "id", req->id);
         cJSON_AddStringToObject(o, "level", conf_level_name(req->level));
         cJSON_AddStringToObject(o, "summary", req->summary);
-        cJSON_AddStringToObject(o, "result", status_name(r->status));
+        cJSON_AddStringToObject(o, "result", conf_status_name(r->status));
         if (r->evidence)
-            cJSON_AddStringToObject(o, "reason", r->evidence->reason);
+            json_add_text(o, "reason", r->evidence->reason);
         if (r->should_status != CONF_NOT_RUN) {
             cJSON *sp = cJSON_AddObjectToObject(o, "should_part");
-            cJSON_AddStringToObject(sp, "result", status_name(r->should_status));
+            cJSON_AddStringToObject(sp, "result", conf_status_name(r->should_status));
             if (r->should_evidence)
-                cJSON_AddStringToObject(sp, "reason", r->should_evidence->reason);
+                json_add_text(sp, "reason", r->should_evidence->reason);
         }
         cJSON *tests = cJSON_AddArrayToObject(o, "tests");
         for (size_t g = 0; g < ngroups; g++) {
@@ -236,11 +460,23 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
         }
         cJSON_AddItemToArray(reqs, o);
     }
+    cJSON *down = cJSON_AddArrayToObject(root, "target_down");
+    for (size_t i = 0; i < res->down_count; i++) {
+        cJSON *ev = cJSON_CreateObject();
+        json_add_text(ev, "test", res->down_events[i].test);
+        json_add_text(ev, "after", res->down_events[i].request);
+        cJSON_AddBoolToObject(ev, "restarted", res->down_events[i].restarted);
+        cJSON_AddItemToArray(down, ev);
+    }
+    cJSON *summary = cJSON_AddObjectToObject(root, "summary");
     cJSON_AddNumberToObject(summary, "passed", res->passed);
     cJSON_AddNumberToObject(summary, "failed", res->failed);
     cJSON_AddNumberToObject(summary, "skipped", res->skipped);
+    cJSON_AddNumberToObject(summary, "unchecked", res->unchecked);
+    cJSON_AddNumberToObject(summary, "cannot_judge", res->cannot_judge);
     cJSON_AddNumberToObject(summary, "should_parts_failed", res->should_parts_failed);
-    cJSON_AddBoolToObject(summary, "must_failed", res->must_failed);
+    cJSON_AddBoolToObject(summary, "must_failed", res->must_failed > 0);
+    cJSON_AddStringToObject(summary, "verdict", verdict_word(conf_results_verdict(res)));
     text = cJSON_Print(root);
     if (!text)
         goto out;

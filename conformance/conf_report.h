@@ -3,14 +3,16 @@
  * @brief Turns the outcomes of the tests into requirement results: the table, the
  *        summary line, JUnit XML, a JSON report and the exit code.
  *
- * A requirement FAILS when one of its tests failed, is SKIPPED when all of its tests were
- * skipped, PASSES otherwise; requirements with no test selected (--only) are left out.
+ * A requirement FAILS when one of its tests failed; otherwise it is CANNOT-JUDGE or
+ * UNCHECKED when one of its tests was, PASSES when one passed, and is SKIPPED when all were
+ * skipped. Requirements with no test selected (--only) are left out.
  * The tests of a MUST requirement's SHOULD part are folded apart, into should_status.
  */
 #ifndef CONF_REPORT_H
 #define CONF_REPORT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "conf_harness.h"
@@ -29,10 +31,26 @@ struct conf_req_result {
 /** Requirement results in table order. */
 struct conf_results {
     struct conf_req_result req[CONF_REQ_COUNT];
-    unsigned passed, failed, skipped;
+    unsigned passed, failed, skipped, unchecked, cannot_judge;
     unsigned should_parts_failed;    /**< MUST requirements whose SHOULD part failed */
-    bool must_failed;
+    unsigned must_failed;            /**< MUST requirements that failed */
+    unsigned must_open;              /**< MUST requirements neither passed nor failed */
+    const struct conf_down_event *down_events; /**< when the target stopped answering */
+    size_t down_count;
 };
+
+/** What a run concludes (SPEC.md, "Verdicts"). */
+enum conf_verdict {
+    CONF_VERDICT_CONFORMS,        /**< every MUST requirement run passed */
+    CONF_VERDICT_NONCONFORMING,   /**< a MUST requirement failed */
+    CONF_VERDICT_NOT_ESTABLISHED, /**< none failed, but one is unchecked, unjudged or skipped */
+};
+
+/** @return the run's verdict. */
+enum conf_verdict conf_results_verdict(const struct conf_results *res);
+
+/** Prints the verdict in words ("verdict: conforms", ...). */
+void conf_report_verdict(FILE *f, const struct conf_results *res);
 
 /** Folds the cases of @p groups into @p out. */
 void conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
@@ -41,13 +59,26 @@ void conf_results_collect(const struct conf_group *const *groups, size_t ngroups
 /** Prints the requirement table and the final `conformance: ...` line. */
 void conf_report_table(FILE *f, const struct conf_results *res);
 
-/** Writes JUnit XML (one testsuite per group, one testcase per test). */
-QK_WUR enum qk_err conf_report_junit(const char *path, const struct conf_group *const *groups,
-                                     size_t ngroups);
+/** What a report says about the run besides the results. All borrowed. */
+struct conf_run_info {
+    const char *proxy_url;
+    const struct conf_profile *profile;
+    bool shuffled;
+    uint64_t seed;
+    const struct conf_facts *facts;
+};
 
-/** Writes the JSON report (requirements with their tests, and the totals). */
+/**
+ * Writes JUnit XML: one testsuite per group with the run's <properties>, one testcase per
+ * test; a failure or skip carries its evidence as text. Valid XML whatever the target sent.
+ */
+QK_WUR enum qk_err conf_report_junit(const char *path, const struct conf_group *const *groups,
+                                     size_t ngroups, const struct conf_results *res,
+                                     const struct conf_run_info *info);
+
+/** Writes the JSON report: the run, the requirements with their tests, the totals. */
 QK_WUR enum qk_err conf_report_json(const char *path, const struct conf_group *const *groups,
                                     size_t ngroups, const struct conf_results *res,
-                                    const char *proxy_url, const char *profile_name);
+                                    const struct conf_run_info *info);
 
 #endif

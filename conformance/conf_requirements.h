@@ -78,13 +78,18 @@ enum conf_level {
     XX(SSE_12, "SSE-12", MUST, "complete chat.completion.chunk objects, data: only")     \
     XX(SSE_13, "SSE-13", SHOULD, "in-band failure payload retried, then error status")
 
+/* SPEC 1.2: the target survives what the suite sends it and what the upstream answers. */
+#define CONF_ROBUST_REQUIREMENTS(XX)                                                       \
+    XX(ROBUST_1, "ROBUST-1", MUST, "keeps serving after malformed input and odd answers")
+
 #define CONF_REQUIREMENT_MAP(XX)                                                           \
     CONF_AUTH_REQUIREMENTS(XX)                                                             \
     CONF_CACHE_REQUIREMENTS(XX)                                                            \
     CONF_RETRY_REQUIREMENTS(XX)                                                            \
     CONF_ERR_REQUIREMENTS(XX)                                                              \
     CONF_HTTP_REQUIREMENTS(XX)                                                             \
-    CONF_SSE_REQUIREMENTS(XX)
+    CONF_SSE_REQUIREMENTS(XX)                                                              \
+    CONF_ROBUST_REQUIREMENTS(XX)
 
 enum conf_req {
 #define CONF_REQ_ENUM(sym, id, level, summary) CONF_REQ_##sym,

@@ -164,6 +164,7 @@ open_stream_ex(struct conf_ctx *ctx, const char *token, const char *body,
         .recv_buffer = o->recv_buffer,
         .socket_rcvbuf = o->socket_rcvbuf,
     };
+    conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), body, strlen(body));
     enum qk_err rc = conf_http(&req, &st->resp);
     conf_check(ctx, NULL, rc == QK_OK, "could not make the stream request: %s",
                qk_strerror(rc));

@@ -1,0 +1,216 @@
+#include "conf_preflight.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum {
+    SETTLE_MS = 1000,  /* how long the journal may take to show a request */
+};
+
+static void
+fresh_token(char *buf, size_t len, const char *label)
+{
+    unsigned char raw[8] = {0};
+    if (getentropy(raw, sizeof(raw)) != 0) {
+        uint64_t x = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)buf;
+        memcpy(raw, &x, sizeof(raw));
+    }
+    snprintf(buf, len, "conf-preflight-%s-%02x%02x%02x%02x%02x%02x%02x%02x", label, raw[0],
+             raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
+}
+
+/* Sends one request to the proxy; the caller clears @p resp. */
+static void
+send_to_proxy(const struct conf_env *env, const char *method, const char *path,
+              const char *token, const char *body, struct conf_response *resp)
+{
+    char url[CONF_URL_MAX + 128], auth[160];
+    snprintf(url, sizeof(url), "%s%s", env->proxy_url, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    struct conf_request req = {
+        .method = method,
+        .url = url,
+        .headers = headers,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .timeout_ms = 10000,
+    };
+    if (conf_http(&req, resp) != QK_OK)
+        memset(resp, 0, sizeof(*resp));
+}
+
+/* @return the journal entries of @p token once settled (caller frees @p root). */
+static const cJSON *
+settled_journal(const struct conf_env *env, const char *token, cJSON **root)
+{
+    char err[256];
+    int64_t until = qk_now_ms() + SETTLE_MS;
+    for (;;) {
+        *root = NULL;
+        if (conf_mock_journal(env->mock_url, token, root, err, sizeof(err)) != QK_OK)
+            return NULL;
+        const cJSON *entries = cJSON_GetObjectItemCaseSensitive(*root, "entries");
+        const cJSON *flying = cJSON_GetObjectItemCaseSensitive(*root, "in_flight");
+        bool settled = !cJSON_IsNumber(flying) || flying->valuedouble == 0;
+        if ((settled && cJSON_GetArraySize(entries) > 0) || qk_now_ms() >= until)
+            return entries;
+        cJSON_Delete(*root);
+        usleep(25 * 1000);
+    }
+}
+
+/*
+ * Judges whether the request just made with @p token reached the upstream with exactly
+ * `Authorization: Bearer TOKEN`, and describes what it did receive otherwise.
+ * @return the number of upstream requests journaled under the token.
+ */
+static int
+observe_token(const struct conf_env *env, const char *token, bool *verbatim, char *seen,
+              size_t seenlen)
+{
+    cJSON *root = NULL;
+    const cJSON *entries = settled_journal(env, token, &root);
+    int n = cJSON_GetArraySize(entries);
+    char expected[160];
+    snprintf(expected, sizeof(expected), "Bearer %s", token);
+    *verbatim = n > 0;
+    if (n == 0)
+        snprintf(seen, seenlen, "no upstream request carried the caller's token");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, entries) {
+        const char *auth = conf_entry_header(e, "Authorization");
+        size_t count = conf_entry_header_count(e, "Authorization");
+        if (count == 1 && auth && strcmp(auth, expected) == 0)
+            continue;
+        *verbatim = false;
+        if (count > 1)
+            snprintf(seen, seenlen, "the upstream received %zu Authorization headers", count);
+        else
+            snprintf(seen, seenlen, "the upstream received Authorization \"%.120s\" for \"%.80s\"",
+                     auth ? auth : "", expected);
+        break;
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+static bool
+is_model_list(const struct conf_response *r)
+{
+    cJSON *json = cJSON_ParseWithLength(r->body, r->body_len);
+    bool ok = r->status == 200 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "data"));
+    cJSON_Delete(json);
+    return ok;
+}
+
+/* PREFIX/models answered 404 or 405: say which prefix the proxy does serve. */
+static enum qk_err
+check_prefix(const struct conf_env *env, long status, char *err, size_t errlen)
+{
+    if (status != 404 && status != 405)
+        return QK_OK;
+    static const char *const candidates[] = {"/v1", "/api", ""};
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+        if (strcmp(candidates[i], env->profile.api_prefix) == 0)
+            continue;
+        char token[96], path[64];
+        struct conf_response r;
+        fresh_token(token, sizeof(token), "prefix");
+        snprintf(path, sizeof(path), "%s/models", candidates[i]);
+        send_to_proxy(env, "GET", path, token, NULL, &r);
+        bool works = is_model_list(&r);
+        conf_response_clear(&r);
+        if (works) {
+            snprintf(err, errlen,
+                     "%s/models answers %ld but %s works: set \"api_prefix\": \"%s\" in the "
+                     "profile",
+                     env->profile.api_prefix, status, path, candidates[i]);
+            return QK_INVALID;
+        }
+    }
+    snprintf(err, errlen,
+             "%s/models answers %ld, and neither /v1/models nor /api/models gives a model list: "
+             "set \"api_prefix\" in the profile to the proxy's prefix",
+             env->profile.api_prefix, status);
+    return QK_INVALID;
+}
+
+enum qk_err
+conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *err,
+                   size_t errlen)
+{
+    memset(facts, 0, sizeof(*facts));
+    char token[96], path[96];
+    struct conf_response r;
+
+    /* The model-list route. */
+    fresh_token(token, sizeof(token), "models");
+    snprintf(path, sizeof(path), "%s/models", env->profile.api_prefix);
+    send_to_proxy(env, "GET", path, token, NULL, &r);
+    long models_status = r.status;
+    bool models_listed = is_model_list(&r);
+    conf_response_clear(&r);
+    if (check_prefix(env, models_status, err, errlen) != QK_OK)
+        return QK_INVALID;
+    int fetched = observe_token(env, token, &facts->token_verbatim[CONF_ROUTE_MODELS],
+                                facts->token_seen[CONF_ROUTE_MODELS],
+                                sizeof(facts->token_seen[CONF_ROUTE_MODELS]));
+
+    /* The chat route (never cached). */
+    fresh_token(token, sizeof(token), "chat");
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"preflight\"}],"
+             "\"stream\":false}",
+             env->model);
+    snprintf(path, sizeof(path), "%s/chat/completions", env->profile.api_prefix);
+    send_to_proxy(env, "POST", path, token, body, &r);
+    conf_response_clear(&r);
+    observe_token(env, token, &facts->token_verbatim[CONF_ROUTE_CHAT],
+                  facts->token_seen[CONF_ROUTE_CHAT], sizeof(facts->token_seen[CONF_ROUTE_CHAT]));
+
+    /* A list for a credential that went upstream for none is another credential's list.
+     * Either this run's first request filled a shared cache, or an earlier client did. */
+    bool shared = models_listed && fetched == 0 && facts->token_verbatim[CONF_ROUTE_CHAT];
+    if (facts->token_verbatim[CONF_ROUTE_MODELS]) {
+        fresh_token(token, sizeof(token), "shared");
+        snprintf(path, sizeof(path), "%s/models", env->profile.api_prefix);
+        send_to_proxy(env, "GET", path, token, NULL, &r);
+        bool listed = is_model_list(&r);
+        conf_response_clear(&r);
+        bool unused = false;
+        char ignored[CONF_REASON_MAX];
+        shared = listed && observe_token(env, token, &unused, ignored, sizeof(ignored)) == 0;
+    }
+    if (shared) {
+        facts->shared_models_cache = true;
+        /* Nothing can be learnt about the token on a route a shared cache answers. */
+        facts->token_verbatim[CONF_ROUTE_MODELS] = true;
+        facts->token_seen[CONF_ROUTE_MODELS][0] = '\0';
+    }
+    return QK_OK;
+}
+
+void
+conf_preflight_print(FILE *f, const struct conf_facts *facts)
+{
+    for (int r = 0; r < CONF_ROUTE_COUNT; r++) {
+        const char *route = conf_route_name((enum conf_route)r);
+        if (facts->token_verbatim[r])
+            fprintf(f, "preflight: %s route: the caller's token reaches the upstream verbatim\n",
+                    route);
+        else
+            fprintf(f,
+                    "preflight: %s route: the caller's token does NOT reach the upstream "
+                    "verbatim (%s); tests that script or count upstream requests per token "
+                    "there are CANNOT-JUDGE\n",
+                    route, facts->token_seen[r]);
+    }
+    if (facts->shared_models_cache)
+        fprintf(f, "preflight: models route: a fresh credential got a model list with no "
+                   "upstream request: one cache serves every credential (AUTH-5); model-list "
+                   "tests of fresh credentials are SKIPPED naming AUTH-5\n");
+}
