@@ -6,6 +6,7 @@
 #include "conf_groups.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* @return true when the journal of token-less requests grew past @p seq_before. */
 static bool
@@ -32,6 +33,7 @@ anonymous_request_seen(struct conf_ctx *ctx, int64_t seq_before)
 static void
 AUTH_1_missing_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     int64_t seq = conf_anonymous_seq(ctx);
     const struct conf_response *r = conf_send(ctx, "GET", conf_api(ctx, "/models"), NULL, NULL);
     conf_assert_status(ctx, r, 401);
@@ -43,6 +45,7 @@ AUTH_1_missing_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
 static void
 AUTH_1_chat_without_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *headers[] = {"Content-Type: application/json", NULL};
     int64_t seq = conf_anonymous_seq(ctx);
     const struct conf_response *r =
@@ -66,6 +69,7 @@ forwarded_with(struct conf_ctx *ctx, const char *raw, int64_t seq_before)
 static void
 AUTH_2_non_bearer_scheme_gets_401_no_upstream(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
     const char *schemes[] = {"Basic", "Token", "Bearerx"};
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -85,6 +89,7 @@ AUTH_2_non_bearer_scheme_gets_401_no_upstream(struct conf_ctx *ctx)
 static void
 AUTH_2_empty_token_gets_401_no_upstream(struct conf_ctx *ctx)
 {
+    conf_judges_credentials(ctx);
     struct {
         const char *line, *value;
     } cases[] = {
@@ -207,12 +212,12 @@ AUTH_5_revoked_token_gets_401_while_another_list_is_cached(struct conf_ctx *ctx)
     conf_judges_shared_cache(ctx);
     const char *good = conf_token(ctx);
     const char *revoked = conf_token(ctx);
-    conf_assert_status(ctx, conf_get_models(ctx, good), 200);
+    conf_require_model_list(ctx, conf_get_models(ctx, good));
     conf_revoke(ctx, revoked);
     const struct conf_response *r = conf_get_models(ctx, revoked);
     /* Any refusal will do here; that it is a 401 is AUTH-4's requirement. */
-    conf_check(ctx, r, r->status != 200 && r->status != 0,
-               "a revoked token got %ld while another token's list was cached", r->status);
+    conf_check(ctx, r, !conf_is_model_list(ctx, r) && r->status != 0,
+               "a revoked token got a model list while another token's list was cached");
     conf_check(ctx, r, conf_attempts(ctx, revoked, 1) >= 1,
                "the revoked token was answered without asking the upstream");
 }
@@ -224,8 +229,8 @@ AUTH_5_each_credential_fetches_its_own_list(struct conf_ctx *ctx)
     conf_judges_shared_cache(ctx);
     const char *first = conf_token(ctx);
     const char *second = conf_token(ctx);
-    conf_assert_status(ctx, conf_get_models(ctx, first), 200);
-    conf_assert_status(ctx, conf_get_models(ctx, second), 200);
+    conf_require_model_list(ctx, conf_get_models(ctx, first));
+    conf_require_model_list(ctx, conf_get_models(ctx, second));
     size_t n = conf_attempts(ctx, second, 1);
     conf_check(ctx, NULL, n == 1,
                "a second credential was served without asking the upstream (%zu attempts)", n);
@@ -241,8 +246,8 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
         conf_bearer(ctx, token),
         "Connection: keep-alive, X-Conf-Hop",
         "X-Conf-Hop: must-not-travel",
-        "Keep-Alive: timeout=5",
-        "TE: trailers",
+        "Keep-Alive: timeout=77, max=7",
+        "TE: conf-te-7",
         "Upgrade: conf-test/1",
         "Proxy-Authorization: Basic Y29uZjpzZWNyZXQ=",
         "Content-Type: application/json",
@@ -253,12 +258,23 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
               conf_chat_body(ctx, "hop-by-hop headers"));
     conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
                "no upstream request carried the caller's token");
-    const char *dropped[] = {"X-Conf-Hop", "Keep-Alive", "TE", "Upgrade", "Proxy-Authorization"};
+    /* A proxy's own HTTP client may send hop-by-hop headers of its own (its connection's
+     * Keep-Alive); only the caller's distinctive values are evidence of forwarding. */
+    const struct {
+        const char *name, *caller_value;
+    } dropped[] = {
+        {"X-Conf-Hop", "must-not-travel"},
+        {"Keep-Alive", "timeout=77, max=7"},
+        {"TE", "conf-te-7"},
+        {"Upgrade", "conf-test/1"},
+        {"Proxy-Authorization", "Basic Y29uZjpzZWNyZXQ="},
+    };
     const cJSON *e;
     cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
         for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
-            const char *v = conf_entry_header(e, dropped[i]);
-            conf_check(ctx, NULL, v == NULL, "%s reached the upstream (\"%s\")", dropped[i],
+            const char *v = conf_entry_header(e, dropped[i].name);
+            conf_check(ctx, NULL, !conf_contains_nocase(v, dropped[i].caller_value),
+                       "the caller's %s reached the upstream (\"%s\")", dropped[i].name,
                        v ? v : "");
         }
         const char *conn = conf_entry_header(e, "Connection");
@@ -292,18 +308,38 @@ AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
     }
 }
 
+/* @return true when any response header named @p name holds @p value. */
+static bool
+response_header_holds(const struct conf_response *r, const char *name, const char *value)
+{
+    for (size_t i = 0; i < r->header_count; i++) {
+        if (strcasecmp(r->headers[i].name, name) == 0 &&
+            conf_contains_nocase(r->headers[i].value, value))
+            return true;
+    }
+    return false;
+}
+
 /* AUTH-6: hop-by-hop headers the upstream sends are not relayed back to the caller, on
  * either route. */
 static void
 AUTH_6_no_hop_by_hop_headers_in_response(struct conf_ctx *ctx)
 {
+    /* Distinctive values: a proxy's own server sends hop-by-hop headers of its own (Node.js
+     * answers every keep-alive request with "Keep-Alive: timeout=5"), which are not the
+     * upstream's relayed. */
     static const char steps[] =
-        "[{\"ok\":true,\"headers\":{\"Connection\":\"X-Conf-Hop\",\"X-Conf-Hop\":\"1\","
-        "\"Keep-Alive\":\"timeout=5\",\"Upgrade\":\"h2c\","
-        "\"Proxy-Authenticate\":\"Basic realm=up\",\"Trailer\":\"X-Conf-Trailer\","
-        "\"Proxy-Connection\":\"keep-alive\"}}]";
-    const char *hop[] = {"Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
-                         "Trailer", "Upgrade", "Proxy-Connection", "X-Conf-Hop"};
+        "[{\"ok\":true,\"headers\":{\"Connection\":\"X-Conf-Hop\",\"X-Conf-Hop\":\"conf-hop-7\","
+        "\"Keep-Alive\":\"timeout=77, max=7\",\"Upgrade\":\"conf-up/7\","
+        "\"Proxy-Authenticate\":\"Basic realm=conf-up-7\",\"Trailer\":\"X-Conf-Trailer\","
+        "\"Proxy-Connection\":\"conf-pc-7\"}}]";
+    const struct {
+        const char *name, *upstream_value;
+    } hop[] = {
+        {"Keep-Alive", "timeout=77"},      {"Proxy-Authenticate", "conf-up-7"},
+        {"Trailer", "X-Conf-Trailer"},     {"Upgrade", "conf-up/7"},
+        {"Proxy-Connection", "conf-pc-7"}, {"X-Conf-Hop", "conf-hop-7"},
+    };
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "models", steps);
     conf_queue(ctx, token, "chat", steps);
@@ -313,11 +349,12 @@ AUTH_6_no_hop_by_hop_headers_in_response(struct conf_ctx *ctx)
     };
     for (size_t a = 0; a < 2; a++) {
         const struct conf_response *r = answers[a];
-        conf_check(ctx, r, r->status == 200, "expected 200 from the %s route",
-                   a ? "chat" : "models");
+        conf_assume(ctx, r->status == 200, "the %s route answered %s (see %s), nothing to judge",
+                    a ? "chat" : "models", conf_describe(ctx, r), a ? "HTTP-1" : "HTTP-6");
         for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-            conf_check(ctx, r, conf_response_header(r, hop[i]) == NULL,
-                       "the response carries the hop-by-hop header %s", hop[i]);
+            conf_check(ctx, r, !response_header_holds(r, hop[i].name, hop[i].upstream_value),
+                       "the upstream's hop-by-hop header %s was relayed to the caller",
+                       hop[i].name);
     }
 }
 

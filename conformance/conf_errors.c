@@ -235,8 +235,13 @@ static void
 ERR_4_body_over_limit_gets_413_no_upstream(struct conf_ctx *ctx)
 {
     size_t limit = profile(ctx)->max_body;
-    conf_assume(ctx, limit < 16 * 1024 * 1024, "profile max_body %zu is too large to send",
-                limit);
+    conf_check(ctx, NULL, !conf_profile_none(profile(ctx), CONF_NONE_BODY_LIMIT),
+               "the profile declares no request body limit (\"max_body\": \"none\"): ERR-4 "
+               "requires 413 above one");
+    conf_runnable(ctx, limit < 16 * 1024 * 1024,
+                  "the profile's body limit (%zu bytes) is too large to send: run the proxy "
+                  "with a limit under 16 MiB and set \"max_body\"",
+                  limit);
     const char *token = conf_token(ctx);
     const struct conf_response *r = conf_post_chat(ctx, token, big_body(ctx, limit + 1));
     conf_assert_status(ctx, r, 413);
@@ -248,8 +253,9 @@ static void
 ERR_5_unreachable_upstream_gets_502(struct conf_ctx *ctx)
 {
     const struct conf_env *env = conf_target(ctx);
-    conf_assume(ctx, env->unreachable_url[0] != '\0',
-                "no proxy with an unreachable upstream (--spawn or --unreachable-proxy)");
+    conf_runnable(ctx, env->unreachable_url[0] != '\0',
+                  "no proxy with an unreachable upstream: start a second instance with an "
+                  "upstream that refuses connections and pass --unreachable-proxy URL");
     const char *token = conf_token(ctx);
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
     const struct conf_response *r = conf_send_ex(ctx, env->unreachable_url, "GET",
@@ -266,11 +272,17 @@ static void
 ERR_5_upstream_timeout_gets_504(struct conf_ctx *ctx)
 {
     int64_t timeout = profile(ctx)->upstream_timeout_ms;
-    conf_assume(ctx, timeout <= 5000, "profile upstream timeout %lld ms is too long to wait for",
-                (long long)timeout);
-    conf_assume(ctx, profile(ctx)->deadline_ms == 0 ||
-                         profile(ctx)->deadline_ms > timeout + 1000,
-                "profile deadline ends the request before an attempt can time out");
+    conf_check(ctx, NULL, !conf_profile_none(profile(ctx), CONF_NONE_ATTEMPT_TIMEOUT),
+               "the profile declares no attempt timeout (\"upstream_timeout_ms\": \"none\"): "
+               "ERR-5 requires 504 when the upstream does not answer in time");
+    conf_runnable(ctx, timeout <= 5000,
+                  "the profile's attempt timeout (%lld ms) is too long to wait for: run the "
+                  "proxy with one of at most 5000 ms and set \"upstream_timeout_ms\"",
+                  (long long)timeout);
+    conf_runnable(ctx, profile(ctx)->deadline_ms == 0 ||
+                           profile(ctx)->deadline_ms > timeout + 1000,
+                  "the profile's deadline ends the request before an attempt can time out: "
+                  "set \"deadline_ms\" over \"upstream_timeout_ms\" + 1000");
     const char *token = conf_token(ctx);
     queue_timeout_last(ctx, token, "chat");
     const struct conf_response *r =

@@ -32,7 +32,7 @@ struct conf_ctx {
     int64_t started_ms;
     char last_request[CONF_REASON_MAX]; /* what a crash report names */
     bool routes_used[CONF_ROUTE_COUNT]; /* routes whose journal this test relies on */
-    bool judges_credentials;
+    bool token_path_exempt; /* runs even where tokens do not reach the upstream verbatim */
     bool judges_shared_cache;
 };
 
@@ -89,7 +89,13 @@ conf_route_name(enum conf_route route)
 void
 conf_judges_credentials(struct conf_ctx *ctx)
 {
-    ctx->judges_credentials = true;
+    ctx->token_path_exempt = true;
+}
+
+void
+conf_judges_survival_only(struct conf_ctx *ctx)
+{
+    ctx->token_path_exempt = true;
 }
 
 void
@@ -334,28 +340,12 @@ route_of_path(const char *path, enum conf_route *route)
     return false;
 }
 
-void
-conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
-                  const char *body, size_t body_len)
-{
-    enum conf_route route;
-    if (route_of_path(path, &route))
-        ctx->routes_used[route] = true;
-    enum { SHOWN = 160 };
-    if (body && body_len > 0)
-        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s with body %.*s%s", method,
-                 path, body_len > SHOWN ? SHOWN : (int)body_len, body,
-                 body_len > SHOWN ? "..." : "");
-    else
-        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s", method, path);
-}
-
 /* Per-token scripting and journals only work when the caller's token reaches the upstream
  * as it was sent; otherwise the test cannot see its own requests. */
 static void
 require_verbatim(struct conf_ctx *ctx, enum conf_route route)
 {
-    if (ctx->judges_credentials)
+    if (ctx->token_path_exempt)
         return;
     conf_observable(ctx, facts->token_verbatim[route],
                     "the caller's token does not reach the upstream verbatim on the %s route "
@@ -370,6 +360,26 @@ require_verbatim_on_routes_used(struct conf_ctx *ctx)
     for (int r = 0; r < CONF_ROUTE_COUNT; r++) {
         if (ctx->routes_used[r])
             require_verbatim(ctx, (enum conf_route)r);
+    }
+}
+
+void
+conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
+                  const char *body, size_t body_len)
+{
+    enum conf_route route;
+    bool routed = route_of_path(path, &route);
+    enum { SHOWN = 160 };
+    if (body && body_len > 0)
+        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s with body %.*s%s", method,
+                 path, body_len > SHOWN ? SHOWN : (int)body_len, body,
+                 body_len > SHOWN ? "..." : "");
+    else
+        snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s", method, path);
+    if (routed) {
+        ctx->routes_used[route] = true;
+        /* What the upstream answers depends on the credential it received. */
+        require_verbatim(ctx, route);
     }
 }
 
@@ -549,6 +559,32 @@ conf_json(struct conf_ctx *ctx, const struct conf_response *resp)
     if (!json)
         return NULL;
     return pool_keep(ctx, json, release_json);
+}
+
+bool
+conf_is_model_list(struct conf_ctx *ctx, const struct conf_response *resp)
+{
+    const char *ct = conf_response_header(resp, "Content-Type");
+    if (resp->status != 200 || !ct || strncasecmp(ct, "application/json", 16) != 0)
+        return false;
+    return cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, resp), "data"));
+}
+
+const char *
+conf_describe(struct conf_ctx *ctx, const struct conf_response *resp)
+{
+    if (resp->status == 0)
+        return conf_str(ctx, "no answer (%s)", resp->error);
+    const char *ct = conf_response_header(resp, "Content-Type");
+    return conf_str(ctx, "HTTP %ld %s", resp->status, ct ? ct : "without Content-Type");
+}
+
+void
+conf_require_model_list(struct conf_ctx *ctx, const struct conf_response *resp)
+{
+    conf_assume(ctx, conf_is_model_list(ctx, resp),
+                "the model list is not relayed (%s; see HTTP-6), nothing to judge",
+                conf_describe(ctx, resp));
 }
 
 /* ---- the mock ---- */

@@ -186,10 +186,15 @@ const struct conf_env *conf_target(const struct conf_ctx *ctx);
 /** @return the preflight's findings. */
 const struct conf_facts *conf_facts(const struct conf_ctx *ctx);
 /**
- * Declares that this test judges which credential reached the upstream (AUTH-3, AUTH-6),
- * so an altered credential fails it instead of making it CANNOT-JUDGE.
+ * Declares that this test judges which credential reached the upstream (AUTH-1, AUTH-2,
+ * AUTH-3, AUTH-6), so an altered credential fails it instead of making it CANNOT-JUDGE.
+ * Every other test that sends a request on a route where the preflight saw the caller's
+ * token altered (or replaced) on its way upstream ends CANNOT-JUDGE: what the upstream
+ * answers, and what the mock scripts and journals, depend on that credential.
  */
 void conf_judges_credentials(struct conf_ctx *ctx);
+/** Declares that this test judges only that the target keeps answering (ROBUST-1). */
+void conf_judges_survival_only(struct conf_ctx *ctx);
 /** Declares that this test judges whether credentials share a model list (AUTH-5). */
 void conf_judges_shared_cache(struct conf_ctx *ctx);
 /**
@@ -239,6 +244,16 @@ const struct conf_response *conf_post_chat(struct conf_ctx *ctx, const char *tok
 const struct conf_response *conf_mock_direct(struct conf_ctx *ctx, const char *method,
                                              const char *path, const char *token,
                                              const char *body);
+/**
+ * @return true when @p resp is a model list by its shape, not its status alone: 200,
+ * `application/json`, a JSON object with a `data` array (an HTML page served with 200 is
+ * no list).
+ */
+bool conf_is_model_list(struct conf_ctx *ctx, const struct conf_response *resp);
+/** Skips the test, naming HTTP-6, unless @p resp is a model list (a precondition). */
+void conf_require_model_list(struct conf_ctx *ctx, const struct conf_response *resp);
+/** @return "HTTP 200 text/html" and the like: what an answer was, for reasons. */
+const char *conf_describe(struct conf_ctx *ctx, const struct conf_response *resp);
 /** @return the parsed body, or NULL when it is not JSON. */
 const cJSON *conf_json(struct conf_ctx *ctx, const struct conf_response *resp);
 

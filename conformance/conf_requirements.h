@@ -59,7 +59,8 @@ enum conf_level {
     XX(HTTP_2, "HTTP-2", SHOULD, "X-Request-Id taken or generated, forwarded, returned") \
     XX(HTTP_3, "HTTP-3", SHOULD, "CORS preflight answered for configured origins")       \
     XX(HTTP_4, "HTTP-4", SHOULD, "/v1/models answers in OpenAI's list shape")            \
-    XX(HTTP_5, "HTTP-5", SHOULD, "/v1/chat/completions is an alias of the /api route")
+    XX(HTTP_5, "HTTP-5", SHOULD, "/v1/chat/completions is an alias of the /api route")    \
+    XX(HTTP_6, "HTTP-6", MUST, "model list relayed: 200 JSON with the upstream's models")
 
 /* Streaming (SPEC 1.1): tests in conf_stream.c, judged with the suite's own SSE parser
  * (conf_sse.c). A MUST row may also have a SHOULD part, checked by CONF_TEST_SHOULD tests. */

@@ -42,6 +42,7 @@ deep_nesting(struct conf_ctx *ctx, size_t depth)
 static void
 ROBUST_1_malformed_requests_leave_the_target_serving(struct conf_ctx *ctx)
 {
+    conf_judges_survival_only(ctx);
     const char *token = conf_token(ctx);
     const char *model = conf_target(ctx)->model;
     const char *json = "Content-Type: application/json";

@@ -780,9 +780,13 @@ static const struct stream *
 stalled_stream(struct conf_ctx *ctx, const char *message, const char *token)
 {
     int64_t idle = profile(ctx)->stream_idle_timeout_ms;
-    conf_assume(ctx, idle <= STALL_TESTABLE_MS,
-                "the profile's stream idle timeout (%lld ms) is over %d ms", (long long)idle,
-                STALL_TESTABLE_MS);
+    conf_assume(ctx, !conf_profile_none(profile(ctx), CONF_NONE_IDLE_TIMEOUT),
+                "the profile declares no stream idle timeout, so a stalled stream is never "
+                "ended (see SSE-10)");
+    conf_runnable(ctx, idle <= STALL_TESTABLE_MS,
+                  "the profile's stream idle timeout (%lld ms) is too long to wait for: run the "
+                  "proxy with one of at most %d ms and set \"stream_idle_timeout_ms\"",
+                  (long long)idle, STALL_TESTABLE_MS);
     conf_queue(ctx, token, "chat",
                conf_str(ctx, "[{\"stream\":{\"chunks\":6,\"stall_after\":2,\"stall_ms\":%lld}}]",
                         (long long)(idle + 4000)));
@@ -865,10 +869,12 @@ SSE_10_keepalive_comments_during_silences(struct conf_ctx *ctx)
     int64_t ka = profile(ctx)->keepalive_interval_ms;
     int64_t idle = profile(ctx)->stream_idle_timeout_ms;
     int64_t delay = 2 * ka + 100;
-    conf_assume(ctx, ka > 0 && delay < idle && delay <= 3000,
-                "the profile's keep-alive interval (%lld ms) and idle timeout (%lld ms) leave "
-                "no testable silence",
-                (long long)ka, (long long)idle);
+    conf_assume(ctx, ka > 0, "the profile declares no keep-alive comments");
+    conf_runnable(ctx, delay < idle && delay <= 3000,
+                  "the profile's keep-alive interval (%lld ms) and idle timeout (%lld ms) leave "
+                  "no testable silence: set \"keepalive_interval_ms\" to at most 1400 and "
+                  "under half the idle timeout",
+                  (long long)ka, (long long)idle);
     const struct relay r = exact_stream(
         ctx, "quiet upstream",
         conf_str(ctx, "[{\"stream\":{\"chunks\":2,\"chunk_delay_ms\":%lld}}]", (long long)delay));
@@ -885,11 +891,13 @@ SSE_10_flowing_stream_is_not_cut(struct conf_ctx *ctx)
     int64_t cap = profile(ctx)->upstream_timeout_ms;
     if (profile(ctx)->deadline_ms > cap)
         cap = profile(ctx)->deadline_ms;
-    conf_assume(ctx, cap <= CAP_TESTABLE_MS,
-                "the profile's attempt timeout or deadline (%lld ms) is over %d ms",
-                (long long)cap, CAP_TESTABLE_MS);
-    conf_assume(ctx, PACE_MS < profile(ctx)->stream_idle_timeout_ms,
-                "the profile's idle timeout is under %d ms", PACE_MS);
+    conf_runnable(ctx, cap <= CAP_TESTABLE_MS,
+                  "the profile's attempt timeout or deadline (%lld ms) is too long to outlast: "
+                  "set \"upstream_timeout_ms\" and \"deadline_ms\" to at most %d ms",
+                  (long long)cap, CAP_TESTABLE_MS);
+    conf_runnable(ctx, PACE_MS < profile(ctx)->stream_idle_timeout_ms,
+                  "the profile's idle timeout is under %d ms: a paced stream cannot flow",
+                  PACE_MS);
     long pieces = (long)(cap / PACE_MS) + 1; /* pieces + [DONE] arrive PACE_MS apart */
     const struct relay r = exact_stream(
         ctx, "long answer",
@@ -992,9 +1000,9 @@ SSE_11_slow_reader_gets_the_whole_stream(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_clean_end(ctx, &r);
     assert_text(ctx, &r, expected, "read slowly");
-    conf_assume(ctx, before >= 0,
-                "a slow reader got the exact stream, but the bound is not observable: the "
-                "profile names no stream_pauses_path");
+    conf_observable(ctx, before >= 0,
+                    "a slow reader got the exact stream, but the bound is not observable: the "
+                    "profile names no \"stream_pauses_path\"");
     long long after = stream_pauses(ctx);
     stream_check(ctx, st, after > before,
                  "the proxy never paused its upstream transfer for a slow reader of a %zu-byte "
