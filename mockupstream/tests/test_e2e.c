@@ -1491,6 +1491,124 @@ stream_forced_cumulative(void **state)
     free(ref);
 }
 
+/* The delta of chunk @p i, NULL for a chunk with "choices": []. */
+static const cJSON *
+chunk_delta(const struct stream *s, size_t i)
+{
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(s->chunk[i], "choices");
+    assert_true(cJSON_IsArray(choices));
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "delta");
+}
+
+/* What a caller reading @p s ends up with; chunks without content add nothing. */
+static char *
+text_of(const struct stream *s, bool cumulative)
+{
+    char *out = strdup("");
+    assert_non_null(out);
+    for (size_t i = 0; i < s->n; i++) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(chunk_delta(s, i), "content");
+        if (!cJSON_IsString(c))
+            continue;
+        size_t have = cumulative ? 0 : strlen(out);
+        if (cumulative)
+            assert_true(starts_with(c->valuestring, out));
+        char *next = malloc(have + strlen(c->valuestring) + 1);
+        assert_non_null(next);
+        memcpy(next, out, have);
+        strcpy(next + have, c->valuestring);
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* Chunks that carry no text (an empty last delta, "choices": [], a role-only delta)
+ * leave the caller's text as the non-stream answer, in both delta modes and with the
+ * other stream keys. */
+static void
+stream_text_free_chunks(void **state)
+{
+    static const struct {
+        const char *stream; /* the step's stream object, without braces */
+        size_t extra;       /* chunks beyond the text pieces */
+    } shapes[] = {
+        {"\"final_empty_delta\":true", 1},
+        {"\"empty_choices\":true", 2},
+        {"\"no_content_delta\":true", 2},
+        {"\"final_empty_delta\":true,\"empty_choices\":true,\"no_content_delta\":true,"
+         "\"chunks\":4,\"chunk_delay_ms\":20,\"split_utf8\":true,\"comments\":true",
+         5},
+    };
+    char *ref = ref_text(PORT, "textless", NULL);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        for (int cum = 0; cum < 2; cum++) {
+            char tok[TOKLEN], steps[512];
+            struct mc_resp r;
+            struct stream s;
+            snprintf(steps, sizeof steps, "[{\"stream\":{%s,\"chunks\":3}}]", shapes[k].stream);
+            if (k == 3) /* its own chunks count */
+                snprintf(steps, sizeof steps, "[{\"stream\":{%s}}]", shapes[k].stream);
+            shaped(PORT, tok, steps, "textless", cum ? NULL : ",\"incremental_output\":true", &r);
+            assert_ok_status(&r, 200);
+            assert_true(mc_utf8_valid(r.body, r.body_len));
+            stream_parse(&r, &s);
+            assert_true(s.done);
+            size_t pieces = k == 3 ? 4 : 3;
+            assert_int_equal(s.n, pieces + shapes[k].extra);
+            char *text = text_of(&s, cum);
+            if (strcmp(text, ref) != 0)
+                print_message("%s (%s): '%s' != '%s'\n", steps, cum ? "cumulative" : "incremental",
+                              text, ref);
+            assert_string_equal(text, ref);
+            free(text);
+            /* One finish_reason, on the last chunk that has a choice. */
+            size_t fin_at = SIZE_MAX, n_fin = 0, n_usage = 0;
+            for (size_t i = 0; i < s.n; i++) {
+                const cJSON *c0 = cJSON_GetArrayItem(
+                    cJSON_GetObjectItemCaseSensitive(s.chunk[i], "choices"), 0);
+                if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c0, "finish_reason"))) {
+                    fin_at = i;
+                    n_fin++;
+                }
+                n_usage += cJSON_GetObjectItemCaseSensitive(s.chunk[i], "usage") != NULL;
+            }
+            assert_int_equal(n_fin, 1);
+            assert_int_equal(n_usage, 1);
+            bool empty_choices = strstr(shapes[k].stream, "empty_choices") != NULL;
+            assert_int_equal(fin_at, s.n - 1 - (empty_choices ? 1 : 0));
+            const cJSON *fin_delta = chunk_delta(&s, fin_at);
+            if (strstr(shapes[k].stream, "final_empty_delta")) {
+                assert_true(cJSON_IsObject(fin_delta));
+                assert_null(fin_delta->child); /* delta: {} */
+            }
+            if (empty_choices) {
+                assert_null(chunk_delta(&s, 0));
+                assert_null(chunk_delta(&s, s.n - 1));
+                assert_non_null(cJSON_GetObjectItemCaseSensitive(s.chunk[s.n - 1], "usage"));
+            }
+            if (strstr(shapes[k].stream, "no_content_delta")) {
+                const cJSON *d = chunk_delta(&s, empty_choices ? 1 : 0);
+                assert_string_equal(str(d, "role"), "assistant");
+                assert_null(cJSON_GetObjectItemCaseSensitive(d, "content"));
+                size_t empty = 0;
+                for (size_t i = 0; i < s.n; i++) {
+                    const cJSON *di = chunk_delta(&s, i);
+                    empty += di && !di->child && i != fin_at;
+                }
+                assert_int_equal(empty, 1);
+            }
+            if (k == 3) {
+                assert_true(s.ev.comments >= s.n);
+                assert_true(r.n_chunks > s.ev.n); /* split into several writes */
+            }
+            stream_free(&s);
+            mc_resp_free(&r);
+        }
+    }
+    free(ref);
+}
+
 /* No chunk carries @p key. */
 static void
 assert_no_key(const struct stream *s, const char *key)
@@ -2563,6 +2681,7 @@ main(void)
         cmocka_unit_test(stream_stall_after),
         cmocka_unit_test(stream_final_repeat),
         cmocka_unit_test(stream_forced_cumulative),
+        cmocka_unit_test(stream_text_free_chunks),
         cmocka_unit_test(stream_step_overrides),
         cmocka_unit_test(stream_server_options),
         cmocka_unit_test(journal_records_requests),
