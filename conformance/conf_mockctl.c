@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "conf_client.h"
+#include "qwenkit/buf.h"
 
 enum { CONTROL_TIMEOUT_MS = 5000, CONTROL_URL_MAX = 1024 };
 
@@ -120,6 +121,146 @@ conf_mock_journal(const char *mock_url, const char *token, cJSON **out, char *er
     return rc;
 }
 
+/* Appends "&name=<value URL-encoded>" (no "&" first) to the search URL. */
+static enum qk_err
+append_param(struct qk_buf *url, bool *first, const char *name, const char *value)
+{
+    char *escaped = curl_easy_escape(NULL, value, 0);
+    if (!escaped)
+        return QK_NOMEM;
+    enum qk_err rc = qk_buf_appendf(url, "%s%s=%s", *first ? "" : "&", name, escaped);
+    curl_free(escaped);
+    *first = false;
+    return rc;
+}
+
+static enum qk_err
+append_number(struct qk_buf *url, bool *first, const char *name, long long value)
+{
+    enum qk_err rc = qk_buf_appendf(url, "%s%s=%lld", *first ? "" : "&", name, value);
+    *first = false;
+    return rc;
+}
+
+enum qk_err
+conf_mock_journal_search(const char *mock_url, const struct conf_journal_search *q, cJSON **out,
+                         char *err, size_t errlen)
+{
+    enum qk_err rc = QK_OK;
+    struct qk_buf url;
+    struct conf_request req = {.method = "GET", .timeout_ms = CONTROL_TIMEOUT_MS};
+    struct conf_response resp;
+    cJSON *answer = NULL;
+    bool first = true;
+    bool has_contains = q->contains && q->contains[0];
+    bool has_not_token = q->not_token && q->not_token[0];
+
+    memset(&resp, 0, sizeof(resp));
+    qk_buf_init(&url, 64 * 1024);
+    *out = NULL;
+    if (!has_contains && !has_not_token && q->since_ms <= 0 && q->until_ms <= 0) {
+        snprintf(err, errlen, "conf_mock_journal_search: no search condition");
+        rc = QK_INVALID;
+        goto out;
+    }
+    rc = qk_buf_appendf(&url, "%s/__mock/journal?", mock_url);
+    if (rc == QK_OK && has_contains)
+        rc = append_param(&url, &first, "contains", q->contains);
+    if (rc == QK_OK && q->since_ms > 0)
+        rc = append_number(&url, &first, "since_ms", (long long)q->since_ms);
+    if (rc == QK_OK && q->until_ms > 0)
+        rc = append_number(&url, &first, "until_ms", (long long)q->until_ms);
+    if (rc == QK_OK && has_not_token)
+        rc = append_param(&url, &first, "not_token", q->not_token);
+    if (rc == QK_OK && q->limit > 0)
+        rc = append_number(&url, &first, "limit", (long long)q->limit);
+    if (rc != QK_OK) {
+        snprintf(err, errlen, "conf_mock_journal_search: %s", qk_strerror(rc));
+        goto out;
+    }
+
+    req.url = qk_buf_ptr(&url);
+    rc = conf_http(&req, &resp);
+    if (rc != QK_OK) {
+        snprintf(err, errlen, "mock journal search: %s", qk_strerror(rc));
+        goto out;
+    }
+    if (resp.curl_code != 0) {
+        snprintf(err, errlen, "mock journal search: %s", resp.error);
+        rc = QK_IO;
+        goto out;
+    }
+    answer = cJSON_ParseWithLength(resp.body, resp.body_len);
+    if (resp.status == 400) {
+        const cJSON *field = cJSON_GetObjectItemCaseSensitive(answer, "field");
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(answer, "error");
+        snprintf(err, errlen, "mock journal search refused %s: %s",
+                 cJSON_IsString(field) ? field->valuestring : "?",
+                 cJSON_IsString(error) ? error->valuestring : resp.body);
+        rc = QK_INVALID;
+        goto out;
+    }
+    if (resp.status != 200) {
+        snprintf(err, errlen, "mock journal search: HTTP %ld %.200s", resp.status, resp.body);
+        rc = QK_IO;
+        goto out;
+    }
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(answer, "entries"))) {
+        snprintf(err, errlen, "mock journal search: no \"entries\" array");
+        rc = QK_INVALID;
+        goto out;
+    }
+    *out = answer;
+    answer = NULL;
+out:
+    cJSON_Delete(answer);
+    conf_response_clear(&resp);
+    qk_buf_free(&url);
+    return rc;
+}
+
+enum qk_err
+conf_mock_journal_containing(const char *mock_url, const char *needle, cJSON **out, char *err,
+                             size_t errlen)
+{
+    struct conf_journal_search q = {.contains = needle};
+    if (!needle || !needle[0]) {
+        *out = NULL;
+        snprintf(err, errlen, "conf_mock_journal_containing: empty string");
+        return QK_INVALID;
+    }
+    return conf_mock_journal_search(mock_url, &q, out, err, errlen);
+}
+
+enum qk_err
+conf_mock_journal_window(const char *mock_url, int64_t since_ms, int64_t until_ms,
+                         const char *not_token, cJSON **out, char *err, size_t errlen)
+{
+    struct conf_journal_search q = {
+        .since_ms = since_ms, .until_ms = until_ms, .not_token = not_token};
+    return conf_mock_journal_search(mock_url, &q, out, err, errlen);
+}
+
+long
+conf_journal_in_flight(const cJSON *journal)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(journal, "in_flight");
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
+}
+
+long
+conf_journal_matched(const cJSON *journal)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(journal, "matched");
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
+}
+
+int
+conf_journal_truncated(const cJSON *journal)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(journal, "truncated"));
+}
+
 enum qk_err
 conf_mock_revoke(const char *mock_url, const char *token, char *err, size_t errlen)
 {
@@ -223,4 +364,24 @@ conf_entry_header_count(const cJSON *entry, const char *name)
             count++;
     }
     return count;
+}
+
+const char *
+conf_entry_header_nth(const cJSON *entry, const char *name, size_t i)
+{
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "value");
+        if (cJSON_IsString(n) && cJSON_IsString(v) && strcasecmp(n->valuestring, name) == 0 &&
+            i-- == 0)
+            return v->valuestring;
+    }
+    return NULL;
+}
+
+const char *
+conf_entry_token_fp(const cJSON *entry)
+{
+    return entry_string(entry, "token");
 }

@@ -25,11 +25,61 @@ QK_WUR enum qk_err conf_mock_queue(const char *mock_url, const char *token, cons
 
 /**
  * Reads the journal of @p token (an empty token reads requests that carried none).
- * @param[out] out the parsed answer `{"token":..., "entries":[...]}`; caller frees with
- *                 cJSON_Delete().
+ * @param[out] out the parsed answer `{"token":..., "in_flight":N, "entries":[...]}`;
+ *                 caller frees with cJSON_Delete().
  */
 QK_WUR enum qk_err conf_mock_journal(const char *mock_url, const char *token, cJSON **out,
                                      char *err, size_t errlen);
+
+/**
+ * A search over every entry the mock still holds, whatever token it is filed under
+ * (mockupstream/README.md, "Searching the journal"). Every condition set must hold, and at
+ * least one of the first four must be set. A zero-initialised struct sets none.
+ */
+struct conf_journal_search {
+    const char *contains;  /**< some Authorization value (any header of that name, any
+                                case) contains it; NULL or "" = no condition */
+    int64_t since_ms;      /**< received_ms >= since_ms (CLOCK_MONOTONIC); 0 = no bound */
+    int64_t until_ms;      /**< received_ms <= until_ms; 0 = no bound */
+    const char *not_token; /**< the request did not carry exactly one `Authorization:
+                                Bearer <not_token>` (another credential, an altered one,
+                                several, or none); NULL or "" = no condition */
+    size_t limit;          /**< most entries answered, the latest; 0 = the mock's default */
+};
+
+/**
+ * Searches the journal. Strings in @p q are borrowed and URL-encoded here.
+ * @param[out] out the parsed answer `{"in_flight":N,"matched":M,"truncated":B,
+ *                 "entries":[...]}`, entries oldest first, each with its raw
+ *                 `authorization` values; caller frees with cJSON_Delete(). NULL on error.
+ * @return QK_OK; QK_INVALID when @p q sets no condition or the mock refuses it (its
+ *         400 names the parameter, copied into @p err); QK_IO when the mock is unreachable.
+ */
+QK_WUR enum qk_err conf_mock_journal_search(const char *mock_url,
+                                            const struct conf_journal_search *q, cJSON **out,
+                                            char *err, size_t errlen);
+
+/** conf_mock_journal_search() for the requests whose Authorization contains @p needle
+ *  (borrowed): every request that carried the caller's token, in whatever form.
+ *  @p out as there (caller frees with cJSON_Delete()). */
+QK_WUR enum qk_err conf_mock_journal_containing(const char *mock_url, const char *needle,
+                                                cJSON **out, char *err, size_t errlen);
+
+/** conf_mock_journal_search() for the requests received in [@p since_ms, @p until_ms]
+ *  that did not carry exactly `Authorization: Bearer <not_token>` (NULL: all of them).
+ *  @p out as there (caller frees with cJSON_Delete()). */
+QK_WUR enum qk_err conf_mock_journal_window(const char *mock_url, int64_t since_ms,
+                                            int64_t until_ms, const char *not_token,
+                                            cJSON **out, char *err, size_t errlen);
+
+/* Accessors of a journal answer (per token or a search). */
+
+/** @return the answer's "in_flight" (requests received, not journaled yet), -1 when absent. */
+long conf_journal_in_flight(const cJSON *journal);
+/** @return a search answer's "matched" (matches in all, beyond `limit` too), -1 when absent. */
+long conf_journal_matched(const cJSON *journal);
+/** @return true when a search answer was cut to its `limit`. */
+int conf_journal_truncated(const cJSON *journal);
 
 /** Revokes @p token: later upstream requests with it get 401. */
 QK_WUR enum qk_err conf_mock_revoke(const char *mock_url, const char *token, char *err,
@@ -55,5 +105,10 @@ int conf_entry_had_step(const cJSON *entry);
 const char *conf_entry_header(const cJSON *entry, const char *name);
 /** @return how many request headers are named @p name. */
 size_t conf_entry_header_count(const cJSON *entry, const char *name);
+/** @return the value of the @p i-th (from 0) request header named @p name
+ *  (case-insensitive), borrowed from @p entry, or NULL when there are not that many. */
+const char *conf_entry_header_nth(const cJSON *entry, const char *name, size_t i);
+/** @return the journal key's fingerprint ("t:1a2b3c4d", "-" for no token; "" when absent). */
+const char *conf_entry_token_fp(const cJSON *entry);
 
 #endif

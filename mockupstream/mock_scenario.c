@@ -94,6 +94,12 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
             rc = get_int(c, it, 0, 3600000, &o->stall_ms);
         else if (strcmp(k, "final_repeat") == 0)
             rc = get_bool(c, it, &o->final_repeat);
+        else if (strcmp(k, "final_empty_delta") == 0)
+            rc = get_bool(c, it, &o->final_empty_delta);
+        else if (strcmp(k, "empty_choices") == 0)
+            rc = get_bool(c, it, &o->empty_choices);
+        else if (strcmp(k, "no_content_delta") == 0)
+            rc = get_bool(c, it, &o->no_content_delta);
         else if (strcmp(k, "cumulative") == 0) {
             rc = get_bool(c, it, &flag);
             o->cumulative = flag ? 1 : 0;

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,8 @@ struct mock_req {
     enum mock_route route; /* MOCK_ROUTE_COUNT when no API route */
     char *key;             /* journal key: bearer token, raw Authorization, or "" */
     cJSON *headers;        /* [{name,value}] as received */
+    struct qk_buf auth;    /* every Authorization value, each ended by a NUL */
+    struct mock_flight flight; /* borrows key and auth while in flight */
     struct qk_buf query;
     struct qk_buf body;
     bool body_too_big;
@@ -547,6 +550,63 @@ handle_api(struct mock_req *r)
 
 /* ---------- the control API ---------- */
 
+/* The query parameters of a journal read, as a search query. */
+struct journal_args {
+    struct mock_journal_query q;
+    const char *token; /* the per-key read; NULL when not given */
+    bool token_twice;
+    const char *other; /* the first parameter other than token */
+    enum qk_err rc;
+    char field[80], msg[160];
+};
+
+static enum MHD_Result
+collect_journal_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct journal_args *a = cls;
+    if (strcmp(key, "token") == 0) {
+        a->token_twice = a->token != NULL;
+        a->token = value ? value : "";
+        return MHD_YES;
+    }
+    if (!a->other)
+        a->other = key;
+    if (a->rc == QK_OK)
+        a->rc = mock_journal_query_set(&a->q, key, value, a->field, sizeof a->field, a->msg,
+                                       sizeof a->msg);
+    return MHD_YES;
+}
+
+/* GET /__mock/journal: one key's journal (token=T), or a search over every entry. */
+static enum MHD_Result
+handle_journal(struct mock_req *r)
+{
+    struct qk_mock *m = r->mock;
+    struct journal_args a = {.rc = QK_OK};
+    mock_journal_query_init(&a.q);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_journal_arg, &a);
+    char *s = NULL;
+    if (a.token && a.other)
+        return send_control_error(r, a.other, "a search cannot be combined with token");
+    if (a.token_twice)
+        return send_control_error(r, "token", "given more than once");
+    if (a.token) {
+        s = mock_state_journal_json(m->state, a.token);
+    } else {
+        if (a.rc == QK_OK)
+            a.rc = mock_journal_query_check(&a.q, a.field, sizeof a.field, a.msg, sizeof a.msg);
+        if (a.rc != QK_OK)
+            return send_control_error(r, a.field, a.msg);
+        s = mock_state_journal_search(m->state, &a.q);
+    }
+    if (!s)
+        return MHD_NO;
+    enum MHD_Result ret = send_json(r, 200, s);
+    free(s);
+    return ret;
+}
+
 static enum MHD_Result
 handle_control(struct mock_req *r)
 {
@@ -559,17 +619,8 @@ handle_control(struct mock_req *r)
                  atomic_load(&m->connections), atomic_load(&m->streams));
         return send_json(r, 200, s);
     }
-    if (strcmp(p, "/journal") == 0 && get) {
-        const char *tok = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token");
-        if (!tok)
-            return send_control_error(r, "token", "query parameter token is required");
-        char *s = mock_state_journal_json(m->state, tok);
-        if (!s)
-            return MHD_NO;
-        enum MHD_Result ret = send_json(r, 200, s);
-        free(s);
-        return ret;
-    }
+    if (strcmp(p, "/journal") == 0 && get)
+        return handle_journal(r);
     if (strcmp(p, "/scenarios") == 0 && post) {
         char field[256] = "", msg[160] = "";
         struct mock_scenario *list = NULL;
@@ -616,10 +667,15 @@ static enum MHD_Result
 collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
+    struct mock_req *r = cls;
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "name", key);
     cJSON_AddStringToObject(h, "value", value ? value : "");
-    cJSON_AddItemToArray(cls, h);
+    cJSON_AddItemToArray(r->headers, h);
+    /* Every Authorization, whatever its case, however many: what the searches look at. */
+    if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0 &&
+        qk_buf_append(&r->auth, value ? value : "", (value ? strlen(value) : 0) + 1) != QK_OK)
+        return MHD_NO; /* over the cap: keep the values that fit */
     return MHD_YES;
 }
 
@@ -646,6 +702,7 @@ req_new(struct qk_mock *m, struct MHD_Connection *conn, const char *url, const c
     snprintf(r->method, sizeof r->method, "%s", method);
     r->path = strdup(url);
     r->headers = cJSON_CreateArray();
+    qk_buf_init(&r->auth, (size_t)64 * 1024); /* more than MHD keeps of all headers */
     qk_buf_init(&r->query, QK_LIMIT_HEADER_VALUE);
     qk_buf_init(&r->body, m->cfg.max_body);
     qk_buf_init(&r->event_ms, SIZE_MAX / 2);
@@ -665,12 +722,16 @@ req_new(struct qk_mock *m, struct MHD_Connection *conn, const char *url, const c
         free(r);
         return NULL;
     }
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r->headers);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r);
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &r->query);
     /* In flight from now until on_completed() journals it: a caller may see the answer
      * before that, and the journal must not look settled meanwhile. */
+    r->flight = (struct mock_flight){.key = r->key,
+                                     .received_ms = r->received_ms,
+                                     .auth = qk_buf_len(&r->auth) ? qk_buf_ptr(&r->auth) : NULL,
+                                     .auth_len = qk_buf_len(&r->auth)};
     if (!r->control)
-        mock_state_request_begin(m->state, r->key);
+        mock_state_request_begin(m->state, &r->flight);
     return r;
 }
 
@@ -722,7 +783,14 @@ journal_entry(struct mock_req *r, int64_t finished)
     cJSON_AddStringToObject(o, "method", r->method);
     cJSON_AddStringToObject(o, "path", r->path);
     cJSON_AddStringToObject(o, "query", qk_buf_ptr(&r->query));
+    char fp[QK_LIMIT_FINGERPRINT];
+    qk_token_fingerprint(r->key, strlen(r->key), fp);
+    cJSON_AddStringToObject(o, "token", fp);
     cJSON_AddItemReferenceToObject(o, "headers", r->headers);
+    cJSON *auth = cJSON_AddArrayToObject(o, "authorization");
+    for (size_t off = 0; auth && off < qk_buf_len(&r->auth);
+         off += strlen(qk_buf_ptr(&r->auth) + off) + 1)
+        cJSON_AddItemToArray(auth, cJSON_CreateString(qk_buf_ptr(&r->auth) + off));
     cJSON_AddStringToObject(o, "body", qk_buf_ptr(&r->body));
     if (r->step)
         cJSON_AddRawToObject(o, "step", r->step->json);
@@ -771,12 +839,13 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->streaming)
         atomic_fetch_sub(&m->streams, 1);
     if (!r->control)
-        mock_state_request_end(m->state, r->key, r->seq, journal_entry(r, finished));
+        mock_state_request_end(m->state, &r->flight, r->seq, journal_entry(r, finished));
     if (m->cfg.log_requests)
         log_request(r, finished);
     mock_step_free(r->step);
     mock_plan_free(&r->plan);
     cJSON_Delete(r->headers);
+    qk_buf_free(&r->auth);
     qk_buf_free(&r->query);
     qk_buf_free(&r->body);
     qk_buf_free(&r->event_ms);

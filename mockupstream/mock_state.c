@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@ struct journal_entry {
     struct journal_entry *prev[LIST_KINDS], *next[LIST_KINDS];
     struct token_rec *owner;
     unsigned long seq;
+    int64_t received_ms; /* -1 when unknown (added without a mock_flight) */
+    char *auth;          /* the request's Authorization values, NUL-ended each; may be NULL */
+    size_t auth_len;
     char *json;
 };
 
@@ -39,6 +43,7 @@ struct mock_state {
     pthread_mutex_t lock;
     struct token_rec *buckets[N_BUCKETS];
     struct journal_list all;
+    struct mock_flight *flying; /* requests in flight, newest first */
     size_t total, per_token_cap, total_cap;
 };
 
@@ -214,13 +219,14 @@ drop_entry(struct mock_state *st, struct journal_entry *e)
     list_unlink(&st->all, LIST_ALL, e);
     r->j_count--;
     st->total--;
+    free(e->auth);
     free(e->json);
     free(e);
     maybe_release(st, r);
 }
 
 static void add_locked(struct mock_state *st, const char *key, unsigned long seq,
-                       char *entry_json);
+                       const struct mock_flight *meta, char *entry_json);
 
 void
 mock_state_journal_add(struct mock_state *st, const char *key, char *entry_json)
@@ -233,38 +239,61 @@ mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long
                            char *entry_json)
 {
     pthread_mutex_lock(&st->lock);
-    add_locked(st, key, seq, entry_json);
+    add_locked(st, key, seq, NULL, entry_json);
     pthread_mutex_unlock(&st->lock);
 }
 
 void
-mock_state_request_begin(struct mock_state *st, const char *key)
+mock_state_request_begin(struct mock_state *st, struct mock_flight *f)
 {
     pthread_mutex_lock(&st->lock);
-    struct token_rec *r = find(st, key, true);
+    struct token_rec *r = find(st, f->key, true);
     if (r)
         r->in_flight++;
+    f->_prev = NULL;
+    f->_next = st->flying;
+    if (st->flying)
+        st->flying->_prev = f;
+    st->flying = f;
+    f->_counted = true;
     pthread_mutex_unlock(&st->lock);
 }
 
+static void
+flight_unlink(struct mock_state *st, struct mock_flight *f)
+{
+    if (f->_prev)
+        f->_prev->_next = f->_next;
+    else
+        st->flying = f->_next;
+    if (f->_next)
+        f->_next->_prev = f->_prev;
+    f->_prev = f->_next = NULL;
+    f->_counted = false;
+}
+
 void
-mock_state_request_end(struct mock_state *st, const char *key, unsigned long seq,
+mock_state_request_end(struct mock_state *st, struct mock_flight *f, unsigned long seq,
                        char *entry_json)
 {
     pthread_mutex_lock(&st->lock);
     /* One lock for both, so no reader sees the request neither in flight nor journaled. */
     if (entry_json)
-        add_locked(st, key, seq, entry_json);
-    struct token_rec *r = find(st, key, false);
-    if (r && r->in_flight) { /* 0 after a reset that came in between */
-        r->in_flight--;
-        maybe_release(st, r);
+        add_locked(st, f->key, seq, f, entry_json);
+    if (f->_counted) { /* not after a reset that came in between */
+        flight_unlink(st, f);
+        struct token_rec *r = find(st, f->key, false);
+        if (r && r->in_flight) {
+            r->in_flight--;
+            maybe_release(st, r);
+        }
     }
     pthread_mutex_unlock(&st->lock);
 }
 
 static void
-add_locked(struct mock_state *st, const char *key, unsigned long seq, char *entry_json)
+add_locked(struct mock_state *st, const char *key, unsigned long seq,
+           const struct mock_flight *meta, char *entry_json)
 {
     struct journal_entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -273,9 +302,18 @@ add_locked(struct mock_state *st, const char *key, unsigned long seq, char *entr
     }
     e->json = entry_json;
     e->seq = seq;
+    e->received_ms = meta ? meta->received_ms : -1;
+    if (meta && meta->auth_len) {
+        e->auth = malloc(meta->auth_len);
+        if (e->auth) {
+            memcpy(e->auth, meta->auth, meta->auth_len);
+            e->auth_len = meta->auth_len;
+        }
+    }
     struct token_rec *r = find(st, key, true);
-    if (!r) {
+    if (!r || (meta && meta->auth_len && !e->auth)) {
         free(entry_json);
+        free(e->auth);
         free(e);
         return;
     }
@@ -318,6 +356,186 @@ mock_state_journal_json(struct mock_state *st, const char *key)
     return qk_buf_take(&b, NULL);
 }
 
+/* ---------- searching the whole journal ---------- */
+
+enum query_param { QP_CONTAINS, QP_SINCE, QP_UNTIL, QP_NOT_TOKEN, QP_LIMIT, QP_COUNT };
+
+static const char *const query_param_names[QP_COUNT] = {"contains", "since_ms", "until_ms",
+                                                        "not_token", "limit"};
+
+void
+mock_journal_query_init(struct mock_journal_query *q)
+{
+    memset(q, 0, sizeof *q);
+    q->since_ms = INT64_MIN;
+    q->until_ms = INT64_MAX;
+    q->limit = MOCK_SEARCH_LIMIT_DEFAULT;
+}
+
+static enum qk_err
+query_fail(const char *name, const char *what, char *field, size_t field_len, char *msg,
+           size_t msg_len)
+{
+    snprintf(field, field_len, "%.64s", name);
+    snprintf(msg, msg_len, "%s", what);
+    return QK_INVALID;
+}
+
+/* Plain decimal digits only (no sign, no space), at most 18 of them so the value fits an
+ * int64_t with room to spare: CLOCK_MONOTONIC milliseconds are far smaller. */
+static bool
+parse_count(const char *v, int64_t *out)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > 18)
+        return false;
+    int64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        x = x * 10 + (v[i] - '0');
+    }
+    *out = x;
+    return true;
+}
+
+enum qk_err
+mock_journal_query_set(struct mock_journal_query *q, const char *name, const char *value,
+                       char *field, size_t field_len, char *msg, size_t msg_len)
+{
+    int p = 0;
+    while (p < QP_COUNT && strcmp(name, query_param_names[p]) != 0)
+        p++;
+    if (p == QP_COUNT)
+        return query_fail(name, "unknown journal parameter (token, or a search: contains, "
+                                "since_ms, until_ms, not_token, limit)",
+                          field, field_len, msg, msg_len);
+    if (q->_given & (1u << p))
+        return query_fail(name, "given more than once", field, field_len, msg, msg_len);
+    q->_given |= 1u << p;
+    int64_t n = 0;
+    switch ((enum query_param)p) {
+    case QP_CONTAINS:
+    case QP_NOT_TOKEN:
+        if (!value || !value[0])
+            return query_fail(name, "must be a non-empty string", field, field_len, msg,
+                              msg_len);
+        if (p == QP_CONTAINS)
+            q->contains = value;
+        else
+            q->not_token = value;
+        return QK_OK;
+    case QP_SINCE:
+    case QP_UNTIL:
+        if (!parse_count(value, &n))
+            return query_fail(name, "must be a non-negative integer (CLOCK_MONOTONIC ms)",
+                              field, field_len, msg, msg_len);
+        if (p == QP_SINCE)
+            q->since_ms = n;
+        else
+            q->until_ms = n;
+        return QK_OK;
+    case QP_LIMIT:
+        if (!parse_count(value, &n) || n < 1 || n > MOCK_SEARCH_LIMIT_MAX) {
+            char m[64];
+            snprintf(m, sizeof m, "must be an integer between 1 and %d", MOCK_SEARCH_LIMIT_MAX);
+            return query_fail(name, m, field, field_len, msg, msg_len);
+        }
+        q->limit = (size_t)n;
+        return QK_OK;
+    case QP_COUNT:
+        break;
+    }
+    return QK_INVALID;
+}
+
+enum qk_err
+mock_journal_query_check(const struct mock_journal_query *q, char *field, size_t field_len,
+                         char *msg, size_t msg_len)
+{
+    if (!q->contains && !q->not_token && q->since_ms == INT64_MIN && q->until_ms == INT64_MAX)
+        return query_fail(q->_given & (1u << QP_LIMIT) ? "limit" : "token",
+                          "a journal read needs token, or a search condition (contains, "
+                          "since_ms, until_ms, not_token)",
+                          field, field_len, msg, msg_len);
+    if (q->until_ms < q->since_ms)
+        return query_fail("until_ms", "must not be less than since_ms", field, field_len, msg,
+                          msg_len);
+    return QK_OK;
+}
+
+/* Does a request with these Authorization values, received then, match the query? */
+static bool
+query_matches(const struct mock_journal_query *q, int64_t received_ms, const char *auth,
+              size_t auth_len)
+{
+    if (received_ms < q->since_ms || received_ms > q->until_ms)
+        return false;
+    if (q->contains) {
+        bool found = false;
+        for (size_t off = 0; off < auth_len && !found; off += strlen(auth + off) + 1)
+            found = strstr(auth + off, q->contains) != NULL;
+        if (!found)
+            return false;
+    }
+    if (q->not_token) {
+        /* The verbatim credential is exactly one value, exactly "Bearer T". */
+        static const char scheme[] = "Bearer ";
+        size_t tlen = strlen(q->not_token);
+        bool verbatim = auth_len == sizeof scheme - 1 + tlen + 1 &&
+                        memcmp(auth, scheme, sizeof scheme - 1) == 0 &&
+                        memcmp(auth + sizeof scheme - 1, q->not_token, tlen) == 0 &&
+                        auth[auth_len - 1] == '\0';
+        if (verbatim)
+            return false;
+    }
+    return true;
+}
+
+static bool
+entry_matches(const struct mock_journal_query *q, const struct journal_entry *e)
+{
+    return query_matches(q, e->received_ms, e->auth, e->auth_len);
+}
+
+char *
+mock_state_journal_search(struct mock_state *st, const struct mock_journal_query *q)
+{
+    struct qk_buf b;
+    qk_buf_init(&b, SIZE_MAX / 2);
+    size_t limit = q->limit ? q->limit : 1;
+    pthread_mutex_lock(&st->lock);
+    size_t in_flight = 0, matched = 0;
+    for (const struct mock_flight *f = st->flying; f; f = f->_next)
+        in_flight += query_matches(q, f->received_ms, f->auth, f->auth_len);
+    /* Newest first, to find the oldest of the latest `limit` matches. */
+    const struct journal_entry *first = NULL;
+    for (const struct journal_entry *e = st->all.tail; e; e = e->prev[LIST_ALL])
+        if (entry_matches(q, e) && ++matched <= limit)
+            first = e;
+    enum qk_err rc = qk_buf_appendf(&b, "{\"in_flight\":%zu,\"matched\":%zu,\"truncated\":%s,"
+                                        "\"entries\":[",
+                                    in_flight, matched, matched > limit ? "true" : "false");
+    bool comma = false;
+    for (const struct journal_entry *e = first; e && rc == QK_OK; e = e->next[LIST_ALL]) {
+        if (!entry_matches(q, e))
+            continue;
+        if (comma)
+            rc = qk_buf_append(&b, ",", 1);
+        if (rc == QK_OK)
+            rc = qk_buf_append_str(&b, e->json);
+        comma = true;
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (rc == QK_OK)
+        rc = qk_buf_append_str(&b, "]}");
+    if (rc != QK_OK) {
+        qk_buf_free(&b);
+        return NULL;
+    }
+    return qk_buf_take(&b, NULL);
+}
+
 static void
 clear_locked(struct mock_state *st)
 {
@@ -336,6 +554,7 @@ clear_locked(struct mock_state *st)
             struct journal_entry *e = r->journal.head;
             while (e) {
                 struct journal_entry *n = e->next[LIST_TOKEN];
+                free(e->auth);
                 free(e->json);
                 free(e);
                 e = n;
@@ -348,6 +567,10 @@ clear_locked(struct mock_state *st)
     }
     st->all.head = st->all.tail = NULL;
     st->total = 0;
+    /* Requests under way stay their owners' to end; they just stop counting, as their
+     * tokens' in-flight counts went with the records. */
+    while (st->flying)
+        flight_unlink(st, st->flying);
 }
 
 void

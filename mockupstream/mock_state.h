@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mock_scenario.h"
 #include "qwenkit/common.h"
@@ -37,18 +38,82 @@ void mock_state_journal_add(struct mock_state *st, const char *key, char *entry_
 void mock_state_journal_add_seq(struct mock_state *st, const char *key, unsigned long seq,
                                 char *entry_json);
 
-/** Counts a request from @p key as in flight until mock_state_request_end(): the journal
- *  shows it, so a reader can tell a settled journal from one about to grow. */
-void mock_state_request_begin(struct mock_state *st, const char *key);
+/**
+ * A request between mock_state_request_begin() and mock_state_request_end(): what the
+ * journal's searches see of it while it is in flight, and what they match its entry on
+ * afterwards. The caller embeds it in its per-request state and fills the public fields
+ * before begin; the state borrows them (they must stay valid and unchanged) until end,
+ * and copies what the entry needs. The `_` fields are the state's: use the API.
+ */
+struct mock_flight {
+    const char *key;     /**< journal key: bearer token, raw Authorization, or "" */
+    int64_t received_ms; /**< CLOCK_MONOTONIC ms when the request's headers arrived */
+    const char *auth;    /**< every raw Authorization value in order, each ended by a NUL
+                              ("Bearer a\0bearer b\0"); NULL with auth_len 0 when none */
+    size_t auth_len;     /**< bytes of @c auth, the NULs included */
+    struct mock_flight *_prev, *_next; /* the state's list of requests in flight */
+    bool _counted;                     /* on that list (false after a reset) */
+};
 
-/** Journals a request begun with mock_state_request_begin() (as journal_add_seq(); takes
- *  @p entry_json, which may be NULL to only end the request) and ends it, atomically. */
-void mock_state_request_end(struct mock_state *st, const char *key, unsigned long seq,
+/** Counts @p f as in flight until mock_state_request_end(): the journal shows it, so a
+ *  reader can tell a settled journal from one about to grow. Borrows @p f until then. */
+void mock_state_request_begin(struct mock_state *st, struct mock_flight *f);
+
+/** Journals a request begun with mock_state_request_begin() (as journal_add_seq(), with
+ *  @p f's time and Authorization values for the searches; takes @p entry_json, which may
+ *  be NULL to only end the request) and ends it, atomically. */
+void mock_state_request_end(struct mock_state *st, struct mock_flight *f, unsigned long seq,
                             char *entry_json);
 
 /** @return `{"token":FP,"in_flight":N,"entries":[...]}` for @p key, malloc'd, caller
  *  frees. `in_flight` counts requests received but not yet journaled. */
 char *mock_state_journal_json(struct mock_state *st, const char *key);
+
+/** Default and largest `limit` of a journal search. */
+#define MOCK_SEARCH_LIMIT_DEFAULT 256
+#define MOCK_SEARCH_LIMIT_MAX 1000000
+
+/**
+ * A search over every retained journal entry, whatever its key (GET /__mock/journal with
+ * search parameters). Every condition set must hold. Fill with mock_journal_query_init()
+ * and mock_journal_query_set(); the strings are borrowed.
+ */
+struct mock_journal_query {
+    const char *contains;  /**< some Authorization value contains it; NULL = no condition */
+    int64_t since_ms;      /**< received_ms >= since_ms (INT64_MIN = no bound) */
+    int64_t until_ms;      /**< received_ms <= until_ms (INT64_MAX = no bound) */
+    const char *not_token; /**< the request did not carry exactly one Authorization header
+                                of exactly "Bearer <not_token>"; NULL = no condition */
+    size_t limit;          /**< most entries answered: the latest matches */
+    unsigned _given;       /* parameters seen, to refuse repeats */
+};
+
+/** An empty query: no condition, the default limit. */
+void mock_journal_query_init(struct mock_journal_query *q);
+
+/**
+ * Sets query parameter @p name (`contains`, `since_ms`, `until_ms`, `not_token`,
+ * `limit`) from its text @p value (NULL when the parameter had no `=`), borrowing it.
+ * @return QK_OK, or QK_INVALID with the parameter's name in @p field and what is wrong
+ *         in @p msg (unknown name, given twice, empty, not a non-negative integer, ...).
+ */
+QK_WUR enum qk_err mock_journal_query_set(struct mock_journal_query *q, const char *name,
+                                          const char *value, char *field, size_t field_len,
+                                          char *msg, size_t msg_len);
+
+/** Checks the query as a whole (a condition is given; until_ms >= since_ms).
+ *  @return QK_OK or QK_INVALID with @p field and @p msg as mock_journal_query_set(). */
+QK_WUR enum qk_err mock_journal_query_check(const struct mock_journal_query *q, char *field,
+                                            size_t field_len, char *msg, size_t msg_len);
+
+/**
+ * @return `{"in_flight":N,"matched":M,"truncated":B,"entries":[...]}`: the latest
+ * `limit` of the M matching entries, oldest (first received) first; `in_flight` counts
+ * the matching requests received but not yet journaled; `truncated` is M > limit.
+ * Malloc'd, caller frees; NULL on OOM. The work is one pass over the journal, which
+ * holds at most its total bound, and over the requests in flight.
+ */
+char *mock_state_journal_search(struct mock_state *st, const struct mock_journal_query *q);
 
 /** Forgets every step, journal entry and revocation. */
 void mock_state_reset(struct mock_state *st);

@@ -74,10 +74,20 @@ eol_str(enum mock_eol eol)
     return eol == MOCK_EOL_CRLF ? "\r\n" : eol == MOCK_EOL_CR ? "\r" : "\n";
 }
 
+/* What one chunk event carries. Text chunks carry role and content; the extra chunks of
+ * the stream shapes carry less. finish/usage apply when the options allow them. */
+struct chunk {
+    const char *content; /* NULL: a delta without content */
+    bool role;           /* the delta says role "assistant" */
+    bool no_choices;     /* "choices": [] (no delta at all) */
+    bool finish;         /* carries finish_reason */
+    bool usage;          /* carries usage */
+};
+
 /* One `data:` event for a chunk. */
 static enum qk_err
 append_chunk_event(struct qk_buf *ev, const struct mock_answer *ans,
-                   const struct mock_stream_opts *o, const char *content, bool last)
+                   const struct mock_stream_opts *o, const struct chunk *c)
 {
     enum qk_err rc = QK_NOMEM;
     cJSON *root = cJSON_CreateObject();
@@ -90,17 +100,21 @@ append_chunk_event(struct qk_buf *ev, const struct mock_answer *ans,
         cJSON_AddStringToObject(root, "model", ans->model);
     }
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
-    cJSON *choice = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, choice);
-    cJSON_AddNumberToObject(choice, "index", 0);
-    cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
-    cJSON_AddStringToObject(delta, "role", "assistant");
-    cJSON_AddStringToObject(delta, "content", content);
-    if (last && o->finish_reason)
-        cJSON_AddStringToObject(choice, "finish_reason", ans->finish);
-    else
-        cJSON_AddNullToObject(choice, "finish_reason");
-    if (last && o->usage) {
+    if (!c->no_choices) {
+        cJSON *choice = cJSON_CreateObject();
+        cJSON_AddItemToArray(choices, choice);
+        cJSON_AddNumberToObject(choice, "index", 0);
+        cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+        if (c->role)
+            cJSON_AddStringToObject(delta, "role", "assistant");
+        if (c->content)
+            cJSON_AddStringToObject(delta, "content", c->content);
+        if (c->finish && o->finish_reason)
+            cJSON_AddStringToObject(choice, "finish_reason", ans->finish);
+        else
+            cJSON_AddNullToObject(choice, "finish_reason");
+    }
+    if (c->usage && o->usage) {
         int out_tokens = (int)ans->n_pieces;
         cJSON *usage = cJSON_AddObjectToObject(root, "usage");
         cJSON_AddNumberToObject(usage, "input_tokens", ans->input_tokens);
@@ -114,6 +128,28 @@ append_chunk_event(struct qk_buf *ev, const struct mock_answer *ans,
         cJSON_free(json);
     }
     cJSON_Delete(root);
+    return rc;
+}
+
+/* The serialised events of a plan and where each one ends. */
+struct event_list {
+    struct qk_buf bytes;
+    size_t ends[MOCK_ANSWER_MAX + 8];
+    size_t n;
+};
+
+/* Appends one chunk event, after its keep-alive comment when asked. */
+static enum qk_err
+push_chunk(struct event_list *el, const struct mock_answer *ans,
+           const struct mock_stream_opts *o, const struct chunk *c)
+{
+    enum qk_err rc = QK_OK;
+    if (o->comments)
+        rc = qk_buf_appendf(&el->bytes, ": keep-alive%s", eol_str(o->eol));
+    if (rc == QK_OK)
+        rc = append_chunk_event(&el->bytes, ans, o, c);
+    if (rc == QK_OK)
+        el->ends[el->n++] = qk_buf_len(&el->bytes);
     return rc;
 }
 
@@ -176,8 +212,10 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     struct mock_plan plan = {0};
     size_t alloc = 0;
     size_t cuts[MOCK_ANSWER_MAX + 2];
-    struct qk_buf events, group, expanded;
-    qk_buf_init(&events, SIZE_MAX / 2);
+    struct event_list el;
+    struct qk_buf group, expanded;
+    qk_buf_init(&el.bytes, SIZE_MAX / 2);
+    el.n = 0;
     qk_buf_init(&group, SIZE_MAX / 2);
     qk_buf_init(&expanded, SIZE_MAX / 2);
     char *text = NULL;
@@ -205,39 +243,51 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
         n = split_chars(text, want, cuts);
     }
 
-    /* Serialise every event first; offsets mark where each one ends. */
-    size_t ends[MOCK_ANSWER_MAX + 4];
-    size_t n_events = 0;
-    for (size_t i = 0; i < n; i++) {
+    /* Serialise every event first; offsets mark where each one ends. The chunk that
+     * finishes is the last one with a choice: the empty-delta one, else the repeat,
+     * else the last piece. Usage goes with it, unless empty_choices sends it apart. */
+    bool usage_apart = o->empty_choices && o->usage;
+    bool extra_last = o->final_repeat || o->final_empty_delta;
+    if (o->empty_choices)
+        rc = push_chunk(&el, ans, o, &(struct chunk){.no_choices = true});
+    if (rc == QK_OK && o->no_content_delta)
+        rc = push_chunk(&el, ans, o, &(struct chunk){.role = true});
+    for (size_t i = 0; i < n && rc == QK_OK; i++) {
+        if (o->no_content_delta && i == n / 2)
+            rc = push_chunk(&el, ans, o, &(struct chunk){0});
+        if (rc != QK_OK)
+            break;
         size_t from = cumulative ? 0 : cuts[i];
         size_t to = cuts[i + 1];
         char saved = text[to];
         text[to] = '\0';
-        if (o->comments)
-            rc = qk_buf_appendf(&events, ": keep-alive%s", eol_str(o->eol));
-        if (rc == QK_OK)
-            rc = append_chunk_event(&events, ans, o, text + from, i + 1 == n && !o->final_repeat);
+        bool last = i + 1 == n && !extra_last;
+        rc = push_chunk(&el, ans, o,
+                        &(struct chunk){.content = text + from,
+                                        .role = true,
+                                        .finish = last,
+                                        .usage = last && !usage_apart});
         text[to] = saved;
-        if (rc != QK_OK)
-            goto out;
-        ends[n_events++] = qk_buf_len(&events);
     }
-    if (o->final_repeat) {
-        if (o->comments)
-            rc = qk_buf_appendf(&events, ": keep-alive%s", eol_str(o->eol));
-        if (rc == QK_OK)
-            rc = append_chunk_event(&events, ans, o, text, true);
-        if (rc != QK_OK)
-            goto out;
-        ends[n_events++] = qk_buf_len(&events);
-    }
-    if (o->done) {
+    if (rc == QK_OK && o->final_repeat)
+        rc = push_chunk(&el, ans, o,
+                        &(struct chunk){.content = text,
+                                        .role = true,
+                                        .finish = !o->final_empty_delta,
+                                        .usage = !o->final_empty_delta && !usage_apart});
+    if (rc == QK_OK && o->final_empty_delta)
+        rc = push_chunk(&el, ans, o, &(struct chunk){.finish = true, .usage = !usage_apart});
+    if (rc == QK_OK && usage_apart)
+        rc = push_chunk(&el, ans, o, &(struct chunk){.no_choices = true, .usage = true});
+    if (rc == QK_OK && o->done) {
         const char *eol = eol_str(o->eol);
-        rc = qk_buf_appendf(&events, "data: [DONE]%s%s", eol, eol);
-        if (rc != QK_OK)
-            goto out;
-        ends[n_events++] = qk_buf_len(&events);
+        rc = qk_buf_appendf(&el.bytes, "data: [DONE]%s%s", eol, eol);
+        if (rc == QK_OK)
+            el.ends[el.n++] = qk_buf_len(&el.bytes);
     }
+    if (rc != QK_OK)
+        goto out;
+    size_t n_events = el.n;
 
     /* Faults that end the stream early cut the event list. */
     size_t keep = n_events;
@@ -259,18 +309,18 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     for (size_t e = 0; e < keep; e += per_write) {
         size_t last = e + per_write < keep ? e + per_write : keep;
         qk_buf_reset(&group);
-        rc = qk_buf_append(&group, qk_buf_ptr(&events) + start, ends[last - 1] - start);
+        rc = qk_buf_append(&group, qk_buf_ptr(&el.bytes) + start, el.ends[last - 1] - start);
         if (rc == QK_OK)
             rc = push_group(&plan, &alloc, &group, (int)(last - e), e ? o->chunk_delay_ms : 0,
                             o->split_utf8);
         if (rc != QK_OK)
             goto out;
-        start = ends[last - 1];
+        start = el.ends[last - 1];
     }
 
 out:
     free(text);
-    qk_buf_free(&events);
+    qk_buf_free(&el.bytes);
     qk_buf_free(&group);
     qk_buf_free(&expanded);
     if (rc != QK_OK)

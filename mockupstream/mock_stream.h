@@ -24,6 +24,12 @@ struct mock_stream_opts {
     int stall_after;     /**< stop after K events, hold open; -1 = never */
     int stall_ms;        /**< how long a stall holds the connection */
     bool final_repeat;   /**< extra last chunk repeating the whole text */
+    bool final_empty_delta; /**< finish_reason (and usage) on an extra last chunk whose
+                                 delta is {} */
+    bool empty_choices;  /**< a "choices": [] chunk before the first piece; usage moves
+                              to a "choices": [] chunk after the last */
+    bool no_content_delta; /**< a first chunk delta {"role":"assistant"} and one delta {}
+                                before the middle piece */
     int cumulative;      /**< -1 = as requested, 0 = incremental, 1 = cumulative */
     bool done;           /**< send data: [DONE] */
     bool finish_reason;  /**< last chunk carries finish_reason */

@@ -459,6 +459,45 @@ mc_journal_wait(uint16_t port, const char *token, int n, long timeout_ms)
     }
 }
 
+cJSON *
+mc_journal_search(uint16_t port, const char *query, long *status)
+{
+    size_t plen = strlen(query) + 32;
+    char *path = malloc(plen);
+    cJSON *root = NULL;
+    long st = 0;
+    if (path) {
+        snprintf(path, plen, "/__mock/journal?%s", query);
+        struct mc_resp r;
+        if (mc_get(port, path, NULL, &r) == 0 && r.rc == CURLE_OK) {
+            st = r.status;
+            root = mc_json(&r);
+        }
+        mc_resp_free(&r);
+        free(path);
+    }
+    if (status)
+        *status = st;
+    return root;
+}
+
+cJSON *
+mc_journal_search_wait(uint16_t port, const char *query, int n, long timeout_ms)
+{
+    int64_t deadline = qk_now_ms() + timeout_ms;
+    for (;;) {
+        cJSON *j = mc_journal_search(port, query, NULL);
+        int have = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+        const cJSON *fl = cJSON_GetObjectItemCaseSensitive(j, "in_flight");
+        bool settled = cJSON_IsNumber(fl) && fl->valuedouble == 0;
+        if ((settled && have >= n) || qk_now_ms() >= deadline)
+            return j;
+        cJSON_Delete(j);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 long
 mc_revoke(uint16_t port, const char *token)
 {

@@ -126,6 +126,15 @@ cJSON *mc_journal(uint16_t port, const char *token);
 /** Polls the journal until it holds at least @p n entries or @p timeout_ms passes.
  *  @return the last journal fetched (may hold fewer), or NULL. */
 cJSON *mc_journal_wait(uint16_t port, const char *token, int n, long timeout_ms);
+/**
+ * GETs /__mock/journal?@p query (already URL-encoded, e.g. "contains=abc&since_ms=5").
+ * @return the parsed answer whatever its status (a 400 is `{"error","field"}`), or NULL;
+ *         @p status (may be NULL) receives the HTTP status, 0 on transport failure.
+ */
+cJSON *mc_journal_search(uint16_t port, const char *query, long *status);
+/** Polls a search until nothing matching is in flight and it holds at least @p n entries,
+ *  or @p timeout_ms passes. @return the last answer (may hold fewer), or NULL. */
+cJSON *mc_journal_search_wait(uint16_t port, const char *query, int n, long timeout_ms);
 /** @return the status of POST /__mock/tokens/revoke. */
 long mc_revoke(uint16_t port, const char *token);
 /** @return the status of POST /__mock/reset. */

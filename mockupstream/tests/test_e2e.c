@@ -1491,6 +1491,124 @@ stream_forced_cumulative(void **state)
     free(ref);
 }
 
+/* The delta of chunk @p i, NULL for a chunk with "choices": []. */
+static const cJSON *
+chunk_delta(const struct stream *s, size_t i)
+{
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(s->chunk[i], "choices");
+    assert_true(cJSON_IsArray(choices));
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "delta");
+}
+
+/* What a caller reading @p s ends up with; chunks without content add nothing. */
+static char *
+text_of(const struct stream *s, bool cumulative)
+{
+    char *out = strdup("");
+    assert_non_null(out);
+    for (size_t i = 0; i < s->n; i++) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(chunk_delta(s, i), "content");
+        if (!cJSON_IsString(c))
+            continue;
+        size_t have = cumulative ? 0 : strlen(out);
+        if (cumulative)
+            assert_true(starts_with(c->valuestring, out));
+        char *next = malloc(have + strlen(c->valuestring) + 1);
+        assert_non_null(next);
+        memcpy(next, out, have);
+        strcpy(next + have, c->valuestring);
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* Chunks that carry no text (an empty last delta, "choices": [], a role-only delta)
+ * leave the caller's text as the non-stream answer, in both delta modes and with the
+ * other stream keys. */
+static void
+stream_text_free_chunks(void **state)
+{
+    static const struct {
+        const char *stream; /* the step's stream object, without braces */
+        size_t extra;       /* chunks beyond the text pieces */
+    } shapes[] = {
+        {"\"final_empty_delta\":true", 1},
+        {"\"empty_choices\":true", 2},
+        {"\"no_content_delta\":true", 2},
+        {"\"final_empty_delta\":true,\"empty_choices\":true,\"no_content_delta\":true,"
+         "\"chunks\":4,\"chunk_delay_ms\":20,\"split_utf8\":true,\"comments\":true",
+         5},
+    };
+    char *ref = ref_text(PORT, "textless", NULL);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        for (int cum = 0; cum < 2; cum++) {
+            char tok[TOKLEN], steps[512];
+            struct mc_resp r;
+            struct stream s;
+            snprintf(steps, sizeof steps, "[{\"stream\":{%s,\"chunks\":3}}]", shapes[k].stream);
+            if (k == 3) /* its own chunks count */
+                snprintf(steps, sizeof steps, "[{\"stream\":{%s}}]", shapes[k].stream);
+            shaped(PORT, tok, steps, "textless", cum ? NULL : ",\"incremental_output\":true", &r);
+            assert_ok_status(&r, 200);
+            assert_true(mc_utf8_valid(r.body, r.body_len));
+            stream_parse(&r, &s);
+            assert_true(s.done);
+            size_t pieces = k == 3 ? 4 : 3;
+            assert_int_equal(s.n, pieces + shapes[k].extra);
+            char *text = text_of(&s, cum);
+            if (strcmp(text, ref) != 0)
+                print_message("%s (%s): '%s' != '%s'\n", steps, cum ? "cumulative" : "incremental",
+                              text, ref);
+            assert_string_equal(text, ref);
+            free(text);
+            /* One finish_reason, on the last chunk that has a choice. */
+            size_t fin_at = SIZE_MAX, n_fin = 0, n_usage = 0;
+            for (size_t i = 0; i < s.n; i++) {
+                const cJSON *c0 = cJSON_GetArrayItem(
+                    cJSON_GetObjectItemCaseSensitive(s.chunk[i], "choices"), 0);
+                if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c0, "finish_reason"))) {
+                    fin_at = i;
+                    n_fin++;
+                }
+                n_usage += cJSON_GetObjectItemCaseSensitive(s.chunk[i], "usage") != NULL;
+            }
+            assert_int_equal(n_fin, 1);
+            assert_int_equal(n_usage, 1);
+            bool empty_choices = strstr(shapes[k].stream, "empty_choices") != NULL;
+            assert_int_equal(fin_at, s.n - 1 - (empty_choices ? 1 : 0));
+            const cJSON *fin_delta = chunk_delta(&s, fin_at);
+            if (strstr(shapes[k].stream, "final_empty_delta")) {
+                assert_true(cJSON_IsObject(fin_delta));
+                assert_null(fin_delta->child); /* delta: {} */
+            }
+            if (empty_choices) {
+                assert_null(chunk_delta(&s, 0));
+                assert_null(chunk_delta(&s, s.n - 1));
+                assert_non_null(cJSON_GetObjectItemCaseSensitive(s.chunk[s.n - 1], "usage"));
+            }
+            if (strstr(shapes[k].stream, "no_content_delta")) {
+                const cJSON *d = chunk_delta(&s, empty_choices ? 1 : 0);
+                assert_string_equal(str(d, "role"), "assistant");
+                assert_null(cJSON_GetObjectItemCaseSensitive(d, "content"));
+                size_t empty = 0;
+                for (size_t i = 0; i < s.n; i++) {
+                    const cJSON *di = chunk_delta(&s, i);
+                    empty += di && !di->child && i != fin_at;
+                }
+                assert_int_equal(empty, 1);
+            }
+            if (k == 3) {
+                assert_true(s.ev.comments >= s.n);
+                assert_true(r.n_chunks > s.ev.n); /* split into several writes */
+            }
+            stream_free(&s);
+            mc_resp_free(&r);
+        }
+    }
+    free(ref);
+}
+
 /* No chunk carries @p key. */
 static void
 assert_no_key(const struct stream *s, const char *key)
@@ -1937,6 +2055,288 @@ journal_is_bounded(void **state)
     qk_mock_stop(m);
 }
 
+/* ---------- searching the journal ---------- */
+
+static void assert_control_error(long status, cJSON *reply, const char *field);
+
+/* What a proxy may send upstream for the caller's token @T, one request each, tagged by
+ * its query `n=i`. */
+static const struct {
+    const char *headers[2]; /* raw header lines; @T = the token, @O = another token */
+    bool searched;          /* carries @T in some form */
+    bool verbatim;          /* exactly one `Authorization: Bearer @T` */
+} altered[] = {
+    {{"Authorization: Bearer @T"}, true, true},
+    {{"Authorization: Bearer Bearer @T"}, true, false},
+    {{"authorization: bearer @T"}, true, false},
+    {{"Authorization: Bearer   \"@T\"."}, true, false},
+    {{NULL}, false, false},
+    {{"Authorization: Bearer @O"}, false, false},
+    {{"Authorization: Bearer @O", "AUTHORIZATION: Bearer @T"}, true, false},
+    {{"Authorization: Bearer undefined"}, false, false},
+    {{"Authorization: Bearer @T", "Authorization: Bearer @T"}, true, false},
+    {{"Authorization: Bearer null"}, false, false},
+};
+#define N_ALTERED (sizeof altered / sizeof altered[0])
+
+/* Copies @p tmpl with @T and @O replaced. */
+static void
+subst2(char *out, size_t len, const char *tmpl, const char *t, const char *o)
+{
+    size_t k = 0;
+    for (const char *p = tmpl; *p && k + 1 < len; p++) {
+        const char *with = p[0] == '@' && p[1] == 'T' ? t : p[0] == '@' && p[1] == 'O' ? o : NULL;
+        if (with) {
+            size_t n = strlen(with);
+            assert_true(k + n < len);
+            memcpy(out + k, with, n);
+            k += n;
+            p++;
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* The `n` of an entry's query "n=I". */
+static int
+entry_n(const cJSON *e)
+{
+    const char *q = str(e, "query");
+    assert_true(starts_with(q, "n="));
+    return atoi(q + 2);
+}
+
+/* Sends every altered[] request, a few ms apart, between the times *t0 and *t1. */
+static void
+send_altered(uint16_t port, const char *tok, const char *other, int64_t *t0, int64_t *t1)
+{
+    char lines[N_ALTERED][2][256], path[32];
+    *t0 = qk_now_ms();
+    for (size_t i = 0; i < N_ALTERED; i++) {
+        struct mc_req q = {.port = port, .path = path};
+        snprintf(path, sizeof path, "/api/models?n=%zu", i);
+        for (int h = 0; h < 2 && altered[i].headers[h]; h++) {
+            subst2(lines[i][h], sizeof lines[i][h], altered[i].headers[h], tok, other);
+            q.headers[h] = lines[i][h];
+        }
+        struct mc_resp r;
+        assert_int_equal(mc_request(&q, &r), 0);
+        assert_int_equal(r.rc, CURLE_OK); /* 200 or 401: the journal has it either way */
+        mc_resp_free(&r);
+        sleep_ms(4); /* distinct received_ms for the window bounds */
+    }
+    *t1 = qk_now_ms();
+}
+
+/* contains= finds the requests that carried the token in any form, under whatever key
+ * the mock filed them, with the raw values they carried; nothing else. */
+static void
+journal_search_contains(void **state)
+{
+    char tok[TOKLEN], other[TOKLEN], query[256], want[256];
+    mc_new_token(tok, sizeof tok);
+    mc_new_token(other, sizeof other);
+    int64_t t0, t1;
+    send_altered(PORT, tok, other, &t0, &t1);
+    size_t n_want = 0;
+    for (size_t i = 0; i < N_ALTERED; i++)
+        n_want += altered[i].searched;
+    snprintf(query, sizeof query, "contains=%s", tok);
+    cJSON *j = mc_journal_search_wait(PORT, query, (int)n_want, 5000);
+    assert_non_null(j);
+    assert_int_equal((long)num(j, "in_flight"), 0);
+    assert_int_equal((long)num(j, "matched"), (long)n_want);
+    assert_false(flag(j, "truncated"));
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), (int)n_want);
+    size_t k = 0;
+    for (size_t i = 0; i < N_ALTERED; i++) {
+        if (!altered[i].searched)
+            continue;
+        const cJSON *e = entry(j, (int)k++);
+        assert_int_equal(entry_n(e), (int)i); /* oldest first */
+        /* The raw values, in order, as "authorization" and among the headers. */
+        const cJSON *auth = cJSON_GetObjectItemCaseSensitive(e, "authorization");
+        int n_auth = altered[i].headers[1] ? 2 : 1;
+        assert_int_equal(cJSON_GetArraySize(auth), n_auth);
+        for (int h = 0; h < n_auth; h++) {
+            subst2(want, sizeof want, strchr(altered[i].headers[h], ':') + 2, tok, other);
+            assert_string_equal(cJSON_GetArrayItem(auth, h)->valuestring, want);
+        }
+        int in_headers = 0;
+        const cJSON *hd;
+        cJSON_ArrayForEach(hd, cJSON_GetObjectItemCaseSensitive(e, "headers"))
+            in_headers += strcasecmp(str(hd, "name"), "Authorization") == 0;
+        assert_int_equal(in_headers, n_auth);
+        assert_true(starts_with(str(e, "token"), "t:"));
+    }
+    cJSON_Delete(j);
+    /* The doubled prefix (a malformed value, 401) was filed under the raw value, not T:
+     * the per-key read misses it. */
+    j = mc_journal(PORT, tok);
+    assert_non_null(j);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "entries"))
+        assert_true(entry_n(e) != 1);
+    cJSON_Delete(j);
+    /* A string nobody sent finds nothing. */
+    snprintf(query, sizeof query, "contains=%s-never", tok);
+    j = mc_journal_search(PORT, query, NULL);
+    assert_int_equal((long)num(j, "matched"), 0);
+    cJSON_Delete(j);
+}
+
+/* since_ms/until_ms select by received_ms, bounds included; not_token keeps every request
+ * that did not carry exactly `Authorization: Bearer T`: another credential, or none. */
+static void
+journal_search_window_not_token(void **state)
+{
+    char tok[TOKLEN], other[TOKLEN], query[256];
+    mc_new_token(tok, sizeof tok);
+    mc_new_token(other, sizeof other);
+    int64_t t0, t1;
+    send_altered(PORT, tok, other, &t0, &t1);
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld", (long long)t0, (long long)t1);
+    cJSON *all = mc_journal_search_wait(PORT, query, (int)N_ALTERED, 5000);
+    assert_non_null(all);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(all, "entries")),
+                     (int)N_ALTERED);
+    int64_t received[N_ALTERED];
+    for (size_t i = 0; i < N_ALTERED; i++) {
+        assert_int_equal(entry_n(entry(all, (int)i)), (int)i);
+        received[i] = (int64_t)num(entry(all, (int)i), "received_ms");
+        assert_true(received[i] >= t0 && received[i] <= t1);
+        if (i)
+            assert_true(received[i] > received[i - 1]);
+    }
+    cJSON_Delete(all);
+
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld&not_token=%s", (long long)t0,
+             (long long)t1, tok);
+    cJSON *j = mc_journal_search(PORT, query, NULL);
+    size_t k = 0;
+    for (size_t i = 0; i < N_ALTERED; i++) {
+        if (altered[i].verbatim)
+            continue;
+        assert_int_equal(entry_n(entry(j, (int)k++)), (int)i);
+    }
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), (int)k);
+    assert_int_equal((long)num(j, "matched"), (long)k);
+    cJSON_Delete(j);
+
+    /* Bounds are inclusive and exact to the millisecond. */
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld", (long long)received[2],
+             (long long)received[4]);
+    j = mc_journal_search(PORT, query, NULL);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), 3);
+    assert_int_equal(entry_n(entry(j, 0)), 2);
+    assert_int_equal(entry_n(entry(j, 2)), 4);
+    cJSON_Delete(j);
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld", (long long)received[2] + 1,
+             (long long)received[4] - 1);
+    j = mc_journal_search(PORT, query, NULL);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), 1);
+    assert_int_equal(entry_n(entry(j, 0)), 3);
+    cJSON_Delete(j);
+    /* The missing header alone: not the token, in a one-request window. */
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld&not_token=%s",
+             (long long)received[4], (long long)received[4], tok);
+    j = mc_journal_search(PORT, query, NULL);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry(j, 0),
+                                                                         "authorization")),
+                     0);
+    assert_int_equal((long)num(entry(j, 0), "status"), 401);
+    cJSON_Delete(j);
+    /* limit keeps the latest matches. */
+    snprintf(query, sizeof query, "since_ms=%lld&until_ms=%lld&limit=2", (long long)t0,
+             (long long)t1);
+    j = mc_journal_search(PORT, query, NULL);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), 2);
+    assert_int_equal(entry_n(entry(j, 0)), (int)N_ALTERED - 2);
+    assert_int_equal((long)num(j, "matched"), (long)N_ALTERED);
+    assert_true(flag(j, "truncated"));
+    cJSON_Delete(j);
+}
+
+/* A matching request still under way counts as in flight, with no entry yet. */
+static void
+journal_search_counts_in_flight(void **state)
+{
+    struct stall_thread t = {.port = PORT, .timeout_ms = 10000};
+    mc_new_token(t.tok, sizeof t.tok);
+    queue(PORT, t.tok, "chat", "[{\"stream\":{\"chunks\":3,\"chunk_delay_ms\":300}}]");
+    int64_t t0 = qk_now_ms();
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stall_main, &t), 0);
+    bool seen = wait_streams(PORT, 1, 3000);
+    char query[256];
+    snprintf(query, sizeof query, "contains=%s", t.tok);
+    cJSON *during = mc_journal_search(PORT, query, NULL);
+    snprintf(query, sizeof query, "since_ms=%lld&not_token=%s", (long long)t0, t.tok);
+    cJSON *other = mc_journal_search(PORT, query, NULL);
+    pthread_join(th, NULL);
+    assert_true(seen);
+    assert_int_equal((long)num(during, "in_flight"), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(during, "entries")), 0);
+    assert_int_equal((long)num(other, "in_flight"), 0); /* it carries the token verbatim */
+    cJSON_Delete(during);
+    cJSON_Delete(other);
+    assert_int_equal(t.rc, 0);
+    mc_resp_free(&t.r);
+    snprintf(query, sizeof query, "contains=%s", t.tok);
+    cJSON *after = mc_journal_search_wait(PORT, query, 1, 5000);
+    assert_int_equal((long)num(after, "in_flight"), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(after, "entries")), 1);
+    cJSON_Delete(after);
+}
+
+/* Bad search parameters get 400 naming the parameter. */
+static void
+journal_search_bad_parameters(void **state)
+{
+    static const struct {
+        const char *query, *field;
+    } bad[] = {
+        {"contains=", "contains"},
+        {"contains", "contains"},
+        {"not_token=", "not_token"},
+        {"since_ms=abc", "since_ms"},
+        {"since_ms=-5", "since_ms"},
+        {"until_ms=1.5", "until_ms"},
+        {"since_ms=10&until_ms=9", "until_ms"},
+        {"since_ms=1&since_ms=2", "since_ms"},
+        {"contains=x&limit=0", "limit"},
+        {"contains=x&limit=many", "limit"},
+        {"limit=5", "limit"},
+        {"token=x&contains=y", "contains"},
+        {"since_ms=1&token=x", "since_ms"},
+        {"token=x&token=y", "token"},
+        {"sinse_ms=1", "sinse_ms"},
+        {"token=x&junk=1", "junk"},
+        {"", "token"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long st = 0;
+        cJSON *reply = mc_journal_search(PORT, bad[i].query, &st);
+        if (st != 400)
+            print_message("journal?%s -> %ld\n", bad[i].query, st);
+        assert_control_error(st, reply, bad[i].field);
+        cJSON_Delete(reply);
+    }
+    /* Good ones, for contrast. */
+    long st = 0;
+    cJSON *reply = mc_journal_search(PORT, "until_ms=0", &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "entries")), 0);
+    cJSON_Delete(reply);
+    reply = mc_journal_search(PORT, "contains=%2B%20x&limit=1000000", &st);
+    assert_int_equal(st, 200);
+    cJSON_Delete(reply);
+}
+
 /* ---------- control API ---------- */
 
 static void
@@ -2281,6 +2681,7 @@ main(void)
         cmocka_unit_test(stream_stall_after),
         cmocka_unit_test(stream_final_repeat),
         cmocka_unit_test(stream_forced_cumulative),
+        cmocka_unit_test(stream_text_free_chunks),
         cmocka_unit_test(stream_step_overrides),
         cmocka_unit_test(stream_server_options),
         cmocka_unit_test(journal_records_requests),
@@ -2288,6 +2689,10 @@ main(void)
         cmocka_unit_test(journal_order_is_arrival_order),
         cmocka_unit_test(journal_counts_requests_in_flight),
         cmocka_unit_test(journal_is_bounded),
+        cmocka_unit_test(journal_search_contains),
+        cmocka_unit_test(journal_search_window_not_token),
+        cmocka_unit_test(journal_search_counts_in_flight),
+        cmocka_unit_test(journal_search_bad_parameters),
         cmocka_unit_test(health),
         cmocka_unit_test(control_errors),
         cmocka_unit_test(load_scenarios_api),

@@ -40,7 +40,8 @@ parses_every_step_kind(void **state)
               "{\"ok\":true,\"delay_ms\":10,\"headers\":{\"X-Trace\":\"abc\"}},"
               "{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":5,\"split_utf8\":true,\"crlf\":true,"
               "\"comments\":true,\"coalesce\":2,\"truncate_after\":3,\"final_repeat\":true,"
-              "\"cumulative\":false,\"done\":false,\"usage\":false}}]}",
+              "\"cumulative\":false,\"done\":false,\"usage\":false,\"final_empty_delta\":true,"
+              "\"empty_choices\":true,\"no_content_delta\":true}}]}",
               &p),
         QK_OK);
     assert_non_null(p.list);
@@ -75,6 +76,9 @@ parses_every_step_kind(void **state)
     assert_int_equal(s->stream.cumulative, 0);
     assert_false(s->stream.done);
     assert_false(s->stream.usage);
+    assert_true(s->stream.final_empty_delta);
+    assert_true(s->stream.empty_choices);
+    assert_true(s->stream.no_content_delta);
     assert_true(s->stream.finish_reason); /* untouched keys keep the defaults */
     assert_non_null(strstr(s->json, "\"chunks\":4"));
     mock_scenario_free(p.list);
@@ -148,6 +152,12 @@ rejects_bad_input_naming_the_field(void **state)
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"split_utf8\":1}}]}",
          "steps[0].stream.split_utf8"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"speed\":1}}]}", "steps[0].stream.speed"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"final_empty_delta\":1}}]}",
+         "steps[0].stream.final_empty_delta"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"empty_choices\":\"yes\"}}]}",
+         "steps[0].stream.empty_choices"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"no_content_delta\":null}}]}",
+         "steps[0].stream.no_content_delta"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"crlf\":true,\"cr\":true}}]}",
          "steps[0].stream.cr"},
         {"[{\"token\":\"a\",\"steps\":[{\"ok\":true}]},{\"token\":\"b\",\"steps\":[{\"x\":1}]}]",

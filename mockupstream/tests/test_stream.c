@@ -362,6 +362,325 @@ piece_bytes_repeats_pieces_whole(void **state)
     mock_plan_free(&plan);
 }
 
+/* ---------- stream shapes with chunks that carry no text ---------- */
+
+/* One chunk as a reader sees it, whatever its shape. */
+struct any_chunk {
+    int n_choices;     /* -1: no "choices" array */
+    bool delta_empty;  /* delta is {} */
+    bool role;         /* delta.role is "assistant" */
+    char *content;     /* delta.content, NULL when absent */
+    char *finish;      /* finish_reason, NULL when null or absent */
+    bool usage, envelope;
+};
+
+struct any_stream {
+    struct any_chunk c[MOCK_ANSWER_MAX + 8];
+    size_t n, n_done;
+    int comments;
+};
+
+/* Parses @p body (events of one data line, ended by @p eol twice) chunk by chunk. */
+static void
+read_any(const char *body, const char *eol, struct any_stream *s)
+{
+    memset(s, 0, sizeof *s);
+    size_t eol_len = strlen(eol);
+    for (const char *p = body; *p;) {
+        const char *end = strstr(p, eol);
+        assert_non_null(end);
+        size_t len = (size_t)(end - p);
+        if (len >= 6 && strncmp(p, "data: ", 6) == 0) {
+            char *data = strndup(p + 6, len - 6);
+            assert_int_equal(s->n_done, 0); /* nothing after [DONE] */
+            if (strcmp(data, "[DONE]") == 0) {
+                s->n_done++;
+            } else {
+                cJSON *o = cJSON_Parse(data);
+                assert_non_null(o);
+                struct any_chunk *c = &s->c[s->n++];
+                const cJSON *choices = cJSON_GetObjectItem(o, "choices");
+                c->n_choices = cJSON_IsArray(choices) ? cJSON_GetArraySize(choices) : -1;
+                const cJSON *ch = cJSON_GetArrayItem(choices, 0);
+                const cJSON *delta = cJSON_GetObjectItem(ch, "delta");
+                const cJSON *role = cJSON_GetObjectItem(delta, "role");
+                const cJSON *content = cJSON_GetObjectItem(delta, "content");
+                const cJSON *fin = cJSON_GetObjectItem(ch, "finish_reason");
+                c->delta_empty = cJSON_IsObject(delta) && !delta->child;
+                c->role = cJSON_IsString(role) && strcmp(role->valuestring, "assistant") == 0;
+                c->content = cJSON_IsString(content) ? strdup(content->valuestring) : NULL;
+                c->finish = cJSON_IsString(fin) ? strdup(fin->valuestring) : NULL;
+                c->usage = cJSON_GetObjectItem(o, "usage") != NULL;
+                c->envelope = cJSON_GetObjectItem(o, "id") && cJSON_GetObjectItem(o, "model");
+                cJSON_Delete(o);
+            }
+            free(data);
+        } else if (len > 0 && p[0] == ':') {
+            s->comments++;
+        } else {
+            assert_int_equal(len, 0);
+        }
+        p = end + eol_len;
+    }
+}
+
+static void
+any_free(struct any_stream *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->c[i].content);
+        free(s->c[i].finish);
+    }
+}
+
+/* The text a caller ends up with: the pieces joined (incremental) or the last content
+ * (cumulative, where every content extends the one before). Chunks without content add
+ * nothing. Caller frees. */
+static char *
+caller_text(const struct any_stream *s, bool cumulative)
+{
+    struct qk_buf b;
+    qk_buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *c = s->c[i].content;
+        if (!c)
+            continue;
+        if (cumulative) {
+            assert_memory_equal(c, qk_buf_ptr(&b), qk_buf_len(&b));
+            qk_buf_reset(&b);
+        }
+        assert_int_equal(qk_buf_append_str(&b, c), QK_OK);
+    }
+    return qk_buf_take(&b, NULL);
+}
+
+/* Builds the plan for @p a and reads it back. */
+static void
+build_any(const struct mock_answer *a, const struct mock_stream_opts *o, bool cumulative,
+          struct any_stream *s)
+{
+    struct mock_plan plan;
+    assert_int_equal(mock_plan_build(a, o, cumulative, &plan), QK_OK);
+    char *body = concat(&plan);
+    int events = 0;
+    for (size_t i = 0; i < plan.count; i++)
+        events += plan.writes[i].events;
+    read_any(body, o->eol == MOCK_EOL_CRLF ? "\r\n" : o->eol == MOCK_EOL_CR ? "\r" : "\n", s);
+    assert_int_equal((size_t)events, s->n + s->n_done);
+    free(body);
+    mock_plan_free(&plan);
+}
+
+static int
+count_finish(const struct any_stream *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += s->c[i].finish != NULL;
+    return n;
+}
+
+static int
+count_usage(const struct any_stream *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += s->c[i].usage;
+    return n;
+}
+
+static void
+assert_text(const struct any_stream *s, bool cumulative)
+{
+    char *t = caller_text(s, cumulative);
+    assert_string_equal(t, full_text);
+    free(t);
+}
+
+/* final_empty_delta: the pieces carry no finish_reason; one last chunk with delta {}
+ * carries it (and usage), then [DONE]. */
+static void
+final_empty_delta_finishes_on_an_empty_delta(void **state)
+{
+    (void)state;
+    for (int cum = 0; cum < 2; cum++) {
+        struct mock_stream_opts o;
+        mock_stream_opts_init(&o);
+        o.final_empty_delta = true;
+        struct any_stream s;
+        build_any(&answer, &o, cum, &s);
+        assert_int_equal(s.n, answer.n_pieces + 1);
+        for (size_t i = 0; i + 1 < s.n; i++) {
+            assert_non_null(s.c[i].content);
+            assert_null(s.c[i].finish);
+            assert_false(s.c[i].usage);
+        }
+        const struct any_chunk *last = &s.c[s.n - 1];
+        assert_int_equal(last->n_choices, 1);
+        assert_true(last->delta_empty);
+        assert_string_equal(last->finish, "stop");
+        assert_true(last->usage);
+        assert_true(last->envelope);
+        assert_int_equal(s.n_done, 1);
+        assert_text(&s, cum);
+        any_free(&s);
+
+        /* The answer's own finish reason; usage and [DONE] as configured. */
+        struct mock_answer cut = answer;
+        cut.finish = "length";
+        o.usage = false;
+        o.done = false;
+        build_any(&cut, &o, cum, &s);
+        assert_string_equal(s.c[s.n - 1].finish, "length");
+        assert_true(s.c[s.n - 1].delta_empty);
+        assert_int_equal(count_usage(&s), 0);
+        assert_int_equal(s.n_done, 0);
+        any_free(&s);
+
+        /* With final_repeat, the repeat comes first and no longer finishes. */
+        mock_stream_opts_init(&o);
+        o.final_empty_delta = true;
+        o.final_repeat = true;
+        build_any(&answer, &o, cum, &s);
+        assert_int_equal(s.n, answer.n_pieces + 2);
+        assert_string_equal(s.c[s.n - 2].content, full_text);
+        assert_null(s.c[s.n - 2].finish);
+        assert_true(s.c[s.n - 1].delta_empty);
+        assert_int_equal(count_finish(&s), 1);
+        assert_int_equal(count_usage(&s), 1);
+        any_free(&s);
+    }
+}
+
+/* empty_choices: a "choices": [] chunk before the first piece, and usage on its own
+ * "choices": [] chunk after the finishing one. */
+static void
+empty_choices_open_and_carry_usage(void **state)
+{
+    (void)state;
+    for (int cum = 0; cum < 2; cum++) {
+        struct mock_stream_opts o;
+        mock_stream_opts_init(&o);
+        o.empty_choices = true;
+        struct any_stream s;
+        build_any(&answer, &o, cum, &s);
+        assert_int_equal(s.n, answer.n_pieces + 2);
+        assert_int_equal(s.c[0].n_choices, 0);
+        assert_true(s.c[0].envelope);
+        assert_false(s.c[0].usage);
+        const struct any_chunk *fin = &s.c[s.n - 2], *tail = &s.c[s.n - 1];
+        assert_string_equal(fin->finish, "stop");
+        assert_false(fin->usage);
+        assert_non_null(fin->content);
+        assert_int_equal(tail->n_choices, 0);
+        assert_true(tail->usage);
+        assert_true(tail->envelope);
+        for (size_t i = 1; i + 1 < s.n; i++)
+            assert_int_equal(s.c[i].n_choices, 1);
+        assert_int_equal(count_finish(&s), 1);
+        assert_int_equal(s.n_done, 1);
+        assert_text(&s, cum);
+        any_free(&s);
+
+        /* Without usage there is nothing to send apart: only the opening chunk. */
+        o.usage = false;
+        o.envelope = false;
+        build_any(&answer, &o, cum, &s);
+        assert_int_equal(s.n, answer.n_pieces + 1);
+        assert_int_equal(s.c[0].n_choices, 0);
+        assert_false(s.c[0].envelope);
+        assert_string_equal(s.c[s.n - 1].finish, "stop");
+        assert_int_equal(count_usage(&s), 0);
+        assert_text(&s, cum);
+        any_free(&s);
+    }
+}
+
+/* no_content_delta: a first chunk delta {"role":"assistant"} and one delta {} before the
+ * middle piece; the text is the same. */
+static void
+no_content_delta_adds_deltas_without_content(void **state)
+{
+    (void)state;
+    for (int cum = 0; cum < 2; cum++) {
+        for (int chunks = 0; chunks <= 3; chunks++) {
+            struct mock_stream_opts o;
+            mock_stream_opts_init(&o);
+            o.no_content_delta = true;
+            o.chunks = chunks;
+            size_t n_text = chunks ? (size_t)chunks : answer.n_pieces;
+            struct any_stream s;
+            build_any(&answer, &o, cum, &s);
+            assert_int_equal(s.n, n_text + 2);
+            assert_true(s.c[0].role);
+            assert_null(s.c[0].content);
+            assert_null(s.c[0].finish);
+            size_t mid = 1 + n_text / 2; /* the role chunk, then n_text/2 pieces */
+            for (size_t i = 1; i < s.n; i++) {
+                assert_int_equal(s.c[i].delta_empty, i == mid);
+                assert_int_equal(s.c[i].content == NULL, i == mid);
+            }
+            assert_string_equal(s.c[s.n - 1].finish, "stop");
+            assert_true(s.c[s.n - 1].usage);
+            assert_int_equal(count_finish(&s), 1);
+            assert_text(&s, cum);
+            any_free(&s);
+        }
+    }
+}
+
+/* All three at once, with the keys that cut, pace and frame the stream. */
+static void
+text_free_shapes_combine_with_the_other_keys(void **state)
+{
+    (void)state;
+    for (int cum = 0; cum < 2; cum++) {
+        struct mock_stream_opts o;
+        mock_stream_opts_init(&o);
+        o.final_empty_delta = o.empty_choices = o.no_content_delta = true;
+        o.chunks = 3;
+        o.split_utf8 = true;
+        o.comments = true;
+        o.coalesce = 2;
+        o.eol = MOCK_EOL_CRLF;
+        o.chunk_delay_ms = 9;
+        struct any_stream s;
+        build_any(&answer, &o, cum, &s);
+        /* [] , role, 1 piece, {}, 2 pieces, {} finishing, [] usage */
+        assert_int_equal(s.n, 3 + 5);
+        assert_int_equal(s.comments, (int)s.n);
+        assert_int_equal(s.c[0].n_choices, 0);
+        assert_true(s.c[1].role && !s.c[1].content);
+        assert_true(s.c[3].delta_empty);
+        assert_true(s.c[6].delta_empty);
+        assert_string_equal(s.c[6].finish, "stop");
+        assert_int_equal(s.c[7].n_choices, 0);
+        assert_true(s.c[7].usage);
+        assert_int_equal(count_finish(&s), 1);
+        assert_int_equal(count_usage(&s), 1);
+        assert_int_equal(s.n_done, 1);
+        assert_text(&s, cum);
+        any_free(&s);
+    }
+    /* The extra chunks are events like any other for truncate_after. */
+    struct mock_stream_opts o;
+    mock_stream_opts_init(&o);
+    o.empty_choices = o.no_content_delta = true;
+    o.truncate_after = 2;
+    struct mock_plan plan;
+    assert_int_equal(mock_plan_build(&answer, &o, false, &plan), QK_OK);
+    assert_int_equal(plan.end, MOCK_END_CLOSE);
+    char *body = concat(&plan);
+    struct any_stream s;
+    read_any(body, "\n", &s);
+    assert_int_equal(s.n, 2);
+    assert_null(s.c[0].content);
+    assert_null(s.c[1].content);
+    any_free(&s);
+    free(body);
+    mock_plan_free(&plan);
+}
+
 static void
 answers_are_deterministic_and_mix_scripts(void **state)
 {
@@ -407,6 +726,10 @@ main(void)
         cmocka_unit_test(final_repeat_and_switches_shape_the_last_chunk),
         cmocka_unit_test(chunks_option_resplits_at_character_boundaries),
         cmocka_unit_test(piece_bytes_repeats_pieces_whole),
+        cmocka_unit_test(final_empty_delta_finishes_on_an_empty_delta),
+        cmocka_unit_test(empty_choices_open_and_carry_usage),
+        cmocka_unit_test(no_content_delta_adds_deltas_without_content),
+        cmocka_unit_test(text_free_shapes_combine_with_the_other_keys),
         cmocka_unit_test(answers_are_deterministic_and_mix_scripts),
     };
     return cmocka_run_group_tests_name("mock_stream", tests, NULL, NULL);
