@@ -8,23 +8,25 @@
 #include <string.h>
 #include <strings.h>
 
-/* @return true when the journal of token-less requests grew past @p seq_before. */
+#include "conf_text.h"
+
+/* @return true when any request reached the upstream after @p since, whatever
+ * credential it carried (a proxy may send its own): each is printed as evidence. */
 static bool
-anonymous_request_seen(struct conf_ctx *ctx, int64_t seq_before)
+upstream_request_seen(struct conf_ctx *ctx, struct conf_mark since, const char *token)
 {
     /* The proxy answered already; give a forwarded request a moment to arrive. */
     conf_sleep_ms(100);
     bool seen = false;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal_settled(ctx, "")) {
-        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "seq");
-        if (!cJSON_IsNumber(seq) || (int64_t)seq->valuedouble <= seq_before)
-            continue;
+    cJSON_ArrayForEach(e, conf_upstream_since(ctx, since)) {
+        char shown[160];
         seen = true;
-        const char *auth = conf_entry_header(e, "Authorization");
-        print_error("    upstream request without a token: %s %s, Authorization: %s\n",
+        print_error("    upstream request: %s %s, Authorization: %s\n",
                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e), auth ? conf_str(ctx, "\"%s\"", auth) : "(none)");
+                    conf_entry_path(e),
+                    conf_text_credential(shown, sizeof(shown),
+                                         conf_entry_header(e, "Authorization"), token));
     }
     return seen;
 }
@@ -34,11 +36,11 @@ static void
 AUTH_1_missing_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
 {
     conf_judges_credentials(ctx);
-    int64_t seq = conf_anonymous_seq(ctx);
+    struct conf_mark since = conf_upstream_mark(ctx);
     const struct conf_response *r = conf_send(ctx, "GET", conf_api(ctx, "/models"), NULL, NULL);
     conf_assert_status(ctx, r, 401);
-    conf_check(ctx, r, !anonymous_request_seen(ctx, seq),
-               "GET models without Authorization reached the upstream");
+    conf_check(ctx, r, !upstream_request_seen(ctx, since, NULL),
+               "GET models without Authorization caused an upstream request");
 }
 
 /* AUTH-1, chat route. */
@@ -47,22 +49,13 @@ AUTH_1_chat_without_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
 {
     conf_judges_credentials(ctx);
     const char *headers[] = {"Content-Type: application/json", NULL};
-    int64_t seq = conf_anonymous_seq(ctx);
+    struct conf_mark since = conf_upstream_mark(ctx);
     const struct conf_response *r =
         conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers,
                   conf_chat_body(ctx, "no credentials"));
     conf_assert_status(ctx, r, 401);
-    conf_check(ctx, r, !anonymous_request_seen(ctx, seq),
-               "a chat request without Authorization reached the upstream");
-}
-
-/* @return true when the upstream saw a request whose Authorization was @p raw (the mock
- * journals a non-Bearer value under the raw value) or none at all (since @p seq_before). */
-static bool
-forwarded_with(struct conf_ctx *ctx, const char *raw, int64_t seq_before)
-{
-    /* The empty key is the shared journal of token-less requests: judged by sequence. */
-    return anonymous_request_seen(ctx, seq_before) || (raw[0] && conf_attempts(ctx, raw, 0) > 0);
+    conf_check(ctx, r, !upstream_request_seen(ctx, since, NULL),
+               "a chat request without Authorization caused an upstream request");
 }
 
 /* AUTH-2: a non-Bearer scheme gets 401 and causes no upstream request. */
@@ -75,13 +68,13 @@ AUTH_2_non_bearer_scheme_gets_401_no_upstream(struct conf_ctx *ctx)
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
         const char *value = conf_str(ctx, "%s %s", schemes[i], token);
         const char *headers[] = {conf_str(ctx, "Authorization: %s", value), NULL};
-        int64_t seq = conf_anonymous_seq(ctx);
+        struct conf_mark since = conf_upstream_mark(ctx);
         const struct conf_response *r =
             conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
         conf_check(ctx, r, r->status == 401, "scheme \"%s\": expected 401, got %ld",
                    schemes[i], r->status);
-        conf_check(ctx, r, !forwarded_with(ctx, value, seq) && conf_attempts(ctx, token, 0) == 0,
-                   "scheme \"%s\" reached the upstream", schemes[i]);
+        conf_check(ctx, r, !upstream_request_seen(ctx, since, token),
+                   "scheme \"%s\" caused an upstream request", schemes[i]);
     }
 }
 
@@ -99,13 +92,13 @@ AUTH_2_empty_token_gets_401_no_upstream(struct conf_ctx *ctx)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *headers[] = {cases[i].line, NULL};
-        int64_t seq = conf_anonymous_seq(ctx);
+        struct conf_mark since = conf_upstream_mark(ctx);
         const struct conf_response *r =
             conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
         conf_check(ctx, r, r->status == 401, "\"%s\": expected 401, got %ld", cases[i].line,
                    r->status);
-        conf_check(ctx, r, !forwarded_with(ctx, cases[i].value, seq),
-                   "\"%s\" reached the upstream", cases[i].line);
+        conf_check(ctx, r, !upstream_request_seen(ctx, since, NULL),
+                   "\"%s\" caused an upstream request", cases[i].line);
     }
 }
 
@@ -157,12 +150,13 @@ AUTH_3_authorization_reaches_upstream_unchanged_on_models(struct conf_ctx *ctx)
 {
     conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
-    int64_t seq = conf_anonymous_seq(ctx);
+    struct conf_mark since = conf_upstream_mark(ctx);
     conf_queue(ctx, token, "models", "[{\"status\":500},{\"ok\":true}]");
     conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, 2);
-    conf_check(ctx, NULL, n > 0 || !anonymous_request_seen(ctx, seq),
-               "the upstream was asked without the caller's Authorization");
+    const char *seen = conf_credential_seen(ctx, token, since);
+    conf_check(ctx, NULL, !seen, "the upstream received %s instead of \"Bearer <token>\"",
+               seen ? seen : "");
     conf_assume(ctx, n > 0,
                 "a new credential got a list without an upstream request (see AUTH-5)");
     check_authorization_on_every_attempt(ctx, token, conf_str(ctx, "Bearer %s", token));
@@ -174,9 +168,13 @@ AUTH_3_authorization_reaches_upstream_unchanged_on_chat(struct conf_ctx *ctx)
 {
     conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
+    struct conf_mark since = conf_upstream_mark(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"ok\":true}]");
     conf_post_chat(ctx, token, conf_chat_body(ctx, "authorization on every attempt"));
     conf_attempts(ctx, token, 2);
+    const char *seen = conf_credential_seen(ctx, token, since);
+    conf_check(ctx, NULL, !seen, "the upstream received %s instead of \"Bearer <token>\"",
+               seen ? seen : "");
     check_authorization_on_every_attempt(ctx, token, conf_str(ctx, "Bearer %s", token));
 }
 
@@ -289,9 +287,13 @@ AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
 {
     conf_judges_credentials(ctx);
     const char *token = conf_token(ctx);
+    struct conf_mark since = conf_upstream_mark(ctx);
     conf_post_chat(ctx, token, conf_chat_body(ctx, "no extra credentials"));
-    conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
-               "no upstream request carried the caller's token");
+    size_t n = conf_attempts(ctx, token, 1);
+    const char *seen = conf_credential_seen(ctx, token, since);
+    conf_check(ctx, NULL, !seen, "the upstream received %s instead of the caller's "
+               "\"Bearer <token>\" alone", seen ? seen : "");
+    conf_check(ctx, NULL, n >= 1, "no upstream request carried the caller's token");
     const char *expected = conf_str(ctx, "Bearer %s", token);
     const cJSON *e;
     cJSON_ArrayForEach(e, conf_journal(ctx, token)) {

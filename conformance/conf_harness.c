@@ -679,6 +679,78 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
     }
 }
 
+/* A window search from @p since_ms, once none of its requests is in flight (up to 1 s). */
+static const cJSON *
+window_settled(struct conf_ctx *ctx, int64_t since_ms)
+{
+    int64_t until = qk_now_ms() + SETTLE_EXPECTED_MS;
+    for (;;) {
+        char err[512] = "";
+        cJSON *root = NULL;
+        enum qk_err rc = conf_mock_journal_window(target->mock_url, since_ms, qk_now_ms(), NULL,
+                                                  &root, err, sizeof(err));
+        conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
+        pool_keep(ctx, root, release_json);
+        if (in_flight(root) <= 0 || qk_now_ms() >= until)
+            return root;
+        conf_sleep_ms(25);
+    }
+}
+
+static long
+entry_seq(const cJSON *e)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
+    return cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
+}
+
+struct conf_mark
+conf_upstream_mark(struct conf_ctx *ctx)
+{
+    struct conf_mark m = {.ms = qk_now_ms(), .seq = 0};
+    /* The last few seconds hold the latest request, if it is recent enough to matter. */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(window_settled(ctx, m.ms - 5000 > 0 ? m.ms - 5000 : 1), "entries")) {
+        if (entry_seq(e) > m.seq)
+            m.seq = entry_seq(e);
+    }
+    return m;
+}
+
+const cJSON *
+conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark)
+{
+    /* The same millisecond may hold requests from before the mark: the sequence decides. */
+    const cJSON *entries =
+        cJSON_GetObjectItemCaseSensitive(window_settled(ctx, mark.ms > 1 ? mark.ms - 1 : 1), "entries");
+    cJSON *later = cJSON_CreateArray();
+    pool_keep(ctx, later, release_json);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, entries) {
+        if (entry_seq(e) > mark.seq)
+            cJSON_AddItemReferenceToArray(later, (cJSON *)e);
+    }
+    return later;
+}
+
+const char *
+conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark mark)
+{
+    const char *expected = conf_str(ctx, "Bearer %s", token);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_upstream_since(ctx, mark)) {
+        const char *auth = conf_entry_header(e, "Authorization");
+        size_t n = conf_entry_header_count(e, "Authorization");
+        if (n == 1 && strcmp(auth, expected) == 0)
+            continue;
+        if (n > 1)
+            return conf_str(ctx, "%zu Authorization headers", n);
+        char shown[160];
+        return conf_str(ctx, "\"%s\"", conf_text_credential(shown, sizeof(shown), auth, token));
+    }
+    return NULL;
+}
+
 int64_t
 conf_anonymous_seq(struct conf_ctx *ctx)
 {

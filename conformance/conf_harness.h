@@ -276,6 +276,29 @@ const cJSON *conf_journal_settled(struct conf_ctx *ctx, const char *token);
  *         requests, and returns as soon as the settled count is @p expect (or above it).
  */
 size_t conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect);
+/** A point in the upstream's journal: requests after it arrived later (see below). */
+struct conf_mark {
+    int64_t ms;  /**< qk_now_ms() when it was taken */
+    long seq;    /**< the journal's latest sequence number then (arrival order) */
+};
+
+/**
+ * @return a mark taken once nothing is in flight at the mock (up to 1 s): every request
+ * that arrives later has a larger sequence number. Times alone cannot tell, as requests
+ * of two tests can arrive within one millisecond.
+ */
+struct conf_mark conf_upstream_mark(struct conf_ctx *ctx);
+/**
+ * @return every upstream request that arrived after @p mark, whatever credential it carried
+ * or none, once none of them is in flight (up to 1 s).
+ */
+const cJSON *conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark);
+/**
+ * @return what the upstream received after @p mark in place of `Bearer TOKEN`, as a
+ * phrase for a reason ("\"Bearer Bearer <token>\"", "\"Bearer <another credential, 40
+ * bytes>\"", "\"(no Authorization)\""), or NULL when every such request carried it verbatim.
+ */
+const char *conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark mark);
 /** @return the largest journal "seq" of requests that carried no usable token (or 0). */
 int64_t conf_anonymous_seq(struct conf_ctx *ctx);
 /**

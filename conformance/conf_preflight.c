@@ -1,5 +1,7 @@
 #include "conf_preflight.h"
 
+#include "conf_text.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,14 +64,86 @@ settled_journal(const struct conf_env *env, const char *token, cJSON **root)
     }
 }
 
+/* @return the latest journal sequence number (arrival order), once nothing is in flight. */
+static long
+latest_seq(const struct conf_env *env)
+{
+    char err[256];
+    long seq = 0;
+    int64_t until = qk_now_ms() + SETTLE_MS;
+    for (;;) {
+        cJSON *found = NULL;
+        int64_t now = qk_now_ms();
+        if (conf_mock_journal_window(env->mock_url, now > 5000 ? now - 5000 : 1, now, NULL, &found,
+                                     err, sizeof(err)) != QK_OK)
+            return 0;
+        bool settled = conf_journal_in_flight(found) <= 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(found, "entries")) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "seq");
+            if (cJSON_IsNumber(n) && (long)n->valuedouble > seq)
+                seq = (long)n->valuedouble;
+        }
+        cJSON_Delete(found);
+        if (settled || qk_now_ms() >= until)
+            return seq;
+        usleep(25 * 1000);
+    }
+}
+
+/* @return the first entry of @p entries that arrived after sequence number @p after. */
+static const cJSON *
+first_after(const cJSON *entries, long after)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, entries) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "seq");
+        if (cJSON_IsNumber(n) && (long)n->valuedouble > after)
+            return e;
+    }
+    return NULL;
+}
+
+/* Nothing was filed under the caller's token: say what the upstream did receive, from a
+ * search for the token in any form, then for any request after @p since. */
+static void
+describe_missing(const struct conf_env *env, const char *token, struct conf_mark since,
+                 char *seen, size_t seenlen)
+{
+    char err[256], shown[160];
+    cJSON *found = NULL;
+    const cJSON *e = NULL;
+    if (conf_mock_journal_containing(env->mock_url, token, &found, err, sizeof(err)) == QK_OK)
+        e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(found, "entries"), 0);
+    if (e) {
+        snprintf(seen, seenlen, "the upstream received \"%s\" for \"Bearer <token>\"",
+                 conf_text_credential(shown, sizeof(shown), conf_entry_header(e, "Authorization"),
+                                      token));
+        cJSON_Delete(found);
+        return;
+    }
+    cJSON_Delete(found);
+    found = NULL;
+    if (conf_mock_journal_window(env->mock_url, since.ms > 1 ? since.ms - 1 : 1, qk_now_ms(),
+                                 token, &found, err, sizeof(err)) == QK_OK)
+        e = first_after(cJSON_GetObjectItemCaseSensitive(found, "entries"), since.seq);
+    if (e)
+        snprintf(seen, seenlen, "the upstream received %s instead of the caller's credential",
+                 conf_text_credential(shown, sizeof(shown), conf_entry_header(e, "Authorization"),
+                                      token));
+    else
+        snprintf(seen, seenlen, "no upstream request carried the caller's token");
+    cJSON_Delete(found);
+}
+
 /*
  * Judges whether the request just made with @p token reached the upstream with exactly
  * `Authorization: Bearer TOKEN`, and describes what it did receive otherwise.
  * @return the number of upstream requests journaled under the token.
  */
 static int
-observe_token(const struct conf_env *env, const char *token, bool *verbatim, char *seen,
-              size_t seenlen)
+observe_token(const struct conf_env *env, const char *token, struct conf_mark since,
+              bool *verbatim, char *seen, size_t seenlen)
 {
     cJSON *root = NULL;
     const cJSON *entries = settled_journal(env, token, &root);
@@ -78,7 +152,7 @@ observe_token(const struct conf_env *env, const char *token, bool *verbatim, cha
     snprintf(expected, sizeof(expected), "Bearer %s", token);
     *verbatim = n > 0;
     if (n == 0)
-        snprintf(seen, seenlen, "no upstream request carried the caller's token");
+        describe_missing(env, token, since, seen, seenlen);
     const cJSON *e;
     cJSON_ArrayForEach(e, entries) {
         const char *auth = conf_entry_header(e, "Authorization");
@@ -86,15 +160,30 @@ observe_token(const struct conf_env *env, const char *token, bool *verbatim, cha
         if (count == 1 && auth && strcmp(auth, expected) == 0)
             continue;
         *verbatim = false;
+        char shown[160];
         if (count > 1)
             snprintf(seen, seenlen, "the upstream received %zu Authorization headers", count);
         else
-            snprintf(seen, seenlen, "the upstream received Authorization \"%.120s\" for \"%.80s\"",
-                     auth ? auth : "", expected);
+            snprintf(seen, seenlen, "the upstream received \"%s\" for \"Bearer <token>\"",
+                     conf_text_credential(shown, sizeof(shown), auth, token));
         break;
     }
     cJSON_Delete(root);
     return n;
+}
+
+/* @return a mark of the journal now (see conf_upstream_mark()). */
+static struct conf_mark
+mark_now(const struct conf_env *env)
+{
+    return (struct conf_mark){.ms = qk_now_ms(), .seq = latest_seq(env)};
+}
+
+/* @return true when any request reached the upstream after @p since. */
+static bool
+requests_since(const struct conf_env *env, struct conf_mark since)
+{
+    return latest_seq(env) > since.seq;
 }
 
 static bool
@@ -147,6 +236,7 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
     struct conf_response r;
 
     /* The model-list route. */
+    struct conf_mark since = mark_now(env);
     fresh_token(token, sizeof(token), "models");
     snprintf(path, sizeof(path), "%s/models", env->profile.api_prefix);
     send_to_proxy(env, "GET", path, token, NULL, &r);
@@ -155,11 +245,12 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
     conf_response_clear(&r);
     if (check_prefix(env, models_status, err, errlen) != QK_OK)
         return QK_INVALID;
-    int fetched = observe_token(env, token, &facts->token_verbatim[CONF_ROUTE_MODELS],
+    int fetched = observe_token(env, token, since, &facts->token_verbatim[CONF_ROUTE_MODELS],
                                 facts->token_seen[CONF_ROUTE_MODELS],
                                 sizeof(facts->token_seen[CONF_ROUTE_MODELS]));
 
     /* The chat route (never cached). */
+    since = mark_now(env);
     fresh_token(token, sizeof(token), "chat");
     char body[512];
     snprintf(body, sizeof(body),
@@ -169,13 +260,14 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
     snprintf(path, sizeof(path), "%s/chat/completions", env->profile.api_prefix);
     send_to_proxy(env, "POST", path, token, body, &r);
     conf_response_clear(&r);
-    observe_token(env, token, &facts->token_verbatim[CONF_ROUTE_CHAT],
+    observe_token(env, token, since, &facts->token_verbatim[CONF_ROUTE_CHAT],
                   facts->token_seen[CONF_ROUTE_CHAT], sizeof(facts->token_seen[CONF_ROUTE_CHAT]));
 
     /* A list for a credential that went upstream for none is another credential's list.
      * Either this run's first request filled a shared cache, or an earlier client did. */
     bool shared = models_listed && fetched == 0 && facts->token_verbatim[CONF_ROUTE_CHAT];
     if (facts->token_verbatim[CONF_ROUTE_MODELS]) {
+        since = mark_now(env);
         fresh_token(token, sizeof(token), "shared");
         snprintf(path, sizeof(path), "%s/models", env->profile.api_prefix);
         send_to_proxy(env, "GET", path, token, NULL, &r);
@@ -183,7 +275,8 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
         conf_response_clear(&r);
         bool unused = false;
         char ignored[CONF_REASON_MAX];
-        shared = listed && observe_token(env, token, &unused, ignored, sizeof(ignored)) == 0;
+        shared = listed && observe_token(env, token, since, &unused, ignored, sizeof(ignored)) == 0 &&
+                 !requests_since(env, since);
     }
     if (shared) {
         facts->shared_models_cache = true;

@@ -2,6 +2,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 /* @return the length of the valid UTF-8 sequence at @p s (at most @p len bytes), 0 when it
  * is not one; rejects overlong forms, surrogates, code points over U+10FFFF, U+FFFE/F. */
@@ -65,4 +66,39 @@ conf_text_clean(char *dst, size_t dstlen, const char *src, size_t len)
     }
     dst[out] = '\0';
     return out;
+}
+
+char *
+conf_text_credential(char *dst, size_t dstlen, const char *value, const char *token)
+{
+    if (dstlen == 0)
+        return dst;
+    if (!value) {
+        snprintf(dst, dstlen, "(no Authorization)");
+        return dst;
+    }
+    size_t tlen = token ? strlen(token) : 0;
+    if (tlen == 0 || !strstr(value, token)) {
+        size_t word = strcspn(value, " ");
+        if (word > 16)
+            word = 0; /* not a scheme word: show nothing of it */
+        snprintf(dst, dstlen, "%.*s%s<another credential, %zu bytes>", (int)word, value,
+                 word ? " " : "", strlen(value) - (word ? word + 1 : 0));
+        return dst;
+    }
+    /* The caller's token is the suite's own random string: the rest may be shown. */
+    char raw[512];
+    size_t out = 0;
+    for (const char *p = value; *p && out + 8 < sizeof(raw);) {
+        if (strncmp(p, token, tlen) == 0) {
+            memcpy(raw + out, "<token>", 7);
+            out += 7;
+            p += tlen;
+        } else {
+            raw[out++] = *p++;
+        }
+    }
+    raw[out] = '\0';
+    conf_text_clean(dst, dstlen, raw, out);
+    return dst;
 }

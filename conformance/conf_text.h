@@ -19,4 +19,13 @@
  */
 size_t conf_text_clean(char *dst, size_t dstlen, const char *src, size_t len);
 
+/**
+ * Describes an `Authorization` value the upstream received, for a report, without leaking
+ * a credential: every occurrence of the caller's @p token becomes `<token>` ("Bearer Bearer
+ * <token>"); a value without it (a proxy's own credential) shows only its scheme word and
+ * length ("Bearer <another credential, 40 bytes>"); NULL shows as "(no Authorization)".
+ * @return @p dst.
+ */
+char *conf_text_credential(char *dst, size_t dstlen, const char *value, const char *token);
+
 #endif

@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* Ids, names and nested info as the 2025 service listed them (see
- * shared reference §1); numbers are illustrative. */
+ * docs/upstream-v1.md §3); numbers are illustrative. */
 #define MODEL(id, name, desc, vision, ctx, types)                                      \
     "{\"id\":\"" id "\",\"name\":\"" name "\",\"object\":\"model\",\"created\":1737936000," \
     "\"owned_by\":\"qwen\",\"info\":{\"id\":\"" id "\",\"name\":\"" name "\","         \
