@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.1.1"
+#define CONF_SPEC_VERSION "1.2.0"
 
 enum conf_level {
     CONF_MUST = 0,
