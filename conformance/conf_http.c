@@ -4,6 +4,9 @@
  */
 #include "conf_groups.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +292,171 @@ HTTP_6_model_list_is_relayed(struct conf_ctx *ctx)
     }
 }
 
+/* ---- HTTP-7 ---- */
+
+/* A stream read on a thread of its own, while the test goes on. Plain conf_http(): the
+ * test's context is not shared with the thread. */
+struct background_stream {
+    struct conf_request req;
+    struct conf_response resp;
+    pthread_t thread;
+};
+
+static void *
+run_background_stream(void *arg)
+{
+    struct background_stream *bg = arg;
+    if (conf_http(&bg->req, &bg->resp) != QK_OK)
+        bg->resp.status = -1;
+    return NULL;
+}
+
+/* HTTP-7: while one caller's stream is slowly being relayed, another caller's request is
+ * answered at once (a proxy that blocks on its upstream serves one caller at a time). */
+static void
+HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
+{
+    enum { PIECES = 6, PACE = 300, FAST_LIMIT_MS = 1000 };
+    const char *slow = conf_token(ctx), *fast = conf_token(ctx);
+    conf_queue(ctx, slow, "chat",
+               conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, PACE));
+    const char *stream_body = conf_str(
+        ctx,
+        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"a slow answer\"}],"
+        "\"stream\":true,\"incremental_output\":true}",
+        conf_target(ctx)->model);
+    const char *headers[] = {conf_bearer(ctx, slow), "Content-Type: application/json", NULL};
+    struct background_stream *bg = conf_keep(ctx, calloc(1, sizeof(*bg)), free);
+    bg->req = (struct conf_request){
+        .method = "POST",
+        .url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
+        .headers = headers,
+        .body = stream_body,
+        .body_len = strlen(stream_body),
+        .timeout_ms = 10000,
+    };
+    conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), stream_body,
+                      strlen(stream_body));
+    conf_check(ctx, NULL, pthread_create(&bg->thread, NULL, run_background_stream, bg) == 0,
+               "harness: cannot start a thread");
+    /* Let the stream begin: its first pieces are on their way. */
+    conf_sleep_ms(PACE + PACE / 2);
+    const struct conf_response *r =
+        conf_post_chat(ctx, fast, conf_chat_body(ctx, "meanwhile, another caller"));
+    int64_t fast_ms = r->done_ms - r->sent_ms;
+    pthread_join(bg->thread, NULL);
+    int64_t stream_end = bg->resp.done_ms;
+    long stream_status = bg->resp.status;
+    conf_response_clear(&bg->resp);
+    conf_assume(ctx, stream_status == 200,
+                "the slow stream itself failed (HTTP %ld; see SSE-1), nothing to judge",
+                stream_status);
+    conf_assume(ctx, r->status == 200, "the other caller's request failed (%s; see HTTP-1)",
+                conf_describe(ctx, r));
+    conf_check(ctx, r, fast_ms <= FAST_LIMIT_MS && r->done_ms + PACE <= stream_end,
+               "a chat request sent while another caller's stream was running took %lld ms and "
+               "was answered %lld ms before that stream ended: the proxy served the callers "
+               "one after the other",
+               (long long)fast_ms, (long long)(stream_end - r->done_ms));
+}
+
+/* ---- HTTP-8 ---- */
+
+/* HTTP-8: every field of the caller's body reaches the upstream unchanged, unknown ones
+ * included; the proxy may add only incremental_output (and what the profile declares). */
+static void
+check_body_fidelity(struct conf_ctx *ctx, bool stream)
+{
+    const char *token = conf_token(ctx);
+    const char *body = conf_str(
+        ctx,
+        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":\"fidelity \\u00e9\\u54c8\"}],\"stream\":%s,"
+        "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":50,\"presence_penalty\":0.5,"
+        "\"user\":\"conf-user\",\"x_conf_extra\":{\"nested\":[1,\"two\",null,true],\"n\":1.5}}",
+        conf_target(ctx)->model, stream ? "true" : "false");
+    conf_post_chat(ctx, token, body);
+    conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
+               "no upstream request carried the caller's token");
+    const cJSON *sent = conf_json(ctx, &(struct conf_response){.body = (char *)body,
+                                                              .body_len = strlen(body)});
+    const char *up_text = conf_entry_body(cJSON_GetArrayItem(conf_journal(ctx, token), 0));
+    cJSON *up = cJSON_Parse(up_text);
+    conf_keep(ctx, up ? up : cJSON_CreateNull(), (void (*)(void *))cJSON_Delete);
+    conf_check(ctx, NULL, cJSON_IsObject(up), "the body sent upstream is not a JSON object: %.200s",
+               up_text);
+    const cJSON *field;
+    cJSON_ArrayForEach(field, sent) {
+        const cJSON *got = cJSON_GetObjectItemCaseSensitive(up, field->string);
+        char *want_text = cJSON_PrintUnformatted(field);
+        char *got_text = got ? cJSON_PrintUnformatted(got) : NULL;
+        conf_keep(ctx, want_text, free);
+        if (got_text)
+            conf_keep(ctx, got_text, free);
+        conf_check(ctx, NULL, got && cJSON_Compare(field, got, true),
+                   "%s request: \"%s\" reached the upstream as %s, the caller sent %s",
+                   stream ? "stream" : "non-stream", field->string, got_text ? got_text : "nothing",
+                   want_text);
+    }
+    cJSON_ArrayForEach(field, up) {
+        bool allowed = cJSON_HasObjectItem(sent, field->string) ||
+                       strcmp(field->string, "incremental_output") == 0 ||
+                       conf_profile_adds_field(&conf_target(ctx)->profile, field->string);
+        conf_check(ctx, NULL, allowed,
+                   "%s request: the proxy added \"%s\" to the body (not allowed by SPEC or "
+                   "profile \"upstream_added_fields\")",
+                   stream ? "stream" : "non-stream", field->string);
+    }
+}
+
+static void
+HTTP_8_body_fields_reach_the_upstream_unchanged(struct conf_ctx *ctx)
+{
+    check_body_fidelity(ctx, false);
+}
+
+static void
+HTTP_8_stream_body_fields_reach_the_upstream_unchanged(struct conf_ctx *ctx)
+{
+    check_body_fidelity(ctx, true);
+}
+
+/* ---- HTTP-9 ---- */
+
+/* HTTP-9: the non-stream answer has what the OpenAI SDKs type: created in seconds, the
+ * model, usage as prompt_tokens, completion_tokens and total_tokens. */
+static void
+HTTP_9_non_stream_answer_in_openai_terms(struct conf_ctx *ctx)
+{
+    enum { DAY_S = 86400 };
+    const char *token = conf_token(ctx);
+    const struct conf_response *r =
+        conf_post_chat(ctx, token, conf_chat_body(ctx, "usage, please"));
+    conf_assume(ctx, r->status == 200, "the completion failed (%s; see HTTP-1)",
+                conf_describe(ctx, r));
+    const cJSON *got = conf_json(ctx, r);
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive(got, "created");
+    double now = (double)time(NULL);
+    conf_check(ctx, r, cJSON_IsNumber(created) && created->valuedouble > now - DAY_S &&
+                           created->valuedouble < now + DAY_S,
+               "\"created\" is not a time in seconds within a day of now (%.0f)",
+               cJSON_IsNumber(created) ? created->valuedouble : -1.0);
+    conf_check(ctx, r, same_string(json_string(got, "model"), conf_target(ctx)->model),
+               "\"model\" is not the requested %s", conf_target(ctx)->model);
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(got, "usage");
+    const char *names[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    double v[3];
+    for (int i = 0; i < 3; i++) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(usage, names[i]);
+        conf_check(ctx, r, cJSON_IsNumber(n) && n->valuedouble >= 0,
+                   "usage.%s is missing or not a count", names[i]);
+        v[i] = n->valuedouble;
+    }
+    conf_check(ctx, r, v[2] == v[0] + v[1],
+               "usage.total_tokens (%.0f) is not prompt_tokens + completion_tokens (%.0f + %.0f)",
+               v[2], v[0], v[1]);
+}
+
 static void
 require_v1(struct conf_ctx *ctx)
 {
@@ -382,6 +550,10 @@ static const struct CMUnitTest http_tests[] = {
     CONF_TEST(HTTP_4, HTTP_4_v1_models_in_openai_list_shape),
     CONF_TEST(HTTP_5, HTTP_5_v1_chat_completions_alias),
     CONF_TEST(HTTP_6, HTTP_6_model_list_is_relayed),
+    CONF_TEST(HTTP_7, HTTP_7_slow_stream_does_not_delay_another_caller),
+    CONF_TEST(HTTP_8, HTTP_8_body_fields_reach_the_upstream_unchanged),
+    CONF_TEST(HTTP_8, HTTP_8_stream_body_fields_reach_the_upstream_unchanged),
+    CONF_TEST(HTTP_9, HTTP_9_non_stream_answer_in_openai_terms),
 };
 
 int

@@ -18,7 +18,7 @@ enum key_type {
     KEY_MS,      /* int64_t member; "none" allowed where the key says so */
     KEY_COUNT,   /* size_t member */
     KEY_RETRIES, /* unsigned member */
-    KEY_ORIGINS, /* list of strings, joined with commas */
+    KEY_LIST, /* list of strings, joined with commas */
     KEY_ABSENT,  /* list of requirement IDs */
 };
 
@@ -56,7 +56,9 @@ static const struct key_row keys[] = {
     {"stale_header", KEY_STRING, MEMBER(stale_header), 0, 0, NO_NONE, "header marking a stale list"},
     {"max_body", KEY_COUNT, MEMBER(max_body), 1, 1000000000, CONF_NONE_BODY_LIMIT,
      "request body limit"},
-    {"cors_origins", KEY_ORIGINS, MEMBER(cors_origins), 0, 0, NO_NONE, "allowed origins"},
+    {"cors_origins", KEY_LIST, MEMBER(cors_origins), 0, 0, NO_NONE, "allowed origins"},
+    {"upstream_added_fields", KEY_LIST, MEMBER(upstream_added_fields), 0, 0, NO_NONE,
+     "body fields the proxy adds upstream"},
     {"stream_idle_timeout_ms", KEY_MS, MEMBER(stream_idle_timeout_ms), 1, 3600000,
      CONF_NONE_IDLE_TIMEOUT, "upstream silence that ends a stream"},
     {"keepalive_interval_ms", KEY_MS, MEMBER(keepalive_interval_ms), 0, 3600000,
@@ -170,25 +172,38 @@ find_key(const char *name)
     return NULL;
 }
 
-/* "cors_origins": a list of origins, joined with commas for the proxy's flag. */
+/* A list of strings ("cors_origins", "upstream_added_fields"), joined with commas (the
+ * proxy's --cors-origins flag takes them so). */
 static bool
-take_origins(const cJSON *v, struct conf_profile *p)
+take_list(const cJSON *v, char *dst, size_t dstlen)
 {
     if (!cJSON_IsArray(v))
         return false;
-    p->cors_origins[0] = '\0';
+    dst[0] = '\0';
     size_t used = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, v) {
-        if (!cJSON_IsString(item))
+        if (!cJSON_IsString(item) || strchr(item->valuestring, ','))
             return false;
-        int n = snprintf(p->cors_origins + used, sizeof(p->cors_origins) - used, "%s%s",
-                         used ? "," : "", item->valuestring);
-        if (n < 0 || (size_t)n >= sizeof(p->cors_origins) - used)
+        int n = snprintf(dst + used, dstlen - used, "%s%s", used ? "," : "", item->valuestring);
+        if (n < 0 || (size_t)n >= dstlen - used)
             return false;
         used += (size_t)n;
     }
     return true;
+}
+
+bool
+conf_profile_adds_field(const struct conf_profile *p, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *s = p->upstream_added_fields; *s;) {
+        size_t len = strcspn(s, ",");
+        if (len == n && strncmp(s, name, n) == 0)
+            return true;
+        s += len + (s[len] == ',');
+    }
+    return false;
 }
 
 /* "absent": requirement IDs the proxy declares it does not implement (SHOULD/MAY only). */
@@ -282,8 +297,8 @@ take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *
     case KEY_RETRIES:
         ok = take_number(v, k, p);
         break;
-    case KEY_ORIGINS:
-        ok = take_origins(v, p);
+    case KEY_LIST:
+        ok = take_list(v, (char *)p + k->offset, k->size);
         break;
     case KEY_ABSENT:
         return take_absent(v, p, err, errlen);
@@ -363,10 +378,10 @@ conf_profile_to_json(const struct conf_profile *p)
         case KEY_RETRIES:
             cJSON_AddNumberToObject(o, k->name, (double)*(const unsigned *)(const void *)member);
             break;
-        case KEY_ORIGINS: {
+        case KEY_LIST: {
             cJSON *arr = cJSON_AddArrayToObject(o, k->name);
             char copy[CONF_PROFILE_STR];
-            snprintf(copy, sizeof(copy), "%s", p->cors_origins);
+            snprintf(copy, sizeof(copy), "%s", member);
             char *save = NULL;
             for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save))
                 cJSON_AddItemToArray(arr, cJSON_CreateString(s));

@@ -55,6 +55,7 @@ struct conf_profile {
     char stale_header[64];      /**< response header marking a stale list */
     size_t max_body;            /**< request body limit */
     char cors_origins[CONF_PROFILE_STR]; /**< comma-separated, "*", or "" for no CORS */
+    char upstream_added_fields[CONF_PROFILE_STR]; /**< body fields the proxy adds, comma-separated */
     int64_t stream_idle_timeout_ms; /**< upstream silence that ends a stream (SSE-8, SSE-10) */
     int64_t keepalive_interval_ms;  /**< quiet time before a keep-alive comment; 0: none */
     size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */
@@ -74,6 +75,9 @@ void conf_profile_defaults(struct conf_profile *p);
  */
 QK_WUR enum qk_err conf_profile_load(struct conf_profile *p, const char *path, char *err,
                                      size_t errlen);
+
+/** @return true when the profile declares that the proxy adds body field @p name (HTTP-8). */
+bool conf_profile_adds_field(const struct conf_profile *p, const char *name);
 
 /** @return true when the profile declared @p what "none". */
 bool conf_profile_none(const struct conf_profile *p, enum conf_profile_none what);

@@ -60,7 +60,10 @@ enum conf_level {
     XX(HTTP_3, "HTTP-3", SHOULD, "CORS preflight answered for configured origins")       \
     XX(HTTP_4, "HTTP-4", SHOULD, "/v1/models answers in OpenAI's list shape")            \
     XX(HTTP_5, "HTTP-5", SHOULD, "/v1/chat/completions is an alias of the /api route")    \
-    XX(HTTP_6, "HTTP-6", MUST, "model list relayed: 200 JSON with the upstream's models")
+    XX(HTTP_6, "HTTP-6", MUST, "model list relayed: 200 JSON with the upstream's models") \
+    XX(HTTP_7, "HTTP-7", MUST, "one caller's slow stream never delays another's request") \
+    XX(HTTP_8, "HTTP-8", MUST, "the caller's body fields reach the upstream unchanged")   \
+    XX(HTTP_9, "HTTP-9", MUST, "non-stream answer: created in seconds, OpenAI usage names")
 
 /* Streaming (SPEC 1.1): tests in conf_stream.c, judged with the suite's own SSE parser
  * (conf_sse.c). A MUST row may also have a SHOULD part, checked by CONF_TEST_SHOULD tests. */
@@ -77,7 +80,9 @@ enum conf_level {
     XX(SSE_10, "SSE-10", SHOULD, "idle timeout, keep-alive comments, no total cap")      \
     XX(SSE_11, "SSE-11", SHOULD, "slow caller: bounded per-stream buffer")               \
     XX(SSE_12, "SSE-12", MUST, "complete chat.completion.chunk objects, data: only")     \
-    XX(SSE_13, "SSE-13", SHOULD, "in-band failure payload retried, then error status")
+    XX(SSE_13, "SSE-13", SHOULD, "in-band failure payload retried, then error status")   \
+    XX(SSE_14, "SSE-14", MUST, "concurrent streams independent, each exact")              \
+    XX(SSE_15, "SSE-15", MUST, "chunks without text: text exact, stream ends cleanly")
 
 /* SPEC 1.2: the target survives what the suite sends it and what the upstream answers. */
 #define CONF_ROBUST_REQUIREMENTS(XX)                                                       \

@@ -18,6 +18,7 @@
 #include "conf_groups.h"
 
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1150,6 +1151,103 @@ SSE_13_inband_failure_then_success_streams_exact_text(struct conf_ctx *ctx)
     conf_assert_attempts(ctx, token, 2);
 }
 
+/* ---- SSE-14 ---- */
+
+/* A stream whose body was read whole by conf_send_many(), parsed after the fact (no event
+ * times: only what it says is judged). Owns a copy of nothing but the status. */
+static const struct stream *
+stream_from_response(struct conf_ctx *ctx, const struct conf_response *resp)
+{
+    struct stream *st = conf_keep(ctx, calloc(1, sizeof(*st)), release_stream);
+    conf_sse_init(&st->sse);
+    st->stopped_ms = -1;
+    st->resp.status = resp->status;
+    st->resp.curl_code = resp->curl_code;
+    st->resp.sent_ms = resp->sent_ms;
+    st->resp.done_ms = resp->done_ms;
+    snprintf(st->resp.error, sizeof(st->resp.error), "%s", resp->error);
+    conf_check(ctx, NULL, conf_sse_feed(&st->sse, resp->body, resp->body_len, resp->done_ms),
+               "harness: the SSE parser ran out of memory");
+    conf_sse_finish(&st->sse);
+    return st;
+}
+
+/* SSE-14: several streams at once, each with multi-byte characters cut across upstream
+ * writes, all arrive exact: nothing (a UTF-8 decoder, a text buffer) is shared between
+ * them. */
+static void
+SSE_14_concurrent_streams_are_each_exact(struct conf_ctx *ctx)
+{
+    enum { STREAMS = 4 };
+    struct conf_request reqs[STREAMS];
+    const char *expected[STREAMS];
+    const char *url =
+        conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions"));
+    for (int i = 0; i < STREAMS; i++) {
+        const char *token = conf_token(ctx);
+        const char *message = conf_str(ctx, "concurrent stream %d of %s", i, token);
+        expected[i] = expected_text(ctx, message);
+        conf_queue(ctx, token, "chat",
+                   "[{\"stream\":{\"chunks\":5,\"split_utf8\":true,\"chunk_delay_ms\":40}}]");
+        const char *body = body_for(ctx, message, true, INC_TRUE);
+        const char **headers = conf_keep(ctx, calloc(4, sizeof(char *)), free);
+        headers[0] = conf_bearer(ctx, token);
+        headers[1] = "Content-Type: application/json";
+        headers[2] = "Accept: text/event-stream";
+        reqs[i] = (struct conf_request){.method = "POST", .url = url, .headers = headers,
+                                        .body = body, .body_len = strlen(body),
+                                        .timeout_ms = 15000};
+    }
+    const struct conf_response *rs = conf_send_many(ctx, reqs, STREAMS);
+    for (int i = 0; i < STREAMS; i++) {
+        struct relay r = analyse(ctx, stream_from_response(ctx, &rs[i]));
+        assert_clean_end(ctx, &r);
+        bool same = r.text && strcmp(r.text, expected[i]) == 0;
+        if (!same)
+            print_error("    stream %d: expected %s\n    got %s\n", i + 1, expected[i],
+                        r.text ? r.text : "(none)");
+        stream_check(ctx, r.st, same,
+                     "stream %d of %d running at once differs from the upstream's text", i + 1,
+                     STREAMS);
+    }
+}
+
+/* ---- SSE-15 ---- */
+
+/* An exact stream whose upstream sends chunks without text as @p shape says; it must end
+ * with one [DONE] and the last chunk must carry a finish_reason. */
+static void
+check_textless_chunks(struct conf_ctx *ctx, const char *shape, const char *what)
+{
+    const struct relay r = exact_stream(
+        ctx, conf_str(ctx, "chunks without text: %s", what),
+        conf_str(ctx, "[{\"stream\":{\"chunks\":4,%s}}]", shape));
+    stream_check(ctx, r.st, r.dones == 1 && r.first_done == (long)r.st->sse.n_events - 1,
+                 "with %s, the stream did not end with exactly one [DONE] (%zu)", what, r.dones);
+    stream_check(ctx, r.st, r.bad == 0, "with %s, %zu event(s) were not JSON objects", what, r.bad);
+}
+
+/* SSE-15: a separate last chunk with an empty delta and the finish_reason. */
+static void
+SSE_15_final_empty_delta_chunk(struct conf_ctx *ctx)
+{
+    check_textless_chunks(ctx, "\"final_empty_delta\":true", "a last chunk with an empty delta");
+}
+
+/* SSE-15: chunks with "choices": [] (before the text, and a usage-only one at the end). */
+static void
+SSE_15_empty_choices_chunks(struct conf_ctx *ctx)
+{
+    check_textless_chunks(ctx, "\"empty_choices\":true", "chunks with an empty choices array");
+}
+
+/* SSE-15: deltas without content (a role-only first delta, an empty one mid-stream). */
+static void
+SSE_15_deltas_without_content(struct conf_ctx *ctx)
+{
+    check_textless_chunks(ctx, "\"no_content_delta\":true", "deltas without content");
+}
+
 static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_1, SSE_1_stream_answers_event_stream_no_cache),
     CONF_TEST_SHOULD(SSE_1, SSE_1_stream_sends_x_accel_buffering_no),
@@ -1185,6 +1283,10 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_12, SSE_12_done_added),
     CONF_TEST(SSE_13, SSE_13_inband_failures_retried_then_error_status),
     CONF_TEST(SSE_13, SSE_13_inband_failure_then_success_streams_exact_text),
+    CONF_TEST(SSE_14, SSE_14_concurrent_streams_are_each_exact),
+    CONF_TEST(SSE_15, SSE_15_final_empty_delta_chunk),
+    CONF_TEST(SSE_15, SSE_15_empty_choices_chunks),
+    CONF_TEST(SSE_15, SSE_15_deltas_without_content),
 };
 
 int
