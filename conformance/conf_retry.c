@@ -165,6 +165,36 @@ RETRY_3_dropped_connections_count_as_attempts(struct conf_ctx *ctx)
                r->status);
 }
 
+/* Leaves the proxy holding a pooled upstream connection: one good chat exchange with a token
+ * of its own, so the test's token has no journal entry and no cached model list yet. */
+static void
+warm_pooled_connection(struct conf_ctx *ctx)
+{
+    const struct conf_response *warm = chat(ctx, conf_token(ctx));
+    conf_assume(ctx, warm->status == 200, "the warm-up request failed (HTTP %ld)", warm->status);
+}
+
+/* RETRY-3, models route: a GET has no body to rewind, so nothing keeps an HTTP client from
+ * re-sending it on a dead pooled connection. */
+static void
+RETRY_3_models_dropped_connections_count_as_attempts(struct conf_ctx *ctx)
+{
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models",
+               conf_repeat_steps(ctx, "{\"drop\":true}", conf_max_attempts(ctx) + 2));
+    const struct conf_response *r = conf_get_models(ctx, token);
+    size_t want = conf_max_attempts(ctx);
+    size_t n = conf_attempts(ctx, token, want);
+    conf_check(ctx, r, n <= want, "%zu upstream requests for %u allowed attempts", n,
+               conf_max_attempts(ctx));
+    conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assume(ctx, n == want, "dropped connections were not retried (RETRY-5)");
+    conf_check(ctx, r, r->status == 502 || r->status == 504,
+               "expected 502 (or 504) after the upstream dropped every attempt, got %ld",
+               r->status);
+}
+
 /* RETRY-4: 400, 401, 403, 404 and 413 are never retried. */
 static void
 RETRY_4_client_errors_are_never_retried(struct conf_ctx *ctx)
@@ -418,6 +448,7 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_2, RETRY_2_html_never_relayed_when_all_attempts_fail),
     CONF_TEST(RETRY_3, RETRY_3_gives_up_after_four_attempts),
     CONF_TEST(RETRY_3, RETRY_3_dropped_connections_count_as_attempts),
+    CONF_TEST(RETRY_3, RETRY_3_models_dropped_connections_count_as_attempts),
     CONF_TEST(RETRY_4, RETRY_4_client_errors_are_never_retried),
     CONF_TEST(RETRY_5, RETRY_5_gateway_statuses_are_retried),
     CONF_TEST(RETRY_5, RETRY_5_dropped_connection_is_retried),
