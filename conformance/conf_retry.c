@@ -373,11 +373,11 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
     }
 }
 
-/* RETRY-7: every attempt sends the same body and headers as the first (chat route). */
+/* A chat request whose body and headers a careless retry would change: non-ASCII text,
+ * extra fields, an X-Request-Id. */
 static void
-RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
+send_rich_chat(struct conf_ctx *ctx, const char *token)
 {
-    const char *token = conf_token(ctx);
     const char *body = conf_str(
         ctx,
         "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
@@ -385,10 +385,18 @@ RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
         "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
         "\"feature_config\":{\"thinking_enabled\":false}}",
         conf_target(ctx)->model, token, token);
-    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":502},{\"ok\":true}]");
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
                              conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
+}
+
+/* RETRY-7: every attempt sends the same body and headers as the first (chat route). */
+static void
+RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":502},{\"ok\":true}]");
+    send_rich_chat(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
     conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
     check_attempts_identical(ctx, token);
@@ -403,6 +411,39 @@ RETRY_7_models_retries_send_same_headers(struct conf_ctx *ctx)
     conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, 2);
     conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-7 after connection failures: the upstream closes two connections without answering,
+ * the first a pooled one, and every request that reached it is the same, whoever sent it
+ * (the proxy's retry or its HTTP client on its own). */
+static void
+RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
+    send_rich_chat(ctx, token);
+    size_t n = conf_attempts(ctx, token, 3);
+    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
+                             "compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-7 after connection failures, models route. */
+static void
+RETRY_7_models_retries_after_dropped_connections_send_same_headers(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
+    conf_get_models(ctx, token);
+    size_t n = conf_attempts(ctx, token, 3);
+    conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
+                             "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -458,6 +499,8 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_6, RETRY_6_retry_after_over_cap_is_relayed),
     CONF_TEST(RETRY_7, RETRY_7_every_attempt_sends_same_body_and_headers),
     CONF_TEST(RETRY_7, RETRY_7_models_retries_send_same_headers),
+    CONF_TEST(RETRY_7, RETRY_7_retries_after_dropped_connections_send_same_request),
+    CONF_TEST(RETRY_7, RETRY_7_models_retries_after_dropped_connections_send_same_headers),
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 
