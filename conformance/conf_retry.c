@@ -165,6 +165,36 @@ RETRY_3_dropped_connections_count_as_attempts(struct conf_ctx *ctx)
                r->status);
 }
 
+/* Leaves the proxy holding a pooled upstream connection: one good chat exchange with a token
+ * of its own, so the test's token has no journal entry and no cached model list yet. */
+static void
+warm_pooled_connection(struct conf_ctx *ctx)
+{
+    const struct conf_response *warm = chat(ctx, conf_token(ctx));
+    conf_assume(ctx, warm->status == 200, "the warm-up request failed (HTTP %ld)", warm->status);
+}
+
+/* RETRY-3, models route: a GET has no body to rewind, so nothing keeps an HTTP client from
+ * re-sending it on a dead pooled connection. */
+static void
+RETRY_3_models_dropped_connections_count_as_attempts(struct conf_ctx *ctx)
+{
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models",
+               conf_repeat_steps(ctx, "{\"drop\":true}", conf_max_attempts(ctx) + 2));
+    const struct conf_response *r = conf_get_models(ctx, token);
+    size_t want = conf_max_attempts(ctx);
+    size_t n = conf_attempts(ctx, token, want);
+    conf_check(ctx, r, n <= want, "%zu upstream requests for %u allowed attempts", n,
+               conf_max_attempts(ctx));
+    conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assume(ctx, n == want, "dropped connections were not retried (RETRY-5)");
+    conf_check(ctx, r, r->status == 502 || r->status == 504,
+               "expected 502 (or 504) after the upstream dropped every attempt, got %ld",
+               r->status);
+}
+
 /* RETRY-4: 400, 401, 403, 404 and 413 are never retried. */
 static void
 RETRY_4_client_errors_are_never_retried(struct conf_ctx *ctx)
@@ -343,11 +373,11 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
     }
 }
 
-/* RETRY-7: every attempt sends the same body and headers as the first (chat route). */
+/* A chat request whose body and headers a careless retry would change: non-ASCII text,
+ * extra fields, an X-Request-Id. */
 static void
-RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
+send_rich_chat(struct conf_ctx *ctx, const char *token)
 {
-    const char *token = conf_token(ctx);
     const char *body = conf_str(
         ctx,
         "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
@@ -355,10 +385,18 @@ RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
         "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
         "\"feature_config\":{\"thinking_enabled\":false}}",
         conf_target(ctx)->model, token, token);
-    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":502},{\"ok\":true}]");
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
                              conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
+}
+
+/* RETRY-7: every attempt sends the same body and headers as the first (chat route). */
+static void
+RETRY_7_every_attempt_sends_same_body_and_headers(struct conf_ctx *ctx)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":502},{\"ok\":true}]");
+    send_rich_chat(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
     conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
     check_attempts_identical(ctx, token);
@@ -373,6 +411,39 @@ RETRY_7_models_retries_send_same_headers(struct conf_ctx *ctx)
     conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, 2);
     conf_assume(ctx, n >= 2, "the proxy did not retry (see RETRY-1), nothing to compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-7 after connection failures: the upstream closes two connections without answering,
+ * the first a pooled one, and every request that reached it is the same, whoever sent it
+ * (the proxy's retry or its HTTP client on its own). */
+static void
+RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
+    send_rich_chat(ctx, token);
+    size_t n = conf_attempts(ctx, token, 3);
+    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
+                             "compare");
+    check_attempts_identical(ctx, token);
+}
+
+/* RETRY-7 after connection failures, models route. */
+static void
+RETRY_7_models_retries_after_dropped_connections_send_same_headers(struct conf_ctx *ctx)
+{
+    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    warm_pooled_connection(ctx);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "models", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
+    conf_get_models(ctx, token);
+    size_t n = conf_attempts(ctx, token, 3);
+    conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
+                             "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -418,6 +489,7 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_2, RETRY_2_html_never_relayed_when_all_attempts_fail),
     CONF_TEST(RETRY_3, RETRY_3_gives_up_after_four_attempts),
     CONF_TEST(RETRY_3, RETRY_3_dropped_connections_count_as_attempts),
+    CONF_TEST(RETRY_3, RETRY_3_models_dropped_connections_count_as_attempts),
     CONF_TEST(RETRY_4, RETRY_4_client_errors_are_never_retried),
     CONF_TEST(RETRY_5, RETRY_5_gateway_statuses_are_retried),
     CONF_TEST(RETRY_5, RETRY_5_dropped_connection_is_retried),
@@ -427,6 +499,8 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_6, RETRY_6_retry_after_over_cap_is_relayed),
     CONF_TEST(RETRY_7, RETRY_7_every_attempt_sends_same_body_and_headers),
     CONF_TEST(RETRY_7, RETRY_7_models_retries_send_same_headers),
+    CONF_TEST(RETRY_7, RETRY_7_retries_after_dropped_connections_send_same_request),
+    CONF_TEST(RETRY_7, RETRY_7_models_retries_after_dropped_connections_send_same_headers),
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 

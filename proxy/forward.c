@@ -52,6 +52,26 @@ read_body(char *buf, size_t size, size_t n, void *arg)
     return take;
 }
 
+/*
+ * libcurl pre-request callback, called before every request libcurl sends on a connection,
+ * including the one it sends again by itself when a reused connection dies before an answer
+ * (it does so for a GET, or a body it can rewind). That request would reach the upstream as
+ * an attempt the retry policy never counted (RETRY-3), so an attempt sends one request: a
+ * second one fails the attempt, and the policy decides what follows. Connection reuse
+ * itself stays on (no CURLOPT_FRESH_CONNECT): it saves a TCP and TLS handshake per request.
+ */
+static int
+on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    struct qp_request *req = arg;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    req->attempt_requests++;
+    return req->attempt_requests == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
 unsigned long
 qp_forwarder_stream_pauses(struct qp_forwarder *fw)
 {
@@ -802,6 +822,12 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
 
     memset(f, 0, sizeof(*f));
     f->transport = transport_of(rc, req->attempt_too_big);
+    /* libcurl wanted to send the request again (on_prereq refused, or read_body cannot
+     * rewind); its own message would not say why the attempt failed. */
+    if ((rc == CURLE_ABORTED_BY_CALLBACK && req->attempt_requests > 1) ||
+        rc == CURLE_SEND_FAIL_REWIND)
+        snprintf(req->last_error, sizeof(req->last_error),
+                 "reused connection lost before an answer (request not re-sent)");
     f->status = f->transport == QP_TRANSPORT_OK ? status : 0;
     const char *ctype = header_value(req->attempt_headers, "Content-Type");
     f->html = f->transport == QP_TRANSPORT_OK && ctype && strncasecmp(ctype, "text/html", 9) == 0;
@@ -942,16 +968,19 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
     qk_buf_free(&req->attempt_body);
     qk_buf_init(&req->attempt_body, QP_LIMIT_UPSTREAM_BODY);
     req->attempt_too_big = false;
+    req->attempt_requests = 0;
     req->last_error[0] = '\0';
 
     curl_easy_setopt(easy, CURLOPT_URL,
                      req->route == QP_ROUTE_MODELS ? fw->models_url : fw->chat_url);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->upstream_headers);
+    if (!QP_MUTANT(client_resends)) {
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+    }
     if (req->route == QP_ROUTE_CHAT) {
-        /* The body comes from a read callback with no way to rewind it, on purpose: when a
-         * reused connection dies after the request went out, libcurl would otherwise send
-         * it again by itself, an upstream attempt the retry policy never counted (RETRY-3).
-         * Unable to rewind, libcurl fails the attempt instead, and the policy decides. */
+        /* The body comes from a read callback that cannot rewind, so libcurl could not
+         * re-send it by itself even without on_prereq. */
         req->upload_off = 0;
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
         if (QP_MUTANT(client_resends))

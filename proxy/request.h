@@ -169,6 +169,7 @@ struct qp_request {
     struct curl_slist *attempt_headers; /**< response headers of the current attempt */
     struct qk_buf attempt_body;
     size_t upload_off;                /**< bytes of `body` the current attempt has sent */
+    unsigned attempt_requests;        /**< requests libcurl began for the current attempt */
     bool attempt_too_big;
     int64_t deadline_ms;
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */

@@ -387,6 +387,40 @@ gives_up_after_four_attempts(void **state)
     reply_free(&r);
 }
 
+/* RETRY-3: when the upstream drops every connection, the first a pooled one, libcurl sends
+ * no request of its own on either route: the journal holds exactly the attempts the proxy
+ * counted, the number its answer (and its log line) gives. */
+static void
+dropped_connections_are_the_attempts_counted(void **state)
+{
+    struct env *e = *state;
+    static const char *const routes[] = {"models", "chat"};
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        char w[40], t[40], h[80], u[128];
+        const char *hs[] = {h, NULL};
+        struct reply r;
+        bool models = strcmp(routes[i], "models") == 0;
+        new_token(w);
+        auth_header(w, h);
+        url(e, "/api/chat/completions", u);
+        http("POST", u, hs, CHAT_BODY, &r); /* leaves a pooled upstream connection */
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+
+        new_token(t);
+        auth_header(t, h);
+        script(e, t, routes[i],
+               "[{\"drop\":true},{\"drop\":true},{\"drop\":true},{\"drop\":true},"
+               "{\"drop\":true},{\"drop\":true}]");
+        url(e, models ? "/api/models" : "/api/chat/completions", u);
+        http(models ? "GET" : "POST", u, hs, models ? NULL : CHAT_BODY, &r);
+        assert_json_error(&r, 502);
+        assert_non_null(strstr(qk_buf_ptr(&r.body), "after 4 attempt(s)"));
+        reply_free(&r);
+        assert_int_equal(attempts(e, t, 4), 4);
+    }
+}
+
 /* RETRY-4 + ERR-2 + AUTH-4: client errors are relayed after one attempt. */
 static void
 client_errors_are_relayed_once(void **state)
@@ -1084,6 +1118,7 @@ main(void)
         cmocka_unit_test(v1_models_has_the_openai_shape),
         cmocka_unit_test(failures_are_retried_with_identical_requests),
         cmocka_unit_test(gives_up_after_four_attempts),
+        cmocka_unit_test(dropped_connections_are_the_attempts_counted),
         cmocka_unit_test(client_errors_are_relayed_once),
         cmocka_unit_test(invalid_bodies_never_go_upstream),
         cmocka_unit_test(routing_errors),
