@@ -217,6 +217,9 @@ conf_target_answers(const char *proxy_url, long timeout_ms)
 static bool
 restart_target(void)
 {
+    if (watch->restart)
+        return watch->restart(watch->restart_arg) &&
+               conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS);
     if (!watch->restart_cmd)
         return false;
     fflush(NULL);
@@ -241,11 +244,13 @@ target_went_down(struct conf_ctx *ctx, const char *request)
     bool back = restart_target();
     if (ev) {
         ev->test = ctx->kase->name;
+        ev->kase = ctx->kase;
         snprintf(ev->request, sizeof(ev->request), "%s", request);
         ev->restarted = back;
     }
+    bool can_restart = watch->restart_cmd || watch->restart;
     print_error("TARGET-DOWN during %s, after %s%s\n", ctx->kase->name, request,
-                back ? "; restarted" : (watch->restart_cmd ? "; restart failed" : ""));
+                back ? "; restarted" : (can_restart ? "; restart failed" : ""));
     if (!back)
         down_since = ctx->kase->name;
     return back;

@@ -74,6 +74,8 @@ void conf_harness_set_facts(const struct conf_facts *facts);
 /** Probing the target around every test (SPEC.md, ROBUST-1). */
 struct conf_watch {
     const char *restart_cmd; /**< shell command that restarts a target that died, or NULL */
+    bool (*restart)(void *arg); /**< or this (--spawn); @return true when it is back */
+    void *restart_arg;
 };
 
 /** Makes @p watch the probing policy (borrowed until the suite ends). */
@@ -84,6 +86,7 @@ enum { CONF_DOWN_MAX = 32 };
 /** The target stopped answering during a test: a finding of ROBUST-1. */
 struct conf_down_event {
     const char *test;                 /**< the test during which it happened */
+    const struct conf_case *kase;     /**< that test */
     char request[CONF_REASON_MAX];    /**< the last request the suite had sent it */
     bool restarted;                   /**< --restart-cmd brought it back */
 };

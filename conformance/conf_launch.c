@@ -20,6 +20,11 @@ struct conf_launch {
     int refusing_fd;
     char proxy_log[256];
     char unreachable_log[256];
+    /* What a restart needs (borrowed from conf_launch_start()'s caller). */
+    const struct conf_launch_options *opts;
+    const struct conf_profile *profile;
+    const struct conf_env *env;
+    unsigned restarts;
 };
 
 /* The proxy's command line for @p upstream, from the profile and the extra arguments. */
@@ -58,14 +63,14 @@ add_seconds(struct argv_builder *b, long long ms)
 
 static void
 build_argv(struct argv_builder *b, const struct conf_launch_options *opts,
-           const struct conf_profile *p, const char *upstream)
+           const struct conf_profile *p, const char *upstream, unsigned port)
 {
     b->n = 0;
     add(b, opts->proxy_bin);
     add(b, "--listen");
     add(b, "127.0.0.1");
     add(b, "--port");
-    add(b, "0");
+    add_int(b, port);
     add(b, "--upstream");
     add(b, upstream);
     add(b, "--cache-ttl");
@@ -131,11 +136,11 @@ start_mock(struct conf_launch *l, struct conf_env *env, char *err, size_t errlen
 
 static enum qk_err
 start_proxy(const struct conf_launch_options *opts, const struct conf_profile *p,
-            const char *upstream, const char *log, struct conf_child **child, char *url,
-            size_t urllen, char *err, size_t errlen)
+            const char *upstream, unsigned port, const char *log, struct conf_child **child,
+            char *url, size_t urllen, char *err, size_t errlen)
 {
     struct argv_builder b;
-    build_argv(&b, opts, p, upstream);
+    build_argv(&b, opts, p, upstream, port);
     return conf_child_start(b.argv, log[0] ? log : NULL, START_TIMEOUT_MS, child, url, urllen,
                             err, errlen);
 }
@@ -165,7 +170,10 @@ conf_launch_start(const struct conf_launch_options *opts, const struct conf_prof
         rc = QK_IO;
         goto out;
     }
-    rc = start_proxy(opts, profile, env->mock_url, l->proxy_log, &l->proxy, env->proxy_url,
+    l->opts = opts;
+    l->profile = profile;
+    l->env = env;
+    rc = start_proxy(opts, profile, env->mock_url, 0, l->proxy_log, &l->proxy, env->proxy_url,
                      sizeof(env->proxy_url), err, errlen);
     if (rc != QK_OK)
         goto out;
@@ -174,7 +182,7 @@ conf_launch_start(const struct conf_launch_options *opts, const struct conf_prof
     l->refusing_fd = conf_reserve_refusing_port(&dead_port);
     if (l->refusing_fd >= 0) {
         snprintf(dead_upstream, sizeof(dead_upstream), "http://127.0.0.1:%u", dead_port);
-        rc = start_proxy(opts, profile, dead_upstream, l->unreachable_log,
+        rc = start_proxy(opts, profile, dead_upstream, 0, l->unreachable_log,
                          &l->unreachable_proxy, env->unreachable_url,
                          sizeof(env->unreachable_url), err, errlen);
         if (rc != QK_OK)
@@ -187,6 +195,30 @@ out:
     }
     *out = l;
     return rc;
+}
+
+bool
+conf_launch_restart_proxy(void *arg)
+{
+    struct conf_launch *l = arg;
+    const char *colon = strrchr(l->env->proxy_url, ':');
+    unsigned port = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+    int status = conf_child_stop(l->proxy);
+    l->proxy = NULL;
+    /* Keep what the proxy wrote before it died; the new one writes to the same path. */
+    char kept[sizeof(l->proxy_log) + 32];
+    snprintf(kept, sizeof(kept), "%s.died-%u", l->proxy_log, ++l->restarts);
+    if (rename(l->proxy_log, kept) == 0)
+        fprintf(stderr, "qwen-conformance: the proxy died (wait status 0x%x); its log: %s\n",
+                (unsigned)status, kept);
+    char url[CONF_URL_MAX], err[256];
+    enum qk_err rc = start_proxy(l->opts, l->profile, l->env->mock_url, port, l->proxy_log,
+                                 &l->proxy, url, sizeof(url), err, sizeof(err));
+    if (rc != QK_OK) {
+        fprintf(stderr, "qwen-conformance: cannot restart the proxy: %s\n", err);
+        return false;
+    }
+    return strcmp(url, l->env->proxy_url) == 0;
 }
 
 /* Stops @p c; @return true when it did not exit cleanly. */

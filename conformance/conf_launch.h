@@ -9,6 +9,7 @@
 #ifndef CONF_LAUNCH_H
 #define CONF_LAUNCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf_harness.h"
@@ -31,6 +32,13 @@ struct conf_launch;
 QK_WUR enum qk_err conf_launch_start(const struct conf_launch_options *opts,
                                      const struct conf_profile *profile, struct conf_env *env,
                                      struct conf_launch **out, char *err, size_t errlen);
+
+/**
+ * Restarts the proxy in front of the mock on the port it had, after it died (a
+ * conf_watch restart hook: @p arg is the struct conf_launch). Its log until then is kept
+ * beside the new one. @return true when it answers on the same URL again.
+ */
+bool conf_launch_restart_proxy(void *arg);
 
 /**
  * Stops the proxies and the mock and frees @p l. NULL-safe.

@@ -357,6 +357,10 @@ main(int argc, char **argv)
 
     conf_harness_set_env(&env);
     watch.restart_cmd = opts.restart_cmd;
+    if (launch && !opts.restart_cmd) {
+        watch.restart = conf_launch_restart_proxy;
+        watch.restart_arg = launch;
+    }
     conf_harness_set_watch(&watch);
     if (conf_preflight_run(&env, &facts, err, sizeof(err)) != QK_OK)
         goto out;

@@ -88,12 +88,19 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
                  part ? &r->should_evidence : &r->evidence, c);
         }
     }
+    out->down_events = conf_down_events(&out->down_count);
+    /* A target that stopped answering during any test fails ROBUST-1 (SPEC.md, "Target
+     * health"), whichever test's request it was. */
+    struct conf_req_result *robust = &out->req[CONF_REQ_ROBUST_1];
+    if (out->down_count > 0 && robust->status != CONF_FAIL) {
+        robust->status = CONF_FAIL;
+        robust->evidence = out->down_events[0].kase;
+    }
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         if (out->req[i].should_status == CONF_FAIL)
             out->should_parts_failed++;
         count(out, (enum conf_req)i);
     }
-    out->down_events = conf_down_events(&out->down_count);
 }
 
 enum conf_verdict

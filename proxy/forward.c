@@ -18,6 +18,7 @@
 
 #include "apierror.h"
 #include "cache.h"
+#include "completion.h"
 #include "flight.h"
 #include "headers.h"
 #include "models.h"
@@ -154,7 +155,8 @@ respond_models(struct qp_request *req, const char *raw, size_t len, enum qp_cach
     }
     memcpy(copy, raw, len);
     copy[len] = '\0';
-    qp_response_take_body(&req->resp, 200, copy, len, "application/json");
+    qp_response_take_body(&req->resp, 200, copy, len,
+                          QP_MUTANT(models_as_text) ? "text/plain" : "application/json");
 }
 
 /* Relays a successful chat completion with the upstream's end-to-end headers. */
@@ -165,6 +167,13 @@ respond_chat_success(struct qp_request *req)
     const char *connection = header_value(req->attempt_headers, "Connection");
     size_t len = 0;
     char *body = qk_buf_take(&req->attempt_body, &len);
+    size_t openai_len = 0;
+    char *openai = QP_MUTANT(usage_raw) || !body ? NULL : qp_completion_openai(body, len, &openai_len);
+    if (openai) {
+        free(body);
+        body = openai;
+        len = openai_len;
+    }
     if (QP_MUTANT(rewrite_completion)) {
         free(body);
         body = strdup("{\"id\":\"chatcmpl-rewritten\",\"object\":\"chat.completion\","
@@ -908,6 +917,30 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         finish(fw, req);
 }
 
+/* Mutant drop_unknown_fields: the body sent upstream keeps only the fields the proxy
+ * knows. */
+static void
+drop_unknown_fields(struct qp_request *req)
+{
+    static const char *const known[] = {"model", "messages", "stream", "incremental_output"};
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *kept = cJSON_CreateObject();
+    for (size_t i = 0; cJSON_IsObject(root) && kept && i < sizeof(known) / sizeof(known[0]); i++) {
+        cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(root, known[i]);
+        if (v)
+            cJSON_AddItemToObject(kept, known[i], v);
+    }
+    char *text = cJSON_IsObject(root) && kept ? cJSON_PrintUnformatted(kept) : NULL;
+    if (text) {
+        qk_buf_reset(&req->body);
+        if (qk_buf_append_str(&req->body, text) != QK_OK)
+            qk_buf_reset(&req->body);
+        free(text);
+    }
+    cJSON_Delete(kept);
+    cJSON_Delete(root);
+}
+
 /* Mutant retry_changes_body: later attempts carry an extra field. */
 static void
 mutate_body(struct qp_request *req)
@@ -932,10 +965,26 @@ on_retry_timer(struct qp_loop_timer *t)
     start_attempt(req->fw, req);
 }
 
+/* Mutant one_caller_at_a_time: @return true while another caller's stream is being
+ * relayed (its upstream transfer is running). */
+static bool
+another_stream_open(const struct qp_forwarder *fw, const struct qp_request *req)
+{
+    for (const struct qp_request *r = fw->active; r; r = r->active_next) {
+        if (r != req && r->stream && r->route == QP_ROUTE_CHAT && r->in_transfer)
+            return true;
+    }
+    return false;
+}
+
 static void
 start_attempt(struct qp_forwarder *fw, struct qp_request *req)
 {
     int64_t now = qk_now_ms();
+    if (QP_MUTANT(one_caller_at_a_time) && another_stream_open(fw, req)) {
+        qp_loop_timer_arm(fw->loop, &req->retry_timer, now + 20);
+        return;
+    }
     int64_t limit = fw->cfg.upstream_timeout_ms;
     if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
@@ -1048,6 +1097,8 @@ qp_forward_on_post(void *ctx, void *item)
         return;
     }
     req->fw = fw;
+    if (QP_MUTANT(drop_unknown_fields) && req->route == QP_ROUTE_CHAT)
+        drop_unknown_fields(req);
     if (req->stream && req->route == QP_ROUTE_CHAT)
         stream_prepare(req);
     req->deadline_ms = req->started_ms + fw->cfg.deadline_ms;

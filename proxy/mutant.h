@@ -48,6 +48,11 @@
     XX(no_request_id, "HTTP-2", "neither forwards nor returns X-Request-Id")                       \
     XX(no_cors, "HTTP-3", "answers CORS preflight with 405")                                       \
     XX(v1_models_raw, "HTTP-4", "answers /v1/models in the upstream shape")                        \
+    XX(models_as_text, "HTTP-6", "answers the model list as text/plain")                           \
+    XX(one_caller_at_a_time, "HTTP-7", "starts nothing upstream while another stream is open")     \
+    XX(drop_unknown_fields, "HTTP-8", "sends upstream only the chat fields it knows")              \
+    XX(usage_raw, "HTTP-9", "relays the upstream's usage names in non-stream answers")             \
+    XX(crash_on_missing_messages, "ROBUST-1", "aborts on a chat body without messages")            \
     XX(sse_no_event_stream_headers, "SSE-1", "streams without Cache-Control: no-cache")            \
     XX(buffer_stream, "SSE-2", "holds the whole stream back until the upstream ends")              \
     XX(cumulative_passthrough, "SSE-4", "relays upstream deltas as they are (cumulative text)")    \
@@ -62,7 +67,9 @@
     XX(unbounded_stream_buffer, "SSE-11", "never pauses the upstream for a slow caller")        \
     XX(done_twice, "SSE-3", "ends a good stream with two data: [DONE] events")                \
     XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
-    XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")
+    XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")                                   \
+    XX(shared_line_buffer, "SSE-14", "one partial-line buffer shared by every stream")              \
+    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")
 
 enum qp_mutant {
     QP_MUT_NONE = 0,

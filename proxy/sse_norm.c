@@ -275,6 +275,10 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
     const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
     const char *fin = cJSON_IsString(finish) && finish->valuestring[0] ? finish->valuestring : NULL;
+    if (QP_MUTANT(textless_chunk_bad) && !cJSON_IsString(content) && !fin) {
+        st = QP_SSE_BAD_EVENT; /* a chunk without text taken for a broken one */
+        goto out;
+    }
     const char *c = cJSON_IsString(content) ? content->valuestring : "";
     size_t clen = strlen(c), off = 0;
     if (clen > 0)
@@ -300,11 +304,28 @@ out:
     return st;
 }
 
+/* Mutant shared_line_buffer: one partial-line buffer for every stream, as a decoder kept
+ * in a module-level variable is. Reachable until exit, so no leak. */
+static struct qk_buf *
+line_buffer(struct qp_sse_norm *n)
+{
+    static struct qk_buf shared;
+    static bool shared_ready;
+    if (!QP_MUTANT(shared_line_buffer))
+        return &n->line;
+    if (!shared_ready) {
+        qk_buf_init(&shared, ANSWER_CAP);
+        shared_ready = true;
+    }
+    return &shared;
+}
+
 enum qp_sse_status
 qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk_buf *out)
 {
     if (n->done)
         return QP_SSE_DONE;
+    struct qk_buf *lb = line_buffer(n);
     for (size_t i = 0; i < len; i++) {
         char ch = bytes[i];
         if (n->after_cr) {
@@ -314,13 +335,13 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
         }
         bool eol = ch == '\n' || (ch == '\r' && !QP_MUTANT(lf_only_framing));
         if (!eol) {
-            if (qk_buf_append(&n->line, &ch, 1) != QK_OK)
+            if (qk_buf_append(lb, &ch, 1) != QK_OK)
                 return QP_SSE_NOMEM;
             continue;
         }
         n->after_cr = ch == '\r';
-        const char *line = qk_buf_ptr(&n->line);
-        size_t ll = qk_buf_len(&n->line);
+        const char *line = qk_buf_ptr(lb);
+        size_t ll = qk_buf_len(lb);
         enum qp_sse_status st = QP_SSE_OK;
         if (ll == 0) {
             if (n->data_seen)
@@ -335,7 +356,7 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
             n->data_seen = true;
         }
         /* comments (":...") and other fields (event:, id:, retry:) are dropped */
-        qk_buf_reset(&n->line);
+        qk_buf_reset(lb);
         if (st != QP_SSE_OK)
             return st;
     }

@@ -1,6 +1,9 @@
 #include "validate.h"
 
 #include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "mutant.h"
 
 static bool
 refuse(struct qp_invalid *why, const char *param, const char *code, const char *message)
@@ -42,6 +45,8 @@ qp_validate_chat(const char *body, size_t len, bool *stream, struct qp_invalid *
     }
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!messages) {
+        if (QP_MUTANT(crash_on_missing_messages))
+            abort();
         refuse(why, "messages", "missing_required_parameter",
                "Missing required parameter: 'messages'.");
         goto out;

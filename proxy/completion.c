@@ -1,0 +1,65 @@
+#include "completion.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <string.h>
+
+/* A `created` above this is milliseconds: seconds reach it in the year 5138. */
+#define SECONDS_CEILING 1e11
+
+static bool
+set_number(cJSON *obj, const char *name, double value)
+{
+    cJSON *n = cJSON_CreateNumber(value);
+    if (!n)
+        return false;
+    if (cJSON_GetObjectItemCaseSensitive(obj, name))
+        return cJSON_ReplaceItemInObjectCaseSensitive(obj, name, n);
+    return cJSON_AddItemToObject(obj, name, n);
+}
+
+/* usage{input_tokens, output_tokens} -> usage{prompt_tokens, completion_tokens,
+ * total_tokens}; names the upstream already gives in OpenAI's terms are kept. */
+static bool
+usage_openai(cJSON *usage)
+{
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
+    if (!cJSON_IsNumber(in) || !cJSON_IsNumber(out))
+        return true;
+    if (!cJSON_HasObjectItem(usage, "prompt_tokens") &&
+        !set_number(usage, "prompt_tokens", in->valuedouble))
+        return false;
+    if (!cJSON_HasObjectItem(usage, "completion_tokens") &&
+        !set_number(usage, "completion_tokens", out->valuedouble))
+        return false;
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    const cJSON *completion = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+    if (!set_number(usage, "total_tokens", prompt->valuedouble + completion->valuedouble))
+        return false;
+    cJSON_DeleteItemFromObjectCaseSensitive(usage, "input_tokens");
+    cJSON_DeleteItemFromObjectCaseSensitive(usage, "output_tokens");
+    return true;
+}
+
+char *
+qp_completion_openai(const char *body, size_t len, size_t *out_len)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    char *out = NULL;
+    if (!cJSON_IsObject(root))
+        goto done;
+    cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    if (cJSON_IsObject(usage) && !usage_openai(usage))
+        goto done;
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive(root, "created");
+    if (cJSON_IsNumber(created) && created->valuedouble > SECONDS_CEILING &&
+        !set_number(root, "created", (double)(long long)(created->valuedouble / 1000.0)))
+        goto done;
+    out = cJSON_PrintUnformatted(root);
+    if (out)
+        *out_len = strlen(out);
+done:
+    cJSON_Delete(root);
+    return out;
+}

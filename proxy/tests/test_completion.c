@@ -1,0 +1,87 @@
+/* Unit tests: the non-stream completion in OpenAI's terms (HTTP-9). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "completion.h"
+
+static cJSON *
+convert(const char *body)
+{
+    size_t len = 0;
+    char *out = qp_completion_openai(body, strlen(body), &len);
+    assert_non_null(out);
+    assert_int_equal(len, strlen(out));
+    cJSON *json = cJSON_Parse(out);
+    free(out);
+    assert_non_null(json);
+    return json;
+}
+
+static double
+number(const cJSON *obj, const char *name)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, name);
+    assert_true(cJSON_IsNumber(n));
+    return n->valuedouble;
+}
+
+static void
+dashscope_usage_becomes_openai_usage(void **state)
+{
+    (void)state;
+    cJSON *c = convert("{\"id\":\"x\",\"object\":\"chat.completion\",\"created\":1737936000,"
+                       "\"choices\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":11,"
+                       "\"total_tokens\":14,\"input_tokens_details\":{\"cached\":0}}}");
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(c, "usage");
+    assert_int_equal((int)number(u, "prompt_tokens"), 3);
+    assert_int_equal((int)number(u, "completion_tokens"), 11);
+    assert_int_equal((int)number(u, "total_tokens"), 14);
+    assert_false(cJSON_HasObjectItem(u, "input_tokens"));
+    assert_false(cJSON_HasObjectItem(u, "output_tokens"));
+    assert_true(cJSON_HasObjectItem(u, "input_tokens_details"));
+    assert_int_equal((long)number(c, "created"), 1737936000L);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(c, "id")), "x");
+    cJSON_Delete(c);
+}
+
+static void
+openai_usage_and_seconds_are_kept(void **state)
+{
+    (void)state;
+    cJSON *c = convert("{\"created\":1737936000123,\"usage\":{\"prompt_tokens\":2,"
+                       "\"completion_tokens\":5,\"total_tokens\":7}}");
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(c, "usage");
+    assert_int_equal((int)number(u, "prompt_tokens"), 2);
+    assert_int_equal((int)number(u, "total_tokens"), 7);
+    /* Milliseconds become seconds. */
+    assert_int_equal((long)number(c, "created"), 1737936000L);
+    cJSON_Delete(c);
+}
+
+static void
+a_body_that_is_not_an_object_is_left_alone(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    assert_null(qp_completion_openai("[1,2]", 5, &len));
+    assert_null(qp_completion_openai("not json", 8, &len));
+    assert_null(qp_completion_openai("", 0, &len));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(dashscope_usage_becomes_openai_usage),
+        cmocka_unit_test(openai_usage_and_seconds_are_kept),
+        cmocka_unit_test(a_body_that_is_not_an_object_is_left_alone),
+    };
+    return cmocka_run_group_tests_name("proxy_completion", tests, NULL, NULL);
+}
