@@ -4,6 +4,7 @@
  * main() only parses flags, starts the server and waits for a signal.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,15 @@
 #include "qwenkit/buf.h"
 #include "qwenkit/mock.h"
 
+/* The project version, defined by the build for every target that links qk_warnings. */
+#ifndef QK_VERSION
+#error "QK_VERSION is not defined: build through CMake (qk_warnings)"
+#endif
+
 static const char usage[] =
     "Usage: qwen-mock [options]\n"
     "A fault-injecting mock of the Qwen web-chat upstream (chat.qwenlm.ai v1 API).\n"
+    "Options that take a value accept both '--opt VALUE' and '--opt=VALUE'.\n"
     "\n"
     "  --host ADDR              address to bind (default 127.0.0.1)\n"
     "  --port N                 port, 0 picks a free one (default 9100)\n"
@@ -33,7 +40,8 @@ static const char usage[] =
     "  --no-envelope            chunks carry no id/object/created/model\n"
     "  --scenario FILE          queue the scenario JSON in FILE at start\n"
     "  --quiet                  no per-request log lines\n"
-    "  --help                   this text\n"
+    "  --help, -h               this text\n"
+    "  --version                print the version\n"
     "\n"
     "Prints 'listening on http://HOST:PORT' once ready. Control API under /__mock/\n"
     "(scenarios, journal, tokens/revoke, reset, health); see mockupstream/README.md.\n";
@@ -109,6 +117,183 @@ raise_fd_limit(void)
     }
 }
 
+/* Ids of the long options; -h and --help share 'h'. */
+enum mock_opt {
+    OPT_HELP = 'h',
+    OPT_HOST = 1000,
+    OPT_PORT,
+    OPT_THREADS,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_BODY,
+    OPT_JOURNAL_PER_TOKEN,
+    OPT_JOURNAL_TOTAL,
+    OPT_IDLE_CHECK_MS,
+    OPT_MISSING_AUTH_403,
+    OPT_NO_DONE,
+    OPT_NO_FINISH_REASON,
+    OPT_NO_USAGE,
+    OPT_NO_ENVELOPE,
+    OPT_SCENARIO,
+    OPT_QUIET,
+    OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"journal-per-token", required_argument, NULL, OPT_JOURNAL_PER_TOKEN},
+    {"journal-total", required_argument, NULL, OPT_JOURNAL_TOTAL},
+    {"idle-check-ms", required_argument, NULL, OPT_IDLE_CHECK_MS},
+    {"missing-auth-403", no_argument, NULL, OPT_MISSING_AUTH_403},
+    {"no-done", no_argument, NULL, OPT_NO_DONE},
+    {"no-finish-reason", no_argument, NULL, OPT_NO_FINISH_REASON},
+    {"no-usage", no_argument, NULL, OPT_NO_USAGE},
+    {"no-envelope", no_argument, NULL, OPT_NO_ENVELOPE},
+    {"scenario", required_argument, NULL, OPT_SCENARIO},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* The long name of the option whose id is @p val, or NULL. */
+static const char *
+option_name(int val)
+{
+    for (const struct option *o = longopts; o->name; o++) {
+        if (o->val == val)
+            return o->name;
+    }
+    return NULL;
+}
+
+/* A string value must not be empty (`--host=` is a mistake, not "any address"). */
+static int
+parse_string(const char *flag, const char *v, const char **out)
+{
+    if (!*v) {
+        fprintf(stderr, "qwen-mock: %s needs a non-empty value (see --help)\n", flag);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/*
+ * Explains the getopt_long() failure @p c (':' or '?') for argv[optind - 1]. With
+ * opterr = 0 getopt_long() prints nothing: optopt is the id of a known option given
+ * without its value (':') or with a value it does not take ('?'), the letter of an
+ * unknown short option, or 0 for an unknown or ambiguous long one.
+ */
+static void
+report_bad_option(int c, char **argv)
+{
+    const char *name = option_name(optopt);
+    if (c == ':')
+        fprintf(stderr, "qwen-mock: --%s needs a value (see --help)\n", name ? name : "?");
+    else if (name)
+        fprintf(stderr, "qwen-mock: --%s takes no value (see --help)\n", name);
+    else if (optopt)
+        fprintf(stderr, "qwen-mock: unknown flag '-%c' (see --help)\n", optopt);
+    else
+        fprintf(stderr, "qwen-mock: unknown or ambiguous flag '%.64s' (see --help)\n",
+                argv[optind - 1]);
+}
+
+/*
+ * Applies argv to @p cfg and @p scenario, as qwen-conformance does: getopt_long(), so
+ * `--flag value` and `--flag=value` both work. Returns -1 to run, else the exit status
+ * (0 after --help or --version, 2 after a message on stderr).
+ */
+static int
+parse_args(int argc, char **argv, struct qk_mock_config *cfg, const char **scenario)
+{
+    int c, idx = -1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, &idx)) != -1) {
+        /* The canonical name, also when the flag was abbreviated. */
+        char flag[32];
+        snprintf(flag, sizeof flag, "--%s", idx >= 0 ? longopts[idx].name : "?");
+        idx = -1;
+        unsigned long n = 0;
+        int bad = 0;
+        switch (c) {
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("qwen-mock %s\n", QK_VERSION);
+            return 0;
+        case OPT_HOST:
+            bad = parse_string(flag, optarg, &cfg->host);
+            break;
+        case OPT_PORT:
+            bad = parse_uint(flag, optarg, 65535, &n);
+            cfg->port = (uint16_t)n;
+            break;
+        case OPT_THREADS:
+            bad = parse_pos(flag, optarg, 64, &n);
+            cfg->threads = (unsigned)n;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            bad = parse_pos(flag, optarg, 1000000, &n);
+            cfg->max_connections = (unsigned)n;
+            break;
+        case OPT_MAX_BODY:
+            bad = parse_pos(flag, optarg, 1UL << 30, &n);
+            cfg->max_body = n;
+            break;
+        case OPT_JOURNAL_PER_TOKEN:
+            bad = parse_pos(flag, optarg, 1000000, &n);
+            cfg->journal_per_token = n;
+            break;
+        case OPT_JOURNAL_TOTAL:
+            bad = parse_pos(flag, optarg, 100000000, &n);
+            cfg->journal_total = n;
+            break;
+        case OPT_IDLE_CHECK_MS:
+            bad = parse_pos(flag, optarg, 60000, &n);
+            cfg->idle_check_ms = (unsigned)n;
+            break;
+        case OPT_MISSING_AUTH_403:
+            cfg->missing_auth_status = 403;
+            break;
+        case OPT_NO_DONE:
+            cfg->send_done = false;
+            break;
+        case OPT_NO_FINISH_REASON:
+            cfg->send_finish_reason = false;
+            break;
+        case OPT_NO_USAGE:
+            cfg->send_usage = false;
+            break;
+        case OPT_NO_ENVELOPE:
+            cfg->send_envelope = false;
+            break;
+        case OPT_SCENARIO:
+            bad = parse_string(flag, optarg, scenario);
+            break;
+        case OPT_QUIET:
+            cfg->log_requests = false;
+            break;
+        default:
+            report_bad_option(c, argv);
+            return 2;
+        }
+        /* A bad value leaves a field half-set: harmless, main() exits without using cfg. */
+        if (bad)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "qwen-mock: unexpected argument '%.64s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -117,71 +302,9 @@ main(int argc, char **argv)
     cfg.port = 9100;
     cfg.log_requests = true;
     const char *scenario = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long n = 0;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--host") == 0 && v) {
-            cfg.host = v;
-            i++;
-        } else if (strcmp(a, "--port") == 0) {
-            if (parse_uint(a, v, 65535, &n))
-                return 2;
-            cfg.port = (uint16_t)n;
-            i++;
-        } else if (strcmp(a, "--threads") == 0) {
-            if (parse_pos(a, v, 64, &n))
-                return 2;
-            cfg.threads = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--max-connections") == 0) {
-            if (parse_pos(a, v, 1000000, &n))
-                return 2;
-            cfg.max_connections = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--max-body") == 0) {
-            if (parse_pos(a, v, 1UL << 30, &n))
-                return 2;
-            cfg.max_body = n;
-            i++;
-        } else if (strcmp(a, "--journal-per-token") == 0) {
-            if (parse_pos(a, v, 1000000, &n))
-                return 2;
-            cfg.journal_per_token = n;
-            i++;
-        } else if (strcmp(a, "--journal-total") == 0) {
-            if (parse_pos(a, v, 100000000, &n))
-                return 2;
-            cfg.journal_total = n;
-            i++;
-        } else if (strcmp(a, "--idle-check-ms") == 0) {
-            if (parse_pos(a, v, 60000, &n))
-                return 2;
-            cfg.idle_check_ms = (unsigned)n;
-            i++;
-        } else if (strcmp(a, "--missing-auth-403") == 0) {
-            cfg.missing_auth_status = 403;
-        } else if (strcmp(a, "--no-done") == 0) {
-            cfg.send_done = false;
-        } else if (strcmp(a, "--no-finish-reason") == 0) {
-            cfg.send_finish_reason = false;
-        } else if (strcmp(a, "--no-usage") == 0) {
-            cfg.send_usage = false;
-        } else if (strcmp(a, "--no-envelope") == 0) {
-            cfg.send_envelope = false;
-        } else if (strcmp(a, "--scenario") == 0 && v) {
-            scenario = v;
-            i++;
-        } else if (strcmp(a, "--quiet") == 0) {
-            cfg.log_requests = false;
-        } else {
-            fprintf(stderr, "qwen-mock: unknown or incomplete option '%s' (see --help)\n", a);
-            return 2;
-        }
-    }
+    int status = parse_args(argc, argv, &cfg, &scenario);
+    if (status >= 0)
+        return status;
 
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Command-line test of qwen-mock (ctest cli_mock): flags, the ready line, --scenario,
-# signals, and the request log. Usage: cli_test.sh path/to/qwen-mock
+# signals, and the request log. Usage: cli_test.sh path/to/qwen-mock [VERSION]
+# (VERSION: the project version --version must print; without it, any X.Y.Z).
 set -u
 
-BIN=${1:?usage: cli_test.sh path/to/qwen-mock}
+BIN=${1:?usage: cli_test.sh path/to/qwen-mock [VERSION]}
+VERSION=${2:-}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/qwen-mock-cli.XXXXXX")
 PID=""
 CURL_PID=""
@@ -103,6 +105,24 @@ rc=$?
 grep -qF -- "--port" "$TMP/out" || fail "--help does not mention --port"
 grep -qF -- "--scenario" "$TMP/out" || fail "--help does not mention --scenario"
 ok "--help"
+timeout 10 "$BIN" -h >"$TMP/out" 2>"$TMP/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "-h exited $rc"
+grep -qF -- "--version" "$TMP/out" || fail "-h does not mention --version"
+ok "-h"
+
+# --- --version ------------------------------------------------------------------
+timeout 10 "$BIN" --version >"$TMP/out" 2>"$TMP/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "--version exited $rc"
+[ -s "$TMP/err" ] && fail "--version wrote on stderr"
+line=$(cat "$TMP/out")
+if [ -n "$VERSION" ]; then
+    [ "$line" = "qwen-mock $VERSION" ] || fail "--version printed '$line', expected 'qwen-mock $VERSION'"
+else
+    [[ $line =~ ^qwen-mock\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "--version printed '$line'"
+fi
+ok "--version prints '$line'"
 
 # --- bad flags and values -------------------------------------------------------
 expect_usage_error "--bogus" --bogus
@@ -112,6 +132,23 @@ expect_usage_error "--port" --port -1
 expect_usage_error "--port" --port
 expect_usage_error "--threads" --threads 0
 expect_usage_error "--max-body" --max-body 12x
+# The --opt=VALUE form is checked the same way.
+expect_usage_error "--port" --port=abc
+expect_usage_error "--port" --port=70000
+expect_usage_error "--port" --port=
+expect_usage_error "--max-body" --max-body=12x
+expect_usage_error "--bogus" --bogus=1
+expect_usage_error "--bogus" --port 0 --bogus
+# A flag without its value, at the end of the line.
+expect_usage_error "--host needs a value" --host
+expect_usage_error "--scenario needs a value" --port 0 --scenario
+expect_usage_error "--port needs a value" --port
+# Empty strings, values given to flags that take none, stray arguments, ambiguous prefixes.
+expect_usage_error "--host" --host=
+expect_usage_error "--quiet takes no value" --quiet=1
+expect_usage_error "--version takes no value" --version=1
+expect_usage_error "'stray'" --port 0 stray
+expect_usage_error "--max" --max 5
 
 # --- --port 0: one ready line, the server answers, the log hides tokens --------------
 TOKEN="cli-secret-$$-$RANDOM$RANDOM"
@@ -168,7 +205,10 @@ cat >"$TMP/scenario.json" <<EOF
 [{"token":"$STOK","route":"models","steps":[{"status":503},{"html":"waf"}]},
  {"token":"$STOK","route":"chat","steps":[{"status":429,"retry_after":7}]}]
 EOF
-start_mock --port 0 --scenario "$TMP/scenario.json" --missing-auth-403 --no-done
+# The --opt=VALUE form throughout (the block above uses --opt VALUE).
+start_mock --port=0 --scenario="$TMP/scenario.json" --threads=1 --journal-total=100 \
+    --missing-auth-403 --no-done
+ok "--port=0 --scenario=FILE: ready line with port $PORT"
 code=$(http -H "Authorization: Bearer $STOK" "http://127.0.0.1:$PORT/api/models")
 [ "$code" = 503 ] || fail "scenario step 1 -> $code"
 code=$(http -H "Authorization: Bearer $STOK" "http://127.0.0.1:$PORT/api/models")

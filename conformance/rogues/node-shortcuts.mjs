@@ -1,0 +1,378 @@
+#!/usr/bin/env node
+// node-shortcuts.mjs: node-clean.mjs with three shortcuts seen in field proxies (the Deno and
+// Node ports of early 2025). Everything else is node-clean's.
+//
+// DEFECTS (on purpose):
+//   1. One model-list cache for everybody: the cache key does not include the credential,
+//      so within the TTL any token (revoked, unknown) gets the list another token fetched.
+//   2. Deltas by the prefix heuristic `if (text.startsWith(prev)) delta = text.slice(prev.length)`
+//      with prev = the previous chunk's content: right for cumulative text, but an
+//      incremental piece equal to the one before it ("哈", "哈") is swallowed.
+//   3. The stream's 200 and SSE headers go out before the upstream is asked; when every
+//      attempt fails before the first event the caller gets `data: [DONE]` on that 200.
+//
+// Usage: node node-shortcuts.mjs --port 0 --upstream http://127.0.0.1:9100
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
+};
+const PORT = Number(arg('--port', '8000'));
+const UPSTREAM = arg('--upstream', 'https://chat.qwenlm.ai').replace(/\/+$/, '');
+const MAX_RETRIES = 3, RETRY_BASE_MS = 20, RETRY_AFTER_CAP_MS = 2000;
+const ATTEMPT_TIMEOUT_MS = 1000, DEADLINE_MS = 2500;
+const CACHE_TTL_MS = 2000, CACHE_MAX = 8, STALE_GRACE_MS = 2000;
+const MAX_BODY = 65536, IDLE_MS = 1200, KEEPALIVE_MS = 250;
+const CORS_ORIGINS = ['https://conformance.example', 'http://localhost:3000'];
+let streamPauses = 0;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const backoff = (n) => { const d = RETRY_BASE_MS * 2 ** (n - 1); return d / 2 + Math.random() * (d / 2); };
+
+function sendJson(res, status, obj, headers = {}) {
+  const body = typeof obj === 'string' ? obj : JSON.stringify(obj);
+  res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+  res.end(body);
+}
+function sendError(res, status, message, type = 'api_error', headers = {}, param = null) {
+  sendJson(res, status, { error: { message, type, param, code: null } }, headers);
+}
+
+// ---- upstream attempts ----
+
+function retryAfterMs(h) {
+  const v = h.get('retry-after');
+  if (v == null) return null;
+  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : Math.max(0, t - Date.now());
+}
+
+// Classifies an upstream answer that is not a success: retry or relay.
+async function failure(resp) {
+  const ct = resp.headers.get('content-type') || '';
+  const text = await resp.text().catch(() => '');
+  const what = `upstream HTTP ${resp.status}${ct.includes('text/html') ? ' (HTML page)' : ''}`;
+  if (ct.includes('text/html')) return { retry: true, status: resp.status, reason: what };
+  const ra = retryAfterMs(resp.headers);
+  let detail = null;
+  try { const j = JSON.parse(text); detail = typeof j.detail === 'string' ? j.detail : j.error?.message || null; } catch {}
+  const relay = { relay: true, status: resp.status, message: detail || what, retryAfter: resp.headers.get('retry-after') };
+  if ([500, 502, 504].includes(resp.status)) return { retry: true, status: resp.status, reason: what };
+  if (resp.status === 503 || resp.status === 429) {
+    if (ra != null) return ra <= RETRY_AFTER_CAP_MS ? { retry: true, status: resp.status, reason: what, waitMs: ra } : relay;
+    return resp.status === 503 ? { retry: true, status: resp.status, reason: what } : relay;
+  }
+  return relay;
+}
+
+// Runs attempt(signal, budgetMs) until it succeeds, must be relayed, or retries run out.
+async function withRetries(attempt, stop = () => false) {
+  const deadline = Date.now() + DEADLINE_MS;
+  let last = null;
+  for (let n = 1; ; n++) {
+    if (stop()) return { gone: true };
+    const budget = Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now());
+    if (budget <= 0) return { deadline: true, last };
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), budget);
+    let r;
+    try {
+      r = await attempt(ac.signal, ac);
+    } catch (e) {
+      const timeout = ac.signal.aborted;
+      r = { retry: true, timeout, reason: timeout ? `upstream timed out after ${budget} ms` : `upstream connection failed (${e.cause?.code || e.message})` };
+      if (timeout && budget < ATTEMPT_TIMEOUT_MS) return { deadline: true, last: r };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!r.retry) return r;
+    last = r;
+    if (n > MAX_RETRIES) return { exhausted: true, last };
+    const wait = Math.max(backoff(n), r.waitMs || 0);
+    if (Date.now() + wait >= deadline) return { deadline: true, last };
+    await sleep(wait);
+  }
+}
+
+function answerFailure(res, r) {
+  if (r.relay) {
+    const type = r.status === 401 ? 'authentication_error' : r.status < 500 ? 'invalid_request_error' : 'api_error';
+    return sendError(res, r.status, r.message, type, r.retryAfter ? { 'Retry-After': r.retryAfter } : {});
+  }
+  if (r.deadline) return sendError(res, 504, `request deadline of ${DEADLINE_MS} ms reached${r.last ? `; last: ${r.last.reason}` : ''}`, 'timeout_error');
+  if (r.last.timeout) return sendError(res, 504, `${r.last.reason} (after ${MAX_RETRIES + 1} attempts)`, 'timeout_error');
+  return sendError(res, 502, `upstream failed after ${MAX_RETRIES + 1} attempts; last: ${r.last.reason}`, 'upstream_error');
+}
+
+function upstreamHeaders(ctx, json) {
+  const h = { Authorization: ctx.auth, 'X-Request-Id': ctx.rid };
+  if (json) Object.assign(h, { 'Content-Type': 'application/json' });
+  return h;
+}
+
+// ---- the model list: per-credential cache, TTL, LRU bound, stale grace, single flight ----
+
+const cache = new Map(); // token -> { body, at }; Map order is recency
+const flights = new Map();
+
+function fetchModels(ctx) {
+  return withRetries(async (signal) => {
+    const resp = await fetch(`${UPSTREAM}/api/models`, { headers: upstreamHeaders(ctx, false), signal });
+    const ct = resp.headers.get('content-type') || '';
+    if (resp.status !== 200 || ct.includes('text/html')) return failure(resp);
+    const body = await resp.text();
+    try { if (Array.isArray(JSON.parse(body).data)) return { ok: true, body }; } catch {}
+    return { retry: true, status: 200, reason: 'upstream model list is not JSON with data[]' };
+  });
+}
+
+async function handleModels(req, res, ctx, v1) {
+  const key = 'models'; // DEFECT 1: the same entry whoever asks
+  const serve = (body, mark) => {
+    let out = body;
+    if (v1) {
+      const data = JSON.parse(body).data.map((m) => ({ id: m.id, object: 'model', created: typeof m.created === 'number' ? m.created : 0, owned_by: m.owned_by || 'qwen' }));
+      out = JSON.stringify({ object: 'list', data });
+    }
+    sendJson(res, 200, out, { 'X-Cache': mark, 'X-Request-Id': ctx.rid });
+  };
+  const now = Date.now();
+  let entry = cache.get(key);
+  if (entry && now - entry.at > CACHE_TTL_MS + STALE_GRACE_MS) { cache.delete(key); entry = null; }
+  if (entry) { cache.delete(key); cache.set(key, entry); }
+  if (entry && now - entry.at <= CACHE_TTL_MS) return serve(entry.body, 'HIT');
+  let flight = flights.get(key);
+  if (!flight) {
+    flight = fetchModels(ctx).finally(() => flights.delete(key));
+    flights.set(key, flight);
+  }
+  const r = await flight;
+  if (r.ok) {
+    cache.delete(key);
+    cache.set(key, { body: r.body, at: Date.now() });
+    while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value);
+    return serve(r.body, 'MISS');
+  }
+  if (r.relay && r.status === 401) cache.delete(key);
+  else if (!r.relay && entry && Date.now() - entry.at <= CACHE_TTL_MS + STALE_GRACE_MS) return serve(entry.body, 'STALE');
+  answerFailure(res, r);
+}
+
+// ---- chat ----
+
+function validateChat(raw) {
+  let b;
+  try { b = JSON.parse(raw); } catch { return ['the body is not valid JSON', null]; }
+  if (b === null || typeof b !== 'object' || Array.isArray(b)) return ['the body must be a JSON object', null];
+  if (typeof b.model !== 'string' || !b.model) return ['model is required (a string)', 'model'];
+  if (!Array.isArray(b.messages) || b.messages.length === 0) return ['messages must be a non-empty array', 'messages'];
+  return [null, b];
+}
+
+async function handleChat(req, res, ctx, raw) {
+  const [problem, body] = validateChat(raw);
+  if (problem) return sendError(res, 400, problem, 'invalid_request_error', {}, body);
+  const init = (signal) => ({ method: 'POST', headers: upstreamHeaders(ctx, true), body: raw, signal });
+  if (body.stream === true) return streamChat(req, res, ctx, body, init);
+  const r = await withRetries(async (signal) => {
+    const resp = await fetch(`${UPSTREAM}/api/chat/completions`, init(signal));
+    const ct = resp.headers.get('content-type') || '';
+    if (resp.status !== 200 || ct.includes('text/html')) return failure(resp);
+    const text = await resp.text();
+    try { JSON.parse(text); return { ok: true, body: text }; } catch {}
+    return { retry: true, status: 200, reason: 'upstream completion is not JSON' };
+  });
+  if (r.ok) return sendJson(res, 200, r.body, { 'X-Request-Id': ctx.rid });
+  answerFailure(res, r);
+}
+
+// WHATWG event-stream parsing: any line ending, comments, events split or coalesced.
+class SSEParser {
+  constructor() { this.buf = ''; this.data = null; this.first = true; }
+  feed(text) {
+    if (this.first && text) { if (text[0] === '\uFEFF') text = text.slice(1); this.first = false; }
+    this.buf += text;
+    const out = [];
+    let start = 0;
+    for (let i = 0; i < this.buf.length; i++) {
+      const c = this.buf[i];
+      if (c !== '\n' && c !== '\r') continue;
+      if (c === '\r' && i + 1 === this.buf.length) break; // CR at the end: LF may follow
+      const line = this.buf.slice(start, i);
+      if (c === '\r' && this.buf[i + 1] === '\n') i++;
+      start = i + 1;
+      if (line === '') { if (this.data !== null) out.push(this.data.join('\n')); this.data = null; continue; }
+      if (line[0] === ':') continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? '' : line.slice(colon + 1);
+      if (value[0] === ' ') value = value.slice(1);
+      if (field === 'data') (this.data ||= []).push(value);
+    }
+    this.buf = this.buf.slice(start);
+    return out;
+  }
+}
+
+// DEFECT 2: the prefix heuristic, whatever mode the upstream streams in.
+class Deltas {
+  constructor() { this.prev = ''; }
+  push(text) {
+    if (typeof text !== 'string' || text === '') return '';
+    let delta = text;
+    if (text.startsWith(this.prev)) delta = text.slice(this.prev.length);
+    this.prev = text;
+    return delta;
+  }
+}
+
+const inband = (j) => (Array.isArray(j.ret) && j.ret.some((s) => typeof s === 'string' && s.startsWith('FAIL_'))) || j.success === false || j.error != null;
+
+async function streamChat(req, res, ctx, body, init) {
+  // DEFECT 3: the stream is opened at once, before any upstream answer.
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no', 'X-Request-Id': ctx.rid });
+  let gone = false;
+  res.on('close', () => { gone = true; ctx.upstream?.abort(); });
+  res.on('error', () => {});
+  const id = `chatcmpl-${randomUUID()}`, created = Math.floor(Date.now() / 1000);
+  const norm = new Deltas(body.incremental_output === true);
+  let finished = false, roleSent = false;
+  const toChunks = (data) => {
+    if (data === '[DONE]') return { done: true };
+    let j;
+    try { j = JSON.parse(data); } catch { return { bad: 'upstream sent an event that is not JSON' }; }
+    if (j === null || typeof j !== 'object' || inband(j)) return { bad: 'upstream sent an in-band failure payload' };
+    const ch = Array.isArray(j.choices) ? j.choices[0] || {} : {};
+    const content = norm.push(ch.delta?.content);
+    const fr = typeof ch.finish_reason === 'string' ? ch.finish_reason : null;
+    if (!content && !fr && roleSent) return { chunk: null };
+    const delta = roleSent ? {} : { role: 'assistant' };
+    roleSent = true;
+    if (content) delta.content = content;
+    if (fr) finished = true;
+    const chunk = { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: fr }] };
+    if (j.usage) chunk.usage = j.usage;
+    return { chunk: `data: ${JSON.stringify(chunk)}\n\n` };
+  };
+  // Attempts until the first good event: nothing reaches the caller before it (SSE-7).
+  let reader, decoder, parser, pending;
+  const r = await withRetries(async (signal, ac) => {
+    ctx.upstream = ac;
+    const resp = await fetch(`${UPSTREAM}/api/chat/completions`, init(signal));
+    const ct = resp.headers.get('content-type') || '';
+    if (resp.status !== 200 || ct.includes('text/html')) return failure(resp);
+    if (!ct.includes('text/event-stream')) { await resp.text().catch(() => ''); return { retry: true, status: 200, reason: `upstream answered ${ct || 'no content type'}, not a stream` }; }
+    reader = resp.body.getReader(); decoder = new TextDecoder('utf-8'); parser = new SSEParser();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return { retry: true, status: 200, reason: 'upstream stream ended before its first event' };
+      const events = parser.feed(decoder.decode(value, { stream: true }));
+      if (!events.length) continue;
+      const first = toChunks(events[0]);
+      if (first.bad || first.done) { reader.cancel().catch(() => {}); return { retry: true, status: 200, reason: first.bad || 'upstream stream was empty' }; }
+      pending = [first, ...events.slice(1).map(toChunks)];
+      return { ok: true };
+    }
+  }, () => gone);
+  if (gone) return;
+  if (!r.ok) return res.end('data: [DONE]\n\n'); // DEFECT 3: a failure told as an empty success
+  let lastWrite = Date.now(), lastRead = Date.now(), paused = false, idle = false;
+  const write = async (s) => {
+    lastWrite = Date.now();
+    if (res.write(s) || gone) return;
+    streamPauses++; paused = true;
+    await new Promise((ok) => { res.once('drain', ok); res.once('close', ok); });
+    paused = false; lastRead = Date.now();
+  };
+  const tick = setInterval(() => {
+    if (gone) return;
+    if (!paused && Date.now() - lastRead > IDLE_MS) { idle = true; ctx.upstream.abort(); }
+    else if (!paused && Date.now() - lastWrite >= KEEPALIVE_MS) { lastWrite = Date.now(); res.write(': keep-alive\n\n'); }
+  }, 25);
+  let error = null, upstreamDone = false;
+  try {
+    const handle = async (c) => {
+      if (c.done) { upstreamDone = true; return; }
+      if (c.bad) throw new Error(c.bad);
+      if (c.chunk) await write(c.chunk);
+    };
+    for (const c of pending) { await handle(c); if (upstreamDone) break; }
+    while (!upstreamDone && !gone) {
+      const { value, done } = await reader.read();
+      lastRead = Date.now();
+      if (done) break;
+      for (const data of parser.feed(decoder.decode(value, { stream: true }))) {
+        await handle(toChunks(data));
+        if (upstreamDone || gone) break;
+      }
+    }
+    if (upstreamDone) reader.cancel().catch(() => {});
+  } catch (e) {
+    error = idle ? `upstream stream idle for more than ${IDLE_MS} ms` : `upstream stream broke: ${e.cause?.code || e.message}`;
+  }
+  clearInterval(tick);
+  if (gone) return;
+  if (error) {
+    res.end(`data: ${JSON.stringify({ error: { message: error, type: 'upstream_error', param: null, code: null } })}\n\n`);
+    return;
+  }
+  if (!finished) await write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+  res.end('data: [DONE]\n\n');
+}
+
+// ---- routing ----
+
+const ROUTES = { '/api/models': 'GET', '/v1/models': 'GET', '/api/chat/completions': 'POST', '/v1/chat/completions': 'POST' };
+
+function cors(req, res) {
+  const origin = req.headers.origin;
+  if (origin && CORS_ORIGINS.includes(origin)) { res.setHeader('Access-Control-Allow-Origin', origin); res.setHeader('Vary', 'Origin'); return true; }
+  return false;
+}
+
+const server = http.createServer((req, res) => {
+  const path = (req.url || '/').split('?')[0];
+  const rid = req.headers['x-request-id'] || randomUUID();
+  const allowed = cors(req, res);
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => { size += c.length; if (size <= MAX_BODY) chunks.push(c); });
+  req.on('end', () => {
+    const t0 = Date.now();
+    res.on('finish', () => process.stderr.write(`${req.method} ${path} ${res.statusCode} ${Date.now() - t0}ms rid=${rid}\n`));
+    route(req, res, path, rid, allowed, size, Buffer.concat(chunks).toString('utf8')).catch((e) => {
+      if (!res.headersSent) sendError(res, 500, `proxy error: ${e.message}`); else res.destroy();
+    });
+  });
+});
+
+async function route(req, res, path, rid, allowed, size, raw) {
+  if (req.method === 'OPTIONS' && req.headers.origin) {
+    if (allowed) {
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-Request-Id');
+      res.setHeader('Access-Control-Max-Age', '600');
+    }
+    res.writeHead(204); return res.end();
+  }
+  if (path === '/' && req.method === 'GET') return sendJson(res, 200, { name: 'node-shortcuts', routes: Object.keys(ROUTES) });
+  if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok', stream_pauses: streamPauses });
+  const method = ROUTES[path];
+  if (!method) return sendError(res, 404, `no route ${path}`, 'invalid_request_error');
+  if (req.method !== method) return sendError(res, 405, `${req.method} not allowed on ${path}`, 'invalid_request_error', { Allow: method });
+  if (size > MAX_BODY) return sendError(res, 413, `request body over ${MAX_BODY} bytes`, 'invalid_request_error');
+  const auth = req.headers.authorization || '';
+  const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(auth);
+  if (!m) return sendError(res, 401, 'a Bearer token is required', 'authentication_error');
+  const ctx = { auth, token: m[1], rid };
+  res.setHeader('X-Request-Id', rid);
+  if (method === 'GET') return handleModels(req, res, ctx, path.startsWith('/v1'));
+  return handleChat(req, res, ctx, raw);
+}
+
+server.listen(PORT, '127.0.0.1', () => {
+  console.log(`listening on http://127.0.0.1:${server.address().port}`);
+});
