@@ -251,11 +251,15 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
         "Content-Type: application/json",
         NULL,
     };
-    /* The chat route, never cached, always goes upstream. */
+    /* The chat route, never cached, always goes upstream. Every request after the mark is
+     * judged, whatever credential it carried: that belongs to AUTH-3. */
+    struct conf_mark since = conf_upstream_mark(ctx);
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers,
               conf_chat_body(ctx, "hop-by-hop headers"));
-    conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
-               "no upstream request carried the caller's token");
+    conf_sleep_ms(100);
+    const cJSON *upstream = conf_upstream_since(ctx, since);
+    conf_assume(ctx, cJSON_GetArraySize(upstream) > 0,
+                "the chat request did not reach the upstream (see HTTP-1), nothing to judge");
     /* A proxy's own HTTP client may send hop-by-hop headers of its own (its connection's
      * Keep-Alive); only the caller's distinctive values are evidence of forwarding. */
     const struct {
@@ -268,7 +272,7 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
         {"Proxy-Authorization", "Basic Y29uZjpzZWNyZXQ="},
     };
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+    cJSON_ArrayForEach(e, upstream) {
         for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
             const char *v = conf_entry_header(e, dropped[i].name);
             conf_check(ctx, NULL, !conf_contains_nocase(v, dropped[i].caller_value),
@@ -289,20 +293,21 @@ AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
     const char *token = conf_token(ctx);
     struct conf_mark since = conf_upstream_mark(ctx);
     conf_post_chat(ctx, token, conf_chat_body(ctx, "no extra credentials"));
-    size_t n = conf_attempts(ctx, token, 1);
-    const char *seen = conf_credential_seen(ctx, token, since);
-    conf_check(ctx, NULL, !seen, "the upstream received %s instead of the caller's "
-               "\"Bearer <token>\" alone", seen ? seen : "");
-    conf_check(ctx, NULL, n >= 1, "no upstream request carried the caller's token");
-    const char *expected = conf_str(ctx, "Bearer %s", token);
+    conf_sleep_ms(100);
+    const cJSON *upstream = conf_upstream_since(ctx, since);
+    conf_assume(ctx, cJSON_GetArraySize(upstream) > 0,
+                "the chat request did not reach the upstream (see HTTP-1), nothing to judge");
+    /* An altered caller's credential ("Bearer Bearer T") is AUTH-3's; here: a credential
+     * that is not the caller's at all, a second one, or another kind of secret. */
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal(ctx, token)) {
+    cJSON_ArrayForEach(e, upstream) {
+        size_t n = conf_entry_header_count(e, "Authorization");
         const char *auth = conf_entry_header(e, "Authorization");
-        conf_check(ctx, NULL,
-                   conf_entry_header_count(e, "Authorization") == 1 && auth &&
-                       strcmp(auth, expected) == 0,
-                   "upstream Authorization is not exactly the caller's (\"%s\")",
-                   auth ? auth : "(none)");
+        char shown[160];
+        conf_check(ctx, NULL, n <= 1, "the upstream received %zu Authorization headers", n);
+        conf_check(ctx, NULL, !auth || strstr(auth, token),
+                   "the upstream received the proxy's own credential %s instead of the caller's",
+                   conf_text_credential(shown, sizeof(shown), auth, token));
         const char *own[] = {"Cookie", "Proxy-Authorization", "X-Api-Key", "Api-Key"};
         for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
             conf_check(ctx, NULL, conf_entry_header(e, own[i]) == NULL,

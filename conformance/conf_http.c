@@ -160,7 +160,8 @@ static void
 HTTP_2_request_id_appears_in_log(struct conf_ctx *ctx)
 {
     const char *log = conf_target(ctx)->proxy_log;
-    conf_observable(ctx, log[0] != '\0', "the proxy's log is not available (only with --spawn)");
+    conf_observable(ctx, log[0] != '\0',
+                    "the proxy's log is not available: pass --proxy-log FILE (--spawn knows it)");
     const char *token = conf_token(ctx);
     const char *rid = conf_str(ctx, "rid-%s", token);
     const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),

@@ -45,6 +45,7 @@ struct options {
     const char *profile_path, *only, *exclude, *junit, *json;
     const char *expect_fail; /* comma-separated IDs, or NULL */
     const char *restart_cmd;
+    const char *proxy_log;
     int spawn, keep_logs, list;
     bool shuffle;
     unsigned long long seed;
@@ -73,7 +74,9 @@ usage(FILE *f)
             "  --exclude PATTERNS     leave these out (same form as --only)\n"
             "  --shuffle SEED         run the tests in an order drawn from SEED (a number)\n"
             "  --restart-cmd CMD      when the proxy stops answering, run CMD (sh -c) to\n"
-            "                         restart it and go on\n"
+            "                         restart it and go on (--spawn restarts its own proxy)\n"
+            "  --proxy-log FILE       the proxy's log, where HTTP-2 looks for request ids\n"
+            "                         (--spawn knows it)\n"
             "  --list                 print the requirements, levels and tests; run nothing\n"
             "  --junit FILE           write JUnit XML\n"
             "  --json FILE            write a JSON report\n"
@@ -95,7 +98,7 @@ parse_options(int argc, char **argv, struct options *o)
     enum {
         OPT_PROXY = 1000, OPT_MOCK, OPT_UNREACHABLE, OPT_PROFILE, OPT_ONLY, OPT_JUNIT,
         OPT_JSON, OPT_SPAWN, OPT_PROXY_BIN, OPT_PROXY_ARG, OPT_EXPECT, OPT_KEEP, OPT_HELP,
-        OPT_EXCLUDE, OPT_SHUFFLE, OPT_RESTART, OPT_LIST, OPT_VERSION,
+        OPT_EXCLUDE, OPT_SHUFFLE, OPT_RESTART, OPT_LIST, OPT_VERSION, OPT_PROXY_LOG,
     };
     static const struct option longopts[] = {
         {"proxy", required_argument, NULL, OPT_PROXY},
@@ -116,6 +119,7 @@ parse_options(int argc, char **argv, struct options *o)
         {"restart-cmd", required_argument, NULL, OPT_RESTART},
         {"list", no_argument, NULL, OPT_LIST},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"proxy-log", required_argument, NULL, OPT_PROXY_LOG},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -147,6 +151,7 @@ parse_options(int argc, char **argv, struct options *o)
             exit(EXIT_CONFORMS);
         case OPT_EXCLUDE: o->exclude = optarg; break;
         case OPT_RESTART: o->restart_cmd = optarg; break;
+        case OPT_PROXY_LOG: o->proxy_log = optarg; break;
         case OPT_LIST: o->list = 1; break;
         case OPT_SHUFFLE: {
             char *end = NULL;
@@ -341,6 +346,8 @@ main(int argc, char **argv)
         set_url(env.proxy_url, sizeof(env.proxy_url), opts.proxy_url);
         set_url(env.mock_url, sizeof(env.mock_url), opts.mock_url);
         set_url(env.unreachable_url, sizeof(env.unreachable_url), opts.unreachable_url);
+        if (opts.proxy_log)
+            snprintf(env.proxy_log, sizeof(env.proxy_log), "%s", opts.proxy_log);
     }
     if (conf_mock_health(env.mock_url, err, sizeof(err)) != QK_OK ||
         discover_model(&env, err, sizeof(err)) != QK_OK ||

@@ -336,6 +336,9 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
     rc = QK_INVALID;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
+        /* "x-..." keys belong to the profile's other readers (a launcher's arguments). */
+        if (strncmp(item->string, "x-", 2) == 0)
+            continue;
         const struct key_row *k = find_key(item->string);
         if (!k) {
             snprintf(err, errlen, "%s: unknown key \"%.64s\" (did you mean \"%s\"?)", path,

@@ -19,13 +19,12 @@ profile(struct conf_ctx *ctx)
     return &conf_target(ctx)->profile;
 }
 
-/* The answer is a model list: a JSON object with a "data" array. */
+/* The answer is a model list by its shape (a 200 HTML page is not). */
 static void
 check_model_list(struct conf_ctx *ctx, const struct conf_response *r)
 {
-    const cJSON *json = conf_json(ctx, r);
-    conf_check(ctx, r, cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "data")),
-               "the answer is not a model list");
+    conf_check(ctx, r, conf_is_model_list(ctx, r), "the answer is %s, not a model list",
+               conf_describe(ctx, r));
 }
 
 static void
@@ -66,7 +65,6 @@ RETRY_1_upstream_500_then_success_returns_only_success(struct conf_ctx *ctx)
     const struct conf_response *r = conf_get_models(ctx, token);
     conf_assume(ctx, conf_attempts(ctx, token, 2) > 0,
                 "a new credential got a list without an upstream request (see AUTH-5)");
-    conf_assert_status(ctx, r, 200);
     check_model_list(ctx, r);
     conf_assert_attempts(ctx, token, 2);
 }
@@ -75,7 +73,8 @@ RETRY_1_upstream_500_then_success_returns_only_success(struct conf_ctx *ctx)
 static void
 RETRY_1_chat_500_then_success_returns_only_success(struct conf_ctx *ctx)
 {
-    conf_assume(ctx, conf_max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    conf_runnable(ctx, conf_max_attempts(ctx) >= 3,
+                  "the profile allows fewer than 2 retries (\"max_retries\")");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":500},{\"ok\":true}]");
     const struct conf_response *r =
@@ -95,8 +94,15 @@ check_html_retried(struct conf_ctx *ctx, const char *route, const char *html_ste
     const struct conf_response *r =
         chat ? conf_post_chat(ctx, token, conf_chat_body(ctx, "behind a firewall"))
              : conf_get_models(ctx, token);
-    conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
-    conf_assert_status(ctx, r, 200);
+    if (!chat)
+        conf_assume(ctx, conf_attempts(ctx, token, 2) > 0,
+                    "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller (%s)",
+               conf_describe(ctx, r));
+    if (chat)
+        conf_assert_status(ctx, r, 200);
+    else
+        check_model_list(ctx, r);
     conf_assert_attempts(ctx, token, 2);
 }
 
@@ -105,6 +111,14 @@ static void
 RETRY_2_html_captcha_200_is_retried(struct conf_ctx *ctx)
 {
     check_html_retried(ctx, "chat", "{\"html\":\"captcha\"}");
+}
+
+/* RETRY-2: a 200 captcha page on the model-list route is retried, never relayed (nor
+ * cached: CACHE-3). */
+static void
+RETRY_2_models_html_captcha_200_is_retried(struct conf_ctx *ctx)
+{
+    check_html_retried(ctx, "models", "{\"html\":\"captcha\"}");
 }
 
 /* RETRY-2: the firewall's 405 HTML page is retried (chat route). */
@@ -245,10 +259,15 @@ static void
 RETRY_5_timeout_is_retried(struct conf_ctx *ctx)
 {
     int64_t timeout = profile(ctx)->upstream_timeout_ms;
-    conf_assume(ctx, timeout <= 5000, "profile upstream timeout %lld ms is too long to wait for",
-                (long long)timeout);
-    conf_assume(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > timeout + 500,
-                "profile deadline leaves no time for a retry after a timeout");
+    conf_assume(ctx, !conf_profile_none(profile(ctx), CONF_NONE_ATTEMPT_TIMEOUT),
+                "the profile declares no attempt timeout, so none can be retried");
+    conf_runnable(ctx, timeout <= 5000,
+                  "the profile's attempt timeout (%lld ms) is too long to wait for: set "
+                  "\"upstream_timeout_ms\" to at most 5000",
+                  (long long)timeout);
+    conf_runnable(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > timeout + 500,
+                  "the profile's deadline leaves no time for a retry after a timeout: set "
+                  "\"deadline_ms\" over \"upstream_timeout_ms\" + 500");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
                conf_str(ctx, "[{\"ok\":true,\"delay_ms\":%lld},{\"ok\":true}]",
@@ -270,14 +289,18 @@ gap_ms(const cJSON *entries, int i)
 /* RETRY-6: attempts are spaced by a growing backoff: before retry n the proxy waits
  * between half and all of base * 2^(n-1). */
 static void
-RETRY_6_backoff_grows_between_attempts(struct conf_ctx *ctx)
+check_backoff_grows(struct conf_ctx *ctx, const char *route)
 {
     int64_t base = profile(ctx)->retry_base_ms;
     conf_assume(ctx, base > 0, "profile retry_base_ms is 0: no backoff to measure");
-    conf_assume(ctx, conf_max_attempts(ctx) >= 3, "profile allows fewer than 2 retries");
+    conf_runnable(ctx, conf_max_attempts(ctx) >= 3,
+                  "the profile allows fewer than 2 retries: nothing grows (\"max_retries\")");
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
-    chat(ctx, token);
+    conf_queue(ctx, token, route, conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
+    if (strcmp(route, "chat") == 0)
+        chat(ctx, token);
+    else
+        conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
     const cJSON *entries = conf_journal(ctx, token);
@@ -296,14 +319,28 @@ RETRY_6_backoff_grows_between_attempts(struct conf_ctx *ctx)
                (long long)gap_ms(entries, (int)n - 2));
 }
 
+static void
+RETRY_6_backoff_grows_between_attempts(struct conf_ctx *ctx)
+{
+    check_backoff_grows(ctx, "chat");
+}
+
+/* RETRY-6 on the model-list route. */
+static void
+RETRY_6_models_backoff_grows_between_attempts(struct conf_ctx *ctx)
+{
+    check_backoff_grows(ctx, "models");
+}
+
 /* RETRY-6: a 429 Retry-After within the cap is honoured before retrying. */
 static void
 RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
 {
     conf_assume(ctx, profile(ctx)->retry_after_cap_ms >= 1000,
-                "profile retry_after_cap_ms under 1 s: Retry-After not honoured");
-    conf_assume(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > 1500,
-                "profile deadline too short to wait 1 s");
+                "the profile does not honour a Retry-After of 1 s (\"retry_after_cap_ms\")");
+    conf_runnable(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > 1500,
+                  "the profile's deadline is too short to wait 1 s: set \"deadline_ms\" over "
+                  "1500");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":429,\"retry_after\":1},{\"ok\":true}]");
     const struct conf_response *r = chat(ctx, token);
@@ -420,7 +457,8 @@ RETRY_7_models_retries_send_same_headers(struct conf_ctx *ctx)
 static void
 RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx)
 {
-    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    conf_runnable(ctx, conf_max_attempts(ctx) >= 2,
+                  "the profile allows no retries (\"max_retries\"): nothing to compare");
     warm_pooled_connection(ctx);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
@@ -435,7 +473,8 @@ RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx
 static void
 RETRY_7_models_retries_after_dropped_connections_send_same_headers(struct conf_ctx *ctx)
 {
-    conf_assume(ctx, conf_max_attempts(ctx) >= 2, "profile allows no retries");
+    conf_runnable(ctx, conf_max_attempts(ctx) >= 2,
+                  "the profile allows no retries (\"max_retries\"): nothing to compare");
     warm_pooled_connection(ctx);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "models", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
@@ -453,9 +492,11 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
 {
     int64_t deadline = profile(ctx)->deadline_ms;
     int64_t timeout = profile(ctx)->upstream_timeout_ms;
-    conf_assume(ctx, deadline > 0, "profile has no deadline_ms");
-    conf_assume(ctx, deadline <= 10000, "profile deadline %lld ms is too long to wait for",
-                (long long)deadline);
+    conf_assume(ctx, deadline > 0, "the profile declares no whole-request deadline");
+    conf_runnable(ctx, deadline <= 10000,
+                  "the profile's deadline (%lld ms) is too long to wait for: set "
+                  "\"deadline_ms\" to at most 10000",
+                  (long long)deadline);
     /* Slow failures, each under the attempt timeout, that together outlast the deadline.
      * The deadline is placed in the middle of the last attempt (backoffs counted at 3/4 of
      * their RETRY-6 maximum), far from any attempt's start or end, so that where it falls
@@ -463,9 +504,9 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
     unsigned n = conf_max_attempts(ctx);
     int64_t backoffs = profile(ctx)->retry_base_ms * (((int64_t)1 << (n - 1)) - 1) * 3 / 4;
     int64_t delay = n >= 2 ? (deadline - backoffs) * 2 / (2 * (int64_t)n - 1) : 0;
-    conf_assume(ctx, n >= 2 && n <= 16 && delay >= 200 && delay <= timeout * 8 / 10,
-                "the profile's attempts cannot outlast its deadline, each under the attempt "
-                "timeout");
+    conf_runnable(ctx, n >= 2 && n <= 16 && delay >= 200 && delay <= timeout * 8 / 10,
+                  "the profile's attempts cannot outlast its deadline, each under the attempt "
+                  "timeout: give \"deadline_ms\" room for every attempt");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
                conf_repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
@@ -485,6 +526,7 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_1, RETRY_1_upstream_500_then_success_returns_only_success),
     CONF_TEST(RETRY_1, RETRY_1_chat_500_then_success_returns_only_success),
     CONF_TEST(RETRY_2, RETRY_2_html_captcha_200_is_retried),
+    CONF_TEST(RETRY_2, RETRY_2_models_html_captcha_200_is_retried),
     CONF_TEST(RETRY_2, RETRY_2_html_waf_405_is_retried),
     CONF_TEST(RETRY_2, RETRY_2_html_never_relayed_when_all_attempts_fail),
     CONF_TEST(RETRY_3, RETRY_3_gives_up_after_four_attempts),
@@ -495,6 +537,7 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_5, RETRY_5_dropped_connection_is_retried),
     CONF_TEST(RETRY_5, RETRY_5_timeout_is_retried),
     CONF_TEST(RETRY_6, RETRY_6_backoff_grows_between_attempts),
+    CONF_TEST(RETRY_6, RETRY_6_models_backoff_grows_between_attempts),
     CONF_TEST(RETRY_6, RETRY_6_retry_after_within_cap_is_honoured),
     CONF_TEST(RETRY_6, RETRY_6_retry_after_over_cap_is_relayed),
     CONF_TEST(RETRY_7, RETRY_7_every_attempt_sends_same_body_and_headers),

@@ -1120,6 +1120,15 @@ SSE_13_inband_failures_retried_then_error_status(struct conf_ctx *ctx)
         steps = conf_str(ctx, "%s%s{\"inband_error\":\"%s\"}", steps, i ? "," : "",
                          i % 2 ? "quota" : "waf");
     steps = conf_str(ctx, "%s]", steps);
+    /* A stream whose start fails with plain 500s must get an error status first: that
+     * property is SSE-7's, and a proxy that answers 200 at once breaks both alike. */
+    const char *plain = conf_token(ctx);
+    conf_queue(ctx, plain, "chat", conf_repeat_steps(ctx, "{\"status\":500}", n));
+    const struct stream *st_plain =
+        open_stream(ctx, plain, body_for(ctx, "blocked plainly", true, INC_TRUE));
+    conf_assume(ctx, st_plain->resp.status >= 400,
+                "a stream whose every attempt fails with 500 got HTTP %ld (see SSE-7), so "
+                "in-band failures cannot be told apart", st_plain->resp.status);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", steps);
     const struct stream *st =
@@ -1179,6 +1188,14 @@ static void
 SSE_14_concurrent_streams_are_each_exact(struct conf_ctx *ctx)
 {
     enum { STREAMS = 4 };
+    /* One such stream alone must be exact first: that is SSE-5's property. */
+    const char *alone = conf_token(ctx);
+    const char *alone_msg = conf_str(ctx, "one stream alone, %s", alone);
+    const char *alone_text = expected_text(ctx, alone_msg);
+    conf_queue(ctx, alone, "chat", "[{\"stream\":{\"chunks\":5,\"split_utf8\":true}}]");
+    struct relay single = analyse(ctx, open_stream(ctx, alone, body_for(ctx, alone_msg, true, INC_TRUE)));
+    conf_assume(ctx, single.st->resp.status == 200 && single.text && strcmp(single.text, alone_text) == 0,
+                "a single stream with characters cut across writes is not exact (see SSE-5)");
     struct conf_request reqs[STREAMS];
     const char *expected[STREAMS];
     const char *url =

@@ -159,6 +159,16 @@ async function handleModels(req, res, ctx, v1) {
 
 // ---- chat ----
 
+// usage in OpenAI's names (HTTP-9): the upstream's input_tokens and output_tokens become
+// prompt_tokens and completion_tokens, total_tokens their sum; other fields are kept.
+function openaiUsage(usage) {
+  if (usage === null || typeof usage !== 'object' || Array.isArray(usage)) return usage;
+  const { input_tokens: input, output_tokens: output, ...rest } = usage;
+  const prompt = rest.prompt_tokens ?? input, completion = rest.completion_tokens ?? output;
+  if (typeof prompt !== 'number' || typeof completion !== 'number') return usage;
+  return { ...rest, prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
 function validateChat(raw) {
   let b;
   try { b = JSON.parse(raw); } catch { return ['the body is not valid JSON', null]; }
@@ -178,8 +188,10 @@ async function handleChat(req, res, ctx, raw) {
     const ct = resp.headers.get('content-type') || '';
     if (resp.status !== 200 || ct.includes('text/html')) return failure(resp);
     const text = await resp.text();
-    try { JSON.parse(text); return { ok: true, body: text }; } catch {}
-    return { retry: true, status: 200, reason: 'upstream completion is not JSON' };
+    let j;
+    try { j = JSON.parse(text); } catch { return { retry: true, status: 200, reason: 'upstream completion is not JSON' }; }
+    if (j !== null && typeof j === 'object' && 'usage' in j) j.usage = openaiUsage(j.usage); // OpenAI's names (HTTP-9)
+    return { ok: true, body: JSON.stringify(j) };
   });
   if (r.ok) return sendJson(res, 200, r.body, { 'X-Request-Id': ctx.rid });
   answerFailure(res, r);

@@ -80,6 +80,18 @@ def open_upstream(method, path, headers, body, budget):
     conn.request(method, path, body=body, headers=headers)
     return conn, conn.getresponse()
 
+def openai_usage(usage):
+    """usage in OpenAI's names (HTTP-9): the upstream's input_tokens and output_tokens become
+    prompt_tokens and completion_tokens, total_tokens their sum; other fields are kept."""
+    if not isinstance(usage, dict): return usage
+    count = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    u = dict(usage)
+    prompt, completion = u.pop("input_tokens", None), u.pop("output_tokens", None)
+    prompt, completion = u.get("prompt_tokens", prompt), u.get("completion_tokens", completion)
+    if not count(prompt) or not count(completion): return usage
+    u.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return u
+
 # ---- the model list: per-credential cache, TTL, LRU bound, stale grace, single flight ----
 cache, flights, lock = OrderedDict(), {}, threading.Lock()
 
@@ -311,8 +323,11 @@ class Handler(BaseHTTPRequestHandler):
                 if resp.status != 200 or "text/html" in resp.getheader("Content-Type", ""): classify(resp)
                 text = resp.read()
                 try:
-                    json.loads(text)
+                    j = json.loads(text)
                 except ValueError: raise Retry("upstream completion is not JSON", 200)
+                if isinstance(j, dict) and "usage" in j:  # OpenAI's usage names (HTTP-9)
+                    j["usage"] = openai_usage(j["usage"])
+                    text = json.dumps(j, ensure_ascii=False).encode()
                 return text
             finally:
                 conn.close()

@@ -12,6 +12,12 @@
 # runs qwen-conformance with conformance/rogues/ROGUE.json as the profile; stops them all
 # on exit and exits with the suite's status.
 #
+# The suite also gets --proxy-log LOGS/rogue.err (the rogue's stderr, where it writes a line
+# per request, for HTTP-2) and --restart-cmd: when the rogue dies during the run, the suite
+# starts it again on the same port, in the background, appending to the same logs; the
+# restarted rogue's pid goes to LOGS/rogue.pids, and it is stopped on exit like the others.
+# A --proxy-log or --restart-cmd among the extra arguments replaces run.sh's own.
+#
 # Environment: QK_BUILD_DIR (default: build, relative to the repository root) holds
 # mockupstream/qwen-mock and conformance/qwen-conformance. QK_ROGUE_LOGS: a directory
 # for the logs (default: a new temporary directory, printed at the end).
@@ -41,20 +47,40 @@ else
     echo "$0: no rogue $rogue.mjs or $rogue.py in $here" >&2
     exit 2
 fi
-# Per-rogue arguments live in the profile ("rogue_args"; the suite ignores the key).
+# Per-rogue arguments live in the profile ("x-rogue-args": the suite ignores keys that start with "x-").
 mapfile -t extra < <(python3 -c 'import json,sys
-for a in json.load(open(sys.argv[1])).get("rogue_args", []): print(a)' "$profile")
+for a in json.load(open(sys.argv[1])).get("x-rogue-args", []): print(a)' "$profile")
 
 logs=${QK_ROGUE_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/rogue-$rogue.XXXXXX")}
 mkdir -p "$logs"
 pids=()
+restarted_pids=$logs/rogue.pids # written by --restart-cmd, one pid a line
+: >"$restarted_pids"
+# is_restarted_rogue PID: PID is still a rogue that --restart-cmd started (not a reused pid).
+is_restarted_rogue() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ ! -r /proc/$1/cmdline ]] || tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "${cmd[-1]}"
+}
 cleanup() {
-    local pid
+    local pid i
+    # Rogues started by --restart-cmd are not our children: stopped, then polled until gone.
+    local restarted=()
+    [[ -f $restarted_pids ]] && mapfile -t restarted <"$restarted_pids"
+    for pid in "${restarted[@]}"; do
+        is_restarted_rogue "$pid" && kill "$pid" 2>/dev/null || true
+    done
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     for pid in "${pids[@]}"; do
         wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${restarted[@]}"; do
+        for ((i = 0; i < 50; i++)); do
+            is_restarted_rogue "$pid" || break
+            sleep 0.1
+        done
+        is_restarted_rogue "$pid" && kill -KILL "$pid" 2>/dev/null || true
     done
     echo "rogues/run.sh: logs in $logs" >&2
 }
@@ -91,13 +117,40 @@ dead_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 start unreachable "${cmd[@]}" --port 0 --upstream "http://127.0.0.1:$dead_port" "${extra[@]}"
 unreachable_url=$url
 
+# sq WORD...: the words quoted for sh -c (single quotes, a ' as '\'').
+sq() {
+    local w out=
+    for w in "$@"; do
+        out+=" '${w//\'/\'\\\'\'}'"
+    done
+    printf '%s' "${out# }"
+}
+# What --restart-cmd runs: the rogue again on its port, in the background (the suite waits
+# for it to answer), appending to its logs; its pid is recorded for cleanup.
+proxy_port=${proxy_url##*:}
+proxy_port=${proxy_port%%/*}
+restart_cmd="echo \"rogues/run.sh: restarting $rogue on port $proxy_port\" >>$(sq "$logs/rogue.out");"
+restart_cmd+=" $(sq "${cmd[@]}" --port "$proxy_port" --upstream "$mock_url" "${extra[@]}")"
+restart_cmd+=" </dev/null >>$(sq "$logs/rogue.out") 2>>$(sq "$logs/rogue.err") &"
+restart_cmd+=" echo \$! >>$(sq "$restarted_pids")"
+own_log=true own_restart=true
+for a in "$@"; do
+    case $a in
+    --proxy-log | --proxy-log=*) own_log=false ;;
+    --restart-cmd | --restart-cmd=*) own_restart=false ;;
+    esac
+done
+suite_extra=()
+if $own_log; then suite_extra+=(--proxy-log "$logs/rogue.err"); fi
+if $own_restart; then suite_extra+=(--restart-cmd "$restart_cmd"); fi
+
 echo "rogues/run.sh: $rogue at $proxy_url (unreachable twin $unreachable_url), mock $mock_url" >&2
 set +e
 if [[ ${1:-} == --probe ]]; then
     python3 "$here/probe.py" --proxy "$proxy_url" --mock "$mock_url"
 else
     "$suite_bin" --proxy "$proxy_url" --mock "$mock_url" --unreachable-proxy "$unreachable_url" \
-        --profile "$profile" "$@"
+        --profile "$profile" "${suite_extra[@]}" "$@"
 fi
 code=$?
 set -e
