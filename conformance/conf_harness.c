@@ -33,8 +33,16 @@ struct conf_ctx {
     char last_request[CONF_REASON_MAX]; /* what a crash report names */
     bool routes_used[CONF_ROUTE_COUNT]; /* routes whose journal this test relies on */
     bool token_path_exempt; /* runs even where tokens do not reach the upstream verbatim */
+    /* With an upstream_credential, the credential stands for one caller's token at a time:
+     * the current one, since start_seq; earlier ones can no longer be told apart. */
+    const char *scripted_token;
+    long start_seq;
+    const char *retired_tokens[32];
+    size_t retired_count;
     bool judges_shared_cache;
 };
+
+static const char *bearer_in(struct conf_ctx *ctx, const char *const *headers);
 
 static const struct conf_env *target;
 /* Until a preflight says otherwise, the target is presumed to pass tokens through. */
@@ -472,8 +480,10 @@ conf_send_ex(struct conf_ctx *ctx, const char *base_url, const char *method, con
              const char *const *headers, const char *body, size_t body_len, long timeout_ms)
 {
     const char *url = conf_str(ctx, "%s%s", base_url, path);
-    if (strcmp(base_url, target->mock_url) != 0)
+    if (strcmp(base_url, target->mock_url) != 0) {
+        conf_note_token(ctx, bearer_in(ctx, headers));
         conf_note_request(ctx, method, path, body, body_len);
+    }
     struct conf_response *resp = calloc(1, sizeof(*resp));
     pool_keep(ctx, resp, release_response);
     struct conf_request req = {
@@ -517,6 +527,17 @@ conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
     struct conf_response *arr = block ? (struct conf_response *)(block + 1) : NULL;
     if (block)
         *block = n;
+    const char *first = NULL;
+    for (size_t i = 0; i < n && target->profile.upstream_credential[0]; i++) {
+        const char *t = bearer_in(ctx, reqs[i].headers);
+        if (!first)
+            first = t;
+        conf_observable(ctx, !t || !first || strcmp(t, first) == 0,
+                        "the test sends several callers' credentials at once, which the "
+                        "upstream cannot tell apart when the proxy sends one of its own "
+                        "(\"upstream_credential\")");
+    }
+    conf_note_token(ctx, first);
     for (size_t i = 0; i < n; i++) {
         const char *path = reqs[i].url;
         if (strncmp(path, target->proxy_url, strlen(target->proxy_url)) == 0)
@@ -594,6 +615,64 @@ conf_require_model_list(struct conf_ctx *ctx, const struct conf_response *resp)
 
 /* ---- the mock ---- */
 
+/*
+ * The key the mock scripts and journals @p token's requests under: the token itself, or
+ * the profile's upstream_credential for a proxy that sends its own. A test that tells two
+ * tokens apart at the upstream cannot be judged on such a proxy.
+ */
+void
+conf_note_token(struct conf_ctx *ctx, const char *token)
+{
+    if (!target->profile.upstream_credential[0] || !token || !token[0])
+        return;
+    if (ctx->scripted_token && strcmp(ctx->scripted_token, token) == 0)
+        return;
+    for (size_t i = 0; i < ctx->retired_count; i++)
+        conf_observable(ctx, strcmp(ctx->retired_tokens[i], token) != 0,
+                        "the test goes back to an earlier caller's credential, whose upstream "
+                        "requests cannot be told apart from the later ones when the proxy sends "
+                        "one credential of its own (\"upstream_credential\")");
+    if (ctx->scripted_token) {
+        conf_observable(ctx, ctx->retired_count < sizeof(ctx->retired_tokens) / sizeof(char *),
+                        "harness: too many credentials in one test");
+        ctx->retired_tokens[ctx->retired_count++] = ctx->scripted_token;
+    }
+    /* The credential now stands for this token alone: a clean upstream (no steps left
+     * for the last one), and only the requests that arrive from now on. */
+    /* The mark first: a request still on its way from before is journaled after the
+     * reset, with the number it arrived under. */
+    ctx->start_seq = conf_upstream_mark(ctx).seq;
+    char err[512] = "";
+    conf_check(ctx, NULL, conf_mock_reset(target->mock_url, err, sizeof(err)) == QK_OK,
+               "harness: %s", err);
+    ctx->scripted_token = conf_str(ctx, "%s", token);
+}
+
+/* The bearer token of a "Authorization: Bearer T" line among @p headers, or NULL. */
+static const char *
+bearer_in(struct conf_ctx *ctx, const char *const *headers)
+{
+    static const char prefix[] = "Authorization: Bearer ";
+    for (size_t i = 0; headers && headers[i]; i++) {
+        if (strncasecmp(headers[i], prefix, sizeof(prefix) - 1) == 0 &&
+            headers[i][sizeof(prefix) - 1])
+            return conf_str(ctx, "%s", headers[i] + sizeof(prefix) - 1);
+    }
+    return NULL;
+}
+
+/* The key the mock scripts and journals @p token's requests under: the token itself, or
+ * the profile's upstream_credential for a proxy that sends its own. */
+static const char *
+upstream_key(struct conf_ctx *ctx, const char *token)
+{
+    const char *cred = target->profile.upstream_credential;
+    if (!cred[0] || !token[0])
+        return token;
+    conf_note_token(ctx, token);
+    return cred;
+}
+
 size_t
 conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const char *steps_json)
 {
@@ -604,8 +683,8 @@ conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const cha
         require_verbatim(ctx, CONF_ROUTE_MODELS);
     if (any || strcmp(route, "chat") == 0)
         require_verbatim(ctx, CONF_ROUTE_CHAT);
-    enum qk_err rc =
-        conf_mock_queue(target->mock_url, token, route, steps_json, &queued, err, sizeof(err));
+    enum qk_err rc = conf_mock_queue(target->mock_url, upstream_key(ctx, token), route,
+                                     steps_json, &queued, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
     return queued;
 }
@@ -614,7 +693,8 @@ void
 conf_revoke(struct conf_ctx *ctx, const char *token)
 {
     char err[512] = "";
-    enum qk_err rc = conf_mock_revoke(target->mock_url, token, err, sizeof(err));
+    enum qk_err rc = conf_mock_revoke(target->mock_url, upstream_key(ctx, token), err,
+                                      sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
 }
 
@@ -627,9 +707,19 @@ journal_root(struct conf_ctx *ctx, const char *token)
         require_verbatim_on_routes_used(ctx);
     char err[512] = "";
     cJSON *root = NULL;
-    enum qk_err rc = conf_mock_journal(target->mock_url, token, &root, err, sizeof(err));
+    const char *key = upstream_key(ctx, token);
+    enum qk_err rc = conf_mock_journal(target->mock_url, key, &root, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
     pool_keep(ctx, root, release_json);
+    if (key != token) {
+        /* The shared credential's journal: only this test's requests. */
+        cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
+        for (int i = cJSON_GetArraySize(entries) - 1; i >= 0; i--) {
+            const cJSON *seq = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, i), "seq");
+            if (!cJSON_IsNumber(seq) || (long)seq->valuedouble <= ctx->start_seq)
+                cJSON_DeleteItemFromArray(entries, i);
+        }
+    }
     return root;
 }
 
@@ -779,12 +869,13 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
         used += (size_t)conf_entry_had_step(e);
     }
     bool chat = strcmp(route, "chat") == 0;
+    const char *key = upstream_key(ctx, token);
     for (size_t i = used; i < queued; i++) {
         if (chat)
-            conf_mock_direct(ctx, "POST", "/api/chat/completions", token,
+            conf_mock_direct(ctx, "POST", "/api/chat/completions", key,
                              conf_chat_body(ctx, "burn a leftover step"));
         else
-            conf_mock_direct(ctx, "GET", "/api/models", token, NULL);
+            conf_mock_direct(ctx, "GET", "/api/models", key, NULL);
     }
 }
 

@@ -66,6 +66,9 @@ struct conf_facts {
     /** A fresh credential got a model list with no upstream request at all: the proxy
      *  serves one cache to every credential (AUTH-5). */
     bool shared_models_cache;
+    /** The profile names the credential the proxy sends instead of the caller's; "verbatim"
+     *  above then means that credential arrives intact. */
+    bool own_credential;
 };
 
 /** Makes @p facts the preflight's findings (borrowed until the suite ends). */
@@ -206,6 +209,13 @@ void conf_judges_shared_cache(struct conf_ctx *ctx);
  */
 void conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
                        const char *body, size_t body_len);
+/**
+ * Remembers that the test now sends requests with @p token outside conf_send() (streams).
+ * With a profile's upstream_credential (a proxy that sends its own), the mock scripts and
+ * journals that credential for one caller's token at a time: a new token starts from a
+ * clean upstream, and going back to an earlier one makes the test CANNOT-JUDGE.
+ */
+void conf_note_token(struct conf_ctx *ctx, const char *token);
 /** @return a fresh random token ("conf-" + 24 hex digits). */
 const char *conf_token(struct conf_ctx *ctx);
 /** @return a formatted string. */

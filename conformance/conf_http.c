@@ -340,6 +340,10 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
         .body_len = strlen(stream_body),
         .timeout_ms = 10000,
     };
+    conf_observable(ctx, !conf_target(ctx)->profile.upstream_credential[0],
+                    "two callers at once cannot be told apart upstream when the proxy sends one "
+                    "credential of its own (\"upstream_credential\")");
+    conf_note_token(ctx, slow);
     conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), stream_body,
                       strlen(stream_body));
     conf_check(ctx, NULL, pthread_create(&bg->thread, NULL, run_background_stream, bg) == 0,

@@ -281,6 +281,14 @@ conf_mock_revoke(const char *mock_url, const char *token, char *err, size_t errl
 }
 
 enum qk_err
+conf_mock_reset(const char *mock_url, char *err, size_t errlen)
+{
+    char url[CONTROL_URL_MAX];
+    snprintf(url, sizeof(url), "%s/__mock/reset", mock_url);
+    return control("POST", url, "{}", NULL, err, errlen);
+}
+
+enum qk_err
 conf_mock_health(const char *mock_url, char *err, size_t errlen)
 {
     char url[CONTROL_URL_MAX];

@@ -85,6 +85,9 @@ int conf_journal_truncated(const cJSON *journal);
 QK_WUR enum qk_err conf_mock_revoke(const char *mock_url, const char *token, char *err,
                                     size_t errlen);
 
+/** Forgets every step, journal entry and revocation. */
+QK_WUR enum qk_err conf_mock_reset(const char *mock_url, char *err, size_t errlen);
+
 /** Checks that the mock answers its health route. */
 QK_WUR enum qk_err conf_mock_health(const char *mock_url, char *err, size_t errlen);
 

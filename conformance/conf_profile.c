@@ -59,6 +59,8 @@ static const struct key_row keys[] = {
     {"cors_origins", KEY_LIST, MEMBER(cors_origins), 0, 0, NO_NONE, "allowed origins"},
     {"upstream_added_fields", KEY_LIST, MEMBER(upstream_added_fields), 0, 0, NO_NONE,
      "body fields the proxy adds upstream"},
+    {"upstream_credential", KEY_STRING, MEMBER(upstream_credential), 0, 0, NO_NONE,
+     "the token the proxy sends upstream instead of the caller's"},
     {"stream_idle_timeout_ms", KEY_MS, MEMBER(stream_idle_timeout_ms), 1, 3600000,
      CONF_NONE_IDLE_TIMEOUT, "upstream silence that ends a stream"},
     {"keepalive_interval_ms", KEY_MS, MEMBER(keepalive_interval_ms), 0, 3600000,
@@ -370,7 +372,14 @@ conf_profile_to_json(const struct conf_profile *p)
         case KEY_META:
             break;
         case KEY_STRING:
-            cJSON_AddStringToObject(o, k->name, member);
+            if (k->offset == offsetof(struct conf_profile, upstream_credential) && member[0]) {
+                /* A credential never appears in a report in full. */
+                char shown[64];
+                snprintf(shown, sizeof(shown), "<set, %zu bytes>", strlen(member));
+                cJSON_AddStringToObject(o, k->name, shown);
+            } else {
+                cJSON_AddStringToObject(o, k->name, member);
+            }
             break;
         case KEY_MS:
             cJSON_AddNumberToObject(o, k->name, (double)*(const int64_t *)(const void *)member);

@@ -56,6 +56,8 @@ struct conf_profile {
     size_t max_body;            /**< request body limit */
     char cors_origins[CONF_PROFILE_STR]; /**< comma-separated, "*", or "" for no CORS */
     char upstream_added_fields[CONF_PROFILE_STR]; /**< body fields the proxy adds, comma-separated */
+    char upstream_credential[CONF_PROFILE_STR]; /**< the token a proxy sends upstream in place
+                                                     of the caller's; "" when it relays them */
     int64_t stream_idle_timeout_ms; /**< upstream silence that ends a stream (SSE-8, SSE-10) */
     int64_t keepalive_interval_ms;  /**< quiet time before a keep-alive comment; 0: none */
     size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */

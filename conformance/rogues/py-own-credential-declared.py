@@ -1,0 +1,1 @@
+py-own-credential.py
