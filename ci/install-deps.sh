@@ -9,9 +9,13 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js runs the openai-node check; machines that ship their own node keep it.
+# Node.js runs the openai-node check and the Node rogues, Python 3 the Python rogues;
+# machines that ship their own keep them.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
+fi
+if ! command -v python3 >/dev/null; then
+  missing+=(python3)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -19,14 +19,6 @@ profile(struct conf_ctx *ctx)
     return &conf_target(ctx)->profile;
 }
 
-/* The answer is a model list by its shape (a 200 HTML page is not). */
-static void
-check_model_list(struct conf_ctx *ctx, const struct conf_response *r)
-{
-    conf_check(ctx, r, conf_is_model_list(ctx, r), "the answer is %s, not a model list",
-               conf_describe(ctx, r));
-}
-
 static void
 check_completion(struct conf_ctx *ctx, const struct conf_response *r)
 {
@@ -47,6 +39,18 @@ looks_like_html(const struct conf_response *r)
             return true;
     }
     return false;
+}
+
+/* The answer is the upstream's success: 200 and no upstream HTML page. That it is a JSON
+ * list (its shape) is HTTP-6's. */
+static void
+check_model_list(struct conf_ctx *ctx, const struct conf_response *r)
+{
+    conf_check(ctx, r, r->status == 200 && !looks_like_html(r),
+               "the answer is %s, not the model list", conf_describe(ctx, r));
+    conf_assume(ctx, conf_is_model_list(ctx, r),
+                "the list came back as %s, not JSON (see HTTP-6), nothing more to judge",
+                conf_describe(ctx, r));
 }
 
 /* Retries are judged on the chat route, which no cache can answer. */
