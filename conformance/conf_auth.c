@@ -382,11 +382,5 @@ static const struct CMUnitTest auth_tests[] = {
     CONF_TEST(AUTH_6, AUTH_6_no_hop_by_hop_headers_in_response),
 };
 
-int
-conf_run_auth(void)
-{
-    return cmocka_run_group_tests_name("auth", auth_tests, NULL, NULL);
-}
-
 const struct conf_group conf_group_auth = {"auth", auth_tests,
                                            sizeof(auth_tests) / sizeof(auth_tests[0])};

@@ -391,11 +391,5 @@ static const struct CMUnitTest cache_tests[] = {
     CONF_TEST(CACHE_7, CACHE_7_eviction_is_least_recently_used),
 };
 
-int
-conf_run_cache(void)
-{
-    return cmocka_run_group_tests_name("cache", cache_tests, NULL, NULL);
-}
-
 const struct conf_group conf_group_cache = {"cache", cache_tests,
                                             sizeof(cache_tests) / sizeof(cache_tests[0])};

@@ -551,11 +551,5 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 
-int
-conf_run_retry(void)
-{
-    return cmocka_run_group_tests_name("retry", retry_tests, NULL, NULL);
-}
-
 const struct conf_group conf_group_retry = {"retry", retry_tests,
                                             sizeof(retry_tests) / sizeof(retry_tests[0])};

@@ -155,11 +155,5 @@ static const struct CMUnitTest robust_tests[] = {
     CONF_TEST(ROBUST_1, ROBUST_1_odd_upstream_answers_leave_the_target_serving),
 };
 
-int
-conf_run_robust(void)
-{
-    return cmocka_run_group_tests_name("robust", robust_tests, NULL, NULL);
-}
-
 const struct conf_group conf_group_robust = {"robust", robust_tests,
                                              sizeof(robust_tests) / sizeof(robust_tests[0])};

@@ -56,4 +56,8 @@ void conf_sse_free(struct conf_sse_parser *p);
 /** @return true when @p s[0..len) is well-formed UTF-8 (no overlongs/surrogates). */
 bool conf_utf8_valid(const char *s, size_t len);
 
+/** @return the length of the well-formed UTF-8 sequence at @p s (at most @p len bytes),
+ *  or 0 when none starts there. */
+size_t conf_utf8_sequence(const char *s, size_t len);
+
 #endif

@@ -1308,11 +1308,5 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_15, SSE_15_deltas_without_content),
 };
 
-int
-conf_run_stream(void)
-{
-    return cmocka_run_group_tests_name("stream", stream_tests, NULL, NULL);
-}
-
 const struct conf_group conf_group_stream = {"stream", stream_tests,
                                              sizeof(stream_tests) / sizeof(stream_tests[0])};

@@ -1,41 +1,18 @@
 #include "conf_text.h"
 
+#include "conf_sse.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-/* @return the length of the valid UTF-8 sequence at @p s (at most @p len bytes), 0 when it
- * is not one; rejects overlong forms, surrogates, code points over U+10FFFF, U+FFFE/F. */
+/* @return the length of the character at @p s that a report may hold as it is: well-formed
+ * UTF-8, and not U+FFFE or U+FFFF (not allowed in XML); 0 otherwise. */
 static size_t
 utf8_sequence(const unsigned char *s, size_t len)
 {
-    unsigned c = s[0];
-    size_t n;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
-    bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
-    if (overlong || surrogate || cp > 0x10FFFF || cp == 0xFFFE || cp == 0xFFFF)
+    size_t n = conf_utf8_sequence((const char *)s, len);
+    if (n == 3 && s[0] == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
         return 0;
     return n;
 }
