@@ -4,7 +4,6 @@
 #   conformance/rogues/run.sh ROGUE [extra qwen-conformance args...]
 #   e.g. conformance/rogues/run.sh node-clean --json /tmp/node-clean.json
 #        conformance/rogues/run.sh py-crash --only 'ERR_1*'
-#        conformance/rogues/run.sh py-blocking --probe     (probe.py instead of the suite)
 #
 # Starts qwen-mock --port 0, the rogue (ROGUE.mjs with node, ROGUE.py with python3) in
 # front of it, and a second instance of the rogue whose upstream is a loopback port that
@@ -62,6 +61,7 @@ is_restarted_rogue() {
     [[ ! -r /proc/$1/cmdline ]] || tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "${cmd[-1]}"
 }
 cleanup() {
+    set +e # every process is stopped, whatever fails on the way
     local pid i
     # Rogues started by --restart-cmd are not our children: stopped, then polled until gone.
     local restarted=()
@@ -146,12 +146,8 @@ if $own_restart; then suite_extra+=(--restart-cmd "$restart_cmd"); fi
 
 echo "rogues/run.sh: $rogue at $proxy_url (unreachable twin $unreachable_url), mock $mock_url" >&2
 set +e
-if [[ ${1:-} == --probe ]]; then
-    python3 "$here/probe.py" --proxy "$proxy_url" --mock "$mock_url"
-else
-    "$suite_bin" --proxy "$proxy_url" --mock "$mock_url" --unreachable-proxy "$unreachable_url" \
-        --profile "$profile" "${suite_extra[@]}" "$@"
-fi
+"$suite_bin" --proxy "$proxy_url" --mock "$mock_url" --unreachable-proxy "$unreachable_url" \
+    --profile "$profile" "${suite_extra[@]}" "$@"
 code=$?
 set -e
 exit "$code"
