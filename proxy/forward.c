@@ -346,7 +346,7 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
     return true;
 }
 
-/* ---- streaming relay (issue 4) ---------------------------------------------------- */
+/* ---- streaming relay (SSE-*) ------------------------------------------------------ */
 
 /*
  * A streamed chat request runs attempts like any other until its first normalized event

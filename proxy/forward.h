@@ -27,7 +27,7 @@ struct qp_forwarder;
 typedef void (*qp_forward_complete_fn)(struct qp_request *req);
 
 /**
- * Commits a streamed answer (issue 4): req->streaming is set and the callee resumes the
+ * Commits a streamed answer (SSE-*): req->streaming is set and the callee resumes the
  * connection so the next handler call queues the 200 event stream. Unlike `complete`,
  * the loop keeps its reference: it keeps feeding req->st until the stream ends.
  */

@@ -44,7 +44,7 @@ struct qp_sse_norm;
 #define QP_STREAM_BUFFER_CAP (32u * 1024u * 1024u)
 
 /**
- * The relay of a streamed completion (issue 4). The loop thread produces caller-ready
+ * The relay of a streamed completion (SSE-*). The loop thread produces caller-ready
  * SSE bytes into `out`; libmicrohttpd's content reader (a server thread) consumes them.
  * Fields under `lock` are shared; the rest belong to the loop thread.
  */

@@ -123,7 +123,7 @@ cache_mark_name(enum qp_cache_mark m)
     return "-";
 }
 
-/* ---- streamed answers (issue 4) ---------------------------------------------------- */
+/* ---- streamed answers (SSE-*) ------------------------------------------------------ */
 
 /* Asks the loop to look at req->st (unpause, client gone). Call with st.lock held. */
 static void

@@ -634,7 +634,7 @@ unreachable_upstream_is_502(void **state)
     qk_proxy_stop(p);
 }
 
-/* ---- streaming (issue 4) ------------------------------------------------------------ */
+/* ---- streaming (SSE-*) -------------------------------------------------------------- */
 
 #define STREAM_BODY                                                                                \
     "{\"model\":\"qwen-max-latest\",\"stream\":true,\"messages\":[{\"role\":\"user\","             \
