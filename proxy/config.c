@@ -116,7 +116,7 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
 const char *
 qk_proxy_version(void)
 {
-    return "0.1.0";
+    return QK_VERSION; /* the project's version, from CMakeLists.txt */
 }
 
 bool
