@@ -522,11 +522,6 @@ release_response_array(void *ptr)
 const struct conf_response *
 conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
 {
-    /* One block: the count, then the responses (so the release function knows n). */
-    size_t *block = calloc(1, sizeof(size_t) + n * sizeof(struct conf_response));
-    struct conf_response *arr = block ? (struct conf_response *)(block + 1) : NULL;
-    if (block)
-        *block = n;
     const char *first = NULL;
     for (size_t i = 0; i < n && target->profile.upstream_credential[0]; i++) {
         const char *t = bearer_in(ctx, reqs[i].headers);
@@ -544,6 +539,12 @@ conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
             path += strlen(target->proxy_url);
         conf_note_request(ctx, reqs[i].method, path, reqs[i].body, reqs[i].body_len);
     }
+    /* One block: the count, then the responses (so the release function knows n). Taken
+     * only now: the notes above may end the test. */
+    size_t *block = calloc(1, sizeof(size_t) + n * sizeof(struct conf_response));
+    struct conf_response *arr = block ? (struct conf_response *)(block + 1) : NULL;
+    if (block)
+        *block = n;
     pool_keep(ctx, arr, release_response_array);
     enum qk_err rc = conf_http_many(reqs, n, arr);
     conf_check(ctx, NULL, rc == QK_OK, "could not make %zu concurrent requests: %s", n,

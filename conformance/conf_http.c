@@ -312,7 +312,27 @@ struct background_stream {
     struct conf_request req;
     struct conf_response resp;
     pthread_t thread;
+    bool running; /* started and not joined yet */
 };
+
+/* Waits for the stream to end. Also the context's release function, so that a test that
+ * ends early never frees what the thread still uses. */
+static void
+join_background_stream(struct background_stream *bg)
+{
+    if (bg->running)
+        pthread_join(bg->thread, NULL);
+    bg->running = false;
+}
+
+static void
+release_background_stream(void *ptr)
+{
+    struct background_stream *bg = ptr;
+    join_background_stream(bg);
+    conf_response_clear(&bg->resp);
+    free(bg);
+}
 
 static void *
 run_background_stream(void *arg)
@@ -338,7 +358,8 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
         "\"stream\":true,\"incremental_output\":true}",
         conf_target(ctx)->model);
     const char *headers[] = {conf_bearer(ctx, slow), "Content-Type: application/json", NULL};
-    struct background_stream *bg = conf_keep(ctx, calloc(1, sizeof(*bg)), free);
+    struct background_stream *bg =
+        conf_keep(ctx, calloc(1, sizeof(*bg)), release_background_stream);
     bg->req = (struct conf_request){
         .method = "POST",
         .url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
@@ -353,17 +374,16 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
     conf_note_token(ctx, slow);
     conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), stream_body,
                       strlen(stream_body));
-    conf_check(ctx, NULL, pthread_create(&bg->thread, NULL, run_background_stream, bg) == 0,
-               "harness: cannot start a thread");
+    bg->running = pthread_create(&bg->thread, NULL, run_background_stream, bg) == 0;
+    conf_check(ctx, NULL, bg->running, "harness: cannot start a thread");
     /* Let the stream begin: its first pieces are on their way. */
     conf_sleep_ms(PACE + PACE / 2);
     const struct conf_response *r =
         conf_post_chat(ctx, fast, conf_chat_body(ctx, "meanwhile, another caller"));
     int64_t fast_ms = r->done_ms - r->sent_ms;
-    pthread_join(bg->thread, NULL);
+    join_background_stream(bg);
     int64_t stream_end = bg->resp.done_ms;
     long stream_status = bg->resp.status;
-    conf_response_clear(&bg->resp);
     conf_assume(ctx, stream_status == 200,
                 "the slow stream itself failed (HTTP %ld; see SSE-1), nothing to judge",
                 stream_status);
