@@ -990,9 +990,18 @@ SSE_11_slow_reader_gets_the_whole_stream(struct conf_ctx *ctx)
     const struct stream *fast =
         open_stream(ctx, fast_token, body_for(ctx, message, true, INC_TRUE));
     struct relay rf = analyse(ctx, fast);
-    conf_assume(ctx, fast->resp.status == 200 && rf.text && strcmp(rf.text, expected) == 0,
-                "the stream is not exact even when read at full speed (SSE-4/SSE-5, or the "
-                "proxy does not relay answers of this size)");
+    bool exact = fast->resp.status == 200 && rf.text && strcmp(rf.text, expected) == 0;
+    if (!exact) {
+        /* Once more: on a busy machine one 6 MB stream can miss an idle timeout. */
+        const char *again = conf_token(ctx);
+        conf_queue(ctx, again, "chat", steps);
+        fast = open_stream(ctx, again, body_for(ctx, message, true, INC_TRUE));
+        rf = analyse(ctx, fast);
+        exact = fast->resp.status == 200 && rf.text && strcmp(rf.text, expected) == 0;
+    }
+    conf_assume(ctx, exact,
+                "the stream is not exact even when read at full speed, twice (SSE-4/SSE-5, or "
+                "the proxy does not relay answers of this size)");
     long long before = stream_pauses(ctx);
     /* Stall first, so the proxy fills whatever it has, then read slowly. */
     struct stream_opts o = {
