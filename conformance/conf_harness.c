@@ -847,19 +847,6 @@ conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark m
     return NULL;
 }
 
-int64_t
-conf_anonymous_seq(struct conf_ctx *ctx)
-{
-    int64_t seq = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal_settled(ctx, "")) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "seq");
-        if (cJSON_IsNumber(s) && (int64_t)s->valuedouble > seq)
-            seq = (int64_t)s->valuedouble;
-    }
-    return seq;
-}
-
 void
 conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
                     size_t queued)

@@ -312,8 +312,6 @@ const cJSON *conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark);
  * bytes>\"", "\"(no Authorization)\""), or NULL when every such request carried it verbatim.
  */
 const char *conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark mark);
-/** @return the largest journal "seq" of requests that carried no usable token (or 0). */
-int64_t conf_anonymous_seq(struct conf_ctx *ctx);
 /**
  * Consumes the steps of @p token on @p route that the proxy did not use (so a later
  * request of the same test meets a plain upstream again), by calling the mock directly.
