@@ -106,10 +106,11 @@ HTTP_2_request_id_is_forwarded_and_returned(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     const char *rid = conf_str(ctx, "rid-%s", token);
+    /* The chat route: no cache can answer it, so the id must travel upstream. */
     const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),
-                             NULL};
-    const struct conf_response *r =
-        conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
+                             "Content-Type: application/json", NULL};
+    const struct conf_response *r = conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"),
+                                              headers, conf_chat_body(ctx, "a request id"));
     const char *back = conf_response_header(r, "X-Request-Id");
     conf_check(ctx, r, same_string(back, rid), "X-Request-Id not returned (got %s)",
                back ? back : "none");

@@ -70,7 +70,9 @@ def compare(mode, got, want, only=None):
 
 def run_suite(rogue, args, report):
     cmd = ["bash", os.path.join(HERE, "run.sh"), rogue, *args, "--json", report]
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The suite quotes what the rogue sent, which need not be UTF-8.
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          encoding="utf-8", errors="replace")
     if done.returncode not in (0, 1, 3) or not os.path.exists(report):
         sys.stdout.write(done.stdout[-4000:])
         sys.exit(f"selftest: {' '.join(cmd)} exited {done.returncode} without a report")
