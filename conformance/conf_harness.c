@@ -81,13 +81,6 @@ conf_target(const struct conf_ctx *ctx)
     return target;
 }
 
-const struct conf_facts *
-conf_facts(const struct conf_ctx *ctx)
-{
-    (void)ctx;
-    return facts;
-}
-
 const char *
 conf_route_name(enum conf_route route)
 {
@@ -205,8 +198,9 @@ enum {
     RESTART_WAIT_MS = 15000,  /* how long a restarted target may take to answer */
 };
 
-bool
-conf_target_answers(const char *proxy_url, long timeout_ms)
+/* @return true when the target answers an HTTP request at all (any status). */
+static bool
+target_answers(const char *proxy_url, long timeout_ms)
 {
     char url[CONF_URL_MAX + 8];
     snprintf(url, sizeof(url), "%s/", proxy_url);
@@ -227,7 +221,7 @@ restart_target(void)
 {
     if (watch->restart)
         return watch->restart(watch->restart_arg) &&
-               conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS);
+               target_answers(target->proxy_url, PROBE_TIMEOUT_MS);
     if (!watch->restart_cmd)
         return false;
     fflush(NULL);
@@ -236,7 +230,7 @@ restart_target(void)
         print_error("qwen-conformance: --restart-cmd exited with status %d\n", rc);
     int64_t until = qk_now_ms() + RESTART_WAIT_MS;
     while (qk_now_ms() < until) {
-        if (conf_target_answers(target->proxy_url, 1000))
+        if (target_answers(target->proxy_url, 1000))
             return true;
         conf_sleep_ms(100);
     }
@@ -267,7 +261,7 @@ target_went_down(struct conf_ctx *ctx, const char *request)
 bool
 conf_still_serving(struct conf_ctx *ctx, const char *after)
 {
-    if (conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
+    if (target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
         return true;
     target_went_down(ctx, after);
     return false;
@@ -278,7 +272,7 @@ conf_still_serving(struct conf_ctx *ctx, const char *after)
 static void
 probe_after(struct conf_ctx *ctx)
 {
-    if (down_since || conf_target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
+    if (down_since || target_answers(target->proxy_url, PROBE_TIMEOUT_MS))
         return;
     const char *request = ctx->last_request[0] ? ctx->last_request : "(no request sent yet)";
     target_went_down(ctx, request);

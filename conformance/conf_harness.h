@@ -104,8 +104,6 @@ const struct conf_down_event *conf_down_events(size_t *n);
  */
 bool conf_still_serving(struct conf_ctx *ctx, const char *after);
 
-/** @return true when the target answers an HTTP request at all (any status). */
-bool conf_target_answers(const char *proxy_url, long timeout_ms);
 
 /**
  * The outcome of a test (SPEC.md, "Verdicts"). SKIP is for a feature the profile declares
@@ -189,8 +187,6 @@ void *conf_keep(struct conf_ctx *ctx, void *ptr, void (*release)(void *ptr));
 
 /** @return the target. */
 const struct conf_env *conf_target(const struct conf_ctx *ctx);
-/** @return the preflight's findings. */
-const struct conf_facts *conf_facts(const struct conf_ctx *ctx);
 /**
  * Declares that this test judges which credential reached the upstream (AUTH-1, AUTH-2,
  * AUTH-3, AUTH-6), so an altered credential fails it instead of making it CANNOT-JUDGE.
