@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing, builds with -Werror under
-# AddressSanitizer + UndefinedBehaviorSanitizer (mutants included), then ctest.
+# Runs every test: installs what is missing; builds the release configuration with
+# -Werror and runs the conformance suite against its proxy; builds again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and runs ctest, the
+# rogues last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
@@ -11,6 +13,13 @@ if grep -q "unbounded_stream_buffer" build-release/proxy/qwen-proxy; then
   echo "ci/test.sh: the release qwen-proxy contains mutant code" >&2
   exit 1
 fi
+# The suite against the release proxy, the one that ships, before the sanitizer run.
+if ! build-release/conformance/qwen-conformance --spawn >build-release/conformance.log 2>&1; then
+  tail -n 80 build-release/conformance.log
+  echo "ci/test.sh: the release proxy does not conform (build-release/conformance.log)" >&2
+  exit 1
+fi
+grep -E '^(verdict|conformance):' build-release/conformance.log
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
