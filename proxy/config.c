@@ -55,6 +55,15 @@ enum opt_kind {
        86400000LL, "SECONDS  `: keep-alive` comment to the caller after this much silence (15)")   \
     XX("max-body", "MAX_BODY", OPT_SIZE, max_body, 1, 1073741824LL,                                \
        "BYTES  request body limit, 413 above (1048576)")                                           \
+    XX("max-connections", "MAX_CONNECTIONS", OPT_UINT, max_connections, 1, 1000000,               \
+       "N  open connections; a request on one more is answered 503 at once (1000)")               \
+    XX("max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", OPT_UINT,                      \
+       max_connections_per_client, 1, 1000000,                                                     \
+       "N  open connections per client address; more are closed at once (128)")                   \
+    XX("receive-timeout", "RECEIVE_TIMEOUT", OPT_SECONDS, receive_timeout_ms, 1, 86400000LL,      \
+       "SECONDS  a request's head and body must arrive within this; bytes do not extend it (10)") \
+    XX("idle-timeout", "IDLE_TIMEOUT", OPT_SECONDS, idle_timeout_ms, 1000, 86400000LL,            \
+       "SECONDS  a kept-alive connection without a request is closed after this (5)")             \
     XX("cors-origins", "CORS_ORIGINS", OPT_STRING, cors_origins, 0, 0,                             \
        "LIST  comma-separated allowed origins, or * (*)")                                          \
     XX("log-format", "LOG_FORMAT", OPT_LOGFMT, log_format, 0, 0,                                   \
@@ -107,6 +116,10 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->stream_idle_timeout_ms = 60 * 1000;
     cfg->keepalive_interval_ms = 15 * 1000;
     cfg->max_body = QK_LIMIT_BODY_DEFAULT;
+    cfg->max_connections = 1000;
+    cfg->max_connections_per_client = 128;
+    cfg->receive_timeout_ms = 10 * 1000;
+    cfg->idle_timeout_ms = 5 * 1000;
     cfg->cors_origins = "*";
     cfg->log_format = QK_PROXY_LOG_TEXT;
     cfg->threads = 2;

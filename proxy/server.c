@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "admission.h"
 #include "apierror.h"
 #include "docpage.h"
 #include "forward.h"
@@ -37,6 +38,7 @@ struct qk_proxy {
     char *upstream;
     char *cors_origins;
     struct MHD_Daemon *daemon;
+    struct qp_admission *adm;
     struct qp_loop *loop;
     struct qp_forwarder *fw;
     uint16_t port;
@@ -345,6 +347,42 @@ check_auth(struct qp_request *req, const char **why, const char **code)
     return true;
 }
 
+/* ---- admission (admission.h) ------------------------------------------------------ */
+
+static struct qp_conn *
+conn_record(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: the record lives from accept to close. */
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    struct qk_proxy *px = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = fd ? qp_admission_opened(px->adm, fd->connect_fd) : NULL;
+    } else {
+        qp_admission_closed(px->adm, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static enum MHD_Result
+reply_over_limit(struct qp_request *req)
+{
+    qp_response_error(&req->resp, 503, "Too many open connections; retry shortly.", NULL,
+                      "too_many_connections");
+    qp_response_add_header(&req->resp, "Retry-After", "1");
+    qp_response_add_header(&req->resp, "Connection", "close");
+    return answer_later(req);
+}
+
 static enum MHD_Result
 begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const char *method,
       void **con_cls)
@@ -375,6 +413,8 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         qk_token_fingerprint(NULL, 0, req->fingerprint);
     }
 
+    if (qp_conn_over_limit(conn_record(conn)))
+        return reply_over_limit(req);
     const struct route_row *rt = route_of(url);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
@@ -576,6 +616,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->state == QP_REQ_READING || req->state == QP_REQ_READY)
+        qp_admission_request_received(px->adm, conn_record(conn));
     switch (req->state) {
     case QP_REQ_READING:
         return dispatch(px, req);
@@ -592,7 +634,6 @@ static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct qk_proxy *px = cls;
     struct qp_request *req = *con_cls;
     if (!req)
@@ -623,6 +664,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .token = req->fingerprint,
     };
     qp_log_request(px->cfg.log_format, &e);
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        qp_admission_awaiting_request(px->adm, conn_record(conn));
     *con_cls = NULL;
     qp_request_unref(req);
 }
@@ -650,6 +693,7 @@ proxy_free(struct qk_proxy *px)
     qp_loop_stop(px->loop);
     if (px->daemon)
         MHD_stop_daemon(px->daemon);
+    qp_admission_stop(px->adm); /* after the daemon: every connection is closed */
     qp_loop_free(px->loop);
     qp_forwarder_free(px->fw);
     free(px->listen_host);
@@ -736,14 +780,30 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         rc = QK_START;
         goto out;
     }
+    struct qp_admission_config ac = {
+        .max_connections = cfg->max_connections,
+        .receive_timeout_ms = cfg->receive_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+    };
+    rc = qp_admission_start(&ac, &px->adm);
+    if (rc != QK_OK) {
+        snprintf(err, errlen, "cannot start the connection watchdog");
+        goto out;
+    }
+    /* libmicrohttpd's own limit sits above ours, so that the connections over ours are
+     * still accepted and answered 503 at once rather than left in the kernel backlog. */
+    unsigned hard_limit = cfg->max_connections + cfg->max_connections / 4 + 16;
+    unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     px->daemon = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, px, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, px, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, hard_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        cfg->max_connections_per_client, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, px, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, px, MHD_OPTION_END);
     if (!px->daemon) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not allowed?)",
                  cfg->listen_host, (unsigned)cfg->port);

@@ -46,6 +46,13 @@ struct qk_proxy_config {
     int64_t keepalive_interval_ms;       /**< `: keep-alive` comment after this much silence on a
                                               started stream, default 15 s */
     size_t max_body;                     /**< request body limit (413 above), default 1 MiB */
+    unsigned max_connections;            /**< open connections; above, 503 at once (1000) */
+    unsigned max_connections_per_client; /**< open connections per client address (128) */
+    int64_t receive_timeout_ms;          /**< a request's head and body must arrive within this
+                                              once the connection waits for it; bytes do not
+                                              extend it (10 s) */
+    int64_t idle_timeout_ms;             /**< a kept-alive connection with no request is closed
+                                              after this (5 s) */
     const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
     unsigned threads;                    /**< server threads, default 2 */

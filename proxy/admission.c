@@ -1,0 +1,296 @@
+/*
+ * Admission control: the receive deadline, the soft connection limit and the missed FIN
+ * (see admission.h for why libmicrohttpd needs them).
+ *
+ * The watchdog thread wakes every CHECK_INTERVAL_MS, or when a receiving connection's
+ * peer hangs up (its own epoll set, level-triggered EPOLLRDHUP), and shuts down what is
+ * due. Records of closed connections are freed by the watchdog itself, at the top of its
+ * next round, so an event that epoll returned for a connection closed meanwhile never
+ * points at freed memory.
+ */
+#include "admission.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* How often deadlines are checked: their precision. */
+#define CHECK_INTERVAL_MS 100
+/* A peer that hung up may still have sent a whole request that libmicrohttpd is about to
+ * read and answer (HTTP/1.0 clients half-close after sending): give it this long. */
+#define HALF_CLOSE_GRACE_MS 300
+/* An over-the-limit connection gets its 503 as soon as its head is in; it may not wait. */
+#define OVER_LIMIT_RECEIVE_MS 2000
+
+struct qp_conn {
+    struct qp_conn *prev, *next; /* the open list, or `next` in the graveyard */
+    int fd;                      /* borrowed from libmicrohttpd */
+    bool over_limit;
+    bool receiving;         /* a request is awaited or arriving: the deadline applies */
+    bool watched;           /* in the watchdog's epoll set */
+    bool closed;            /* libmicrohttpd is done with it; freed by the watchdog */
+    int64_t deadline_ms;    /* while receiving */
+    int64_t peer_closed_ms; /* when EPOLLRDHUP was seen while receiving, else 0 */
+};
+
+struct qp_admission {
+    struct qp_admission_config cfg;
+    pthread_mutex_t lock;
+    pthread_t thread;
+    bool thread_started;
+    int epfd;
+    int wakefd;
+    /* Under lock. */
+    bool stopping;
+    struct qp_conn *open;
+    struct qp_conn *graveyard;
+    unsigned open_count;
+    unsigned long cuts;
+};
+
+static void
+watch_locked(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (c->watched)
+        return;
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = c};
+    c->watched = epoll_ctl(adm->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0;
+}
+
+static void
+unwatch_locked(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (!c->watched)
+        return;
+    epoll_ctl(adm->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->watched = false;
+}
+
+static void
+start_receiving_locked(struct qp_admission *adm, struct qp_conn *c, int64_t allowed_ms)
+{
+    c->receiving = true;
+    c->deadline_ms = qk_now_ms() + allowed_ms;
+    c->peer_closed_ms = 0;
+    watch_locked(adm, c);
+}
+
+/* libmicrohttpd's next read on the socket sees the end and closes the connection. */
+static void
+cut_locked(struct qp_admission *adm, struct qp_conn *c)
+{
+    shutdown(c->fd, SHUT_RDWR);
+    c->receiving = false;
+    unwatch_locked(adm, c);
+    adm->cuts++;
+}
+
+static bool
+unread_bytes(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+static void
+check_locked(struct qp_admission *adm, const struct epoll_event *ev, int n)
+{
+    int64_t now = qk_now_ms();
+    for (int i = 0; i < n; i++) {
+        struct qp_conn *c = ev[i].data.ptr;
+        if (!c || c->closed || !c->receiving)
+            continue;
+        c->peer_closed_ms = now;
+        unwatch_locked(adm, c); /* level-triggered: it would fire on every round */
+    }
+    for (struct qp_conn *c = adm->open; c; c = c->next) {
+        if (!c->receiving)
+            continue;
+        bool late = now >= c->deadline_ms;
+        bool hung_up = c->peer_closed_ms && now - c->peer_closed_ms >= HALF_CLOSE_GRACE_MS &&
+                       !unread_bytes(c->fd);
+        if (late || hung_up)
+            cut_locked(adm, c);
+    }
+}
+
+static void
+free_graveyard_locked(struct qp_admission *adm)
+{
+    while (adm->graveyard) {
+        struct qp_conn *c = adm->graveyard;
+        adm->graveyard = c->next;
+        free(c);
+    }
+}
+
+static void *
+watchdog_main(void *arg)
+{
+    struct qp_admission *adm = arg;
+    struct epoll_event ev[64];
+    for (;;) {
+        pthread_mutex_lock(&adm->lock);
+        free_graveyard_locked(adm);
+        bool stopping = adm->stopping;
+        pthread_mutex_unlock(&adm->lock);
+        if (stopping)
+            break;
+        int n = epoll_wait(adm->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), CHECK_INTERVAL_MS);
+        if (n < 0 && errno != EINTR)
+            break;
+        pthread_mutex_lock(&adm->lock);
+        check_locked(adm, ev, n > 0 ? n : 0);
+        pthread_mutex_unlock(&adm->lock);
+    }
+    return NULL;
+}
+
+enum qk_err
+qp_admission_start(const struct qp_admission_config *cfg, struct qp_admission **out)
+{
+    *out = NULL;
+    struct qp_admission *adm = calloc(1, sizeof(*adm));
+    if (!adm)
+        return QK_NOMEM;
+    adm->cfg = *cfg;
+    adm->epfd = epoll_create1(EPOLL_CLOEXEC);
+    adm->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&adm->lock, NULL);
+    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
+    if (adm->epfd < 0 || adm->wakefd < 0 ||
+        epoll_ctl(adm->epfd, EPOLL_CTL_ADD, adm->wakefd, &wake) != 0 ||
+        pthread_create(&adm->thread, NULL, watchdog_main, adm) != 0) {
+        qp_admission_stop(adm);
+        return QK_START;
+    }
+    adm->thread_started = true;
+    *out = adm;
+    return QK_OK;
+}
+
+void
+qp_admission_stop(struct qp_admission *adm)
+{
+    if (!adm)
+        return;
+    if (adm->thread_started) {
+        pthread_mutex_lock(&adm->lock);
+        adm->stopping = true;
+        pthread_mutex_unlock(&adm->lock);
+        uint64_t one = 1;
+        if (write(adm->wakefd, &one, sizeof(one)) < 0) {
+            /* the watchdog still stops within CHECK_INTERVAL_MS */
+        }
+        pthread_join(adm->thread, NULL);
+    }
+    free_graveyard_locked(adm);
+    while (adm->open) {
+        struct qp_conn *c = adm->open;
+        adm->open = c->next;
+        free(c);
+    }
+    if (adm->epfd >= 0)
+        close(adm->epfd);
+    if (adm->wakefd >= 0)
+        close(adm->wakefd);
+    pthread_mutex_destroy(&adm->lock);
+    free(adm);
+}
+
+struct qp_conn *
+qp_admission_opened(struct qp_admission *adm, int fd)
+{
+    struct qp_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    pthread_mutex_lock(&adm->lock);
+    c->over_limit = adm->open_count >= adm->cfg.max_connections;
+    adm->open_count++;
+    c->next = adm->open;
+    if (adm->open)
+        adm->open->prev = c;
+    adm->open = c;
+    int64_t allowed = adm->cfg.receive_timeout_ms;
+    if (c->over_limit && allowed > OVER_LIMIT_RECEIVE_MS)
+        allowed = OVER_LIMIT_RECEIVE_MS;
+    start_receiving_locked(adm, c, allowed);
+    pthread_mutex_unlock(&adm->lock);
+    return c;
+}
+
+void
+qp_admission_closed(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&adm->lock);
+    unwatch_locked(adm, c);
+    c->closed = true;
+    c->receiving = false;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        adm->open = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = adm->graveyard;
+    adm->graveyard = c;
+    adm->open_count--;
+    pthread_mutex_unlock(&adm->lock);
+}
+
+bool
+qp_conn_over_limit(const struct qp_conn *c)
+{
+    return !c || c->over_limit;
+}
+
+void
+qp_admission_request_received(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&adm->lock);
+    if (!c->closed) {
+        c->receiving = false;
+        unwatch_locked(adm, c);
+    }
+    pthread_mutex_unlock(&adm->lock);
+}
+
+void
+qp_admission_awaiting_request(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&adm->lock);
+    if (!c->closed)
+        start_receiving_locked(adm, c, adm->cfg.idle_timeout_ms + adm->cfg.receive_timeout_ms);
+    pthread_mutex_unlock(&adm->lock);
+}
+
+unsigned
+qp_admission_open_count(struct qp_admission *adm)
+{
+    pthread_mutex_lock(&adm->lock);
+    unsigned n = adm->open_count;
+    pthread_mutex_unlock(&adm->lock);
+    return n;
+}
+
+unsigned long
+qp_admission_cut_count(struct qp_admission *adm)
+{
+    pthread_mutex_lock(&adm->lock);
+    unsigned long n = adm->cuts;
+    pthread_mutex_unlock(&adm->lock);
+    return n;
+}
