@@ -32,6 +32,7 @@ struct qp_conn {
     int fd;                      /* borrowed from libmicrohttpd */
     bool over_limit;
     bool receiving;         /* a request is awaited or arriving: the deadline applies */
+    bool in_request;        /* between a request's head and the end of its answer */
     bool watched;           /* in the watchdog's epoll set */
     bool closed;            /* libmicrohttpd is done with it; freed by the watchdog */
     int64_t deadline_ms;    /* while receiving */
@@ -47,6 +48,7 @@ struct qp_admission {
     int wakefd;
     /* Under lock. */
     bool stopping;
+    bool draining;
     struct qp_conn *open;
     struct qp_conn *graveyard;
     unsigned open_count;
@@ -254,6 +256,16 @@ qp_conn_over_limit(const struct qp_conn *c)
 }
 
 void
+qp_admission_request_begun(struct qp_admission *adm, struct qp_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&adm->lock);
+    c->in_request = true;
+    pthread_mutex_unlock(&adm->lock);
+}
+
+void
 qp_admission_request_received(struct qp_admission *adm, struct qp_conn *c)
 {
     if (!c)
@@ -272,8 +284,24 @@ qp_admission_awaiting_request(struct qp_admission *adm, struct qp_conn *c)
     if (!c)
         return;
     pthread_mutex_lock(&adm->lock);
-    if (!c->closed)
+    c->in_request = false;
+    if (!c->closed) {
         start_receiving_locked(adm, c, adm->cfg.idle_timeout_ms + adm->cfg.receive_timeout_ms);
+        if (adm->draining)
+            cut_locked(adm, c);
+    }
+    pthread_mutex_unlock(&adm->lock);
+}
+
+void
+qp_admission_drain(struct qp_admission *adm)
+{
+    pthread_mutex_lock(&adm->lock);
+    adm->draining = true;
+    for (struct qp_conn *c = adm->open; c; c = c->next) {
+        if (c->receiving && !c->in_request)
+            cut_locked(adm, c);
+    }
     pthread_mutex_unlock(&adm->lock);
 }
 

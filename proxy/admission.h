@@ -64,12 +64,19 @@ void qp_admission_closed(struct qp_admission *adm, struct qp_conn *conn);
  *  record), so its request gets a 503 and the connection is closed. */
 bool qp_conn_over_limit(const struct qp_conn *conn);
 
+/** A request's head arrived: the connection is no longer idle (a drain keeps it). */
+void qp_admission_request_begun(struct qp_admission *adm, struct qp_conn *conn);
+
 /** The whole request (head and body) arrived: its receive deadline no longer applies. */
 void qp_admission_request_received(struct qp_admission *adm, struct qp_conn *conn);
 
 /** A response ended and the connection is kept alive: the next request must start within
  *  the idle timeout and arrive within the receive deadline after that. */
 void qp_admission_awaiting_request(struct qp_admission *adm, struct qp_conn *conn);
+
+/** A graceful stop: idle connections are shut down now, and each other one as soon as its
+ *  answer has ended. */
+void qp_admission_drain(struct qp_admission *adm);
 
 /** @return connections currently open (tests, /healthz). */
 unsigned qp_admission_open_count(struct qp_admission *adm);

@@ -1,22 +1,85 @@
 /*
  * qwen-proxy: the reference proxy, as a program.
  *
- * Threading: SIGINT/SIGTERM are blocked before any thread starts, so every thread
- * (libmicrohttpd's epoll pool, the upstream loop) inherits the mask and the main thread
- * alone waits for them with sigwait(), then stops the proxy cleanly.
+ * Threading: SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every
+ * thread (libmicrohttpd's epoll pool, the upstream loop, the connection watchdog) inherits
+ * the mask and the main thread alone takes them with sigwait().
+ *
+ * Stopping: the first SIGTERM or SIGINT drains (no new connections, requests in progress
+ * finish) for up to --drain-timeout; a second one, or the timeout, stops at once, ending
+ * the streams still running with an error event. SIGHUP is logged and ignored: there is
+ * nothing to reload, and a closed terminal must not take the service down.
  */
 #include <curl/curl.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qwenkit/proxy.h"
+
+/* Lifecycle notes go to stderr with the request log, only in its text format. */
+static bool say_notes = true;
+
+static void
+note(const char *fmt, ...)
+{
+    if (!say_notes)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qwen-proxy: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
 
 static const char *
 env_lookup(const char *name)
 {
     return getenv(name);
+}
+
+/* Waits for SIGTERM or SIGINT; SIGHUP is ignored on the way. */
+static void
+wait_for_stop(const sigset_t *signals)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(signals, &sig) != 0 || sig != SIGHUP)
+            return;
+        note("SIGHUP ignored (nothing to reload)");
+    }
+}
+
+/* Drains until no connection is left, @p timeout_ms passes, or a second stop signal. */
+static void
+drain(struct qk_proxy *proxy, const sigset_t *signals, int64_t timeout_ms)
+{
+    note("draining: %u connections, up to %lld ms (signal again to stop now)",
+         qk_proxy_open_connections(proxy), (long long)timeout_ms);
+    qk_proxy_drain(proxy);
+    int64_t until = qk_now_ms() + timeout_ms;
+    while (qk_proxy_open_connections(proxy) > 0) {
+        int64_t left = until - qk_now_ms();
+        if (left <= 0) {
+            note("drain timeout: ending %u connections", qk_proxy_open_connections(proxy));
+            return;
+        }
+        if (left > 100)
+            left = 100;
+        struct timespec tick = {0, (long)left * 1000000L};
+        int sig = sigtimedwait(signals, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            note("second signal: stopping now");
+            return;
+        }
+        if (sig == SIGHUP)
+            note("SIGHUP ignored (nothing to reload)");
+    }
 }
 
 int
@@ -42,11 +105,13 @@ main(int argc, char **argv)
         return 0;
     }
 
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    say_notes = cfg.log_format == QK_PROXY_LOG_TEXT;
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -64,8 +129,8 @@ main(int argc, char **argv)
            (unsigned)qk_proxy_port(proxy));
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
+    wait_for_stop(&signals);
+    drain(proxy, &signals, cfg.drain_timeout_ms);
     qk_proxy_stop(proxy);
     curl_global_cleanup();
     return 0;

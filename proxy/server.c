@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "admission.h"
 #include "apierror.h"
@@ -42,6 +45,8 @@ struct qk_proxy {
     struct qp_loop *loop;
     struct qp_forwarder *fw;
     uint16_t port;
+    atomic_bool draining;
+    MHD_socket quiesced_fd; /* the listening socket once a drain took it from the daemon */
 };
 
 /* ---- routing ---------------------------------------------------------------------- */
@@ -211,6 +216,8 @@ send_response(struct qp_request *req)
         if (!QP_MUTANT(no_request_id))
             MHD_add_response_header(r, "X-Request-Id", req->request_id);
         add_cors(px, req, r);
+        if (atomic_load(&px->draining))
+            MHD_add_response_header(r, "Connection", "close");
         req->state = QP_REQ_SENT;
         enum MHD_Result ret = MHD_queue_response(req->conn, 200, r);
         MHD_destroy_response(r);
@@ -229,6 +236,8 @@ send_response(struct qp_request *req)
     if (req->cache != QP_MARK_NONE)
         MHD_add_response_header(r, "X-Cache", cache_mark_name(req->cache));
     add_cors(px, req, r);
+    if (atomic_load(&px->draining) && !MHD_get_response_header(r, "Connection"))
+        MHD_add_response_header(r, "Connection", "close");
     req->state = QP_REQ_SENT;
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
     MHD_destroy_response(r);
@@ -413,8 +422,13 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         qk_token_fingerprint(NULL, 0, req->fingerprint);
     }
 
+    qp_admission_request_begun(px->adm, conn_record(conn));
     if (qp_conn_over_limit(conn_record(conn)))
         return reply_over_limit(req);
+    if (atomic_load(&px->draining)) {
+        qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");
+        return answer_later(req);
+    }
     const struct route_row *rt = route_of(url);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
@@ -694,6 +708,8 @@ proxy_free(struct qk_proxy *px)
     if (px->daemon)
         MHD_stop_daemon(px->daemon);
     qp_admission_stop(px->adm); /* after the daemon: every connection is closed */
+    if (px->quiesced_fd != MHD_INVALID_SOCKET)
+        close(px->quiesced_fd); /* only after MHD_stop_daemon, as libmicrohttpd requires */
     qp_loop_free(px->loop);
     qp_forwarder_free(px->fw);
     free(px->listen_host);
@@ -733,6 +749,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     if (!px)
         goto nomem;
     px->cfg = *cfg;
+    px->quiesced_fd = MHD_INVALID_SOCKET;
     px->listen_host = strdup(cfg->listen_host);
     px->upstream = strdup(cfg->upstream);
     px->cors_origins = strdup(cfg->cors_origins ? cfg->cors_origins : "");
@@ -836,10 +853,41 @@ qk_proxy_port(const struct qk_proxy *proxy)
     return proxy->port;
 }
 
+/* How long a stop lets the final bytes (the shutdown error events) reach the callers. */
+#define STOP_FLUSH_MS 2000
+
 void
 qk_proxy_stop(struct qk_proxy *proxy)
 {
-    /* The loop answers and resumes every waiting request first, since libmicrohttpd must
-     * not be stopped with suspended connections; new hand-offs are refused meanwhile. */
+    if (!proxy)
+        return;
+    qk_proxy_drain(proxy);
+    /* The loop answers and resumes every waiting request and ends every stream with an
+     * error event, since libmicrohttpd must not be stopped with suspended connections. */
+    qp_loop_stop(proxy->loop);
+    int64_t until = qk_now_ms() + STOP_FLUSH_MS;
+    while (qp_admission_open_count(proxy->adm) > 0 && qk_now_ms() < until) {
+        struct timespec tick = {0, 10 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
     proxy_free(proxy);
+}
+
+void
+qk_proxy_drain(struct qk_proxy *proxy)
+{
+    if (atomic_exchange(&proxy->draining, true))
+        return;
+    /* Shut down, the listening socket refuses new connections at once, and those already
+     * in its backlog are reset rather than left waiting. */
+    proxy->quiesced_fd = MHD_quiesce_daemon(proxy->daemon);
+    if (proxy->quiesced_fd != MHD_INVALID_SOCKET)
+        shutdown(proxy->quiesced_fd, SHUT_RDWR);
+    qp_admission_drain(proxy->adm);
+}
+
+unsigned
+qk_proxy_open_connections(struct qk_proxy *proxy)
+{
+    return qp_admission_open_count(proxy->adm);
 }

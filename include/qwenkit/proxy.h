@@ -53,6 +53,9 @@ struct qk_proxy_config {
                                               extend it (10 s) */
     int64_t idle_timeout_ms;             /**< a kept-alive connection with no request is closed
                                               after this (5 s) */
+    int64_t drain_timeout_ms;            /**< qwen-proxy: on SIGTERM/SIGINT, requests in progress
+                                              may finish this long before the rest are ended
+                                              (20 s); not used by the embedding API */
     const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
     unsigned threads;                    /**< server threads, default 2 */
@@ -108,7 +111,22 @@ QK_WUR enum qk_err qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_p
 /** @return the TCP port the proxy listens on. */
 uint16_t qk_proxy_port(const struct qk_proxy *proxy);
 
-/** Stops the proxy (answers waiting requests with 503 first) and frees it. NULL-safe. */
+/**
+ * Starts a graceful stop: no new connection is accepted, idle connections are closed, a
+ * new request on an open connection is answered 503 (`GET /healthz` too: not ready), and
+ * requests in progress, streams included, go on to their end. Returns at once; poll
+ * qk_proxy_open_connections() until 0 or a deadline, then call qk_proxy_stop().
+ */
+void qk_proxy_drain(struct qk_proxy *proxy);
+
+/** @return the connections still open (0 once a drain is complete). */
+unsigned qk_proxy_open_connections(struct qk_proxy *proxy);
+
+/**
+ * Stops the proxy and frees it: drains first if not yet draining, answers waiting
+ * requests 503, ends every stream still running with an error event, lets those final
+ * bytes reach their callers (up to 2 s), then closes everything. NULL-safe.
+ */
 void qk_proxy_stop(struct qk_proxy *proxy);
 
 #endif
