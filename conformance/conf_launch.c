@@ -101,6 +101,10 @@ build_argv(struct argv_builder *b, const struct conf_launch_options *opts,
         add(b, "--keepalive-interval");
         add_seconds(b, p->keepalive_interval_ms);
     }
+    if (p->receive_timeout_ms > 0) {
+        add(b, "--receive-timeout");
+        add_seconds(b, p->receive_timeout_ms);
+    }
     add(b, "--cors-origins");
     add(b, p->cors_origins);
     for (size_t i = 0; i < opts->extra_count; i++)

@@ -71,6 +71,8 @@ static const struct key_row keys[] = {
      "GET path counting upstream pauses"},
     {"stream_pauses_field", KEY_STRING, MEMBER(stream_pauses_field), 0, 0, NO_NONE,
      "the counter's field"},
+    {"receive_timeout_ms", KEY_MS, MEMBER(receive_timeout_ms), 1, 3600000,
+     CONF_NONE_RECEIVE_TIMEOUT, "deadline for a request's head and body to arrive"},
     {"absent", KEY_ABSENT, 0, 0, 0, 0, NO_NONE, "SHOULD/MAY requirements not implemented"},
 };
 enum { KEY_ROWS = sizeof(keys) / sizeof(keys[0]) };
@@ -96,6 +98,7 @@ conf_profile_defaults(struct conf_profile *p)
     p->stream_idle_timeout_ms = 60000;
     p->keepalive_interval_ms = 15000;
     p->stream_buffer_bytes = 64 * 1024;
+    p->receive_timeout_ms = 60000; /* Node.js's headersTimeout, a common bound */
 }
 
 bool

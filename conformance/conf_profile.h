@@ -37,6 +37,7 @@ enum conf_profile_none {
     CONF_NONE_IDLE_TIMEOUT,    /**< stream_idle_timeout_ms: a silent upstream is waited for */
     CONF_NONE_KEEPALIVE,       /**< keepalive_interval_ms: no keep-alive comments */
     CONF_NONE_STREAM_BOUND,    /**< stream_buffer_bytes: per-stream buffering is unbounded */
+    CONF_NONE_RECEIVE_TIMEOUT, /**< receive_timeout_ms: no deadline for a request to arrive */
 };
 
 /** A parsed profile. Times are milliseconds; 0 means "feature absent" where noted. */
@@ -63,6 +64,8 @@ struct conf_profile {
     size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */
     char stream_pauses_path[64];    /**< GET path whose JSON counts upstream pauses; "" none */
     char stream_pauses_field[64];   /**< the counter's top-level field in that JSON */
+    int64_t receive_timeout_ms;     /**< a request's head and body must arrive within this
+                                         (ROBUST-2); 0 with "none" */
     bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
     bool absent_should[CONF_REQ_COUNT]; /**< MUST requirements whose SHOULD part is absent */
     unsigned declared_none;     /**< bits of enum conf_profile_none; such members are 0 */

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.2.0"
+#define CONF_SPEC_VERSION "1.3.0"
 
 enum conf_level {
     CONF_MUST = 0,
@@ -86,7 +86,9 @@ enum conf_level {
 
 /* SPEC 1.2: the target survives what the suite sends it and what the upstream answers. */
 #define CONF_ROBUST_REQUIREMENTS(XX)                                                       \
-    XX(ROBUST_1, "ROBUST-1", MUST, "keeps serving after malformed input and odd answers")
+    XX(ROBUST_1, "ROBUST-1", MUST, "keeps serving after malformed input and odd answers") \
+    XX(ROBUST_2, "ROBUST-2", SHOULD, "a request trickled in is cut at a receive deadline")   \
+    XX(ROBUST_3, "ROBUST-3", SHOULD, "a caller who hangs up mid-request is let go at once")
 
 #define CONF_REQUIREMENT_MAP(XX)                                                           \
     CONF_AUTH_REQUIREMENTS(XX)                                                             \

@@ -53,6 +53,8 @@
     XX(drop_unknown_fields, "HTTP-8", "sends upstream only the chat fields it knows")              \
     XX(usage_raw, "HTTP-9", "relays the upstream's usage names in non-stream answers")             \
     XX(crash_on_missing_messages, "ROBUST-1", "aborts on a chat body without messages")            \
+    XX(no_receive_deadline, "ROBUST-2", "lets a request head take for ever when bytes trickle in") \
+    XX(no_half_close_watch, "ROBUST-3", "keeps a half-closed partial request until its deadline")  \
     XX(sse_no_event_stream_headers, "SSE-1", "streams without Cache-Control: no-cache")            \
     XX(buffer_stream, "SSE-2", "holds the whole stream back until the upstream ends")              \
     XX(cumulative_passthrough, "SSE-4", "relays upstream deltas as they are (cumulative text)")    \

@@ -343,7 +343,9 @@ function cors(req, res) {
   return false;
 }
 
-const server = http.createServer((req, res) => {
+// Node bounds the time a request head may take (checked every connectionsCheckingInterval),
+// whatever trickles in meanwhile: the profile states it as receive_timeout_ms.
+const server = http.createServer({ headersTimeout: 3000, requestTimeout: 10000, connectionsCheckingInterval: 250 }, (req, res) => {
   const path = (req.url || '/').split('?')[0];
   const rid = req.headers['x-request-id'] || randomUUID();
   const allowed = cors(req, res);

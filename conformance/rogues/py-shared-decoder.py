@@ -8,6 +8,9 @@ DEFECT (on purpose):
      character cut across reads of one stream are completed with the next bytes of
      whichever stream reads next, so concurrent streams corrupt each other's text (U+FFFD).
      One stream at a time is decoded correctly.
+  2. The handler's socket timeout (3 s, `timeout = 3`) is its only bound on receiving a
+     request, and it limits each read, not the request: a head trickled in a byte at a time
+     holds a thread and a connection for ever (the profile states 3 s as receive_timeout_ms).
 
 Usage: python3 py-shared-decoder.py --port 0 --upstream http://127.0.0.1:9100
 """
@@ -248,6 +251,7 @@ def pump(resp, q, stop):
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "py-shared-decoder/1"
+    timeout = 3  # DEFECT 2: a per-read timeout, reset by every byte
     def log_message(self, fmt, *args):
         sys.stderr.write("%s rid=%s\n" % (fmt % args, getattr(self, "rid", "-")))
     def send_json(self, status, obj, headers=()):
