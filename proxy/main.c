@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "qwenkit/proxy.h"
@@ -41,6 +42,35 @@ static const char *
 env_lookup(const char *name)
 {
     return getenv(name);
+}
+
+/*
+ * Every connection may need a second descriptor for its upstream transfer, and
+ * libmicrohttpd accepts a quarter more than --max-connections (to answer them 503): raise
+ * the soft descriptor limit to the hard one, and lower --max-connections to what fits.
+ */
+static void
+fit_descriptor_limit(struct qk_proxy_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const rlim_t reserve = 64; /* listening socket, epoll sets, eventfds, stdio, logs */
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur <= reserve)
+        return;
+    /* 2 descriptors for each of max + max / 4 + 16 connections */
+    rlim_t fit = ((rl.rlim_cur - reserve) / 2 - 16) * 4 / 5;
+    if (fit >= cfg->max_connections)
+        return;
+    note("--max-connections %u needs about %llu descriptors, the limit is %llu: using %llu",
+         cfg->max_connections, (unsigned long long)(cfg->max_connections * 5 / 2 + 96),
+         (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+    cfg->max_connections = fit > 0 ? (unsigned)fit : 1;
 }
 
 /* Waits for SIGTERM or SIGINT; SIGHUP is ignored on the way. */
@@ -106,6 +136,7 @@ main(int argc, char **argv)
     }
 
     say_notes = cfg.log_format == QK_PROXY_LOG_TEXT;
+    fit_descriptor_limit(&cfg);
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
