@@ -580,20 +580,26 @@ def run_phase(kind, mode, mock_port, args):
            "--log-format", "off"] + flags
     proxy, port = start_program(cmd, "qwen-proxy")
     sampler = Sampler(proxy.pid, port, args.sample_ms / 1000.0)
-    sampler.start()
     attacker = None
-    if kind != "baseline":
-        attacker = Attacker(attacker_cmds(kind, port, args, args.ramp + args.seconds + 0.5))
-        time.sleep(args.ramp)
-        attacker.measure_from_now()
-    legit = Legit(port, args)
-    legit.start()
-    time.sleep(args.seconds)
-    results = legit.finish()
-    att = attacker.finish() if attacker else {}
-    sampler.stop.set()
+    try:
+        sampler.start()
+        if kind != "baseline":
+            attacker = Attacker(attacker_cmds(kind, port, args, args.ramp + args.seconds + 0.5))
+            time.sleep(args.ramp)
+            attacker.measure_from_now()
+        legit = Legit(port, args)
+        legit.start()
+        time.sleep(args.seconds)
+        results = legit.finish()
+        att = attacker.finish() if attacker else {}
+    finally:
+        # Interrupted: leave no attacker or proxy behind.
+        for ap in attacker.procs if attacker else []:
+            if ap.poll() is None:
+                ap.terminate()
+        sampler.stop.set()
+        status = stop_program(proxy)
     sampler.join()
-    status = stop_program(proxy)
 
     lat = sorted(r[2] for r in results)
     n = len(results)
@@ -701,6 +707,7 @@ def main():
         if not os.access(os.path.join(args.build, prog), os.X_OK):
             p.error(f"no {prog} in {args.build} (build it: bash ci/build.sh {args.build})")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanups below
     nofile = raise_nofile()
     need = max(args.slowloris_connections, args.flood_connections) + 200
     print(f"# RLIMIT_NOFILE {nofile}, {os.cpu_count()} CPUs, phases of {args.seconds:g} s "
