@@ -24,18 +24,21 @@
 /* How often deadlines are checked: their precision. */
 #define CHECK_INTERVAL_MS 100
 /* A peer that hung up may still have sent a whole request that libmicrohttpd is about to
- * read and answer (HTTP/1.0 clients half-close after sending): give it this long. */
-#define HALF_CLOSE_GRACE_MS 300
+ * read and answer (HTTP/1.0 clients half-close after sending): give it this long. Short,
+ * since each such connection holds a slot meanwhile (a flood of them at a few thousand a
+ * second must not fill the table). */
+#define HALF_CLOSE_GRACE_MS 150
 /* An over-the-limit connection gets its 503 as soon as its head is in; it may not wait. */
 #define OVER_LIMIT_RECEIVE_MS 2000
 
 struct qp_conn {
-    struct qp_conn *prev, *next; /* the open list, or `next` in the graveyard */
+    struct qp_conn *prev, *next; /* the open list (newest first), or `next` in the graveyard */
     int fd;                      /* borrowed from libmicrohttpd */
     bool over_limit;
     bool receiving;         /* a request is awaited or arriving: the deadline applies */
     bool in_request;        /* between a request's head and the end of its answer */
     bool watched;           /* in the watchdog's epoll set */
+    bool cut;               /* shut down by us; libmicrohttpd has yet to close it */
     bool closed;            /* libmicrohttpd is done with it; freed by the watchdog */
     int64_t deadline_ms;    /* while receiving */
     int64_t peer_closed_ms; /* when EPOLLRDHUP was seen while receiving, else 0 */
@@ -51,9 +54,11 @@ struct qp_admission {
     /* Under lock. */
     bool stopping;
     bool draining;
-    struct qp_conn *open;
+    struct qp_conn *open;   /* newest first */
+    struct qp_conn *oldest; /* the open list's tail */
     struct qp_conn *graveyard;
     unsigned open_count;
+    unsigned cut_open; /* of open_count, those shut down by us and not yet closed */
     unsigned long cuts;
 };
 
@@ -89,6 +94,9 @@ static void
 cut_locked(struct qp_admission *adm, struct qp_conn *c)
 {
     shutdown(c->fd, SHUT_RDWR);
+    if (!c->cut)
+        adm->cut_open++;
+    c->cut = true;
     c->receiving = false;
     unwatch_locked(adm, c);
     adm->cuts++;
@@ -207,6 +215,23 @@ qp_admission_stop(struct qp_admission *adm)
     free(adm);
 }
 
+/*
+ * At the limit, the oldest connection that has not sent a whole request head (idle,
+ * slow, or half-closed) makes room: it costs nobody a request in progress, and the ones
+ * an attacker holds are exactly these. @return true when one was shut down.
+ */
+static bool
+shed_oldest_idle_locked(struct qp_admission *adm)
+{
+    for (struct qp_conn *c = adm->oldest; c; c = c->prev) {
+        if (c->receiving && !c->in_request) {
+            cut_locked(adm, c);
+            return true;
+        }
+    }
+    return false;
+}
+
 struct qp_conn *
 qp_admission_opened(struct qp_admission *adm, int fd)
 {
@@ -215,11 +240,15 @@ qp_admission_opened(struct qp_admission *adm, int fd)
         return NULL;
     c->fd = fd;
     pthread_mutex_lock(&adm->lock);
-    c->over_limit = adm->open_count >= adm->cfg.max_connections;
+    /* Connections already shut down still count until libmicrohttpd has closed them. */
+    unsigned live = adm->open_count - adm->cut_open;
+    c->over_limit = live >= adm->cfg.max_connections && !shed_oldest_idle_locked(adm);
     adm->open_count++;
     c->next = adm->open;
     if (adm->open)
         adm->open->prev = c;
+    else
+        adm->oldest = c;
     adm->open = c;
     int64_t allowed = adm->cfg.receive_timeout_ms;
     if (c->over_limit && allowed > OVER_LIMIT_RECEIVE_MS)
@@ -238,12 +267,16 @@ qp_admission_closed(struct qp_admission *adm, struct qp_conn *c)
     unwatch_locked(adm, c);
     c->closed = true;
     c->receiving = false;
+    if (c->cut)
+        adm->cut_open--;
     if (c->prev)
         c->prev->next = c->next;
     else
         adm->open = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    else
+        adm->oldest = c->prev;
     c->prev = NULL;
     c->next = adm->graveyard;
     adm->graveyard = c;

@@ -7,9 +7,12 @@
  * likes, and a few hundred of them lock everyone else out. This module adds what it lacks:
  *  - a receive deadline: a request's head and body must arrive within receive_timeout_ms of
  *    the moment the connection starts waiting for them; bytes do not extend it;
- *  - a soft connection limit: a connection accepted at or above max_connections is marked
- *    over the limit, and the server answers its request 503 at once (libmicrohttpd's own
- *    hard limit, set higher, would leave callers waiting silently in the kernel backlog);
+ *  - a soft connection limit: a connection accepted at max_connections takes the place of
+ *    the oldest connection that has not sent a whole request head (idle, slow or
+ *    half-closed: what a flood of connections holds), which is shut down; when every
+ *    connection has a request in progress, the new one is marked over the limit and the
+ *    server answers its request 503 at once (libmicrohttpd's own hard limit, set higher,
+ *    would leave callers waiting silently in the kernel backlog);
  *  - the missed FIN: libmicrohttpd 0.9.75 (epoll, edge-triggered) misses a FIN that arrives
  *    together with data, so a caller that sent part of a request and closed stays in
  *    CLOSE-WAIT until the idle timeout. A watchdog thread watches every connection that
@@ -60,8 +63,8 @@ struct qp_conn *qp_admission_opened(struct qp_admission *adm, int fd);
 /** The connection is about to be closed by libmicrohttpd. NULL-safe. */
 void qp_admission_closed(struct qp_admission *adm, struct qp_conn *conn);
 
-/** @return true when the connection was accepted at or above the soft limit (or has no
- *  record), so its request gets a 503 and the connection is closed. */
+/** @return true when the connection was accepted at the soft limit with no idle one to
+ *  shed (or has no record), so its request gets a 503 and the connection is closed. */
 bool qp_conn_over_limit(const struct qp_conn *conn);
 
 /** A request's head arrived: the connection is no longer idle (a drain keeps it). */

@@ -195,16 +195,40 @@ half_closed_partial_requests_are_freed(void **state)
     qk_proxy_stop(p);
 }
 
-/* At the limit, the next caller gets a JSON 503 at once, not a wait in the backlog. */
+static struct qk_mock *
+start_mock(char url[64], const char *scenario)
+{
+    struct qk_mock_config mc;
+    qk_mock_config_init(&mc);
+    mc.port = 0;
+    struct qk_mock *mock = NULL;
+    char err[256] = "";
+    assert_int_equal(qk_mock_start(&mc, &mock, err, sizeof(err)), QK_OK);
+    snprintf(url, 64, "http://127.0.0.1:%u", qk_mock_port(mock));
+    assert_int_equal(qk_mock_load_scenarios(mock, scenario, strlen(scenario), err, sizeof(err)),
+                     QK_OK);
+    return mock;
+}
+
+#define SLOW_MODELS                                                                                \
+    "GET /api/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer slow-tok\r\n\r\n"
+
+/* At the limit, with every connection busy with a request, the next caller gets a JSON
+ * 503 at once, not a wait in the backlog. */
 static void
 over_the_limit_gets_a_503_at_once(void **state)
 {
     (void)state;
-    struct qk_proxy *p = start_proxy(small_limit, NULL);
-    int idle[4];
-    for (int i = 0; i < 4; i++)
-        idle[i] = connect_from(p, "127.0.0.1");
-    sleep_ms(100);
+    char mock_url[64];
+    struct qk_mock *mock = start_mock(mock_url, "{\"token\":\"slow-tok\",\"route\":\"models\","
+                                                "\"steps\":[{\"delay_ms\":1500}]}");
+    struct qk_proxy *p = start_proxy(small_limit, mock_url);
+    int busy[4];
+    for (int i = 0; i < 4; i++) {
+        busy[i] = connect_from(p, "127.0.0.1");
+        send_all(busy[i], SLOW_MODELS); /* one flight upstream; the others wait for it */
+    }
+    sleep_ms(200);
     char got[4096];
     int64_t start = qk_now_ms();
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 503);
@@ -212,9 +236,37 @@ over_the_limit_gets_a_503_at_once(void **state)
     assert_non_null(strstr(got, "application/json"));
     assert_non_null(strstr(got, "\"too_many_connections\""));
     for (int i = 0; i < 4; i++)
-        close(idle[i]);
-    sleep_ms(300);
+        close(busy[i]);
+    sleep_ms(1800); /* a request waiting on the upstream notices its caller left then */
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
+    qk_proxy_stop(p);
+    qk_mock_stop(mock);
+}
+
+/* At the limit, a new caller takes the place of the oldest connection that has not sent
+ * a whole request head (an idle or slow one): a flood of idle connections from many
+ * addresses cannot lock callers out. */
+static void
+at_the_limit_the_oldest_idle_connection_is_shed(void **state)
+{
+    (void)state;
+    struct qk_proxy *p = start_proxy(small_limit, NULL);
+    int idle[4];
+    for (int i = 0; i < 4; i++) {
+        idle[i] = connect_from(p, "127.0.0.1");
+        sleep_ms(20); /* idle[0] is the oldest */
+    }
+    send_all(idle[0], "GET /healthz HTTP/1.1\r\n"); /* a slow sender is no safer */
+    sleep_ms(100);
+    char got[4096];
+    assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
+    /* That caller shed the oldest one, and only that one. */
+    assert_true(read_until_closed(idle[0], 500, got, sizeof(got)) >= 0);
+    assert_true(read_until_closed(idle[1], 300, got, sizeof(got)) < 0);
+    for (int round = 0; round < 3; round++)
+        assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
+    for (int i = 0; i < 4; i++)
+        close(idle[i]);
     qk_proxy_stop(p);
 }
 
@@ -315,6 +367,7 @@ main(void)
         cmocka_unit_test(trickled_head_is_cut_at_the_receive_deadline),
         cmocka_unit_test(half_closed_partial_requests_are_freed),
         cmocka_unit_test(over_the_limit_gets_a_503_at_once),
+        cmocka_unit_test(at_the_limit_the_oldest_idle_connection_is_shed),
         cmocka_unit_test(per_client_limit_leaves_other_clients_served),
         cmocka_unit_test(idle_keepalive_connection_is_closed),
         cmocka_unit_test(legitimate_requests_are_not_cut),
