@@ -7,8 +7,14 @@
  * expiry rules testable without sleeping.
  *
  * An entry is FRESH for ttl_ms after it was stored, then STALE for grace_ms more (served
- * only when a refresh fails, CACHE-6), then gone. When the cache holds max_entries and a new
- * credential is stored, the least recently used entry is dropped (CACHE-7).
+ * only when a refresh fails, CACHE-6), then gone.
+ *
+ * Two bounds, both LRU (CACHE-7): at most max_entries entries, and at most max_bytes bytes
+ * of bodies. An entry holds its body and, when the cache has a derive hook, the body's
+ * derived form (the /v1/models shape), made once when the entry is stored so that hits
+ * never redo that costly conversion; both count against max_bytes. Storing evicts the
+ * least recently used entries until everything fits; an entry larger than max_bytes on its
+ * own is not kept at all (the caller serves it anyway).
  */
 #ifndef QP_CACHE_H
 #define QP_CACHE_H
@@ -28,32 +34,55 @@ enum qp_cache_state {
     QP_CACHE_STALE = 2, /**< expired but within the grace time: refresh, keep as fallback */
 };
 
+/** Which form of an entry a lookup wants. */
+enum qp_cache_form {
+    QP_CACHE_BODY = 0,    /**< the body as stored */
+    QP_CACHE_DERIVED = 1, /**< the derive hook's form of it (a miss when there is none) */
+};
+
+/**
+ * Makes the derived form of @p body (the cache calls it once per stored entry).
+ * @return a malloc'd NUL-terminated body (the cache takes it) with its length in
+ *         @p out_len, or NULL when @p body has no derived form (or out of memory).
+ */
+typedef char *(*qp_cache_derive_fn)(const char *body, size_t len, size_t *out_len);
+
 /**
  * @return a new empty cache, or NULL when out of memory; free with qp_cache_free().
  * @param max_entries bound on entries (0 means unbounded, for the unbounded_cache mutant).
+ * @param max_bytes bound on the bytes of bodies and derived forms held (0 means unbounded).
+ * @param derive makes the derived form of each stored body, or NULL for none.
  */
-struct qp_cache *qp_cache_new(size_t max_entries, int64_t ttl_ms, int64_t grace_ms);
+struct qp_cache *qp_cache_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms,
+                              int64_t grace_ms, qp_cache_derive_fn derive);
 
 /** Frees the cache and every entry. NULL-safe. */
 void qp_cache_free(struct qp_cache *c);
 
 /**
  * Looks @p key up at time @p now_ms and marks it recently used.
- * On QP_CACHE_FRESH, @p body receives a malloc'd NUL-terminated copy (caller frees) and
- * @p len its length; otherwise *body is NULL. Entries past their grace time are dropped.
+ * On QP_CACHE_FRESH, @p body receives a malloc'd NUL-terminated copy of the entry's
+ * @p form (caller frees) and @p len its length; otherwise *body is NULL. An entry without
+ * the form asked for is a miss. Entries past their grace time are dropped.
  */
-enum qp_cache_state qp_cache_get(struct qp_cache *c, struct qp_key key, int64_t now_ms, char **body,
-                                 size_t *len);
+enum qp_cache_state qp_cache_get(struct qp_cache *c, struct qp_key key, int64_t now_ms,
+                                 enum qp_cache_form form, char **body, size_t *len);
 
 /**
- * Returns a copy of the entry (fresh or stale) when it is still within TTL + grace.
+ * Returns a copy of the entry's @p form (fresh or stale) when it is still within TTL +
+ * grace.
  * @return QP_CACHE_FRESH or QP_CACHE_STALE with *body malloc'd (caller frees), or
  *         QP_CACHE_MISS with *body NULL.
  */
 enum qp_cache_state qp_cache_get_fallback(struct qp_cache *c, struct qp_key key, int64_t now_ms,
-                                          char **body, size_t *len);
+                                          enum qp_cache_form form, char **body, size_t *len);
 
-/** Stores a copy of @p body for @p key at @p now_ms, replacing any older entry. */
+/**
+ * Stores a copy of @p body (and its derived form) for @p key at @p now_ms, replacing any
+ * older entry and evicting least recently used ones until both bounds hold. When the new
+ * entry alone exceeds max_bytes it is not stored, and the older entry of @p key is dropped
+ * (it is out of date); QK_OK all the same. On QK_NOMEM the older entry is dropped too.
+ */
 QK_WUR enum qk_err qp_cache_put(struct qp_cache *c, struct qp_key key, const char *body, size_t len,
                                 int64_t now_ms);
 
@@ -62,5 +91,8 @@ void qp_cache_evict(struct qp_cache *c, struct qp_key key);
 
 /** @return the number of entries held. */
 size_t qp_cache_count(const struct qp_cache *c);
+
+/** @return the bytes held: bodies and derived forms, the quantity max_bytes bounds. */
+size_t qp_cache_bytes(const struct qp_cache *c);
 
 #endif

@@ -37,6 +37,9 @@ enum opt_kind {
        "SECONDS  model-list cache lifetime (3600)")                                                \
     XX("cache-max-entries", "CACHE_MAX_ENTRIES", OPT_SIZE, cache_max_entries, 1, 10000000,         \
        "N  credentials kept in the model-list cache, LRU (1000)")                                  \
+    XX("cache-max-bytes", "CACHE_MAX_BYTES", OPT_SIZE, cache_max_bytes, 1, 1099511627776LL,        \
+       "BYTES  model-list cache size (both shapes of each list), LRU; a larger list is served "    \
+       "uncached (67108864)")                                                                      \
     XX("stale-grace", "STALE_GRACE", OPT_SECONDS, stale_grace_ms, 0, 31536000000LL,                \
        "SECONDS  serve an expired list this long when a refresh fails (300)")                      \
     XX("max-retries", "MAX_RETRIES", OPT_UINT, max_retries, 0, 20,                                 \
@@ -109,6 +112,7 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->upstream = "https://chat.qwenlm.ai";
     cfg->cache_ttl_ms = 3600 * 1000;
     cfg->cache_max_entries = 1000;
+    cfg->cache_max_bytes = 64 * 1024 * 1024;
     cfg->stale_grace_ms = 300 * 1000;
     cfg->max_retries = 3;
     cfg->retry_base_ms = 250;

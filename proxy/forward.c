@@ -132,31 +132,30 @@ header_value(const struct curl_slist *list, const char *name)
 
 /* ---- responses ------------------------------------------------------------------- */
 
-/* The model list for @p req, in its route's shape. */
+/* True when @p req gets the OpenAI shape of the list (HTTP-4). */
+static bool
+wants_v1_shape(const struct qp_request *req)
+{
+    return req->openai_alias && !QP_MUTANT(v1_models_raw);
+}
+
+/* Serves the model list @p body, already in @p req's route shape (taken; NULL: none). */
 static void
-respond_models(struct qp_request *req, const char *raw, size_t len, enum qp_cache_mark mark)
+respond_models(struct qp_request *req, char *body, size_t len, enum qp_cache_mark mark)
 {
     req->cache = mark;
-    if (req->openai_alias && !QP_MUTANT(v1_models_raw)) {
-        size_t out_len = 0;
-        char *out = qp_models_openai(raw, len, &out_len);
-        if (!out) {
-            qp_response_error(&req->resp, 502, "Upstream model list is not usable.", NULL,
-                              "upstream_bad_body");
-            return;
-        }
-        qp_response_take_body(&req->resp, 200, out, out_len, "application/json");
+    bool v1 = wants_v1_shape(req);
+    if (!body && v1) {
+        qp_response_error(&req->resp, 502, "Upstream model list is not usable.", NULL,
+                          "upstream_bad_body");
         return;
     }
-    char *copy = malloc(len + 1);
-    if (!copy) {
+    if (!body) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
         return;
     }
-    memcpy(copy, raw, len);
-    copy[len] = '\0';
-    qp_response_take_body(&req->resp, 200, copy, len,
-                          QP_MUTANT(models_as_text) ? "text/plain" : "application/json");
+    qp_response_take_body(&req->resp, 200, body, len,
+                          !v1 && QP_MUTANT(models_as_text) ? "text/plain" : "application/json");
 }
 
 /* Relays a successful chat completion with the upstream's end-to-end headers. */
@@ -303,21 +302,60 @@ models_key(const struct qp_request *req)
     return req->cred_key;
 }
 
+/* One landing's list; its /v1 shape is looked up or made at most once for all callers. */
+struct models_landing {
+    const char *raw;
+    size_t len;
+    char *v1;
+    size_t v1_len;
+    bool v1_tried;
+};
+
+/* Serves @p req the landing's list in its shape. The /v1 shape comes from the cache, which
+ * made it once when it stored the list: the entry of the key IS this list here (it was
+ * just stored, or it is the stale one being served). A list too large to cache is
+ * converted here, once per landing. */
+static void
+respond_landing(struct qp_forwarder *fw, struct qp_request *req, struct models_landing *l,
+                enum qp_cache_mark mark)
+{
+    const char *src = l->raw;
+    size_t n = l->len;
+    if (wants_v1_shape(req)) {
+        if (!l->v1_tried) {
+            l->v1_tried = true;
+            if (QP_MUTANT(no_cache) ||
+                qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
+                                      &l->v1, &l->v1_len) == QP_CACHE_MISS)
+                l->v1 = qp_models_openai(l->raw, l->len, &l->v1_len);
+        }
+        src = l->v1;
+        n = l->v1_len;
+    }
+    char *copy = src ? malloc(n + 1) : NULL;
+    if (copy) {
+        memcpy(copy, src, n);
+        copy[n] = '\0';
+    }
+    respond_models(req, copy, n, mark);
+}
+
 /* Ends a model-list exchange: the leader's answer goes to every waiter of its flight. */
 static void
 models_land(struct qp_forwarder *fw, struct qp_request *leader, const char *raw, size_t len,
             enum qp_cache_mark mark)
 {
+    struct models_landing landing = {.raw = raw, .len = len};
     void **waiters = NULL;
     size_t n = 0;
     if (leader->leads_flight)
         n = qp_flight_land(fw->flights, leader->flight_key, &waiters);
     if (raw)
-        respond_models(leader, raw, len, mark);
+        respond_landing(fw, leader, &landing, mark);
     for (size_t i = 0; i < n; i++) {
         struct qp_request *w = waiters[i];
         if (raw) {
-            respond_models(w, raw, len, mark);
+            respond_landing(fw, w, &landing, mark);
         } else if (!qp_response_copy(&w->resp, &leader->resp)) {
             qp_response_clear(&w->resp);
             qp_response_error(&w->resp, 500, "Out of memory.", NULL, "internal_error");
@@ -326,6 +364,7 @@ models_land(struct qp_forwarder *fw, struct qp_request *leader, const char *raw,
             w->cache = leader->cache;
         finish(fw, w);
     }
+    free(landing.v1);
     free(waiters);
     finish(fw, leader);
 }
@@ -338,8 +377,8 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
         return false;
     char *body = NULL;
     size_t len = 0;
-    if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), &body, &len) ==
-        QP_CACHE_MISS)
+    if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body,
+                              &len) == QP_CACHE_MISS)
         return false;
     models_land(fw, req, body, len, QP_MARK_STALE);
     free(body);
@@ -1111,10 +1150,10 @@ qp_forward_on_post(void *ctx, void *item)
         req->cache = QP_MARK_MISS;
         char *body = NULL;
         size_t len = 0;
+        enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
         if (!QP_MUTANT(no_cache) &&
-            qp_cache_get(fw->cache, req->flight_key, now, &body, &len) == QP_CACHE_FRESH) {
+            qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
             respond_models(req, body, len, QP_MARK_HIT);
-            free(body);
             finish(fw, req);
             return;
         }
@@ -1135,8 +1174,8 @@ qp_forward_on_post(void *ctx, void *item)
         qk_buf_free(&k);
         char *body = NULL;
         size_t len = 0;
-        if (req->has_cache_key &&
-            qp_cache_get(fw->cache, req->flight_key, now, &body, &len) == QP_CACHE_FRESH) {
+        if (req->has_cache_key && qp_cache_get(fw->cache, req->flight_key, now, QP_CACHE_BODY,
+                                               &body, &len) == QP_CACHE_FRESH) {
             qp_response_take_body(&req->resp, 200, body, len, "application/json");
             req->cache = QP_MARK_HIT;
             finish(fw, req);
@@ -1180,9 +1219,10 @@ qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out)
     fw->cfg = *cfg;
     int64_t ttl = QP_MUTANT(cache_never_expires) ? INT64_MAX / 4 : cfg->cache_ttl_ms;
     size_t max = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_entries;
+    size_t max_bytes = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_bytes;
     fw->models_url = strdup(cfg->models_url);
     fw->chat_url = strdup(cfg->chat_url);
-    fw->cache = qp_cache_new(max, ttl, cfg->stale_grace_ms);
+    fw->cache = qp_cache_new(max, max_bytes, ttl, cfg->stale_grace_ms, qp_models_openai);
     fw->flights = qp_flights_new();
     if (!fw->models_url || !fw->chat_url || !fw->cache || !fw->flights) {
         qp_forwarder_free(fw);

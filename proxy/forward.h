@@ -40,6 +40,7 @@ struct qp_forward_config {
     struct qp_retry_policy policy;
     int64_t cache_ttl_ms;
     size_t cache_max_entries;
+    size_t cache_max_bytes; /**< bodies held by the model-list cache, both shapes */
     int64_t stale_grace_ms;
     int64_t upstream_timeout_ms;
     int64_t deadline_ms;

@@ -1,7 +1,16 @@
 #include "models.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <string.h>
+
+static atomic_ulong conversions;
+
+unsigned long
+qp_models_openai_conversions(void)
+{
+    return atomic_load(&conversions);
+}
 
 bool
 qp_models_usable(const char *body, size_t len)
@@ -26,6 +35,7 @@ put(cJSON *obj, const char *name, cJSON *item)
 char *
 qp_models_openai(const char *body, size_t len, size_t *out_len)
 {
+    atomic_fetch_add(&conversions, 1);
     char *out = NULL;
     cJSON *root = cJSON_ParseWithLength(body, len);
     cJSON *list = cJSON_CreateObject();

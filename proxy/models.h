@@ -15,8 +15,13 @@ bool qp_models_usable(const char *body, size_t len);
  * Converts the upstream list to OpenAI's `{"object":"list","data":[{"id","object":"model",
  * "created","owned_by"}...]}`, keeping the other fields of each model. Entries without a
  * string `id` are dropped.
+ * Costly on a large list (parse, copy, print): the cache calls it once per entry.
  * @return a malloc'd body (caller frees), or NULL when @p body is unusable or out of memory.
  */
 char *qp_models_openai(const char *body, size_t len, size_t *out_len);
+
+/** @return how many times qp_models_openai() ran in this process (tests count them).
+ *  Thread-safe. */
+unsigned long qp_models_openai_conversions(void);
 
 #endif

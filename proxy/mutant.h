@@ -27,7 +27,7 @@
     XX(no_single_flight, "CACHE-4", "every concurrent miss goes upstream")                         \
     XX(cache_chat, "CACHE-5", "caches chat completions per credential and body")                   \
     XX(no_stale, "CACHE-6", "never serves a stale list when a refresh fails")                      \
-    XX(unbounded_cache, "CACHE-7", "ignores --cache-max-entries")                                  \
+    XX(unbounded_cache, "CACHE-7", "ignores --cache-max-entries and --cache-max-bytes")            \
     XX(no_retry, "RETRY-1", "never retries")                                                       \
     XX(relay_html, "RETRY-2", "relays HTML answers instead of retrying them")                      \
     XX(wrong_retry_count, "RETRY-3", "makes one attempt more than configured")                     \

@@ -768,6 +768,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         .policy = {cfg->max_retries, cfg->retry_base_ms, cfg->retry_after_cap_ms},
         .cache_ttl_ms = cfg->cache_ttl_ms,
         .cache_max_entries = cfg->cache_max_entries,
+        .cache_max_bytes = cfg->cache_max_bytes,
         .stale_grace_ms = cfg->stale_grace_ms,
         .upstream_timeout_ms = cfg->upstream_timeout_ms,
         .deadline_ms = cfg->deadline_ms,

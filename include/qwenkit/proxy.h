@@ -35,6 +35,7 @@ struct qk_proxy_config {
     const char *upstream;        /**< base URL, default "https://chat.qwenlm.ai" */
     int64_t cache_ttl_ms;        /**< model-list cache TTL, default 3600 s */
     size_t cache_max_entries;    /**< credentials kept in the cache (LRU), default 1000 */
+    size_t cache_max_bytes;      /**< bytes of lists kept in the cache (LRU, both shapes), 64 MiB */
     int64_t stale_grace_ms;      /**< serve an expired list this long when refresh fails, 300 s */
     unsigned max_retries;        /**< retries after the first attempt, default 3 */
     unsigned retry_base_ms;      /**< first backoff step, doubled per retry, default 250 */

@@ -152,6 +152,33 @@ bad_values_are_refused_with_a_message(void **state)
     fake_env = NULL;
 }
 
+/* The model-list cache is bounded in bytes too: default 64 MiB, flag and environment. */
+static void
+cache_max_bytes_option(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    qk_proxy_config_init(&cfg);
+    assert_int_equal(cfg.cache_max_bytes, 64 * 1024 * 1024);
+    enum qk_proxy_cli_action action;
+    char err[256];
+    char *flag[] = {"qwen-proxy", "--cache-max-bytes", "1000"};
+    fake_env = NULL;
+    assert_int_equal(parse(&cfg, 3, flag, &action, err), QK_OK);
+    assert_int_equal(cfg.cache_max_bytes, 1000);
+    static const char *const e[] = {"QWEN_PROXY_CACHE_MAX_BYTES", "4096", NULL};
+    fake_env = e;
+    char *none[] = {"qwen-proxy"};
+    assert_int_equal(parse(&cfg, 1, none, &action, err), QK_OK);
+    assert_int_equal(cfg.cache_max_bytes, 4096);
+    fake_env = NULL;
+    char *zero[] = {"qwen-proxy", "--cache-max-bytes", "0"};
+    assert_int_equal(parse(&cfg, 3, zero, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "--cache-max-bytes"));
+    assert_non_null(strstr(qk_proxy_usage(), "--cache-max-bytes"));
+    assert_non_null(strstr(qk_proxy_usage(), "QWEN_PROXY_CACHE_MAX_BYTES"));
+}
+
 static void
 help_version_and_mutant_flag(void **state)
 {
@@ -187,6 +214,7 @@ main(void)
         cmocka_unit_test(flags_set_every_field),
         cmocka_unit_test(flags_win_over_environment),
         cmocka_unit_test(bad_values_are_refused_with_a_message),
+        cmocka_unit_test(cache_max_bytes_option),
         cmocka_unit_test(help_version_and_mutant_flag),
     };
     return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);

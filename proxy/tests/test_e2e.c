@@ -22,6 +22,8 @@
 #include "qwenkit/mock.h"
 #include "qwenkit/proxy.h"
 
+#include "models.h"
+
 #define CHAT_BODY                                                                                  \
     "{\"model\":\"qwen-max-latest\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
 
@@ -317,6 +319,78 @@ v1_models_has_the_openai_shape(void **state)
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "owned_by")));
     cJSON_Delete(j);
     reply_free(&r);
+}
+
+/* The /v1 list is converted from the upstream's once per cache entry, not on every hit:
+ * a hit on a huge list would otherwise hold the one upstream thread. */
+static void
+v1_models_is_converted_once_per_entry(void **state)
+{
+    struct env *e = *state;
+    char t[40], h[80], u[128];
+    new_token(t);
+    auth_header(t, h);
+    url(e, "/v1/models", u);
+    const char *hs[] = {h, NULL};
+    unsigned long before = qp_models_openai_conversions();
+    struct reply first;
+    http("GET", u, hs, NULL, &first);
+    assert_int_equal(first.status, 200);
+    assert_string_equal(header(&first, "X-Cache"), "MISS");
+    for (int i = 0; i < 4; i++) {
+        struct reply r;
+        http("GET", u, hs, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(header(&r, "X-Cache"), "HIT");
+        assert_string_equal(qk_buf_ptr(&r.body), qk_buf_ptr(&first.body));
+        reply_free(&r);
+    }
+    assert_int_equal(qp_models_openai_conversions() - before, 1);
+    reply_free(&first);
+
+    /* Concurrent misses of a flight share the one conversion too. */
+    char t2[40], h2[80];
+    new_token(t2);
+    auth_header(t2, h2);
+    script(e, t2, "models", "[{\"delay_ms\":400}]");
+    before = qp_models_openai_conversions();
+    CURLM *multi = curl_multi_init();
+    CURL *easy[4];
+    struct qk_buf bodies[4];
+    struct curl_slist *list = curl_slist_append(NULL, h2);
+    for (int i = 0; i < 4; i++) {
+        qk_buf_init(&bodies[i], 1 << 20);
+        easy[i] = curl_easy_init();
+        curl_easy_setopt(easy[i], CURLOPT_URL, u);
+        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, list);
+        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 20L);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, sink);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bodies[i]);
+        curl_multi_add_handle(multi, easy[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(multi, &running);
+        if (running)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < 4; i++) {
+        long status = 0;
+        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
+        assert_int_equal(status, 200);
+        assert_non_null(strstr(qk_buf_ptr(&bodies[i]), "\"object\":\"list\""));
+        assert_string_equal(qk_buf_ptr(&bodies[i]), qk_buf_ptr(&bodies[0]));
+    }
+    for (int i = 0; i < 4; i++) {
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        qk_buf_free(&bodies[i]);
+    }
+    curl_slist_free_all(list);
+    curl_multi_cleanup(multi);
+    assert_int_equal(attempts(e, t2, 1), 1);
+    assert_int_equal(qp_models_openai_conversions() - before, 1);
 }
 
 /* RETRY-1/2/7 + AUTH-3 + HTTP-2: failures are retried with the same request. */
@@ -1116,6 +1190,7 @@ main(void)
         cmocka_unit_test(auth_is_checked_before_any_upstream_call),
         cmocka_unit_test(model_list_is_cached_per_credential),
         cmocka_unit_test(v1_models_has_the_openai_shape),
+        cmocka_unit_test(v1_models_is_converted_once_per_entry),
         cmocka_unit_test(failures_are_retried_with_identical_requests),
         cmocka_unit_test(gives_up_after_four_attempts),
         cmocka_unit_test(dropped_connections_are_the_attempts_counted),
