@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing; builds the release configuration with
-# -Werror and runs the conformance suite against its proxy; builds again under
-# AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and runs ctest, the
-# rogues last.
+# -Werror, runs the conformance suite against its proxy and a one-minute chaos soak;
+# builds again under AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and
+# runs ctest, the rogues last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
@@ -20,6 +20,9 @@ if ! build-release/conformance/qwen-conformance --spawn >build-release/conforman
   exit 1
 fi
 grep -E '^(verdict|conformance):' build-release/conformance.log
+# A minute of mixed traffic with injected faults through the release proxy: every answer
+# exact or one clean error, RSS and descriptors flat (bench/README.md, "Chaos soak").
+python3 bench/chaos_soak.py build-release --seconds 60
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
