@@ -18,7 +18,8 @@
     XX(errors)                                                                             \
     XX(http)                                                                               \
     XX(stream)                                                                             \
-    XX(robust)
+    XX(robust)                                                                             \
+    XX(input)
 
 #define CONF_GROUP_DECLARE(area) extern const struct conf_group conf_group_##area;
 CONF_GROUP_MAP(CONF_GROUP_DECLARE)

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.2.0"
+#define CONF_SPEC_VERSION "1.3.0"
 
 enum conf_level {
     CONF_MUST = 0,
@@ -88,6 +88,13 @@ enum conf_level {
 #define CONF_ROBUST_REQUIREMENTS(XX)                                                       \
     XX(ROBUST_1, "ROBUST-1", MUST, "keeps serving after malformed input and odd answers")
 
+/* SPEC 1.3: input the proxy refuses before anything goes upstream (conf_input.c). */
+#define CONF_INPUT_REQUIREMENTS(XX)                                                        \
+    XX(INPUT_1, "INPUT-1", MUST, "duplicate Authorization/Host/Content-Length: 400")      \
+    XX(INPUT_2, "INPUT-2", MUST, "control characters in header values: 400")             \
+    XX(INPUT_3, "INPUT-3", MUST, "encoded / or NUL in the path never reaches a route")   \
+    XX(INPUT_4, "INPUT-4", SHOULD, "HEAD on the GET routes answered as GET, no body")
+
 #define CONF_REQUIREMENT_MAP(XX)                                                           \
     CONF_AUTH_REQUIREMENTS(XX)                                                             \
     CONF_CACHE_REQUIREMENTS(XX)                                                            \
@@ -95,7 +102,8 @@ enum conf_level {
     CONF_ERR_REQUIREMENTS(XX)                                                              \
     CONF_HTTP_REQUIREMENTS(XX)                                                             \
     CONF_SSE_REQUIREMENTS(XX)                                                              \
-    CONF_ROBUST_REQUIREMENTS(XX)
+    CONF_ROBUST_REQUIREMENTS(XX)                                                           \
+    CONF_INPUT_REQUIREMENTS(XX)
 
 enum conf_req {
 #define CONF_REQ_ENUM(sym, id, level, summary) CONF_REQ_##sym,
