@@ -346,6 +346,40 @@ connect_to(const char *host, const char *port)
     return fd;
 }
 
+/* Decodes a chunked body; a malformed one is left as it came. */
+static void
+dechunk(struct conf_response *out)
+{
+    const char *p = out->body, *end = out->body + out->body_len;
+    char *dst = malloc(out->body_len + 1);
+    size_t n = 0;
+    while (dst && p < end) {
+        char *after = NULL;
+        unsigned long long size = strtoull(p, &after, 16);
+        const char *eol = memchr(after, '\n', (size_t)(end - after));
+        if (after == p || !eol)
+            break;
+        p = eol + 1;
+        if (size == 0) {
+            dst[n] = '\0';
+            free(out->body);
+            out->body = dst;
+            out->body_len = n;
+            return;
+        }
+        if (size > (unsigned long long)(end - p))
+            break;
+        memcpy(dst + n, p, (size_t)size);
+        n += (size_t)size;
+        p += size;
+        if (p < end && *p == '\r')
+            p++;
+        if (p < end && *p == '\n')
+            p++;
+    }
+    free(dst);
+}
+
 /* Fills @p out from the raw answer in @p b: first status line, its headers, the rest. */
 static enum qk_err
 parse_raw_answer(const char *b, size_t n, struct conf_response *out,
@@ -391,6 +425,12 @@ parse_raw_answer(const char *b, size_t n, struct conf_response *out,
     memcpy(out->body, body_len ? line : "", body_len);
     out->body[body_len] = '\0';
     out->body_len = body_len;
+    const char *te = conf_response_header(out, "Transfer-Encoding");
+    const char *cl = conf_response_header(out, "Content-Length");
+    if (te && strstr(te, "chunked"))
+        dechunk(out);
+    else if (cl && strtoull(cl, NULL, 10) < out->body_len)
+        out->body[out->body_len = (size_t)strtoull(cl, NULL, 10)] = '\0'; /* more follows */
     return QK_OK;
 }
 

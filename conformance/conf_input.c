@@ -49,8 +49,6 @@ expect_refused(struct conf_ctx *ctx, const char *token, const char *method, cons
     conf_assert_json_error(ctx, r);
     size_t n = (size_t)cJSON_GetArraySize(conf_upstream_since(ctx, since));
     conf_check(ctx, r, n == 0, "%s: %zu request(s) reached the upstream", what, n);
-    conf_check(ctx, NULL, conf_still_serving(ctx, what), "the target stopped answering after %s",
-               what);
 }
 
 /* INPUT-1: two Authorization lines get 400 and neither credential reaches the upstream. */
@@ -163,9 +161,10 @@ static void
 INPUT_4_head_answered_as_get_without_body(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const struct conf_response *get = conf_get_models(ctx, token);
-    conf_require_model_list(ctx, get);
     const char *path = conf_api(ctx, "/models");
+    /* Not conf_get_models(): whether credentials share a list (AUTH-5) does not matter. */
+    const char *bearer[] = {conf_bearer(ctx, token), NULL};
+    conf_require_model_list(ctx, conf_send(ctx, "GET", path, bearer, NULL));
     const char *lines = conf_str(ctx, "Authorization: Bearer %s\r\n", token);
     const char *raw = raw_request(ctx, "HEAD", path, true, lines, NULL, false);
     struct conf_raw_outcome seen;
