@@ -285,6 +285,38 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
     }
 }
 
+/* AUTH-6: every Connection header line names hop-by-hop headers, not only the first. */
+static void
+AUTH_6_second_connection_line_counts(struct conf_ctx *ctx)
+{
+    conf_judges_credentials(ctx);
+    const char *token = conf_token(ctx);
+    const char *path = conf_api(ctx, "/chat/completions");
+    const char *body = conf_chat_body(ctx, "two Connection lines");
+    const char *url = conf_target(ctx)->proxy_url;
+    const char *host = strncmp(url, "http://", 7) == 0 ? url + 7 : url;
+    /* Raw bytes: a client library may merge the two lines into one. */
+    const char *raw = conf_str(ctx,
+                               "POST %s HTTP/1.1\r\nHost: %.*s\r\nAuthorization: Bearer %s\r\n"
+                               "Content-Type: application/json\r\nConnection: close\r\n"
+                               "Connection: X-Conf-Hop2\r\nX-Conf-Hop2: must-not-travel-2\r\n"
+                               "Content-Length: %zu\r\n\r\n%s",
+                               path, (int)strcspn(host, "/"), host, token, strlen(body), body);
+    struct conf_mark since = conf_upstream_mark(ctx);
+    conf_send_raw(ctx, token, "POST", path, raw, strlen(raw), NULL);
+    conf_sleep_ms(100);
+    const cJSON *upstream = conf_upstream_since(ctx, since);
+    conf_assume(ctx, cJSON_GetArraySize(upstream) > 0,
+                "the chat request did not reach the upstream (see HTTP-1), nothing to judge");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, upstream) {
+        const char *v = conf_entry_header(e, "X-Conf-Hop2");
+        conf_check(ctx, NULL, !conf_contains_nocase(v, "must-not-travel-2"),
+                   "X-Conf-Hop2, named in the request's second Connection header, reached the "
+                   "upstream (\"%s\")", v ? v : "");
+    }
+}
+
 /* AUTH-6: the proxy adds no credentials of its own upstream. */
 static void
 AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
@@ -380,6 +412,7 @@ static const struct CMUnitTest auth_tests[] = {
     CONF_TEST(AUTH_6, AUTH_6_hop_by_hop_headers_not_forwarded),
     CONF_TEST(AUTH_6, AUTH_6_proxy_adds_no_credentials),
     CONF_TEST(AUTH_6, AUTH_6_no_hop_by_hop_headers_in_response),
+    CONF_TEST(AUTH_6, AUTH_6_second_connection_line_counts),
 };
 
 const struct conf_group conf_group_auth = {"auth", auth_tests,

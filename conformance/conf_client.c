@@ -1,10 +1,14 @@
 #include "conf_client.h"
 
 #include <curl/curl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "qwenkit/buf.h"
 
@@ -280,4 +284,213 @@ conf_response_clear(struct conf_response *r)
     free(r->body);
     r->body = NULL;
     r->body_len = 0;
+}
+
+/* ---- raw exchanges ---- */
+
+/* Splits "http://HOST:PORT[/...]" (HOST may be "[v6]"). */
+static bool
+split_base_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *p = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+    if (!p)
+        return false;
+    const char *end = p + strcspn(p, "/");
+    const char *colon = NULL;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (!close)
+            return false;
+        colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+        p++;
+        if ((size_t)(close - p) >= hostlen)
+            return false;
+        memcpy(host, p, (size_t)(close - p));
+        host[close - p] = '\0';
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        const char *hend = colon ? colon : end;
+        if ((size_t)(hend - p) >= hostlen)
+            return false;
+        memcpy(host, p, (size_t)(hend - p));
+        host[hend - p] = '\0';
+    }
+    const char *pstart = colon ? colon + 1 : "80";
+    size_t plen = colon ? (size_t)(end - pstart) : 2;
+    if (plen == 0 || plen >= portlen)
+        return false;
+    memcpy(port, pstart, plen);
+    port[plen] = '\0';
+    return true;
+}
+
+static int
+connect_to(const char *host, const char *port)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* Decodes a chunked body; a malformed one is left as it came. */
+static void
+dechunk(struct conf_response *out)
+{
+    const char *p = out->body, *end = out->body + out->body_len;
+    char *dst = malloc(out->body_len + 1);
+    size_t n = 0;
+    while (dst && p < end) {
+        char *after = NULL;
+        unsigned long long size = strtoull(p, &after, 16);
+        const char *eol = memchr(after, '\n', (size_t)(end - after));
+        if (after == p || !eol)
+            break;
+        p = eol + 1;
+        if (size == 0) {
+            dst[n] = '\0';
+            free(out->body);
+            out->body = dst;
+            out->body_len = n;
+            return;
+        }
+        if (size > (unsigned long long)(end - p))
+            break;
+        memcpy(dst + n, p, (size_t)size);
+        n += (size_t)size;
+        p += size;
+        if (p < end && *p == '\r')
+            p++;
+        if (p < end && *p == '\n')
+            p++;
+    }
+    free(dst);
+}
+
+/* Fills @p out from the raw answer in @p b: first status line, its headers, the rest. */
+static enum qk_err
+parse_raw_answer(const char *b, size_t n, struct conf_response *out,
+                 struct conf_raw_outcome *outcome)
+{
+    for (size_t i = 0; i + 5 <= n; i++) {
+        if ((i == 0 || b[i - 1] == '\n') && memcmp(b + i, "HTTP/", 5) == 0)
+            outcome->status_lines++;
+    }
+    if (n < 12 || memcmp(b, "HTTP/", 5) != 0) {
+        snprintf(out->error, sizeof(out->error), "no status line in %zu bytes received", n);
+        return QK_OK;
+    }
+    const char *sp = memchr(b, ' ', n);
+    out->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    const char *line = memchr(b, '\n', n);
+    const char *end = b + n;
+    while (line && ++line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        size_t llen = eol ? (size_t)(eol - line) : (size_t)(end - line);
+        if (llen == 0 || (llen == 1 && line[0] == '\r')) {
+            line += llen + (eol ? 1 : 0);
+            break;
+        }
+        const char *colon = memchr(line, ':', llen);
+        if (colon && out->header_count < CONF_CLIENT_HEADERS_MAX) {
+            struct conf_header *h = &out->headers[out->header_count];
+            h->name = dup_trimmed(line, (size_t)(colon - line));
+            h->value = dup_trimmed(colon + 1, llen - (size_t)(colon - line) - 1);
+            if (!h->name || !h->value) {
+                free(h->name);
+                free(h->value);
+                return QK_NOMEM;
+            }
+            out->header_count++;
+        }
+        line = eol;
+    }
+    size_t body_len = line && line < end ? (size_t)(end - line) : 0;
+    out->body = malloc(body_len + 1);
+    if (!out->body)
+        return QK_NOMEM;
+    memcpy(out->body, body_len ? line : "", body_len);
+    out->body[body_len] = '\0';
+    out->body_len = body_len;
+    const char *te = conf_response_header(out, "Transfer-Encoding");
+    const char *cl = conf_response_header(out, "Content-Length");
+    if (te && strstr(te, "chunked"))
+        dechunk(out);
+    else if (cl && strtoull(cl, NULL, 10) < out->body_len)
+        out->body[out->body_len = (size_t)strtoull(cl, NULL, 10)] = '\0'; /* more follows */
+    return QK_OK;
+}
+
+enum qk_err
+conf_http_raw(const char *base_url, const char *bytes, size_t len, long timeout_ms,
+              struct conf_response *out, struct conf_raw_outcome *outcome)
+{
+    memset(outcome, 0, sizeof(*outcome));
+    out->status = 0;
+    out->error[0] = '\0';
+    out->sent_ms = qk_now_ms();
+    char host[128], port[16];
+    if (!split_base_url(base_url, host, sizeof(host), port, sizeof(port)))
+        return QK_INVALID;
+    if (timeout_ms <= 0)
+        timeout_ms = CONF_CLIENT_TIMEOUT_MS;
+    int fd = connect_to(host, port);
+    if (fd < 0) {
+        snprintf(out->error, sizeof(out->error), "cannot connect to %s", base_url);
+        out->body = calloc(1, 1);
+        return out->body ? QK_OK : QK_NOMEM;
+    }
+    struct qk_buf got;
+    qk_buf_init(&got, CONF_CLIENT_BODY_MAX);
+    enum qk_err rc = QK_OK;
+    int64_t deadline = out->sent_ms + timeout_ms;
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the target may answer and close before it read everything */
+        sent += (size_t)w;
+    }
+    char chunk[16384];
+    for (;;) {
+        int64_t left = deadline - qk_now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        ssize_t r = recv(fd, chunk, sizeof(chunk), 0);
+        if (r <= 0) {
+            outcome->closed = true; /* EOF, or a reset after the answer */
+            break;
+        }
+        outcome->bytes += (size_t)r;
+        if (qk_buf_append(&got, chunk, (size_t)r) != QK_OK)
+            out->body_truncated = 1;
+    }
+    close(fd);
+    out->done_ms = qk_now_ms();
+    rc = parse_raw_answer(qk_buf_ptr(&got), qk_buf_len(&got), out, outcome);
+    if (rc == QK_OK && !out->body) {
+        out->body = calloc(1, 1);
+        if (!out->body)
+            rc = QK_NOMEM;
+    }
+    if (rc == QK_OK && out->status == 0 && !outcome->closed)
+        snprintf(out->error, sizeof(out->error), "no answer within %ld ms", timeout_ms);
+    qk_buf_free(&got);
+    return rc;
 }

@@ -73,6 +73,26 @@ QK_WUR enum qk_err conf_http(const struct conf_request *req, struct conf_respons
 QK_WUR enum qk_err conf_http_many(const struct conf_request *reqs, size_t n,
                                   struct conf_response *out);
 
+/** What a raw exchange (conf_http_raw()) saw besides the response it parsed. */
+struct conf_raw_outcome {
+    size_t status_lines; /**< lines of the answer that start like a status line */
+    bool closed;         /**< the target closed the connection before the timeout */
+    size_t bytes;        /**< bytes received in all */
+};
+
+/**
+ * Sends @p bytes exactly as given (no parsing, no normalising: for malformed requests a
+ * client library would refuse or repair) on a new connection to @p base_url
+ * ("http://HOST:PORT"), then reads until the target closes or @p timeout_ms passes.
+ * Fills @p out from the first status line, the header block after it and the bytes after
+ * that block (the body, unframed), and @p outcome with what else was seen. No answer at
+ * all shows as status 0 with a message in out->error.
+ * @return QK_OK, or QK_NOMEM / QK_INVALID when the exchange could not be attempted.
+ */
+QK_WUR enum qk_err conf_http_raw(const char *base_url, const char *bytes, size_t len,
+                                 long timeout_ms, struct conf_response *out,
+                                 struct conf_raw_outcome *outcome);
+
 /** @return the value of the first header named @p name (case-insensitive), or NULL. */
 const char *conf_response_header(const struct conf_response *r, const char *name);
 

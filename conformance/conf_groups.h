@@ -19,7 +19,8 @@
     XX(http)                                                                               \
     XX(stream)                                                                             \
     XX(robust)                                                                             \
-    XX(conn)
+    XX(conn)                                                                               \
+    XX(input)
 
 #define CONF_GROUP_DECLARE(area) extern const struct conf_group conf_group_##area;
 CONF_GROUP_MAP(CONF_GROUP_DECLARE)

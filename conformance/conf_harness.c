@@ -502,6 +502,24 @@ conf_send(struct conf_ctx *ctx, const char *method, const char *path,
                         body ? strlen(body) : 0, 0);
 }
 
+const struct conf_response *
+conf_send_raw(struct conf_ctx *ctx, const char *token, const char *method, const char *path,
+              const char *raw, size_t raw_len, struct conf_raw_outcome *outcome)
+{
+    if (token)
+        conf_note_token(ctx, token);
+    conf_note_request(ctx, method, path, NULL, 0);
+    struct conf_response *resp = calloc(1, sizeof(*resp));
+    pool_keep(ctx, resp, release_response);
+    struct conf_raw_outcome seen;
+    enum qk_err rc = conf_http_raw(target->proxy_url, raw, raw_len, 10000, resp, &seen);
+    conf_check(ctx, NULL, rc == QK_OK, "could not make the raw request %s %s: %s", method, path,
+               qk_strerror(rc));
+    if (outcome)
+        *outcome = seen;
+    return resp;
+}
+
 static void
 release_response_array(void *ptr)
 {

@@ -241,6 +241,18 @@ const struct conf_response *conf_send_ex(struct conf_ctx *ctx, const char *base_
                                          const char *method, const char *path,
                                          const char *const *headers, const char *body,
                                          size_t body_len, long timeout_ms);
+/**
+ * Sends the bytes @p raw exactly as given to the proxy on a new connection
+ * (conf_http_raw()), for requests a client library would refuse or repair. @p token is the
+ * credential they carry (or NULL), @p method and @p path what the request asks for (for the
+ * crash report and the routes the test depends on). @p outcome, when not NULL, gets what
+ * else was seen (status lines, whether the connection was closed).
+ * @return the response; no answer shows as status 0.
+ */
+const struct conf_response *conf_send_raw(struct conf_ctx *ctx, const char *token,
+                                          const char *method, const char *path,
+                                          const char *raw, size_t raw_len,
+                                          struct conf_raw_outcome *outcome);
 /** Sends @p n requests at once; @return an array of n responses. */
 const struct conf_response *conf_send_many(struct conf_ctx *ctx,
                                            const struct conf_request *reqs, size_t n);

@@ -90,6 +90,13 @@ enum conf_level {
     XX(ROBUST_2, "ROBUST-2", SHOULD, "a request trickled in is cut at a receive deadline")   \
     XX(ROBUST_3, "ROBUST-3", SHOULD, "a caller who hangs up mid-request is let go at once")
 
+/* SPEC 1.3: input the proxy refuses before anything goes upstream (conf_input.c). */
+#define CONF_INPUT_REQUIREMENTS(XX)                                                        \
+    XX(INPUT_1, "INPUT-1", MUST, "duplicate Authorization/Host/Content-Length: 400")      \
+    XX(INPUT_2, "INPUT-2", MUST, "control characters in header values: 400")             \
+    XX(INPUT_3, "INPUT-3", MUST, "encoded / or NUL in the path never reaches a route")   \
+    XX(INPUT_4, "INPUT-4", SHOULD, "HEAD on the GET routes answered as GET, no body")
+
 #define CONF_REQUIREMENT_MAP(XX)                                                           \
     CONF_AUTH_REQUIREMENTS(XX)                                                             \
     CONF_CACHE_REQUIREMENTS(XX)                                                            \
@@ -97,7 +104,8 @@ enum conf_level {
     CONF_ERR_REQUIREMENTS(XX)                                                              \
     CONF_HTTP_REQUIREMENTS(XX)                                                             \
     CONF_SSE_REQUIREMENTS(XX)                                                              \
-    CONF_ROBUST_REQUIREMENTS(XX)
+    CONF_ROBUST_REQUIREMENTS(XX)                                                           \
+    CONF_INPUT_REQUIREMENTS(XX)
 
 enum conf_req {
 #define CONF_REQ_ENUM(sym, id, level, summary) CONF_REQ_##sym,

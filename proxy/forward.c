@@ -163,7 +163,6 @@ static void
 respond_chat_success(struct qp_request *req)
 {
     const char *ctype = header_value(req->attempt_headers, "Content-Type");
-    const char *connection = header_value(req->attempt_headers, "Connection");
     size_t len = 0;
     char *body = qk_buf_take(&req->attempt_body, &len);
     size_t openai_len = 0;
@@ -188,7 +187,7 @@ respond_chat_success(struct qp_request *req)
         char name[128];
         memcpy(name, h->data, (size_t)(colon - h->data));
         name[colon - h->data] = '\0';
-        if (!qp_header_forward_response(name, connection))
+        if (!qp_header_forward_response_of(name, req->attempt_headers))
             continue;
         struct curl_slist *l = curl_slist_append(req->resp.headers, h->data);
         if (l)

@@ -1,5 +1,6 @@
 #include "headers.h"
 
+#include <curl/curl.h>
 #include <string.h>
 #include <strings.h>
 
@@ -88,6 +89,22 @@ qp_header_forward_response(const char *name, const char *connection)
     if (qp_header_flags(name) & (QP_HDR_HOP | QP_HDR_RES_OWN))
         return false;
     return !qp_header_in_connection(name, connection);
+}
+
+bool
+qp_header_forward_response_of(const char *name, const struct curl_slist *lines)
+{
+    if (!qp_header_forward_response(name, NULL))
+        return false;
+    if (QP_MUTANT(relay_hop_headers))
+        return true;
+    static const char conn[] = "Connection:";
+    for (; lines; lines = lines->next) {
+        if (strncasecmp(lines->data, conn, sizeof(conn) - 1) == 0 &&
+            qp_header_in_connection(name, lines->data + sizeof(conn) - 1))
+            return false;
+    }
+    return true;
 }
 
 bool

@@ -61,6 +61,15 @@ bool qp_header_forward_request(const char *name, const char *connection);
 /** @return true when an upstream response header goes back to the caller. */
 bool qp_header_forward_response(const char *name, const char *connection);
 
+struct curl_slist;
+
+/**
+ * Like qp_header_forward_response(), with the tokens of every `Connection` line of
+ * @p lines (the upstream's "Name: value" header lines, borrowed) as the Connection list:
+ * a second Connection line names hop-by-hop headers as much as the first (RFC 9110 5.3).
+ */
+bool qp_header_forward_response_of(const char *name, const struct curl_slist *lines);
+
 /**
  * @return true when @p origin may use the proxy from a browser: @p allowed is "*" or a
  * comma-separated list of exact origins (`https://app.example`, trailing slash ignored).

@@ -71,7 +71,12 @@
     XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
     XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")                                   \
     XX(shared_line_buffer, "SSE-14", "one partial-line buffer shared by every stream")              \
-    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")
+    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")             \
+    XX(connection_first_line, "AUTH-6", "reads only the first Connection header line")             \
+    XX(forward_duplicate_headers, "INPUT-1", "forwards two Authorization/Host/Content-Length")      \
+    XX(forward_control_chars, "INPUT-2", "forwards header values holding control characters")     \
+    XX(decode_path_before_routing, "INPUT-3", "routes on the decoded path (%2F, %00)")             \
+    XX(head_405, "INPUT-4", "answers HEAD on the GET routes with 405")
 
 enum qp_mutant {
     QP_MUT_NONE = 0,

@@ -144,7 +144,9 @@ struct qp_request {
     enum qp_route route;
     bool openai_alias; /**< the /v1/ form of the route */
     char method[16];
-    char path[128];
+    char path[128];    /**< the raw path, as sent (undecoded, no query), for routing and logs */
+    size_t target_len; /**< bytes of the request target as sent, query included */
+    bool begun;        /**< the access handler has seen the request (begin() in server.c) */
     char request_id[72];
     char fingerprint[QK_LIMIT_FINGERPRINT];
     int64_t started_ms;

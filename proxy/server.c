@@ -67,6 +67,22 @@ static const struct route_row routes[] = {
     {"/v1/chat/completions", QP_ROUTE_CHAT, true, "POST"},
 };
 
+/* The Allow value of a route: HEAD goes with GET (RFC 9110 9.3.2, INPUT-4). */
+static void
+allow_of(const struct route_row *rt, char *out, size_t len)
+{
+    bool head = strcmp(rt->method, "GET") == 0 && !QP_MUTANT(head_405);
+    snprintf(out, len, "%s%s, OPTIONS", rt->method, head ? ", HEAD" : "");
+}
+
+static bool
+method_allowed(const struct route_row *rt, const char *method)
+{
+    if (strcmp(method, rt->method) == 0)
+        return true;
+    return strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0 && !QP_MUTANT(head_405);
+}
+
 static const struct route_row *
 route_of(const char *url)
 {
@@ -312,7 +328,7 @@ static enum MHD_Result
 reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct route_row *rt)
 {
     char allow[32];
-    snprintf(allow, sizeof(allow), "%s, OPTIONS", rt->method);
+    allow_of(rt, allow, sizeof(allow));
     if (QP_MUTANT(no_cors)) {
         qp_response_error(&req->resp, 405, "Method not allowed.", NULL, "method_not_allowed");
         qp_response_add_header(&req->resp, "Allow", rt->method);
@@ -392,19 +408,165 @@ reply_over_limit(struct qp_request *req)
     return answer_later(req);
 }
 
+/* ---- input the proxy refuses (INPUT-1, INPUT-2) ---------------------------------- */
+
+/* Headers that take one value: a second line is an ambiguity two parsers resolve
+ * differently (the cache keyed on the first Authorization, the upstream honouring the
+ * last), or a framing error (RFC 9112 6.3). */
+static const char *const singleton_headers[] = {"Authorization", "Host", "Content-Length"};
+enum { SINGLETONS = sizeof(singleton_headers) / sizeof(singleton_headers[0]), HOST_ROW = 1 };
+
+struct header_scan {
+    size_t bytes; /* of the header lines, as "Name: value\r\n" */
+    unsigned seen[SINGLETONS];
+    const char *duplicate;    /* the first singleton seen twice, or NULL */
+    const char *control_char; /* the first header whose value holds a control character */
+    const char *bad_name;     /* the first header whose name is not a token */
+};
+
+/* RFC 9110 5.1: a field name is a token; "Bad Name: x" or "Name : x" is no header. */
+static bool
+is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 9110 5.5: field values hold no CTL but HTAB; RFC 9112 2.2: no bare CR is sent. */
+static bool
+has_control_char(const char *value)
+{
+    for (const unsigned char *p = (const unsigned char *)value; p && *p; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
 static enum MHD_Result
-begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const char *method,
-      void **con_cls)
+scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct header_scan *scan = cls;
+    scan->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    for (size_t i = 0; i < SINGLETONS; i++) {
+        if (strcasecmp(key, singleton_headers[i]) == 0 && ++scan->seen[i] == 2 && !scan->duplicate)
+            scan->duplicate = singleton_headers[i];
+    }
+    if (!scan->control_char && has_control_char(value))
+        scan->control_char = key;
+    if (!scan->bad_name && !is_token(key))
+        scan->bad_name = key;
+    return MHD_YES;
+}
+
+/* @return true when the request was refused (the answer is set up). */
+static bool
+refuse_bad_headers(struct qp_request *req, bool http11, enum MHD_Result *ret)
+{
+    struct header_scan scan = {0, {0}, NULL, NULL, NULL};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, scan_header, &scan);
+    char msg[160];
+    /* Sizes first, answered as JSON while libmicrohttpd still has room for the request
+     * (QK_LIMIT_CONNECTION_MEMORY); beyond that it answers with its own page. */
+    if (req->target_len > QK_LIMIT_REQUEST_TARGET) {
+        snprintf(msg, sizeof(msg), "The request target exceeds %d bytes.",
+                 QK_LIMIT_REQUEST_TARGET);
+        qp_response_error(&req->resp, 414, msg, NULL, "uri_too_long");
+        *ret = answer_later(req);
+        return true;
+    }
+    if (scan.bytes > QK_LIMIT_REQUEST_HEADERS) {
+        snprintf(msg, sizeof(msg), "The request headers exceed %d bytes.",
+                 QK_LIMIT_REQUEST_HEADERS);
+        qp_response_error(&req->resp, 431, msg, NULL, "headers_too_large");
+        *ret = answer_later(req);
+        return true;
+    }
+    if (QP_MUTANT(forward_duplicate_headers))
+        scan.duplicate = NULL;
+    if (QP_MUTANT(forward_control_chars))
+        scan.control_char = NULL;
+    if (scan.duplicate) {
+        snprintf(msg, sizeof(msg), "The %s header appears more than once; send it once.",
+                 scan.duplicate);
+        qp_response_error(&req->resp, 400, msg, scan.duplicate, "duplicate_header");
+        /* Two Content-Length lines leave the body's end in doubt: answer now and let
+         * libmicrohttpd close rather than read a body whose length we do not know. */
+        *ret = strcasecmp(scan.duplicate, "Content-Length") == 0 ? send_response(req)
+                                                                 : answer_later(req);
+        return true;
+    }
+    if (scan.bad_name) {
+        snprintf(msg, sizeof(msg), "A header name is not a token (RFC 9110 5.1).");
+        qp_response_error(&req->resp, 400, msg, NULL, "invalid_header_name");
+        *ret = answer_later(req);
+        return true;
+    }
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host gets 400 (libmicrohttpd serves it). */
+    if (!scan.seen[HOST_ROW] && http11) {
+        qp_response_error(&req->resp, 400, "HTTP/1.1 requests need a Host header.", "Host",
+                          "missing_host");
+        *ret = answer_later(req);
+        return true;
+    }
+    if (scan.control_char) {
+        snprintf(msg, sizeof(msg), "The value of the %.64s header holds a control character.",
+                 scan.control_char);
+        qp_response_error(&req->resp, 400, msg, scan.control_char, "invalid_header_value");
+        *ret = answer_later(req);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: sees the request target as sent, before libmicrohttpd
+ * splits off the query and percent-decodes the path (which turns "/api%2Fmodels" into a
+ * route, and "%00" into the end of the string). Its result is the request's first con_cls.
+ */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct qp_request *req = qp_request_new();
     if (!req)
-        return MHD_NO;
-    *con_cls = req;
-    req->proxy = px;
+        return NULL; /* begin() then closes the connection */
+    req->proxy = cls;
     req->conn = conn;
+    if (!uri)
+        uri = "";
+    size_t n = strcspn(uri, "?");
+    req->target_len = strlen(uri);
+    snprintf(req->path, sizeof(req->path), "%.*s", (int)n, uri);
+    /* No route reads the query. libmicrohttpd 0.9.75 stores each argument in the
+     * connection's memory pool once this returns, and when a few hundred exhaust it, it
+     * neither answers nor closes. It parses the bytes after the '?' in its own read
+     * buffer, which `uri` points into: ending them here leaves it no argument to store. */
+    if (uri[n] == '?')
+        ((char *)uri)[n + 1] = '\0';
+    return req;
+}
+
+static enum MHD_Result
+begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const char *method,
+      const char *version, void **con_cls)
+{
+    struct qp_request *req = *con_cls;
+    if (!req)
+        return MHD_NO; /* on_uri ran out of memory */
+    req->begun = true;
     snprintf(req->method, sizeof(req->method), "%s", method);
-    snprintf(req->path, sizeof(req->path), "%s", url);
     choose_request_id(req);
+    qp_admission_request_begun(px->adm, conn_record(conn));
+    enum MHD_Result refused = MHD_YES;
+    if (refuse_bad_headers(req, strcmp(version, MHD_HTTP_VERSION_1_1) == 0, &refused))
+        return refused;
 
     const char *auth = lookup(conn, "Authorization");
     if (auth) {
@@ -422,14 +584,14 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         qk_token_fingerprint(NULL, 0, req->fingerprint);
     }
 
-    qp_admission_request_begun(px->adm, conn_record(conn));
     if (qp_conn_over_limit(conn_record(conn)))
         return reply_over_limit(req);
     if (atomic_load(&px->draining)) {
         qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");
         return answer_later(req);
     }
-    const struct route_row *rt = route_of(url);
+    /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
+    const struct route_row *rt = route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
                            "not_found");
@@ -437,9 +599,9 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
     req->openai_alias = rt->openai_alias;
     if (strcmp(method, "OPTIONS") == 0)
         return reply_preflight(px, req, rt);
-    if (strcmp(method, rt->method) != 0) {
+    if (!method_allowed(rt, method)) {
         char allow[32];
-        snprintf(allow, sizeof(allow), "%s, OPTIONS", rt->method);
+        allow_of(rt, allow, sizeof(allow));
         qp_response_error(&req->resp, 405, "Method not allowed for this path.", NULL,
                           "method_not_allowed");
         if (!QP_MUTANT(no_allow_header))
@@ -533,13 +695,44 @@ append_line(struct curl_slist **list, const char *line)
     return l != NULL;
 }
 
+struct connection_join {
+    struct qk_buf joined;
+    bool failed;
+};
+
+static enum MHD_Result
+join_connection(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct connection_join *j = cls;
+    if (strcasecmp(key, "Connection") != 0 || !value)
+        return MHD_YES;
+    if ((qk_buf_len(&j->joined) && qk_buf_append(&j->joined, ",", 1) != QK_OK) ||
+        qk_buf_append(&j->joined, value, strlen(value)) != QK_OK)
+        j->failed = true;
+    return MHD_YES;
+}
+
 /* The upstream request headers, built once and reused on every attempt (RETRY-7). */
 static bool
 build_upstream_headers(struct qp_request *req)
 {
-    struct header_walk w = {NULL, lookup(req->conn, "Connection"), req->route == QP_ROUTE_CHAT,
-                            false, false};
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &w);
+    /* Every Connection line names hop-by-hop headers, as if the lines were one list
+     * (RFC 9110 5.3), not only the first line that a lookup returns (AUTH-6). */
+    struct connection_join j = {.failed = false};
+    qk_buf_init(&j.joined, 64 * 1024); /* more than libmicrohttpd's whole header pool */
+    if (QP_MUTANT(connection_first_line)) {
+        const char *first = lookup(req->conn, "Connection");
+        if (first && qk_buf_append(&j.joined, first, strlen(first)) != QK_OK)
+            j.failed = true;
+    } else {
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_connection, &j);
+    }
+    struct header_walk w = {NULL, qk_buf_len(&j.joined) ? qk_buf_ptr(&j.joined) : NULL,
+                            req->route == QP_ROUTE_CHAT, false, j.failed};
+    if (!w.failed)
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &w);
+    qk_buf_free(&j.joined);
     bool ok = !w.failed;
     if (ok && !QP_MUTANT(no_request_id)) {
         char line[96];
@@ -618,11 +811,10 @@ static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-    (void)version; /* HTTP/1.0 and 1.1 are handled alike */
     struct qk_proxy *px = cls;
     struct qp_request *req = *con_cls;
-    if (!req)
-        return begin(px, conn, url, method, con_cls);
+    if (!req || !req->begun)
+        return begin(px, conn, url, method, version, con_cls);
     if (*upload_data_size) {
         if (req->state == QP_REQ_READING && !req->body_too_big &&
             qk_buf_append(&req->body, upload_data, *upload_data_size) != QK_OK)
@@ -821,7 +1013,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         MHD_OPTION_CONNECTION_LIMIT, hard_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         cfg->max_connections_per_client, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, px, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, px, MHD_OPTION_END);
+        on_completed, px, MHD_OPTION_URI_LOG_CALLBACK, on_uri, px,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)QK_LIMIT_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!px->daemon) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not allowed?)",
                  cfg->listen_host, (unsigned)cfg->port);

@@ -44,6 +44,12 @@ enum qk_limits {
     QK_LIMIT_SCENARIO_FILE = 4 * 1024 * 1024, /**< --scenario FILE */
     QK_LIMIT_HEADER_VALUE = 8 * 1024,     /**< one header value we copy */
     QK_LIMIT_FINGERPRINT = 16,            /**< qk_token_fingerprint() output incl. NUL */
+    QK_LIMIT_REQUEST_TARGET = 8 * 1024,   /**< the proxy's request target (414 above) */
+    QK_LIMIT_REQUEST_HEADERS = 16 * 1024, /**< the proxy's request header lines (431 above) */
+    /** libmicrohttpd's memory per connection: well above the two limits before, so that
+     *  the proxy answers (as JSON) requests up to about this size, and only larger ones
+     *  meet libmicrohttpd's own HTML error page (proxy/README.md). */
+    QK_LIMIT_CONNECTION_MEMORY = 64 * 1024,
 };
 
 /** @return CLOCK_MONOTONIC in milliseconds (shared by all processes on the host). */

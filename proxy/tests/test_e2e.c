@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/random.h>
+#include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -1123,6 +1126,263 @@ stream_caller_leaving_closes_upstream(void **state)
 }
 
 /* SSE-10: idle timeout with keep-alives; a flowing stream outlives the attempt limit. */
+/* ---- raw requests: bytes a client library would refuse to send ---- */
+
+struct raw_reply {
+    struct reply r;       /* status, header block (status line removed), body */
+    size_t status_lines;  /* lines starting "HTTP/" in the whole answer */
+    bool closed;          /* the proxy closed the connection within the time given */
+};
+
+/* Sends @p bytes to the proxy on a new connection and reads until it closes (or 5 s). */
+static void
+raw_http(struct env *e, const char *bytes, size_t len, struct raw_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    unsigned port = (unsigned)atoi(strrchr(e->proxy_url, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    for (size_t sent = 0; sent < len;) {
+        ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* answered and closed before reading it all */
+        sent += (size_t)w;
+    }
+    struct qk_buf all;
+    qk_buf_init(&all, 1 << 22);
+    int64_t deadline = qk_now_ms() + 5000;
+    char chunk[8192];
+    while (qk_now_ms() < deadline) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0) {
+            out->closed = true;
+            break;
+        }
+        assert_int_equal(qk_buf_append(&all, chunk, (size_t)n), QK_OK);
+    }
+    close(fd);
+    const char *a = qk_buf_ptr(&all);
+    for (const char *l = a; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        out->status_lines += strncmp(l, "HTTP/", 5) == 0;
+    qk_buf_init(&out->r.body, 1 << 22);
+    qk_buf_init(&out->r.headers, 1 << 16);
+    if (strncmp(a, "HTTP/", 5) == 0)
+        out->r.status = strtol(strchr(a, ' ') + 1, NULL, 10);
+    const char *eol = strstr(a, "\r\n");
+    const char *end = strstr(a, "\r\n\r\n");
+    if (eol && end) {
+        assert_int_equal(qk_buf_append(&out->r.headers, eol + 2, (size_t)(end + 2 - (eol + 2))),
+                         QK_OK);
+        assert_int_equal(qk_buf_append_str(&out->r.body, end + 4), QK_OK);
+    }
+    qk_buf_free(&all);
+}
+
+/* The `param` of a JSON error reply, or "" (static). */
+static const char *
+error_param(struct reply *r)
+{
+    static char param[64];
+    cJSON *j = cJSON_Parse(qk_buf_ptr(&r->body));
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"),
+                                                      "param");
+    snprintf(param, sizeof(param), "%s", cJSON_IsString(p) ? p->valuestring : "");
+    cJSON_Delete(j);
+    return param;
+}
+
+/* INPUT-1/2: the refusal names the header, and nothing reaches the upstream. */
+static void
+input_refusals_name_the_header(void **state)
+{
+    struct env *e = *state;
+    char t[40], t2[40];
+    new_token(t);
+    new_token(t2);
+    char req[1024];
+    struct raw_reply rr;
+    char dup_auth[96];
+    snprintf(dup_auth, sizeof(dup_auth), "Authorization: Bearer %s\r\n", t2);
+    const struct {
+        const char *extra, *param;
+    } cases[] = {
+        {dup_auth, "Authorization"},
+        {"Host: b.example\r\n", "Host"},
+        {"X-Ctl: a\rb\r\n", "X-Ctl"},
+        {"X-Ctl: a\x7f" "b\r\n", "X-Ctl"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(req, sizeof(req),
+                 "GET /api/models HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer %s\r\n"
+                 "%sConnection: close\r\n\r\n",
+                 t, cases[i].extra);
+        raw_http(e, req, strlen(req), &rr);
+        assert_json_error(&rr.r, 400);
+        assert_string_equal(error_param(&rr.r), cases[i].param);
+        assert_int_equal(rr.status_lines, 1);
+        reply_free(&rr.r);
+    }
+    /* A header name that is not a token, and HTTP/1.1 without Host (libmicrohttpd serves
+     * both as they are). */
+    const struct {
+        const char *bytes, *code;
+    } more[] = {
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\nBad Name: x\r\nConnection: close\r\n\r\n",
+         "invalid_header_name"},
+        {"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", "missing_host"},
+    };
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+        raw_http(e, more[i].bytes, strlen(more[i].bytes), &rr);
+        assert_json_error(&rr.r, 400);
+        assert_non_null(strstr(qk_buf_ptr(&rr.r.body), more[i].code));
+        reply_free(&rr.r);
+    }
+    /* Two Content-Length lines: refused, and the connection is closed, not read on. */
+    snprintf(req, sizeof(req),
+             "POST /api/chat/completions HTTP/1.1\r\nHost: a.example\r\n"
+             "Authorization: Bearer %s\r\nContent-Length: %zu\r\nContent-Length: %zu\r\n\r\n%s",
+             t, strlen(CHAT_BODY), strlen(CHAT_BODY), CHAT_BODY);
+    raw_http(e, req, strlen(req), &rr);
+    assert_json_error(&rr.r, 400);
+    assert_string_equal(error_param(&rr.r), "Content-Length");
+    assert_true(rr.closed);
+    reply_free(&rr.r);
+    assert_int_equal(attempts(e, t, 0), 0);
+    assert_int_equal(attempts(e, t2, 0), 0);
+}
+
+/* A query of thousands of arguments (no route reads any) is answered, not left hanging. */
+static void
+query_of_thousands_of_arguments_is_answered(void **state)
+{
+    struct env *e = *state;
+    char t[40];
+    new_token(t);
+    struct qk_buf req;
+    qk_buf_init(&req, 1 << 20);
+    assert_int_equal(qk_buf_append_str(&req, "GET /api/models?"), QK_OK);
+    for (int i = 0; i < 900; i++) /* about 7 KB: under the 8 KB target limit */
+        assert_int_equal(qk_buf_appendf(&req, "%sa%d=b", i ? "&" : "", i), QK_OK);
+    assert_int_equal(qk_buf_appendf(&req, " HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer "
+                                          "%s\r\nConnection: close\r\n\r\n", t),
+                     QK_OK);
+    struct raw_reply rr;
+    raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
+    assert_int_equal(rr.r.status, 200);
+    assert_true(rr.closed);
+    reply_free(&rr.r);
+    /* A target over the proxy's limit gets its JSON 414. */
+    qk_buf_reset(&req);
+    assert_int_equal(qk_buf_append_str(&req, "GET /api/models?"), QK_OK);
+    for (int i = 0; i < 9000; i++)
+        assert_int_equal(qk_buf_append(&req, "a", 1), QK_OK);
+    assert_int_equal(qk_buf_append_str(&req, " HTTP/1.1\r\nHost: a.example\r\nConnection: close"
+                                             "\r\n\r\n"),
+                     QK_OK);
+    raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
+    assert_json_error(&rr.r, 414);
+    reply_free(&rr.r);
+    qk_buf_free(&req);
+}
+
+/*
+ * What libmicrohttpd answers itself (proxy/README.md, "Protocol errors"): header blocks
+ * up to its memory get the proxy's JSON 431; larger ones, a malformed request line or
+ * Content-Length and unsupported versions get its HTML page. Pinned here: the status,
+ * and that the connection is closed after it.
+ */
+static void
+protocol_errors_get_the_right_status_and_a_close(void **state)
+{
+    struct env *e = *state;
+    struct qk_buf req;
+    qk_buf_init(&req, 1 << 20);
+    struct raw_reply rr;
+    const size_t sizes[] = {20 * 1024, 100 * 1024};
+    for (size_t i = 0; i < 2; i++) {
+        qk_buf_reset(&req);
+        assert_int_equal(qk_buf_append_str(&req, "GET /api/models HTTP/1.1\r\nHost: a.example\r\n"
+                                                 "X-Big: "),
+                         QK_OK);
+        for (size_t k = 0; k < sizes[i]; k++)
+            assert_int_equal(qk_buf_append(&req, "a", 1), QK_OK);
+        assert_int_equal(qk_buf_append_str(&req, "\r\nConnection: close\r\n\r\n"), QK_OK);
+        raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
+        assert_int_equal(rr.r.status, 431);
+        assert_int_equal(rr.status_lines, 1);
+        assert_true(rr.closed);
+        if (i == 0)
+            assert_json_error(&rr.r, 431); /* within libmicrohttpd's memory: ours */
+        reply_free(&rr.r);
+    }
+    qk_buf_free(&req);
+    const struct {
+        const char *bytes;
+        long status;
+        size_t status_lines; /* 0: not pinned (libmicrohttpd 0.9.75 sends its 400 twice) */
+    } cases[] = {
+        {"GET / HTTP/2.5\r\nHost: a.example\r\n\r\n", 505, 1},
+        {"GET / HTTP/x\r\nHost: a.example\r\n\r\n", 400, 1},
+        {"POST /api/chat/completions HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1x\r\n\r\n",
+         400, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        raw_http(e, cases[i].bytes, strlen(cases[i].bytes), &rr);
+        assert_int_equal(rr.r.status, cases[i].status);
+        assert_true(rr.closed);
+        if (cases[i].status_lines)
+            assert_int_equal(rr.status_lines, cases[i].status_lines);
+        reply_free(&rr.r);
+    }
+}
+
+/* INPUT-4: HEAD is GET without a body; HEAD on the model list asks the upstream as GET. */
+static void
+head_is_get_without_body(void **state)
+{
+    struct env *e = *state;
+    char t[40], req[512];
+    new_token(t);
+    struct raw_reply rr;
+    snprintf(req, sizeof(req),
+             "HEAD /api/models HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer %s\r\n"
+             "Connection: close\r\n\r\n", t);
+    raw_http(e, req, strlen(req), &rr);
+    assert_int_equal(rr.r.status, 200);
+    assert_string_equal(header(&rr.r, "Content-Type"), "application/json");
+    assert_int_equal(qk_buf_len(&rr.r.body), 0);
+    reply_free(&rr.r);
+    cJSON *j = journal_wait(e, t, 1);
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 0), "method")
+                            ->valuestring,
+                        "GET");
+    cJSON_Delete(j);
+    /* A second HEAD is a cache hit, as a GET would be. */
+    raw_http(e, req, strlen(req), &rr);
+    assert_int_equal(rr.r.status, 200);
+    assert_string_equal(header(&rr.r, "X-Cache"), "HIT");
+    reply_free(&rr.r);
+    snprintf(req, sizeof(req), "OPTIONS /api/models HTTP/1.1\r\nHost: a.example\r\n"
+                               "Connection: close\r\n\r\n");
+    raw_http(e, req, strlen(req), &rr);
+    assert_non_null(strstr(header(&rr.r, "Allow"), "HEAD"));
+    reply_free(&rr.r);
+    snprintf(req, sizeof(req), "HEAD /healthz HTTP/1.1\r\nHost: a.example\r\n"
+                               "Connection: close\r\n\r\n");
+    raw_http(e, req, strlen(req), &rr);
+    assert_int_equal(rr.r.status, 200);
+    assert_int_equal(qk_buf_len(&rr.r.body), 0);
+    reply_free(&rr.r);
+}
+
 static void
 stream_idle_timeout_and_keepalive(void **state)
 {
@@ -1208,6 +1468,10 @@ main(void)
         cmocka_unit_test(stream_caller_leaving_closes_upstream),
         cmocka_unit_test(stream_idle_timeout_and_keepalive),
         cmocka_unit_test(stream_slow_reader_pauses_upstream),
+        cmocka_unit_test(input_refusals_name_the_header),
+        cmocka_unit_test(query_of_thousands_of_arguments_is_answered),
+        cmocka_unit_test(protocol_errors_get_the_right_status_and_a_close),
+        cmocka_unit_test(head_is_get_without_body),
     };
     int rc = cmocka_run_group_tests_name("unit_proxy_e2e", tests, setup, teardown);
     curl_global_cleanup();

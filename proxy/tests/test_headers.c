@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
+
 #include "headers.h"
 
 static void
@@ -45,6 +47,30 @@ connection_listed_headers_are_hop_by_hop(void **state)
     assert_true(qp_header_forward_request("X-Secret", NULL));
 }
 
+/* An upstream answer with two Connection lines: the second names hop-by-hop headers too. */
+static void
+every_connection_line_counts_in_responses(void **state)
+{
+    (void)state;
+    struct curl_slist *lines = NULL;
+    const char *raw[] = {"Content-Type: application/json", "Connection: keep-alive",
+                         "X-First: 1", "connection:  X-Second , x-third", "X-Second: 2",
+                         "X-Kept: 3"};
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+        struct curl_slist *l = curl_slist_append(lines, raw[i]);
+        assert_non_null(l);
+        lines = l;
+    }
+    assert_false(qp_header_forward_response_of("X-Second", lines));
+    assert_false(qp_header_forward_response_of("X-Third", lines));
+    assert_false(qp_header_forward_response_of("Keep-Alive", lines));
+    assert_false(qp_header_forward_response_of("Connection", lines));
+    assert_true(qp_header_forward_response_of("X-First", lines));
+    assert_true(qp_header_forward_response_of("X-Kept", lines));
+    assert_true(qp_header_forward_response_of("X-Kept", NULL));
+    curl_slist_free_all(lines);
+}
+
 static void
 proxy_owned_headers(void **state)
 {
@@ -80,6 +106,7 @@ main(void)
         cmocka_unit_test(end_to_end_headers_pass),
         cmocka_unit_test(connection_listed_headers_are_hop_by_hop),
         cmocka_unit_test(proxy_owned_headers),
+        cmocka_unit_test(every_connection_line_counts_in_responses),
         cmocka_unit_test(cors_origins_match_exactly_or_star),
     };
     return cmocka_run_group_tests_name("unit_proxy_headers", tests, NULL, NULL);
