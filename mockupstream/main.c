@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +62,10 @@ parse_range(const char *flag, const char *v, unsigned long min, unsigned long ma
 {
     char *end = NULL;
     errno = 0;
-    unsigned long n = v ? strtoul(v, &end, 10) : 0;
-    if (!v || !*v || *end || errno || n < min || n > max || v[0] == '-') {
+    /* Digits only: strtoul() would also take blanks, a sign, and wrap "-1" around. */
+    bool digits = v && v[0] >= '0' && v[0] <= '9';
+    unsigned long n = digits ? strtoul(v, &end, 10) : 0;
+    if (!digits || *end || errno || n < min || n > max) {
         fprintf(stderr, "qwen-mock: %s needs an integer between %lu and %lu (got '%s')\n", flag,
                 min, max, v ? v : "");
         return -1;

@@ -24,6 +24,9 @@ const char *mock_inband_payload(enum mock_inband kind);
 /** Maximum number of pieces an answer has. */
 #define MOCK_ANSWER_MAX_PIECES 32
 
+/** Longest natural piece of an answer, in bytes (bounds a scripted stream's size). */
+#define MOCK_ANSWER_PIECE_MAX_BYTES 32
+
 /**
  * The deterministic answer for a request: pieces whose concatenation is the text.
  * Pieces point into @p storage (caller-provided, at least 512 bytes).

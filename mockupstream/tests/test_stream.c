@@ -714,6 +714,65 @@ answers_are_deterministic_and_mix_scripts(void **state)
     }
 }
 
+/* Resident memory of this process, in bytes. */
+static size_t
+rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (size_t)resident * 4096;
+}
+
+/* A plan whose events would carry more than MOCK_STREAM_MAX_BYTES of text (cumulative
+ * deltas of a large text, re-sent in full by every event) is refused before anything is
+ * serialised: the refusal costs about the text, not the gigabytes of the events. */
+static void
+plans_beyond_the_cap_are_refused_before_they_are_built(void **state)
+{
+    (void)state;
+    struct mock_stream_opts o;
+    mock_stream_opts_init(&o);
+    o.piece_bytes = 2 * 1024 * 1024;
+    o.chunks = MOCK_ANSWER_MAX;
+    size_t before = rss_bytes();
+    struct mock_plan plan = {0};
+    assert_int_equal(mock_plan_build(&answer, &o, true, &plan), QK_TOO_BIG);
+    assert_int_equal(plan.count, 0);
+    size_t after = rss_bytes();
+    print_message("refused plan: RSS %zu MB before, %zu MB after\n", before >> 20, after >> 20);
+    assert_true(after < before + ((size_t)64 << 20));
+    /* Incremental, the same text is within the cap and streams. */
+    assert_int_equal(mock_plan_build(&answer, &o, false, &plan), QK_OK);
+    size_t bytes = 0;
+    for (size_t i = 0; i < plan.count; i++)
+        bytes += plan.writes[i].len;
+    assert_true(bytes > answer.n_pieces * (size_t)o.piece_bytes);
+    assert_true(bytes < MOCK_STREAM_MAX_BYTES);
+    mock_plan_free(&plan);
+}
+
+/* The scenario parser's bound on a step's text assumes no natural piece is longer than
+ * MOCK_ANSWER_PIECE_MAX_BYTES. */
+static void
+natural_pieces_fit_the_documented_bound(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 300; k++) {
+        char q[16], st[64];
+        const char *p[MOCK_ANSWER_MAX_PIECES];
+        snprintf(q, sizeof q, "m%d", k);
+        size_t n = mock_answer_pieces(k % 2 ? "qwen-max-latest" : "qwq-32b", q, st, sizeof st, p);
+        assert_true(n <= MOCK_ANSWER_MAX_PIECES);
+        for (size_t i = 0; i < n; i++)
+            assert_true(strlen(p[i]) <= MOCK_ANSWER_PIECE_MAX_BYTES);
+    }
+}
+
 int
 main(void)
 {
@@ -731,6 +790,8 @@ main(void)
         cmocka_unit_test(no_content_delta_adds_deltas_without_content),
         cmocka_unit_test(text_free_shapes_combine_with_the_other_keys),
         cmocka_unit_test(answers_are_deterministic_and_mix_scripts),
+        cmocka_unit_test(plans_beyond_the_cap_are_refused_before_they_are_built),
+        cmocka_unit_test(natural_pieces_fit_the_documented_bound),
     };
     return cmocka_run_group_tests_name("mock_stream", tests, NULL, NULL);
 }
