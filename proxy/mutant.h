@@ -69,7 +69,11 @@
     XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
     XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")                                   \
     XX(shared_line_buffer, "SSE-14", "one partial-line buffer shared by every stream")              \
-    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")
+    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")             \
+    XX(relay_non_sse_200, "SSE-16", "relays a 200 that is not an event stream as a success")      \
+    XX(done_on_junk_stream, "SSE-17", "ends a stream without events, or cut, with [DONE]")        \
+    XX(retry_after_caller_left, "SSE-18", "keeps retrying after the caller left before the start") \
+    XX(bytes_reset_idle, "SSE-10", "any upstream byte resets the stream idle timeout")
 
 enum qp_mutant {
     QP_MUT_NONE = 0,

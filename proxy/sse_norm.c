@@ -1,6 +1,7 @@
 #include "sse_norm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@ struct qp_sse_norm {
     bool finish_sent;
     bool role_sent;
     size_t pieces; /* content-bearing chunks seen */
+    size_t events_in;  /* upstream events that parsed (a JSON chunk or [DONE]) */
+    size_t progress;   /* complete events and comment lines (SSE-10's sign of life) */
     size_t events_out;
     struct qk_buf text; /* the whole text so far */
     struct qk_buf line; /* the line being read */
@@ -78,6 +81,28 @@ qp_sse_norm_inband_message(const struct qp_sse_norm *n)
     return n->inband;
 }
 
+size_t
+qp_sse_norm_progress(const struct qp_sse_norm *n)
+{
+    return n->progress;
+}
+
+static struct qk_buf *line_buffer(struct qp_sse_norm *n);
+
+enum qp_sse_end
+qp_sse_norm_end(const struct qp_sse_norm *n)
+{
+    if (n->done || QP_MUTANT(done_on_junk_stream))
+        return QP_SSE_END_CLEAN;
+    if (n->events_in == 0)
+        return QP_SSE_END_NO_EVENT;
+    /* Data lines read but not yet dispatched, or a data line cut short: WHATWG discards
+     * such an event at the end, and so would the caller's SDK; it is a truncation. */
+    const struct qk_buf *lb = line_buffer((struct qp_sse_norm *)n);
+    bool partial_data = qk_buf_len(lb) > 0 && strncmp(qk_buf_ptr(lb), "data", qk_buf_len(lb) < 4 ? qk_buf_len(lb) : 4) == 0;
+    return n->data_seen || partial_data ? QP_SSE_END_CUT : QP_SSE_END_CLEAN;
+}
+
 /* The service's in-band failures: {"ret":["FAIL_..."]}, {"success":false,...},
  * {"error":...}. */
 static bool
@@ -109,12 +134,28 @@ is_inband_failure(const cJSON *o, char *msg, size_t len)
     return false;
 }
 
-/* Seconds, whatever unit the upstream used (some send milliseconds). */
+/* A `created` at or above this is milliseconds: seconds reach it in the year 5138. */
+#define SECONDS_CEILING 1e11
+
+/* Seconds, whatever unit the upstream used (some send milliseconds); @p fallback for a
+ * value that is neither (negative, huge, inf): never a cast out of range. */
 static long long
-seconds(double v)
+seconds(double v, long long fallback)
 {
-    long long t = (long long)v;
-    return t > 100000000000LL ? t / 1000 : t;
+    if (!isfinite(v) || v <= 0)
+        return fallback;
+    if (v >= SECONDS_CEILING)
+        v /= 1000.0;
+    return v < SECONDS_CEILING ? (long long)v : fallback;
+}
+
+/* A token count the caller can use: a finite, non-negative number below 2^53 (exact in a
+ * double). */
+static bool
+token_count(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+           v->valuedouble < 9007199254740992.0;
 }
 
 static enum qp_sse_status
@@ -153,7 +194,7 @@ emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const cha
         /* The upstream's DashScope names, mapped to OpenAI's. */
         const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
         const cJSON *outt = cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
-        if (cJSON_IsNumber(in) && cJSON_IsNumber(outt)) {
+        if (token_count(in) && token_count(outt)) { /* else no usage: never inf or NaN */
             cJSON *u = cJSON_AddObjectToObject(o, "usage");
             cJSON_AddNumberToObject(u, "prompt_tokens", in->valuedouble);
             cJSON_AddNumberToObject(u, "completion_tokens", outt->valuedouble);
@@ -237,6 +278,7 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
         len--;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         n->done = true;
+        n->events_in++;
         return QP_SSE_DONE;
     }
     cJSON *o = cJSON_ParseWithLength(data, len);
@@ -244,6 +286,7 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
         cJSON_Delete(o);
         return QP_SSE_BAD_EVENT;
     }
+    n->events_in++;
     enum qp_sse_status st = QP_SSE_OK;
     if (is_inband_failure(o, n->inband, sizeof n->inband)) {
         st = QP_SSE_INBAND_ERROR;
@@ -262,8 +305,8 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
             free(n->id);
             n->id = strdup(id->valuestring);
         }
-        if (cJSON_IsNumber(created) && created->valuedouble > 0)
-            n->created = seconds(created->valuedouble);
+        if (cJSON_IsNumber(created))
+            n->created = seconds(created->valuedouble, n->created);
         if (!n->model || !n->id) {
             st = QP_SSE_NOMEM;
             goto out;
@@ -344,8 +387,10 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
         size_t ll = qk_buf_len(lb);
         enum qp_sse_status st = QP_SSE_OK;
         if (ll == 0) {
-            if (n->data_seen)
+            if (n->data_seen) {
+                n->progress++;
                 st = handle_event(n, out);
+            }
             qk_buf_reset(&n->data);
             n->data_seen = false;
         } else if (ll >= 4 && memcmp(line, "data", 4) == 0 && (ll == 4 || line[4] == ':')) {
@@ -354,6 +399,8 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
                 qk_buf_append(&n->data, "\n", 1) != QK_OK)
                 st = QP_SSE_NOMEM;
             n->data_seen = true;
+        } else if (line[0] == ':') {
+            n->progress++; /* a comment: dropped, but the upstream is alive */
         }
         /* comments (":...") and other fields (event:, id:, retry:) are dropped */
         qk_buf_reset(lb);
@@ -367,13 +414,15 @@ enum qk_err
 qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_message,
                    struct qk_buf *out)
 {
-    if (upstream_ok && !n->done && n->data_seen) {
-        /* A clean end right after an event's last data line: take the event. */
+    if (QP_MUTANT(done_on_junk_stream) && upstream_ok && !n->done && n->data_seen) {
+        /* A clean end right after an event's last data line: the event taken as if its
+         * blank line had come. */
         enum qp_sse_status st = handle_event(n, out);
         if (st == QP_SSE_NOMEM)
             return QK_NOMEM;
     }
-    if (upstream_ok || n->done) {
+    enum qp_sse_end end = qp_sse_norm_end(n);
+    if (n->done || (upstream_ok && end == QP_SSE_END_CLEAN)) {
         if (!n->finish_sent && !QP_MUTANT(raw_chunks) &&
             emit_chunk(n, "", 0, "stop", NULL, out) != QP_SSE_OK)
             return QK_NOMEM;
@@ -381,8 +430,11 @@ qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_me
     }
     cJSON *o = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message",
-                            error_message ? error_message : "upstream stream interrupted");
+    if (upstream_ok || !error_message)
+        error_message = end == QP_SSE_END_NO_EVENT ? "upstream stream carried no event"
+                        : end == QP_SSE_END_CUT    ? "upstream stream ended inside an event"
+                                                   : "upstream stream interrupted";
+    cJSON_AddStringToObject(e, "message", error_message);
     cJSON_AddStringToObject(e, "type", "upstream_error");
     cJSON_AddNullToObject(e, "param");
     cJSON_AddStringToObject(e, "code", "stream_interrupted");

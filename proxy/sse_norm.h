@@ -58,12 +58,33 @@ QK_WUR enum qp_sse_status qp_sse_norm_feed(struct qp_sse_norm *n, const char *by
 
 /**
  * Ends the stream. When the upstream ended cleanly (@p upstream_ok, or [DONE]
- * seen), appends a closing chunk with finish_reason if none was sent, then
- * `data: [DONE]`. Otherwise appends one error event carrying @p error_message
- * (and no [DONE], so no client mistakes it for success).
+ * seen) and qp_sse_norm_end() is CLEAN, appends a closing chunk with finish_reason
+ * if none was sent, then `data: [DONE]`. Otherwise appends one error event carrying
+ * @p error_message, or the reason qp_sse_norm_end() gives (and no [DONE], so no
+ * client mistakes it for success).
  */
 QK_WUR enum qk_err qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok,
                                       const char *error_message, struct qk_buf *out);
+
+/** How the upstream's bytes ended, as judged at a clean end of the transfer (SSE-17). */
+enum qp_sse_end {
+    QP_SSE_END_CLEAN = 0, /**< [DONE] seen, or complete events and no event cut */
+    QP_SSE_END_NO_EVENT,  /**< not one event: gzip bytes, an HTML page, junk lines */
+    QP_SSE_END_CUT,       /**< the last event has no blank line before the end (truncated) */
+};
+
+/**
+ * @return how the bytes fed so far would end if the transfer ended now. A stream that is
+ * not CLEAN is a failure: qp_sse_norm_finish() then ends it with an error event, never
+ * with [DONE], even when @p upstream_ok.
+ */
+enum qp_sse_end qp_sse_norm_end(const struct qp_sse_norm *n);
+
+/**
+ * @return complete events and comment lines seen so far: what shows that the upstream is
+ * alive (SSE-10). Bytes that complete neither (a trickle) do not count.
+ */
+size_t qp_sse_norm_progress(const struct qp_sse_norm *n);
 
 /** Number of chunk events emitted so far. */
 size_t qp_sse_norm_events(const struct qp_sse_norm *n);

@@ -285,6 +285,132 @@ answer_longer_than_cap_is_refused(void **state)
     free(content);
 }
 
+/* Feeds @p up whole and finishes a clean transfer; @return what the normalizer made of
+ * its end, with the output in @p r. */
+static enum qp_sse_end
+finish_clean(const char *up, size_t len, struct result *r)
+{
+    struct qp_sse_norm *n = qp_sse_norm_new(true, "m", "chatcmpl-x", 1700000000);
+    assert_non_null(n);
+    struct qk_buf out;
+    qk_buf_init(&out, 1 << 20);
+    assert_int_equal(qp_sse_norm_feed(n, up, len, &out), QP_SSE_OK);
+    enum qp_sse_end end = qp_sse_norm_end(n);
+    assert_int_equal(qp_sse_norm_finish(n, true, NULL, &out), QK_OK);
+    read_output(qk_buf_ptr(&out), r);
+    qk_buf_free(&out);
+    qp_sse_norm_free(n);
+    return end;
+}
+
+/* SSE-17: bytes without one event (gzip, an HTML page, junk lines) are not an empty
+ * completion: the clean end gives one error event and no [DONE]. */
+static void
+stream_without_events_is_not_a_success(void **state)
+{
+    (void)state;
+    static const char *const junk[] = {
+        "\x1f\x8b\x08\x08\xd2\x9c\x6b\x65\x02\xff\xab\x56\x4a",
+        "<!DOCTYPE html>\n<html><body>502 Bad Gateway</body></html>\n",
+        "hello\nworld\n\n",
+        ": only a comment\n\n",
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        struct result r;
+        assert_int_equal(finish_clean(junk[i], strlen(junk[i]), &r), QP_SSE_END_NO_EVENT);
+        assert_int_equal(r.errors, 1);
+        assert_int_equal(r.done, 0);
+        assert_int_equal(r.chunks, 0);
+    }
+}
+
+/* SSE-17: a last event without its blank line is cut, whatever was before it, at every
+ * split of its bytes; complete events before it are relayed. */
+static void
+cut_last_event_is_not_a_success(void **state)
+{
+    (void)state;
+    static const char good[] = "data: {\"choices\":[{\"delta\":{\"content\":\"one\"}}]}\n\n";
+    static const char cut[] = "data: {\"choices\":[{\"delta\":{\"content\":\"two\"}}]}";
+    char up[256];
+    snprintf(up, sizeof up, "%s%s", good, cut);
+    for (size_t end = strlen(good) + 1; end <= strlen(up); end++) {
+        struct result r;
+        assert_int_equal(finish_clean(up, end, &r), QP_SSE_END_CUT);
+        assert_string_equal(r.text, "one");
+        assert_int_equal(r.errors, 1);
+        assert_int_equal(r.done, 0);
+    }
+    /* The same with its blank line, or with [DONE] after it, is clean. */
+    snprintf(up, sizeof up, "%s%s\n\n", good, cut);
+    struct result r;
+    assert_int_equal(finish_clean(up, strlen(up), &r), QP_SSE_END_CLEAN);
+    assert_string_equal(r.text, "onetwo");
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.errors, 0);
+}
+
+/* SSE-10: only complete events and comment lines are progress; a trickle of bytes that
+ * completes neither is not. */
+static void
+progress_counts_events_and_comments_not_bytes(void **state)
+{
+    (void)state;
+    static const char ev[] = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+    struct qp_sse_norm *n = qp_sse_norm_new(true, "m", "id", 1);
+    struct qk_buf out;
+    qk_buf_init(&out, 4096);
+    for (size_t i = 0; i + 1 < strlen(ev); i++) {
+        assert_int_equal(qp_sse_norm_feed(n, ev + i, 1, &out), QP_SSE_OK);
+        assert_int_equal(qp_sse_norm_progress(n), 0);
+    }
+    assert_int_equal(qp_sse_norm_feed(n, "\n", 1, &out), QP_SSE_OK);
+    assert_int_equal(qp_sse_norm_progress(n), 1);
+    assert_int_equal(qp_sse_norm_feed(n, ": ping", 6, &out), QP_SSE_OK);
+    assert_int_equal(qp_sse_norm_progress(n), 1);
+    assert_int_equal(qp_sse_norm_feed(n, "\n", 1, &out), QP_SSE_OK);
+    assert_int_equal(qp_sse_norm_progress(n), 2);
+    assert_int_equal(qp_sse_norm_feed(n, "\n\n\nevent: x\n", 11, &out), QP_SSE_OK);
+    assert_int_equal(qp_sse_norm_progress(n), 2);
+    qk_buf_free(&out);
+    qp_sse_norm_free(n);
+}
+
+/* ROBUST-1: out-of-range numbers from the upstream (created 1e999, a huge index, token
+ * counts that overflow) are replaced, never cast: the output is valid JSON with finite
+ * numbers, created is the fallback. Under UBSan a cast of inf or NaN aborts. */
+static void
+out_of_range_numbers_are_replaced(void **state)
+{
+    (void)state;
+    static const char *const ups[] = {
+        "data: {\"created\":1e999,\"choices\":[{\"index\":1e999,\"delta\":{\"content\":\"a\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":1e999,"
+        "\"output_tokens\":-1e999}}\n\n",
+        "data: {\"created\":-1e999,\"choices\":[{\"index\":-1e999,\"delta\":{\"content\":\"a\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":-5,\"output_tokens\":1e300}}\n\n",
+        "data: {\"created\":1e300,\"choices\":[{\"delta\":{\"content\":\"a\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}\n\n",
+    };
+    for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+        struct result r;
+        struct qp_sse_norm *n = qp_sse_norm_new(true, "m", "chatcmpl-x", 1700000000);
+        struct qk_buf out;
+        qk_buf_init(&out, 1 << 20);
+        assert_int_equal(qp_sse_norm_feed(n, ups[i], strlen(ups[i]), &out), QP_SSE_OK);
+        assert_int_equal(qp_sse_norm_finish(n, true, NULL, &out), QK_OK);
+        assert_null(strstr(qk_buf_ptr(&out), "_tokens\":null"));
+        read_output(qk_buf_ptr(&out), &r);
+        assert_string_equal(r.text, "a");
+        assert_int_equal(r.created, 1700000000);
+        assert_true(r.shapes_ok);
+        if (i == 2) /* sane counts are kept */
+            assert_non_null(strstr(qk_buf_ptr(&out), "\"total_tokens\":7"));
+        qk_buf_free(&out);
+        qp_sse_norm_free(n);
+    }
+}
+
 int
 main(void)
 {
@@ -296,6 +422,10 @@ main(void)
         cmocka_unit_test(inband_failure_payload_is_reported_before_output),
         cmocka_unit_test(garbage_event_is_reported),
         cmocka_unit_test(answer_longer_than_cap_is_refused),
+        cmocka_unit_test(stream_without_events_is_not_a_success),
+        cmocka_unit_test(cut_last_event_is_not_a_success),
+        cmocka_unit_test(progress_counts_events_and_comments_not_bytes),
+        cmocka_unit_test(out_of_range_numbers_are_replaced),
     };
     return cmocka_run_group_tests_name("proxy_sse_norm", tests, NULL, NULL);
 }
