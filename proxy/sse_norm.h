@@ -16,7 +16,16 @@
  * equals it, is taken as cumulative (the upstream ignored the flag): only its new
  * suffix is relayed, and the stream is treated as cumulative from then on. Limit:
  * a genuine incremental piece that begins with the entire text so far ("a" then
- * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe.
+ * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe. In cumulative
+ * mode a chunk that does not extend the text (a rewrite) relays what follows the common
+ * prefix when the rewrite lies in the last 4 KiB, else only what goes past the text
+ * already sent.
+ *
+ * Memory (SSE-11): the text so far is kept as its length, a 64-bit hash of all but its
+ * last 4 KiB, and those 4 KiB, so an incremental answer of any length costs the same.
+ * What grows is the event being read: its line (cumulative events are as long as the
+ * answer), its parsed tree and its delta, given back after the event when over 64 KiB.
+ * One event may be at most 16 MiB (QP_SSE_NOMEM beyond).
  *
  * Pure data in, bytes out: no I/O, so it is unit-tested at every byte split.
  * Ownership: qp_sse_norm_new() returns an object the caller frees with
