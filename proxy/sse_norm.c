@@ -93,6 +93,8 @@ struct qp_sse_norm {
     char inband[256];
 };
 
+static struct qk_buf *line_buffer(struct qp_sse_norm *n);
+
 struct qp_sse_norm *
 qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, long long now_s)
 {
@@ -111,6 +113,9 @@ qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, l
         qp_sse_norm_free(n);
         return NULL;
     }
+    if (QP_MUTANT(shared_line_buffer))
+        qk_buf_reset(line_buffer(n)); /* shared, but fresh for each stream: only streams at
+                                         once mix (SSE-14), not one cut stream and the next */
     return n;
 }
 
@@ -144,8 +149,6 @@ qp_sse_norm_progress(const struct qp_sse_norm *n)
 {
     return n->progress;
 }
-
-static struct qk_buf *line_buffer(struct qp_sse_norm *n);
 
 enum qp_sse_end
 qp_sse_norm_end(const struct qp_sse_norm *n)
