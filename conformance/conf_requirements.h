@@ -82,7 +82,10 @@ enum conf_level {
     XX(SSE_12, "SSE-12", MUST, "complete chat.completion.chunk objects, data: only")     \
     XX(SSE_13, "SSE-13", SHOULD, "in-band failure payload retried, then error status")   \
     XX(SSE_14, "SSE-14", MUST, "concurrent streams independent, each exact")              \
-    XX(SSE_15, "SSE-15", MUST, "chunks without text: text exact, stream ends cleanly")
+    XX(SSE_15, "SSE-15", MUST, "chunks without text: text exact, stream ends cleanly")   \
+    XX(SSE_16, "SSE-16", MUST, "a 200 that is not an event stream is a failure")          \
+    XX(SSE_17, "SSE-17", MUST, "no parseable event or a cut last event: a failure")       \
+    XX(SSE_18, "SSE-18", MUST, "caller gone before the first byte: no retry after 1 s")
 
 /* SPEC 1.2: the target survives what the suite sends it and what the upstream answers. */
 #define CONF_ROBUST_REQUIREMENTS(XX)                                                       \

@@ -117,6 +117,25 @@ ROBUST_1_odd_upstream_answers_leave_the_target_serving(struct conf_ctx *ctx)
         {"chat", "a stream event that is not JSON", sse, "data: not json\n\ndata: [DONE]\n\n", true},
         {"chat", "a stream event that is JSON null", sse, "data: null\n\ndata: [DONE]\n\n", true},
         {"chat", "a stream of only [DONE]", sse, "data: [DONE]\n\n", true},
+        {"chat", "a completion whose created, index and token counts overflow", json,
+         "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion\",\"created\":1e999,"
+         "\"choices\":[{\"index\":1e999,\"message\":{\"role\":\"assistant\",\"content\":"
+         "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":1e999,"
+         "\"output_tokens\":-1e999}}",
+         false},
+        {"chat", "a completion whose created and token counts are hugely negative", json,
+         "{\"created\":-1e999,\"choices\":[{\"index\":-1e999,\"message\":{\"content\":\"hi\"}}],"
+         "\"usage\":{\"prompt_tokens\":-1e999,\"completion_tokens\":1e999}}",
+         false},
+        {"chat", "a stream chunk whose created, index and token counts overflow", sse,
+         "data: {\"created\":1e999,\"choices\":[{\"index\":1e999,\"delta\":{\"content\":"
+         "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":1e999,"
+         "\"output_tokens\":-1e999}}\n\ndata: [DONE]\n\n",
+         true},
+        {"chat", "a stream chunk whose created is in milliseconds past any date", sse,
+         "data: {\"created\":1e300,\"choices\":[{\"index\":-1e999,\"delta\":{\"content\":"
+         "\"hi\"}}]}\n\ndata: [DONE]\n\n",
+         true},
     };
     for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
         const char *token = conf_token(ctx);

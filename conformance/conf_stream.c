@@ -1,5 +1,5 @@
 /*
- * SSE-1..13: streamed completions, end to end.
+ * SSE-1..18: streamed completions, end to end.
  *
  * The caller's stream is read with libcurl and parsed only by the suite's own WHATWG
  * parser (conf_sse.c), which stamps every event with its receive time (qk_now_ms(), the
@@ -580,39 +580,47 @@ SSE_5_utf8_split_across_writes_arrives_intact(struct conf_ctx *ctx)
 
 /* ---- SSE-6 ---- */
 
+/* @p step on every attempt: a proxy that takes a framing it cannot parse for a failed
+ * attempt (SSE-17) cannot retry its way to the mock's default framing. */
+static const char *
+framing_steps(struct conf_ctx *ctx, const char *step)
+{
+    return conf_repeat_steps(ctx, step, conf_max_attempts(ctx));
+}
+
 /* SSE-6: CRLF line endings. */
 static void
 SSE_6_crlf_line_endings(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "crlf framing", "[{\"stream\":{\"chunks\":4,\"crlf\":true}}]");
+    exact_stream(ctx, "crlf framing", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"crlf\":true}}"));
 }
 
 /* SSE-6: lone CR line endings. */
 static void
 SSE_6_cr_line_endings(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "cr framing", "[{\"stream\":{\"chunks\":4,\"cr\":true}}]");
+    exact_stream(ctx, "cr framing", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"cr\":true}}"));
 }
 
 /* SSE-6: comment lines between events. */
 static void
 SSE_6_comment_lines(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "comment framing", "[{\"stream\":{\"chunks\":4,\"comments\":true}}]");
+    exact_stream(ctx, "comment framing", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"comments\":true}}"));
 }
 
 /* SSE-6: every event in one write. */
 static void
 SSE_6_all_events_in_one_write(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "one write", "[{\"stream\":{\"chunks\":4,\"coalesce\":true}}]");
+    exact_stream(ctx, "one write", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"coalesce\":true}}"));
 }
 
 /* SSE-6: two events per write. */
 static void
 SSE_6_two_events_per_write(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "two per write", "[{\"stream\":{\"chunks\":5,\"coalesce\":2}}]");
+    exact_stream(ctx, "two per write", framing_steps(ctx, "{\"stream\":{\"chunks\":5,\"coalesce\":2}}"));
 }
 
 /* SSE-6: one event spread over several writes. The mock's only way to spread an event is
@@ -624,7 +632,8 @@ SSE_6_event_spread_over_many_writes(struct conf_ctx *ctx)
     const char *message = "spread events";
     const char *token = conf_token(ctx);
     const char *expected = expected_text(ctx, message);
-    conf_queue(ctx, token, "chat", "[{\"stream\":{\"chunks\":3,\"split_utf8\":true}}]");
+    conf_queue(ctx, token, "chat",
+               framing_steps(ctx, "{\"stream\":{\"chunks\":3,\"split_utf8\":true}}"));
     const struct stream *st = open_stream(ctx, token, body_for(ctx, message, true, INC_TRUE));
     struct relay r = analyse(ctx, st);
     conf_assume(ctx, !(r.text && strstr(r.text, "\xEF\xBF\xBD") && !strstr(expected, "\xEF\xBF\xBD")),
@@ -933,6 +942,46 @@ SSE_10_stall_past_idle_timeout_ends_stream(struct conf_ctx *ctx)
                  "the stream ended %lld ms after the upstream's last event; idle timeout %lld ms",
                  (long long)ended, (long long)idle);
     conf_assume(ctx, r.errors > 0, "the stalled stream ended without an error event (see SSE-8)");
+}
+
+/* SSE-10: an upstream that keeps sending bytes, one at a time, without ever completing an
+ * event is as idle as a silent one: only complete events (and comments) show it is alive,
+ * so the stream ends about the idle timeout after its last complete event. */
+static void
+SSE_10_trickle_does_not_hold_the_stream(struct conf_ctx *ctx)
+{
+    int64_t idle = profile(ctx)->stream_idle_timeout_ms;
+    conf_assume(ctx, !conf_profile_none(profile(ctx), CONF_NONE_IDLE_TIMEOUT),
+                "the profile declares no stream idle timeout, so nothing ends a trickle");
+    conf_runnable(ctx, idle <= STALL_TESTABLE_MS,
+                  "the profile's stream idle timeout (%lld ms) is too long to wait for: run the "
+                  "proxy with one of at most %d ms and set \"stream_idle_timeout_ms\"",
+                  (long long)idle, STALL_TESTABLE_MS);
+    int64_t trickle = idle / 10 < 20 ? 20 : idle / 10 > 200 ? 200 : idle / 10;
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat",
+               conf_str(ctx,
+                        "[{\"stream\":{\"chunks\":6,\"stall_after\":2,\"stall_ms\":%lld,"
+                        "\"trickle_ms\":%lld}}]",
+                        (long long)(idle + 4000), (long long)trickle));
+    struct stream_opts o = {.timeout_ms = (long)(idle + 3000)};
+    const struct stream *st =
+        open_stream_ex(ctx, token, body_for(ctx, "trickling upstream", true, INC_TRUE), &o);
+    assert_stream_200(ctx, st);
+    stream_check(ctx, st, st->resp.curl_code != CURLE_OPERATION_TIMEDOUT,
+                 "an upstream sending one byte every %lld ms and no complete event held the "
+                 "stream open for %lld ms (idle timeout %lld ms): bytes, not events, reset the "
+                 "idle clock",
+                 (long long)trickle, (long long)(idle + 3000), (long long)idle);
+    const cJSON *e = journal_entry(ctx, token, 1, 0);
+    size_t events = entry_events(e);
+    conf_check(ctx, NULL, events >= 2, "harness: the journal shows %zu upstream event(s)",
+               events);
+    int64_t ended = st->resp.done_ms - entry_event_ms(e, 1);
+    stream_check(ctx, st, ended <= idle + IDLE_LATE_MS,
+                 "the stream ended %lld ms after the upstream's last complete event, while "
+                 "bytes kept trickling; idle timeout %lld ms",
+                 (long long)ended, (long long)idle);
 }
 
 /* ---- SSE-11 ---- */
@@ -1284,6 +1333,247 @@ SSE_15_deltas_without_content(struct conf_ctx *ctx)
     check_textless_chunks(ctx, "\"no_content_delta\":true", "deltas without content");
 }
 
+/* ---- SSE-16..18 ---- */
+
+/* The attempts a non-stream request makes when every one meets a 500; skips when those do
+ * not end in a JSON error (RETRY-2, ERR-3 judge that), or when a stream meeting the same
+ * 500s does not get an error status (SSE-7 owns that: a proxy that answers 200 at once
+ * breaks every failed start alike). */
+static size_t
+attempts_for_500s(struct conf_ctx *ctx)
+{
+    const char *steps = conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1);
+    const struct conf_response *probe = NULL;
+    size_t n = non_stream_probe(ctx, steps, &probe);
+    conf_assume(ctx, is_json_error(ctx, probe),
+                "a non-stream request meeting 500s got HTTP %ld without a JSON error body (see "
+                "RETRY-2, ERR-3)",
+                probe->status);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", steps);
+    const struct stream *st =
+        open_stream(ctx, token, body_for(ctx, "failed start", true, INC_TRUE));
+    conf_assume(ctx, st->resp.status >= 400,
+                "a stream whose every attempt fails with 500 got HTTP %ld (see SSE-7)",
+                st->resp.status);
+    return n;
+}
+
+/* A 200 step answering @p body as @p content_type (plus @p extra, a JSON member list). */
+static const char *
+raw_200_step(struct conf_ctx *ctx, const char *content_type, const char *body, const char *extra)
+{
+    cJSON *step = cJSON_CreateObject();
+    cJSON_AddNumberToObject(step, "status", 200);
+    cJSON_AddStringToObject(step, "content_type", content_type);
+    cJSON_AddStringToObject(step, "body", body);
+    char *text = cJSON_PrintUnformatted(step);
+    cJSON_Delete(step);
+    conf_keep(ctx, text, free);
+    if (extra && text && strlen(text) > 1)
+        return conf_str(ctx, "%.*s,%s}", (int)(strlen(text) - 1), text, extra);
+    return text;
+}
+
+/* Every attempt of a stream request meets @p step: the caller gets a JSON error status,
+ * after as many attempts as upstream 500s cause (@p expect). */
+static void
+check_failure_each_attempt(struct conf_ctx *ctx, const char *what, const char *step,
+                           size_t expect)
+{
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, step, conf_max_attempts(ctx) + 1));
+    const struct stream *st =
+        open_stream(ctx, token, body_for(ctx, "not a stream", true, INC_TRUE));
+    stream_check(ctx, st, st->resp.status >= 400,
+                 "%s on every attempt gave HTTP %ld, not an error status: a failure was "
+                 "relayed as success",
+                 what, st->resp.status);
+    conf_assert_json_error(ctx, &st->resp);
+    size_t got = conf_attempts(ctx, token, expect);
+    conf_check(ctx, &st->resp, got == expect,
+               "%s caused %zu attempt(s); upstream 500s cause %zu", what, got, expect);
+}
+
+/* SSE-16: a stream request answered 200 with a JSON completion, the in-band failure payload
+ * as JSON, or plain text (no event stream) is a failure: retried like a 500, then an error
+ * status. */
+static void
+SSE_16_non_event_stream_200_is_a_failure(struct conf_ctx *ctx)
+{
+    size_t expect = attempts_for_500s(ctx);
+    const struct {
+        const char *what, *content_type, *body;
+    } answers[] = {
+        {"a JSON completion", "application/json",
+         "{\"id\":\"chatcmpl-json\",\"object\":\"chat.completion\",\"created\":1700000000,"
+         "\"model\":\"qwen-max\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+         "\"content\":\"not streamed\"},\"finish_reason\":\"stop\"}]}"},
+        {"the in-band failure payload as JSON", "application/json",
+         "{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM\"],\"data\":{}}"},
+        {"plain text", "text/plain", "not an event stream\n"},
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+        check_failure_each_attempt(
+            ctx, conf_str(ctx, "a 200 carrying %s", answers[i].what),
+            raw_200_step(ctx, answers[i].content_type, answers[i].body, NULL), expect);
+}
+
+/* SSE-16: a 200 JSON completion, then a good stream: the caller sees only the good stream. */
+static void
+SSE_16_non_event_stream_then_stream_gives_exact_text(struct conf_ctx *ctx)
+{
+    const struct conf_response *probe = NULL;
+    size_t n = non_stream_probe(ctx, "[{\"status\":500},{\"ok\":true}]", &probe);
+    conf_assume(ctx, n == 2 && probe->status == 200,
+                "a non-stream request is not retried after a 500 (see RETRY-1)");
+    /* A failed start, then a good stream, is SSE-7's; here the failure is a 200. */
+    const char *plain = conf_token(ctx);
+    conf_queue(ctx, plain, "chat", "[{\"status\":500},{\"stream\":{\"chunks\":3}}]");
+    struct relay pr = analyse(
+        ctx, open_stream(ctx, plain, body_for(ctx, "500 first, then a stream", true, INC_TRUE)));
+    conf_assume(ctx, pr.st->resp.status == 200 && pr.errors == 0 && pr.content_chunks > 0,
+                "a 500 and then a good stream did not give a clean 200 stream (see SSE-7)");
+    const char *message = "json first, then a stream";
+    const char *token = conf_token(ctx);
+    const char *expected = expected_text(ctx, message);
+    conf_queue(ctx, token, "chat",
+               conf_str(ctx, "[%s,{\"stream\":{\"chunks\":3}}]",
+                        raw_200_step(ctx, "application/json",
+                                     "{\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                                     "\"assistant\",\"content\":\"wrong\"}}]}",
+                                     NULL)));
+    const struct stream *st = open_stream(ctx, token, body_for(ctx, message, true, INC_TRUE));
+    struct relay r = analyse(ctx, st);
+    assert_clean_end(ctx, &r);
+    assert_text(ctx, &r, expected, "after a 200 that was not an event stream");
+    conf_assert_attempts(ctx, token, 2);
+}
+
+/* SSE-17: a text/event-stream 200 with no parseable event (gzip-encoded bytes, an HTML
+ * page, lines that are no SSE field) is a failure: retried like a 500, then an error
+ * status; never an empty completion. */
+static void
+SSE_17_event_stream_without_events_is_a_failure(struct conf_ctx *ctx)
+{
+    size_t expect = attempts_for_500s(ctx);
+    const char *sse = "text/event-stream";
+    check_failure_each_attempt(
+        ctx, "an event stream of gzip-encoded bytes",
+        raw_200_step(ctx, sse, "\x1f\x8b\x08\x08\xd2\x9c\x6b\x65\x02\xff\xab\x56\x4a\x49\x2c\x49\x54\xb2",
+                     "\"headers\":{\"Content-Encoding\":\"gzip\"}"),
+        expect);
+    check_failure_each_attempt(
+        ctx, "an event stream that is an HTML page",
+        raw_200_step(ctx, sse,
+                     "<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n",
+                     NULL),
+        expect);
+    check_failure_each_attempt(ctx, "an event stream of junk lines",
+                               raw_200_step(ctx, sse, "hello\nworld\n\n", NULL), expect);
+}
+
+/* SSE-17: an event stream whose only event is cut (no blank line before the end) delivered
+ * nothing: retried like a 500, then an error status. */
+static void
+SSE_17_cut_only_event_is_a_failure(struct conf_ctx *ctx)
+{
+    size_t expect = attempts_for_500s(ctx);
+    check_failure_each_attempt(
+        ctx, "an event stream whose only event has no blank line before the end",
+        raw_200_step(ctx, "text/event-stream",
+                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"cut\"}}]}",
+                     NULL),
+        expect);
+}
+
+/* SSE-17: events reached the caller, then the upstream ended cleanly inside its last event
+ * (no blank line, no [DONE]): one error event, never [DONE], nothing retried. */
+static void
+SSE_17_cut_last_event_gives_one_error_event(struct conf_ctx *ctx)
+{
+    const char *message = "cut at the end";
+    const char *token = conf_token(ctx);
+    const char *expected = expected_text(ctx, message);
+    /* On every attempt: a proxy that retried could not reach a clean answer that way. */
+    conf_queue(ctx, token, "chat",
+               conf_repeat_steps(ctx,
+                                 conf_str(ctx,
+                                          "{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":%d,"
+                                          "\"cut_last_event\":true}}",
+                                          PACE_MS),
+                                 conf_max_attempts(ctx)));
+    const struct stream *st = open_stream(ctx, token, body_for(ctx, message, true, INC_TRUE));
+    struct relay r = analyse(ctx, st);
+    conf_assume(ctx, st->resp.status == 200,
+                "events paced %d ms apart did not reach the caller before the cut: HTTP %ld "
+                "(see SSE-2)",
+                PACE_MS, st->resp.status);
+    stream_check(ctx, st, r.dones == 0,
+                 "a stream cut inside its last event ended with data: [DONE]: a truncated "
+                 "answer looks complete");
+    stream_check(ctx, st, r.errors == 1, "expected one error event, got %zu", r.errors);
+    bool prefix = r.text && strlen(r.text) < strlen(expected) &&
+                  strncmp(expected, r.text, strlen(r.text)) == 0;
+    if (!prefix)
+        print_error("    upstream text: %s\n    caller's text: %s\n", expected,
+                    r.text ? r.text : "(none)");
+    stream_check(ctx, st, prefix,
+                 "the caller's text is not a proper prefix of the upstream's: the cut event "
+                 "was relayed, or text was replayed");
+    conf_assert_attempts(ctx, token, 1);
+}
+
+/* SSE-18: a caller that leaves before the first byte of its stream stops the retries: no
+ * upstream attempt starts later than 1 s after it left. Every attempt answers 500 after
+ * half the attempt timeout, so the retries would run on for seconds. */
+static void
+SSE_18_caller_leaving_before_the_first_byte_stops_retries(struct conf_ctx *ctx)
+{
+    enum { LEAVE_MS = 100, MARGIN_MS = 300 };
+    const struct conf_profile *p = profile(ctx);
+    int64_t delay = p->upstream_timeout_ms / 2 > 1500 ? 1500 : p->upstream_timeout_ms / 2;
+    int64_t budget = p->deadline_ms > 0 ? p->deadline_ms : INT64_MAX;
+    int64_t attempts = conf_max_attempts(ctx);
+    if (delay > 0 && budget / delay < attempts)
+        attempts = budget / delay;
+    /* When the retries would be over within 1 s of the caller leaving anyway, a proxy that
+     * ignores the caller cannot be told apart. */
+    conf_runnable(ctx, (attempts - 1) * delay > LEAVE_MS + GONE_LIMIT_MS + MARGIN_MS,
+                  "the profile's retries (%u attempts, upstream timeout %lld ms, deadline "
+                  "%lld ms) end within %d ms of the caller leaving: allow more attempts or a "
+                  "longer deadline",
+                  conf_max_attempts(ctx), (long long)p->upstream_timeout_ms,
+                  (long long)p->deadline_ms, LEAVE_MS + GONE_LIMIT_MS + MARGIN_MS);
+    const char *token = conf_token(ctx);
+    conf_queue(ctx, token, "chat",
+               conf_repeat_steps(ctx,
+                                 conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
+                                          (long long)delay),
+                                 conf_max_attempts(ctx) + 1));
+    struct stream_opts o = {.timeout_ms = LEAVE_MS};
+    const struct stream *st =
+        open_stream_ex(ctx, token, body_for(ctx, "leaving before the start", true, INC_TRUE), &o);
+    int64_t left = st->resp.done_ms;
+    conf_assume(ctx, st->resp.status == 0,
+                "the caller got HTTP %ld before any attempt could succeed: the answer started "
+                "before its first event (see SSE-7)",
+                st->resp.status);
+    /* Long enough for the attempts a proxy that ignores the caller would still make to
+     * reach the journal (each is recorded when it ends). */
+    conf_sleep_ms(attempts * (delay + 100) + 500);
+    const cJSON *journal = conf_journal(ctx, token);
+    size_t n = (size_t)cJSON_GetArraySize(journal);
+    conf_check(ctx, NULL, n >= 1, "harness: the journal shows no attempt");
+    for (size_t i = 0; i < n; i++) {
+        int64_t at = conf_entry_received_ms(cJSON_GetArrayItem(journal, (int)i)) - left;
+        conf_check(ctx, NULL, at <= GONE_LIMIT_MS,
+                   "attempt %zu of %zu started %lld ms after the caller left (limit %d ms): "
+                   "the proxy kept retrying for nobody",
+                   i + 1, n, (long long)at, GONE_LIMIT_MS);
+    }
+}
+
 static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_1, SSE_1_stream_answers_event_stream_no_cache),
     CONF_TEST_SHOULD(SSE_1, SSE_1_stream_sends_x_accel_buffering_no),
@@ -1312,6 +1602,7 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_10, SSE_10_keepalive_comments_during_silences),
     CONF_TEST(SSE_10, SSE_10_flowing_stream_is_not_cut),
     CONF_TEST(SSE_10, SSE_10_stall_past_idle_timeout_ends_stream),
+    CONF_TEST(SSE_10, SSE_10_trickle_does_not_hold_the_stream),
     CONF_TEST(SSE_11, SSE_11_slow_reader_gets_the_whole_stream),
     CONF_TEST(SSE_12, SSE_12_chunks_are_complete),
     CONF_TEST(SSE_12, SSE_12_envelope_filled_in),
@@ -1323,6 +1614,12 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_15, SSE_15_final_empty_delta_chunk),
     CONF_TEST(SSE_15, SSE_15_empty_choices_chunks),
     CONF_TEST(SSE_15, SSE_15_deltas_without_content),
+    CONF_TEST(SSE_16, SSE_16_non_event_stream_200_is_a_failure),
+    CONF_TEST(SSE_16, SSE_16_non_event_stream_then_stream_gives_exact_text),
+    CONF_TEST(SSE_17, SSE_17_event_stream_without_events_is_a_failure),
+    CONF_TEST(SSE_17, SSE_17_cut_only_event_is_a_failure),
+    CONF_TEST(SSE_17, SSE_17_cut_last_event_gives_one_error_event),
+    CONF_TEST(SSE_18, SSE_18_caller_leaving_before_the_first_byte_stops_retries),
 };
 
 const struct conf_group conf_group_stream = {"stream", stream_tests,

@@ -115,6 +115,10 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
             rc = get_int(c, it, 0, 100000, &o->stall_after);
         else if (strcmp(k, "stall_ms") == 0)
             rc = get_int(c, it, 0, 3600000, &o->stall_ms);
+        else if (strcmp(k, "trickle_ms") == 0)
+            rc = get_int(c, it, 1, 60000, &o->trickle_ms);
+        else if (strcmp(k, "cut_last_event") == 0)
+            rc = get_bool(c, it, &o->cut_last_event);
         else if (strcmp(k, "final_repeat") == 0)
             rc = get_bool(c, it, &o->final_repeat);
         else if (strcmp(k, "final_empty_delta") == 0)

@@ -304,7 +304,7 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
         rc = push_chunk(&el, ans, o, &(struct chunk){.finish = true, .usage = !usage_apart});
     if (rc == QK_OK && usage_apart)
         rc = push_chunk(&el, ans, o, &(struct chunk){.no_choices = true, .usage = true});
-    if (rc == QK_OK && o->done) {
+    if (rc == QK_OK && o->done && !o->cut_last_event) {
         const char *eol = eol_str(o->eol);
         rc = qk_buf_appendf(&el.bytes, "data: [DONE]%s%s", eol, eol);
         if (rc == QK_OK)
@@ -314,6 +314,8 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     text = NULL;
     if (rc != QK_OK)
         goto out;
+    if (o->cut_last_event && el.n > 0)
+        el.ends[el.n - 1] -= 2 * strlen(eol_str(o->eol)); /* its blank line is never sent */
     size_t n_events = el.n;
 
     /* Faults that end the stream early cut the event list. */
@@ -345,6 +347,21 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
         if (rc != QK_OK)
             goto out;
         start = el.ends[last - 1];
+    }
+    if (plan.end == MOCK_END_STALL && o->trickle_ms > 0) {
+        /* Bytes that never complete a line, let alone an event: what a stuck upstream or a
+         * slowloris sends. The stall then lasts as long as the trickle, and closes. */
+        static const char head[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"";
+        int count = o->stall_ms / o->trickle_ms;
+        if (count > 100000)
+            count = 100000; /* a bound on the plan's size; the stall just ends sooner */
+        for (int i = 0; i < count && rc == QK_OK; i++) {
+            const char *byte = (size_t)i < sizeof head - 1 ? head + i : "x";
+            rc = plan_push(&plan, &alloc, byte, 1, o->trickle_ms, 0);
+        }
+        if (rc != QK_OK)
+            goto out;
+        plan.stall_ms = 0;
     }
 
 out:

@@ -23,7 +23,11 @@ struct mock_stream_opts {
     int truncate_after;  /**< close after K events; -1 = never */
     int stall_after;     /**< stop after K events, hold open; -1 = never */
     int stall_ms;        /**< how long a stall holds the connection */
+    int trickle_ms;      /**< during a stall, one byte of an event that never ends every N ms
+                              (then the stall ends by closing); 0 = silence */
     bool final_repeat;   /**< extra last chunk repeating the whole text */
+    bool cut_last_event; /**< no [DONE]; the last event ends without its blank line, and the
+                              stream ends cleanly there (a truncated answer) */
     bool final_empty_delta; /**< finish_reason (and usage) on an extra last chunk whose
                                  delta is {} */
     bool empty_choices;  /**< a "choices": [] chunk before the first piece; usage moves

@@ -1,8 +1,10 @@
 #include "completion.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 /* A `created` above this is milliseconds: seconds reach it in the year 5138. */
 #define SECONDS_CEILING 1e11
@@ -20,9 +22,26 @@ set_number(cJSON *obj, const char *name, double value)
 
 /* usage{input_tokens, output_tokens} -> usage{prompt_tokens, completion_tokens,
  * total_tokens}; names the upstream already gives in OpenAI's terms are kept. */
+/* A token count the caller can use: finite, non-negative, exact in a double. */
+static bool
+token_count(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+           v->valuedouble < 9007199254740992.0;
+}
+
 static bool
 usage_openai(cJSON *usage)
 {
+    /* Counts out of range go: inf prints as null, and inf - inf is NaN, whose conversion
+     * to int (cJSON keeps an int copy of every number) is undefined. */
+    cJSON *item = usage->child;
+    while (item) {
+        cJSON *next = item->next;
+        if (cJSON_IsNumber(item) && !token_count(item))
+            cJSON_Delete(cJSON_DetachItemViaPointer(usage, item));
+        item = next;
+    }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
     if (!cJSON_IsNumber(in) || !cJSON_IsNumber(out))
@@ -53,9 +72,17 @@ qp_completion_openai(const char *body, size_t len, size_t *out_len)
     if (cJSON_IsObject(usage) && !usage_openai(usage))
         goto done;
     const cJSON *created = cJSON_GetObjectItemCaseSensitive(root, "created");
-    if (cJSON_IsNumber(created) && created->valuedouble > SECONDS_CEILING &&
-        !set_number(root, "created", (double)(long long)(created->valuedouble / 1000.0)))
-        goto done;
+    if (cJSON_IsNumber(created)) {
+        double v = created->valuedouble;
+        if (isfinite(v) && v > SECONDS_CEILING)
+            v = floor(v / 1000.0);
+        /* Neither seconds nor milliseconds (inf, negative, huge): now, never a cast of a
+         * value out of range. */
+        if ((!isfinite(v) || v <= 0 || v > SECONDS_CEILING) && (v = (double)time(NULL)) < 0)
+            v = 0;
+        if (v != created->valuedouble && !set_number(root, "created", v))
+            goto done;
+    }
     out = cJSON_PrintUnformatted(root);
     if (out)
         *out_len = strlen(out);

@@ -40,6 +40,7 @@ struct qp_forwarder {
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
+static void stream_unwatch(struct qp_forwarder *fw, struct qp_request *req);
 
 /* libcurl read callback: the chat body of the current attempt. */
 static size_t
@@ -109,6 +110,8 @@ static void
 finish(struct qp_forwarder *fw, struct qp_request *req)
 {
     active_remove(fw, req);
+    if (req->stream && req->route == QP_ROUTE_CHAT && !req->st.started)
+        stream_unwatch(fw, req); /* before the resume: the socket is MHD's again */
     if (req->resp.status == 0)
         qp_response_error(&req->resp, 500, "The proxy produced no answer.", NULL, "internal_error");
     fw->cfg.complete(req);
@@ -254,6 +257,8 @@ respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
         snprintf(last, sizeof(last), "last upstream answer: %.120s", req->st.inband_msg);
     else if (req->stream && req->st.bad_event)
         snprintf(last, sizeof(last), "last upstream event stream was malformed");
+    else if (req->stream && req->st.unusable[0])
+        snprintf(last, sizeof(last), "%s", req->st.unusable);
     else if (f->transport == QP_TRANSPORT_OK)
         snprintf(last, sizeof(last), "last upstream status %ld%s", f->status,
                  f->html            ? " (HTML page)"
@@ -429,6 +434,31 @@ stream_disarm_locked(struct qp_forwarder *fw, struct qp_request *req)
     }
 }
 
+/* Watches the caller's socket for hang-up, from the first attempt on (SSE-9, SSE-18). */
+static void
+stream_watch_caller(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_stream *s = &req->st;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    pthread_mutex_lock(&s->lock);
+    if (!s->fd_armed && ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
+        s->fd = ci->connect_fd;
+        s->fd_armed = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Ends the watch of a stream that never started (loop thread, before the resume). */
+static void
+stream_unwatch(struct qp_forwarder *fw, struct qp_request *req)
+{
+    qp_loop_watch_forget(fw->loop, &req->st.watch);
+    pthread_mutex_lock(&req->st.lock);
+    stream_disarm_locked(fw, req);
+    pthread_mutex_unlock(&req->st.lock);
+}
+
 /* Removes the upstream transfer before it ended (closing its connection). */
 static void
 drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
@@ -514,11 +544,28 @@ stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
     qp_request_unref(req); /* the loop's reference */
 }
 
+/* The caller left before its stream started (SSE-18): no further attempt, and the open one
+ * is closed at once. The answer goes nowhere; the status is for the log line. */
+static void
+stream_gone_before_start(struct qp_forwarder *fw, struct qp_request *req)
+{
+    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
+    qp_loop_timer_cancel(fw->loop, &req->st.timer);
+    drop_transfer(fw, req);
+    qp_response_clear(&req->resp);
+    qp_response_error(&req->resp, 499, "The caller left before the stream started.", NULL,
+                      "client_closed_request");
+    finish(fw, req);
+}
+
 static void
 on_stream_watch(struct qp_loop_watch *w)
 {
     struct qp_request *req = QP_CONTAINER_OF(w, struct qp_request, st.watch);
-    stream_client_gone(req->fw, req);
+    if (!req->st.started)
+        stream_gone_before_start(req->fw, req);
+    else
+        stream_client_gone(req->fw, req);
 }
 
 /* Commits the 200 event stream with the bytes normalized so far (SSE-1, SSE-7). */
@@ -539,7 +586,7 @@ stream_start(struct qp_forwarder *fw, struct qp_request *req)
     if (qk_buf_append(&s->out, qk_buf_ptr(&s->pending), qk_buf_len(&s->pending)) != QK_OK)
         fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
     s->loop_active = true;
-    if (ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
+    if (!s->fd_armed && ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
         s->fd = ci->connect_fd;
         s->fd_armed = true;
     }
@@ -649,9 +696,13 @@ stream_on_body(struct qp_request *req, char *ptr, size_t n)
         ret = CURL_WRITEFUNC_PAUSE;
         goto out;
     }
-    s->last_upstream_ms = qk_now_ms();
+    size_t progress = qp_sse_norm_progress(s->norm);
     qk_buf_reset(&s->scratch);
     enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, &s->scratch);
+    /* Only a complete event or comment shows the upstream alive (SSE-10): a trickle of
+     * bytes that never completes one must not hold the stream open. */
+    if (QP_MUTANT(bytes_reset_idle) || qp_sse_norm_progress(s->norm) != progress)
+        s->last_upstream_ms = qk_now_ms();
     if (st == QP_SSE_INBAND_ERROR) {
         s->inband = true;
         snprintf(s->inband_msg, sizeof(s->inband_msg), "%s", qp_sse_norm_inband_message(s->norm));
@@ -673,8 +724,13 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
 {
     struct qp_stream *s = &req->st;
     bool ok = rc == CURLE_OK && s->sse && !s->inband && !s->bad_event;
+    enum qp_sse_end end = ok ? qp_sse_norm_end(s->norm) : QP_SSE_END_CLEAN;
     char msg[512];
-    if (!s->sse)
+    if (end != QP_SSE_END_CLEAN) {
+        ok = false; /* SSE-17: a clean close inside an event is a truncation */
+        snprintf(msg, sizeof(msg), "Upstream stream ended %s.",
+                 end == QP_SSE_END_CUT ? "inside an event" : "without an event");
+    } else if (!s->sse)
         snprintf(msg, sizeof(msg), "Upstream answered HTTP %ld instead of an event stream.",
                  status);
     else if (s->inband)
@@ -719,7 +775,8 @@ on_stream_timer(struct qp_loop_timer *t)
         s->last_upstream_ms = now; /* a slow caller is not an idle upstream */
     if (req->in_transfer && now - s->last_upstream_ms >= fw->cfg.stream_idle_timeout_ms) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "Upstream sent nothing for %lld ms; stream ended (SSE-10).",
+        snprintf(msg, sizeof(msg),
+                 "Upstream sent no complete event for %lld ms; stream ended (SSE-10).",
                  (long long)fw->cfg.stream_idle_timeout_ms);
         drop_transfer(fw, req);
         stream_close(fw, req, QP_MUTANT(bare_done_on_drop), msg);
@@ -781,6 +838,7 @@ stream_new_attempt(struct qp_request *req)
     s->norm = qp_sse_norm_new(s->incremental, s->model, id, (long long)time(NULL));
     s->sse_known = s->sse = s->inband = s->bad_event = s->norm_finished = false;
     s->inband_msg[0] = '\0';
+    s->unusable[0] = '\0';
     qk_buf_reset(&s->pending);
     return s->norm != NULL;
 }
@@ -886,10 +944,35 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         status <= 299 && !f->html)
         f->body_unusable =
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
+    if (streamed && !s->sse_known && f->transport == QP_TRANSPORT_OK) {
+        /* No body byte came, so the kind of answer was never looked at. */
+        s->sse = status >= 200 && status <= 299 && ctype &&
+                 strncasecmp(ctype, "text/event-stream", 17) == 0;
+        s->sse_known = true;
+    }
+    if (streamed && !s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 &&
+        status <= 299 && !f->html && !QP_MUTANT(relay_non_sse_200)) {
+        /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
+         * payload instead is a failed attempt, retried like a 500. */
+        snprintf(s->unusable, sizeof(s->unusable),
+                 "last upstream answer was HTTP %ld %.60s, not an event stream", status,
+                 ctype ? ctype : "without a Content-Type");
+        f->body_unusable = true;
+    }
     if (streamed && s->sse_known && s->sse) {
         if (s->inband || s->bad_event) {
             /* An event stream that failed before its first chunk: a retryable glitch
              * (SSE-13), however libcurl ended after we stopped reading. */
+            f->transport = QP_TRANSPORT_OK;
+            f->status = status;
+            f->body_unusable = true;
+        } else if (f->transport == QP_TRANSPORT_OK &&
+                   qp_sse_norm_end(s->norm) != QP_SSE_END_CLEAN) {
+            /* SSE-17: no event at all (gzip, HTML, junk), or the only events cut short:
+             * nothing reached the caller, so it is a failed attempt, retried like a 500. */
+            snprintf(s->unusable, sizeof(s->unusable), "last upstream event stream %s",
+                     qp_sse_norm_end(s->norm) == QP_SSE_END_CUT ? "ended inside an event"
+                                                                : "carried no event");
             f->transport = QP_TRANSPORT_OK;
             f->status = status;
             f->body_unusable = true;
@@ -1137,8 +1220,11 @@ qp_forward_on_post(void *ctx, void *item)
     req->fw = fw;
     if (QP_MUTANT(drop_unknown_fields) && req->route == QP_ROUTE_CHAT)
         drop_unknown_fields(req);
-    if (req->stream && req->route == QP_ROUTE_CHAT)
+    if (req->stream && req->route == QP_ROUTE_CHAT) {
         stream_prepare(req);
+        if (!QP_MUTANT(retry_after_caller_left))
+            stream_watch_caller(fw, req); /* a caller gone before the start ends it (SSE-18) */
+    }
     req->deadline_ms = req->started_ms + fw->cfg.deadline_ms;
     req->retry_timer.fire = on_retry_timer;
     active_add(fw, req);

@@ -76,7 +76,11 @@
     XX(forward_duplicate_headers, "INPUT-1", "forwards two Authorization/Host/Content-Length")      \
     XX(forward_control_chars, "INPUT-2", "forwards header values holding control characters")     \
     XX(decode_path_before_routing, "INPUT-3", "routes on the decoded path (%2F, %00)")             \
-    XX(head_405, "INPUT-4", "answers HEAD on the GET routes with 405")
+    XX(head_405, "INPUT-4", "answers HEAD on the GET routes with 405") \
+    XX(relay_non_sse_200, "SSE-16", "relays a 200 that is not an event stream as a success")      \
+    XX(done_on_junk_stream, "SSE-17", "ends a stream without events, or cut, with [DONE]")        \
+    XX(retry_after_caller_left, "SSE-18", "keeps retrying after the caller left before the start") \
+    XX(bytes_reset_idle, "SSE-10", "any upstream byte resets the stream idle timeout")
 
 enum qp_mutant {
     QP_MUT_NONE = 0,

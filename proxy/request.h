@@ -70,6 +70,7 @@ struct qp_stream {
     bool norm_finished;  /**< qp_sse_norm_finish() already ran for this attempt */
     bool gone_handled;   /**< the caller's departure was acted upon */
     char inband_msg[256];
+    char unusable[160];  /**< why the attempt's 2xx was no usable stream (SSE-16, SSE-17) */
     char model[128];
     struct qp_sse_norm *norm;   /**< the current attempt's normalizer */
     struct qk_buf pending;      /**< normalized bytes of an attempt not yet started */

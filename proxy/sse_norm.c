@@ -1,17 +1,76 @@
 #include "sse_norm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mutant.h"
 
-/* The longest answer the relay accepts. A cumulative upstream repeats the whole text in
- * every event, so one line can be as long as the answer: all buffers share the cap. It
- * sits well above what kernel socket buffers hold (4 MiB by default on Linux), so SSE-11
- * can be checked with a stream the kernel cannot hide. */
+/* The longest event the relay accepts. A cumulative upstream repeats the whole text in
+ * every event, so one line can be as long as the answer: a cumulative answer is capped
+ * here, an incremental one only per piece. It sits well above what kernel socket buffers
+ * hold (4 MiB by default on Linux), so SSE-11 can be checked with a stream the kernel
+ * cannot hide. */
 #define ANSWER_CAP (16 * 1024 * 1024)
+
+/* Buffers that grew past this for one event are given back after it, so a stream holds
+ * its largest event only while it reads it. */
+#define KEEP_BYTES (64 * 1024)
+
+/* What dedup needs of the text sent so far (SSE-4), in bounded memory: its length, a hash
+ * of all but its last TAIL_BYTES, and those bytes. "Begins with the whole text so far" is
+ * then a length check, the hash of the chunk's head and a comparison of the tail: exact
+ * but for a 64-bit hash collision of two different heads of the same length. */
+#define TAIL_BYTES 4096
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+struct sent_text {
+    size_t len;         /* bytes of text so far */
+    uint64_t head_hash; /* FNV-1a of its first len - tail_len bytes */
+    size_t tail_len;
+    char tail[TAIL_BYTES]; /* its last tail_len bytes */
+};
+
+static uint64_t
+fnv1a(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static void
+sent_reset(struct sent_text *t)
+{
+    t->len = 0;
+    t->head_hash = FNV_OFFSET;
+    t->tail_len = 0;
+}
+
+/* The text grew by @p p: bytes leaving the tail go into the head's hash. */
+static void
+sent_append(struct sent_text *t, const char *p, size_t n)
+{
+    t->len += n;
+    if (n >= TAIL_BYTES) {
+        t->head_hash = fnv1a(t->head_hash, t->tail, t->tail_len);
+        t->head_hash = fnv1a(t->head_hash, p, n - TAIL_BYTES);
+        memcpy(t->tail, p + n - TAIL_BYTES, TAIL_BYTES);
+        t->tail_len = TAIL_BYTES;
+        return;
+    }
+    size_t over = t->tail_len + n > TAIL_BYTES ? t->tail_len + n - TAIL_BYTES : 0;
+    t->head_hash = fnv1a(t->head_hash, t->tail, over);
+    memmove(t->tail, t->tail + over, t->tail_len - over);
+    t->tail_len -= over;
+    memcpy(t->tail + t->tail_len, p, n);
+    t->tail_len += n;
+}
 
 struct qp_sse_norm {
     bool cumulative; /* current interpretation of delta.content */
@@ -19,10 +78,13 @@ struct qp_sse_norm {
     bool finish_sent;
     bool role_sent;
     size_t pieces; /* content-bearing chunks seen */
+    size_t events_in;  /* upstream events that parsed (a JSON chunk or [DONE]) */
+    size_t progress;   /* complete events and comment lines (SSE-10's sign of life) */
     size_t events_out;
-    struct qk_buf text; /* the whole text so far */
+    struct sent_text text; /* the text so far, as dedup needs it */
     struct qk_buf line; /* the line being read */
-    struct qk_buf data; /* data lines of the event being read */
+    struct qk_buf data; /* data lines of the event being read, from data_off on */
+    size_t data_off;    /* the line moved into data kept its "data: " prefix */
     struct qk_buf prev; /* mutant naive_prefix_dedup: the previous chunk's raw content */
     bool data_seen;
     bool after_cr;
@@ -31,6 +93,8 @@ struct qp_sse_norm {
     char inband[256];
 };
 
+static struct qk_buf *line_buffer(struct qp_sse_norm *n);
+
 struct qp_sse_norm *
 qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, long long now_s)
 {
@@ -38,7 +102,7 @@ qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, l
     if (!n)
         return NULL;
     n->cumulative = !incremental_requested;
-    qk_buf_init(&n->text, ANSWER_CAP);
+    sent_reset(&n->text);
     qk_buf_init(&n->line, ANSWER_CAP);
     qk_buf_init(&n->data, ANSWER_CAP);
     qk_buf_init(&n->prev, ANSWER_CAP);
@@ -49,6 +113,9 @@ qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, l
         qp_sse_norm_free(n);
         return NULL;
     }
+    if (QP_MUTANT(shared_line_buffer))
+        qk_buf_reset(line_buffer(n)); /* shared, but fresh for each stream: only streams at
+                                         once mix (SSE-14), not one cut stream and the next */
     return n;
 }
 
@@ -57,7 +124,6 @@ qp_sse_norm_free(struct qp_sse_norm *n)
 {
     if (!n)
         return;
-    qk_buf_free(&n->text);
     qk_buf_free(&n->line);
     qk_buf_free(&n->data);
     qk_buf_free(&n->prev);
@@ -76,6 +142,27 @@ const char *
 qp_sse_norm_inband_message(const struct qp_sse_norm *n)
 {
     return n->inband;
+}
+
+size_t
+qp_sse_norm_progress(const struct qp_sse_norm *n)
+{
+    return n->progress;
+}
+
+enum qp_sse_end
+qp_sse_norm_end(const struct qp_sse_norm *n)
+{
+    if (n->done || QP_MUTANT(done_on_junk_stream))
+        return QP_SSE_END_CLEAN;
+    /* Data lines read but not yet dispatched, or a data line cut short: WHATWG discards
+     * such an event at the end, and so would the caller's SDK; it is a truncation. */
+    const struct qk_buf *lb = line_buffer((struct qp_sse_norm *)n);
+    size_t ll = qk_buf_len(lb);
+    bool partial_data = ll > 0 && strncmp(qk_buf_ptr(lb), "data", ll < 4 ? ll : 4) == 0;
+    if (n->data_seen || partial_data)
+        return QP_SSE_END_CUT;
+    return n->events_in == 0 ? QP_SSE_END_NO_EVENT : QP_SSE_END_CLEAN;
 }
 
 /* The service's in-band failures: {"ret":["FAIL_..."]}, {"success":false,...},
@@ -109,12 +196,28 @@ is_inband_failure(const cJSON *o, char *msg, size_t len)
     return false;
 }
 
-/* Seconds, whatever unit the upstream used (some send milliseconds). */
+/* A `created` at or above this is milliseconds: seconds reach it in the year 5138. */
+#define SECONDS_CEILING 1e11
+
+/* Seconds, whatever unit the upstream used (some send milliseconds); @p fallback for a
+ * value that is neither (negative, huge, inf): never a cast out of range. */
 static long long
-seconds(double v)
+seconds(double v, long long fallback)
 {
-    long long t = (long long)v;
-    return t > 100000000000LL ? t / 1000 : t;
+    if (!isfinite(v) || v <= 0)
+        return fallback;
+    if (v >= SECONDS_CEILING)
+        v /= 1000.0;
+    return v < SECONDS_CEILING ? (long long)v : fallback;
+}
+
+/* A token count the caller can use: a finite, non-negative number below 2^53 (exact in a
+ * double). */
+static bool
+token_count(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+           v->valuedouble < 9007199254740992.0;
 }
 
 static enum qp_sse_status
@@ -153,7 +256,7 @@ emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const cha
         /* The upstream's DashScope names, mapped to OpenAI's. */
         const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens");
         const cJSON *outt = cJSON_GetObjectItemCaseSensitive(usage, "output_tokens");
-        if (cJSON_IsNumber(in) && cJSON_IsNumber(outt)) {
+        if (token_count(in) && token_count(outt)) { /* else no usage: never inf or NaN */
             cJSON *u = cJSON_AddObjectToObject(o, "usage");
             cJSON_AddNumberToObject(u, "prompt_tokens", in->valuedouble);
             cJSON_AddNumberToObject(u, "completion_tokens", outt->valuedouble);
@@ -180,15 +283,16 @@ emit_chunk(struct qp_sse_norm *n, const char *delta, size_t delta_len, const cha
 }
 
 /* Works out the new text a chunk carries (see the rule in the header). */
-static void
+/* @return whether @p c begins with the whole text so far. */
+static bool
 new_text(struct qp_sse_norm *n, const char *c, size_t clen, size_t *off)
 {
-    const char *t = qk_buf_ptr(&n->text);
-    size_t tlen = qk_buf_len(&n->text);
+    const struct sent_text *t = &n->text;
+    size_t tlen = t->len;
     if (QP_MUTANT(cumulative_passthrough)) {
         *off = 0; /* every delta relayed as it came */
         n->cumulative = false;
-        return;
+        return false;
     }
     if (QP_MUTANT(naive_prefix_dedup)) {
         /* "if the new text starts with the previous one, send the suffix" */
@@ -199,23 +303,27 @@ new_text(struct qp_sse_norm *n, const char *c, size_t clen, size_t *off)
         qk_buf_reset(&n->prev);
         if (qk_buf_append(&n->prev, c, clen) != QK_OK)
             qk_buf_reset(&n->prev);
-        return;
+        return false;
     }
-    bool extends = clen >= tlen && memcmp(c, t, tlen) == 0;
+    size_t head = tlen - t->tail_len;
+    bool head_same = clen >= head && fnv1a(FNV_OFFSET, c, head) == t->head_hash;
+    bool extends = head_same && clen >= tlen && memcmp(c + head, t->tail, t->tail_len) == 0;
     if (n->cumulative) {
         if (extends) {
             *off = tlen;
         } else {
-            /* Not an extension (the upstream rewrote earlier text): relay what
-             * follows the common prefix, since sent text cannot be taken back. */
-            size_t k = 0;
-            while (k < clen && k < tlen && c[k] == t[k])
-                k++;
-            while (k > 0 && ((unsigned char)c[k] & 0xC0) == 0x80)
+            /* Not an extension (the upstream rewrote earlier text): relay what follows
+             * the common prefix, since sent text cannot be taken back. A rewrite before
+             * the kept tail relays only what goes past the text already sent. */
+            size_t k = clen < tlen ? clen : tlen;
+            if (head_same)
+                for (k = head; k < clen && k < tlen && c[k] == t->tail[k - head];)
+                    k++;
+            while (k > 0 && k < clen && ((unsigned char)c[k] & 0xC0) == 0x80)
                 k--; /* stay on a character boundary */
             *off = k;
         }
-        return;
+        return extends;
     }
     /* Longer and starting with all the text so far: cumulative. Exactly equal:
      * a repeat of everything, but only trusted after two pieces, so that a
@@ -223,27 +331,44 @@ new_text(struct qp_sse_norm *n, const char *c, size_t clen, size_t *off)
     if (tlen > 0 && extends && (clen > tlen || n->pieces >= 2)) {
         n->cumulative = true; /* the upstream ignored incremental_output */
         *off = tlen;
-        return;
+        return true;
     }
     *off = 0;
+    return extends;
+}
+
+/* Empties @p b, giving its memory back when it held more than KEEP_BYTES. */
+static void
+release(struct qk_buf *b, size_t used)
+{
+    if (used <= KEEP_BYTES) {
+        qk_buf_reset(b);
+        return;
+    }
+    qk_buf_free(b);
+    qk_buf_init(b, ANSWER_CAP);
 }
 
 static enum qp_sse_status
 handle_event(struct qp_sse_norm *n, struct qk_buf *out)
 {
-    const char *data = qk_buf_ptr(&n->data);
-    size_t len = qk_buf_len(&n->data);
+    const char *data = qk_buf_ptr(&n->data) + n->data_off;
+    size_t len = qk_buf_len(&n->data) - n->data_off;
     if (len > 0 && data[len - 1] == '\n')
         len--;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         n->done = true;
+        n->events_in++;
         return QP_SSE_DONE;
     }
     cJSON *o = cJSON_ParseWithLength(data, len);
+    release(&n->data, qk_buf_len(&n->data)); /* the tree holds what is needed of it */
+    n->data_off = 0;
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return QP_SSE_BAD_EVENT;
     }
+    n->events_in++;
     enum qp_sse_status st = QP_SSE_OK;
     if (is_inband_failure(o, n->inband, sizeof n->inband)) {
         st = QP_SSE_INBAND_ERROR;
@@ -262,8 +387,8 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
             free(n->id);
             n->id = strdup(id->valuestring);
         }
-        if (cJSON_IsNumber(created) && created->valuedouble > 0)
-            n->created = seconds(created->valuedouble);
+        if (cJSON_IsNumber(created))
+            n->created = seconds(created->valuedouble, n->created);
         if (!n->model || !n->id) {
             st = QP_SSE_NOMEM;
             goto out;
@@ -281,16 +406,15 @@ handle_event(struct qp_sse_norm *n, struct qk_buf *out)
     }
     const char *c = cJSON_IsString(content) ? content->valuestring : "";
     size_t clen = strlen(c), off = 0;
-    if (clen > 0)
-        new_text(n, c, clen, &off);
+    bool extends = clen > 0 && new_text(n, c, clen, &off);
     size_t dlen = clen > off ? clen - off : 0;
     if (dlen > 0) {
-        if (n->cumulative)
-            qk_buf_reset(&n->text);
-        if (qk_buf_append(&n->text, n->cumulative ? c : c + off, n->cumulative ? clen : dlen) !=
-            QK_OK) {
-            st = QP_SSE_NOMEM;
-            goto out;
+        /* Cumulative: the text is now c; an extension only adds its new end. */
+        if (n->cumulative && !extends) {
+            sent_reset(&n->text);
+            sent_append(&n->text, c, clen);
+        } else {
+            sent_append(&n->text, c + off, dlen);
         }
     }
     if (clen > 0)
@@ -326,37 +450,65 @@ qp_sse_norm_feed(struct qp_sse_norm *n, const char *bytes, size_t len, struct qk
     if (n->done)
         return QP_SSE_DONE;
     struct qk_buf *lb = line_buffer(n);
-    for (size_t i = 0; i < len; i++) {
+    bool cr_ends = !QP_MUTANT(lf_only_framing);
+    for (size_t i = 0; i < len;) {
         char ch = bytes[i];
         if (n->after_cr) {
             n->after_cr = false;
-            if (ch == '\n')
+            if (ch == '\n') {
+                i++;
                 continue; /* CRLF split across reads */
+            }
         }
-        bool eol = ch == '\n' || (ch == '\r' && !QP_MUTANT(lf_only_framing));
-        if (!eol) {
-            if (qk_buf_append(lb, &ch, 1) != QK_OK)
+        if (ch != '\n' && (ch != '\r' || !cr_ends)) {
+            /* The run up to the next line end, in one append. */
+            size_t j = i + 1;
+            while (j < len && bytes[j] != '\n' && (bytes[j] != '\r' || !cr_ends))
+                j++;
+            if (qk_buf_append(lb, bytes + i, j - i) != QK_OK)
                 return QP_SSE_NOMEM;
+            i = j;
             continue;
         }
+        i++;
         n->after_cr = ch == '\r';
         const char *line = qk_buf_ptr(lb);
         size_t ll = qk_buf_len(lb);
+        bool moved = false;
         enum qp_sse_status st = QP_SSE_OK;
         if (ll == 0) {
-            if (n->data_seen)
+            if (n->data_seen) {
+                n->progress++;
                 st = handle_event(n, out);
-            qk_buf_reset(&n->data);
+            }
+            release(&n->data, qk_buf_len(&n->data));
+            n->data_off = 0;
             n->data_seen = false;
         } else if (ll >= 4 && memcmp(line, "data", 4) == 0 && (ll == 4 || line[4] == ':')) {
             size_t skip = ll == 4 ? 4 : (ll > 5 && line[5] == ' ') ? 6 : 5;
-            if (qk_buf_append(&n->data, line + skip, ll - skip) != QK_OK ||
-                qk_buf_append(&n->data, "\n", 1) != QK_OK)
+            if (qk_buf_len(&n->data) == 0 && lb == &n->line) {
+                /* The event's first data line is moved, not copied: a cumulative line is
+                 * as long as the answer. */
+                struct qk_buf empty = n->data;
+                n->data = n->line;
+                n->line = empty;
+                n->data_off = skip;
+                moved = true;
+                if (qk_buf_append(&n->data, "\n", 1) != QK_OK)
+                    st = QP_SSE_NOMEM;
+            } else if (qk_buf_append(&n->data, line + skip, ll - skip) != QK_OK ||
+                       qk_buf_append(&n->data, "\n", 1) != QK_OK) {
                 st = QP_SSE_NOMEM;
+            }
             n->data_seen = true;
+        } else if (line[0] == ':') {
+            n->progress++; /* a comment: dropped, but the upstream is alive */
         }
         /* comments (":...") and other fields (event:, id:, retry:) are dropped */
-        qk_buf_reset(lb);
+        if (moved)
+            qk_buf_reset(lb);
+        else
+            release(lb, ll);
         if (st != QP_SSE_OK)
             return st;
     }
@@ -367,13 +519,15 @@ enum qk_err
 qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_message,
                    struct qk_buf *out)
 {
-    if (upstream_ok && !n->done && n->data_seen) {
-        /* A clean end right after an event's last data line: take the event. */
+    if (QP_MUTANT(done_on_junk_stream) && upstream_ok && !n->done && n->data_seen) {
+        /* A clean end right after an event's last data line: the event taken as if its
+         * blank line had come. */
         enum qp_sse_status st = handle_event(n, out);
         if (st == QP_SSE_NOMEM)
             return QK_NOMEM;
     }
-    if (upstream_ok || n->done) {
+    enum qp_sse_end end = qp_sse_norm_end(n);
+    if (n->done || (upstream_ok && end == QP_SSE_END_CLEAN)) {
         if (!n->finish_sent && !QP_MUTANT(raw_chunks) &&
             emit_chunk(n, "", 0, "stop", NULL, out) != QP_SSE_OK)
             return QK_NOMEM;
@@ -381,8 +535,11 @@ qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_me
     }
     cJSON *o = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message",
-                            error_message ? error_message : "upstream stream interrupted");
+    if (upstream_ok || !error_message)
+        error_message = end == QP_SSE_END_NO_EVENT ? "upstream stream carried no event"
+                        : end == QP_SSE_END_CUT    ? "upstream stream ended inside an event"
+                                                   : "upstream stream interrupted";
+    cJSON_AddStringToObject(e, "message", error_message);
     cJSON_AddStringToObject(e, "type", "upstream_error");
     cJSON_AddNullToObject(e, "param");
     cJSON_AddStringToObject(e, "code", "stream_interrupted");

@@ -16,7 +16,16 @@
  * equals it, is taken as cumulative (the upstream ignored the flag): only its new
  * suffix is relayed, and the stream is treated as cumulative from then on. Limit:
  * a genuine incremental piece that begins with the entire text so far ("a" then
- * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe.
+ * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe. In cumulative
+ * mode a chunk that does not extend the text (a rewrite) relays what follows the common
+ * prefix when the rewrite lies in the last 4 KiB, else only what goes past the text
+ * already sent.
+ *
+ * Memory (SSE-11): the text so far is kept as its length, a 64-bit hash of all but its
+ * last 4 KiB, and those 4 KiB, so an incremental answer of any length costs the same.
+ * What grows is the event being read: its line (cumulative events are as long as the
+ * answer), its parsed tree and its delta, given back after the event when over 64 KiB.
+ * One event may be at most 16 MiB (QP_SSE_NOMEM beyond).
  *
  * Pure data in, bytes out: no I/O, so it is unit-tested at every byte split.
  * Ownership: qp_sse_norm_new() returns an object the caller frees with
@@ -58,12 +67,33 @@ QK_WUR enum qp_sse_status qp_sse_norm_feed(struct qp_sse_norm *n, const char *by
 
 /**
  * Ends the stream. When the upstream ended cleanly (@p upstream_ok, or [DONE]
- * seen), appends a closing chunk with finish_reason if none was sent, then
- * `data: [DONE]`. Otherwise appends one error event carrying @p error_message
- * (and no [DONE], so no client mistakes it for success).
+ * seen) and qp_sse_norm_end() is CLEAN, appends a closing chunk with finish_reason
+ * if none was sent, then `data: [DONE]`. Otherwise appends one error event carrying
+ * @p error_message, or the reason qp_sse_norm_end() gives (and no [DONE], so no
+ * client mistakes it for success).
  */
 QK_WUR enum qk_err qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok,
                                       const char *error_message, struct qk_buf *out);
+
+/** How the upstream's bytes ended, as judged at a clean end of the transfer (SSE-17). */
+enum qp_sse_end {
+    QP_SSE_END_CLEAN = 0, /**< [DONE] seen, or complete events and no event cut */
+    QP_SSE_END_NO_EVENT,  /**< not one event: gzip bytes, an HTML page, junk lines */
+    QP_SSE_END_CUT,       /**< the last event has no blank line before the end (truncated) */
+};
+
+/**
+ * @return how the bytes fed so far would end if the transfer ended now. A stream that is
+ * not CLEAN is a failure: qp_sse_norm_finish() then ends it with an error event, never
+ * with [DONE], even when @p upstream_ok.
+ */
+enum qp_sse_end qp_sse_norm_end(const struct qp_sse_norm *n);
+
+/**
+ * @return complete events and comment lines seen so far: what shows that the upstream is
+ * alive (SSE-10). Bytes that complete neither (a trickle) do not count.
+ */
+size_t qp_sse_norm_progress(const struct qp_sse_norm *n);
 
 /** Number of chunk events emitted so far. */
 size_t qp_sse_norm_events(const struct qp_sse_norm *n);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
@@ -75,6 +76,35 @@ a_body_that_is_not_an_object_is_left_alone(void **state)
     assert_null(qp_completion_openai("", 0, &len));
 }
 
+/* ROBUST-1: out-of-range numbers (created 1e999, token counts that overflow) are replaced,
+ * never cast: created becomes now, and usage keeps only finite counts. */
+static void
+out_of_range_numbers_are_replaced(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"created\":1e999,\"choices\":[{\"index\":1e999}],"
+        "\"usage\":{\"input_tokens\":1e999,\"output_tokens\":-1e999}}",
+        "{\"created\":-1e999,\"usage\":{\"prompt_tokens\":1e999,\"completion_tokens\":-1e999}}",
+        "{\"created\":1e300,\"usage\":{\"input_tokens\":-1,\"output_tokens\":2}}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        cJSON *c = convert(bodies[i]);
+        double created = number(c, "created");
+        double now = (double)time(NULL);
+        assert_true(created > now - 86400 && created < now + 86400);
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(c, "usage");
+        const cJSON *item = NULL;
+        cJSON_ArrayForEach(item, u)
+        {
+            /* cJSON prints inf and NaN as null: a count must stay a number or go. */
+            assert_false(cJSON_IsNull(item));
+        }
+        assert_null(cJSON_GetObjectItemCaseSensitive(u, "total_tokens"));
+        cJSON_Delete(c);
+    }
+}
+
 int
 main(void)
 {
@@ -82,6 +112,7 @@ main(void)
         cmocka_unit_test(dashscope_usage_becomes_openai_usage),
         cmocka_unit_test(openai_usage_and_seconds_are_kept),
         cmocka_unit_test(a_body_that_is_not_an_object_is_left_alone),
+        cmocka_unit_test(out_of_range_numbers_are_replaced),
     };
     return cmocka_run_group_tests_name("proxy_completion", tests, NULL, NULL);
 }
