@@ -28,7 +28,8 @@ for t in $targets; do
     if [ ${#regressions[@]} -gt 0 ]; then
         if ! "$bin" -timeout=10 -rss_limit_mb=2048 "${regressions[@]}" >"$run/regressions.log" 2>&1; then
             echo "ci/fuzz.sh: $t: a saved regression fails again (log: $run/regressions.log)" >&2
-            grep -E '^Running: ' "$run/regressions.log" | tail -1 >&2 || true
+            grep -E '^Running: |ERROR: |SUMMARY: |runtime error|^fuzz_[a-z_]*: ' \
+                "$run/regressions.log" | head -6 >&2 || true
             failed+=("$t")
             continue
         fi
