@@ -26,7 +26,8 @@ for t in $targets; do
     cp -r "fuzz/corpus/$t" "$run/corpus"
     mapfile -t regressions < <(find "fuzz/regressions/$t" -type f ! -name '*.md' 2>/dev/null | sort)
     if [ ${#regressions[@]} -gt 0 ]; then
-        if ! "$bin" -timeout=10 -rss_limit_mb=2048 "${regressions[@]}" >"$run/regressions.log" 2>&1; then
+        if ! "$bin" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$run/artifacts/" \
+                "${regressions[@]}" >"$run/regressions.log" 2>&1; then
             echo "ci/fuzz.sh: $t: a saved regression fails again (log: $run/regressions.log)" >&2
             grep -E '^Running: |ERROR: |SUMMARY: |runtime error|^fuzz_[a-z_]*: ' \
                 "$run/regressions.log" | head -6 >&2 || true
