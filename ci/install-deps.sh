@@ -5,6 +5,9 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config curl
           libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev)
+# ci/fuzz.sh: clang, libFuzzer and the sanitizer runtimes (not a dependency of clang-14 on
+# bookworm), and llvm-symbolizer for file:line in the reports.
+packages+=(clang libclang-rt-14-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -142,11 +142,11 @@ size_t
 conf_utf8_sequence(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    unsigned char c = s[0];
     size_t n;
     uint32_t cp;
     if (len == 0)
-        return 0;
+        return 0; /* before any read: s may point just past the end */
+    unsigned char c = s[0];
     if (c < 0x80)
         return 1;
     if (c >= 0xC2 && c <= 0xDF) {
