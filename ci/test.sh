@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing; builds the release configuration with
-# -Werror, runs the conformance suite against its proxy and a one-minute chaos soak;
+# -Werror, runs the conformance suite against its proxy, a one-minute chaos soak and the
+# fuzzers for 45 s each;
 # builds again under AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and
 # runs ctest, the rogues last.
 set -euo pipefail
@@ -23,6 +24,8 @@ grep -E '^(verdict|conformance):' build-release/conformance.log
 # A minute of mixed traffic with injected faults through the release proxy: every answer
 # exact or one clean error, RSS and descriptors flat (bench/README.md, "Chaos soak").
 python3 bench/chaos_soak.py build-release --seconds 60
+# Each libFuzzer target (clang) for a short run after replaying its saved regressions.
+bash ci/fuzz.sh 45
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct outcome {
     enum qp_sse_status status; /* the first status other than OK, or OK */
     enum qk_err finish_rc;
+    enum qp_sse_end end; /* how the upstream's bytes ended, read before finishing */
     struct qk_buf out;
     size_t events;
     char inband[256];
@@ -49,6 +50,7 @@ run(const struct fuzz_split *s, enum fuzz_feed how, struct outcome *r)
         r->status = qp_sse_norm_feed(n, piece, len, &r->out);
         free(piece);
     }
+    r->end = qp_sse_norm_end(n);
     if (r->status == QP_SSE_OK || r->status == QP_SSE_DONE)
         r->finish_rc = qp_sse_norm_finish(n, upstream_ok, "cut", &r->out);
     r->events = qp_sse_norm_events(n);
@@ -73,7 +75,8 @@ differ(const char *how, const struct outcome *a, const struct outcome *b)
 static void
 compare(const char *how, const struct outcome *a, const struct outcome *b)
 {
-    if (a->status != b->status || a->finish_rc != b->finish_rc || a->events != b->events ||
+    if (a->status != b->status || a->finish_rc != b->finish_rc || a->end != b->end ||
+        a->events != b->events ||
         strcmp(a->inband, b->inband) != 0 || qk_buf_len(&a->out) != qk_buf_len(&b->out) ||
         memcmp(qk_buf_ptr(&a->out), qk_buf_ptr(&b->out), qk_buf_len(&a->out)) != 0)
         differ(how, a, b);
@@ -116,12 +119,15 @@ check_shape(const struct outcome *r, bool upstream_ok)
     }
     if (r->finish_rc != QK_OK)
         return;
-    bool finished_clean = r->status == QP_SSE_DONE || (r->status == QP_SSE_OK && upstream_ok);
+    /* SSE-17: bytes that held no event, or a last event cut before its blank line, are a
+     * failure even when the transfer itself ended well. */
+    bool finished_clean = r->status == QP_SSE_DONE ||
+                          (r->status == QP_SSE_OK && upstream_ok && r->end == QP_SSE_END_CLEAN);
     if (finished_clean && done != 1)
         broken_promise("a clean end without exactly one [DONE]", r);
     if (!finished_clean && done != 0)
         broken_promise("[DONE] after a failure", r);
-    if (r->status == QP_SSE_OK && !upstream_ok && chunks < 1)
+    if (r->status == QP_SSE_OK && !finished_clean && chunks < 1)
         broken_promise("an interrupted stream without its error event", r);
 }
 
