@@ -205,7 +205,9 @@ async function handleChat(req, res, ctx, raw) {
 // An event cut by the end of the body is discarded (WHATWG), so the caller must know one
 // was pending (cut()); comment lines count as signs of life for the idle clock (comments).
 class SSEParser {
-  constructor() { this.buf = ''; this.data = null; this.first = true; this.comments = 0; }
+  // scanned: where the next feed resumes, the rest of buf holds no line end (rescanning a
+  // long event at every read is quadratic, and only complete events reset the idle clock).
+  constructor() { this.buf = ''; this.data = null; this.first = true; this.comments = 0; this.scanned = 0; }
   // At the end of the body: a CR held back for an LF ends its line after all.
   finish() { return this.buf.endsWith('\r') ? this.feed('\n') : []; }
   cut() { return this.data !== null || this.buf !== ''; }
@@ -213,8 +215,8 @@ class SSEParser {
     if (this.first && text) { if (text[0] === '\uFEFF') text = text.slice(1); this.first = false; }
     this.buf += text;
     const out = [];
-    let start = 0;
-    for (let i = 0; i < this.buf.length; i++) {
+    let start = 0, i = this.scanned;
+    for (; i < this.buf.length; i++) {
       const c = this.buf[i];
       if (c !== '\n' && c !== '\r') continue;
       if (c === '\r' && i + 1 === this.buf.length) break; // CR at the end: LF may follow
@@ -230,6 +232,7 @@ class SSEParser {
       if (field === 'data') (this.data ||= []).push(value);
     }
     this.buf = this.buf.slice(start);
+    this.scanned = i - start;
     return out;
   }
 }
@@ -428,7 +431,9 @@ async function route(req, res, path, rid, allowed, size, raw) {
 // Node answers a bare 400 (or 408, 431) with no body. Same statuses, with the JSON error
 // body every other refusal has; the connection is closed since its framing is unknown.
 server.on('clientError', (err, socket) => {
-  if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+  // As Node's own handler: no answer when a response is already on the wire (it would be
+  // corrupted), or when the caller is gone.
+  if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) return socket.destroy();
   const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status];
   const body = JSON.stringify({ error: { message: `malformed request: ${err.reason || err.message}`, type: 'invalid_request_error', param: null, code: null } });

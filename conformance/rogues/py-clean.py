@@ -154,6 +154,10 @@ class SSEParser:
     was pending; comment lines are counted, as signs of life for the idle clock."""
     def __init__(self):
         self.buf, self.data, self.first, self.comments = "", None, True, 0
+        # Where the next feed resumes scanning: the rest of buf holds no line end. Rescanning
+        # a long event from its start at every read took seconds for one event of 560 KB,
+        # and only complete events reset the idle clock.
+        self.scanned = 0
     def finish(self):  # at the end of the body a CR held back for an LF ends its line
         return self.feed("\n") if self.buf.endswith("\r") else []
     def cut(self):
@@ -162,7 +166,7 @@ class SSEParser:
         if self.first and text:
             text, self.first = text[1:] if text[0] == "\ufeff" else text, False
         self.buf += text
-        out, start, i = [], 0, 0
+        out, start, i = [], 0, self.scanned
         while i < len(self.buf):
             c = self.buf[i]
             if c in "\r\n":
@@ -182,7 +186,7 @@ class SSEParser:
                     if field == "data":
                         self.data = (self.data or []) + [value[1:] if value.startswith(" ") else value]
             i += 1
-        self.buf = self.buf[start:]
+        self.buf, self.scanned = self.buf[start:], i - start
         return out
 
 class Deltas:
