@@ -5,6 +5,12 @@
 // DEFECTS: none on purpose. Node's own defaults are left as they are: every keep-alive
 // response carries `Connection: keep-alive` and `Keep-Alive: timeout=5`, which describe
 // the caller's connection to this proxy (nothing of the upstream's is relayed).
+// What Node does not do by itself, it does by hand (SPEC 1.3.0): a second Authorization or
+// Host line is refused (req.rawHeaders; req.headers keeps only the first), the requests
+// Node's parser rejects (two Content-Length lines, a bare CR or another control byte) get a
+// JSON 400 from the clientError listener instead of Node's bare one, HEAD is served on the
+// GET routes, a stream that ends inside an event is a failure, and only complete events
+// and comments reset the stream's idle clock.
 //
 // Usage: node node-clean.mjs --port 0 --upstream http://127.0.0.1:9100
 import http from 'node:http';
@@ -196,14 +202,21 @@ async function handleChat(req, res, ctx, raw) {
 }
 
 // WHATWG event-stream parsing: any line ending, comments, events split or coalesced.
+// An event cut by the end of the body is discarded (WHATWG), so the caller must know one
+// was pending (cut()); comment lines count as signs of life for the idle clock (comments).
 class SSEParser {
-  constructor() { this.buf = ''; this.data = null; this.first = true; }
+  // scanned: where the next feed resumes, the rest of buf holds no line end (rescanning a
+  // long event at every read is quadratic, and only complete events reset the idle clock).
+  constructor() { this.buf = ''; this.data = null; this.first = true; this.comments = 0; this.scanned = 0; }
+  // At the end of the body: a CR held back for an LF ends its line after all.
+  finish() { return this.buf.endsWith('\r') ? this.feed('\n') : []; }
+  cut() { return this.data !== null || this.buf !== ''; }
   feed(text) {
     if (this.first && text) { if (text[0] === '\uFEFF') text = text.slice(1); this.first = false; }
     this.buf += text;
     const out = [];
-    let start = 0;
-    for (let i = 0; i < this.buf.length; i++) {
+    let start = 0, i = this.scanned;
+    for (; i < this.buf.length; i++) {
       const c = this.buf[i];
       if (c !== '\n' && c !== '\r') continue;
       if (c === '\r' && i + 1 === this.buf.length) break; // CR at the end: LF may follow
@@ -211,7 +224,7 @@ class SSEParser {
       if (c === '\r' && this.buf[i + 1] === '\n') i++;
       start = i + 1;
       if (line === '') { if (this.data !== null) out.push(this.data.join('\n')); this.data = null; continue; }
-      if (line[0] === ':') continue;
+      if (line[0] === ':') { this.comments++; continue; }
       const colon = line.indexOf(':');
       const field = colon < 0 ? line : line.slice(0, colon);
       let value = colon < 0 ? '' : line.slice(colon + 1);
@@ -219,6 +232,7 @@ class SSEParser {
       if (field === 'data') (this.data ||= []).push(value);
     }
     this.buf = this.buf.slice(start);
+    this.scanned = i - start;
     return out;
   }
 }
@@ -277,8 +291,8 @@ async function streamChat(req, res, ctx, body, init) {
     reader = resp.body.getReader(); decoder = new TextDecoder('utf-8'); parser = new SSEParser();
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return { retry: true, status: 200, reason: 'upstream stream ended before its first event' };
-      const events = parser.feed(decoder.decode(value, { stream: true }));
+      const events = done ? parser.finish() : parser.feed(decoder.decode(value, { stream: true }));
+      if (done && !events.length) return { retry: true, status: 200, reason: 'upstream stream ended before its first event' };
       if (!events.length) continue;
       const first = toChunks(events[0]);
       if (first.bad || first.done) { reader.cancel().catch(() => {}); return { retry: true, status: 200, reason: first.bad || 'upstream stream was empty' }; }
@@ -289,17 +303,19 @@ async function streamChat(req, res, ctx, body, init) {
   if (gone) return;
   if (!r.ok) return answerFailure(res, r);
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no', 'X-Request-Id': ctx.rid });
-  let lastWrite = Date.now(), lastRead = Date.now(), paused = false, idle = false;
+  // lastAlive: the last complete event or comment, not the last read: a trickle of bytes
+  // that completes neither is as idle as silence (SSE-10).
+  let lastWrite = Date.now(), lastAlive = Date.now(), paused = false, idle = false;
   const write = async (s) => {
     lastWrite = Date.now();
     if (res.write(s) || gone) return;
     streamPauses++; paused = true;
     await new Promise((ok) => { res.once('drain', ok); res.once('close', ok); });
-    paused = false; lastRead = Date.now();
+    paused = false; lastAlive = Date.now();
   };
   const tick = setInterval(() => {
     if (gone) return;
-    if (!paused && Date.now() - lastRead > IDLE_MS) { idle = true; ctx.upstream.abort(); }
+    if (!paused && Date.now() - lastAlive > IDLE_MS) { idle = true; ctx.upstream.abort(); }
     else if (!paused && Date.now() - lastWrite >= KEEPALIVE_MS) { lastWrite = Date.now(); res.write(': keep-alive\n\n'); }
   }, 25);
   let error = null, upstreamDone = false;
@@ -312,12 +328,16 @@ async function streamChat(req, res, ctx, body, init) {
     for (const c of pending) { await handle(c); if (upstreamDone) break; }
     while (!upstreamDone && !gone) {
       const { value, done } = await reader.read();
-      lastRead = Date.now();
-      if (done) break;
-      for (const data of parser.feed(decoder.decode(value, { stream: true }))) {
+      const comments = parser.comments;
+      const events = done ? parser.finish() : parser.feed(decoder.decode(value, { stream: true }));
+      if (events.length || parser.comments > comments) lastAlive = Date.now();
+      for (const data of events) {
         await handle(toChunks(data));
         if (upstreamDone || gone) break;
       }
+      // A clean end inside an event is a truncation, not an answer (SSE-17).
+      if (done && !upstreamDone && parser.cut()) throw new Error('upstream stream ended inside an event');
+      if (done) break;
     }
     if (upstreamDone) reader.cancel().catch(() => {});
   } catch (e) {
@@ -336,6 +356,24 @@ async function streamChat(req, res, ctx, body, init) {
 // ---- routing ----
 
 const ROUTES = { '/api/models': 'GET', '/v1/models': 'GET', '/api/chat/completions': 'POST', '/v1/chat/completions': 'POST' };
+
+// Headers that take one value: Node keeps the first of two Authorization or Host lines in
+// req.headers, while an upstream or a cache may read the other, so a second line is refused
+// (INPUT-1). A control byte in a value is refused too (INPUT-2); Node's parser rejects most
+// of them itself (clientError below), this covers what a lenient parser would let through.
+const SINGLETONS = ['authorization', 'host', 'content-length'];
+function headerProblem(raw) {
+  const seen = new Set();
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (SINGLETONS.includes(name)) {
+      if (seen.has(name)) return [`more than one ${raw[i]} header`, name];
+      seen.add(name);
+    }
+    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(raw[i + 1])) return [`a control character in the ${raw[i]} header`, name];
+  }
+  return null;
+}
 
 function cors(req, res) {
   const origin = req.headers.origin;
@@ -362,6 +400,8 @@ const server = http.createServer({ headersTimeout: 3000, requestTimeout: 10000, 
 });
 
 async function route(req, res, path, rid, allowed, size, raw) {
+  const problem = headerProblem(req.rawHeaders);
+  if (problem) { res.setHeader('Connection', 'close'); return sendError(res, 400, problem[0], 'invalid_request_error', {}, problem[1]); }
   if (req.method === 'OPTIONS' && req.headers.origin) {
     if (allowed) {
       res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
@@ -374,7 +414,8 @@ async function route(req, res, path, rid, allowed, size, raw) {
   if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok', stream_pauses: streamPauses });
   const method = ROUTES[path];
   if (!method) return sendError(res, 404, `no route ${path}`, 'invalid_request_error');
-  if (req.method !== method) return sendError(res, 405, `${req.method} not allowed on ${path}`, 'invalid_request_error', { Allow: method });
+  // HEAD is GET without the body (INPUT-4): Node's res.end() writes no body for a HEAD.
+  if (req.method !== method && !(req.method === 'HEAD' && method === 'GET')) return sendError(res, 405, `${req.method} not allowed on ${path}`, 'invalid_request_error', { Allow: method });
   if (size > MAX_BODY) return sendError(res, 413, `request body over ${MAX_BODY} bytes`, 'invalid_request_error');
   const auth = req.headers.authorization || '';
   const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(auth);
@@ -384,6 +425,21 @@ async function route(req, res, path, rid, allowed, size, raw) {
   if (method === 'GET') return handleModels(req, res, ctx, path.startsWith('/v1'));
   return handleChat(req, res, ctx, raw);
 }
+
+// Requests Node's parser refuses (two Content-Length lines, a bare CR or another control
+// byte in a header, a head too slow or too large) reach no handler; without this listener
+// Node answers a bare 400 (or 408, 431) with no body. Same statuses, with the JSON error
+// body every other refusal has; the connection is closed since its framing is unknown.
+server.on('clientError', (err, socket) => {
+  // As Node's own handler: no answer when a response is already on the wire (it would be
+  // corrupted), or when the caller is gone.
+  if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) return socket.destroy();
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status];
+  const body = JSON.stringify({ error: { message: `malformed request: ${err.reason || err.message}`, type: 'invalid_request_error', param: null, code: null } });
+  socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroySoon(); // once written: a sender that keeps trickling is not read any more
+});
 
 server.listen(PORT, '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${server.address().port}`);

@@ -3,7 +3,13 @@
 (http.server's ThreadingHTTPServer, http.client for the upstream).
 
 DEFECTS: none on purpose. It is the Python control of the gallery: the other py-* rogues
-are this proxy with their named defects put in.
+are this proxy with their named defects put in (before SPEC 1.3.0, so they lack what follows).
+What the standard library does not do by itself, it does by hand (SPEC 1.3.0): a second
+Authorization, Host or Content-Length line is refused (headers.get returns the first), so
+is a control byte in a header (checked on the raw lines: the email parser behind
+http.client.parse_headers splits a line at a bare CR), HEAD is served on the GET routes, a
+stream that ends inside an event is a failure, and only complete events and comments reset
+the stream's idle clock (the socket timeout restarts with every byte).
 
 Usage: python3 py-clean.py --port 0 --upstream http://127.0.0.1:9100
 """
@@ -143,14 +149,24 @@ def models(h, token, v1):
 
 # ---- streams ----
 class SSEParser:
-    """WHATWG event-stream lines: LF, CRLF or CR, comments, events split or coalesced."""
+    """WHATWG event-stream lines: LF, CRLF or CR, comments, events split or coalesced.
+    An event cut by the end of the body is discarded (WHATWG), so cut() tells the caller one
+    was pending; comment lines are counted, as signs of life for the idle clock."""
     def __init__(self):
-        self.buf, self.data, self.first = "", None, True
+        self.buf, self.data, self.first, self.comments = "", None, True, 0
+        # Where the next feed resumes scanning: the rest of buf holds no line end. Rescanning
+        # a long event from its start at every read took seconds for one event of 560 KB,
+        # and only complete events reset the idle clock.
+        self.scanned = 0
+    def finish(self):  # at the end of the body a CR held back for an LF ends its line
+        return self.feed("\n") if self.buf.endswith("\r") else []
+    def cut(self):
+        return self.data is not None or self.buf != ""
     def feed(self, text):
         if self.first and text:
             text, self.first = text[1:] if text[0] == "\ufeff" else text, False
         self.buf += text
-        out, start, i = [], 0, 0
+        out, start, i = [], 0, self.scanned
         while i < len(self.buf):
             c = self.buf[i]
             if c in "\r\n":
@@ -163,12 +179,14 @@ class SSEParser:
                 if line == "":
                     if self.data is not None: out.append("\n".join(self.data))
                     self.data = None
-                elif line[0] != ":":
+                elif line[0] == ":":
+                    self.comments += 1
+                else:
                     field, _, value = line.partition(":")
                     if field == "data":
                         self.data = (self.data or []) + [value[1:] if value.startswith(" ") else value]
             i += 1
-        self.buf = self.buf[start:]
+        self.buf, self.scanned = self.buf[start:], i - start
         return out
 
 class Deltas:
@@ -241,8 +259,46 @@ def pump(resp, q, stop):
     except Exception as e:  # dropped connection, or closed by us
         q.put(("error", "upstream stream broke (%s)" % type(e).__name__))
 
+class LineRecorder:
+    """The request's rfile while http.client.parse_headers reads the head: it reads with
+    readline(), which splits only at LF, and keeps each raw line for head_problem()."""
+    def __init__(self, f):
+        self.f, self.lines = f, []
+    def readline(self, *size):
+        line = self.f.readline(*size)
+        self.lines.append(line)
+        return line
+
+SINGLETONS = ("Authorization", "Host", "Content-Length")
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+def head_problem(lines, headers):
+    """(message, param) when the head must be refused (INPUT-1, INPUT-2), else None."""
+    for line in lines:
+        if CONTROL.search(line.removesuffix(b"\n").removesuffix(b"\r")):  # its line end aside
+            name = line.split(b":", 1)[0].decode("latin-1").strip()
+            return "a control character in the %s header" % name, name.lower()
+    for name in SINGLETONS:  # header names compare case-insensitively in get_all
+        if len(headers.get_all(name) or ()) > 1:
+            return "more than one %s header" % name, name.lower()
+    return None
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "py-clean/1"
+    def parse_request(self):
+        # The email parser behind parse_headers splits "a\rb" into two headers, so control
+        # bytes are looked for in the raw lines, recorded as parse_headers reads them.
+        rfile = self.rfile = LineRecorder(self.rfile)
+        try:
+            ok = super().parse_request()
+        finally:
+            self.rfile = rfile.f
+        problem = ok and head_problem(rfile.lines, self.headers)
+        if problem:  # refused before the body is read: its framing may be the problem
+            self.close_connection, self.extra, self.rid = True, [("Connection", "close")], "-"
+            self.send_err(400, problem[0], "invalid_request_error", param=problem[1])
+            return False
+        return ok
     def log_message(self, fmt, *args):
         sys.stderr.write("%s rid=%s\n" % (fmt % args, getattr(self, "rid", "-")))
     def send_json(self, status, obj, headers=()):
@@ -251,7 +307,7 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + list(headers) + self.extra:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD": self.wfile.write(body)  # HEAD: GET's headers, no body
     def send_err(self, status, message, type_="api_error", headers=(), param=None):
         self.send_json(status, {"error": {"message": message, "type": type_, "param": param, "code": None}}, headers)
     def answer_failure(self, kind, e):
@@ -294,7 +350,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"status": "ok", "stream_pauses": stats["stream_pauses"]})
         method = ROUTES.get(path)
         if not method: return self.send_err(404, "no route " + path, "invalid_request_error")
-        if self.command != method:
+        if self.command != method and not (self.command == "HEAD" and method == "GET"):  # INPUT-4
             return self.send_err(405, "%s not allowed on %s" % (self.command, path), "invalid_request_error", [("Allow", method)])
         if size > MAX_BODY:
             return self.send_err(413, "request body over %d bytes" % MAX_BODY, "invalid_request_error")
@@ -353,8 +409,8 @@ class Handler(BaseHTTPRequestHandler):
                 events = []
                 while not events:
                     data = resp.read1(65536)
-                    if not data: raise Retry("upstream stream ended before its first event", 200)
-                    events = parser.feed(decoder.decode(data))
+                    events = parser.feed(decoder.decode(data)) if data else parser.finish()
+                    if not data and not events: raise Retry("upstream stream ended before its first event", 200)
                 kind, text = st.convert(events[0])
                 if kind != "chunk": raise Retry(text or "upstream stream was empty", 200)
                 state.update(conn=conn, resp=resp, decoder=decoder, parser=parser,
@@ -372,14 +428,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         s["conn"].sock.settimeout(IDLE_MS / 1000.0)
         q, stop = queue.Queue(maxsize=4), threading.Event()
-        error, done, last_write = None, False, now_ms()
+        # last_alive: the last complete event or comment (or the end of a write the caller was
+        # slow to take), not the last read: bytes that complete neither are silence (SSE-10).
+        error, done, last_write, last_alive = None, False, now_ms(), now_ms()
         def emit(kind, text):
-            nonlocal error, done, last_write
+            nonlocal error, done, last_write, last_alive
             if kind == "done": done = True
             elif kind == "bad": error = text
             elif text:
                 self.wfile.write(text.encode())
-                last_write = now_ms()
+                last_write = last_alive = now_ms()
             return done or error
         try:
             for kind, text in s["pending"]:
@@ -387,6 +445,9 @@ class Handler(BaseHTTPRequestHandler):
             if not done and not error:
                 threading.Thread(target=pump, args=(s["resp"], q, stop), daemon=True).start()
             while not done and not error:
+                if now_ms() - last_alive > IDLE_MS:
+                    error = "upstream stream idle for more than %d ms" % IDLE_MS
+                    break
                 try:
                     what, item = q.get(timeout=0.025)
                 except queue.Empty:
@@ -395,12 +456,18 @@ class Handler(BaseHTTPRequestHandler):
                         self.wfile.write(b": keep-alive\n\n")
                         last_write = now_ms()
                     continue
-                if what == "end": break
                 if what == "error":
                     error = item
                     break
-                for ev in s["parser"].feed(s["decoder"].decode(item)):
+                parser, comments = s["parser"], s["parser"].comments
+                events = parser.finish() if what == "end" else parser.feed(s["decoder"].decode(item))
+                if events or parser.comments > comments: last_alive = now_ms()
+                for ev in events:
                     if emit(*st.convert(ev)): break
+                if what == "end":
+                    # A clean end inside an event is a truncation, not an answer (SSE-17).
+                    if not done and not error and parser.cut(): error = "upstream stream ended inside an event"
+                    break
             if error:
                 err = {"error": {"message": error, "type": "upstream_error", "param": None, "code": None}}
                 return self.wfile.write(("data: %s\n\n" % json.dumps(err)).encode())
