@@ -327,18 +327,9 @@ static void
 legitimate_requests_are_not_cut(void **state)
 {
     (void)state;
-    struct qk_mock_config mc;
-    qk_mock_config_init(&mc);
-    mc.port = 0;
-    struct qk_mock *mock = NULL;
-    char err[256] = "";
-    assert_int_equal(qk_mock_start(&mc, &mock, err, sizeof(err)), QK_OK);
     char mock_url[64];
-    snprintf(mock_url, sizeof(mock_url), "http://127.0.0.1:%u", qk_mock_port(mock));
-    const char *scenario = "{\"token\":\"slow-tok\",\"route\":\"models\","
-                           "\"steps\":[{\"delay_ms\":2000}]}";
-    assert_int_equal(qk_mock_load_scenarios(mock, scenario, strlen(scenario), err, sizeof(err)),
-                     QK_OK);
+    struct qk_mock *mock = start_mock(mock_url, "{\"token\":\"slow-tok\",\"route\":\"models\","
+                                                "\"steps\":[{\"delay_ms\":2000}]}");
     struct qk_proxy *p = start_proxy(short_receive, mock_url);
 
     char got[8192];
