@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing; builds the release configuration with
-# -Werror, runs the conformance suite against its proxy, a one-minute chaos soak and the
-# fuzzers for 45 s each;
+# -Werror, runs the conformance suite against its proxy, the unit and end-to-end tests, a
+# one-minute chaos soak and the fuzzers for 45 s each;
 # builds again under AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and
 # runs ctest, the rogues last.
 set -euo pipefail
@@ -21,6 +21,13 @@ if ! build-release/conformance/qwen-conformance --spawn >build-release/conforman
   exit 1
 fi
 grep -E '^(verdict|conformance):' build-release/conformance.log
+# The unit and end-to-end tests on the release build too: it is the one that ships, and
+# optimisation changes timing and code generation. Mutant tests are not registered
+# in this configuration; the rogues judge the suite, not the build, and run once below;
+# conformance_reference is the suite run just above.
+jobs=$(( $(nproc) * 3 ))
+ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' \
+      -E '^conformance_reference$' "$@"
 # A minute of mixed traffic with injected faults through the release proxy: every answer
 # exact or one clean error, RSS and descriptors flat (bench/README.md, "Chaos soak").
 python3 bench/chaos_soak.py build-release --seconds 60
@@ -29,9 +36,8 @@ bash ci/fuzz.sh 45
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# Most tests wait on timers (backoff, TTLs, pacing), not the CPU: run more than one per core.
-# The rogues (Node.js and Python proxies) run after the rest, so that they do not compete
-# for the CPU with the sanitizer-built proxies of the mutant tests.
-jobs=$(( $(nproc) * 3 ))
+# Most tests wait on timers (backoff, TTLs, pacing), not the CPU: `jobs` runs more than one
+# per core. The rogues (Node.js and Python proxies) run after the rest, so that they do not
+# compete for the CPU with the sanitizer-built proxies of the mutant tests.
 ctest --test-dir build-test --output-on-failure -j"$jobs" -LE rogue "$@"
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L rogue "$@"

@@ -33,6 +33,8 @@ ok() { echo "ok - $*"; }
 start() {
     local name=$1
     shift
+    # Emptied here, not by the child's redirection: a restart must not read the last port.
+    : >"$TMP/$name.out"
     "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
