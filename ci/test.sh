@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing; builds the release configuration with
 # -Werror, runs the conformance suite against its proxy, the unit and end-to-end tests, a
-# one-minute chaos soak and the fuzzers for 45 s each;
-# builds again under AddressSanitizer + UndefinedBehaviorSanitizer (mutants included) and
-# runs ctest, the rogues last.
+# one-minute chaos soak and the fuzzers for 45 s each; builds under ThreadSanitizer and
+# runs the same tests and the suite; builds again under AddressSanitizer +
+# UndefinedBehaviorSanitizer (mutants included) and runs ctest, the rogues last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
@@ -33,6 +33,25 @@ ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' 
 python3 bench/chaos_soak.py build-release --seconds 60
 # Each libFuzzer target (clang) for a short run after replaying its saved regressions.
 bash ci/fuzz.sh 45
+# The unit and end-to-end tests and the suite under ThreadSanitizer: MHD's threads hand
+# requests to the proxy's loop thread, the admission watchdog and the mock run threads of
+# their own. Each process (spawned proxies and mocks too) writes its reports under
+# build-tsan/tsan/; any report fails the step. The instrumented code is CPU-bound: one job
+# per core. Some kernels map memory where TSan cannot work unless ASLR is off for the run.
+QK_SANITIZE=OFF QK_TSAN=ON QK_MUTANTS=OFF bash ci/build.sh build-tsan
+rm -rf build-tsan/tsan && mkdir -p build-tsan/tsan
+no_aslr=()
+if setarch "$(uname -m)" -R true 2>/dev/null; then
+  no_aslr=(setarch "$(uname -m)" -R)
+fi
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$PWD/build-tsan/tsan/report" \
+  "${no_aslr[@]}" ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" \
+  -LE 'rogue|mutant' "$@"
+if compgen -G 'build-tsan/tsan/report*' >/dev/null; then
+  cat build-tsan/tsan/report*
+  echo "ci/test.sh: ThreadSanitizer reported (build-tsan/tsan/)" >&2
+  exit 1
+fi
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

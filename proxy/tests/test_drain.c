@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,13 +79,19 @@ struct stream_run {
     const char *url;
     CURLcode result;
     long status;
-    struct qk_buf body;
+    struct qk_buf body;   /* written by the stream's thread only, read after the join */
+    atomic_bool has_event; /* what the main thread may look at while the stream runs */
 };
 
 static size_t
 sink(char *p, size_t size, size_t n, void *ud)
 {
-    return qk_buf_append(ud, p, size * n) == QK_OK ? size * n : 0;
+    struct stream_run *r = ud;
+    if (qk_buf_append(&r->body, p, size * n) != QK_OK)
+        return 0;
+    if (!atomic_load(&r->has_event) && strstr(qk_buf_ptr(&r->body), "data: {"))
+        atomic_store(&r->has_event, true);
+    return size * n;
 }
 
 static void *
@@ -103,7 +111,7 @@ stream_main(void *arg)
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     r->result = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(h);
@@ -117,12 +125,13 @@ start_streams(struct env *e, struct stream_run *runs)
     for (int i = 0; i < STREAMS; i++) {
         runs[i].url = e->proxy_url;
         qk_buf_init(&runs[i].body, 1 << 20);
+        atomic_init(&runs[i].has_event, false);
         assert_int_equal(pthread_create(&runs[i].thread, NULL, stream_main, &runs[i]), 0);
     }
     /* Until every stream has its first event. */
     int64_t deadline = qk_now_ms() + 10000;
     for (int i = 0; i < STREAMS; i++) {
-        while (!strstr(qk_buf_ptr(&runs[i].body), "data: {") && qk_now_ms() < deadline)
+        while (!atomic_load(&runs[i].has_event) && qk_now_ms() < deadline)
             sleep_ms(20);
     }
 }
