@@ -18,7 +18,7 @@
 
 #include "conf_client.h"
 #include "conf_mockctl.h"
-#include "mock_client.h"
+#include "testkit.h"
 #include "qwenkit/common.h"
 #include "qwenkit/mock.h"
 

@@ -1,6 +1,6 @@
 /*
  * End-to-end tests of qwen-mock: the server runs in-process (qk_mock_start on
- * port 0) and the tests talk to it over loopback with libcurl (mock_client.c).
+ * port 0) and the tests talk to it over loopback with libcurl (testkit/testkit.c).
  * Each test uses fresh random tokens, so the per-token state of one test never
  * leaks into another. Tests that need other server options start their own
  * instance. Every bullet of mockupstream/README.md has a test here.
@@ -21,7 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "mock_client.h"
+#include "testkit.h"
 #include "qwenkit/common.h"
 #include "qwenkit/mock.h"
 
@@ -2788,7 +2788,8 @@ stream_huge_cumulative_is_refused_cheaply(void **state)
                   w.peak >> 20);
     assert_detail_mentions(&r, 500, "cumulative");
     mc_resp_free(&r);
-#ifndef __SANITIZE_THREAD__ /* TSan's shadow is ~4x each allocated byte: no bound to check there */
+    /* TSan's shadow memory is ~4x each allocated byte: no bound to check there. */
+#ifndef __SANITIZE_THREAD__
     assert_true(w.peak < before + ((size_t)64 << 20));
 #endif
 

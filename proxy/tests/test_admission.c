@@ -23,13 +23,7 @@
 
 #include "qwenkit/mock.h"
 #include "qwenkit/proxy.h"
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+#include "testkit.h"
 
 static struct qk_proxy *
 start_proxy(void (*tune)(struct qk_proxy_config *), const char *upstream)
@@ -188,7 +182,7 @@ half_closed_partial_requests_are_freed(void **state)
             close(fd);
         }
     }
-    sleep_ms(800); /* well under the 10 s receive deadline */
+    mc_sleep_ms(800); /* well under the 10 s receive deadline */
     assert_int_equal(close_wait_count(p), 0);
     char got[4096];
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
@@ -228,7 +222,7 @@ over_the_limit_gets_a_503_at_once(void **state)
         busy[i] = connect_from(p, "127.0.0.1");
         send_all(busy[i], SLOW_MODELS); /* one flight upstream; the others wait for it */
     }
-    sleep_ms(200);
+    mc_sleep_ms(200);
     char got[4096];
     int64_t start = qk_now_ms();
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 503);
@@ -237,7 +231,7 @@ over_the_limit_gets_a_503_at_once(void **state)
     assert_non_null(strstr(got, "\"too_many_connections\""));
     for (int i = 0; i < 4; i++)
         close(busy[i]);
-    sleep_ms(1800); /* a request waiting on the upstream notices its caller left then */
+    mc_sleep_ms(1800); /* a request waiting on the upstream notices its caller left then */
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
     qk_proxy_stop(p);
     qk_mock_stop(mock);
@@ -254,10 +248,10 @@ at_the_limit_the_oldest_idle_connection_is_shed(void **state)
     int idle[4];
     for (int i = 0; i < 4; i++) {
         idle[i] = connect_from(p, "127.0.0.1");
-        sleep_ms(20); /* idle[0] is the oldest */
+        mc_sleep_ms(20); /* idle[0] is the oldest */
     }
     send_all(idle[0], "GET /healthz HTTP/1.1\r\n"); /* a slow sender is no safer */
-    sleep_ms(100);
+    mc_sleep_ms(100);
     char got[4096];
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
     /* That caller shed the oldest one, and only that one. */
@@ -287,7 +281,7 @@ per_client_limit_leaves_other_clients_served(void **state)
         held[i] = connect_from(p, "127.0.0.2");
         send_all(held[i], "GET /healthz HTTP/1.1\r\n"); /* a slow sender */
     }
-    sleep_ms(100);
+    mc_sleep_ms(100);
     int extra = connect_from(p, "127.0.0.2");
     char got[4096];
     int64_t closed = read_until_closed(extra, 2000, got, sizeof(got));

@@ -28,15 +28,9 @@
 #include "qwenkit/buf.h"
 #include "qwenkit/mock.h"
 #include "qwenkit/proxy.h"
+#include "testkit.h"
 
 #define STREAMS 48
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 struct env {
     struct qk_mock *mock;
@@ -79,7 +73,7 @@ struct stream_run {
     const char *url;
     CURLcode result;
     long status;
-    struct qk_buf body;   /* written by the stream's thread only, read after the join */
+    struct qk_buf body;    /* written by the stream's thread only, read after the join */
     atomic_bool has_event; /* what the main thread may look at while the stream runs */
 };
 
@@ -132,7 +126,7 @@ start_streams(struct env *e, struct stream_run *runs)
     int64_t deadline = qk_now_ms() + 10000;
     for (int i = 0; i < STREAMS; i++) {
         while (!atomic_load(&runs[i].has_event) && qk_now_ms() < deadline)
-            sleep_ms(20);
+            mc_sleep_ms(20);
     }
 }
 
@@ -210,7 +204,7 @@ drain_lets_streams_finish(void **state)
     int late = connect_to(&e);
     assert_int_equal(late, -1); /* not accepted any more */
     while (qk_proxy_open_connections(e.proxy) > 0 && qk_now_ms() - began < 10000)
-        sleep_ms(20);
+        mc_sleep_ms(20);
     assert_int_equal(qk_proxy_open_connections(e.proxy), 0);
     for (int i = 0; i < STREAMS; i++) {
         pthread_join(runs[i].thread, NULL);

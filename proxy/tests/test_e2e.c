@@ -13,7 +13,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/random.h>
 #include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
@@ -26,6 +25,7 @@
 #include "qwenkit/proxy.h"
 
 #include "models.h"
+#include "testkit.h"
 
 #define CHAT_BODY                                                                                  \
     "{\"model\":\"qwen-max-latest\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
@@ -35,117 +35,47 @@ struct env {
     struct qk_proxy *proxy;
     char mock_url[64];
     char proxy_url[64];
+    uint16_t proxy_port;
 };
 
-struct reply {
-    long status;
-    struct qk_buf body;
-    struct qk_buf headers;
-};
+/* One exchange with the proxy on @p port; @p hdrs is a NULL-terminated list of
+ * "Name: value". */
+static void
+http(uint16_t port, const char *method, const char *path, const char *const *hdrs, const char *body,
+     struct mc_resp *r)
+{
+    struct mc_req q = {
+        .port = port, .method = method, .path = path, .body = body, .timeout_ms = 20000};
+    for (size_t i = 0; hdrs && hdrs[i]; i++) {
+        assert_true(i < MC_MAX_HEADERS);
+        q.headers[i] = hdrs[i];
+    }
+    assert_int_equal(mc_request(&q, r), 0);
+    assert_int_equal(r->rc, CURLE_OK);
+}
+
+static void
+auth_header(const char *token, char out[96])
+{
+    snprintf(out, 96, "Authorization: Bearer %s", token);
+}
+
+/* How many upstream requests @p token caused, once @p expect of them had time to land
+ * (and nothing of it is in flight) or a generous deadline passed. */
+static int
+attempts(struct env *e, const char *token, int expect)
+{
+    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), token, expect, 3000);
+    assert_non_null(j);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+    cJSON_Delete(j);
+    return n;
+}
 
 static size_t
 sink(char *p, size_t size, size_t n, void *ud)
 {
     return qk_buf_append(ud, p, size * n) == QK_OK ? size * n : 0;
-}
-
-/* One HTTP exchange; @p hdrs is a NULL-terminated list of "Name: value". */
-static void
-http(const char *method, const char *url, const char *const *hdrs, const char *body,
-     struct reply *r)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *list = NULL;
-    for (const char *const *h = hdrs; h && *h; h++)
-        list = curl_slist_append(list, *h);
-    qk_buf_init(&r->body, 1 << 22);
-    qk_buf_init(&r->headers, 1 << 16);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(c);
-}
-
-static void
-reply_free(struct reply *r)
-{
-    qk_buf_free(&r->body);
-    qk_buf_free(&r->headers);
-}
-
-static void
-new_token(char out[40])
-{
-    unsigned char b[12];
-    assert_int_equal(getrandom(b, sizeof(b), 0), (ssize_t)sizeof(b));
-    snprintf(out, 40, "tok-");
-    for (size_t i = 0; i < sizeof(b); i++)
-        snprintf(out + 4 + 2 * i, 3, "%02x", b[i]);
-}
-
-static void
-auth_header(const char *token, char out[80])
-{
-    snprintf(out, 80, "Authorization: Bearer %s", token);
-}
-
-/* The mock's journal for @p token (caller cJSON_Delete()s it). */
-static cJSON *
-journal(struct env *e, const char *token)
-{
-    char url[160];
-    snprintf(url, sizeof(url), "%s/__mock/journal?token=%s", e->mock_url, token);
-    struct reply r;
-    http("GET", url, NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
-    reply_free(&r);
-    assert_non_null(j);
-    return j;
-}
-
-/* The mock journals a request when its answer is complete, which can be a moment after
- * the proxy (and so this test) saw that answer, and counts it in flight meanwhile: poll
- * until @p want entries are there and nothing is in flight, or a generous deadline
- * passes, then return the journal as it is. */
-static cJSON *
-journal_wait(struct env *e, const char *token, int want)
-{
-    int64_t deadline = qk_now_ms() + 3000;
-    for (;;) {
-        cJSON *j = journal(e, token);
-        int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
-        const cJSON *busy = cJSON_GetObjectItemCaseSensitive(j, "in_flight");
-        bool settled = cJSON_IsNumber(busy) && busy->valuedouble == 0;
-        if ((n >= want && settled) || qk_now_ms() >= deadline)
-            return j;
-        cJSON_Delete(j);
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* How many upstream requests @p token caused, once @p expect of them had time to land. */
-static int
-attempts(struct env *e, const char *token, int expect)
-{
-    cJSON *j = journal_wait(e, token, expect);
-    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
-    cJSON_Delete(j);
-    return n;
 }
 
 static void
@@ -158,33 +88,13 @@ script(struct env *e, const char *token, const char *route, const char *steps)
     assert_int_equal(qk_mock_load_scenarios(e->mock, json, strlen(json), err, sizeof(err)), QK_OK);
 }
 
-static const char *
-header(struct reply *r, const char *name)
-{
-    static char value[256];
-    const char *h = qk_buf_ptr(&r->headers);
-    size_t n = strlen(name);
-    for (const char *line = h; line && *line;
-         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        if (strncasecmp(line, name, n) == 0 && line[n] == ':') {
-            const char *v = line + n + 1;
-            while (*v == ' ')
-                v++;
-            size_t len = strcspn(v, "\r\n");
-            snprintf(value, sizeof(value), "%.*s", (int)len, v);
-            return value;
-        }
-    }
-    return NULL;
-}
-
 static void
-assert_json_error(struct reply *r, long status)
+assert_json_error(struct mc_resp *r, long status)
 {
     assert_int_equal(r->status, status);
-    assert_non_null(header(r, "Content-Type"));
-    assert_string_equal(header(r, "Content-Type"), "application/json");
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r->body));
+    assert_non_null(mc_header(r, "Content-Type"));
+    assert_string_equal(mc_header(r, "Content-Type"), "application/json");
+    cJSON *j = cJSON_Parse(r->body);
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")));
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "type")));
@@ -220,7 +130,8 @@ setup(void **state)
         fprintf(stderr, "proxy: %s\n", err);
         return -1;
     }
-    snprintf(e->proxy_url, sizeof(e->proxy_url), "http://127.0.0.1:%u", qk_proxy_port(e->proxy));
+    e->proxy_port = qk_proxy_port(e->proxy);
+    snprintf(e->proxy_url, sizeof(e->proxy_url), "http://127.0.0.1:%u", e->proxy_port);
     *state = e;
     return 0;
 }
@@ -235,35 +146,30 @@ teardown(void **state)
     return 0;
 }
 
-static void
-url(struct env *e, const char *path, char out[128])
-{
-    snprintf(out, 128, "%s%s", e->proxy_url, path);
-}
-
 /* AUTH-1/2: no, non-Bearer or empty credentials never reach the upstream. */
 static void
 auth_is_checked_before_any_upstream_call(void **state)
 {
     struct env *e = *state;
-    char tok[40], u[128];
-    new_token(tok);
-    url(e, "/api/models", u);
-    struct reply r;
-    http("GET", u, NULL, NULL, &r);
+    char tok[MC_TOKEN_MAX];
+    const char *u;
+    mc_new_token(tok, sizeof tok);
+    u = "/api/models";
+    struct mc_resp r;
+    http(e->proxy_port, "GET", u, NULL, NULL, &r);
     assert_json_error(&r, 401);
-    reply_free(&r);
-    char basic[80];
+    mc_resp_free(&r);
+    char basic[96];
     snprintf(basic, sizeof(basic), "Authorization: Basic %s", tok);
     const char *h1[] = {basic, NULL};
-    http("GET", u, h1, NULL, &r);
+    http(e->proxy_port, "GET", u, h1, NULL, &r);
     assert_json_error(&r, 401);
-    reply_free(&r);
+    mc_resp_free(&r);
     const char *h2[] = {"Authorization: Bearer ", NULL};
-    url(e, "/api/chat/completions", u);
-    http("POST", u, h2, CHAT_BODY, &r);
+    u = "/api/chat/completions";
+    http(e->proxy_port, "POST", u, h2, CHAT_BODY, &r);
     assert_json_error(&r, 401);
-    reply_free(&r);
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, tok, 0), 0);
 }
 
@@ -272,32 +178,33 @@ static void
 model_list_is_cached_per_credential(void **state)
 {
     struct env *e = *state;
-    char a[40], b[40], ha[80], hb[80], u[128];
-    new_token(a);
-    new_token(b);
+    char a[MC_TOKEN_MAX], b[MC_TOKEN_MAX], ha[96], hb[96];
+    const char *u;
+    mc_new_token(a, sizeof a);
+    mc_new_token(b, sizeof b);
     auth_header(a, ha);
     auth_header(b, hb);
-    url(e, "/api/models", u);
+    u = "/api/models";
     const char *h[] = {ha, NULL};
-    struct reply r1, r2, r3;
-    http("GET", u, h, NULL, &r1);
+    struct mc_resp r1, r2, r3;
+    http(e->proxy_port, "GET", u, h, NULL, &r1);
     assert_int_equal(r1.status, 200);
-    assert_string_equal(header(&r1, "X-Cache"), "MISS");
-    http("GET", u, h, NULL, &r2);
+    assert_string_equal(mc_header(&r1, "X-Cache"), "MISS");
+    http(e->proxy_port, "GET", u, h, NULL, &r2);
     assert_int_equal(r2.status, 200);
-    assert_string_equal(header(&r2, "X-Cache"), "HIT");
-    assert_string_equal(qk_buf_ptr(&r1.body), qk_buf_ptr(&r2.body));
+    assert_string_equal(mc_header(&r2, "X-Cache"), "HIT");
+    assert_string_equal(r1.body, r2.body);
     assert_int_equal(attempts(e, a, 1), 1);
 
     /* Another credential, refused upstream, is not served A's list. */
     script(e, b, "models", "[{\"status\":401}]");
     const char *hb_list[] = {hb, NULL};
-    http("GET", u, hb_list, NULL, &r3);
+    http(e->proxy_port, "GET", u, hb_list, NULL, &r3);
     assert_json_error(&r3, 401);
     assert_int_equal(attempts(e, b, 1), 1);
-    reply_free(&r1);
-    reply_free(&r2);
-    reply_free(&r3);
+    mc_resp_free(&r1);
+    mc_resp_free(&r2);
+    mc_resp_free(&r3);
 }
 
 /* HTTP-4: /v1/models is OpenAI's list shape. */
@@ -305,15 +212,16 @@ static void
 v1_models_has_the_openai_shape(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
-    url(e, "/v1/models", u);
+    u = "/v1/models";
     const char *hs[] = {h, NULL};
-    struct reply r;
-    http("GET", u, hs, NULL, &r);
+    struct mc_resp r;
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+    cJSON *j = cJSON_Parse(r.body);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "object")->valuestring, "list");
     const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "data"), 0);
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "id")));
@@ -321,7 +229,7 @@ v1_models_has_the_openai_shape(void **state)
     assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "created")));
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "owned_by")));
     cJSON_Delete(j);
-    reply_free(&r);
+    mc_resp_free(&r);
 }
 
 /* The /v1 list is converted from the upstream's once per cache entry, not on every hit:
@@ -330,33 +238,36 @@ static void
 v1_models_is_converted_once_per_entry(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
-    url(e, "/v1/models", u);
+    u = "/v1/models";
     const char *hs[] = {h, NULL};
     unsigned long before = qp_models_openai_conversions();
-    struct reply first;
-    http("GET", u, hs, NULL, &first);
+    struct mc_resp first;
+    http(e->proxy_port, "GET", u, hs, NULL, &first);
     assert_int_equal(first.status, 200);
-    assert_string_equal(header(&first, "X-Cache"), "MISS");
+    assert_string_equal(mc_header(&first, "X-Cache"), "MISS");
     for (int i = 0; i < 4; i++) {
-        struct reply r;
-        http("GET", u, hs, NULL, &r);
+        struct mc_resp r;
+        http(e->proxy_port, "GET", u, hs, NULL, &r);
         assert_int_equal(r.status, 200);
-        assert_string_equal(header(&r, "X-Cache"), "HIT");
-        assert_string_equal(qk_buf_ptr(&r.body), qk_buf_ptr(&first.body));
-        reply_free(&r);
+        assert_string_equal(mc_header(&r, "X-Cache"), "HIT");
+        assert_string_equal(r.body, first.body);
+        mc_resp_free(&r);
     }
     assert_int_equal(qp_models_openai_conversions() - before, 1);
-    reply_free(&first);
+    mc_resp_free(&first);
 
     /* Concurrent misses of a flight share the one conversion too. */
-    char t2[40], h2[80];
-    new_token(t2);
+    char t2[MC_TOKEN_MAX], h2[96];
+    mc_new_token(t2, sizeof t2);
     auth_header(t2, h2);
     script(e, t2, "models", "[{\"delay_ms\":400}]");
     before = qp_models_openai_conversions();
+    char full_url[128];
+    snprintf(full_url, sizeof(full_url), "%s%s", e->proxy_url, u);
     CURLM *multi = curl_multi_init();
     CURL *easy[4];
     struct qk_buf bodies[4];
@@ -364,7 +275,7 @@ v1_models_is_converted_once_per_entry(void **state)
     for (int i = 0; i < 4; i++) {
         qk_buf_init(&bodies[i], 1 << 20);
         easy[i] = curl_easy_init();
-        curl_easy_setopt(easy[i], CURLOPT_URL, u);
+        curl_easy_setopt(easy[i], CURLOPT_URL, full_url);
         curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, list);
         curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 20L);
@@ -401,23 +312,24 @@ static void
 failures_are_retried_with_identical_requests(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
     script(e, t, "chat", "[{\"status\":500},{\"html\":\"captcha\"},{\"ok\":true}]");
-    url(e, "/api/chat/completions", u);
+    u = "/api/chat/completions";
     const char *hs[] = {h, "X-Request-Id: req-e2e-1", "Connection: X-Drop", "X-Drop: 1", NULL};
-    struct reply r;
-    http("POST", u, hs, CHAT_BODY, &r);
+    struct mc_resp r;
+    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "X-Request-Id"), "req-e2e-1");
-    cJSON *body = cJSON_Parse(qk_buf_ptr(&r.body));
+    assert_string_equal(mc_header(&r, "X-Request-Id"), "req-e2e-1");
+    cJSON *body = cJSON_Parse(r.body);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(body, "object")->valuestring,
                         "chat.completion");
     cJSON_Delete(body);
-    reply_free(&r);
+    mc_resp_free(&r);
 
-    cJSON *j = journal_wait(e, t, 3);
+    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 3, 3000);
     const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
     assert_int_equal(cJSON_GetArraySize(entries), 3);
     const cJSON *entry = NULL;
@@ -449,19 +361,20 @@ static void
 gives_up_after_four_attempts(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
     script(e, t, "chat",
            "[{\"status\":500},{\"status\":500},{\"status\":502},{\"status\":503},{\"ok\":true}]");
-    url(e, "/api/chat/completions", u);
+    u = "/api/chat/completions";
     const char *hs[] = {h, NULL};
-    struct reply r;
-    http("POST", u, hs, CHAT_BODY, &r);
+    struct mc_resp r;
+    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
     assert_json_error(&r, 502);
-    assert_non_null(strstr(qk_buf_ptr(&r.body), "503"));
+    assert_non_null(strstr(r.body, "503"));
     assert_int_equal(attempts(e, t, 4), 4);
-    reply_free(&r);
+    mc_resp_free(&r);
 }
 
 /* RETRY-3: when the upstream drops every connection, the first a pooled one, libcurl sends
@@ -473,27 +386,28 @@ dropped_connections_are_the_attempts_counted(void **state)
     struct env *e = *state;
     static const char *const routes[] = {"models", "chat"};
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        char w[40], t[40], h[80], u[128];
+        char w[MC_TOKEN_MAX], t[MC_TOKEN_MAX], h[96];
+        const char *u;
         const char *hs[] = {h, NULL};
-        struct reply r;
+        struct mc_resp r;
         bool models = strcmp(routes[i], "models") == 0;
-        new_token(w);
+        mc_new_token(w, sizeof w);
         auth_header(w, h);
-        url(e, "/api/chat/completions", u);
-        http("POST", u, hs, CHAT_BODY, &r); /* leaves a pooled upstream connection */
+        u = "/api/chat/completions";
+        http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r); /* leaves a pooled upstream connection */
         assert_int_equal(r.status, 200);
-        reply_free(&r);
+        mc_resp_free(&r);
 
-        new_token(t);
+        mc_new_token(t, sizeof t);
         auth_header(t, h);
         script(e, t, routes[i],
                "[{\"drop\":true},{\"drop\":true},{\"drop\":true},{\"drop\":true},"
                "{\"drop\":true},{\"drop\":true}]");
-        url(e, models ? "/api/models" : "/api/chat/completions", u);
-        http(models ? "GET" : "POST", u, hs, models ? NULL : CHAT_BODY, &r);
+        u = models ? "/api/models" : "/api/chat/completions";
+        http(e->proxy_port, models ? "GET" : "POST", u, hs, models ? NULL : CHAT_BODY, &r);
         assert_json_error(&r, 502);
-        assert_non_null(strstr(qk_buf_ptr(&r.body), "after 4 attempt(s)"));
-        reply_free(&r);
+        assert_non_null(strstr(r.body, "after 4 attempt(s)"));
+        mc_resp_free(&r);
         assert_int_equal(attempts(e, t, 4), 4);
     }
 }
@@ -503,23 +417,24 @@ static void
 client_errors_are_relayed_once(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
-    url(e, "/api/chat/completions", u);
+    u = "/api/chat/completions";
     const char *hs[] = {h, NULL};
-    struct reply r;
-    http("POST", u, hs,
+    struct mc_resp r;
+    http(e->proxy_port, "POST", u, hs,
          "{\"model\":\"no-such-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
     assert_json_error(&r, 400);
-    assert_non_null(strstr(qk_buf_ptr(&r.body), "Model not found"));
-    reply_free(&r);
+    assert_non_null(strstr(r.body, "Model not found"));
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, t, 1), 1);
 
     script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
-    http("POST", u, hs, CHAT_BODY, &r);
+    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
     assert_json_error(&r, 401);
-    reply_free(&r);
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, t, 2), 2);
 }
 
@@ -528,10 +443,11 @@ static void
 invalid_bodies_never_go_upstream(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
-    url(e, "/v1/chat/completions", u);
+    u = "/v1/chat/completions";
     const char *hs[] = {h, NULL};
     struct {
         const char *body;
@@ -544,10 +460,10 @@ invalid_bodies_never_go_upstream(void **state)
         {"{\"model\":\"qwen-max-latest\",\"messages\":\"hi\"}", "messages"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct reply r;
-        http("POST", u, hs, cases[i].body, &r);
+        struct mc_resp r;
+        http(e->proxy_port, "POST", u, hs, cases[i].body, &r);
         assert_json_error(&r, 400);
-        cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+        cJSON *j = cJSON_Parse(r.body);
         const cJSON *p =
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "param");
         if (cases[i].param)
@@ -555,7 +471,7 @@ invalid_bodies_never_go_upstream(void **state)
         else
             assert_true(cJSON_IsNull(p));
         cJSON_Delete(j);
-        reply_free(&r);
+        mc_resp_free(&r);
     }
     assert_int_equal(attempts(e, t, 0), 0);
 }
@@ -565,37 +481,38 @@ static void
 routing_errors(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
     const char *hs[] = {h, NULL};
-    struct reply r;
-    url(e, "/api/nothing", u);
-    http("GET", u, hs, NULL, &r);
+    struct mc_resp r;
+    u = "/api/nothing";
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_json_error(&r, 404);
-    reply_free(&r);
-    url(e, "/api/chat/completions", u);
-    http("GET", u, hs, NULL, &r);
+    mc_resp_free(&r);
+    u = "/api/chat/completions";
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_json_error(&r, 405);
-    assert_non_null(header(&r, "Allow"));
-    assert_non_null(strstr(header(&r, "Allow"), "POST"));
-    reply_free(&r);
+    assert_non_null(mc_header(&r, "Allow"));
+    assert_non_null(strstr(mc_header(&r, "Allow"), "POST"));
+    mc_resp_free(&r);
     char *big = malloc(8192);
     memset(big, 'a', 8191);
     big[8191] = '\0';
-    http("POST", u, hs, big, &r);
+    http(e->proxy_port, "POST", u, hs, big, &r);
     assert_json_error(&r, 413);
-    reply_free(&r);
+    mc_resp_free(&r);
     free(big);
-    url(e, "/", u);
-    http("GET", u, NULL, NULL, &r);
+    u = "/";
+    http(e->proxy_port, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_non_null(strstr(qk_buf_ptr(&r.body), "/api/chat/completions"));
-    reply_free(&r);
-    url(e, "/healthz", u);
-    http("GET", u, NULL, NULL, &r);
+    assert_non_null(strstr(r.body, "/api/chat/completions"));
+    mc_resp_free(&r);
+    u = "/healthz";
+    http(e->proxy_port, "GET", u, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
-    reply_free(&r);
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, t, 0), 0);
 }
 
@@ -604,11 +521,14 @@ static void
 concurrent_misses_fly_once(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
     script(e, t, "models", "[{\"delay_ms\":400}]");
-    url(e, "/api/models", u);
+    u = "/api/models";
+    char full_url[128];
+    snprintf(full_url, sizeof(full_url), "%s%s", e->proxy_url, u);
     CURLM *multi = curl_multi_init();
     CURL *easy[5];
     struct qk_buf bodies[5];
@@ -616,7 +536,7 @@ concurrent_misses_fly_once(void **state)
     for (int i = 0; i < 5; i++) {
         qk_buf_init(&bodies[i], 1 << 20);
         easy[i] = curl_easy_init();
-        curl_easy_setopt(easy[i], CURLOPT_URL, u);
+        curl_easy_setopt(easy[i], CURLOPT_URL, full_url);
         curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, list);
         curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 20L);
@@ -651,41 +571,41 @@ static void
 expiry_failures_and_stale_grace(void **state)
 {
     struct env *e = *state;
-    char t[40], h[80], u[128];
-    new_token(t);
+    char t[MC_TOKEN_MAX], h[96];
+    const char *u;
+    mc_new_token(t, sizeof t);
     auth_header(t, h);
-    url(e, "/api/models", u);
+    u = "/api/models";
     const char *hs[] = {h, NULL};
-    struct reply r;
+    struct mc_resp r;
     /* A failure is not cached: the next request goes upstream again. */
     script(e, t, "models", "[{\"status\":500},{\"status\":500},{\"status\":500},{\"status\":500}]");
-    http("GET", u, hs, NULL, &r);
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_json_error(&r, 502);
-    reply_free(&r);
-    http("GET", u, hs, NULL, &r);
+    mc_resp_free(&r);
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "X-Cache"), "MISS");
-    reply_free(&r);
+    assert_string_equal(mc_header(&r, "X-Cache"), "MISS");
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, t, 5), 5);
 
-    struct timespec ts = {1, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL); /* past the 1 s TTL */
+    mc_sleep_ms(1100); /* past the 1 s TTL */
     script(e, t, "models", "[{\"status\":503},{\"status\":503},{\"status\":503},{\"status\":503}]");
-    http("GET", u, hs, NULL, &r);
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "X-Cache"), "STALE");
-    reply_free(&r);
+    assert_string_equal(mc_header(&r, "X-Cache"), "STALE");
+    mc_resp_free(&r);
     assert_int_equal(attempts(e, t, 9), 9);
     /* A 401 on refresh is relayed and evicts the entry. */
     script(
         e, t, "models",
         "[{\"status\":401},{\"status\":500},{\"status\":500},{\"status\":500},{\"status\":500}]");
-    http("GET", u, hs, NULL, &r);
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_json_error(&r, 401);
-    reply_free(&r);
-    http("GET", u, hs, NULL, &r);
+    mc_resp_free(&r);
+    http(e->proxy_port, "GET", u, hs, NULL, &r);
     assert_json_error(&r, 502);
-    reply_free(&r);
+    mc_resp_free(&r);
 }
 
 /* ERR-5: an unreachable upstream is 502, JSON. */
@@ -701,13 +621,11 @@ unreachable_upstream_is_502(void **state)
     pc.log_format = QK_PROXY_LOG_OFF;
     struct qk_proxy *p = NULL;
     assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
-    char u[128];
-    snprintf(u, sizeof(u), "http://127.0.0.1:%u/api/models", qk_proxy_port(p));
     const char *hs[] = {"Authorization: Bearer x", NULL};
-    struct reply r;
-    http("GET", u, hs, NULL, &r);
+    struct mc_resp r;
+    http(qk_proxy_port(p), "GET", "/api/models", hs, NULL, &r);
     assert_json_error(&r, 502);
-    reply_free(&r);
+    mc_resp_free(&r);
     qk_proxy_stop(p);
 }
 
@@ -829,7 +747,7 @@ small_rcvbuf(void *arg, curl_socket_t fd, curlsocktype purpose)
 static CURLcode
 stream_request(const char *proxy_url, const char *token, const char *body, struct sse_seen *s)
 {
-    char u[128], h[80];
+    char u[128], h[96];
     snprintf(u, sizeof(u), "%s/v1/chat/completions", proxy_url);
     auth_header(token, h);
     int abort_after = s->abort_after;
@@ -876,27 +794,46 @@ sse_free(struct sse_seen *s)
 static char *
 reference_text(struct env *e, const char *token)
 {
-    char u[128], h[80];
-    url(e, "/v1/chat/completions", u);
+    char h[96];
+    const char *u;
+    u = "/v1/chat/completions";
     auth_header(token, h);
     const char *hs[] = {h, NULL};
-    struct reply r;
-    http("POST", u, hs, PLAIN_BODY, &r);
+    struct mc_resp r;
+    http(e->proxy_port, "POST", u, hs, PLAIN_BODY, &r);
     assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+    cJSON *j = cJSON_Parse(r.body);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "message");
     char *text = strdup(cJSON_GetObjectItemCaseSensitive(msg, "content")->valuestring);
     cJSON_Delete(j);
-    reply_free(&r);
+    mc_resp_free(&r);
     return text;
 }
 
+/* The stream's answer as one response: status, headers and the raw body. */
+static void
+sse_as_resp(struct sse_seen *s, struct mc_resp *r)
+{
+    struct qk_buf all;
+    qk_buf_init(&all, 1 << 26);
+    assert_int_equal(qk_buf_append(&all, qk_buf_ptr(&s->headers), qk_buf_len(&s->headers)), QK_OK);
+    assert_int_equal(qk_buf_append(&all, qk_buf_ptr(&s->raw), qk_buf_len(&s->raw)), QK_OK);
+    assert_int_equal(mc_resp_parse_raw(qk_buf_ptr(&all), qk_buf_len(&all), r), 0);
+    qk_buf_free(&all);
+}
+
+/* The value of the stream's header @p name, or NULL (static storage). */
 static const char *
 sse_header(struct sse_seen *s, const char *name)
 {
-    struct reply r = {.headers = s->headers};
-    return header(&r, name);
+    static char value[256];
+    struct mc_resp r;
+    sse_as_resp(s, &r);
+    const char *v = mc_header(&r, name);
+    snprintf(value, sizeof(value), "%s", v ? v : "");
+    mc_resp_free(&r);
+    return v ? value : NULL;
 }
 
 /* A stream that ended well: SSE-1, SSE-3, SSE-4 (exact text), SSE-12. */
@@ -922,8 +859,8 @@ static void
 stream_cumulative_and_incremental_are_exact(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     char *want = reference_text(e, t);
     struct sse_seen s = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
@@ -950,17 +887,15 @@ stream_cumulative_and_incremental_are_exact(void **state)
 static unsigned long
 stream_pauses(struct env *e)
 {
-    char u[128];
-    url(e, "/healthz", u);
-    struct reply r;
-    http("GET", u, NULL, NULL, &r);
+    struct mc_resp r;
+    http(e->proxy_port, "GET", "/healthz", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r.body));
+    cJSON *j = cJSON_Parse(r.body);
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "stream_pauses");
     assert_true(cJSON_IsNumber(n));
     unsigned long v = (unsigned long)n->valuedouble;
     cJSON_Delete(j);
-    reply_free(&r);
+    mc_resp_free(&r);
     return v;
 }
 
@@ -970,8 +905,8 @@ static void
 stream_slow_reader_pauses_upstream(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     /* About 6 MB of text: far beyond the 64 KiB per-stream buffer, and beyond the 4 MiB
      * a kernel socket send buffer can grow to, which would otherwise hide the bound. */
     script(e, t, "chat",
@@ -994,8 +929,8 @@ static void
 stream_any_framing_is_understood(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     char *want = reference_text(e, t);
     script(e, t, "chat",
            "[{\"stream\":{\"split_utf8\":true}},{\"stream\":{\"crlf\":true}},"
@@ -1016,14 +951,16 @@ static void
 stream_failures_before_first_event_are_json(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     struct sse_seen s = {0};
     script(e, t, "chat",
            "[{\"status\":500},{\"html\":\"gateway\"},{\"status\":504},{\"status\":503}]");
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    struct reply r = {.status = s.status, .body = s.raw, .headers = s.headers};
+    struct mc_resp r;
+    sse_as_resp(&s, &r);
     assert_json_error(&r, 502);
+    mc_resp_free(&r);
     sse_free(&s);
     assert_int_equal(attempts(e, t, 4), 4);
 
@@ -1031,8 +968,9 @@ stream_failures_before_first_event_are_json(void **state)
            "[{\"inband_error\":\"waf\"},{\"inband_error\":\"quota\"},{\"inband_error\":\"waf\"},"
            "{\"inband_error\":\"quota\"}]");
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    r = (struct reply){.status = s.status, .body = s.raw, .headers = s.headers};
+    sse_as_resp(&s, &r);
     assert_json_error(&r, 502);
+    mc_resp_free(&r);
     assert_non_null(strstr(qk_buf_ptr(&s.raw), "RateLimited"));
     sse_free(&s);
     assert_int_equal(attempts(e, t, 8), 8);
@@ -1046,8 +984,9 @@ stream_failures_before_first_event_are_json(void **state)
 
     script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    r = (struct reply){.status = s.status, .body = s.raw, .headers = s.headers};
+    sse_as_resp(&s, &r);
     assert_json_error(&r, 401);
+    mc_resp_free(&r);
     sse_free(&s);
     free(want);
 }
@@ -1057,8 +996,8 @@ static void
 stream_drop_mid_way_ends_with_one_error(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     script(e, t, "chat", "[{\"stream\":{\"truncate_after\":3}}]");
     struct sse_seen s = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
@@ -1076,13 +1015,13 @@ static void
 stream_events_are_relayed_as_they_arrive(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     script(e, t, "chat", "[{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":300}}]");
     struct sse_seen s = {0};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
     assert_int_equal(s.chunks, 4);
-    cJSON *j = journal_wait(e, t, 1);
+    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 1, 3000);
     const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
     const cJSON *sent = cJSON_GetObjectItemCaseSensitive(entry, "event_ms");
     assert_true(cJSON_GetArraySize(sent) >= 4);
@@ -1101,8 +1040,8 @@ static void
 stream_caller_leaving_closes_upstream(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     script(e, t, "chat", "[{\"stream\":{\"stall_after\":2,\"stall_ms\":20000}}]");
     struct sse_seen s = {.abort_after = 1};
     assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_WRITE_ERROR);
@@ -1110,14 +1049,14 @@ stream_caller_leaving_closes_upstream(void **state)
     bool gone = false;
     int64_t seen_ms = 0;
     while (!gone && qk_now_ms() - left < 3000) {
-        cJSON *j = journal(e, t);
+        cJSON *j = mc_journal(qk_mock_port(e->mock), t);
+        assert_non_null(j);
         const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
         gone = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
         seen_ms = qk_now_ms();
         cJSON_Delete(j);
         if (!gone) {
-            struct timespec ts = {0, 50 * 1000 * 1000};
-            nanosleep(&ts, NULL);
+            mc_sleep_ms(50);
         }
     }
     assert_true(gone);
@@ -1129,7 +1068,7 @@ stream_caller_leaving_closes_upstream(void **state)
 /* ---- raw requests: bytes a client library would refuse to send ---- */
 
 struct raw_reply {
-    struct reply r;       /* status, header block (status line removed), body */
+    struct mc_resp r;     /* status, headers and body of the first answer */
     size_t status_lines;  /* lines starting "HTTP/" in the whole answer */
     bool closed;          /* the proxy closed the connection within the time given */
 };
@@ -1170,26 +1109,16 @@ raw_http(struct env *e, const char *bytes, size_t len, struct raw_reply *out)
     const char *a = qk_buf_ptr(&all);
     for (const char *l = a; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
         out->status_lines += strncmp(l, "HTTP/", 5) == 0;
-    qk_buf_init(&out->r.body, 1 << 22);
-    qk_buf_init(&out->r.headers, 1 << 16);
-    if (strncmp(a, "HTTP/", 5) == 0)
-        out->r.status = strtol(strchr(a, ' ') + 1, NULL, 10);
-    const char *eol = strstr(a, "\r\n");
-    const char *end = strstr(a, "\r\n\r\n");
-    if (eol && end) {
-        assert_int_equal(qk_buf_append(&out->r.headers, eol + 2, (size_t)(end + 2 - (eol + 2))),
-                         QK_OK);
-        assert_int_equal(qk_buf_append_str(&out->r.body, end + 4), QK_OK);
-    }
+    assert_int_equal(mc_resp_parse_raw(a, qk_buf_len(&all), &out->r), 0);
     qk_buf_free(&all);
 }
 
 /* The `param` of a JSON error reply, or "" (static). */
 static const char *
-error_param(struct reply *r)
+error_param(struct mc_resp *r)
 {
     static char param[64];
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&r->body));
+    cJSON *j = cJSON_Parse(r->body);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"),
                                                       "param");
     snprintf(param, sizeof(param), "%s", cJSON_IsString(p) ? p->valuestring : "");
@@ -1202,9 +1131,9 @@ static void
 input_refusals_name_the_header(void **state)
 {
     struct env *e = *state;
-    char t[40], t2[40];
-    new_token(t);
-    new_token(t2);
+    char t[MC_TOKEN_MAX], t2[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
+    mc_new_token(t2, sizeof t2);
     char req[1024];
     struct raw_reply rr;
     char dup_auth[96];
@@ -1226,7 +1155,7 @@ input_refusals_name_the_header(void **state)
         assert_json_error(&rr.r, 400);
         assert_string_equal(error_param(&rr.r), cases[i].param);
         assert_int_equal(rr.status_lines, 1);
-        reply_free(&rr.r);
+        mc_resp_free(&rr.r);
     }
     /* A header name that is not a token, and HTTP/1.1 without Host (libmicrohttpd serves
      * both as they are). */
@@ -1240,8 +1169,8 @@ input_refusals_name_the_header(void **state)
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
         raw_http(e, more[i].bytes, strlen(more[i].bytes), &rr);
         assert_json_error(&rr.r, 400);
-        assert_non_null(strstr(qk_buf_ptr(&rr.r.body), more[i].code));
-        reply_free(&rr.r);
+        assert_non_null(strstr(rr.r.body, more[i].code));
+        mc_resp_free(&rr.r);
     }
     /* Two Content-Length lines: refused, and the connection is closed, not read on. */
     snprintf(req, sizeof(req),
@@ -1252,7 +1181,7 @@ input_refusals_name_the_header(void **state)
     assert_json_error(&rr.r, 400);
     assert_string_equal(error_param(&rr.r), "Content-Length");
     assert_true(rr.closed);
-    reply_free(&rr.r);
+    mc_resp_free(&rr.r);
     assert_int_equal(attempts(e, t, 0), 0);
     assert_int_equal(attempts(e, t2, 0), 0);
 }
@@ -1262,8 +1191,8 @@ static void
 query_of_thousands_of_arguments_is_answered(void **state)
 {
     struct env *e = *state;
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     struct qk_buf req;
     qk_buf_init(&req, 1 << 20);
     assert_int_equal(qk_buf_append_str(&req, "GET /api/models?"), QK_OK);
@@ -1276,7 +1205,7 @@ query_of_thousands_of_arguments_is_answered(void **state)
     raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
     assert_int_equal(rr.r.status, 200);
     assert_true(rr.closed);
-    reply_free(&rr.r);
+    mc_resp_free(&rr.r);
     /* A target over the proxy's limit gets its JSON 414. */
     qk_buf_reset(&req);
     assert_int_equal(qk_buf_append_str(&req, "GET /api/models?"), QK_OK);
@@ -1287,7 +1216,7 @@ query_of_thousands_of_arguments_is_answered(void **state)
                      QK_OK);
     raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
     assert_json_error(&rr.r, 414);
-    reply_free(&rr.r);
+    mc_resp_free(&rr.r);
     qk_buf_free(&req);
 }
 
@@ -1319,7 +1248,7 @@ protocol_errors_get_the_right_status_and_a_close(void **state)
         assert_true(rr.closed);
         if (i == 0)
             assert_json_error(&rr.r, 431); /* within libmicrohttpd's memory: ours */
-        reply_free(&rr.r);
+        mc_resp_free(&rr.r);
     }
     qk_buf_free(&req);
     const struct {
@@ -1338,7 +1267,7 @@ protocol_errors_get_the_right_status_and_a_close(void **state)
         assert_true(rr.closed);
         if (cases[i].status_lines)
             assert_int_equal(rr.status_lines, cases[i].status_lines);
-        reply_free(&rr.r);
+        mc_resp_free(&rr.r);
     }
 }
 
@@ -1347,18 +1276,18 @@ static void
 head_is_get_without_body(void **state)
 {
     struct env *e = *state;
-    char t[40], req[512];
-    new_token(t);
+    char t[MC_TOKEN_MAX], req[512];
+    mc_new_token(t, sizeof t);
     struct raw_reply rr;
     snprintf(req, sizeof(req),
              "HEAD /api/models HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer %s\r\n"
              "Connection: close\r\n\r\n", t);
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
-    assert_string_equal(header(&rr.r, "Content-Type"), "application/json");
-    assert_int_equal(qk_buf_len(&rr.r.body), 0);
-    reply_free(&rr.r);
-    cJSON *j = journal_wait(e, t, 1);
+    assert_string_equal(mc_header(&rr.r, "Content-Type"), "application/json");
+    assert_int_equal(rr.r.body_len, 0);
+    mc_resp_free(&rr.r);
+    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 1, 3000);
     const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
     assert_int_equal(cJSON_GetArraySize(entries), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 0), "method")
@@ -1368,19 +1297,19 @@ head_is_get_without_body(void **state)
     /* A second HEAD is a cache hit, as a GET would be. */
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
-    assert_string_equal(header(&rr.r, "X-Cache"), "HIT");
-    reply_free(&rr.r);
+    assert_string_equal(mc_header(&rr.r, "X-Cache"), "HIT");
+    mc_resp_free(&rr.r);
     snprintf(req, sizeof(req), "OPTIONS /api/models HTTP/1.1\r\nHost: a.example\r\n"
                                "Connection: close\r\n\r\n");
     raw_http(e, req, strlen(req), &rr);
-    assert_non_null(strstr(header(&rr.r, "Allow"), "HEAD"));
-    reply_free(&rr.r);
+    assert_non_null(strstr(mc_header(&rr.r, "Allow"), "HEAD"));
+    mc_resp_free(&rr.r);
     snprintf(req, sizeof(req), "HEAD /healthz HTTP/1.1\r\nHost: a.example\r\n"
                                "Connection: close\r\n\r\n");
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
-    assert_int_equal(qk_buf_len(&rr.r.body), 0);
-    reply_free(&rr.r);
+    assert_int_equal(rr.r.body_len, 0);
+    mc_resp_free(&rr.r);
 }
 
 static void
@@ -1400,8 +1329,8 @@ stream_idle_timeout_and_keepalive(void **state)
     assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
     char purl[64];
     snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
-    char t[40];
-    new_token(t);
+    char t[MC_TOKEN_MAX];
+    mc_new_token(t, sizeof t);
     char *want = reference_text(e, t);
 
     /* 6 events 400 ms apart: 2 s in all, past the 500 ms attempt limit, never idle 900 ms. */
@@ -1435,8 +1364,10 @@ stream_idle_timeout_and_keepalive(void **state)
     assert_int_equal(qk_proxy_start(&pc2, &p, NULL, 0), QK_OK);
     snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
     assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
-    struct reply r = {.status = s.status, .body = s.raw, .headers = s.headers};
+    struct mc_resp r;
+    sse_as_resp(&s, &r);
     assert_json_error(&r, 504);
+    mc_resp_free(&r);
     sse_free(&s);
     qk_proxy_stop(p);
     free(want);
@@ -1445,7 +1376,7 @@ stream_idle_timeout_and_keepalive(void **state)
 int
 main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    mc_global_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(auth_is_checked_before_any_upstream_call),
         cmocka_unit_test(model_list_is_cached_per_credential),

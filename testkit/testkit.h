@@ -1,9 +1,13 @@
 /*
- * A small libcurl client for the mock's end-to-end tests: one blocking request per
- * call (always with a timeout), the response's status, headers and body, and for
- * streams every piece curl handed to the write callback with its receive time
- * (qk_now_ms()). Plus helpers for the control API (scenarios, journal, revoke,
- * reset) and for parsing event streams.
+ * testkit: the plumbing the tests of the mock, the proxy and the suite share (library
+ * qk_testkit, tests only). A small libcurl client: one blocking request per call (always
+ * with a timeout), the response's status, headers and body, and for streams every piece
+ * curl handed to the write callback with its receive time (qk_now_ms()). Plus the mock's
+ * control API (scenarios, journal and its settling, revoke, reset), parsing of event
+ * streams, the mock-side UTF-8 check, random tokens and a raw-response parser for tests
+ * that write their requests byte by byte. The suite's oracle (conformance/) does not use
+ * it: judging a proxy stays there. The `mc_` prefix is from its first home, the mock's
+ * tests.
  *
  * Loopback only: every URL is http://127.0.0.1:PORT and proxies are disabled.
  * Thread-safe as long as each thread uses its own request/response structs, after
@@ -12,8 +16,8 @@
  * Ownership: a struct mc_resp owns everything it points to; release it with
  * mc_resp_free(). cJSON results are the caller's (cJSON_Delete()).
  */
-#ifndef MOCK_CLIENT_H
-#define MOCK_CLIENT_H
+#ifndef QK_TESTKIT_H
+#define QK_TESTKIT_H
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -111,8 +115,20 @@ size_t mc_event_times(const struct mc_resp *resp, int64_t *out, size_t max);
 /** @return true when @p s (length @p len) is valid UTF-8. */
 bool mc_utf8_valid(const char *s, size_t len);
 
-/** Writes a fresh random token ("e2e-...") into @p out. */
+/** Room for a token of mc_new_token(), its NUL included. */
+#define MC_TOKEN_MAX 64
+/** Writes a fresh random token ("e2e-...", under MC_TOKEN_MAX bytes) into @p out. */
 void mc_new_token(char *out, size_t len);
+
+/** Sleeps @p ms milliseconds. */
+void mc_sleep_ms(long ms);
+
+/**
+ * Parses a whole raw HTTP/1.x answer (status line, headers, body up to @p len) into
+ * @p resp (zeroed first; rc CURLE_OK; status 0 when it does not start with "HTTP/").
+ * @return 0, or -1 on OOM.
+ */
+int mc_resp_parse_raw(const char *raw, size_t len, struct mc_resp *resp);
 
 /**
  * POSTs @p json to /__mock/scenarios. @return the HTTP status (0 on transport
@@ -126,6 +142,9 @@ cJSON *mc_journal(uint16_t port, const char *token);
 /** Polls the journal until it holds at least @p n entries or @p timeout_ms passes.
  *  @return the last journal fetched (may hold fewer), or NULL. */
 cJSON *mc_journal_wait(uint16_t port, const char *token, int n, long timeout_ms);
+/** Like mc_journal_wait(), and also until nothing of @p token is in flight: the mock
+ *  journals a request once its answer is complete, a moment after the caller saw it. */
+cJSON *mc_journal_settled(uint16_t port, const char *token, int n, long timeout_ms);
 /**
  * GETs /__mock/journal?@p query (already URL-encoded, e.g. "contains=abc&since_ms=5").
  * @return the parsed answer whatever its status (a 400 is `{"error","field"}`), or NULL;

@@ -1,5 +1,5 @@
-/* The end-to-end tests' libcurl client; see mock_client.h. */
-#include "mock_client.h"
+/* The tests' client and plumbing; see testkit.h. */
+#include "testkit.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,6 +74,34 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* Adds the header line @p line (@p n bytes, line end included or not) to @p r; a line
+ * without a colon (the blank line ending the headers) adds nothing. */
+static bool
+add_header(struct mc_resp *r, size_t *alloc, const char *line, size_t n)
+{
+    const char *colon = memchr(line, ':', n);
+    if (!colon)
+        return true;
+    size_t nlen = (size_t)(colon - line);
+    const char *v = colon + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (!grow((void **)&r->headers, alloc, r->n_headers + 1, sizeof *r->headers))
+        return false;
+    char *name = strndup(line, nlen);
+    char *value = strndup(v, (size_t)(end - v));
+    if (!name || !value) {
+        free(name);
+        free(value);
+        return false;
+    }
+    r->headers[r->n_headers++] = (struct mc_header){name, value};
+    return true;
+}
+
 static size_t
 on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -89,29 +117,10 @@ on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
         r->n_headers = 0;
         return n;
     }
-    const char *colon = memchr(ptr, ':', n);
-    if (!colon)
-        return n; /* the blank line ending the headers */
-    size_t nlen = (size_t)(colon - ptr);
-    const char *v = colon + 1;
-    const char *end = ptr + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    if (!grow((void **)&r->headers, &x->headers_alloc, r->n_headers + 1, sizeof *r->headers)) {
+    if (!add_header(r, &x->headers_alloc, ptr, n)) {
         x->oom = true;
         return 0;
     }
-    char *name = strndup(ptr, nlen);
-    char *value = strndup(v, (size_t)(end - v));
-    if (!name || !value) {
-        free(name);
-        free(value);
-        x->oom = true;
-        return 0;
-    }
-    r->headers[r->n_headers++] = (struct mc_header){name, value};
     return n;
 }
 
@@ -188,6 +197,39 @@ out:
     if (h)
         curl_easy_cleanup(h);
     return ret;
+}
+
+int
+mc_resp_parse_raw(const char *raw, size_t len, struct mc_resp *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    const char *end = raw + len;
+    const char *head_end = NULL;
+    for (const char *p = raw; p + 4 <= end && !head_end; p++)
+        if (memcmp(p, "\r\n\r\n", 4) == 0)
+            head_end = p + 2; /* past the last header line's CRLF */
+    if (len >= 5 && strncmp(raw, "HTTP/", 5) == 0) {
+        const char *sp = memchr(raw, ' ', len);
+        if (sp)
+            resp->status = strtol(sp + 1, NULL, 10);
+    }
+    size_t alloc = 0;
+    const char *line = head_end ? memchr(raw, '\n', (size_t)(head_end - raw)) : NULL;
+    while (line && ++line < head_end) {
+        const char *eol = memchr(line, '\n', (size_t)(head_end - line));
+        size_t n = eol ? (size_t)(eol - line) : (size_t)(head_end - line);
+        if (!add_header(resp, &alloc, line, n))
+            return -1;
+        line = eol;
+    }
+    const char *body = head_end ? head_end + 2 : end;
+    resp->body_len = (size_t)(end - body);
+    resp->body = malloc(resp->body_len + 1);
+    if (!resp->body)
+        return -1;
+    memcpy(resp->body, body, resp->body_len);
+    resp->body[resp->body_len] = '\0';
+    return 0;
 }
 
 void
@@ -370,6 +412,13 @@ mc_utf8_valid(const char *s, size_t len)
 }
 
 void
+mc_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void
 mc_new_token(char *out, size_t len)
 {
     static unsigned counter;
@@ -454,8 +503,7 @@ mc_journal_wait(uint16_t port, const char *token, int n, long timeout_ms)
         if (have >= n || qk_now_ms() >= deadline)
             return j;
         cJSON_Delete(j);
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+        mc_sleep_ms(20);
     }
 }
 
@@ -493,9 +541,29 @@ mc_journal_search_wait(uint16_t port, const char *query, int n, long timeout_ms)
         if ((settled && have >= n) || qk_now_ms() >= deadline)
             return j;
         cJSON_Delete(j);
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+        mc_sleep_ms(20);
     }
+}
+
+cJSON *
+mc_journal_settled(uint16_t port, const char *token, int n, long timeout_ms)
+{
+    CURL *h = curl_easy_init();
+    char *esc = h ? curl_easy_escape(h, token, 0) : NULL;
+    if (h)
+        curl_easy_cleanup(h);
+    if (!esc)
+        return NULL;
+    size_t qlen = strlen(esc) + 8;
+    char *query = malloc(qlen);
+    cJSON *j = NULL;
+    if (query) {
+        snprintf(query, qlen, "token=%s", esc);
+        j = mc_journal_search_wait(port, query, n, timeout_ms);
+        free(query);
+    }
+    curl_free(esc);
+    return j;
 }
 
 long
