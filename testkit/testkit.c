@@ -1,11 +1,15 @@
 /* The tests' client and plumbing; see testkit.h. */
 #include "testkit.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +23,9 @@ struct xfer {
     size_t body_alloc, chunks_alloc, headers_alloc;
     char prev; /* last body byte, to find "\n\n" across chunks */
     bool oom;
+    CURL *h;                 /* owned; xfer_cleanup() releases it */
+    struct curl_slist *hdrs; /* owned */
+    char url[2048], auth[1024];
 };
 
 static bool
@@ -136,21 +143,21 @@ mc_global_cleanup(void)
     curl_global_cleanup();
 }
 
-int
-mc_request(const struct mc_req *req, struct mc_resp *resp)
+/* Prepares @p x to perform @p req into @p resp (zeroed first). @return false on OOM. */
+static bool
+xfer_setup(struct xfer *x, const struct mc_req *req, struct mc_resp *resp)
 {
     memset(resp, 0, sizeof *resp);
+    *x = (struct xfer){.req = req, .resp = resp, .body_alloc = 1};
     resp->body = calloc(1, 1);
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    char url[2048], auth[1024];
-    int ret = -1;
-    struct xfer x = {.req = req, .resp = resp, .body_alloc = 1};
+    x->h = curl_easy_init();
+    if (!resp->body || !x->h)
+        return false;
+    CURL *h = x->h;
     const char *method = req->method ? req->method : req->body ? "POST" : "GET";
-    if (!resp->body || !h)
-        goto out;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)req->port, req->path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
+    snprintf(x->url, sizeof x->url, "http://127.0.0.1:%u%s", (unsigned)req->port, req->path);
+    curl_easy_setopt(h, CURLOPT_URL, x->url);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
@@ -158,26 +165,26 @@ mc_request(const struct mc_req *req, struct mc_resp *resp)
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, resp->err);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     /* Hand every received piece over as it comes: no decoding of the body. */
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
     if (req->token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", req->token);
-        hdrs = curl_slist_append(hdrs, auth);
+        snprintf(x->auth, sizeof x->auth, "Authorization: Bearer %s", req->token);
+        x->hdrs = curl_slist_append(x->hdrs, x->auth);
     }
     for (int i = 0; i < MC_MAX_HEADERS && req->headers[i]; i++)
-        hdrs = curl_slist_append(hdrs, req->headers[i]);
+        x->hdrs = curl_slist_append(x->hdrs, req->headers[i]);
     /* No "Expect: 100-continue" round trip: the journal should see the headers the
      * test chose. */
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     if (req->chunked_upload)
-        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
-    if (!hdrs)
-        goto out;
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        x->hdrs = curl_slist_append(x->hdrs, "Transfer-Encoding: chunked");
+    if (!x->hdrs)
+        return false;
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
     if (req->body) {
         size_t len = req->body_len ? req->body_len : strlen(req->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
@@ -187,15 +194,87 @@ mc_request(const struct mc_req *req, struct mc_resp *resp)
     }
     if (strcmp(method, "GET") != 0 && !(req->body && strcmp(method, "POST") == 0))
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    resp->start_ms = qk_now_ms();
-    resp->rc = curl_easy_perform(h);
-    resp->end_ms = qk_now_ms();
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    ret = x.oom ? -1 : 0;
+    return true;
+}
+
+/* Records how the transfer of @p x ended with @p rc. */
+static void
+xfer_done(struct xfer *x, CURLcode rc)
+{
+    x->resp->rc = rc;
+    x->resp->end_ms = qk_now_ms();
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->resp->status);
+}
+
+static void
+xfer_cleanup(struct xfer *x)
+{
+    curl_slist_free_all(x->hdrs);
+    if (x->h)
+        curl_easy_cleanup(x->h);
+}
+
+int
+mc_request(const struct mc_req *req, struct mc_resp *resp)
+{
+    struct xfer x;
+    int ret = -1;
+    if (xfer_setup(&x, req, resp)) {
+        resp->start_ms = qk_now_ms();
+        xfer_done(&x, curl_easy_perform(x.h));
+        ret = x.oom ? -1 : 0;
+    }
+    xfer_cleanup(&x);
+    return ret;
+}
+
+int
+mc_request_all(const struct mc_req *reqs, struct mc_resp *resps, size_t n)
+{
+    memset(resps, 0, n * sizeof *resps);
+    struct xfer *xs = calloc(n, sizeof *xs);
+    CURLM *multi = curl_multi_init();
+    size_t ready = 0;
+    int ret = -1;
+    if (!xs || !multi)
+        goto out;
+    for (; ready < n; ready++) {
+        if (!xfer_setup(&xs[ready], &reqs[ready], &resps[ready])) {
+            ready++; /* its handle and headers are to be released too */
+            goto out;
+        }
+    }
+    int64_t start = qk_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        resps[i].start_ms = start;
+        curl_multi_add_handle(multi, xs[i].h);
+    }
+    int running = 1;
+    CURLMcode mrc = CURLM_OK;
+    while (running && mrc == CURLM_OK) {
+        mrc = curl_multi_perform(multi, &running);
+        int left;
+        for (CURLMsg *m; (m = curl_multi_info_read(multi, &left));) {
+            struct xfer *x = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            if (m->msg == CURLMSG_DONE && x)
+                xfer_done(x, m->data.result);
+        }
+        if (running)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    ret = mrc == CURLM_OK ? 0 : -1;
+    for (size_t i = 0; i < n; i++) {
+        curl_multi_remove_handle(multi, xs[i].h);
+        if (xs[i].oom)
+            ret = -1;
+    }
 out:
-    curl_slist_free_all(hdrs);
-    if (h)
-        curl_easy_cleanup(h);
+    for (size_t i = 0; i < ready; i++)
+        xfer_cleanup(&xs[i]);
+    if (multi)
+        curl_multi_cleanup(multi);
+    free(xs);
     return ret;
 }
 
@@ -409,6 +488,63 @@ mc_utf8_valid(const char *s, size_t len)
         i += n + 1;
     }
     return true;
+}
+
+int
+mc_connect(uint16_t port, const char *from)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    if ((from && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                  bind(fd, (struct sockaddr *)&src, sizeof src) != 0)) ||
+        connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool
+mc_send_all(int fd, const void *p, size_t len)
+{
+    for (size_t sent = 0; sent < len;) {
+        ssize_t w = send(fd, (const char *)p + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        sent += (size_t)w;
+    }
+    return true;
+}
+
+int64_t
+mc_read_until_closed(int fd, int limit_ms, char *got, size_t cap)
+{
+    int64_t start = qk_now_ms();
+    size_t len = 0;
+    if (got && cap)
+        got[0] = '\0';
+    for (;;) {
+        int64_t left = start + limit_ms - qk_now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            return qk_now_ms() - start;
+        if (!got || !cap)
+            continue;
+        size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+        memcpy(got + len, buf, take);
+        len += take;
+        got[len] = '\0';
+    }
 }
 
 void

@@ -80,6 +80,11 @@ void mc_global_cleanup(void);
  * could be set up at all (check resp->rc for the outcome), -1 on OOM.
  */
 int mc_request(const struct mc_req *req, struct mc_resp *resp);
+/**
+ * Performs the @p n requests @p reqs at the same time (one thread, curl's multi interface)
+ * and fills each of @p resps like mc_request(). @return 0, or -1 on OOM.
+ */
+int mc_request_all(const struct mc_req *reqs, struct mc_resp *resps, size_t n);
 void mc_resp_free(struct mc_resp *resp);
 
 /** GET @p path with a Bearer token (NULL: no Authorization). */
@@ -122,6 +127,18 @@ void mc_new_token(char *out, size_t len);
 
 /** Sleeps @p ms milliseconds. */
 void mc_sleep_ms(long ms);
+
+/** A TCP connection to 127.0.0.1:@p port from source address @p from (NULL: any; e.g.
+ *  "127.0.0.2" to be a second client). @return the descriptor (caller closes), or -1. */
+int mc_connect(uint16_t port, const char *from);
+/** Sends @p len bytes of @p p. @return false when the peer closed before taking them all. */
+bool mc_send_all(int fd, const void *p, size_t len);
+/**
+ * Reads until the peer closes or @p limit_ms pass. @return the time the peer took to close
+ * (ms), or -1 when it did not. What arrived goes to @p got, NUL-terminated and cut at
+ * @p cap - 1 bytes (@p got NULL: read and dropped).
+ */
+int64_t mc_read_until_closed(int fd, int limit_ms, char *got, size_t cap);
 
 /**
  * Parses a whole raw HTTP/1.x answer (status line, headers, body up to @p len) into

@@ -45,50 +45,15 @@ start_proxy(void (*tune)(struct qk_proxy_config *), const char *upstream)
 static int
 connect_from(struct qk_proxy *p, const char *from)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = mc_connect(qk_proxy_port(p), from);
     assert_true(fd >= 0);
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    inet_pton(AF_INET, from, &src.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(qk_proxy_port(p))};
-    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&dst, sizeof(dst)), 0);
     return fd;
 }
 
 static void
 send_all(int fd, const char *s)
 {
-    size_t n = strlen(s);
-    assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-/*
- * Reads until the peer closes or @p limit_ms pass. Returns the time it took the peer to
- * close (ms), or -1 when it did not; what arrived goes to @p got (NUL-terminated).
- */
-static int64_t
-read_until_closed(int fd, int limit_ms, char *got, size_t cap)
-{
-    int64_t start = qk_now_ms();
-    size_t len = 0;
-    got[0] = '\0';
-    for (;;) {
-        int64_t left = start + limit_ms - qk_now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n <= 0)
-            return qk_now_ms() - start;
-        size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
-        memcpy(got + len, buf, take);
-        len += take;
-        got[len] = '\0';
-    }
+    assert_true(mc_send_all(fd, s, strlen(s)));
 }
 
 /* One whole request on a fresh connection from @p from; returns the status, 0 if none. */
@@ -97,7 +62,7 @@ status_of(struct qk_proxy *p, const char *from, const char *request, char *got, 
 {
     int fd = connect_from(p, from);
     send_all(fd, request);
-    read_until_closed(fd, 5000, got, cap);
+    mc_read_until_closed(fd, 5000, got, cap);
     close(fd);
     int status = 0;
     if (sscanf(got, "HTTP/1.%*d %d", &status) != 1)
@@ -255,8 +220,8 @@ at_the_limit_the_oldest_idle_connection_is_shed(void **state)
     char got[4096];
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
     /* That caller shed the oldest one, and only that one. */
-    assert_true(read_until_closed(idle[0], 500, got, sizeof(got)) >= 0);
-    assert_true(read_until_closed(idle[1], 300, got, sizeof(got)) < 0);
+    assert_true(mc_read_until_closed(idle[0], 500, got, sizeof(got)) >= 0);
+    assert_true(mc_read_until_closed(idle[1], 300, got, sizeof(got)) < 0);
     for (int round = 0; round < 3; round++)
         assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
     for (int i = 0; i < 4; i++)
@@ -284,7 +249,7 @@ per_client_limit_leaves_other_clients_served(void **state)
     mc_sleep_ms(100);
     int extra = connect_from(p, "127.0.0.2");
     char got[4096];
-    int64_t closed = read_until_closed(extra, 2000, got, sizeof(got));
+    int64_t closed = mc_read_until_closed(extra, 2000, got, sizeof(got));
     assert_true(closed >= 0 && closed < 1000); /* closed at once, not left waiting */
     close(extra);
     assert_int_equal(status_of(p, "127.0.0.1", HEALTH, got, sizeof(got)), 200);
@@ -308,7 +273,7 @@ idle_keepalive_connection_is_closed(void **state)
     int fd = connect_from(p, "127.0.0.1");
     send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     char got[4096];
-    int64_t closed = read_until_closed(fd, 6000, got, sizeof(got));
+    int64_t closed = mc_read_until_closed(fd, 6000, got, sizeof(got));
     close(fd);
     assert_non_null(strstr(got, "HTTP/1.1 200"));
     assert_true(closed >= 900 && closed <= 3500);
@@ -338,7 +303,7 @@ legitimate_requests_are_not_cut(void **state)
     int fd = connect_from(p, "127.0.0.1");
     send_all(fd, "GET /healthz HTTP/1.0\r\n\r\n");
     shutdown(fd, SHUT_WR);
-    read_until_closed(fd, 3000, got, sizeof(got));
+    mc_read_until_closed(fd, 3000, got, sizeof(got));
     close(fd);
     assert_non_null(strstr(got, " 200 "));
     qk_proxy_stop(p);

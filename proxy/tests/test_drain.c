@@ -130,36 +130,6 @@ start_streams(struct env *e, struct stream_run *runs)
     }
 }
 
-static int
-connect_to(struct env *e)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(qk_proxy_port(e->proxy))};
-    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
-    int rc = connect(fd, (struct sockaddr *)&dst, sizeof(dst));
-    if (rc != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Reads until the peer closes (true) or @p limit_ms pass (false). */
-static bool
-closed_within(int fd, int limit_ms)
-{
-    int64_t end = qk_now_ms() + limit_ms;
-    while (qk_now_ms() < end) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) == 1) {
-            char b[1024];
-            if (recv(fd, b, sizeof(b), 0) <= 0)
-                return true;
-        }
-    }
-    return false;
-}
-
 /* Stopping with streams in flight: every one ends with the shutdown error event and a
  * clean chunked end (curl reports CURLE_PARTIAL_FILE for a cut one). */
 static void
@@ -192,16 +162,17 @@ drain_lets_streams_finish(void **state)
     (void)state;
     struct env e = {0};
     start(&e, 15, 100); /* 1.5 s each */
-    int idle = connect_to(&e);
+    int idle = mc_connect(qk_proxy_port(e.proxy), NULL);
     assert_true(idle >= 0);
     struct stream_run runs[STREAMS];
     memset(runs, 0, sizeof(runs));
     start_streams(&e, runs);
     int64_t began = qk_now_ms();
     qk_proxy_drain(e.proxy);
-    assert_true(closed_within(idle, 1000)); /* the idle connection is closed at once */
+    assert_true(mc_read_until_closed(idle, 1000, NULL, 0) >=
+                0); /* the idle connection is closed at once */
     close(idle);
-    int late = connect_to(&e);
+    int late = mc_connect(qk_proxy_port(e.proxy), NULL);
     assert_int_equal(late, -1); /* not accepted any more */
     while (qk_proxy_open_connections(e.proxy) > 0 && qk_now_ms() - began < 10000)
         mc_sleep_ms(20);

@@ -261,48 +261,24 @@ v1_models_is_converted_once_per_entry(void **state)
     mc_resp_free(&first);
 
     /* Concurrent misses of a flight share the one conversion too. */
-    char t2[MC_TOKEN_MAX], h2[96];
+    char t2[MC_TOKEN_MAX];
     mc_new_token(t2, sizeof t2);
-    auth_header(t2, h2);
     script(e, t2, "models", "[{\"delay_ms\":400}]");
     before = qp_models_openai_conversions();
-    char full_url[128];
-    snprintf(full_url, sizeof(full_url), "%s%s", e->proxy_url, u);
-    CURLM *multi = curl_multi_init();
-    CURL *easy[4];
-    struct qk_buf bodies[4];
-    struct curl_slist *list = curl_slist_append(NULL, h2);
+    struct mc_req reqs[4];
+    struct mc_resp resps[4];
+    for (int i = 0; i < 4; i++)
+        reqs[i] =
+            (struct mc_req){.port = e->proxy_port, .path = u, .token = t2, .timeout_ms = 20000};
+    assert_int_equal(mc_request_all(reqs, resps, 4), 0);
     for (int i = 0; i < 4; i++) {
-        qk_buf_init(&bodies[i], 1 << 20);
-        easy[i] = curl_easy_init();
-        curl_easy_setopt(easy[i], CURLOPT_URL, full_url);
-        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, list);
-        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 20L);
-        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, sink);
-        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bodies[i]);
-        curl_multi_add_handle(multi, easy[i]);
+        assert_int_equal(resps[i].rc, CURLE_OK);
+        assert_int_equal(resps[i].status, 200);
+        assert_non_null(strstr(resps[i].body, "\"object\":\"list\""));
+        assert_string_equal(resps[i].body, resps[0].body);
     }
-    int running = 1;
-    while (running) {
-        curl_multi_perform(multi, &running);
-        if (running)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    for (int i = 0; i < 4; i++) {
-        long status = 0;
-        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
-        assert_int_equal(status, 200);
-        assert_non_null(strstr(qk_buf_ptr(&bodies[i]), "\"object\":\"list\""));
-        assert_string_equal(qk_buf_ptr(&bodies[i]), qk_buf_ptr(&bodies[0]));
-    }
-    for (int i = 0; i < 4; i++) {
-        curl_multi_remove_handle(multi, easy[i]);
-        curl_easy_cleanup(easy[i]);
-        qk_buf_free(&bodies[i]);
-    }
-    curl_slist_free_all(list);
-    curl_multi_cleanup(multi);
+    for (int i = 0; i < 4; i++)
+        mc_resp_free(&resps[i]);
     assert_int_equal(attempts(e, t2, 1), 1);
     assert_int_equal(qp_models_openai_conversions() - before, 1);
 }
@@ -521,48 +497,23 @@ static void
 concurrent_misses_fly_once(void **state)
 {
     struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
+    char t[MC_TOKEN_MAX];
     mc_new_token(t, sizeof t);
-    auth_header(t, h);
     script(e, t, "models", "[{\"delay_ms\":400}]");
-    u = "/api/models";
-    char full_url[128];
-    snprintf(full_url, sizeof(full_url), "%s%s", e->proxy_url, u);
-    CURLM *multi = curl_multi_init();
-    CURL *easy[5];
-    struct qk_buf bodies[5];
-    struct curl_slist *list = curl_slist_append(NULL, h);
+    const char *u = "/api/models";
+    struct mc_req reqs[5];
+    struct mc_resp resps[5];
+    for (int i = 0; i < 5; i++)
+        reqs[i] =
+            (struct mc_req){.port = e->proxy_port, .path = u, .token = t, .timeout_ms = 20000};
+    assert_int_equal(mc_request_all(reqs, resps, 5), 0);
     for (int i = 0; i < 5; i++) {
-        qk_buf_init(&bodies[i], 1 << 20);
-        easy[i] = curl_easy_init();
-        curl_easy_setopt(easy[i], CURLOPT_URL, full_url);
-        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, list);
-        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 20L);
-        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, sink);
-        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bodies[i]);
-        curl_multi_add_handle(multi, easy[i]);
+        assert_int_equal(resps[i].rc, CURLE_OK);
+        assert_int_equal(resps[i].status, 200);
+        assert_string_equal(resps[i].body, resps[0].body);
     }
-    int running = 1;
-    while (running) {
-        curl_multi_perform(multi, &running);
-        if (running)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    for (int i = 0; i < 5; i++) {
-        long status = 0;
-        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
-        assert_int_equal(status, 200);
-        assert_string_equal(qk_buf_ptr(&bodies[i]), qk_buf_ptr(&bodies[0]));
-    }
-    for (int i = 0; i < 5; i++) {
-        curl_multi_remove_handle(multi, easy[i]);
-        curl_easy_cleanup(easy[i]);
-        qk_buf_free(&bodies[i]);
-    }
-    curl_slist_free_all(list);
-    curl_multi_cleanup(multi);
+    for (int i = 0; i < 5; i++)
+        mc_resp_free(&resps[i]);
     assert_int_equal(attempts(e, t, 1), 1);
 }
 
@@ -1078,39 +1029,18 @@ static void
 raw_http(struct env *e, const char *bytes, size_t len, struct raw_reply *out)
 {
     memset(out, 0, sizeof(*out));
-    unsigned port = (unsigned)atoi(strrchr(e->proxy_url, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = mc_connect(e->proxy_port, NULL);
     assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    for (size_t sent = 0; sent < len;) {
-        ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
-        if (w <= 0)
-            break; /* answered and closed before reading it all */
-        sent += (size_t)w;
-    }
-    struct qk_buf all;
-    qk_buf_init(&all, 1 << 22);
-    int64_t deadline = qk_now_ms() + 5000;
-    char chunk[8192];
-    while (qk_now_ms() < deadline) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        if (poll(&pfd, 1, 100) <= 0)
-            continue;
-        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-        if (n <= 0) {
-            out->closed = true;
-            break;
-        }
-        assert_int_equal(qk_buf_append(&all, chunk, (size_t)n), QK_OK);
-    }
+    (void)mc_send_all(fd, bytes, len); /* it may answer and close before reading it all */
+    size_t cap = (size_t)1 << 22;
+    char *a = malloc(cap);
+    assert_non_null(a);
+    out->closed = mc_read_until_closed(fd, 5000, a, cap) >= 0;
     close(fd);
-    const char *a = qk_buf_ptr(&all);
     for (const char *l = a; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
         out->status_lines += strncmp(l, "HTTP/", 5) == 0;
-    assert_int_equal(mc_resp_parse_raw(a, qk_buf_len(&all), &out->r), 0);
-    qk_buf_free(&all);
+    assert_int_equal(mc_resp_parse_raw(a, strlen(a), &out->r), 0);
+    free(a);
 }
 
 /* The `param` of a JSON error reply, or "" (static). */
