@@ -66,8 +66,9 @@ static int
 attempts(struct env *e, const char *token, int expect)
 {
     cJSON *j = mc_journal_settled(qk_mock_port(e->mock), token, expect, 3000);
-    assert_non_null(j);
-    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    assert_true(cJSON_IsArray(entries)); /* a journal, not an error answer */
+    int n = cJSON_GetArraySize(entries);
     cJSON_Delete(j);
     return n;
 }
