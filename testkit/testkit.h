@@ -4,10 +4,10 @@
  * with a timeout), the response's status, headers and body, and for streams every piece
  * curl handed to the write callback with its receive time (qk_now_ms()). Plus the mock's
  * control API (scenarios, journal and its settling, revoke, reset), parsing of event
- * streams, the mock-side UTF-8 check, random tokens and a raw-response parser for tests
- * that write their requests byte by byte. The suite's oracle (conformance/) does not use
- * it: judging a proxy stays there. The `mc_` prefix is from its first home, the mock's
- * tests.
+ * streams, the mock-side UTF-8 check, random tokens, and for tests that write their
+ * requests byte by byte loopback connections and a raw-answer parser. The suite's oracle
+ * (conformance/) does not use it: judging a proxy stays there. The `mc_` prefix is from
+ * its first home, the mock's tests.
  *
  * Loopback only: every URL is http://127.0.0.1:PORT and proxies are disabled.
  * Thread-safe as long as each thread uses its own request/response structs, after
@@ -82,7 +82,8 @@ void mc_global_cleanup(void);
 int mc_request(const struct mc_req *req, struct mc_resp *resp);
 /**
  * Performs the @p n requests @p reqs at the same time (one thread, curl's multi interface)
- * and fills each of @p resps like mc_request(). @return 0, or -1 on OOM.
+ * and fills each of @p resps like mc_request() (each to be released with mc_resp_free(),
+ * whatever the return). @return 0, or -1 on OOM.
  */
 int mc_request_all(const struct mc_req *reqs, struct mc_resp *resps, size_t n);
 void mc_resp_free(struct mc_resp *resp);
