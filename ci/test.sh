@@ -44,14 +44,16 @@ no_aslr=()
 if setarch "$(uname -m)" -R true 2>/dev/null; then
   no_aslr=(setarch "$(uname -m)" -R)
 fi
+tsan_status=0
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$PWD/build-tsan/tsan/report" \
   "${no_aslr[@]}" ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" \
-  -LE 'rogue|mutant' "$@"
+  -LE 'rogue|mutant' "$@" || tsan_status=$?
 if compgen -G 'build-tsan/tsan/report*' >/dev/null; then
   cat build-tsan/tsan/report*
   echo "ci/test.sh: ThreadSanitizer reported (build-tsan/tsan/)" >&2
   exit 1
 fi
+[ "$tsan_status" = 0 ] || exit "$tsan_status"
 QK_SANITIZE=ON QK_MUTANTS=ON bash ci/build.sh build-test
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
