@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "mock_knobs.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/mock.h"
 
@@ -73,6 +74,7 @@ struct mock_cli {
 enum opt_kind {
     OPT_HELP,    /* print the usage, exit 0 */
     OPT_VERSION, /* print the version, exit 0 */
+    OPT_KEYS,    /* print the scenario keys' table, exit 0 */
     OPT_STRING,  /* const char *, not empty */
     OPT_PORT,    /* uint16_t in [lo, hi] */
     OPT_UINT,    /* unsigned in [lo, hi] */
@@ -84,8 +86,8 @@ enum opt_kind {
 /*
  * Every option is one row: name, value name (NULL when it takes none), kind, field of
  * struct mock_cli, bounds, help. The rows drive getopt_long(), the value checks and
- * --help, as QP_OPTION_MAP does for qwen-proxy (proxy/config.c). --help and --version
- * set no field (their `scenario` is only a placeholder for the column).
+ * --help, as QP_OPTION_MAP does for qwen-proxy (proxy/config.c). --help, --version and
+ * --fault-keys set no field (their `scenario` is only a placeholder for the column).
  */
 #define MOCK_OPTION_MAP(XX)                                                                        \
     XX("host", "ADDR", OPT_STRING, cfg.host, 0, 0, "address to bind (default 127.0.0.1)")         \
@@ -112,7 +114,9 @@ enum opt_kind {
     XX("scenario", "FILE", OPT_STRING, scenario, 0, 0, "queue the scenario JSON in FILE at start") \
     XX("quiet", NULL, OPT_OFF, cfg.log_requests, 0, 0, "no per-request log lines")                 \
     XX("help", NULL, OPT_HELP, scenario, 0, 0, "this text")                                        \
-    XX("version", NULL, OPT_VERSION, scenario, 0, 0, "print the version")
+    XX("version", NULL, OPT_VERSION, scenario, 0, 0, "print the version")                          \
+    XX("fault-keys", NULL, OPT_KEYS, scenario, 0, 0,                                               \
+       "print the table of scenario step keys (Markdown, as in the README)")
 
 struct opt_row {
     const char *name;
@@ -167,6 +171,8 @@ print_usage(void)
                  o->metavar ? o->metavar : "", o->kind == OPT_HELP ? ", -h" : "");
         printf("  %-24s %s\n", left, o->help);
     }
+    fputs("\n", stdout);
+    mock_knobs_print_help(stdout);
     fputs("\n"
           "Prints 'listening on http://HOST:PORT' once ready. Control API under /__mock/\n"
           "(scenarios, journal, tokens/revoke, reset, health); see mockupstream/README.md.\n",
@@ -229,6 +235,7 @@ apply(struct mock_cli *cli, const struct opt_row *o, const char *v)
         return 0;
     case OPT_HELP:
     case OPT_VERSION:
+    case OPT_KEYS:
         break;
     }
     return 0;
@@ -284,6 +291,10 @@ parse_args(int argc, char **argv, struct mock_cli *cli)
         }
         if (o->kind == OPT_VERSION) {
             printf("qwen-mock %s\n", QK_VERSION);
+            return 0;
+        }
+        if (o->kind == OPT_KEYS) {
+            mock_knobs_print_markdown(stdout);
             return 0;
         }
         /* A bad value: main() exits without using cli. */
