@@ -332,13 +332,12 @@ parse_one(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *
             }
         } else if (strcmp(it->string, "route") == 0) {
             const char *r = cJSON_IsString(it) ? it->valuestring : "";
-            if (strcmp(r, "models") == 0)
-                sc->route = MOCK_ROUTE_MODELS;
-            else if (strcmp(r, "chat") == 0)
-                sc->route = MOCK_ROUTE_CHAT;
-            else if (strcmp(r, "any") == 0)
-                sc->route = MOCK_ROUTE_ANY;
-            else {
+            sc->route = MOCK_ROUTE_COUNT;
+            for (int i = 0; i < MOCK_ROUTE_COUNT && sc->route == MOCK_ROUTE_COUNT; i++) {
+                if (strcmp(r, mock_route_name((enum mock_route)i)) == 0)
+                    sc->route = (enum mock_route)i;
+            }
+            if (sc->route == MOCK_ROUTE_COUNT) {
                 rc = fail(c, "route", "must be \"models\", \"chat\" or \"any\"");
                 goto out;
             }
