@@ -103,8 +103,8 @@ answer_chat(struct mock_req *r)
     struct qk_mock *m = r->mock;
     char detail[128];
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(qk_buf_ptr(&r->body), qk_buf_len(&r->body), &end,
-                                            false);
+    cJSON *root =
+        cJSON_ParseWithLengthOpts(qk_buf_ptr(&r->body), qk_buf_len(&r->body), &end, false);
     if (!validate_chat(root, detail, sizeof detail)) {
         cJSON_Delete(root);
         return mock_send_detail(r, 400, detail);
@@ -225,8 +225,8 @@ apply_step(struct mock_req *r, enum MHD_Result *ret)
     if (s->status) {
         if (s->body) {
             *ret = mock_send_buffer(r, s->status,
-                                    s->content_type ? s->content_type : "application/json",
-                                    s->body, strlen(s->body));
+                                    s->content_type ? s->content_type : "application/json", s->body,
+                                    strlen(s->body));
         } else {
             char detail[48];
             snprintf(detail, sizeof detail, "Mock error %u", s->status);

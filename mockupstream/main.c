@@ -90,9 +90,9 @@ enum opt_kind {
  * --fault-keys set no field (their `scenario` is only a placeholder for the column).
  */
 #define MOCK_OPTION_MAP(XX)                                                                        \
-    XX("host", "ADDR", OPT_STRING, cfg.host, 0, 0, "address to bind (default 127.0.0.1)")         \
-    XX("port", "N", OPT_PORT, cfg.port, 0, 65535, "port, 0 picks a free one (default 9100)")      \
-    XX("threads", "N", OPT_UINT, cfg.threads, 1, 64, "server threads (default 2)")                \
+    XX("host", "ADDR", OPT_STRING, cfg.host, 0, 0, "address to bind (default 127.0.0.1)")          \
+    XX("port", "N", OPT_PORT, cfg.port, 0, 65535, "port, 0 picks a free one (default 9100)")       \
+    XX("threads", "N", OPT_UINT, cfg.threads, 1, 64, "server threads (default 2)")                 \
     XX("max-connections", "N", OPT_UINT, cfg.max_connections, 1, 1000000,                          \
        "connection limit (default 20000)")                                                         \
     XX("max-body", "BYTES", OPT_SIZE, cfg.max_body, 1, 1UL << 30,                                  \
@@ -273,8 +273,8 @@ parse_args(int argc, char **argv, struct mock_cli *cli)
     struct option longopts[OPT_COUNT + 1];
     for (size_t i = 0; i < OPT_COUNT; i++) {
         const struct opt_row *o = &options[i];
-        longopts[i] = (struct option){o->name, o->metavar ? required_argument : no_argument,
-                                      NULL, option_id(o)};
+        longopts[i] = (struct option){o->name, o->metavar ? required_argument : no_argument, NULL,
+                                      option_id(o)};
     }
     longopts[OPT_COUNT] = (struct option){NULL, 0, NULL, 0};
     int c;

@@ -83,9 +83,9 @@ queue_scenarios(struct mock_req *r)
     struct qk_mock *m = r->mock;
     char field[256] = "", msg[160] = "";
     struct mock_scenario *list = NULL;
-    enum qk_err rc = mock_scenario_parse(qk_buf_ptr(&r->body), qk_buf_len(&r->body),
-                                         &m->stream_defaults, &list, field, sizeof field, msg,
-                                         sizeof msg);
+    enum qk_err rc =
+        mock_scenario_parse(qk_buf_ptr(&r->body), qk_buf_len(&r->body), &m->stream_defaults, &list,
+                            field, sizeof field, msg, sizeof msg);
     if (rc == QK_INVALID)
         return mock_send_control_error(r, field, msg);
     if (rc != QK_OK)

@@ -58,9 +58,9 @@ struct mock_req {
     bool control;                     /* /__mock/... : not journaled */
     const struct mock_route_row *row; /* the API route of path and method, or NULL */
     char allow[32];                   /* the path's methods (a 405's Allow), or "" */
-    char *key; /* owned: journal key: the bearer token, raw Authorization, or "" */
-    cJSON *headers;        /* owned: [{name,value}] as received */
-    struct qk_buf auth;    /* every Authorization value, each ended by a NUL */
+    char *key;                 /* owned: journal key: the bearer token, raw Authorization, or "" */
+    cJSON *headers;            /* owned: [{name,value}] as received */
+    struct qk_buf auth;        /* every Authorization value, each ended by a NUL */
     struct mock_flight flight; /* borrows key and auth while in flight */
     struct qk_buf query;
     struct qk_buf body;
@@ -108,9 +108,8 @@ extern const struct mock_route_table mock_control_api;
  * The row of @p table for @p path and @p method, or NULL. Writes the methods of @p path
  * into @p allow ("GET", "GET, POST": a 405's Allow header), "" when no row has the path.
  */
-const struct mock_route_row *mock_route_find(const struct mock_route_table *table,
-                                             const char *path, const char *method,
-                                             char *allow, size_t allow_len);
+const struct mock_route_row *mock_route_find(const struct mock_route_table *table, const char *path,
+                                             const char *method, char *allow, size_t allow_len);
 
 /* ---- responses (mock_response.c): each queues the answer and marks r answered ---- */
 
@@ -122,8 +121,7 @@ enum MHD_Result mock_send_json(struct mock_req *r, unsigned status, const char *
 /** The upstream's error shape: {"detail": "..."}. */
 enum MHD_Result mock_send_detail(struct mock_req *r, unsigned status, const char *detail);
 /** The control API's error: 400 {"error": "...", "field": "..."}. */
-enum MHD_Result mock_send_control_error(struct mock_req *r, const char *field,
-                                        const char *msg);
+enum MHD_Result mock_send_control_error(struct mock_req *r, const char *field, const char *msg);
 /** Streams r->plan (built by the caller, owned by r) as text/event-stream. */
 enum MHD_Result mock_send_plan(struct mock_req *r);
 

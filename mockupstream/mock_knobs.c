@@ -22,11 +22,11 @@
 #define KNOB_CTYPE_STREAM struct mock_stream_opts
 
 #define STEP_TYPE_CHECK(key, type, field, lo, hi, doc)                                             \
-    _Static_assert(_Generic(((struct mock_step *)0)->field, KNOB_CTYPE_##type: 1, default: 0),    \
+    _Static_assert(_Generic(((struct mock_step *)0)->field, KNOB_CTYPE_##type : 1, default : 0),   \
                    "step key " key ": its field's type does not match its knob type");
 #define STREAM_TYPE_CHECK(key, type, field, lo, hi, doc)                                           \
     _Static_assert(                                                                                \
-        _Generic(((struct mock_stream_opts *)0)->field, KNOB_CTYPE_##type: 1, default: 0),         \
+        _Generic(((struct mock_stream_opts *)0)->field, KNOB_CTYPE_##type : 1, default : 0),       \
         "stream key " key ": its field's type does not match its knob type");
 MOCK_STEP_KEYS(STEP_TYPE_CHECK)
 MOCK_STREAM_KEYS(STREAM_TYPE_CHECK)

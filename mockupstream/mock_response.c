@@ -75,14 +75,15 @@ add_step_headers(struct mock_req *r, struct MHD_Response *resp)
         return;
     cJSON_ArrayForEach(h, r->step->headers)
     {
-        if (MHD_add_response_header(resp, h->string, h->valuestring) != MHD_YES && r->mock->cfg.log_requests)
+        if (MHD_add_response_header(resp, h->string, h->valuestring) != MHD_YES &&
+            r->mock->cfg.log_requests)
             mock_log_line("header %s refused by the HTTP library", h->string);
     }
 }
 
 enum MHD_Result
 mock_send_buffer(struct mock_req *r, unsigned status, const char *ctype, const char *body,
-            size_t len)
+                 size_t len)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -195,8 +196,8 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     r->bytes_sent += n;
     if (r->write_off == w->len) {
         for (int e = 0; e < w->events; e++) {
-            if (qk_buf_appendf(&r->event_ms, "%s%lld", r->events_sent ? "," : "",
-                               (long long)now) != QK_OK)
+            if (qk_buf_appendf(&r->event_ms, "%s%lld", r->events_sent ? "," : "", (long long)now) !=
+                QK_OK)
                 break;
             r->events_sent++;
         }

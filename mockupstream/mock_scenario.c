@@ -121,8 +121,7 @@ parse_headers(struct parse_ctx *c, const cJSON *obj, struct cJSON **out)
     return *out ? QK_OK : QK_NOMEM;
 }
 
-static enum qk_err parse_stream(struct parse_ctx *c, const cJSON *obj,
-                                struct mock_stream_opts *o);
+static enum qk_err parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o);
 
 /* "must be "a", "b" or "c"" for a knob read by name. */
 static enum qk_err
@@ -214,8 +213,8 @@ apply_knob(struct parse_ctx *c, const struct mock_knob *k, const cJSON *it, char
 
 /* Reads every key of @p obj, each a row of @p table, into the struct at @p base. */
 static enum qk_err
-apply_knobs(struct parse_ctx *c, const struct mock_knob_table *table, const cJSON *obj,
-            char *base, const char *unknown)
+apply_knobs(struct parse_ctx *c, const struct mock_knob_table *table, const cJSON *obj, char *base,
+            const char *unknown)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, obj)
@@ -254,7 +253,6 @@ parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
     }
     return QK_OK;
 }
-
 
 static enum qk_err
 parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *defaults,

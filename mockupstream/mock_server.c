@@ -111,8 +111,9 @@ handle_api(struct mock_req *r)
     if (!mock_auth_bearer_token(auth, &tlen))
         return mock_send_detail(r, 401, "401 Unauthorized");
     if (mock_state_is_revoked(m->state, r->key))
-        return mock_send_detail(r, 401, "Your session has expired or the token is invalid. "
-                                        "Please sign in again.");
+        return mock_send_detail(r, 401,
+                                "Your session has expired or the token is invalid. "
+                                "Please sign in again.");
 
     r->step = mock_state_take_step(m->state, r->key, r->row->route);
     if (r->step && r->step->delay_ms > 0) {
@@ -159,8 +160,8 @@ collect_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *v
 {
     (void)kind;
     struct qk_buf *q = cls;
-    enum qk_err rc = qk_buf_appendf(q, "%s%s%s%s", qk_buf_len(q) ? "&" : "", key,
-                                    value ? "=" : "", value ? value : "");
+    enum qk_err rc = qk_buf_appendf(q, "%s%s%s%s", qk_buf_len(q) ? "&" : "", key, value ? "=" : "",
+                                    value ? value : "");
     return rc == QK_OK ? MHD_YES : MHD_NO; /* over the cap: keep what fits */
 }
 
@@ -211,8 +212,7 @@ req_new(struct qk_mock *m, struct MHD_Connection *conn, const char *url, const c
 
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-           const char *version, const char *upload_data, size_t *upload_data_size,
-           void **con_cls)
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct qk_mock *m = cls;
@@ -229,8 +229,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!r->body_too_big &&
-            qk_buf_append(&r->body, upload_data, *upload_data_size) != QK_OK)
+        if (!r->body_too_big && qk_buf_append(&r->body, upload_data, *upload_data_size) != QK_OK)
             r->body_too_big = true;
         *upload_data_size = 0;
         return MHD_YES;
@@ -295,7 +294,7 @@ log_request(struct mock_req *r, int64_t finished)
              (long long)(finished - r->received_ms), r->bytes_sent,
              r->client_gone ? " client-gone" : "");
     mock_log_line("%s %s %s step=%s -> %s", r->method, r->path, fp, r->step ? r->step->json : "-",
-             tail);
+                  tail);
 }
 
 static void
@@ -424,8 +423,8 @@ qk_mock_start(const struct qk_mock_config *cfg, struct qk_mock **out, char *err,
     unsigned threads = cfg->threads ? cfg->threads : 1;
     m->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        m, MHD_OPTION_NOTIFY_CONNECTION, on_connection, m, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, m, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections ? cfg->max_connections : 20000, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
@@ -455,8 +454,8 @@ qk_mock_load_scenarios(struct qk_mock *m, const char *json, size_t len, char *er
 {
     char field[256] = "", msg[160] = "";
     struct mock_scenario *list = NULL;
-    enum qk_err rc = mock_scenario_parse(json, len, &m->stream_defaults, &list, field,
-                                         sizeof field, msg, sizeof msg);
+    enum qk_err rc = mock_scenario_parse(json, len, &m->stream_defaults, &list, field, sizeof field,
+                                         msg, sizeof msg);
     if (rc == QK_INVALID && err)
         snprintf(err, errlen, "%s: %s", field[0] ? field : "(root)", msg);
     if (rc != QK_OK)
