@@ -1,7 +1,6 @@
 #include "qwenkit/common.h"
 
 #include <stdio.h>
-#include <strings.h>
 #include <time.h>
 
 const char *
@@ -52,29 +51,4 @@ qk_token_fingerprint(const char *token, size_t len, char out[QK_LIMIT_FINGERPRIN
         h *= 16777619u;
     }
     snprintf(out, QK_LIMIT_FINGERPRINT, "t:%08x", (unsigned)h);
-}
-
-const char *
-qk_bearer_token(const char *header, size_t *len)
-{
-    if (!header)
-        return NULL;
-    while (*header == ' ' || *header == '\t')
-        header++;
-    if (strncasecmp(header, "bearer", 6) != 0 || (header[6] != ' ' && header[6] != '\t'))
-        return NULL;
-    const char *tok = header + 6;
-    while (*tok == ' ' || *tok == '\t')
-        tok++;
-    size_t n = 0;
-    while (tok[n] && tok[n] != ' ' && tok[n] != '\t' && tok[n] != '\r' && tok[n] != '\n')
-        n++;
-    /* A second word after the token means the value is malformed. */
-    const char *rest = tok + n;
-    while (*rest == ' ' || *rest == '\t')
-        rest++;
-    if (n == 0 || *rest != '\0')
-        return NULL;
-    *len = n;
-    return tok;
 }

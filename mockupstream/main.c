@@ -7,12 +7,14 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "mock_knobs.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/mock.h"
 
@@ -21,32 +23,6 @@
 #error "QK_VERSION is not defined: build through CMake (qk_warnings)"
 #endif
 
-static const char usage[] =
-    "Usage: qwen-mock [options]\n"
-    "A fault-injecting mock of the Qwen web-chat upstream (chat.qwenlm.ai v1 API).\n"
-    "Options that take a value accept both '--opt VALUE' and '--opt=VALUE'.\n"
-    "\n"
-    "  --host ADDR              address to bind (default 127.0.0.1)\n"
-    "  --port N                 port, 0 picks a free one (default 9100)\n"
-    "  --threads N              server threads (default 2)\n"
-    "  --max-connections N      connection limit (default 20000)\n"
-    "  --max-body BYTES         request body limit, 413 above (default 1048576)\n"
-    "  --journal-per-token N    journal entries kept per token (default 256)\n"
-    "  --journal-total N        journal entries kept in all (default 8192)\n"
-    "  --idle-check-ms N        how often waiting streams look for a departed client (200)\n"
-    "  --missing-auth-403       answer a missing Authorization with 403 Not authenticated\n"
-    "  --no-done                streams end without data: [DONE]\n"
-    "  --no-finish-reason       the last chunk has no finish_reason\n"
-    "  --no-usage               the last chunk has no usage\n"
-    "  --no-envelope            chunks carry no id/object/created/model\n"
-    "  --scenario FILE          queue the scenario JSON in FILE at start\n"
-    "  --quiet                  no per-request log lines\n"
-    "  --help, -h               this text\n"
-    "  --version                print the version\n"
-    "\n"
-    "Prints 'listening on http://HOST:PORT' once ready. Control API under /__mock/\n"
-    "(scenarios, journal, tokens/revoke, reset, health); see mockupstream/README.md.\n";
-
 static volatile sig_atomic_t stop_requested;
 
 static void
@@ -54,37 +30,6 @@ on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static int
-parse_range(const char *flag, const char *v, unsigned long min, unsigned long max,
-            unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    /* Digits only: strtoul() would also take blanks, a sign, and wrap "-1" around. */
-    bool digits = v && v[0] >= '0' && v[0] <= '9';
-    unsigned long n = digits ? strtoul(v, &end, 10) : 0;
-    if (!digits || *end || errno || n < min || n > max) {
-        fprintf(stderr, "qwen-mock: %s needs an integer between %lu and %lu (got '%s')\n", flag,
-                min, max, v ? v : "");
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
-static int
-parse_uint(const char *flag, const char *v, unsigned long max, unsigned long *out)
-{
-    return parse_range(flag, v, 0, max, out);
-}
-
-/* Like parse_uint() for options where 0 makes no sense. */
-static int
-parse_pos(const char *flag, const char *v, unsigned long max, unsigned long *out)
-{
-    return parse_range(flag, v, 1, max, out);
 }
 
 static char *
@@ -120,68 +65,179 @@ raise_fd_limit(void)
     }
 }
 
-/* Ids of the long options; -h and --help share 'h'. */
-enum mock_opt {
-    OPT_HELP = 'h',
-    OPT_HOST = 1000,
-    OPT_PORT,
-    OPT_THREADS,
-    OPT_MAX_CONNECTIONS,
-    OPT_MAX_BODY,
-    OPT_JOURNAL_PER_TOKEN,
-    OPT_JOURNAL_TOTAL,
-    OPT_IDLE_CHECK_MS,
-    OPT_MISSING_AUTH_403,
-    OPT_NO_DONE,
-    OPT_NO_FINISH_REASON,
-    OPT_NO_USAGE,
-    OPT_NO_ENVELOPE,
-    OPT_SCENARIO,
-    OPT_QUIET,
-    OPT_VERSION,
+/* What qwen-mock is started with: the server's settings and the scenario file. */
+struct mock_cli {
+    struct qk_mock_config cfg;
+    const char *scenario; /* --scenario FILE, borrowed from argv; NULL when not given */
 };
 
-static const struct option longopts[] = {
-    {"host", required_argument, NULL, OPT_HOST},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
-    {"max-body", required_argument, NULL, OPT_MAX_BODY},
-    {"journal-per-token", required_argument, NULL, OPT_JOURNAL_PER_TOKEN},
-    {"journal-total", required_argument, NULL, OPT_JOURNAL_TOTAL},
-    {"idle-check-ms", required_argument, NULL, OPT_IDLE_CHECK_MS},
-    {"missing-auth-403", no_argument, NULL, OPT_MISSING_AUTH_403},
-    {"no-done", no_argument, NULL, OPT_NO_DONE},
-    {"no-finish-reason", no_argument, NULL, OPT_NO_FINISH_REASON},
-    {"no-usage", no_argument, NULL, OPT_NO_USAGE},
-    {"no-envelope", no_argument, NULL, OPT_NO_ENVELOPE},
-    {"scenario", required_argument, NULL, OPT_SCENARIO},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
+enum opt_kind {
+    OPT_HELP,    /* print the usage, exit 0 */
+    OPT_VERSION, /* print the version, exit 0 */
+    OPT_KEYS,    /* print the scenario keys' table, exit 0 */
+    OPT_STRING,  /* const char *, not empty */
+    OPT_PORT,    /* uint16_t in [lo, hi] */
+    OPT_UINT,    /* unsigned in [lo, hi] */
+    OPT_SIZE,    /* size_t in [lo, hi] */
+    OPT_SET,     /* takes no value: the unsigned field becomes lo */
+    OPT_OFF,     /* takes no value: the bool field becomes false */
 };
 
-/* The long name of the option whose id is @p val, or NULL. */
-static const char *
-option_name(int val)
+/*
+ * Every option is one row: name, value name (NULL when it takes none), kind, field of
+ * struct mock_cli, bounds, help. The rows drive getopt_long(), the value checks and
+ * --help, as QP_OPTION_MAP does for qwen-proxy (proxy/config.c). --help, --version and
+ * --fault-keys set no field (their `scenario` is only a placeholder for the column).
+ */
+#define MOCK_OPTION_MAP(XX)                                                                        \
+    XX("host", "ADDR", OPT_STRING, cfg.host, 0, 0, "address to bind (default 127.0.0.1)")          \
+    XX("port", "N", OPT_PORT, cfg.port, 0, 65535, "port, 0 picks a free one (default 9100)")       \
+    XX("threads", "N", OPT_UINT, cfg.threads, 1, 64, "server threads (default 2)")                 \
+    XX("max-connections", "N", OPT_UINT, cfg.max_connections, 1, 1000000,                          \
+       "connection limit (default 20000)")                                                         \
+    XX("max-body", "BYTES", OPT_SIZE, cfg.max_body, 1, 1UL << 30,                                  \
+       "request body limit, 413 above (default 1048576)")                                          \
+    XX("journal-per-token", "N", OPT_SIZE, cfg.journal_per_token, 1, 1000000,                      \
+       "journal entries kept per token (default 256)")                                             \
+    XX("journal-total", "N", OPT_SIZE, cfg.journal_total, 1, 100000000,                            \
+       "journal entries kept in all (default 8192)")                                               \
+    XX("idle-check-ms", "N", OPT_UINT, cfg.idle_check_ms, 1, 60000,                                \
+       "how often waiting streams look for a departed client (200)")                               \
+    XX("missing-auth-403", NULL, OPT_SET, cfg.missing_auth_status, 403, 0,                         \
+       "answer a missing Authorization with 403 Not authenticated")                                \
+    XX("no-done", NULL, OPT_OFF, cfg.send_done, 0, 0, "streams end without data: [DONE]")          \
+    XX("no-finish-reason", NULL, OPT_OFF, cfg.send_finish_reason, 0, 0,                            \
+       "the last chunk has no finish_reason")                                                      \
+    XX("no-usage", NULL, OPT_OFF, cfg.send_usage, 0, 0, "the last chunk has no usage")             \
+    XX("no-envelope", NULL, OPT_OFF, cfg.send_envelope, 0, 0,                                      \
+       "chunks carry no id/object/created/model")                                                  \
+    XX("scenario", "FILE", OPT_STRING, scenario, 0, 0, "queue the scenario JSON in FILE at start") \
+    XX("quiet", NULL, OPT_OFF, cfg.log_requests, 0, 0, "no per-request log lines")                 \
+    XX("help", NULL, OPT_HELP, scenario, 0, 0, "this text")                                        \
+    XX("version", NULL, OPT_VERSION, scenario, 0, 0, "print the version")                          \
+    XX("fault-keys", NULL, OPT_KEYS, scenario, 0, 0,                                               \
+       "print the table of scenario step keys (Markdown, as in the README)")
+
+struct opt_row {
+    const char *name;
+    const char *metavar;
+    enum opt_kind kind;
+    size_t offset;
+    unsigned long lo, hi;
+    const char *help;
+};
+
+static const struct opt_row options[] = {
+#define OPT_ROW(name, metavar, kind, field, lo, hi, help)                                          \
+    {name, metavar, kind, offsetof(struct mock_cli, field), lo, hi, help},
+    MOCK_OPTION_MAP(OPT_ROW)
+#undef OPT_ROW
+};
+
+#define OPT_COUNT (sizeof options / sizeof options[0])
+
+/* getopt_long() ids: the row's index plus this; -h and --help share 'h'. */
+#define OPT_ID_BASE 1000
+
+static int
+option_id(const struct opt_row *o)
 {
-    for (const struct option *o = longopts; o->name; o++) {
-        if (o->val == val)
-            return o->name;
+    return o->kind == OPT_HELP ? 'h' : OPT_ID_BASE + (int)(o - options);
+}
+
+/* The row whose getopt_long() id is @p id, or NULL. */
+static const struct opt_row *
+option_of_id(int id)
+{
+    for (size_t i = 0; i < OPT_COUNT; i++) {
+        if (option_id(&options[i]) == id)
+            return &options[i];
     }
     return NULL;
 }
 
-/* A string value must not be empty (`--host=` is a mistake, not "any address"). */
-static int
-parse_string(const char *flag, const char *v, const char **out)
+static void
+print_usage(void)
 {
-    if (!*v) {
-        fprintf(stderr, "qwen-mock: %s needs a non-empty value (see --help)\n", flag);
-        return -1;
+    fputs("Usage: qwen-mock [options]\n"
+          "A fault-injecting mock of the Qwen web-chat upstream (chat.qwenlm.ai v1 API).\n"
+          "Options that take a value accept both '--opt VALUE' and '--opt=VALUE'.\n"
+          "\n",
+          stdout);
+    for (size_t i = 0; i < OPT_COUNT; i++) {
+        const struct opt_row *o = &options[i];
+        char left[48];
+        snprintf(left, sizeof left, "--%s%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "", o->kind == OPT_HELP ? ", -h" : "");
+        printf("  %-24s %s\n", left, o->help);
     }
-    *out = v;
+    fputs("\n", stdout);
+    mock_knobs_print_help(stdout);
+    fputs("\n"
+          "Prints 'listening on http://HOST:PORT' once ready. Control API under /__mock/\n"
+          "(scenarios, journal, tokens/revoke, reset, health); see mockupstream/README.md.\n",
+          stdout);
+}
+
+/* An integer of plain decimal digits in [lo, hi]. */
+static bool
+parse_range(const char *v, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    /* Digits only: strtoul() would also take blanks, a sign, and wrap "-1" around. */
+    bool digits = v && v[0] >= '0' && v[0] <= '9';
+    unsigned long n = digits ? strtoul(v, &end, 10) : 0;
+    if (!digits || *end || errno || n < lo || n > hi)
+        return false;
+    *out = n;
+    return true;
+}
+
+/*
+ * Applies the value @p v of option @p o to @p cli. @return 0, or 2 after a message
+ * on stderr. A bad value leaves nothing set.
+ */
+static int
+apply(struct mock_cli *cli, const struct opt_row *o, const char *v)
+{
+    char *field = (char *)cli + o->offset;
+    unsigned long n = 0;
+    switch (o->kind) {
+    case OPT_STRING:
+        /* `--host=` is a mistake, not "any address". */
+        if (!*v) {
+            fprintf(stderr, "qwen-mock: --%s needs a non-empty value (see --help)\n", o->name);
+            return 2;
+        }
+        *(const char **)(void *)field = v;
+        return 0;
+    case OPT_PORT:
+    case OPT_UINT:
+    case OPT_SIZE:
+        if (!parse_range(v, o->lo, o->hi, &n)) {
+            fprintf(stderr, "qwen-mock: --%s needs an integer between %lu and %lu (got '%s')\n",
+                    o->name, o->lo, o->hi, v ? v : "");
+            return 2;
+        }
+        if (o->kind == OPT_PORT)
+            *(uint16_t *)(void *)field = (uint16_t)n;
+        else if (o->kind == OPT_UINT)
+            *(unsigned *)(void *)field = (unsigned)n;
+        else
+            *(size_t *)(void *)field = n;
+        return 0;
+    case OPT_SET:
+        *(unsigned *)(void *)field = (unsigned)o->lo;
+        return 0;
+    case OPT_OFF:
+        *(bool *)(void *)field = false;
+        return 0;
+    case OPT_HELP:
+    case OPT_VERSION:
+    case OPT_KEYS:
+        break;
+    }
     return 0;
 }
 
@@ -194,11 +250,11 @@ parse_string(const char *flag, const char *v, const char **out)
 static void
 report_bad_option(int c, char **argv)
 {
-    const char *name = option_name(optopt);
+    const struct opt_row *o = option_of_id(optopt);
     if (c == ':')
-        fprintf(stderr, "qwen-mock: --%s needs a value (see --help)\n", name ? name : "?");
-    else if (name)
-        fprintf(stderr, "qwen-mock: --%s takes no value (see --help)\n", name);
+        fprintf(stderr, "qwen-mock: --%s needs a value (see --help)\n", o ? o->name : "?");
+    else if (o)
+        fprintf(stderr, "qwen-mock: --%s takes no value (see --help)\n", o->name);
     else if (optopt)
         fprintf(stderr, "qwen-mock: unknown flag '-%c' (see --help)\n", optopt);
     else
@@ -207,87 +263,42 @@ report_bad_option(int c, char **argv)
 }
 
 /*
- * Applies argv to @p cfg and @p scenario, as qwen-conformance does: getopt_long(), so
- * `--flag value` and `--flag=value` both work. Returns -1 to run, else the exit status
- * (0 after --help or --version, 2 after a message on stderr).
+ * Applies argv to @p cli with getopt_long(), as qwen-conformance does: `--flag value`
+ * and `--flag=value` both work, and so does an unambiguous prefix of a flag. Returns -1
+ * to run, else the exit status (0 after --help or --version, 2 after a message on stderr).
  */
 static int
-parse_args(int argc, char **argv, struct qk_mock_config *cfg, const char **scenario)
+parse_args(int argc, char **argv, struct mock_cli *cli)
 {
-    int c, idx = -1;
+    struct option longopts[OPT_COUNT + 1];
+    for (size_t i = 0; i < OPT_COUNT; i++) {
+        const struct opt_row *o = &options[i];
+        longopts[i] = (struct option){o->name, o->metavar ? required_argument : no_argument, NULL,
+                                      option_id(o)};
+    }
+    longopts[OPT_COUNT] = (struct option){NULL, 0, NULL, 0};
+    int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, &idx)) != -1) {
-        /* The canonical name, also when the flag was abbreviated. */
-        char flag[32];
-        snprintf(flag, sizeof flag, "--%s", idx >= 0 ? longopts[idx].name : "?");
-        idx = -1;
-        unsigned long n = 0;
-        int bad = 0;
-        switch (c) {
-        case OPT_HELP:
-            fputs(usage, stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("qwen-mock %s\n", QK_VERSION);
-            return 0;
-        case OPT_HOST:
-            bad = parse_string(flag, optarg, &cfg->host);
-            break;
-        case OPT_PORT:
-            bad = parse_uint(flag, optarg, 65535, &n);
-            cfg->port = (uint16_t)n;
-            break;
-        case OPT_THREADS:
-            bad = parse_pos(flag, optarg, 64, &n);
-            cfg->threads = (unsigned)n;
-            break;
-        case OPT_MAX_CONNECTIONS:
-            bad = parse_pos(flag, optarg, 1000000, &n);
-            cfg->max_connections = (unsigned)n;
-            break;
-        case OPT_MAX_BODY:
-            bad = parse_pos(flag, optarg, 1UL << 30, &n);
-            cfg->max_body = n;
-            break;
-        case OPT_JOURNAL_PER_TOKEN:
-            bad = parse_pos(flag, optarg, 1000000, &n);
-            cfg->journal_per_token = n;
-            break;
-        case OPT_JOURNAL_TOTAL:
-            bad = parse_pos(flag, optarg, 100000000, &n);
-            cfg->journal_total = n;
-            break;
-        case OPT_IDLE_CHECK_MS:
-            bad = parse_pos(flag, optarg, 60000, &n);
-            cfg->idle_check_ms = (unsigned)n;
-            break;
-        case OPT_MISSING_AUTH_403:
-            cfg->missing_auth_status = 403;
-            break;
-        case OPT_NO_DONE:
-            cfg->send_done = false;
-            break;
-        case OPT_NO_FINISH_REASON:
-            cfg->send_finish_reason = false;
-            break;
-        case OPT_NO_USAGE:
-            cfg->send_usage = false;
-            break;
-        case OPT_NO_ENVELOPE:
-            cfg->send_envelope = false;
-            break;
-        case OPT_SCENARIO:
-            bad = parse_string(flag, optarg, scenario);
-            break;
-        case OPT_QUIET:
-            cfg->log_requests = false;
-            break;
-        default:
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        const struct opt_row *o = c == ':' || c == '?' ? NULL : option_of_id(c);
+        if (!o) {
             report_bad_option(c, argv);
             return 2;
         }
-        /* A bad value leaves a field half-set: harmless, main() exits without using cfg. */
-        if (bad)
+        if (o->kind == OPT_HELP) {
+            print_usage();
+            return 0;
+        }
+        if (o->kind == OPT_VERSION) {
+            printf("qwen-mock %s\n", QK_VERSION);
+            return 0;
+        }
+        if (o->kind == OPT_KEYS) {
+            mock_knobs_print_markdown(stdout);
+            return 0;
+        }
+        /* A bad value: main() exits without using cli. */
+        if (apply(cli, o, optarg) != 0)
             return 2;
     }
     if (optind < argc) {
@@ -300,14 +311,15 @@ parse_args(int argc, char **argv, struct qk_mock_config *cfg, const char **scena
 int
 main(int argc, char **argv)
 {
-    struct qk_mock_config cfg;
-    qk_mock_config_init(&cfg);
-    cfg.port = 9100;
-    cfg.log_requests = true;
-    const char *scenario = NULL;
-    int status = parse_args(argc, argv, &cfg, &scenario);
+    struct mock_cli cli = {.scenario = NULL};
+    qk_mock_config_init(&cli.cfg);
+    cli.cfg.port = 9100;
+    cli.cfg.log_requests = true;
+    int status = parse_args(argc, argv, &cli);
     if (status >= 0)
         return status;
+    const struct qk_mock_config cfg = cli.cfg;
+    const char *scenario = cli.scenario;
 
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "mock_check.h"
+#include "mock_knobs.h"
 
 const char *
 mock_route_name(enum mock_route r)
@@ -78,89 +79,6 @@ get_bool(struct parse_ctx *c, const cJSON *item, bool *out)
 }
 
 static enum qk_err
-parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
-{
-    if (!cJSON_IsObject(obj))
-        return fail(c, "", "must be an object");
-    enum qk_err rc = QK_OK;
-    bool flag = false;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj)
-    {
-        const char *k = it->string;
-        if (repeated_key(obj, it))
-            rc = fail(c, k, "given more than once");
-        else if (strcmp(k, "chunks") == 0)
-            rc = get_int(c, it, 1, MOCK_ANSWER_MAX, &o->chunks);
-        else if (strcmp(k, "piece_bytes") == 0)
-            rc = get_int(c, it, 0, 2 * 1024 * 1024, &o->piece_bytes);
-        else if (strcmp(k, "chunk_delay_ms") == 0)
-            rc = get_int(c, it, 0, 600000, &o->chunk_delay_ms);
-        else if (strcmp(k, "split_utf8") == 0)
-            rc = get_bool(c, it, &o->split_utf8);
-        else if (strcmp(k, "crlf") == 0 || strcmp(k, "cr") == 0) {
-            rc = get_bool(c, it, &flag);
-            if (rc == QK_OK && flag)
-                o->eol = k[2] ? MOCK_EOL_CRLF : MOCK_EOL_CR;
-        } else if (strcmp(k, "comments") == 0)
-            rc = get_bool(c, it, &o->comments);
-        else if (strcmp(k, "coalesce") == 0) {
-            if (cJSON_IsBool(it))
-                o->coalesce = cJSON_IsTrue(it) ? -1 : 0;
-            else
-                rc = get_int(c, it, 0, 100000, &o->coalesce);
-        } else if (strcmp(k, "truncate_after") == 0)
-            rc = get_int(c, it, 0, 100000, &o->truncate_after);
-        else if (strcmp(k, "stall_after") == 0)
-            rc = get_int(c, it, 0, 100000, &o->stall_after);
-        else if (strcmp(k, "stall_ms") == 0)
-            rc = get_int(c, it, 0, 3600000, &o->stall_ms);
-        else if (strcmp(k, "trickle_ms") == 0)
-            rc = get_int(c, it, 1, 60000, &o->trickle_ms);
-        else if (strcmp(k, "cut_last_event") == 0)
-            rc = get_bool(c, it, &o->cut_last_event);
-        else if (strcmp(k, "final_repeat") == 0)
-            rc = get_bool(c, it, &o->final_repeat);
-        else if (strcmp(k, "final_empty_delta") == 0)
-            rc = get_bool(c, it, &o->final_empty_delta);
-        else if (strcmp(k, "empty_choices") == 0)
-            rc = get_bool(c, it, &o->empty_choices);
-        else if (strcmp(k, "no_content_delta") == 0)
-            rc = get_bool(c, it, &o->no_content_delta);
-        else if (strcmp(k, "cumulative") == 0) {
-            rc = get_bool(c, it, &flag);
-            o->cumulative = flag ? 1 : 0;
-        } else if (strcmp(k, "done") == 0)
-            rc = get_bool(c, it, &o->done);
-        else if (strcmp(k, "finish_reason") == 0)
-            rc = get_bool(c, it, &o->finish_reason);
-        else if (strcmp(k, "usage") == 0)
-            rc = get_bool(c, it, &o->usage);
-        else if (strcmp(k, "envelope") == 0)
-            rc = get_bool(c, it, &o->envelope);
-        else
-            rc = fail(c, k, "unknown stream key");
-        if (rc != QK_OK)
-            return rc;
-    }
-    if (o->eol != MOCK_EOL_LF && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "crlf")) &&
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "cr")))
-        return fail(c, "cr", "crlf and cr exclude each other");
-    /* Asked for cumulative deltas, a large text in many chunks is refused now rather than
-     * when a request comes (as requested, mock_plan_build() refuses it then). */
-    uint64_t worst = mock_stream_worst_bytes(o, true);
-    if (o->cumulative == 1 && worst > MOCK_STREAM_MAX_BYTES) {
-        char m[160];
-        snprintf(m, sizeof m,
-                 "cumulative deltas of this text could carry %" PRIu64 " MiB, over the "
-                 "%zu MiB a stream may; lower piece_bytes or chunks",
-                 worst >> 20, MOCK_STREAM_MAX_BYTES >> 20);
-        return fail(c, "piece_bytes", m);
-    }
-    return QK_OK;
-}
-
-static enum qk_err
 dup_string(struct parse_ctx *c, const cJSON *it, char **out)
 {
     if (!cJSON_IsString(it))
@@ -203,6 +121,139 @@ parse_headers(struct parse_ctx *c, const cJSON *obj, struct cJSON **out)
     return *out ? QK_OK : QK_NOMEM;
 }
 
+static enum qk_err parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o);
+
+/* "must be "a", "b" or "c"" for a knob read by name. */
+static enum qk_err
+fail_names(struct parse_ctx *c, const struct mock_knob *k)
+{
+    char values[96], m[112];
+    mock_knob_values(k, values, sizeof values);
+    snprintf(m, sizeof m, "must be %s", values);
+    return fail(c, k->key, m);
+}
+
+/* The value of a knob read by name (html, inband_error), as its enum value. */
+static enum qk_err
+get_name(struct parse_ctx *c, const struct mock_knob *k, const cJSON *it, int *out)
+{
+    size_t n = 0;
+    const char *const *names = mock_knob_names(k->type, &n);
+    for (size_t i = 1; i < n && cJSON_IsString(it); i++) {
+        if (strcmp(it->valuestring, names[i]) == 0) {
+            *out = (int)i;
+            return QK_OK;
+        }
+    }
+    return fail_names(c, k);
+}
+
+/*
+ * Reads @p it, the value of knob @p k, into its field of the struct at @p base (a
+ * struct mock_step or struct mock_stream_opts, as the knob's table says).
+ */
+static enum qk_err
+apply_knob(struct parse_ctx *c, const struct mock_knob *k, const cJSON *it, char *base)
+{
+    void *field = base + k->offset;
+    enum qk_err rc = QK_OK;
+    bool flag = false;
+    int v = 0;
+    switch (k->type) {
+    case MOCK_KNOB_INT:
+        return get_int(c, it, (int)k->lo, (int)k->hi, (int *)field);
+    case MOCK_KNOB_UINT:
+        rc = get_int(c, it, (int)k->lo, (int)k->hi, &v);
+        *(unsigned *)field = (unsigned)v;
+        return rc;
+    case MOCK_KNOB_BOOL:
+        return get_bool(c, it, (bool *)field);
+    case MOCK_KNOB_TRUE:
+        rc = get_bool(c, it, (bool *)field);
+        if (rc == QK_OK && !*(bool *)field)
+            rc = fail(c, k->key, "must be true when present");
+        return rc;
+    case MOCK_KNOB_STRING:
+        return dup_string(c, it, (char **)field);
+    case MOCK_KNOB_EOL:
+        rc = get_bool(c, it, &flag);
+        if (rc == QK_OK && flag)
+            *(enum mock_eol *)field = (enum mock_eol)k->lo;
+        return rc;
+    case MOCK_KNOB_COALESCE:
+        if (cJSON_IsBool(it)) {
+            *(int *)field = cJSON_IsTrue(it) ? -1 : 0;
+            return QK_OK;
+        }
+        return get_int(c, it, (int)k->lo, (int)k->hi, (int *)field);
+    case MOCK_KNOB_DELTAS:
+        rc = get_bool(c, it, &flag);
+        *(int *)field = flag ? 1 : 0;
+        return rc;
+    case MOCK_KNOB_HTML:
+        rc = get_name(c, k, it, &v);
+        *(enum mock_html *)field = (enum mock_html)v;
+        return rc;
+    case MOCK_KNOB_INBAND:
+        rc = get_name(c, k, it, &v);
+        *(enum mock_inband *)field = (enum mock_inband)v;
+        return rc;
+    case MOCK_KNOB_HEADERS:
+        return parse_headers(c, it, (struct cJSON **)field);
+    case MOCK_KNOB_STREAM: {
+        size_t plen = strlen(c->path);
+        snprintf(c->path + plen, sizeof c->path - plen, "%s%s", plen ? "." : "", k->key);
+        rc = parse_stream(c, it, (struct mock_stream_opts *)field);
+        c->path[plen] = '\0';
+        return rc;
+    }
+    }
+    return QK_OK;
+}
+
+/* Reads every key of @p obj, each a row of @p table, into the struct at @p base. */
+static enum qk_err
+apply_knobs(struct parse_ctx *c, const struct mock_knob_table *table, const cJSON *obj, char *base,
+            const char *unknown)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        const struct mock_knob *k = mock_knob_find(table, it->string);
+        enum qk_err rc = repeated_key(obj, it) ? fail(c, it->string, "given more than once")
+                         : k                   ? apply_knob(c, k, it, base)
+                                               : fail(c, it->string, unknown);
+        if (rc != QK_OK)
+            return rc;
+    }
+    return QK_OK;
+}
+
+static enum qk_err
+parse_stream(struct parse_ctx *c, const cJSON *obj, struct mock_stream_opts *o)
+{
+    if (!cJSON_IsObject(obj))
+        return fail(c, "", "must be an object");
+    enum qk_err rc = apply_knobs(c, &mock_stream_knobs, obj, (char *)o, "unknown stream key");
+    if (rc != QK_OK)
+        return rc;
+    if (o->eol != MOCK_EOL_LF && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "crlf")) &&
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "cr")))
+        return fail(c, "cr", "crlf and cr exclude each other");
+    /* Asked for cumulative deltas, a large text in many chunks is refused now rather than
+     * when a request comes (as requested, mock_plan_build() refuses it then). */
+    uint64_t worst = mock_stream_worst_bytes(o, true);
+    if (o->cumulative == 1 && worst > MOCK_STREAM_MAX_BYTES) {
+        char m[160];
+        snprintf(m, sizeof m,
+                 "cumulative deltas of this text could carry %" PRIu64 " MiB, over the "
+                 "%zu MiB a stream may; lower piece_bytes or chunks",
+                 worst >> 20, MOCK_STREAM_MAX_BYTES >> 20);
+        return fail(c, "piece_bytes", m);
+    }
+    return QK_OK;
+}
+
 static enum qk_err
 parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *defaults,
            struct mock_step **out)
@@ -214,65 +265,10 @@ parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts 
         return QK_NOMEM;
     s->retry_after = -1;
     s->stream = *defaults;
-    enum qk_err rc = QK_OK;
-    size_t plen = strlen(c->path);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj)
-    {
-        const char *k = it->string;
-        int v = 0;
-        if (repeated_key(obj, it)) {
-            rc = fail(c, k, "given more than once");
-        } else if (strcmp(k, "ok") == 0) {
-            rc = get_bool(c, it, &s->ok);
-            if (rc == QK_OK && !s->ok)
-                rc = fail(c, k, "must be true when present");
-        } else if (strcmp(k, "status") == 0) {
-            /* A final status: a 1xx leaves the client waiting for the real answer. */
-            rc = get_int(c, it, 200, 599, &v);
-            s->status = (unsigned)v;
-        } else if (strcmp(k, "body") == 0)
-            rc = dup_string(c, it, &s->body);
-        else if (strcmp(k, "content_type") == 0)
-            rc = dup_string(c, it, &s->content_type);
-        else if (strcmp(k, "retry_after") == 0)
-            rc = get_int(c, it, 0, 86400, &s->retry_after);
-        else if (strcmp(k, "headers") == 0)
-            rc = parse_headers(c, it, &s->headers);
-        else if (strcmp(k, "html") == 0) {
-            if (!cJSON_IsString(it))
-                rc = fail(c, k, "must be \"captcha\", \"waf\" or \"gateway\"");
-            else if (strcmp(it->valuestring, "captcha") == 0)
-                s->html = MOCK_HTML_CAPTCHA;
-            else if (strcmp(it->valuestring, "waf") == 0)
-                s->html = MOCK_HTML_WAF;
-            else if (strcmp(it->valuestring, "gateway") == 0)
-                s->html = MOCK_HTML_GATEWAY;
-            else
-                rc = fail(c, k, "must be \"captcha\", \"waf\" or \"gateway\"");
-        } else if (strcmp(k, "inband_error") == 0) {
-            if (cJSON_IsString(it) && strcmp(it->valuestring, "waf") == 0)
-                s->inband = MOCK_INBAND_WAF;
-            else if (cJSON_IsString(it) && strcmp(it->valuestring, "quota") == 0)
-                s->inband = MOCK_INBAND_QUOTA;
-            else
-                rc = fail(c, k, "must be \"waf\" or \"quota\"");
-        } else if (strcmp(k, "delay_ms") == 0)
-            rc = get_int(c, it, 0, 600000, &s->delay_ms);
-        else if (strcmp(k, "drop") == 0) {
-            rc = get_bool(c, it, &s->drop);
-            if (rc == QK_OK && !s->drop)
-                rc = fail(c, k, "must be true when present");
-        } else if (strcmp(k, "stream") == 0) {
-            snprintf(c->path + plen, sizeof c->path - plen, "%sstream", plen ? "." : "");
-            rc = parse_stream(c, it, &s->stream);
-            c->path[plen] = '\0';
-            s->has_stream = true;
-        } else
-            rc = fail(c, k, "unknown step key");
-        if (rc != QK_OK)
-            goto out;
-    }
+    enum qk_err rc = apply_knobs(c, &mock_step_knobs, obj, (char *)s, "unknown step key");
+    if (rc != QK_OK)
+        goto out;
+    s->has_stream = cJSON_GetObjectItemCaseSensitive(obj, "stream") != NULL;
 
     /* Keys that cannot be combined. */
     bool status_only = s->status && !s->html;
@@ -334,13 +330,12 @@ parse_one(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *
             }
         } else if (strcmp(it->string, "route") == 0) {
             const char *r = cJSON_IsString(it) ? it->valuestring : "";
-            if (strcmp(r, "models") == 0)
-                sc->route = MOCK_ROUTE_MODELS;
-            else if (strcmp(r, "chat") == 0)
-                sc->route = MOCK_ROUTE_CHAT;
-            else if (strcmp(r, "any") == 0)
-                sc->route = MOCK_ROUTE_ANY;
-            else {
+            sc->route = MOCK_ROUTE_COUNT;
+            for (int i = 0; i < MOCK_ROUTE_COUNT && sc->route == MOCK_ROUTE_COUNT; i++) {
+                if (strcmp(r, mock_route_name((enum mock_route)i)) == 0)
+                    sc->route = (enum mock_route)i;
+            }
+            if (sc->route == MOCK_ROUTE_COUNT) {
                 rc = fail(c, "route", "must be \"models\", \"chat\" or \"any\"");
                 goto out;
             }

@@ -25,6 +25,7 @@
 
 #include "admission.h"
 #include "apierror.h"
+#include "bearer.h"
 #include "docpage.h"
 #include "forward.h"
 #include "headers.h"
@@ -364,7 +365,7 @@ check_auth(struct qp_request *req, const char **why, const char **code)
         return QP_MUTANT(no_auth_check);
     }
     size_t len = 0;
-    if (!qk_bearer_token(req->authorization, &len)) {
+    if (!qp_bearer_token(req->authorization, &len)) {
         *why = "Authorization must be 'Bearer <token>' with a non-empty token.";
         *code = "invalid_authorization";
         return QP_MUTANT(empty_token_ok);
@@ -574,7 +575,7 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         if (!req->authorization)
             return MHD_NO;
         size_t toklen = 0;
-        const char *tok = qk_bearer_token(auth, &toklen);
+        const char *tok = qp_bearer_token(auth, &toklen);
         if (tok)
             qk_token_fingerprint(tok, toklen, req->fingerprint);
         else

@@ -10,22 +10,16 @@
  * only `data:` lines: complete `chat.completion.chunk` objects with incremental
  * deltas, a `finish_reason` on the last chunk, and one final `data: [DONE]`.
  *
- * Rule for telling cumulative from incremental text (SSE-4): the request decides
- * the starting mode. In incremental mode, a chunk whose content begins with the
- * whole text so far and is longer than it, or (once two pieces have arrived)
- * equals it, is taken as cumulative (the upstream ignored the flag): only its new
- * suffix is relayed, and the stream is treated as cumulative from then on. Limit:
- * a genuine incremental piece that begins with the entire text so far ("a" then
- * "ab") would be shortened; repeated pieces ("哈","哈","哈") are safe. In cumulative
- * mode a chunk that does not extend the text (a rewrite) relays what follows the common
- * prefix when the rewrite lies in the last 4 KiB, else only what goes past the text
- * already sent.
+ * It is three pure modules in a row: sse_frame.h cuts the bytes into events (no dialect),
+ * a decoder (decoder.h; decode_v1.h is the v1 dialect, with the SSE-4 rule for telling
+ * cumulative from incremental text) says what each event means, and chunk_emit.h writes
+ * that as OpenAI chunks. This file only joins them, and picks the mutant they see.
  *
- * Memory (SSE-11): the text so far is kept as its length, a 64-bit hash of all but its
- * last 4 KiB, and those 4 KiB, so an incremental answer of any length costs the same.
- * What grows is the event being read: its line (cumulative events are as long as the
- * answer), its parsed tree and its delta, given back after the event when over 64 KiB.
- * One event may be at most 16 MiB (QP_SSE_NOMEM beyond).
+ * Memory (SSE-11): the text so far costs a fixed 4 KiB and a hash (decode_v1.h), so an
+ * incremental answer of any length costs the same. What grows is the event being read:
+ * its line (cumulative events are as long as the answer), its parsed tree and its delta,
+ * given back after the event when over 64 KiB. One event may be at most 16 MiB
+ * (QP_SSE_NOMEM beyond).
  *
  * Pure data in, bytes out: no I/O, so it is unit-tested at every byte split.
  * Ownership: qp_sse_norm_new() returns an object the caller frees with
@@ -37,8 +31,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "decoder.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
+#include "sse_frame.h"
 
 struct qp_sse_norm;
 
@@ -52,13 +48,20 @@ enum qp_sse_status {
 };
 
 /**
+ * A normalizer for the v1 upstream: qp_sse_norm_new_for(&qp_decoder_v1, ...).
  * @param incremental_requested the request carried "incremental_output": true
  * @param model the request's model, used when chunks carry none (borrowed, copied)
  * @param id fallback chunk id "chatcmpl-..." (borrowed, copied)
  * @param now_s creation time in seconds, used when chunks carry none
+ * @return a new normalizer, or NULL when out of memory
  */
 struct qp_sse_norm *qp_sse_norm_new(bool incremental_requested, const char *model, const char *id,
                                     long long now_s);
+
+/** The same for the upstream dialect @p dialect (borrowed for the normalizer's life). */
+struct qp_sse_norm *qp_sse_norm_new_for(const struct qp_decoder_ops *dialect,
+                                        bool incremental_requested, const char *model,
+                                        const char *id, long long now_s);
 void qp_sse_norm_free(struct qp_sse_norm *n);
 
 /** Feeds upstream body bytes; appends caller-ready SSE bytes to @p out. */
@@ -75,17 +78,11 @@ QK_WUR enum qp_sse_status qp_sse_norm_feed(struct qp_sse_norm *n, const char *by
 QK_WUR enum qk_err qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok,
                                       const char *error_message, struct qk_buf *out);
 
-/** How the upstream's bytes ended, as judged at a clean end of the transfer (SSE-17). */
-enum qp_sse_end {
-    QP_SSE_END_CLEAN = 0, /**< [DONE] seen, or complete events and no event cut */
-    QP_SSE_END_NO_EVENT,  /**< not one event: gzip bytes, an HTML page, junk lines */
-    QP_SSE_END_CUT,       /**< the last event has no blank line before the end (truncated) */
-};
-
 /**
- * @return how the bytes fed so far would end if the transfer ended now. A stream that is
- * not CLEAN is a failure: qp_sse_norm_finish() then ends it with an error event, never
- * with [DONE], even when @p upstream_ok.
+ * @return how the bytes fed so far would end if the transfer ended now (SSE-17; enum
+ * qp_sse_end is in sse_frame.h), CLEAN once [DONE] was seen. A stream that is not CLEAN
+ * is a failure: qp_sse_norm_finish() then ends it with an error event, never with [DONE],
+ * even when @p upstream_ok.
  */
 enum qp_sse_end qp_sse_norm_end(const struct qp_sse_norm *n);
 

@@ -44,24 +44,6 @@ buf_refuses_to_pass_its_cap_and_keeps_old_content(void **state)
 }
 
 static void
-bearer_scheme_is_case_insensitive_and_token_required(void **state)
-{
-    (void)state;
-    size_t len = 0;
-    const char *t = qk_bearer_token("bearer abc", &len);
-    assert_non_null(t);
-    assert_int_equal(len, 3);
-    assert_memory_equal(t, "abc", 3);
-    assert_non_null(qk_bearer_token("BEARER  xyz ", &len));
-    assert_null(qk_bearer_token("Bearer", &len));
-    assert_null(qk_bearer_token("Bearer   ", &len));
-    assert_null(qk_bearer_token("Basic abc", &len));
-    assert_null(qk_bearer_token("Bearerabc", &len));
-    assert_null(qk_bearer_token("Bearer a b", &len));
-    assert_null(qk_bearer_token(NULL, &len));
-}
-
-static void
 fingerprint_hides_token_and_is_stable(void **state)
 {
     (void)state;
@@ -91,7 +73,6 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_appends_and_stays_terminated),
         cmocka_unit_test(buf_refuses_to_pass_its_cap_and_keeps_old_content),
-        cmocka_unit_test(bearer_scheme_is_case_insensitive_and_token_required),
         cmocka_unit_test(fingerprint_hides_token_and_is_stable),
         cmocka_unit_test(errors_have_names_and_text),
     };

@@ -62,12 +62,4 @@ int64_t qk_now_ms(void);
  */
 void qk_token_fingerprint(const char *token, size_t len, char out[QK_LIMIT_FINGERPRINT]);
 
-/**
- * Extracts the token of an `Authorization: Bearer <token>` value.
- * The scheme is case-insensitive; surrounding spaces are skipped.
- * @return pointer into @p header (borrowed) and its length in @p len,
- *         or NULL when the scheme is not Bearer or the token is empty.
- */
-const char *qk_bearer_token(const char *header, size_t *len);
-
 #endif

@@ -149,6 +149,9 @@ expect_usage_error "--quiet takes no value" --quiet=1
 expect_usage_error "--version takes no value" --version=1
 expect_usage_error "'stray'" --port 0 stray
 expect_usage_error "--max" --max 5
+# An unambiguous prefix is the flag itself: its message names the whole flag.
+expect_usage_error "--threads needs an integer" --thr 0
+expect_usage_error "--missing-auth-403 takes no value" --missing=1
 # Numbers are plain decimal digits: no sign, no blanks, nothing beyond unsigned long.
 expect_usage_error "--port" --port " 5"
 expect_usage_error "--port" --port "+5"

@@ -1,6 +1,7 @@
 /* Unit tests: scenario JSON parsing and validation (mock_scenario.c). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "mock_check.h"
+#include "mock_knobs.h"
 #include "mock_scenario.h"
 
 struct parsed {
@@ -373,6 +375,58 @@ log_escape_keeps_text_on_its_line(void **state)
     qk_buf_free(&b);
 }
 
+/* A step carrying @p key = @p value: at the step's level, or in its stream object. A
+ * step-level number rides with a status, which retry_after needs. */
+static enum qk_err
+parse_knob(const struct mock_knob_table *t, const struct mock_knob *k, const char *value,
+           struct parsed *p)
+{
+    char json[256];
+    bool stream = t == &mock_stream_knobs;
+    bool with_status = !stream && strcmp(k->key, "status") != 0;
+    snprintf(json, sizeof json, "{\"token\":\"t\",\"steps\":[{%s%s\"%s\":%s%s}]}",
+             with_status ? "\"status\":500," : "", stream ? "\"stream\":{" : "", k->key,
+             value, stream ? "}" : "");
+    return parse(json, p);
+}
+
+/* Every row of the key tables is enforced as the table says: an integer knob takes its
+ * bounds and refuses one beyond each, naming the field; a boolean refuses a number. A
+ * new row is covered here without a new test. */
+static void
+every_knob_row_is_enforced_as_its_table_says(void **state)
+{
+    (void)state;
+    const struct mock_knob_table *tables[] = {&mock_step_knobs, &mock_stream_knobs};
+    for (size_t t = 0; t < 2; t++) {
+        for (size_t i = 0; i < tables[t]->count; i++) {
+            const struct mock_knob *k = &tables[t]->rows[i];
+            char field[64], v[32];
+            snprintf(field, sizeof field, "steps[0].%s%s", tables[t]->prefix, k->key);
+            struct parsed p;
+            if (k->type == MOCK_KNOB_INT || k->type == MOCK_KNOB_UINT ||
+                k->type == MOCK_KNOB_COALESCE) {
+                long long ok[] = {k->lo, k->hi}, bad[] = {k->lo - 1, k->hi + 1};
+                for (size_t j = 0; j < 2; j++) {
+                    snprintf(v, sizeof v, "%lld", ok[j]);
+                    if (parse_knob(tables[t], k, v, &p) != QK_OK)
+                        fail_msg("%s=%s refused: %s: %s", field, v, p.field, p.msg);
+                    mock_scenario_free(p.list);
+                    snprintf(v, sizeof v, "%lld", bad[j]);
+                    assert_int_equal(parse_knob(tables[t], k, v, &p), QK_INVALID);
+                    assert_string_equal(p.field, field);
+                    assert_non_null(strstr(p.msg, "between"));
+                }
+            } else if (k->type == MOCK_KNOB_BOOL || k->type == MOCK_KNOB_TRUE ||
+                       k->type == MOCK_KNOB_EOL || k->type == MOCK_KNOB_DELTAS) {
+                assert_int_equal(parse_knob(tables[t], k, "1", &p), QK_INVALID);
+                assert_string_equal(p.field, field);
+                assert_string_equal(p.msg, "must be true or false");
+            }
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -386,6 +440,7 @@ main(void)
         cmocka_unit_test(refuses_cumulative_streams_too_large_to_send),
         cmocka_unit_test(json_int_in_range_checks_before_converting),
         cmocka_unit_test(log_escape_keeps_text_on_its_line),
+        cmocka_unit_test(every_knob_row_is_enforced_as_its_table_says),
     };
     return cmocka_run_group_tests_name("mock_scenario", tests, NULL, NULL);
 }

@@ -1,0 +1,150 @@
+/*
+ * The keys of a scenario step and of its `stream` object, each one row of an X-macro
+ * table: key, type, struct field, bounds, doc. The rows drive parsing and validation
+ * (mock_scenario.c), `--help` and the README's table (`qwen-mock --fault-keys`, which a
+ * ctest compares with mockupstream/README.md).
+ *
+ * A new knob is a row here, its behaviour (mock_stream.c, api_v1.c, ...) and a test.
+ */
+#ifndef MOCK_KNOBS_H
+#define MOCK_KNOBS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/** How a key's JSON value is read, and the C type of its field. */
+enum mock_knob_type {
+    MOCK_KNOB_INT,      /**< int in [lo, hi] */
+    MOCK_KNOB_UINT,     /**< unsigned in [lo, hi] */
+    MOCK_KNOB_BOOL,     /**< bool, true or false */
+    MOCK_KNOB_TRUE,     /**< bool, true only (present means on) */
+    MOCK_KNOB_STRING,   /**< char *, a copy of the string */
+    MOCK_KNOB_EOL,      /**< enum mock_eol, true sets it to lo, false leaves it */
+    MOCK_KNOB_COALESCE, /**< int: true = -1 (all), false = 0, or an integer in [lo, hi] */
+    MOCK_KNOB_DELTAS,   /**< int: true = 1 (cumulative), false = 0 (incremental) */
+    MOCK_KNOB_HTML,     /**< enum mock_html, by name */
+    MOCK_KNOB_INBAND,   /**< enum mock_inband, by name */
+    MOCK_KNOB_HEADERS,  /**< cJSON *, an object of header names to string values */
+    MOCK_KNOB_STREAM,   /**< struct mock_stream_opts, the `stream` object's keys */
+};
+
+/* key, type, field of struct mock_step, lo, hi, doc (Markdown, one README cell) */
+#define MOCK_STEP_KEYS(XX)                                                                         \
+    XX("ok", TRUE, ok, 0, 0, "answer normally (to place a success after failures)")                \
+    XX("status", UINT, status, 200, 599,                                                           \
+       "answer with that status (a final answer; 1xx would leave the client waiting); body "       \
+       "`{\"detail\":\"Mock error N\"}` unless `body`")                                            \
+    XX("body", STRING, body, 0, 0, "the body sent with `status` (as is)")                          \
+    XX("content_type", STRING, content_type, 0, 0,                                                 \
+       "the `Content-Type` of `body` (default `application/json`)")                                \
+    XX("retry_after", INT, retry_after, 0, 86400,                                                  \
+       "adds `Retry-After: S` (seconds); needs `status`")                                          \
+    XX("headers", HEADERS, headers, 0, 0,                                                          \
+       "extra response headers on whatever the step answers (e.g. hop-by-hop headers a proxy "     \
+       "must drop); `Content-Length`/`Transfer-Encoding` are refused")                             \
+    XX("html", HTML, html, 0, 0,                                                                   \
+       "an HTML page, `text/html; charset=utf-8`: captcha 200, Aliyun-WAF block page 405 "         \
+       "(`Server: Tengine`), nginx-style gateway page 502 with CRLF lines (504 with `status: "     \
+       "504`); `status` overrides")                                                                \
+    XX("inband_error", INBAND, inband, 0, 0,                                                       \
+       "HTTP 200 `text/event-stream` whose first and only event is the service's in-band "         \
+       "failure payload (`{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",...]}` or "                         \
+       "`{\"success\":false,\"data\":{\"code\":\"RateLimited\",...}}`)")                           \
+    XX("delay_ms", INT, delay_ms, 0, 600000, "wait N ms before sending the response headers")      \
+    XX("drop", TRUE, drop, 0, 0, "close the connection without answering")                         \
+    XX("stream", STREAM, stream, 0, 0,                                                             \
+       "shapes a streamed answer (the request must ask for `stream: true`), with the keys below")
+
+/* key, type, field of struct mock_stream_opts, lo, hi, doc */
+#define MOCK_STREAM_KEYS(XX)                                                                        \
+    XX("chunks", INT, chunks, 1, MOCK_ANSWER_MAX,                                                   \
+       "split the text into N pieces (at character boundaries)")                                    \
+    XX("piece_bytes", INT, piece_bytes, 0, 2 * 1024 * 1024,                                         \
+       "repeat each piece whole until it is at least N bytes, for streams large enough to fill "    \
+       "a proxy's buffers; use with incremental deltas")                                            \
+    XX("chunk_delay_ms", INT, chunk_delay_ms, 0, 600000, "wait N ms between events")                \
+    XX("split_utf8", BOOL, split_utf8, 0, 0,                                                        \
+       "send each event in several writes cut inside multi-byte characters, each write flushed "    \
+       "on its own (15 ms apart)")                                                                  \
+    XX("crlf", EOL, eol, MOCK_EOL_CRLF, 0, "CRLF line endings")                                     \
+    XX("cr", EOL, eol, MOCK_EOL_CR, 0, "lone CR line endings (not with `crlf`)")                    \
+    XX("comments", BOOL, comments, 0, 0, "a `: keep-alive` comment line before every chunk event")  \
+    XX("coalesce", COALESCE, coalesce, 0, 100000,                                                   \
+       "K events per write (`true` = all events in one "                                            \
+       "write)")                                                                                    \
+    XX("truncate_after", INT, truncate_after, 0, 100000,                                            \
+       "close the connection after K events (no `[DONE]`)")                                         \
+    XX("stall_after", INT, stall_after, 0, 100000,                                                  \
+       "after K events send nothing more and hold the connection open until the client leaves "     \
+       "(or `stall_ms` passes)")                                                                    \
+    XX("stall_ms", INT, stall_ms, 0, 3600000, "how long a stall holds the connection (60000)")      \
+    XX("trickle_ms", INT, trickle_ms, 1, 60000,                                                     \
+       "with `stall_after`: during the stall send one byte every N ms of an event that never "      \
+       "ends (no line end ever), for `stall_ms`, then close")                                       \
+    XX("cut_last_event", BOOL, cut_last_event, 0, 0,                                                \
+       "no `[DONE]`, and the last event ends without its blank line: the stream ends cleanly "      \
+       "inside it")                                                                                 \
+    XX("final_repeat", BOOL, final_repeat, 0, 0,                                                    \
+       "after the last piece, one more chunk whose content is the full text, carrying "             \
+       "`finish_reason`")                                                                           \
+    XX("final_empty_delta", BOOL, final_empty_delta, 0, 0,                                          \
+       "the pieces carry no `finish_reason` (all `null`); after them (and after the "               \
+       "`final_repeat` chunk) one last chunk `\"delta\": {}` carrying `finish_reason` (the "        \
+       "answer's, `\"stop\"` or `\"length\"`; `null` with `finish_reason: false`) and `usage` "     \
+       "when on; then `[DONE]` as configured")                                                      \
+    XX("empty_choices", BOOL, empty_choices, 0, 0,                                                  \
+       "a chunk `\"choices\": []` (envelope as configured, nothing else) before the first "         \
+       "piece; and, when `usage` is on, usage leaves the finishing chunk for a usage-only "         \
+       "`\"choices\": []` chunk after it, just before `[DONE]` (the OpenAI `include_usage` "        \
+       "shape)")                                                                                    \
+    XX("no_content_delta", BOOL, no_content_delta, 0, 0,                                            \
+       "a first chunk whose delta is `{\"role\":\"assistant\"}` (no `content`), and one chunk "     \
+       "`\"delta\": {}` just before piece ⌊N/2⌋ of N (counting from 0; with one piece, before " \
+       "it)")                                                                                       \
+    XX("cumulative", DELTAS, cumulative, 0, 0,                                                      \
+       "force cumulative (`true`) or incremental (`false`) deltas whatever the request said; "      \
+       "with `true`, a `piece_bytes` and `chunks` whose events could carry over 64 MiB of text "    \
+       "in all are refused (400 naming `stream.piece_bytes`)")                                      \
+    XX("done", BOOL, done, 0, 0, "send `data: [DONE]` (overrides `--no-done`)")                     \
+    XX("finish_reason", BOOL, finish_reason, 0, 0,                                                  \
+       "the last chunk carries `finish_reason` (overrides `--no-finish-reason`)")                   \
+    XX("usage", BOOL, usage, 0, 0, "the last chunk carries `usage` (overrides `--no-usage`)")       \
+    XX("envelope", BOOL, envelope, 0, 0,                                                            \
+       "chunks carry `id`/`object`/`created`/`model` (overrides `--no-envelope`)")
+
+/** One row of a key table. */
+struct mock_knob {
+    const char *key;
+    enum mock_knob_type type;
+    size_t offset; /**< of the field in struct mock_step or struct mock_stream_opts */
+    long long lo, hi;
+    const char *doc;
+};
+
+/** A key table: the step keys or the stream keys (static). */
+struct mock_knob_table {
+    const struct mock_knob *rows;
+    size_t count;
+    const char *prefix; /**< "" or "stream.": how the README names its keys */
+};
+
+extern const struct mock_knob_table mock_step_knobs;
+extern const struct mock_knob_table mock_stream_knobs;
+
+/** @return the row of @p table named @p key, or NULL. */
+const struct mock_knob *mock_knob_find(const struct mock_knob_table *table, const char *key);
+
+/** @return the names a MOCK_KNOB_HTML or MOCK_KNOB_INBAND value takes, indexed by its
+ *  enum value (index 0, "none", is not a name a step may give), and their count. */
+const char *const *mock_knob_names(enum mock_knob_type type, size_t *count);
+
+/** Writes what @p k accepts ("an integer 1..256", "true or false", ...) to @p out. */
+void mock_knob_values(const struct mock_knob *k, char *out, size_t len);
+
+/** Prints the README's table of step and stream keys (Markdown) to @p out. */
+void mock_knobs_print_markdown(FILE *out);
+
+/** Prints a short list of the keys with what each accepts, for --help. */
+void mock_knobs_print_help(FILE *out);
+
+#endif
