@@ -946,6 +946,9 @@ conf_status_name(enum conf_status s)
     return "NOT RUN";
 }
 
+static void record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list ap)
 {

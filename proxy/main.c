@@ -25,6 +25,8 @@
 /* Lifecycle notes go to stderr with the request log, only in its text format. */
 static bool say_notes = true;
 
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 note(const char *fmt, ...)
 {

@@ -83,8 +83,8 @@ out_of_range_numbers_are_replaced(void **state)
 {
     (void)state;
     static const char *const bodies[] = {
-        "{\"created\":1e999,\"choices\":[{\"index\":1e999}],"
-        "\"usage\":{\"input_tokens\":1e999,\"output_tokens\":-1e999}}",
+        ("{\"created\":1e999,\"choices\":[{\"index\":1e999}],"
+         "\"usage\":{\"input_tokens\":1e999,\"output_tokens\":-1e999}}"),
         "{\"created\":-1e999,\"usage\":{\"prompt_tokens\":1e999,\"completion_tokens\":-1e999}}",
         "{\"created\":1e300,\"usage\":{\"input_tokens\":-1,\"output_tokens\":2}}",
     };

@@ -101,8 +101,8 @@ envelope_finish_and_usage(void **state)
     assert_memory_equal(d.text, "hi", 2);
     /* Empty strings and numbers out of range are absent, never cast. */
     static const char *const absent[] = {
-        "{\"id\":\"\",\"model\":\"\",\"created\":1e999,\"choices\":[{\"finish_reason\":\"\"}],"
-        "\"usage\":{\"input_tokens\":1e999,\"output_tokens\":1}}",
+        ("{\"id\":\"\",\"model\":\"\",\"created\":1e999,\"choices\":[{\"finish_reason\":\"\"}],"
+         "\"usage\":{\"input_tokens\":1e999,\"output_tokens\":1}}"),
         "{\"id\":7,\"created\":-5,\"usage\":{\"input_tokens\":-1,\"output_tokens\":1}}",
         "{\"created\":1e300,\"usage\":{\"input_tokens\":1}}",
         "{\"created\":\"1738000000\",\"usage\":7}",
