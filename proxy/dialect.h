@@ -38,14 +38,14 @@ struct qp_dialect_step {
      * Optional: appends this step's query ("?chat_id=...") to @p url from @p plan.
      * NULL: the URL is the path alone.
      */
-    QK_WUR enum qk_err (*add_query)(const struct qp_plan_state *plan, struct qk_buf *url);
+    enum qk_err (*add_query)(const struct qp_plan_state *plan, struct qk_buf *url);
     /**
      * Optional, POST only: writes the body this step sends into @p out (caller-owned),
      * made from the caller's chat body @p chat (borrowed) and @p plan. NULL: the caller's
      * body is sent as it came, the same bytes on every attempt (RETRY-7).
      */
-    QK_WUR enum qk_err (*make_body)(const struct qk_buf *chat, const struct qp_plan_state *plan,
-                                    struct qk_buf *out);
+    enum qk_err (*make_body)(const struct qk_buf *chat, const struct qp_plan_state *plan,
+                             struct qk_buf *out);
     /**
      * Required on every step but the last: reads the step's 2xx answer (@p body, borrowed)
      * into @p plan. @return false when the answer is unusable: the attempt failed.

@@ -2,8 +2,12 @@
  * The upstream exchange, on the loop thread: cache, single flight, attempts, retries.
  *
  * Flow of one request: on_post -> (models: cache hit? join a flight?) -> start_attempt ->
- * libcurl -> on_attempt_done -> qp_retry_decide -> success | timer -> start_attempt |
- * final answer -> finish (complete callback resumes the caller's connection).
+ * start_transfer (one per step of the dialect's plan, dialect.h) -> libcurl ->
+ * on_attempt_done -> classify_transfer -> advance_plan (next step) | conclude_attempt ->
+ * qp_retry_decide -> success | timer -> start_attempt | final answer -> conclude (the one
+ * way back: the complete callback resumes the caller's connection).
+ * A streamed answer, once committed, is relayed by stream.c; this file decides when it
+ * starts and how it ends.
  */
 #include "forward.h"
 
@@ -85,6 +89,13 @@ static void on_attempt_done(struct qp_loop_transfer *t, CURLcode rc);
 
 /* ---- bookkeeping ---------------------------------------------------------------- */
 
+/* A streamed chat request: its answer goes through the relay (stream.h). */
+static bool
+is_streamed(const struct qp_request *req)
+{
+    return req->stream && req->route == QP_ROUTE_CHAT;
+}
+
 static void
 active_add(struct qp_forwarder *fw, struct qp_request *req)
 {
@@ -113,7 +124,7 @@ finish(struct qp_forwarder *fw, struct qp_request *req)
 {
     active_remove(fw, req);
     qp_loop_timer_cancel(fw->loop, &req->st.timer); /* a plan step's failure leaves it armed */
-    if (req->stream && req->route == QP_ROUTE_CHAT && !qp_stream_started(&req->st))
+    if (is_streamed(req) && !qp_stream_started(&req->st))
         qp_stream_unwatch(&req->st); /* before the resume: the socket is MHD's again */
     if (req->resp.status == 0)
         qp_response_error(&req->resp, 500, "The proxy produced no answer.", NULL, "internal_error");
@@ -642,12 +653,6 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
 }
 
 /* ---- one upstream transfer ---------------------------------------------------------- */
-
-static bool
-is_streamed(const struct qp_request *req)
-{
-    return req->stream && req->route == QP_ROUTE_CHAT;
-}
 
 /* The plan of @p req's route (dialect.h). */
 static const struct qp_dialect_plan *
