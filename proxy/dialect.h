@@ -64,9 +64,9 @@ struct qp_stream_decoder;
 /** One upstream dialect. */
 struct qp_dialect {
     const char *name;
-    const char *models_path;     /**< where the model list is asked for */
-    const char *completion_path; /**< where an attempt's completion is asked for (the step
-                                      whose requests count as attempts) */
+    const char *models_path;       /**< where the model list is asked for */
+    const char *completion_path;   /**< where an attempt's completion is asked for (the step
+                                        whose requests count as attempts) */
     struct qp_dialect_plan models; /**< GET /api/models, /v1/models */
     struct qp_dialect_plan chat;   /**< POST /api/chat/completions, /v1/chat/completions */
     /**

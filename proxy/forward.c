@@ -878,8 +878,8 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
         f->transport == QP_TRANSPORT_OK
             ? qp_retry_after_parse(header_value(req->attempt_headers, "Retry-After"), time(NULL))
             : -1;
-    if (req->route == QP_ROUTE_MODELS && is_last_step(fw, req) &&
-        f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 && !f->html)
+    if (req->route == QP_ROUTE_MODELS && is_last_step(fw, req) && f->transport == QP_TRANSPORT_OK &&
+        status >= 200 && status <= 299 && !f->html)
         f->body_unusable =
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
 }
@@ -925,8 +925,8 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
     const char *ctype = header_value(req->attempt_headers, "Content-Type");
     if (f->transport == QP_TRANSPORT_OK)
         (void)stream_attempt_is_sse(req, status); /* no body byte came: look now */
-    if (!s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 &&
-        !f->html && !QP_MUTANT(relay_non_sse_200)) {
+    if (!s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 && !f->html &&
+        !QP_MUTANT(relay_non_sse_200)) {
         /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
          * payload instead is a failed attempt, retried like a 500. */
         snprintf(s->unusable, sizeof(s->unusable),
@@ -980,7 +980,8 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     if (req->route == QP_ROUTE_MODELS) {
         const char *raw = qk_buf_ptr(&req->attempt_body);
         size_t len = qk_buf_len(&req->attempt_body);
-        if (!QP_MUTANT(no_cache) && qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
+        if (!QP_MUTANT(no_cache) &&
+            qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
             fprintf(stderr, "qwen-proxy: model-list cache: out of memory\n");
         models_land(fw, req, raw, len, QP_MARK_MISS);
         return;

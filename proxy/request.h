@@ -118,12 +118,12 @@ struct qp_request {
     struct qp_loop_timer retry_timer;
     struct curl_slist *attempt_headers; /**< response headers of the current attempt */
     struct qk_buf attempt_body;
-    unsigned plan_step;               /**< the dialect plan's step the transfer runs */
-    struct qp_plan_state plan;        /**< what the attempt's earlier steps learned */
-    struct qk_buf step_body;          /**< the body of a step that makes its own (dialect.h) */
-    const struct qk_buf *upload;      /**< what the current transfer sends: body or step_body */
-    size_t upload_off;                /**< bytes of `upload` the current transfer has sent */
-    unsigned attempt_requests;        /**< requests libcurl began for the current transfer */
+    unsigned plan_step;          /**< the dialect plan's step the transfer runs */
+    struct qp_plan_state plan;   /**< what the attempt's earlier steps learned */
+    struct qk_buf step_body;     /**< the body of a step that makes its own (dialect.h) */
+    const struct qk_buf *upload; /**< what the current transfer sends: body or step_body */
+    size_t upload_off;           /**< bytes of `upload` the current transfer has sent */
+    unsigned attempt_requests;   /**< requests libcurl began for the current transfer */
     bool attempt_too_big;
     int64_t deadline_ms;
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */

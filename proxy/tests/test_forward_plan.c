@@ -176,7 +176,8 @@ exchange(struct env *e, const char *token)
     char auth[80];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     req->upstream_headers = curl_slist_append(NULL, auth);
-    req->upstream_headers = curl_slist_append(req->upstream_headers, "Content-Type: application/json");
+    req->upstream_headers =
+        curl_slist_append(req->upstream_headers, "Content-Type: application/json");
     req->state = QP_REQ_WAITING;
     done = false;
     qp_request_ref(req); /* the loop's */
@@ -238,7 +239,8 @@ two_step_attempt_runs_both_transfers(void **state)
     assert_int_equal(req->attempts, 1);
     char lines[512];
     journal_lines(e, token, lines, sizeof(lines));
-    assert_string_equal(lines, "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest");
+    assert_string_equal(lines,
+                        "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest");
     qp_request_unref(req);
 }
 
@@ -255,8 +257,9 @@ second_step_failure_retries_the_whole_plan(void **state)
     assert_int_equal(req->attempts, 2);
     char lines[512];
     journal_lines(e, token, lines, sizeof(lines));
-    assert_string_equal(lines, "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest,"
-                               "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest");
+    assert_string_equal(lines,
+                        "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest,"
+                        "GET /api/models,POST /api/chat/completions?chat_id=qwen-max-latest");
     qp_request_unref(req);
 }
 
