@@ -2,8 +2,12 @@
  * The upstream exchange, on the loop thread: cache, single flight, attempts, retries.
  *
  * Flow of one request: on_post -> (models: cache hit? join a flight?) -> start_attempt ->
- * libcurl -> on_attempt_done -> qp_retry_decide -> success | timer -> start_attempt |
- * final answer -> finish (complete callback resumes the caller's connection).
+ * start_transfer (one per step of the dialect's plan, dialect.h) -> libcurl ->
+ * on_attempt_done -> classify_transfer -> advance_plan (next step) | conclude_attempt ->
+ * qp_retry_decide -> success | timer -> start_attempt | final answer -> conclude (the one
+ * way back: the complete callback resumes the caller's connection).
+ * A streamed answer, once committed, is relayed by stream.c; this file decides when it
+ * starts and how it ends.
  */
 #include "forward.h"
 
@@ -24,14 +28,16 @@
 #include "models.h"
 #include "mutant.h"
 #include "sse_norm.h"
+#include "stream.h"
 
 /** Largest upstream answer kept in memory (a model list is ~10 KB, a completion less). */
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
+/** Room for the query a plan step adds to its URL (dialect.h, add_query). */
+#define QP_LIMIT_STEP_QUERY 1024u
 
 struct qp_forwarder {
     struct qp_forward_config cfg;
-    char *models_url;
-    char *chat_url;
+    char *upstream; /* cfg.upstream points here */
     struct qp_loop *loop;
     struct qp_cache *cache;
     struct qp_flights *flights;
@@ -40,16 +46,16 @@ struct qp_forwarder {
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
-static void stream_unwatch(struct qp_forwarder *fw, struct qp_request *req);
 
-/* libcurl read callback: the chat body of the current attempt. */
+/* libcurl read callback: the body of the current transfer (the caller's chat body, or
+ * the one its plan step made). */
 static size_t
 read_body(char *buf, size_t size, size_t n, void *arg)
 {
     struct qp_request *req = arg;
-    size_t left = qk_buf_len(&req->body) - req->upload_off;
+    size_t left = qk_buf_len(req->upload) - req->upload_off;
     size_t take = size * n < left ? size * n : left;
-    memcpy(buf, qk_buf_ptr(&req->body) + req->upload_off, take);
+    memcpy(buf, qk_buf_ptr(req->upload) + req->upload_off, take);
     req->upload_off += take;
     return take;
 }
@@ -83,6 +89,13 @@ static void on_attempt_done(struct qp_loop_transfer *t, CURLcode rc);
 
 /* ---- bookkeeping ---------------------------------------------------------------- */
 
+/* A streamed chat request: its answer goes through the relay (stream.h). */
+static bool
+is_streamed(const struct qp_request *req)
+{
+    return req->stream && req->route == QP_ROUTE_CHAT;
+}
+
 static void
 active_add(struct qp_forwarder *fw, struct qp_request *req)
 {
@@ -110,8 +123,9 @@ static void
 finish(struct qp_forwarder *fw, struct qp_request *req)
 {
     active_remove(fw, req);
-    if (req->stream && req->route == QP_ROUTE_CHAT && !req->st.started)
-        stream_unwatch(fw, req); /* before the resume: the socket is MHD's again */
+    qp_loop_timer_cancel(fw->loop, &req->st.timer); /* a plan step's failure leaves it armed */
+    if (is_streamed(req) && !qp_stream_started(&req->st))
+        qp_stream_unwatch(&req->st); /* before the resume: the socket is MHD's again */
     if (req->resp.status == 0)
         qp_response_error(&req->resp, 500, "The proxy produced no answer.", NULL, "internal_error");
     fw->cfg.complete(req);
@@ -373,6 +387,17 @@ models_land(struct qp_forwarder *fw, struct qp_request *leader, const char *raw,
     finish(fw, leader);
 }
 
+/* Ends the exchange with the final answer in req->resp: the one way a request that
+ * failed goes back (a model list's flight waiters get a copy of it). */
+static void
+conclude(struct qp_forwarder *fw, struct qp_request *req)
+{
+    if (req->route == QP_ROUTE_MODELS)
+        models_land(fw, req, NULL, 0, QP_MARK_MISS);
+    else
+        finish(fw, req);
+}
+
 /* A failed refresh may fall back to the last good list (CACHE-6). */
 static bool
 serve_stale(struct qp_forwarder *fw, struct qp_request *req)
@@ -389,75 +414,15 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
     return true;
 }
 
-/* ---- streaming relay (SSE-*) ------------------------------------------------------ */
+/* ---- streaming: the exchange side of the relay (SSE-*) ----------------------------- */
 
 /*
  * A streamed chat request runs attempts like any other until its first normalized event
  * exists (SSE-7, SSE-13); then stream_start() commits the 200 and from there on the
- * upstream's bytes go through the normalizer into req->st.out, which the connection's
- * content reader drains. Nothing is retried after the start (SSE-8); the end is either
- * the normalizer's closing chunk + [DONE] or one error event (stream_close()).
+ * upstream's bytes go through the normalizer into the relay (stream.h), which the
+ * connection's content reader drains. Nothing is retried after the start (SSE-8); the end
+ * is either the normalizer's closing chunk + [DONE] or one error event (stream_close()).
  */
-
-/* Resumes the caller's connection if the reader suspended it. Call with st.lock held. */
-static void
-stream_wake_locked(struct qp_request *req)
-{
-    if (req->st.suspended) {
-        req->st.suspended = false;
-        MHD_resume_connection(req->conn);
-    }
-}
-
-/* Hands @p bytes to the caller (loop thread). */
-static void
-stream_push(struct qp_request *req, const struct qk_buf *bytes)
-{
-    struct qp_stream *s = &req->st;
-    if (qk_buf_len(bytes) == 0)
-        return;
-    pthread_mutex_lock(&s->lock);
-    if (!s->client_gone && qk_buf_append(&s->out, qk_buf_ptr(bytes), qk_buf_len(bytes)) != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
-    s->last_out_ms = qk_now_ms();
-    stream_wake_locked(req);
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Takes the caller's socket out of the loop's epoll set. Call with st.lock held. */
-static void
-stream_disarm_locked(struct qp_forwarder *fw, struct qp_request *req)
-{
-    if (req->st.fd_armed) {
-        qp_loop_watch_disarm(fw->loop, req->st.fd);
-        req->st.fd_armed = false;
-    }
-}
-
-/* Watches the caller's socket for hang-up, from the first attempt on (SSE-9, SSE-18). */
-static void
-stream_watch_caller(struct qp_forwarder *fw, struct qp_request *req)
-{
-    struct qp_stream *s = &req->st;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    pthread_mutex_lock(&s->lock);
-    if (!s->fd_armed && ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
-        s->fd = ci->connect_fd;
-        s->fd_armed = true;
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Ends the watch of a stream that never started (loop thread, before the resume). */
-static void
-stream_unwatch(struct qp_forwarder *fw, struct qp_request *req)
-{
-    qp_loop_watch_forget(fw->loop, &req->st.watch);
-    pthread_mutex_lock(&req->st.lock);
-    stream_disarm_locked(fw, req);
-    pthread_mutex_unlock(&req->st.lock);
-}
 
 /* Removes the upstream transfer before it ended (closing its connection). */
 static void
@@ -480,34 +445,27 @@ stream_arm_timer(struct qp_forwarder *fw, struct qp_request *req)
     qp_loop_timer_arm(fw->loop, &s->timer, idle_due < ka_due ? idle_due : ka_due);
 }
 
+/* The loop lets go of a stream it relayed: no timer, off the list, its reference dropped
+ * (req may be gone after this). */
+static void
+stream_release(struct qp_forwarder *fw, struct qp_request *req)
+{
+    qp_loop_timer_cancel(fw->loop, &req->st.timer);
+    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
+    active_remove(fw, req);
+    qp_request_unref(req);
+}
+
 /*
- * Ends a started stream (loop thread; the upstream transfer is already gone): the
- * normalizer's clean end (finish_reason, [DONE]) when @p ok, else one error event carrying
- * @p message and no [DONE] (SSE-8). Drops the loop's reference.
+ * Ends a started stream (the upstream transfer is already gone): the normalizer's clean
+ * end (finish_reason, [DONE]) when @p ok, else one error event carrying @p message and no
+ * [DONE] (SSE-8). Drops the loop's reference.
  */
 static void
 stream_close(struct qp_forwarder *fw, struct qp_request *req, bool ok, const char *message)
 {
-    struct qp_stream *s = &req->st;
-    qk_buf_reset(&s->scratch);
-    if (!s->norm_finished && s->norm &&
-        qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
-    if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(&s->scratch, "data: [DONE]\n\n") != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
-    s->norm_finished = true;
-    qp_loop_timer_cancel(fw->loop, &s->timer);
-    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
-    qp_loop_watch_forget(fw->loop, &s->watch);
-    stream_push(req, &s->scratch);
-    pthread_mutex_lock(&s->lock);
-    s->finished = true;
-    s->loop_active = false;
-    stream_disarm_locked(fw, req);
-    stream_wake_locked(req);
-    pthread_mutex_unlock(&s->lock);
-    active_remove(fw, req);
-    qp_request_unref(req); /* the loop's reference; req may be gone after this */
+    qp_stream_finish(&req->st, ok, message);
+    stream_release(fw, req);
 }
 
 /* The caller left mid-stream (SSE-9): close the upstream at once and let MHD finish. */
@@ -515,33 +473,17 @@ static void
 stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
 {
     struct qp_stream *s = &req->st;
-    if (s->gone_handled)
-        return;
-    s->gone_handled = true;
-    qp_loop_watch_forget(fw->loop, &s->watch);
-    pthread_mutex_lock(&s->lock);
-    s->client_gone = true;
-    stream_disarm_locked(fw, req);
-    stream_wake_locked(req); /* the reader then ends the response with an error */
+    if (s->phase != QP_STREAM_LIVE || s->orphaned)
+        return; /* already acted upon */
     bool keep = QP_MUTANT(keep_upstream_on_disconnect);
-    bool paused = s->paused;
-    if (keep) {
-        s->paused = false; /* relay into the void until the upstream ends by itself */
-    } else {
-        s->finished = true;
-        s->loop_active = false;
-    }
-    pthread_mutex_unlock(&s->lock);
+    bool paused = qp_stream_caller_left(s, keep);
     if (keep) {
         if (paused && req->in_transfer)
             curl_easy_pause(req->xfer.easy, CURLPAUSE_CONT);
         return;
     }
     drop_transfer(fw, req);
-    qp_loop_timer_cancel(fw->loop, &s->timer);
-    qp_loop_timer_cancel(fw->loop, &req->retry_timer);
-    active_remove(fw, req);
-    qp_request_unref(req); /* the loop's reference */
+    stream_release(fw, req);
 }
 
 /* The caller left before its stream started (SSE-18): no further attempt, and the open one
@@ -562,7 +504,7 @@ static void
 on_stream_watch(struct qp_loop_watch *w)
 {
     struct qp_request *req = QP_CONTAINER_OF(w, struct qp_request, st.watch);
-    if (!req->st.started)
+    if (!qp_stream_started(&req->st))
         stream_gone_before_start(req->fw, req);
     else
         stream_client_gone(req->fw, req);
@@ -572,76 +514,24 @@ on_stream_watch(struct qp_loop_watch *w)
 static void
 stream_start(struct qp_forwarder *fw, struct qp_request *req)
 {
-    struct qp_stream *s = &req->st;
-    s->started = true;
     req->streaming = true;
-    qp_loop_timer_cancel(fw->loop, &s->timer);
+    qp_loop_timer_cancel(fw->loop, &req->st.timer);
     qp_response_clear(&req->resp);
     req->resp.status = 200;
     snprintf(req->resp.content_type, sizeof(req->resp.content_type), "text/event-stream");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-    pthread_mutex_lock(&s->lock);
-    if (qk_buf_append(&s->out, qk_buf_ptr(&s->pending), qk_buf_len(&s->pending)) != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
-    s->loop_active = true;
-    if (!s->fd_armed && ci && qp_loop_watch_add(fw->loop, &s->watch, ci->connect_fd) == QK_OK) {
-        s->fd = ci->connect_fd;
-        s->fd_armed = true;
-    }
-    pthread_mutex_unlock(&s->lock);
-    qk_buf_reset(&s->pending);
-
-    s->last_upstream_ms = s->last_out_ms = qk_now_ms();
+    qp_stream_commit(&req->st);
     stream_arm_timer(fw, req);
     req->state = QP_REQ_READY;
     fw->cfg.stream_start(req);
 }
 
-/* Mutant split_utf8: each write decoded on its own, as `TextDecoder` without
- * {stream:true} does: a character cut at either edge becomes U+FFFD. */
-static char *
-mangle_edges(const char *p, size_t n, size_t *out_len)
-{
-    static const char repl[] = "\xEF\xBF\xBD";
-    size_t head = 0;
-    while (head < n && ((unsigned char)p[head] & 0xC0) == 0x80)
-        head++;
-    size_t tail = 0;
-    for (size_t k = 1; k <= 3 && k <= n - head; k++) {
-        unsigned char c = (unsigned char)p[n - k];
-        if ((c & 0xC0) == 0x80)
-            continue;
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (need > k)
-            tail = k;
-        break;
-    }
-    char *out = malloc(head * 3 + (n - head - tail) + 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t k = 0; k < head; k++, o += 3)
-        memcpy(out + o, repl, 3);
-    memcpy(out + o, p + head, n - head - tail);
-    o += n - head - tail;
-    if (tail) {
-        memcpy(out + o, repl, 3);
-        o += 3;
-    }
-    *out_len = o;
-    return out;
-}
-
-/* Whether the current attempt answers a 2xx event stream (decided at its first byte). */
+/* Whether the current transfer answers a 2xx event stream (decided at its first byte, or
+ * at its end when no byte came). */
 static bool
-stream_attempt_is_sse(struct qp_request *req)
+stream_attempt_is_sse(struct qp_request *req, long status)
 {
     struct qp_stream *s = &req->st;
     if (!s->sse_known) {
-        long status = 0;
-        curl_easy_getinfo(req->xfer.easy, CURLINFO_RESPONSE_CODE, &status);
         const char *ctype = header_value(req->attempt_headers, "Content-Type");
         s->sse = status >= 200 && status <= 299 && ctype &&
                  strncasecmp(ctype, "text/event-stream", 17) == 0;
@@ -650,75 +540,27 @@ stream_attempt_is_sse(struct qp_request *req)
     return s->sse;
 }
 
-/* The body callback of a 2xx event-stream attempt (loop thread, inside libcurl). */
+/* The body callback of a 2xx event-stream transfer (loop thread, inside libcurl). */
 static size_t
 stream_on_body(struct qp_request *req, char *ptr, size_t n)
 {
-    struct qp_forwarder *fw = req->fw;
     struct qp_stream *s = &req->st;
-    size_t ret = n;
-    char *mangled = NULL;
-    const char *bytes = ptr;
-    size_t len = n;
-    if (QP_MUTANT(split_utf8)) {
-        mangled = mangle_edges(ptr, n, &len);
-        if (!mangled)
-            return 0;
-        bytes = mangled;
+    if (!qp_stream_started(s)) {
+        if (!qp_stream_feed(s, ptr, n, &s->pending))
+            return 0; /* a failed attempt; on_attempt_done judges it */
+        if (qk_buf_len(&s->pending) > 0)
+            stream_start(req->fw, req);
+        return n;
     }
-
-    if (!s->started) {
-        enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, &s->pending);
-        if (st == QP_SSE_INBAND_ERROR) {
-            s->inband = true; /* SSE-13: a failure before anything reached the caller */
-            snprintf(s->inband_msg, sizeof(s->inband_msg), "%s",
-                     qp_sse_norm_inband_message(s->norm));
-            ret = 0;
-        } else if (st == QP_SSE_BAD_EVENT || st == QP_SSE_NOMEM) {
-            s->bad_event = true;
-            ret = 0;
-        } else if (qk_buf_len(&s->pending) > 0) {
-            stream_start(fw, req);
-        }
-        goto out;
+    enum qp_stream_room room = qp_stream_reserve(s);
+    if (room == QP_STREAM_FULL) {
+        atomic_fetch_add(&req->fw->stream_pauses, 1);
+        return CURL_WRITEFUNC_PAUSE; /* SSE-11: the reader's drain posts a notice */
     }
-
-    pthread_mutex_lock(&s->lock);
-    bool gone = s->client_gone;
-    bool full = !gone && !QP_MUTANT(buffer_stream) && !QP_MUTANT(unbounded_stream_buffer) &&
-                qk_buf_len(&s->out) >= QP_STREAM_BUFFER;
-    if (full) {
-        s->paused = true; /* SSE-11: the reader's drain posts a notice to resume */
-        atomic_fetch_add(&fw->stream_pauses, 1);
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (full) {
-        ret = CURL_WRITEFUNC_PAUSE;
-        goto out;
-    }
-    size_t progress = qp_sse_norm_progress(s->norm);
-    qk_buf_reset(&s->scratch);
-    enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, &s->scratch);
-    /* Only a complete event or comment shows the upstream alive (SSE-10): a trickle of
-     * bytes that never completes one must not hold the stream open. */
-    if (QP_MUTANT(bytes_reset_idle) || qp_sse_norm_progress(s->norm) != progress)
-        s->last_upstream_ms = qk_now_ms();
-    if (st == QP_SSE_INBAND_ERROR) {
-        s->inband = true;
-        snprintf(s->inband_msg, sizeof(s->inband_msg), "%s", qp_sse_norm_inband_message(s->norm));
-        ret = 0;
-    } else if (st == QP_SSE_BAD_EVENT || st == QP_SSE_NOMEM) {
-        s->bad_event = true;
-        ret = 0;
-    }
-    if (!gone)
-        stream_push(req, &s->scratch); /* SSE-2: at once, whatever the write held */
-out:
-    free(mangled);
-    return ret;
+    return qp_stream_relay(s, ptr, n, room == QP_STREAM_GONE) ? n : 0;
 }
 
-/* A started stream's upstream transfer ended (loop thread; the handle is cleaned up). */
+/* A started stream's upstream transfer ended (the handle is cleaned up). */
 static void
 stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, long status)
 {
@@ -740,7 +582,7 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
     else
         snprintf(msg, sizeof(msg), "Upstream stream interrupted: %.200s.",
                  req->last_error[0] ? req->last_error : curl_easy_strerror(rc));
-    if (s->gone_handled) {
+    if (s->orphaned) {
         ok = false; /* mutant keep_upstream_on_disconnect: nobody is listening */
     } else if (!ok && QP_MUTANT(replay_after_drop) && s->sse &&
                req->attempts <= fw->cfg.policy.max_retries) {
@@ -758,7 +600,7 @@ on_stream_timer(struct qp_loop_timer *t)
     struct qp_request *req = QP_CONTAINER_OF(t, struct qp_request, st.timer);
     struct qp_forwarder *fw = req->fw;
     struct qp_stream *s = &req->st;
-    if (!s->started) {
+    if (!qp_stream_started(s)) {
         /* The attempt produced no event in time: a timeout like any other (SSE-7). */
         if (req->in_transfer) {
             snprintf(req->last_error, sizeof(req->last_error), "no event within the time limit");
@@ -768,10 +610,7 @@ on_stream_timer(struct qp_loop_timer *t)
         return;
     }
     int64_t now = qk_now_ms();
-    pthread_mutex_lock(&s->lock);
-    bool paused = s->paused;
-    pthread_mutex_unlock(&s->lock);
-    if (paused)
+    if (qp_stream_paused(s))
         s->last_upstream_ms = now; /* a slow caller is not an idle upstream */
     if (req->in_transfer && now - s->last_upstream_ms >= fw->cfg.stream_idle_timeout_ms) {
         char msg[160];
@@ -783,9 +622,7 @@ on_stream_timer(struct qp_loop_timer *t)
         return;
     }
     if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms) {
-        qk_buf_reset(&s->scratch);
-        if (qk_buf_append_str(&s->scratch, ": keep-alive\n\n") == QK_OK)
-            stream_push(req, &s->scratch);
+        qp_stream_keepalive(s);
         s->last_out_ms = now;
     }
     stream_arm_timer(fw, req);
@@ -795,63 +632,47 @@ on_stream_timer(struct qp_loop_timer *t)
 static void
 stream_notice(struct qp_forwarder *fw, struct qp_request *req)
 {
-    struct qp_stream *s = &req->st;
-    pthread_mutex_lock(&s->lock);
-    s->notice_posted = false;
-    bool active = s->loop_active;
-    bool gone = s->client_gone;
-    bool resume = s->paused && qk_buf_len(&s->out) <= QP_STREAM_BUFFER / 2;
-    if (resume && !gone)
-        s->paused = false;
-    pthread_mutex_unlock(&s->lock);
-    if (active && gone) {
+    struct qp_stream_notice n = qp_stream_take_notice(&req->st);
+    if (n.live && n.gone) {
         stream_client_gone(fw, req);
-    } else if (active && resume && req->in_transfer) {
-        s->last_upstream_ms = qk_now_ms();
+    } else if (n.live && n.resume && req->in_transfer) {
+        req->st.last_upstream_ms = qk_now_ms();
         curl_easy_pause(req->xfer.easy, CURLPAUSE_CONT);
     }
     qp_request_unref(req); /* the notice's reference */
 }
 
-/* Reads what the normalizer needs from the caller's body. */
+/* Readies the relay of a streamed chat request (its first post). */
 static void
-stream_prepare(struct qp_request *req)
+stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
 {
     struct qp_stream *s = &req->st;
     s->timer.fire = on_stream_timer;
     s->watch.fire = on_stream_watch;
-    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    s->incremental = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "incremental_output"));
-    snprintf(s->model, sizeof(s->model), "%s", cJSON_IsString(model) ? model->valuestring : "");
-    cJSON_Delete(root);
+    qp_stream_bind(s, req->conn, fw->loop, qk_buf_ptr(&req->body), qk_buf_len(&req->body));
 }
 
-/* Fresh per-attempt stream state; false when out of memory. */
-static bool
-stream_new_attempt(struct qp_request *req)
+/* ---- one upstream transfer ---------------------------------------------------------- */
+
+/* The plan of @p req's route (dialect.h). */
+static const struct qp_dialect_plan *
+plan_of(const struct qp_forwarder *fw, const struct qp_request *req)
 {
-    struct qp_stream *s = &req->st;
-    char id[96];
-    snprintf(id, sizeof(id), "chatcmpl-%s", req->request_id);
-    qp_sse_norm_free(s->norm);
-    s->norm = qp_sse_norm_new(s->incremental, s->model, id, (long long)time(NULL));
-    s->sse_known = s->sse = s->inband = s->bad_event = s->norm_finished = false;
-    s->inband_msg[0] = '\0';
-    s->unusable[0] = '\0';
-    qk_buf_reset(&s->pending);
-    return s->norm != NULL;
+    return req->route == QP_ROUTE_MODELS ? &fw->cfg.dialect->models : &fw->cfg.dialect->chat;
 }
-
-/* ---- one attempt ------------------------------------------------------------------ */
 
 static size_t
 on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct qp_request *req = userdata;
     size_t n = size * nmemb;
-    if (req->stream && req->route == QP_ROUTE_CHAT && stream_attempt_is_sse(req))
-        return stream_on_body(req, ptr, n);
+    if (is_streamed(req)) {
+        long status = 0;
+        if (!req->st.sse_known)
+            curl_easy_getinfo(req->xfer.easy, CURLINFO_RESPONSE_CODE, &status);
+        if (stream_attempt_is_sse(req, status))
+            return stream_on_body(req, ptr, n);
+    }
     if (qk_buf_append(&req->attempt_body, ptr, n) != QK_OK) {
         req->attempt_too_big = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -884,6 +705,134 @@ on_header(char *ptr, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
+/* The full URL of the plan step @p st (join of the base, the path and its query) into
+ * @p url. */
+static enum qk_err
+step_url(const struct qp_forwarder *fw, const struct qp_request *req,
+         const struct qp_dialect_step *st, struct qk_buf *url)
+{
+    size_t n = strlen(fw->upstream);
+    while (n && fw->upstream[n - 1] == '/')
+        n--;
+    enum qk_err rc = qk_buf_appendf(url, "%.*s%s", (int)n, fw->upstream, st->path);
+    if (rc == QK_OK && st->add_query)
+        rc = st->add_query(&req->plan, url);
+    return rc;
+}
+
+/* Sets what the step @p st sends: the caller's body, or the one the step makes. */
+static enum qk_err
+step_upload(struct qp_request *req, const struct qp_dialect_step *st)
+{
+    req->upload = &req->body;
+    req->upload_off = 0;
+    if (!st->make_body)
+        return QK_OK;
+    qk_buf_free(&req->step_body);
+    qk_buf_init(&req->step_body, QP_LIMIT_UPSTREAM_BODY);
+    req->upload = &req->step_body;
+    return st->make_body(&req->body, &req->plan, &req->step_body);
+}
+
+/* @return how long a transfer starting at @p now may take: the upstream timeout, or what
+ * is left of the request's deadline. */
+static int64_t
+transfer_limit(const struct qp_forwarder *fw, const struct qp_request *req, int64_t now)
+{
+    int64_t limit = fw->cfg.upstream_timeout_ms;
+    if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
+        limit = req->deadline_ms - now;
+    return limit;
+}
+
+/* Sets the options of the transfer of plan step @p st on @p easy. */
+static void
+transfer_options(struct qp_request *req, CURL *easy, const struct qp_dialect_step *st,
+                 const char *url, int64_t limit)
+{
+    curl_easy_setopt(easy, CURLOPT_URL, url); /* libcurl copies it */
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->upstream_headers);
+    if (!QP_MUTANT(client_resends)) {
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+    }
+    if (strcmp(st->method, "POST") == 0) {
+        /* The body comes from a read callback that cannot rewind, so libcurl could not
+         * re-send it by itself even without on_prereq. */
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        if (QP_MUTANT(client_resends))
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
+        else {
+            curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
+            curl_easy_setopt(easy, CURLOPT_READDATA, req);
+        }
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qk_buf_len(req->upload));
+    } else {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    if (!is_streamed(req))
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)limit);
+    /* A stream has no total cap (SSE-10): the attempt limit runs until its first event
+     * (st.timer), then the idle timeout does. */
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(limit < 10000 ? limit : 10000));
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->last_error);
+}
+
+/*
+ * Creates and starts the transfer of the current plan step, limited to @p limit ms (the
+ * first step of an attempt counts the attempt). @return false with req->resp set to the
+ * cause when it could not.
+ */
+static bool
+start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
+{
+    const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
+    struct qk_buf url;
+    qk_buf_init(&url, strlen(fw->upstream) + strlen(st->path) + QP_LIMIT_STEP_QUERY);
+    CURL *easy = curl_easy_init();
+    if (!easy || step_url(fw, req, st, &url) != QK_OK || step_upload(req, st) != QK_OK) {
+        if (easy)
+            curl_easy_cleanup(easy);
+        qk_buf_free(&url);
+        qp_response_error(&req->resp, 502, "Could not create an upstream transfer.", NULL,
+                          "internal_error");
+        return false;
+    }
+    curl_slist_free_all(req->attempt_headers);
+    req->attempt_headers = NULL;
+    qk_buf_free(&req->attempt_body);
+    qk_buf_init(&req->attempt_body, QP_LIMIT_UPSTREAM_BODY);
+    req->attempt_too_big = false;
+    req->attempt_requests = 0;
+    req->last_error[0] = '\0';
+    req->st.sse_known = req->st.sse = false;
+    transfer_options(req, easy, st, qk_buf_ptr(&url), limit);
+    qk_buf_free(&url);
+
+    req->xfer.easy = easy;
+    req->xfer.done = on_attempt_done;
+    if (req->plan_step == 0)
+        req->attempts++;
+    if (qp_loop_add(fw->loop, &req->xfer) != QK_OK) {
+        curl_easy_cleanup(easy);
+        req->xfer.easy = NULL;
+        qp_response_error(&req->resp, 502, "Could not start an upstream transfer.", NULL,
+                          "internal_error");
+        return false;
+    }
+    req->in_transfer = true;
+    return true;
+}
+
+/* ---- one attempt: classify, conclude ------------------------------------------------ */
+
 static enum qp_transport
 transport_of(CURLcode rc, bool too_big)
 {
@@ -903,28 +852,17 @@ transport_of(CURLcode rc, bool too_big)
     }
 }
 
-static void
-on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
+static bool
+is_last_step(const struct qp_forwarder *fw, const struct qp_request *req)
 {
-    struct qp_request *req = QP_CONTAINER_OF(t, struct qp_request, xfer);
-    struct qp_forwarder *fw = req->fw;
+    return req->plan_step + 1 >= plan_of(fw, req)->len;
+}
+
+/* The facts of the transfer that just ended, for the retry policy (req->last). */
+static void
+classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, long status)
+{
     struct qp_attempt_facts *f = &req->last;
-    long status = 0;
-
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(t->easy);
-    t->easy = NULL;
-    req->in_transfer = false;
-
-    struct qp_stream *s = &req->st;
-    bool streamed = req->stream && req->route == QP_ROUTE_CHAT;
-    if (streamed && s->started) {
-        stream_upstream_done(fw, req, rc, status);
-        return;
-    }
-    if (streamed)
-        qp_loop_timer_cancel(fw->loop, &s->timer);
-
     memset(f, 0, sizeof(*f));
     f->transport = transport_of(rc, req->attempt_too_big);
     /* libcurl wanted to send the request again (on_prereq refused, or read_body cannot
@@ -940,18 +878,55 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         f->transport == QP_TRANSPORT_OK
             ? qp_retry_after_parse(header_value(req->attempt_headers, "Retry-After"), time(NULL))
             : -1;
-    if (req->route == QP_ROUTE_MODELS && f->transport == QP_TRANSPORT_OK && status >= 200 &&
-        status <= 299 && !f->html)
+    if (req->route == QP_ROUTE_MODELS && is_last_step(fw, req) && f->transport == QP_TRANSPORT_OK &&
+        status >= 200 && status <= 299 && !f->html)
         f->body_unusable =
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
-    if (streamed && !s->sse_known && f->transport == QP_TRANSPORT_OK) {
-        /* No body byte came, so the kind of answer was never looked at. */
-        s->sse = status >= 200 && status <= 299 && ctype &&
-                 strncasecmp(ctype, "text/event-stream", 17) == 0;
-        s->sse_known = true;
+}
+
+/*
+ * A step that is not its plan's last ended: when it succeeded, its answer feeds the next
+ * step, whose transfer starts. @return true when the attempt goes on (or ended here for
+ * want of a transfer); false when the attempt's outcome is the facts in req->last.
+ */
+static bool
+advance_plan(struct qp_forwarder *fw, struct qp_request *req)
+{
+    if (is_last_step(fw, req))
+        return false;
+    struct qp_attempt_facts *f = &req->last;
+    if (f->transport != QP_TRANSPORT_OK || f->status < 200 || f->status > 299 || f->html)
+        return false; /* the step's failure is the attempt's */
+    const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
+    if (!st->take_answer(&req->plan, qk_buf_ptr(&req->attempt_body),
+                         qk_buf_len(&req->attempt_body))) {
+        f->body_unusable = true;
+        return false;
     }
-    if (streamed && !s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 &&
-        status <= 299 && !f->html && !QP_MUTANT(relay_non_sse_200)) {
+    req->plan_step++;
+    int64_t limit = transfer_limit(fw, req, qk_now_ms());
+    if (limit <= 0)
+        respond_gave_up(fw, req, true);
+    if (limit <= 0 || !start_transfer(fw, req, limit))
+        conclude(fw, req);
+    return true;
+}
+
+/*
+ * The stream facts of a streamed attempt that ended before the start (SSE-13, SSE-16,
+ * SSE-17). @return true when the attempt turned out to be a whole, clean stream, which
+ * was committed and closed here.
+ */
+static bool
+classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long status)
+{
+    struct qp_stream *s = &req->st;
+    struct qp_attempt_facts *f = &req->last;
+    const char *ctype = header_value(req->attempt_headers, "Content-Type");
+    if (f->transport == QP_TRANSPORT_OK)
+        (void)stream_attempt_is_sse(req, status); /* no body byte came: look now */
+    if (!s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 && !f->html &&
+        !QP_MUTANT(relay_non_sse_200)) {
         /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
          * payload instead is a failed attempt, retried like a 500. */
         snprintf(s->unusable, sizeof(s->unusable),
@@ -959,70 +934,84 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
                  ctype ? ctype : "without a Content-Type");
         f->body_unusable = true;
     }
-    if (streamed && s->sse_known && s->sse) {
-        if (s->inband || s->bad_event) {
-            /* An event stream that failed before its first chunk: a retryable glitch
-             * (SSE-13), however libcurl ended after we stopped reading. */
-            f->transport = QP_TRANSPORT_OK;
-            f->status = status;
-            f->body_unusable = true;
-        } else if (f->transport == QP_TRANSPORT_OK &&
-                   qp_sse_norm_end(s->norm) != QP_SSE_END_CLEAN) {
-            /* SSE-17: no event at all (gzip, HTML, junk), or the only events cut short:
-             * nothing reached the caller, so it is a failed attempt, retried like a 500. */
-            snprintf(s->unusable, sizeof(s->unusable), "last upstream event stream %s",
-                     qp_sse_norm_end(s->norm) == QP_SSE_END_CUT ? "ended inside an event"
-                                                                : "carried no event");
-            f->transport = QP_TRANSPORT_OK;
-            f->status = status;
-            f->body_unusable = true;
-        } else if (f->transport == QP_TRANSPORT_OK) {
-            /* A clean end whose events (if any) only completed now. */
-            if (qp_sse_norm_finish(s->norm, true, NULL, &s->pending) == QK_OK) {
-                s->norm_finished = true;
-                stream_start(fw, req);
-                stream_close(fw, req, true, NULL);
-                return;
-            }
-            f->body_unusable = true;
+    if (!s->sse_known || !s->sse)
+        return false;
+    if (s->inband || s->bad_event) {
+        /* An event stream that failed before its first chunk: a retryable glitch
+         * (SSE-13), however libcurl ended after we stopped reading. */
+        f->transport = QP_TRANSPORT_OK;
+        f->status = status;
+        f->body_unusable = true;
+    } else if (f->transport == QP_TRANSPORT_OK && qp_sse_norm_end(s->norm) != QP_SSE_END_CLEAN) {
+        /* SSE-17: no event at all (gzip, HTML, junk), or the only events cut short:
+         * nothing reached the caller, so it is a failed attempt, retried like a 500. */
+        snprintf(s->unusable, sizeof(s->unusable), "last upstream event stream %s",
+                 qp_sse_norm_end(s->norm) == QP_SSE_END_CUT ? "ended inside an event"
+                                                            : "carried no event");
+        f->transport = QP_TRANSPORT_OK;
+        f->status = status;
+        f->body_unusable = true;
+    } else if (f->transport == QP_TRANSPORT_OK) {
+        /* A clean end whose events (if any) only completed now. */
+        if (qp_sse_norm_finish(s->norm, true, NULL, &s->pending) == QK_OK) {
+            s->norm_finished = true;
+            stream_start(fw, req);
+            stream_close(fw, req, true, NULL);
+            return true;
         }
+        f->body_unusable = true;
     }
+    return false;
+}
 
+/* Mutant cache_chat / cache_errors: stores what the real proxy never caches. */
+static void
+mutant_cache_put(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
+{
+    if (qp_cache_put(fw->cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
+                     qk_buf_len(&req->attempt_body), now) != QK_OK)
+        fprintf(stderr, "qwen-proxy: cache: out of memory\n");
+}
+
+/* The attempt succeeded: the answer goes to the caller (and a model list to the cache). */
+static void
+conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
+{
+    if (req->route == QP_ROUTE_MODELS) {
+        const char *raw = qk_buf_ptr(&req->attempt_body);
+        size_t len = qk_buf_len(&req->attempt_body);
+        if (!QP_MUTANT(no_cache) &&
+            qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
+            fprintf(stderr, "qwen-proxy: model-list cache: out of memory\n");
+        models_land(fw, req, raw, len, QP_MARK_MISS);
+        return;
+    }
+    if (QP_MUTANT(cache_chat) && req->has_cache_key)
+        mutant_cache_put(fw, req, now);
+    respond_chat_success(req);
+    finish(fw, req);
+}
+
+/* The policy's verdict on the attempt in req->last: retry later, or the final answer. */
+static void
+conclude_attempt(struct qp_forwarder *fw, struct qp_request *req)
+{
+    const struct qp_attempt_facts *f = &req->last;
     int64_t now = qk_now_ms();
     struct qp_decision d = qp_retry_decide(&fw->cfg.policy, f, req->attempts, now, req->deadline_ms,
                                            qp_loop_random(fw->loop));
     bool models = req->route == QP_ROUTE_MODELS;
-
     if (d.next == QP_NEXT_RETRY) {
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + d.delay_ms);
         return;
     }
     if (d.next == QP_NEXT_SUCCESS) {
-        if (models) {
-            const char *raw = qk_buf_ptr(&req->attempt_body);
-            size_t len = qk_buf_len(&req->attempt_body);
-            if (!QP_MUTANT(no_cache) &&
-                qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
-                fprintf(stderr, "qwen-proxy: model-list cache: out of memory\n");
-            models_land(fw, req, raw, len, QP_MARK_MISS);
-            return;
-        }
-        if (QP_MUTANT(cache_chat) && req->has_cache_key) {
-            if (qp_cache_put(fw->cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
-                             qk_buf_len(&req->attempt_body), now) != QK_OK)
-                fprintf(stderr, "qwen-proxy: cache: out of memory\n");
-        }
-        respond_chat_success(req);
-        finish(fw, req);
+        conclude_success(fw, req, now);
         return;
     }
-
     /* A final failure. Failures are never cached (CACHE-3). */
-    if (models && QP_MUTANT(cache_errors)) {
-        if (qp_cache_put(fw->cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
-                         qk_buf_len(&req->attempt_body), now) != QK_OK)
-            fprintf(stderr, "qwen-proxy: cache: out of memory\n");
-    }
+    if (models && QP_MUTANT(cache_errors))
+        mutant_cache_put(fw, req, now);
     if (d.next == QP_NEXT_RELAY) {
         if (models && f->transport == QP_TRANSPORT_OK && f->status == 401)
             qp_cache_evict(fw->cache, req->flight_key); /* revoked: forget its list */
@@ -1032,10 +1021,34 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
             return;
         respond_gave_up(fw, req, d.next == QP_NEXT_DEADLINE);
     }
-    if (models)
-        models_land(fw, req, NULL, 0, QP_MARK_MISS);
-    else
-        finish(fw, req);
+    conclude(fw, req);
+}
+
+static void
+on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
+{
+    struct qp_request *req = QP_CONTAINER_OF(t, struct qp_request, xfer);
+    struct qp_forwarder *fw = req->fw;
+    long status = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(t->easy);
+    t->easy = NULL;
+    req->in_transfer = false;
+
+    bool streamed = is_streamed(req);
+    if (streamed && qp_stream_started(&req->st)) {
+        stream_upstream_done(fw, req, rc, status);
+        return;
+    }
+    classify_transfer(fw, req, rc, status);
+    if (advance_plan(fw, req))
+        return;
+    if (streamed) {
+        qp_loop_timer_cancel(fw->loop, &req->st.timer);
+        if (classify_stream_attempt(fw, req, status))
+            return;
+    }
+    conclude_attempt(fw, req);
 }
 
 /* Mutant drop_unknown_fields: the body sent upstream keeps only the fields the proxy
@@ -1092,12 +1105,13 @@ static bool
 another_stream_open(const struct qp_forwarder *fw, const struct qp_request *req)
 {
     for (const struct qp_request *r = fw->active; r; r = r->active_next) {
-        if (r != req && r->stream && r->route == QP_ROUTE_CHAT && r->in_transfer)
+        if (r != req && is_streamed(r) && r->in_transfer)
             return true;
     }
     return false;
 }
 
+/* Starts an attempt: the first transfer of the route's plan (dialect.h). */
 static void
 start_attempt(struct qp_forwarder *fw, struct qp_request *req)
 {
@@ -1106,105 +1120,86 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + 20);
         return;
     }
-    int64_t limit = fw->cfg.upstream_timeout_ms;
-    if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
-        limit = req->deadline_ms - now;
-    if (limit <= 0 && !req->st.started) {
+    int64_t limit = transfer_limit(fw, req, now);
+    bool started = qp_stream_started(&req->st);
+    if (limit <= 0 && !started) {
         respond_gave_up(fw, req, true);
-        if (req->route == QP_ROUTE_MODELS)
-            models_land(fw, req, NULL, 0, QP_MARK_MISS);
-        else
-            finish(fw, req);
+        conclude(fw, req);
         return;
-    }
-
-    CURL *easy = curl_easy_init();
-    if (!easy) {
-        qp_response_error(&req->resp, 502, "Could not create an upstream transfer.", NULL,
-                          "internal_error");
-        goto fail;
     }
     if (QP_MUTANT(retry_changes_body) && req->attempts > 0 && req->route == QP_ROUTE_CHAT)
         mutate_body(req);
-
-    bool streamed = req->stream && req->route == QP_ROUTE_CHAT;
-    if (streamed && !stream_new_attempt(req)) {
-        curl_easy_cleanup(easy);
+    bool streamed = is_streamed(req);
+    req->plan_step = 0;
+    memset(&req->plan, 0, sizeof(req->plan));
+    if (streamed && !qp_stream_new_attempt(&req->st, fw->cfg.dialect->stream_decoder, req->request_id)) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
-        goto fail;
-    }
-    curl_slist_free_all(req->attempt_headers);
-    req->attempt_headers = NULL;
-    qk_buf_free(&req->attempt_body);
-    qk_buf_init(&req->attempt_body, QP_LIMIT_UPSTREAM_BODY);
-    req->attempt_too_big = false;
-    req->attempt_requests = 0;
-    req->last_error[0] = '\0';
-
-    curl_easy_setopt(easy, CURLOPT_URL,
-                     req->route == QP_ROUTE_MODELS ? fw->models_url : fw->chat_url);
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->upstream_headers);
-    if (!QP_MUTANT(client_resends)) {
-        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
-        curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
-    }
-    if (req->route == QP_ROUTE_CHAT) {
-        /* The body comes from a read callback that cannot rewind, so libcurl could not
-         * re-send it by itself even without on_prereq. */
-        req->upload_off = 0;
-        curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        if (QP_MUTANT(client_resends))
-            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(&req->body));
-        else {
-            curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
-            curl_easy_setopt(easy, CURLOPT_READDATA, req);
+    } else if (start_transfer(fw, req, limit)) {
+        if (streamed && !started) {
+            if (QP_MUTANT(stream_200_on_failure))
+                stream_start(fw, req); /* commits the 200 before anything came back */
+            else
+                qp_loop_timer_arm(fw->loop, &req->st.timer, now + limit);
         }
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qk_buf_len(&req->body));
-    } else {
-        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+        return;
     }
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    if (!streamed)
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)limit);
-    /* A stream has no total cap (SSE-10): the attempt limit runs until its first event
-     * (st.timer), then the idle timeout does. */
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(limit < 10000 ? limit : 10000));
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->last_error);
-
-    req->xfer.easy = easy;
-    req->xfer.done = on_attempt_done;
-    req->attempts++;
-    if (qp_loop_add(fw->loop, &req->xfer) != QK_OK) {
-        curl_easy_cleanup(easy);
-        req->xfer.easy = NULL;
-        qp_response_error(&req->resp, 502, "Could not start an upstream transfer.", NULL,
-                          "internal_error");
-        goto fail;
-    }
-    req->in_transfer = true;
-    if (streamed && !req->st.started) {
-        if (QP_MUTANT(stream_200_on_failure))
-            stream_start(fw, req); /* commits the 200 before anything came back */
-        else
-            qp_loop_timer_arm(fw->loop, &req->st.timer, now + limit);
-    }
-    return;
-fail:
-    if (req->route == QP_ROUTE_MODELS)
-        models_land(fw, req, NULL, 0, QP_MARK_MISS);
-    else if (req->st.started)
+    if (started)
         stream_close(fw, req, false, "Could not start an upstream transfer.");
     else
-        finish(fw, req);
+        conclude(fw, req);
 }
 
 /* ---- entry points ----------------------------------------------------------------- */
+
+/* A model-list request: a fresh cache entry answers it, or it joins the flight of the same
+ * credential. @return true when it needs no attempt of its own. */
+static bool
+models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
+{
+    req->flight_key = models_key(req);
+    req->has_cache_key = true;
+    req->cache = QP_MARK_MISS;
+    char *body = NULL;
+    size_t len = 0;
+    enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
+    if (!QP_MUTANT(no_cache) &&
+        qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
+        respond_models(req, body, len, QP_MARK_HIT);
+        finish(fw, req);
+        return true;
+    }
+    enum qp_flight_role role = QP_MUTANT(no_single_flight)
+                                   ? QP_FLIGHT_ALONE
+                                   : qp_flight_join(fw->flights, req->flight_key, req);
+    if (role == QP_FLIGHT_JOINED)
+        return true; /* the leader's answer will complete it */
+    req->leads_flight = role == QP_FLIGHT_LEAD;
+    return false;
+}
+
+/* Mutant cache_chat: a chat answer is served from the cache. @return true on a hit. */
+static bool
+mutant_chat_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
+{
+    struct qk_buf k;
+    qk_buf_init(&k, SIZE_MAX / 2);
+    if (qk_buf_appendf(&k, "%s\n%s", req->authorization ? req->authorization : "",
+                       qk_buf_ptr(&req->body)) == QK_OK) {
+        req->flight_key = qp_key_of(qk_buf_ptr(&k), qk_buf_len(&k));
+        req->has_cache_key = true;
+    }
+    qk_buf_free(&k);
+    char *body = NULL;
+    size_t len = 0;
+    if (req->has_cache_key && qp_cache_get(fw->cache, req->flight_key, now, QP_CACHE_BODY, &body,
+                                           &len) == QP_CACHE_FRESH) {
+        qp_response_take_body(&req->resp, 200, body, len, "application/json");
+        req->cache = QP_MARK_HIT;
+        finish(fw, req);
+        return true;
+    }
+    return false;
+}
 
 void
 qp_forward_on_post(void *ctx, void *item)
@@ -1220,53 +1215,19 @@ qp_forward_on_post(void *ctx, void *item)
     req->fw = fw;
     if (QP_MUTANT(drop_unknown_fields) && req->route == QP_ROUTE_CHAT)
         drop_unknown_fields(req);
-    if (req->stream && req->route == QP_ROUTE_CHAT) {
-        stream_prepare(req);
+    if (is_streamed(req)) {
+        stream_prepare(fw, req);
         if (!QP_MUTANT(retry_after_caller_left))
-            stream_watch_caller(fw, req); /* a caller gone before the start ends it (SSE-18) */
+            qp_stream_watch_caller(&req->st); /* a caller gone before the start ends it (SSE-18) */
     }
     req->deadline_ms = req->started_ms + fw->cfg.deadline_ms;
     req->retry_timer.fire = on_retry_timer;
     active_add(fw, req);
 
-    if (req->route == QP_ROUTE_MODELS) {
-        req->flight_key = models_key(req);
-        req->has_cache_key = true;
-        req->cache = QP_MARK_MISS;
-        char *body = NULL;
-        size_t len = 0;
-        enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
-        if (!QP_MUTANT(no_cache) &&
-            qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
-            respond_models(req, body, len, QP_MARK_HIT);
-            finish(fw, req);
-            return;
-        }
-        enum qp_flight_role role = QP_MUTANT(no_single_flight)
-                                       ? QP_FLIGHT_ALONE
-                                       : qp_flight_join(fw->flights, req->flight_key, req);
-        if (role == QP_FLIGHT_JOINED)
-            return; /* the leader's answer will complete it */
-        req->leads_flight = role == QP_FLIGHT_LEAD;
-    } else if (QP_MUTANT(cache_chat)) {
-        struct qk_buf k;
-        qk_buf_init(&k, SIZE_MAX / 2);
-        if (qk_buf_appendf(&k, "%s\n%s", req->authorization ? req->authorization : "",
-                           qk_buf_ptr(&req->body)) == QK_OK) {
-            req->flight_key = qp_key_of(qk_buf_ptr(&k), qk_buf_len(&k));
-            req->has_cache_key = true;
-        }
-        qk_buf_free(&k);
-        char *body = NULL;
-        size_t len = 0;
-        if (req->has_cache_key && qp_cache_get(fw->cache, req->flight_key, now, QP_CACHE_BODY,
-                                               &body, &len) == QP_CACHE_FRESH) {
-            qp_response_take_body(&req->resp, 200, body, len, "application/json");
-            req->cache = QP_MARK_HIT;
-            finish(fw, req);
-            return;
-        }
-    }
+    if (req->route == QP_ROUTE_MODELS && models_lookup(fw, req, now))
+        return;
+    if (req->route != QP_ROUTE_MODELS && QP_MUTANT(cache_chat) && mutant_chat_lookup(fw, req, now))
+        return;
     start_attempt(fw, req);
 }
 
@@ -1278,16 +1239,10 @@ qp_forward_on_stop(void *ctx)
         struct qp_request *req = fw->active;
         qp_loop_timer_cancel(fw->loop, &req->retry_timer);
         qp_loop_timer_cancel(fw->loop, &req->st.timer);
-        if (req->st.started) {
-            drop_transfer(fw, req);
+        drop_transfer(fw, req);
+        if (qp_stream_started(&req->st)) {
             stream_close(fw, req, false, "The proxy is shutting down.");
             continue;
-        }
-        if (req->in_transfer) {
-            qp_loop_remove(fw->loop, &req->xfer);
-            curl_easy_cleanup(req->xfer.easy);
-            req->xfer.easy = NULL;
-            req->in_transfer = false;
         }
         qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");
         finish(fw, req);
@@ -1305,16 +1260,14 @@ qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out)
     int64_t ttl = QP_MUTANT(cache_never_expires) ? INT64_MAX / 4 : cfg->cache_ttl_ms;
     size_t max = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_entries;
     size_t max_bytes = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_bytes;
-    fw->models_url = strdup(cfg->models_url);
-    fw->chat_url = strdup(cfg->chat_url);
+    fw->upstream = strdup(cfg->upstream);
     fw->cache = qp_cache_new(max, max_bytes, ttl, cfg->stale_grace_ms, qp_models_openai);
     fw->flights = qp_flights_new();
-    if (!fw->models_url || !fw->chat_url || !fw->cache || !fw->flights) {
+    if (!fw->upstream || !fw->cache || !fw->flights) {
         qp_forwarder_free(fw);
         return QK_NOMEM;
     }
-    fw->cfg.models_url = fw->models_url;
-    fw->cfg.chat_url = fw->chat_url;
+    fw->cfg.upstream = fw->upstream;
     *out = fw;
     return QK_OK;
 }
@@ -1332,7 +1285,6 @@ qp_forwarder_free(struct qp_forwarder *fw)
         return;
     qp_cache_free(fw->cache);
     qp_flights_free(fw->flights);
-    free(fw->models_url);
-    free(fw->chat_url);
+    free(fw->upstream);
     free(fw);
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dialect.h"
 #include "loop.h"
 #include "qwenkit/common.h"
 #include "request.h"
@@ -35,8 +36,8 @@ typedef void (*qp_forward_stream_fn)(struct qp_request *req);
 
 /** Settings of a forwarder; strings are copied. */
 struct qp_forward_config {
-    const char *models_url; /**< full upstream URL of the model list */
-    const char *chat_url;   /**< full upstream URL of chat completions */
+    const char *upstream;              /**< base URL; the dialect's paths are appended */
+    const struct qp_dialect *dialect;  /**< the upstream API (dialect.h), borrowed: static */
     struct qp_retry_policy policy;
     int64_t cache_ttl_ms;
     size_t cache_max_entries;

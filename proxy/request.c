@@ -6,7 +6,6 @@
 
 #include "apierror.h"
 #include "mutant.h"
-#include "sse_norm.h"
 
 void
 qp_response_clear(struct qp_response *r)
@@ -91,12 +90,8 @@ qp_request_new(void)
     req->started_ms = qk_now_ms();
     qk_buf_init(&req->body, 0);
     qk_buf_init(&req->attempt_body, 0);
-    pthread_mutex_init(&req->st.lock, NULL);
-    qk_buf_init(&req->st.out, QP_STREAM_BUFFER_CAP);
-    qk_buf_init(&req->st.pending, QP_STREAM_BUFFER_CAP);
-    qk_buf_init(&req->st.scratch, QP_STREAM_BUFFER_CAP);
-    req->st.fd = -1;
-    req->st.watch.fd = -1;
+    qk_buf_init(&req->step_body, 0);
+    qp_stream_init(&req->st);
     return req;
 }
 
@@ -116,11 +111,8 @@ qp_request_unref(struct qp_request *req)
     curl_slist_free_all(req->upstream_headers);
     curl_slist_free_all(req->attempt_headers);
     qk_buf_free(&req->attempt_body);
+    qk_buf_free(&req->step_body);
     qp_response_clear(&req->resp);
-    qp_sse_norm_free(req->st.norm);
-    qk_buf_free(&req->st.out);
-    qk_buf_free(&req->st.pending);
-    qk_buf_free(&req->st.scratch);
-    pthread_mutex_destroy(&req->st.lock);
+    qp_stream_release(&req->st);
     free(req);
 }

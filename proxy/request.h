@@ -12,75 +12,22 @@
 #define QP_REQUEST_H
 
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dialect.h"
 #include "key.h"
 #include "loop.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
 #include "retry.h"
+#include "stream.h"
 
 struct MHD_Connection;
 struct qk_proxy;
 struct qp_forwarder;
-struct qp_sse_norm;
-
-/**
- * Soft bound of a stream's caller-ready bytes (SSE-11): at or above it the upstream
- * transfer is paused (CURL_WRITEFUNC_PAUSE) until the caller has read it down to half.
- * One upstream write (at most CURL_MAX_WRITE_SIZE, 16 KiB, normalized) may land on top,
- * so a stream never holds much more than 64 KiB + what 16 KiB of upstream bytes become.
- */
-#ifndef QP_STREAM_BUFFER /* overridable only to exercise the pause path in tests */
-#define QP_STREAM_BUFFER (64u * 1024u)
-#endif
-/** Hard cap of the same buffer, a safety net far above what the pause allows. It is
- *  twice the longest answer the normalizer accepts (16 MiB), so even a relay that held a
- *  whole answer back (the buffer_stream and unbounded_stream_buffer mutants) fits. */
-#define QP_STREAM_BUFFER_CAP (32u * 1024u * 1024u)
-
-/**
- * The relay of a streamed completion (SSE-*). The loop thread produces caller-ready
- * SSE bytes into `out`; libmicrohttpd's content reader (a server thread) consumes them.
- * Fields under `lock` are shared; the rest belong to the loop thread.
- */
-struct qp_stream {
-    pthread_mutex_t lock;
-    /* Under lock. */
-    struct qk_buf out;  /**< caller-ready bytes not yet handed to libmicrohttpd */
-    bool finished;      /**< nothing more will be appended to out */
-    bool suspended;     /**< the reader suspended the connection; resume on new bytes */
-    bool client_gone;   /**< the caller left: the reader ends with an error */
-    bool paused;        /**< the upstream transfer is paused (out was full) */
-    bool notice_posted; /**< a notice (unpause, client gone) is queued to the loop */
-    bool loop_active;   /**< the loop still relays this stream (holds its reference) */
-    bool fd_armed;      /**< the caller's socket is in the loop's epoll set */
-    int fd;             /**< the caller's socket */
-
-    /* Loop thread only. */
-    bool started;        /**< the 200 was committed; nothing is retried any more */
-    bool incremental;    /**< the request asked for incremental_output */
-    bool sse_known, sse; /**< the current attempt answers 2xx text/event-stream */
-    bool inband;         /**< the attempt opened with an in-band failure (SSE-13) */
-    bool bad_event;      /**< the attempt sent an event that is not a JSON chunk */
-    bool norm_finished;  /**< qp_sse_norm_finish() already ran for this attempt */
-    bool gone_handled;   /**< the caller's departure was acted upon */
-    char inband_msg[256];
-    char unusable[160];  /**< why the attempt's 2xx was no usable stream (SSE-16, SSE-17) */
-    char model[128];
-    struct qp_sse_norm *norm;   /**< the current attempt's normalizer */
-    struct qk_buf pending;      /**< normalized bytes of an attempt not yet started */
-    struct qk_buf scratch;      /**< normalized bytes on their way to out */
-    int64_t attempt_due_ms;     /**< before the start: the attempt's time limit */
-    int64_t last_upstream_ms;   /**< last upstream bytes (idle timeout, SSE-10) */
-    int64_t last_out_ms;        /**< last bytes given to the caller (keep-alive) */
-    struct qp_loop_timer timer; /**< attempt limit, then idle timeout and keep-alive */
-    struct qp_loop_watch watch; /**< hang-up of the caller's socket (SSE-9) */
-};
 
 /** @return the struct of type @p type that holds @p ptr in its field @p member. */
 #define QP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -171,8 +118,12 @@ struct qp_request {
     struct qp_loop_timer retry_timer;
     struct curl_slist *attempt_headers; /**< response headers of the current attempt */
     struct qk_buf attempt_body;
-    size_t upload_off;                /**< bytes of `body` the current attempt has sent */
-    unsigned attempt_requests;        /**< requests libcurl began for the current attempt */
+    unsigned plan_step;          /**< the dialect plan's step the transfer runs */
+    struct qp_plan_state plan;   /**< what the attempt's earlier steps learned */
+    struct qk_buf step_body;     /**< the body of a step that makes its own (dialect.h) */
+    const struct qk_buf *upload; /**< what the current transfer sends: body or step_body */
+    size_t upload_off;           /**< bytes of `upload` the current transfer has sent */
+    unsigned attempt_requests;   /**< requests libcurl began for the current transfer */
     bool attempt_too_big;
     int64_t deadline_ms;
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */
@@ -185,7 +136,8 @@ struct qp_request {
     struct qp_request *active_prev, *active_next; /**< the loop's list of open exchanges */
 
     /* Streaming: `streaming` is set by the loop before it resumes the connection with a
-     * 200 event stream; server threads read it afterwards. */
+     * 200 event stream; server threads read it afterwards. `st` is the relay (stream.h),
+     * owned by the request. */
     bool streaming;
     struct qp_stream st;
 };

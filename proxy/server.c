@@ -26,6 +26,7 @@
 #include "admission.h"
 #include "apierror.h"
 #include "bearer.h"
+#include "dialect.h"
 #include "docpage.h"
 #include "forward.h"
 #include "headers.h"
@@ -34,6 +35,7 @@
 #include "loop.h"
 #include "mutant.h"
 #include "request.h"
+#include "stream.h"
 #include "validate.h"
 
 struct qk_proxy {
@@ -45,6 +47,7 @@ struct qk_proxy {
     struct qp_admission *adm;
     struct qp_loop *loop;
     struct qp_forwarder *fw;
+    const struct qp_dialect *dialect; /* the upstream's API: Qwen v1 */
     uint16_t port;
     atomic_bool draining;
     MHD_socket quiesced_fd; /* the listening socket once a drain took it from the daemon */
@@ -149,53 +152,17 @@ cache_mark_name(enum qp_cache_mark m)
 
 /* ---- streamed answers (SSE-*) ------------------------------------------------------ */
 
-/* Asks the loop to look at req->st (unpause, client gone). Call with st.lock held. */
-static void
-post_notice_locked(struct qp_request *req)
-{
-    struct qp_stream *s = &req->st;
-    if (!s->loop_active || s->notice_posted)
-        return;
-    s->notice_posted = true;
-    qp_request_ref(req);
-    if (!qp_loop_post(req->proxy->loop, req)) {
-        s->notice_posted = false;
-        qp_request_unref(req); /* never the last: the caller holds one */
-    }
-}
-
 /*
- * libmicrohttpd's content reader of a 200 event stream: copies what the loop produced,
- * or suspends the connection until the loop has more (it resumes it). Runs on a server
- * thread with the response's mutex held; lock order is response -> st.lock -> MHD.
+ * libmicrohttpd's content reader of a 200 event stream: the relay (stream.c) copies what
+ * the loop produced, or suspends the connection until the loop has more. Runs on a server
+ * thread with the response's mutex held (see stream.c for the lock order).
  */
 static ssize_t
 stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos; /* the buffer tracks its own position */
     struct qp_request *req = cls;
-    struct qp_stream *s = &req->st;
-    ssize_t ret = 0;
-    pthread_mutex_lock(&s->lock);
-    size_t have = qk_buf_len(&s->out);
-    bool hold = QP_MUTANT(buffer_stream) && !s->finished;
-    if (s->client_gone) {
-        ret = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else if (have > 0 && !hold) {
-        size_t n = have < max ? have : max;
-        memcpy(buf, qk_buf_ptr(&s->out), n);
-        qk_buf_consume(&s->out, n);
-        if (s->paused && qk_buf_len(&s->out) <= QP_STREAM_BUFFER / 2)
-            post_notice_locked(req); /* SSE-11: let the upstream flow again */
-        ret = (ssize_t)n;
-    } else if (s->finished && !hold) {
-        ret = MHD_CONTENT_READER_END_OF_STREAM;
-    } else {
-        s->suspended = true;
-        MHD_suspend_connection(req->conn);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    return qp_stream_read(&req->st, buf, max);
 }
 
 static void
@@ -848,17 +815,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->streaming) {
         /* Before libmicrohttpd closes the socket: out of the loop's epoll set, and if the
          * loop still relays (the caller left, or the send failed), tell it (SSE-9). */
-        struct qp_stream *s = &req->st;
-        pthread_mutex_lock(&s->lock);
-        if (s->fd_armed) {
-            qp_loop_watch_disarm(px->loop, s->fd);
-            s->fd_armed = false;
-        }
-        if (s->loop_active && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-            s->client_gone = true;
-            post_notice_locked(req);
-        }
-        pthread_mutex_unlock(&s->lock);
+        qp_stream_connection_done(&req->st, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
     struct qp_log_entry e = {
         .request_id = req->request_id,
@@ -878,19 +835,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* ---- start / stop ----------------------------------------------------------------- */
-
-static char *
-join_url(const char *base, const char *path)
-{
-    size_t n = strlen(base);
-    while (n && base[n - 1] == '/')
-        n--;
-    size_t total = n + strlen(path) + 1;
-    char *url = malloc(total);
-    if (url)
-        snprintf(url, total, "%.*s%s", (int)n, base, path);
-    return url;
-}
 
 static void
 proxy_free(struct qk_proxy *px)
@@ -917,7 +861,6 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     enum qk_err rc = QK_START;
     struct qk_proxy *px = NULL;
     struct addrinfo *ai = NULL;
-    char *models_url = NULL, *chat_url = NULL;
     char dummy[8];
     if (!err) {
         err = dummy;
@@ -946,9 +889,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     px->listen_host = strdup(cfg->listen_host);
     px->upstream = strdup(cfg->upstream);
     px->cors_origins = strdup(cfg->cors_origins ? cfg->cors_origins : "");
-    models_url = join_url(cfg->upstream, "/api/models");
-    chat_url = join_url(cfg->upstream, "/api/chat/completions");
-    if (!px->listen_host || !px->upstream || !px->cors_origins || !models_url || !chat_url)
+    px->dialect = &qp_dialect_v1;
+    if (!px->listen_host || !px->upstream || !px->cors_origins)
         goto nomem;
     px->cfg.listen_host = px->listen_host;
     px->cfg.upstream = px->upstream;
@@ -956,8 +898,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     px->cfg.mutant = NULL;
 
     struct qp_forward_config fc = {
-        .models_url = models_url,
-        .chat_url = chat_url,
+        .upstream = px->upstream,
+        .dialect = px->dialect,
         .policy = {cfg->max_retries, cfg->retry_base_ms, cfg->retry_after_cap_ms},
         .cache_ttl_ms = cfg->cache_ttl_ms,
         .cache_max_entries = cfg->cache_max_entries,
@@ -1032,8 +974,6 @@ nomem:
 out:
     if (ai)
         freeaddrinfo(ai);
-    free(models_url);
-    free(chat_url);
     if (rc != QK_OK) {
         proxy_free(px);
         px = NULL;
