@@ -25,6 +25,7 @@
 #include "completion.h"
 #include "flight.h"
 #include "headers.h"
+#include "log.h"
 #include "models.h"
 #include "mutant.h"
 #include "sse_norm.h"
@@ -424,6 +425,15 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
  * is either the normalizer's closing chunk + [DONE] or one error event (stream_close()).
  */
 
+/* Logs the failure of a started stream's upstream (its one attempt, now unrecoverable). */
+static void
+note_stream_cut(const struct qp_forwarder *fw, const struct qp_request *req, const char *why)
+{
+    qp_log_note(fw->cfg.log_format, QP_LOG_WARN, "upstream",
+                "request %s attempt %u failed after the stream started: %s", req->request_id,
+                req->attempts, why);
+}
+
 /* Removes the upstream transfer before it ended (closing its connection). */
 static void
 drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
@@ -582,6 +592,8 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
     else
         snprintf(msg, sizeof(msg), "Upstream stream interrupted: %.200s.",
                  req->last_error[0] ? req->last_error : curl_easy_strerror(rc));
+    if (!ok && !s->orphaned)
+        note_stream_cut(fw, req, msg);
     if (s->orphaned) {
         ok = false; /* mutant keep_upstream_on_disconnect: nobody is listening */
     } else if (!ok && QP_MUTANT(replay_after_drop) && s->sse &&
@@ -617,6 +629,7 @@ on_stream_timer(struct qp_loop_timer *t)
         snprintf(msg, sizeof(msg),
                  "Upstream sent no complete event for %lld ms; stream ended (SSE-10).",
                  (long long)fw->cfg.stream_idle_timeout_ms);
+        note_stream_cut(fw, req, msg);
         drop_transfer(fw, req);
         stream_close(fw, req, QP_MUTANT(bare_done_on_drop), msg);
         return;
@@ -649,7 +662,8 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
     struct qp_stream *s = &req->st;
     s->timer.fire = on_stream_timer;
     s->watch.fire = on_stream_watch;
-    qp_stream_bind(s, req->conn, fw->loop, qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    qp_stream_bind(s, req->conn, fw->loop, fw->cfg.log_format, qk_buf_ptr(&req->body),
+                   qk_buf_len(&req->body));
 }
 
 /* ---- one upstream transfer ---------------------------------------------------------- */
@@ -970,7 +984,7 @@ mutant_cache_put(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
 {
     if (qp_cache_put(fw->cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
                      qk_buf_len(&req->attempt_body), now) != QK_OK)
-        fprintf(stderr, "qwen-proxy: cache: out of memory\n");
+        qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache", "out of memory");
 }
 
 /* The attempt succeeded: the answer goes to the caller (and a model list to the cache). */
@@ -982,7 +996,8 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
         size_t len = qk_buf_len(&req->attempt_body);
         if (!QP_MUTANT(no_cache) &&
             qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
-            fprintf(stderr, "qwen-proxy: model-list cache: out of memory\n");
+            qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache",
+                        "model list not stored: out of memory");
         models_land(fw, req, raw, len, QP_MARK_MISS);
         return;
     }
@@ -992,15 +1007,83 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     finish(fw, req);
 }
 
-/* The policy's verdict on the attempt in req->last: retry later, or the final answer. */
+/* Why the attempt in req->last failed, for the log: a status, libcurl's message for the
+ * transfer that ended with @p rc, or what was wrong with its stream. Never a credential. */
 static void
-conclude_attempt(struct qp_forwarder *fw, struct qp_request *req)
+attempt_cause(const struct qp_request *req, CURLcode rc, char *out, size_t cap)
+{
+    const struct qp_attempt_facts *f = &req->last;
+    const struct qp_stream *s = &req->st;
+    const char *curl_msg = req->last_error[0] ? req->last_error : curl_easy_strerror(rc);
+    switch (f->transport) {
+    case QP_TRANSPORT_TIMEOUT:
+        snprintf(out, cap, "timeout: %s", curl_msg);
+        return;
+    case QP_TRANSPORT_CONNECT:
+    case QP_TRANSPORT_BROKEN:
+        snprintf(out, cap, "connection error: %s", curl_msg);
+        return;
+    case QP_TRANSPORT_TOO_BIG:
+        snprintf(out, cap, "answer over %u bytes", QP_LIMIT_UPSTREAM_BODY);
+        return;
+    case QP_TRANSPORT_OK:
+        break;
+    }
+    if (is_streamed(req) && s->inband)
+        snprintf(out, cap, "in-band failure: %s", s->inband_msg);
+    else if (is_streamed(req) && s->bad_event)
+        snprintf(out, cap, "unusable stream: an event that is not a JSON chunk");
+    else if (is_streamed(req) && s->unusable[0])
+        snprintf(out, cap, "unusable stream: %s", s->unusable);
+    else if (f->html)
+        snprintf(out, cap, "HTML page (HTTP %ld)", f->status);
+    else if (f->body_unusable)
+        snprintf(out, cap, "unusable answer (HTTP %ld)", f->status);
+    else
+        snprintf(out, cap, "HTTP %ld", f->status);
+}
+
+/* Logs the failed attempt in req->last once, with what follows it (@p d). */
+static void
+note_failed_attempt(const struct qp_forwarder *fw, const struct qp_request *req, CURLcode rc,
+                    const struct qp_decision *d)
+{
+    if (fw->cfg.log_format == QK_PROXY_LOG_OFF)
+        return;
+    char cause[512];
+    attempt_cause(req, rc, cause, sizeof(cause));
+    char next[48];
+    switch (d->next) {
+    case QP_NEXT_RETRY:
+        snprintf(next, sizeof(next), "retry in %lld ms", (long long)d->delay_ms);
+        break;
+    case QP_NEXT_RELAY:
+        snprintf(next, sizeof(next), "relayed");
+        break;
+    case QP_NEXT_DEADLINE:
+        snprintf(next, sizeof(next), "deadline reached");
+        break;
+    default:
+        snprintf(next, sizeof(next), "no attempt left");
+        break;
+    }
+    qp_log_note(fw->cfg.log_format, QP_LOG_WARN, "upstream",
+                "request %s attempt %u failed: %s (%s)", req->request_id, req->attempts, cause,
+                next);
+}
+
+/* The policy's verdict on the attempt in req->last, whose transfer ended with @p rc: retry
+ * later, or the final answer. */
+static void
+conclude_attempt(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc)
 {
     const struct qp_attempt_facts *f = &req->last;
     int64_t now = qk_now_ms();
     struct qp_decision d = qp_retry_decide(&fw->cfg.policy, f, req->attempts, now, req->deadline_ms,
                                            qp_loop_random(fw->loop));
     bool models = req->route == QP_ROUTE_MODELS;
+    if (d.next != QP_NEXT_SUCCESS)
+        note_failed_attempt(fw, req, rc, &d);
     if (d.next == QP_NEXT_RETRY) {
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + d.delay_ms);
         return;
@@ -1048,7 +1131,7 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         if (classify_stream_attempt(fw, req, status))
             return;
     }
-    conclude_attempt(fw, req);
+    conclude_attempt(fw, req, rc);
 }
 
 /* Mutant drop_unknown_fields: the body sent upstream keeps only the fields the proxy

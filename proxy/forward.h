@@ -16,6 +16,7 @@
 #include "dialect.h"
 #include "loop.h"
 #include "qwenkit/common.h"
+#include "qwenkit/proxy.h"
 #include "request.h"
 #include "retry.h"
 
@@ -45,8 +46,9 @@ struct qp_forward_config {
     int64_t stale_grace_ms;
     int64_t upstream_timeout_ms;
     int64_t deadline_ms;
-    int64_t stream_idle_timeout_ms; /**< started stream, upstream silent: error event */
-    int64_t keepalive_interval_ms;  /**< started stream, caller idle: `: keep-alive` */
+    int64_t stream_idle_timeout_ms;      /**< started stream, upstream silent: error event */
+    int64_t keepalive_interval_ms;       /**< started stream, caller idle: `: keep-alive` */
+    enum qk_proxy_log_format log_format; /**< diagnostics: failed attempts, cache (log.h) */
     qp_forward_complete_fn complete;
     qp_forward_stream_fn stream_start;
 };

@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -55,4 +56,37 @@ qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *e)
             "latency_ms=%lld token=%s\n",
             ts, id, method, path, e->status, e->attempts, e->cache, (long long)e->latency_ms,
             e->token);
+}
+
+void
+qp_log_note(enum qk_proxy_log_format format, enum qp_log_level level, const char *module,
+            const char *fmt, ...)
+{
+    if (format == QK_PROXY_LOG_OFF)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    for (char *p = msg; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < ' ' || c >= 0x7f)
+            *p = '?';
+    }
+    if (format == QK_PROXY_LOG_TEXT) {
+        fprintf(stderr, "qwen-proxy: %s: %s\n", module, msg);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    char *line = NULL;
+    if (o && cJSON_AddStringToObject(o, "level", level == QP_LOG_ERROR ? "error" : "warn") &&
+        cJSON_AddStringToObject(o, "module", module) && cJSON_AddStringToObject(o, "msg", msg))
+        line = cJSON_PrintUnformatted(o);
+    if (line)
+        fprintf(stderr, "%s\n", line);
+    cJSON_free(line);
+    cJSON_Delete(o);
 }

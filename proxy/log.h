@@ -1,8 +1,10 @@
 /**
  * @file log.h
- * @brief The one log line per request, on stderr, as text or JSON.
+ * @brief What the proxy writes on stderr: one line per request, and diagnostics, as text
+ * or JSON (nothing with QK_PROXY_LOG_OFF).
  *
- * Tokens never appear: only their fingerprint (qk_token_fingerprint()).
+ * Tokens never appear: the request line carries only their fingerprint
+ * (qk_token_fingerprint()), and no diagnostic is given a credential.
  */
 #ifndef QP_LOG_H
 #define QP_LOG_H
@@ -25,5 +27,21 @@ struct qp_log_entry {
 
 /** Writes @p e as one line on stderr in @p format (nothing for QK_PROXY_LOG_OFF). */
 void qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *e);
+
+/** How bad a diagnostic is (the JSON format's "level"). */
+enum qp_log_level {
+    QP_LOG_WARN = 0,  /**< a failure the proxy handles: an upstream attempt that failed */
+    QP_LOG_ERROR = 1, /**< the proxy could not do its job: out of memory, bytes dropped */
+};
+
+/**
+ * Writes one diagnostic line on stderr: `qwen-proxy: <module>: <message>` in the text
+ * format, `{"level":...,"module":...,"msg":...}` in the JSON one, nothing for
+ * QK_PROXY_LOG_OFF. The message is cut at 1 KiB; bytes outside printable ASCII become
+ * '?', so a message quoting the upstream cannot break the line. Never pass a credential.
+ * @param module a short tag of where it comes from: "upstream", "stream", "cache"...
+ */
+void qp_log_note(enum qk_proxy_log_format format, enum qp_log_level level, const char *module,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -909,6 +909,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         .deadline_ms = cfg->deadline_ms,
         .stream_idle_timeout_ms = cfg->stream_idle_timeout_ms,
         .keepalive_interval_ms = cfg->keepalive_interval_ms,
+        .log_format = cfg->log_format,
         .complete = on_exchange_complete,
         .stream_start = on_stream_start,
     };

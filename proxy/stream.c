@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "mutant.h"
 #include "request.h"
 #include "sse_norm.h"
@@ -104,17 +105,18 @@ static void
 append_locked(struct qp_stream *s, const struct qk_buf *bytes)
 {
     if (qk_buf_append(&s->out, qk_buf_ptr(bytes), qk_buf_len(bytes)) != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream buffer over its cap; bytes dropped\n");
+        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "buffer over its cap; bytes dropped");
 }
 
 /* ---- loop thread ------------------------------------------------------------------- */
 
 void
 qp_stream_bind(struct qp_stream *s, struct MHD_Connection *conn, struct qp_loop *loop,
-               const char *body, size_t len)
+               enum qk_proxy_log_format log_format, const char *body, size_t len)
 {
     s->conn = conn;
     s->loop = loop;
+    s->log_format = log_format;
     cJSON *root = cJSON_ParseWithLength(body, len);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     s->incremental = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "incremental_output"));
@@ -292,9 +294,9 @@ qp_stream_finish(struct qp_stream *s, bool ok, const char *message)
     qk_buf_reset(&s->scratch);
     if (!s->norm_finished && s->norm &&
         qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
+        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
     if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(&s->scratch, "data: [DONE]\n\n") != QK_OK)
-        fprintf(stderr, "qwen-proxy: stream end: out of memory\n");
+        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
     s->norm_finished = true;
     qp_loop_watch_forget(s->loop, &s->watch);
     qp_stream_push(s, &s->scratch);

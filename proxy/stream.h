@@ -27,6 +27,7 @@
 #include "loop.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
+#include "qwenkit/proxy.h"
 
 struct MHD_Connection;
 struct qp_sse_norm;
@@ -65,6 +66,7 @@ struct qp_stream {
     struct qp_loop *loop;        /**< borrowed: where notices go */
     bool incremental;            /**< the request asked for incremental_output */
     char model[128];
+    enum qk_proxy_log_format log_format; /**< where diagnostics go (log.h) */
 
     pthread_mutex_t lock; /**< private to stream.c */
     /* Under lock. `phase` is written by the loop thread only, so that thread reads it
@@ -104,10 +106,11 @@ void qp_stream_release(struct qp_stream *s);
 
 /* ---- loop thread ------------------------------------------------------------------- */
 
-/** Records the caller's connection and the loop (borrowed), and reads what the normalizer
- *  needs from the caller's chat body @p body (borrowed for the call). */
+/** Records the caller's connection and the loop (borrowed) and the proxy's log format,
+ *  and reads what the normalizer needs from the caller's chat body @p body (borrowed for
+ *  the call). */
 void qp_stream_bind(struct qp_stream *s, struct MHD_Connection *conn, struct qp_loop *loop,
-                    const char *body, size_t len);
+                    enum qk_proxy_log_format log_format, const char *body, size_t len);
 
 /** @return true once the 200 was committed (nothing is retried any more). Loop thread. */
 static inline bool
