@@ -2,6 +2,12 @@
  * End to end: the in-process proxy in front of the in-process mock upstream (qk_mock),
  * both on 127.0.0.1 with ephemeral ports; a libcurl client. Each test uses its own
  * random token, so the mock's journal for that token holds exactly that test's traffic.
+ *
+ * What SPEC.md requires is the conformance suite's to judge (qwen-conformance runs it
+ * against this proxy). Tests here pin what the suite cannot observe or does not ask:
+ * the pages and marks only this proxy has (the index page, /healthz, X-Cache, `param`,
+ * the wording of its errors), what is measured inside the process (conversions, stream
+ * pauses), input libmicrohttpd handles itself, and the log on stderr.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -147,90 +153,86 @@ teardown(void **state)
     return 0;
 }
 
-/* AUTH-1/2: no, non-Bearer or empty credentials never reach the upstream. */
+/* ---- what only this proxy has: its pages, its marks, its messages ------------------- */
+
+/* The index page and /healthz (no SPEC requirement: the suite does not ask for them). */
 static void
-auth_is_checked_before_any_upstream_call(void **state)
+index_page_and_healthz(void **state)
 {
     struct env *e = *state;
-    char tok[MC_TOKEN_MAX];
-    const char *u;
-    mc_new_token(tok, sizeof tok);
-    u = "/api/models";
     struct mc_resp r;
-    http(e->proxy_port, "GET", u, NULL, NULL, &r);
-    assert_json_error(&r, 401);
+    http(e->proxy_port, "GET", "/", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "/api/chat/completions"));
     mc_resp_free(&r);
-    char basic[96];
-    snprintf(basic, sizeof(basic), "Authorization: Basic %s", tok);
-    const char *h1[] = {basic, NULL};
-    http(e->proxy_port, "GET", u, h1, NULL, &r);
-    assert_json_error(&r, 401);
+    http(e->proxy_port, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "stream_pauses")));
+    cJSON_Delete(j);
     mc_resp_free(&r);
-    const char *h2[] = {"Authorization: Bearer ", NULL};
-    u = "/api/chat/completions";
-    http(e->proxy_port, "POST", u, h2, CHAT_BODY, &r);
-    assert_json_error(&r, 401);
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, tok, 0), 0);
 }
 
-/* CACHE-1 + AUTH-5: cached per credential; the second request makes no upstream call. */
+/* X-Cache says MISS, HIT, then STALE when a refresh past the TTL fails (the suite reads
+ * only the stale mark, CACHE-6). */
 static void
-model_list_is_cached_per_credential(void **state)
-{
-    struct env *e = *state;
-    char a[MC_TOKEN_MAX], b[MC_TOKEN_MAX], ha[96], hb[96];
-    const char *u;
-    mc_new_token(a, sizeof a);
-    mc_new_token(b, sizeof b);
-    auth_header(a, ha);
-    auth_header(b, hb);
-    u = "/api/models";
-    const char *h[] = {ha, NULL};
-    struct mc_resp r1, r2, r3;
-    http(e->proxy_port, "GET", u, h, NULL, &r1);
-    assert_int_equal(r1.status, 200);
-    assert_string_equal(mc_header(&r1, "X-Cache"), "MISS");
-    http(e->proxy_port, "GET", u, h, NULL, &r2);
-    assert_int_equal(r2.status, 200);
-    assert_string_equal(mc_header(&r2, "X-Cache"), "HIT");
-    assert_string_equal(r1.body, r2.body);
-    assert_int_equal(attempts(e, a, 1), 1);
-
-    /* Another credential, refused upstream, is not served A's list. */
-    script(e, b, "models", "[{\"status\":401}]");
-    const char *hb_list[] = {hb, NULL};
-    http(e->proxy_port, "GET", u, hb_list, NULL, &r3);
-    assert_json_error(&r3, 401);
-    assert_int_equal(attempts(e, b, 1), 1);
-    mc_resp_free(&r1);
-    mc_resp_free(&r2);
-    mc_resp_free(&r3);
-}
-
-/* HTTP-4: /v1/models is OpenAI's list shape. */
-static void
-v1_models_has_the_openai_shape(void **state)
+x_cache_marks_miss_hit_and_stale(void **state)
 {
     struct env *e = *state;
     char t[MC_TOKEN_MAX], h[96];
-    const char *u;
     mc_new_token(t, sizeof t);
     auth_header(t, h);
-    u = "/v1/models";
     const char *hs[] = {h, NULL};
     struct mc_resp r;
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
+    const char *const marks[] = {"MISS", "HIT"};
+    for (size_t i = 0; i < 2; i++) {
+        http(e->proxy_port, "GET", "/api/models", hs, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(mc_header(&r, "X-Cache"), marks[i]);
+        mc_resp_free(&r);
+    }
+    mc_sleep_ms(1100); /* past the 1 s TTL */
+    script(e, t, "models", "[{\"status\":503},{\"status\":503},{\"status\":503},{\"status\":503}]");
+    http(e->proxy_port, "GET", "/api/models", hs, NULL, &r);
     assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(r.body);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "object")->valuestring, "list");
-    const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "data"), 0);
-    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "id")));
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(m, "object")->valuestring, "model");
-    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "created")));
-    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "owned_by")));
-    cJSON_Delete(j);
+    assert_string_equal(mc_header(&r, "X-Cache"), "STALE");
     mc_resp_free(&r);
+    assert_int_equal(attempts(e, t, 5), 5);
+}
+
+/* A refused chat body names the field in `param` (ERR-1 asks only for the 400). */
+static void
+invalid_bodies_name_the_field(void **state)
+{
+    struct env *e = *state;
+    char t[MC_TOKEN_MAX], h[96];
+    mc_new_token(t, sizeof t);
+    auth_header(t, h);
+    const char *hs[] = {h, NULL};
+    struct {
+        const char *body;
+        const char *param;
+    } cases[] = {
+        {"{not json", NULL},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model"},
+        {"{\"model\":\"qwen-max-latest\"}", "messages"},
+        {"{\"model\":\"qwen-max-latest\",\"messages\":[]}", "messages"},
+        {"{\"model\":\"qwen-max-latest\",\"messages\":\"hi\"}", "messages"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mc_resp r;
+        http(e->proxy_port, "POST", "/v1/chat/completions", hs, cases[i].body, &r);
+        assert_json_error(&r, 400);
+        cJSON *j = cJSON_Parse(r.body);
+        const cJSON *p =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "param");
+        if (cases[i].param)
+            assert_string_equal(p->valuestring, cases[i].param);
+        else
+            assert_true(cJSON_IsNull(p));
+        cJSON_Delete(j);
+        mc_resp_free(&r);
+    }
 }
 
 /* The /v1 list is converted from the upstream's once per cache entry, not on every hit:
@@ -284,303 +286,6 @@ v1_models_is_converted_once_per_entry(void **state)
     assert_int_equal(qp_models_openai_conversions() - before, 1);
 }
 
-/* RETRY-1/2/7 + AUTH-3 + HTTP-2: failures are retried with the same request. */
-static void
-failures_are_retried_with_identical_requests(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    script(e, t, "chat", "[{\"status\":500},{\"html\":\"captcha\"},{\"ok\":true}]");
-    u = "/api/chat/completions";
-    const char *hs[] = {h, "X-Request-Id: req-e2e-1", "Connection: X-Drop", "X-Drop: 1", NULL};
-    struct mc_resp r;
-    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(mc_header(&r, "X-Request-Id"), "req-e2e-1");
-    cJSON *body = cJSON_Parse(r.body);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(body, "object")->valuestring,
-                        "chat.completion");
-    cJSON_Delete(body);
-    mc_resp_free(&r);
-
-    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 3, 3000);
-    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
-    assert_int_equal(cJSON_GetArraySize(entries), 3);
-    const cJSON *entry = NULL;
-    cJSON_ArrayForEach(entry, entries)
-    {
-        assert_string_equal(cJSON_GetObjectItemCaseSensitive(entry, "body")->valuestring,
-                            CHAT_BODY);
-        bool saw_auth = false, saw_id = false;
-        const cJSON *hd = NULL;
-        cJSON_ArrayForEach(hd, cJSON_GetObjectItemCaseSensitive(entry, "headers"))
-        {
-            const char *n = cJSON_GetObjectItemCaseSensitive(hd, "name")->valuestring;
-            const char *v = cJSON_GetObjectItemCaseSensitive(hd, "value")->valuestring;
-            if (strcasecmp(n, "Authorization") == 0)
-                saw_auth = strcmp(v, h + strlen("Authorization: ")) == 0;
-            if (strcasecmp(n, "X-Request-Id") == 0)
-                saw_id = strcmp(v, "req-e2e-1") == 0;
-            assert_true(strcasecmp(n, "X-Drop") != 0);
-            assert_true(strcasecmp(n, "Connection") != 0 || strcasecmp(v, "X-Drop") != 0);
-        }
-        assert_true(saw_auth);
-        assert_true(saw_id);
-    }
-    cJSON_Delete(j);
-}
-
-/* RETRY-3: four attempts, then 502 naming the last status. */
-static void
-gives_up_after_four_attempts(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    script(e, t, "chat",
-           "[{\"status\":500},{\"status\":500},{\"status\":502},{\"status\":503},{\"ok\":true}]");
-    u = "/api/chat/completions";
-    const char *hs[] = {h, NULL};
-    struct mc_resp r;
-    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
-    assert_json_error(&r, 502);
-    assert_non_null(strstr(r.body, "503"));
-    assert_int_equal(attempts(e, t, 4), 4);
-    mc_resp_free(&r);
-}
-
-/* RETRY-3: when the upstream drops every connection, the first a pooled one, libcurl sends
- * no request of its own on either route: the journal holds exactly the attempts the proxy
- * counted, the number its answer (and its log line) gives. */
-static void
-dropped_connections_are_the_attempts_counted(void **state)
-{
-    struct env *e = *state;
-    static const char *const routes[] = {"models", "chat"};
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        char w[MC_TOKEN_MAX], t[MC_TOKEN_MAX], h[96];
-        const char *u;
-        const char *hs[] = {h, NULL};
-        struct mc_resp r;
-        bool models = strcmp(routes[i], "models") == 0;
-        mc_new_token(w, sizeof w);
-        auth_header(w, h);
-        u = "/api/chat/completions";
-        http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r); /* leaves a pooled upstream connection */
-        assert_int_equal(r.status, 200);
-        mc_resp_free(&r);
-
-        mc_new_token(t, sizeof t);
-        auth_header(t, h);
-        script(e, t, routes[i],
-               "[{\"drop\":true},{\"drop\":true},{\"drop\":true},{\"drop\":true},"
-               "{\"drop\":true},{\"drop\":true}]");
-        u = models ? "/api/models" : "/api/chat/completions";
-        http(e->proxy_port, models ? "GET" : "POST", u, hs, models ? NULL : CHAT_BODY, &r);
-        assert_json_error(&r, 502);
-        assert_non_null(strstr(r.body, "after 4 attempt(s)"));
-        mc_resp_free(&r);
-        assert_int_equal(attempts(e, t, 4), 4);
-    }
-}
-
-/* RETRY-4 + ERR-2 + AUTH-4: client errors are relayed after one attempt. */
-static void
-client_errors_are_relayed_once(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    u = "/api/chat/completions";
-    const char *hs[] = {h, NULL};
-    struct mc_resp r;
-    http(e->proxy_port, "POST", u, hs,
-         "{\"model\":\"no-such-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
-    assert_json_error(&r, 400);
-    assert_non_null(strstr(r.body, "Model not found"));
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, t, 1), 1);
-
-    script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
-    http(e->proxy_port, "POST", u, hs, CHAT_BODY, &r);
-    assert_json_error(&r, 401);
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, t, 2), 2);
-}
-
-/* ERR-1: invalid bodies get 400 naming the field, without an upstream call. */
-static void
-invalid_bodies_never_go_upstream(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    u = "/v1/chat/completions";
-    const char *hs[] = {h, NULL};
-    struct {
-        const char *body;
-        const char *param;
-    } cases[] = {
-        {"{not json", NULL},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model"},
-        {"{\"model\":\"qwen-max-latest\"}", "messages"},
-        {"{\"model\":\"qwen-max-latest\",\"messages\":[]}", "messages"},
-        {"{\"model\":\"qwen-max-latest\",\"messages\":\"hi\"}", "messages"},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct mc_resp r;
-        http(e->proxy_port, "POST", u, hs, cases[i].body, &r);
-        assert_json_error(&r, 400);
-        cJSON *j = cJSON_Parse(r.body);
-        const cJSON *p =
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "param");
-        if (cases[i].param)
-            assert_string_equal(p->valuestring, cases[i].param);
-        else
-            assert_true(cJSON_IsNull(p));
-        cJSON_Delete(j);
-        mc_resp_free(&r);
-    }
-    assert_int_equal(attempts(e, t, 0), 0);
-}
-
-/* ERR-4: 404, 405 with Allow, 413. */
-static void
-routing_errors(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    const char *hs[] = {h, NULL};
-    struct mc_resp r;
-    u = "/api/nothing";
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_json_error(&r, 404);
-    mc_resp_free(&r);
-    u = "/api/chat/completions";
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_json_error(&r, 405);
-    assert_non_null(mc_header(&r, "Allow"));
-    assert_non_null(strstr(mc_header(&r, "Allow"), "POST"));
-    mc_resp_free(&r);
-    char *big = malloc(8192);
-    memset(big, 'a', 8191);
-    big[8191] = '\0';
-    http(e->proxy_port, "POST", u, hs, big, &r);
-    assert_json_error(&r, 413);
-    mc_resp_free(&r);
-    free(big);
-    u = "/";
-    http(e->proxy_port, "GET", u, NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "/api/chat/completions"));
-    mc_resp_free(&r);
-    u = "/healthz";
-    http(e->proxy_port, "GET", u, NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, t, 0), 0);
-}
-
-/* CACHE-4: concurrent misses share one upstream request. */
-static void
-concurrent_misses_fly_once(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    script(e, t, "models", "[{\"delay_ms\":400}]");
-    const char *u = "/api/models";
-    struct mc_req reqs[5];
-    struct mc_resp resps[5];
-    for (int i = 0; i < 5; i++)
-        reqs[i] =
-            (struct mc_req){.port = e->proxy_port, .path = u, .token = t, .timeout_ms = 20000};
-    assert_int_equal(mc_request_all(reqs, resps, 5), 0);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(resps[i].rc, CURLE_OK);
-        assert_int_equal(resps[i].status, 200);
-        assert_string_equal(resps[i].body, resps[0].body);
-    }
-    for (int i = 0; i < 5; i++)
-        mc_resp_free(&resps[i]);
-    assert_int_equal(attempts(e, t, 1), 1);
-}
-
-/* CACHE-2 + CACHE-3 + CACHE-6: expiry, no caching of failures, stale on a failed refresh. */
-static void
-expiry_failures_and_stale_grace(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX], h[96];
-    const char *u;
-    mc_new_token(t, sizeof t);
-    auth_header(t, h);
-    u = "/api/models";
-    const char *hs[] = {h, NULL};
-    struct mc_resp r;
-    /* A failure is not cached: the next request goes upstream again. */
-    script(e, t, "models", "[{\"status\":500},{\"status\":500},{\"status\":500},{\"status\":500}]");
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_json_error(&r, 502);
-    mc_resp_free(&r);
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(mc_header(&r, "X-Cache"), "MISS");
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, t, 5), 5);
-
-    mc_sleep_ms(1100); /* past the 1 s TTL */
-    script(e, t, "models", "[{\"status\":503},{\"status\":503},{\"status\":503},{\"status\":503}]");
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(mc_header(&r, "X-Cache"), "STALE");
-    mc_resp_free(&r);
-    assert_int_equal(attempts(e, t, 9), 9);
-    /* A 401 on refresh is relayed and evicts the entry. */
-    script(
-        e, t, "models",
-        "[{\"status\":401},{\"status\":500},{\"status\":500},{\"status\":500},{\"status\":500}]");
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_json_error(&r, 401);
-    mc_resp_free(&r);
-    http(e->proxy_port, "GET", u, hs, NULL, &r);
-    assert_json_error(&r, 502);
-    mc_resp_free(&r);
-}
-
-/* ERR-5: an unreachable upstream is 502, JSON. */
-static void
-unreachable_upstream_is_502(void **state)
-{
-    (void)state;
-    struct qk_proxy_config pc;
-    qk_proxy_config_init(&pc);
-    pc.port = 0;
-    pc.upstream = "http://127.0.0.1:1";
-    pc.retry_base_ms = 1;
-    pc.log_format = QK_PROXY_LOG_OFF;
-    struct qk_proxy *p = NULL;
-    assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
-    const char *hs[] = {"Authorization: Bearer x", NULL};
-    struct mc_resp r;
-    http(qk_proxy_port(p), "GET", "/api/models", hs, NULL, &r);
-    assert_json_error(&r, 502);
-    mc_resp_free(&r);
-    qk_proxy_stop(p);
-}
-
 /* ---- streaming (SSE-*) -------------------------------------------------------------- */
 
 #define STREAM_BODY                                                                                \
@@ -589,8 +294,6 @@ unreachable_upstream_is_502(void **state)
 #define STREAM_BODY_INCR                                                                           \
     "{\"model\":\"qwen-max-latest\",\"stream\":true,\"incremental_output\":true,"                  \
     "\"messages\":[{\"role\":\"user\",\"content\":\"stream me\"}]}"
-#define PLAIN_BODY                                                                                 \
-    "{\"model\":\"qwen-max-latest\",\"messages\":[{\"role\":\"user\",\"content\":\"stream me\"}]}"
 
 /* What a streaming caller saw, parsed with this test's own (LF-only, strict) reading. */
 struct sse_seen {
@@ -742,27 +445,6 @@ sse_free(struct sse_seen *s)
     qk_buf_free(&s->text);
 }
 
-/* The answer's text for the request above, from the non-streamed route. */
-static char *
-reference_text(struct env *e, const char *token)
-{
-    char h[96];
-    const char *u;
-    u = "/v1/chat/completions";
-    auth_header(token, h);
-    const char *hs[] = {h, NULL};
-    struct mc_resp r;
-    http(e->proxy_port, "POST", u, hs, PLAIN_BODY, &r);
-    assert_int_equal(r.status, 200);
-    cJSON *j = cJSON_Parse(r.body);
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "message");
-    char *text = strdup(cJSON_GetObjectItemCaseSensitive(msg, "content")->valuestring);
-    cJSON_Delete(j);
-    mc_resp_free(&r);
-    return text;
-}
-
 /* The stream's answer as one response: status, headers and the raw body. */
 static void
 sse_as_resp(struct sse_seen *s, struct mc_resp *r)
@@ -806,36 +488,6 @@ assert_good_stream(struct sse_seen *s, const char *want)
     assert_string_equal(qk_buf_ptr(&s->text), want);
 }
 
-/* SSE-4: cumulative and incremental upstream deltas give exactly the non-streamed text. */
-static void
-stream_cumulative_and_incremental_are_exact(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    char *want = reference_text(e, t);
-    struct sse_seen s = {0};
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    assert_good_stream(&s, want);
-    assert_true(s.chunks > 3);
-    sse_free(&s);
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY_INCR, &s), CURLE_OK);
-    assert_good_stream(&s, want);
-    sse_free(&s);
-    /* A final chunk repeating the whole text, and an upstream that ignores the flag. */
-    script(e, t, "chat",
-           "[{\"stream\":{\"final_repeat\":true}},{\"stream\":{\"final_repeat\":true}},"
-           "{\"stream\":{\"cumulative\":true}},{\"stream\":{\"done\":false,"
-           "\"finish_reason\":false,\"envelope\":false}}]");
-    const char *bodies[] = {STREAM_BODY, STREAM_BODY_INCR, STREAM_BODY_INCR, STREAM_BODY};
-    for (size_t i = 0; i < 4; i++) {
-        assert_int_equal(stream_request(e->proxy_url, t, bodies[i], &s), CURLE_OK);
-        assert_good_stream(&s, want);
-        sse_free(&s);
-    }
-    free(want);
-}
-
 static unsigned long
 stream_pauses(struct env *e)
 {
@@ -851,8 +503,9 @@ stream_pauses(struct env *e)
     return v;
 }
 
-/* SSE-11: a caller reading slowly makes the proxy pause the upstream transfer once its
- * per-stream buffer is full, rather than buffering the answer; the text stays exact. */
+/* SSE-11, measured inside: a caller reading slowly makes the proxy pause the upstream
+ * transfer once its per-stream buffer is full (the /healthz counter), rather than
+ * buffering the answer; the text stays exact. */
 static void
 stream_slow_reader_pauses_upstream(void **state)
 {
@@ -876,153 +529,79 @@ stream_slow_reader_pauses_upstream(void **state)
     sse_free(&slow);
 }
 
-/* SSE-5 + SSE-6: split UTF-8, CRLF, CR, comments, coalesced and spread events. */
+/* The error after the last attempt says how many there were and what the last one met: a
+ * connection dropped on every attempt (the first on a pooled connection), and an in-band
+ * failure of every stream (RETRY-3 and SSE-13 judge the status and the count only). */
 static void
-stream_any_framing_is_understood(void **state)
+gave_up_errors_name_the_attempts_and_the_last_cause(void **state)
 {
     struct env *e = *state;
-    char t[MC_TOKEN_MAX];
+    char t[MC_TOKEN_MAX], h[96];
     mc_new_token(t, sizeof t);
-    char *want = reference_text(e, t);
+    auth_header(t, h);
+    const char *hs[] = {h, NULL};
+    struct mc_resp r;
+    http(e->proxy_port, "POST", "/api/chat/completions", hs, CHAT_BODY, &r); /* pools one */
+    assert_int_equal(r.status, 200);
+    mc_resp_free(&r);
     script(e, t, "chat",
-           "[{\"stream\":{\"split_utf8\":true}},{\"stream\":{\"crlf\":true}},"
-           "{\"stream\":{\"cr\":true}},{\"stream\":{\"comments\":true}},"
-           "{\"stream\":{\"coalesce\":true}},{\"stream\":{\"coalesce\":3,\"crlf\":true}},"
-           "{\"stream\":{\"split_utf8\":true,\"cr\":true}}]");
-    for (int i = 0; i < 7; i++) {
-        struct sse_seen s = {0};
-        assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-        assert_good_stream(&s, want);
-        sse_free(&s);
-    }
-    free(want);
-}
+           "[{\"drop\":true},{\"drop\":true},{\"drop\":true},{\"drop\":true},{\"drop\":true}]");
+    http(e->proxy_port, "POST", "/api/chat/completions", hs, CHAT_BODY, &r);
+    assert_json_error(&r, 502);
+    assert_non_null(strstr(r.body, "after 4 attempt(s)"));
+    mc_resp_free(&r);
+    assert_int_equal(attempts(e, t, 5), 5);
 
-/* SSE-7 + SSE-13: failures before the first event are retried, then JSON, never 200. */
+    script(e, t, "chat",
+           "[{\"inband_error\":\"quota\"},{\"inband_error\":\"quota\"},"
+           "{\"inband_error\":\"quota\"},{\"inband_error\":\"quota\"}]");
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+    sse_as_resp(&s, &r);
+    assert_json_error(&r, 502);
+    assert_non_null(strstr(r.body, "RateLimited"));
+    mc_resp_free(&r);
+    sse_free(&s);
+}
+/* A stream whose attempts bring no first event within --upstream-timeout ends in a JSON
+ * 504 (SSE-7 judges the start's failures with 500s, HTML and drops; ERR-5 the 504 of a
+ * non-stream request). */
 static void
-stream_failures_before_first_event_are_json(void **state)
+stream_without_a_first_event_in_time_is_504(void **state)
 {
     struct env *e = *state;
+    struct qk_proxy_config pc;
+    qk_proxy_config_init(&pc);
+    pc.port = 0;
+    pc.upstream = e->mock_url;
+    pc.retry_base_ms = 5;
+    pc.max_retries = 1;
+    pc.upstream_timeout_ms = 500;
+    pc.log_format = QK_PROXY_LOG_OFF;
+    struct qk_proxy *p = NULL;
+    assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
+    char purl[64];
+    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
     char t[MC_TOKEN_MAX];
     mc_new_token(t, sizeof t);
-    struct sse_seen s = {0};
     script(e, t, "chat",
-           "[{\"status\":500},{\"html\":\"gateway\"},{\"status\":504},{\"status\":503}]");
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
+           "[{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}},"
+           "{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}}]");
+    struct sse_seen s = {0};
+    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
     struct mc_resp r;
     sse_as_resp(&s, &r);
-    assert_json_error(&r, 502);
+    assert_json_error(&r, 504);
     mc_resp_free(&r);
     sse_free(&s);
-    assert_int_equal(attempts(e, t, 4), 4);
-
-    script(e, t, "chat",
-           "[{\"inband_error\":\"waf\"},{\"inband_error\":\"quota\"},{\"inband_error\":\"waf\"},"
-           "{\"inband_error\":\"quota\"}]");
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    sse_as_resp(&s, &r);
-    assert_json_error(&r, 502);
-    mc_resp_free(&r);
-    assert_non_null(strstr(qk_buf_ptr(&s.raw), "RateLimited"));
-    sse_free(&s);
-    assert_int_equal(attempts(e, t, 8), 8);
-
-    char *want = reference_text(e, t);
-    script(e, t, "chat", "[{\"inband_error\":\"waf\"},{\"stream\":{\"truncate_after\":0}}]");
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    assert_good_stream(&s, want);
-    sse_free(&s);
-    assert_int_equal(attempts(e, t, 12), 12);
-
-    script(e, t, "chat", "[{\"status\":401},{\"ok\":true}]");
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    sse_as_resp(&s, &r);
-    assert_json_error(&r, 401);
-    mc_resp_free(&r);
-    sse_free(&s);
-    free(want);
+    qk_proxy_stop(p);
 }
-
-/* SSE-8: a drop after the first event: one error event, no [DONE], no second attempt. */
-static void
-stream_drop_mid_way_ends_with_one_error(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    script(e, t, "chat", "[{\"stream\":{\"truncate_after\":3}}]");
-    struct sse_seen s = {0};
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    assert_int_equal(s.status, 200);
-    assert_int_equal(s.chunks, 3);
-    assert_int_equal(s.errors, 1);
-    assert_int_equal(s.done, 0);
-    assert_int_equal(s.other_lines, 0);
-    sse_free(&s);
-    assert_int_equal(attempts(e, t, 1), 1);
-}
-
-/* SSE-2: with events 300 ms apart upstream, each reaches the caller long before the next. */
-static void
-stream_events_are_relayed_as_they_arrive(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    script(e, t, "chat", "[{\"stream\":{\"chunks\":4,\"chunk_delay_ms\":300}}]");
-    struct sse_seen s = {0};
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_OK);
-    assert_int_equal(s.chunks, 4);
-    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 1, 3000);
-    const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
-    const cJSON *sent = cJSON_GetObjectItemCaseSensitive(entry, "event_ms");
-    assert_true(cJSON_GetArraySize(sent) >= 4);
-    for (int i = 0; i < 4; i++) {
-        int64_t up = (int64_t)cJSON_GetArrayItem(sent, i)->valuedouble;
-        assert_true(s.recv_ms[i] >= up);
-        /* SPEC.md's tolerance for a busy machine; a buffering relay is 900 ms late. */
-        assert_true(s.recv_ms[i] - up < 450);
-    }
-    cJSON_Delete(j);
-    sse_free(&s);
-}
-
-/* SSE-9: the caller hangs up mid-stream; the upstream connection is closed within 1 s. */
-static void
-stream_caller_leaving_closes_upstream(void **state)
-{
-    struct env *e = *state;
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    script(e, t, "chat", "[{\"stream\":{\"stall_after\":2,\"stall_ms\":20000}}]");
-    struct sse_seen s = {.abort_after = 1};
-    assert_int_equal(stream_request(e->proxy_url, t, STREAM_BODY, &s), CURLE_WRITE_ERROR);
-    int64_t left = s.aborted_ms;
-    bool gone = false;
-    int64_t seen_ms = 0;
-    while (!gone && qk_now_ms() - left < 3000) {
-        cJSON *j = mc_journal(qk_mock_port(e->mock), t);
-        assert_non_null(j);
-        const cJSON *entry = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
-        gone = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
-        seen_ms = qk_now_ms();
-        cJSON_Delete(j);
-        if (!gone) {
-            mc_sleep_ms(50);
-        }
-    }
-    assert_true(gone);
-    assert_true(seen_ms - left < 1000);
-    sse_free(&s);
-}
-
-/* SSE-10: idle timeout with keep-alives; a flowing stream outlives the attempt limit. */
 /* ---- raw requests: bytes a client library would refuse to send ---- */
 
 struct raw_reply {
-    struct mc_resp r;     /* status, headers and body of the first answer */
-    size_t status_lines;  /* lines starting "HTTP/" in the whole answer */
-    bool closed;          /* the proxy closed the connection within the time given */
+    struct mc_resp r;    /* status, headers and body of the first answer */
+    size_t status_lines; /* lines starting "HTTP/" in the whole answer */
+    bool closed;         /* the proxy closed the connection within the time given */
 };
 
 /* Sends @p bytes to the proxy on a new connection and reads until it closes (or 5 s). */
@@ -1050,8 +629,8 @@ error_param(struct mc_resp *r)
 {
     static char param[64];
     cJSON *j = cJSON_Parse(r->body);
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"),
-                                                      "param");
+    const cJSON *p =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "param");
     snprintf(param, sizeof(param), "%s", cJSON_IsString(p) ? p->valuestring : "");
     cJSON_Delete(j);
     return param;
@@ -1075,7 +654,9 @@ input_refusals_name_the_header(void **state)
         {dup_auth, "Authorization"},
         {"Host: b.example\r\n", "Host"},
         {"X-Ctl: a\rb\r\n", "X-Ctl"},
-        {"X-Ctl: a\x7f" "b\r\n", "X-Ctl"},
+        {"X-Ctl: a\x7f"
+         "b\r\n",
+         "X-Ctl"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(req, sizeof(req),
@@ -1129,8 +710,10 @@ query_of_thousands_of_arguments_is_answered(void **state)
     assert_int_equal(qk_buf_append_str(&req, "GET /api/models?"), QK_OK);
     for (int i = 0; i < 900; i++) /* about 7 KB: under the 8 KB target limit */
         assert_int_equal(qk_buf_appendf(&req, "%sa%d=b", i ? "&" : "", i), QK_OK);
-    assert_int_equal(qk_buf_appendf(&req, " HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer "
-                                          "%s\r\nConnection: close\r\n\r\n", t),
+    assert_int_equal(qk_buf_appendf(&req,
+                                    " HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer "
+                                    "%s\r\nConnection: close\r\n\r\n",
+                                    t),
                      QK_OK);
     struct raw_reply rr;
     raw_http(e, qk_buf_ptr(&req), qk_buf_len(&req), &rr);
@@ -1212,7 +795,8 @@ head_is_get_without_body(void **state)
     struct raw_reply rr;
     snprintf(req, sizeof(req),
              "HEAD /api/models HTTP/1.1\r\nHost: a.example\r\nAuthorization: Bearer %s\r\n"
-             "Connection: close\r\n\r\n", t);
+             "Connection: close\r\n\r\n",
+             t);
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
     assert_string_equal(mc_header(&rr.r, "Content-Type"), "application/json");
@@ -1221,87 +805,316 @@ head_is_get_without_body(void **state)
     cJSON *j = mc_journal_settled(qk_mock_port(e->mock), t, 1, 3000);
     const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
     assert_int_equal(cJSON_GetArraySize(entries), 1);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 0), "method")
-                            ->valuestring,
-                        "GET");
+    assert_string_equal(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 0), "method")->valuestring,
+        "GET");
     cJSON_Delete(j);
     /* A second HEAD is a cache hit, as a GET would be. */
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
     assert_string_equal(mc_header(&rr.r, "X-Cache"), "HIT");
     mc_resp_free(&rr.r);
-    snprintf(req, sizeof(req), "OPTIONS /api/models HTTP/1.1\r\nHost: a.example\r\n"
-                               "Connection: close\r\n\r\n");
+    snprintf(req, sizeof(req),
+             "OPTIONS /api/models HTTP/1.1\r\nHost: a.example\r\n"
+             "Connection: close\r\n\r\n");
     raw_http(e, req, strlen(req), &rr);
     assert_non_null(strstr(mc_header(&rr.r, "Allow"), "HEAD"));
     mc_resp_free(&rr.r);
-    snprintf(req, sizeof(req), "HEAD /healthz HTTP/1.1\r\nHost: a.example\r\n"
-                               "Connection: close\r\n\r\n");
+    snprintf(req, sizeof(req),
+             "HEAD /healthz HTTP/1.1\r\nHost: a.example\r\n"
+             "Connection: close\r\n\r\n");
     raw_http(e, req, strlen(req), &rr);
     assert_int_equal(rr.r.status, 200);
     assert_int_equal(rr.r.body_len, 0);
     mc_resp_free(&rr.r);
 }
 
+/* ---- the log: the request line and the diagnostics, on stderr ---------------------- */
+
+/* This process's stderr, sent to a file while a logging proxy runs. A failed assertion
+ * leaves it captured: the test's teardown gives it back and shows what was written. */
+struct captured {
+    int saved_fd; /* the real stderr; -1 when nothing is captured */
+    char path[64];
+};
+static struct captured capture = {.saved_fd = -1};
+
 static void
-stream_idle_timeout_and_keepalive(void **state)
+capture_stderr(void)
 {
-    struct env *e = *state;
+    snprintf(capture.path, sizeof(capture.path), "/tmp/qk-e2e-stderr-XXXXXX");
+    int fd = mkstemp(capture.path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    capture.saved_fd = dup(STDERR_FILENO);
+    assert_true(capture.saved_fd >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    close(fd);
+}
+
+/* Gives stderr back; @return what was written meanwhile (the caller frees it). */
+static char *
+release_stderr(void)
+{
+    if (capture.saved_fd < 0)
+        return NULL;
+    fflush(stderr);
+    (void)dup2(capture.saved_fd, STDERR_FILENO);
+    close(capture.saved_fd);
+    capture.saved_fd = -1;
+    struct qk_buf text;
+    qk_buf_init(&text, 1 << 24);
+    FILE *f = fopen(capture.path, "rb");
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (qk_buf_append(&text, chunk, n) != QK_OK)
+            break;
+    if (f)
+        fclose(f);
+    unlink(capture.path);
+    size_t len = 0;
+    char *all = qk_buf_take(&text, &len);
+    return all ? all : strdup("");
+}
+
+static int
+release_stderr_teardown(void **state)
+{
+    (void)state;
+    char *left = release_stderr();
+    if (left && left[0])
+        fprintf(stderr, "captured stderr:\n%s", left);
+    free(left);
+    return 0;
+}
+
+/* Starts a proxy that logs in @p format, with @p max_retries, in front of @p upstream
+ * (NULL: the mock), with an attempt limit of @p upstream_timeout_ms (0: the default). */
+static struct qk_proxy *
+logging_proxy(struct env *e, enum qk_proxy_log_format format, unsigned max_retries,
+              const char *upstream, int64_t upstream_timeout_ms)
+{
     struct qk_proxy_config pc;
     qk_proxy_config_init(&pc);
     pc.port = 0;
-    pc.upstream = e->mock_url;
+    pc.upstream = upstream ? upstream : e->mock_url;
     pc.retry_base_ms = 5;
-    pc.upstream_timeout_ms = 500;
-    pc.stream_idle_timeout_ms = 900;
-    pc.keepalive_interval_ms = 200;
-    pc.log_format = QK_PROXY_LOG_OFF;
+    pc.max_retries = max_retries;
+    if (upstream_timeout_ms > 0)
+        pc.upstream_timeout_ms = upstream_timeout_ms;
+    pc.log_format = format;
     struct qk_proxy *p = NULL;
     assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
-    char purl[64];
-    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
-    char t[MC_TOKEN_MAX];
-    mc_new_token(t, sizeof t);
-    char *want = reference_text(e, t);
+    return p;
+}
 
-    /* 6 events 400 ms apart: 2 s in all, past the 500 ms attempt limit, never idle 900 ms. */
-    script(e, t, "chat", "[{\"stream\":{\"chunks\":6,\"chunk_delay_ms\":400}}]");
-    struct sse_seen s = {0};
-    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
-    assert_good_stream(&s, want);
-    assert_true(s.comments >= 1);
-    sse_free(&s);
+/* The @p nth (0-based) line of @p text that holds @p a and @p b, copied into @p out;
+ * @return how many such lines there are. */
+static size_t
+lines_with(const char *text, const char *a, const char *b, size_t nth, char *out, size_t cap)
+{
+    size_t count = 0;
+    if (out && cap)
+        out[0] = '\0';
+    for (const char *l = text; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        char *line = strndup(l, len);
+        if (strstr(line, a) && (!b || strstr(line, b))) {
+            if (count == nth && out)
+                snprintf(out, cap, "%s", line);
+            count++;
+        }
+        free(line);
+        l = end ? end + 1 : NULL;
+    }
+    return count;
+}
 
-    /* Silent after 2 events: keep-alives, then one error event and no [DONE]. */
-    script(e, t, "chat", "[{\"stream\":{\"stall_after\":2,\"stall_ms\":20000}}]");
-    int64_t t0 = qk_now_ms();
-    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
-    int64_t took = qk_now_ms() - t0;
-    assert_int_equal(s.status, 200);
-    assert_int_equal(s.chunks, 2);
-    assert_int_equal(s.errors, 1);
-    assert_int_equal(s.done, 0);
-    assert_true(s.comments >= 2);
-    assert_true(took >= 800 && took < 5000);
-    sse_free(&s);
-
-    /* No first event within the attempt limit: retried, then 504 JSON. */
-    script(e, t, "chat",
-           "[{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}},"
-           "{\"stream\":{\"stall_after\":0,\"stall_ms\":3000}}]");
-    struct qk_proxy_config pc2 = pc;
-    pc2.max_retries = 1;
-    qk_proxy_stop(p);
-    assert_int_equal(qk_proxy_start(&pc2, &p, NULL, 0), QK_OK);
-    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", qk_proxy_port(p));
-    assert_int_equal(stream_request(purl, t, STREAM_BODY, &s), CURLE_OK);
+/* One request with token @p token and X-Request-Id @p rid. */
+static long
+request_with_id(uint16_t port, const char *method, const char *path, const char *token,
+                const char *rid, const char *body)
+{
+    char h[96], idh[96];
+    auth_header(token, h);
+    snprintf(idh, sizeof(idh), "X-Request-Id: %s", rid);
+    const char *hs[] = {h, idh, NULL};
     struct mc_resp r;
-    sse_as_resp(&s, &r);
-    assert_json_error(&r, 504);
+    http(port, method, path, hs, body, &r);
+    long status = r.status;
     mc_resp_free(&r);
-    sse_free(&s);
+    return status;
+}
+
+/* One line per request in either format, with the fingerprint and never the token. */
+static void
+request_line_in_text_and_json(void **state)
+{
+    struct env *e = *state;
+    char t[MC_TOKEN_MAX], tag[MC_TOKEN_MAX], rid[80], fp[QK_LIMIT_FINGERPRINT], line[1024];
+    char want[256];
+    mc_new_token(t, sizeof t);
+    mc_new_token(tag, sizeof tag); /* request ids apart from the token, which must not show */
+    qk_token_fingerprint(t, strlen(t), fp);
+    snprintf(rid, sizeof(rid), "text-%s", tag);
+
+    capture_stderr();
+    struct qk_proxy *p = logging_proxy(e, QK_PROXY_LOG_TEXT, 3, NULL, 0);
+    assert_int_equal(request_with_id(qk_proxy_port(p), "GET", "/api/models", t, rid, NULL), 200);
+    qk_proxy_stop(p); /* every request line is written by now */
+    char *text = release_stderr();
+    snprintf(want, sizeof(want),
+             " qwen-proxy id=%s method=GET path=/api/models status=200 "
+             "attempts=1 cache=MISS latency_ms=",
+             rid);
+    assert_int_equal(lines_with(text, want, NULL, 0, line, sizeof(line)), 1);
+    snprintf(want, sizeof(want), " token=%s", fp);
+    assert_non_null(strstr(line, want));
+    assert_null(strstr(text, t));
+    free(text);
+
+    snprintf(rid, sizeof(rid), "json-%s", tag);
+    capture_stderr();
+    p = logging_proxy(e, QK_PROXY_LOG_JSON, 3, NULL, 0);
+    assert_int_equal(request_with_id(qk_proxy_port(p), "GET", "/api/models", t, rid, NULL), 200);
     qk_proxy_stop(p);
-    free(want);
+    text = release_stderr();
+    assert_int_equal(lines_with(text, rid, NULL, 0, line, sizeof(line)), 1);
+    cJSON *j = cJSON_Parse(line);
+    assert_true(cJSON_IsObject(j));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id")), rid);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "method")), "GET");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "path")),
+                        "/api/models");
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "status")), 200);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "attempts")), 1);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "cache")), "MISS");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "token")), fp);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "latency_ms")));
+    cJSON_Delete(j);
+    assert_null(strstr(text, t));
+    free(text);
+}
+
+/* Each failed attempt gives one `qwen-proxy: upstream:` line naming the request, the
+ * attempt and its cause, whatever the cause; no line holds the token. */
+static void
+failed_attempts_are_logged_once_with_their_cause(void **state)
+{
+    struct env *e = *state;
+    char t[MC_TOKEN_MAX], tag[MC_TOKEN_MAX], rid[80], line[1024], want[160];
+    mc_new_token(t, sizeof t);
+    mc_new_token(tag, sizeof tag); /* request ids apart from the token, which must not show */
+    capture_stderr();
+    struct qk_proxy *p = logging_proxy(e, QK_PROXY_LOG_TEXT, 3, NULL, 0);
+    uint16_t port = qk_proxy_port(p);
+
+    /* A status and an HTML page, then a good answer: two lines, none for the success. */
+    snprintf(rid, sizeof(rid), "status-%s", tag);
+    script(e, t, "chat", "[{\"status\":500},{\"html\":\"captcha\"},{\"ok\":true}]");
+    assert_int_equal(request_with_id(port, "POST", "/api/chat/completions", t, rid, CHAT_BODY),
+                     200);
+    /* A stream: an in-band failure, a 200 that is no event stream, then a good stream. */
+    char srid[80];
+    snprintf(srid, sizeof(srid), "stream-%s", tag);
+    script(e, t, "chat",
+           "[{\"inband_error\":\"quota\"},{\"status\":200,\"content_type\":\"text/plain\","
+           "\"body\":\"not an event stream\\n\"},{\"ok\":true}]");
+    assert_int_equal(request_with_id(port, "POST", "/api/chat/completions", t, srid, STREAM_BODY),
+                     200);
+    qk_proxy_stop(p);
+
+    /* No answer in time, on the only attempt. */
+    char trid[80];
+    snprintf(trid, sizeof(trid), "timeout-%s", tag);
+    p = logging_proxy(e, QK_PROXY_LOG_TEXT, 0, NULL, 300);
+    script(e, t, "models", "[{\"delay_ms\":1500}]");
+    assert_int_equal(request_with_id(qk_proxy_port(p), "GET", "/api/models", t, trid, NULL), 504);
+    qk_proxy_stop(p);
+
+    /* Nothing listening upstream. */
+    char crid[80];
+    snprintf(crid, sizeof(crid), "refused-%s", tag);
+    p = logging_proxy(e, QK_PROXY_LOG_TEXT, 0, "http://127.0.0.1:1", 0);
+    assert_int_equal(request_with_id(qk_proxy_port(p), "GET", "/api/models", t, crid, NULL), 502);
+    qk_proxy_stop(p);
+    char *text = release_stderr();
+
+    snprintf(want, sizeof(want), "qwen-proxy: upstream: request %s attempt ", rid);
+    assert_int_equal(lines_with(text, want, NULL, 0, NULL, 0), 2);
+    assert_int_equal(lines_with(text, want, "attempt 1 failed: HTTP 500 (retry in ", 0, NULL, 0),
+                     1);
+    assert_int_equal(
+        lines_with(text, want, "attempt 2 failed: HTML page (HTTP 200) (retry in ", 0, NULL, 0), 1);
+
+    snprintf(want, sizeof(want), "qwen-proxy: upstream: request %s attempt ", srid);
+    assert_int_equal(lines_with(text, want, NULL, 0, NULL, 0), 2);
+    assert_int_equal(
+        lines_with(text, want, "attempt 1 failed: in-band failure: ", 0, line, sizeof(line)), 1);
+    assert_non_null(strstr(line, "RateLimited"));
+    assert_int_equal(
+        lines_with(text, want, "attempt 2 failed: unusable stream: ", 0, line, sizeof(line)), 1);
+    assert_non_null(strstr(line, "text/plain"));
+
+    snprintf(want, sizeof(want), "qwen-proxy: upstream: request %s attempt ", trid);
+    assert_int_equal(lines_with(text, want, NULL, 0, NULL, 0), 1);
+    assert_int_equal(lines_with(text, want, "attempt 1 failed: timeout: ", 0, line, sizeof(line)),
+                     1);
+    assert_non_null(strstr(line, "(no attempt left)"));
+
+    snprintf(want, sizeof(want), "qwen-proxy: upstream: request %s attempt ", crid);
+    assert_int_equal(lines_with(text, want, NULL, 0, NULL, 0), 1);
+    assert_int_equal(
+        lines_with(text, want, "attempt 1 failed: connection error: ", 0, line, sizeof(line)), 1);
+    assert_non_null(strstr(line, "127.0.0.1")); /* libcurl's message names the address */
+    assert_null(strstr(text, t));
+    free(text);
+}
+
+/* In the JSON format a diagnostic is one JSON object per line, like the request line. */
+static void
+failed_attempts_in_json(void **state)
+{
+    struct env *e = *state;
+    char t[MC_TOKEN_MAX], tag[MC_TOKEN_MAX], rid[80], line[1024], want[160];
+    mc_new_token(t, sizeof t);
+    mc_new_token(tag, sizeof tag);
+    snprintf(rid, sizeof(rid), "json-%s", tag);
+    capture_stderr();
+    struct qk_proxy *p = logging_proxy(e, QK_PROXY_LOG_JSON, 3, NULL, 0);
+    script(e, t, "chat", "[{\"status\":503},{\"ok\":true}]");
+    assert_int_equal(
+        request_with_id(qk_proxy_port(p), "POST", "/api/chat/completions", t, rid, CHAT_BODY), 200);
+    qk_proxy_stop(p);
+    char *text = release_stderr();
+    assert_null(strstr(text, "qwen-proxy: "));
+    assert_null(strstr(text, t));
+    snprintf(want, sizeof(want), "request %s attempt 1 failed: HTTP 503 (retry in ", rid);
+    assert_int_equal(lines_with(text, "\"module\":\"upstream\"", rid, 0, line, sizeof(line)), 1);
+    cJSON *j = cJSON_Parse(line);
+    assert_true(cJSON_IsObject(j));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "level")), "warn");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "module")),
+                        "upstream");
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "msg"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, want));
+    cJSON_Delete(j);
+    /* The request line is there too, and every line is an object. */
+    assert_int_equal(lines_with(text, "\"id\":", rid, 0, NULL, 0), 1);
+    for (const char *l = text; *l;) {
+        const char *end = strchr(l, '\n');
+        assert_non_null(end);
+        char *one = strndup(l, (size_t)(end - l));
+        cJSON *o = cJSON_Parse(one);
+        assert_true(cJSON_IsObject(o));
+        cJSON_Delete(o);
+        free(one);
+        l = end + 1;
+    }
+    free(text);
 }
 
 int
@@ -1309,31 +1122,21 @@ main(void)
 {
     mc_global_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(auth_is_checked_before_any_upstream_call),
-        cmocka_unit_test(model_list_is_cached_per_credential),
-        cmocka_unit_test(v1_models_has_the_openai_shape),
+        cmocka_unit_test(index_page_and_healthz),
+        cmocka_unit_test(x_cache_marks_miss_hit_and_stale),
         cmocka_unit_test(v1_models_is_converted_once_per_entry),
-        cmocka_unit_test(failures_are_retried_with_identical_requests),
-        cmocka_unit_test(gives_up_after_four_attempts),
-        cmocka_unit_test(dropped_connections_are_the_attempts_counted),
-        cmocka_unit_test(client_errors_are_relayed_once),
-        cmocka_unit_test(invalid_bodies_never_go_upstream),
-        cmocka_unit_test(routing_errors),
-        cmocka_unit_test(concurrent_misses_fly_once),
-        cmocka_unit_test(expiry_failures_and_stale_grace),
-        cmocka_unit_test(unreachable_upstream_is_502),
-        cmocka_unit_test(stream_cumulative_and_incremental_are_exact),
-        cmocka_unit_test(stream_any_framing_is_understood),
-        cmocka_unit_test(stream_failures_before_first_event_are_json),
-        cmocka_unit_test(stream_drop_mid_way_ends_with_one_error),
-        cmocka_unit_test(stream_events_are_relayed_as_they_arrive),
-        cmocka_unit_test(stream_caller_leaving_closes_upstream),
-        cmocka_unit_test(stream_idle_timeout_and_keepalive),
+        cmocka_unit_test(invalid_bodies_name_the_field),
+        cmocka_unit_test(gave_up_errors_name_the_attempts_and_the_last_cause),
+        cmocka_unit_test(stream_without_a_first_event_in_time_is_504),
         cmocka_unit_test(stream_slow_reader_pauses_upstream),
         cmocka_unit_test(input_refusals_name_the_header),
         cmocka_unit_test(query_of_thousands_of_arguments_is_answered),
         cmocka_unit_test(protocol_errors_get_the_right_status_and_a_close),
         cmocka_unit_test(head_is_get_without_body),
+        cmocka_unit_test_teardown(request_line_in_text_and_json, release_stderr_teardown),
+        cmocka_unit_test_teardown(failed_attempts_are_logged_once_with_their_cause,
+                                  release_stderr_teardown),
+        cmocka_unit_test_teardown(failed_attempts_in_json, release_stderr_teardown),
     };
     int rc = cmocka_run_group_tests_name("unit_proxy_e2e", tests, setup, teardown);
     curl_global_cleanup();
