@@ -415,5 +415,4 @@ static const struct CMUnitTest auth_tests[] = {
     CONF_TEST(AUTH_6, AUTH_6_second_connection_line_counts),
 };
 
-const struct conf_group conf_group_auth = {"auth", auth_tests,
-                                           sizeof(auth_tests) / sizeof(auth_tests[0])};
+CONF_GROUP(auth, auth_tests);

@@ -315,5 +315,4 @@ static const struct CMUnitTest errors_tests[] = {
     CONF_TEST(ERR_5, ERR_5_upstream_timeout_gets_504),
 };
 
-const struct conf_group conf_group_errors = {"errors", errors_tests,
-                                             sizeof(errors_tests) / sizeof(errors_tests[0])};
+CONF_GROUP(errors, errors_tests);

@@ -582,5 +582,4 @@ static const struct CMUnitTest http_tests[] = {
     CONF_TEST(HTTP_9, HTTP_9_non_stream_answer_in_openai_terms),
 };
 
-const struct conf_group conf_group_http = {"http", http_tests,
-                                           sizeof(http_tests) / sizeof(http_tests[0])};
+CONF_GROUP(http, http_tests);

@@ -551,5 +551,4 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 
-const struct conf_group conf_group_retry = {"retry", retry_tests,
-                                            sizeof(retry_tests) / sizeof(retry_tests[0])};
+CONF_GROUP(retry, retry_tests);

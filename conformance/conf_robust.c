@@ -174,5 +174,4 @@ static const struct CMUnitTest robust_tests[] = {
     CONF_TEST(ROBUST_1, ROBUST_1_odd_upstream_answers_leave_the_target_serving),
 };
 
-const struct conf_group conf_group_robust = {"robust", robust_tests,
-                                             sizeof(robust_tests) / sizeof(robust_tests[0])};
+CONF_GROUP(robust, robust_tests);

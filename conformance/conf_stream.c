@@ -1622,5 +1622,4 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_18, SSE_18_caller_leaving_before_the_first_byte_stops_retries),
 };
 
-const struct conf_group conf_group_stream = {"stream", stream_tests,
-                                             sizeof(stream_tests) / sizeof(stream_tests[0])};
+CONF_GROUP(stream, stream_tests);
