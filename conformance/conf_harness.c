@@ -451,20 +451,64 @@ conf_max_attempts(struct conf_ctx *ctx)
     return conf_target(ctx)->profile.max_retries + 1;
 }
 
+/* Far above any body a test sends (the largest exceed a profile's max_body by a little). */
+enum { CHAT_BODY_CAP = 64 * 1024 * 1024 };
+
+/* @p s as a JSON string literal (quoted, escaped); caller frees. NULL when out of memory. */
+static char *
+json_string(const char *s)
+{
+    cJSON *str = cJSON_CreateString(s ? s : "");
+    char *out = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    return out;
+}
+
+char *
+conf_chat_json(const struct conf_chat *chat)
+{
+    static const char *const stream_member[] = {
+        [CONF_CHAT_STREAM_OMITTED] = "",
+        [CONF_CHAT_STREAM_FALSE] = ",\"stream\":false",
+        [CONF_CHAT_STREAM_TRUE] = ",\"stream\":true",
+    };
+    char *model = json_string(chat->model);
+    char *text = chat->messages_json ? NULL : json_string(chat->text);
+    struct qk_buf out;
+    qk_buf_init(&out, CHAT_BODY_CAP);
+    bool ok = model && (chat->messages_json || text) &&
+              qk_buf_appendf(&out, "{\"model\":%s,\"messages\":", model) == QK_OK;
+    if (ok && chat->messages_json)
+        ok = qk_buf_appendf(&out, "%s", chat->messages_json) == QK_OK;
+    else if (ok)
+        ok = qk_buf_appendf(&out, "[{\"role\":\"user\",\"content\":%s}]", text) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "%s", stream_member[chat->stream]) == QK_OK;
+    if (ok && chat->extra_json && chat->extra_json[0])
+        ok = qk_buf_appendf(&out, ",%s", chat->extra_json) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "}") == QK_OK;
+    free(model);
+    free(text);
+    if (!ok) {
+        qk_buf_free(&out);
+        return NULL;
+    }
+    return qk_buf_take(&out, NULL);
+}
+
+const char *
+conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat)
+{
+    struct conf_chat c = *chat;
+    if (!c.model)
+        c.model = target->model;
+    return pool_keep(ctx, conf_chat_json(&c), free);
+}
+
 const char *
 conf_chat_body(struct conf_ctx *ctx, const char *text)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", target->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", text);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddFalseToObject(root, "stream");
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return pool_keep(ctx, s, free);
+    return conf_chat_body_of(ctx,
+                             &(struct conf_chat){.text = text, .stream = CONF_CHAT_STREAM_FALSE});
 }
 
 /* ---- requests ---- */

@@ -221,7 +221,34 @@ const char *conf_str(struct conf_ctx *ctx, const char *fmt, ...)
 const char *conf_api(struct conf_ctx *ctx, const char *route);
 /** @return "Authorization: Bearer TOKEN". */
 const char *conf_bearer(struct conf_ctx *ctx, const char *token);
-/** @return a valid non-stream chat body whose last message contains @p text. */
+/** Whether a chat body has a "stream" member, and its value. */
+enum conf_chat_stream {
+    CONF_CHAT_STREAM_OMITTED = 0,
+    CONF_CHAT_STREAM_FALSE,
+    CONF_CHAT_STREAM_TRUE,
+};
+
+/**
+ * What a chat request body holds: `{"model":M,"messages":[...],"stream":S,EXTRA}`, members
+ * in that order. Strings are borrowed. A zero-initialised struct (with a model) is a body
+ * with one empty user message and no "stream".
+ */
+struct conf_chat {
+    const char *model;         /**< the model; NULL in conf_chat_body_of(): the target's */
+    const char *messages_json; /**< the "messages" value as JSON text, sent as given; NULL:
+                                    one user message holding @c text */
+    const char *text;          /**< that user message's content (NULL: "") */
+    enum conf_chat_stream stream;
+    const char *extra_json;    /**< further members as JSON text without braces
+                                    (`"max_tokens":2`), sent as given; NULL: none */
+};
+
+/** @return the body @p chat describes (model required); caller frees with free().
+ *  NULL when out of memory. */
+char *conf_chat_json(const struct conf_chat *chat);
+/** conf_chat_json() with the target's model by default; @return a string of @p ctx. */
+const char *conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat);
+/** @return a valid non-stream chat body whose one message contains @p text. */
 const char *conf_chat_body(struct conf_ctx *ctx, const char *text);
 /** @return a JSON array of @p n copies of the step object @p step (a mock scenario). */
 const char *conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n);

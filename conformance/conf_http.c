@@ -88,11 +88,11 @@ static void
 HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"count %s\"}],"
-        "\"stream\":false,\"max_tokens\":2}",
-        conf_target(ctx)->model, token);
+    const char *body = conf_chat_body_of(ctx, &(struct conf_chat){
+                                                  .text = conf_str(ctx, "count %s", token),
+                                                  .stream = CONF_CHAT_STREAM_FALSE,
+                                                  .extra_json = "\"max_tokens\":2",
+                                              });
     const struct conf_response *r = conf_post_chat(ctx, token, body);
     const cJSON *sent = cJSON_GetArrayItem(conf_journal_settled(ctx, token), 0);
     conf_assume(ctx, !sent || strstr(conf_entry_body(sent), "\"max_tokens\""),
@@ -353,11 +353,11 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
     const char *slow = conf_token(ctx), *fast = conf_token(ctx);
     conf_queue(ctx, slow, "chat",
                conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, PACE));
-    const char *stream_body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"a slow answer\"}],"
-        "\"stream\":true,\"incremental_output\":true}",
-        conf_target(ctx)->model);
+    const char *stream_body = conf_chat_body_of(ctx, &(struct conf_chat){
+                                                         .text = "a slow answer",
+                                                         .stream = CONF_CHAT_STREAM_TRUE,
+                                                         .extra_json = "\"incremental_output\":true",
+                                                     });
     const char *headers[] = {conf_bearer(ctx, slow), "Content-Type: application/json", NULL};
     struct background_stream *bg =
         conf_keep(ctx, calloc(1, sizeof(*bg)), release_background_stream);
@@ -407,13 +407,15 @@ static void
 check_body_fidelity(struct conf_ctx *ctx, bool stream)
 {
     const char *token = conf_token(ctx);
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":\"fidelity \\u00e9\\u54c8\"}],\"stream\":%s,"
-        "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":50,\"presence_penalty\":0.5,"
-        "\"user\":\"conf-user\",\"x_conf_extra\":{\"nested\":[1,\"two\",null,true],\"n\":1.5}}",
-        conf_target(ctx)->model, stream ? "true" : "false");
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){
+                 .messages_json = "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                                  "{\"role\":\"user\",\"content\":\"fidelity \\u00e9\\u54c8\"}]",
+                 .stream = stream ? CONF_CHAT_STREAM_TRUE : CONF_CHAT_STREAM_FALSE,
+                 .extra_json = "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":50,"
+                               "\"presence_penalty\":0.5,\"user\":\"conf-user\","
+                               "\"x_conf_extra\":{\"nested\":[1,\"two\",null,true],\"n\":1.5}",
+             });
     conf_post_chat(ctx, token, body);
     conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
                "no upstream request carried the caller's token");

@@ -419,13 +419,19 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
 static void
 send_rich_chat(struct conf_ctx *ctx, const char *token)
 {
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":\"h\\u00e9llo \\u4f60\\u597d %s\"}],"
-        "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
-        "\"feature_config\":{\"thinking_enabled\":false}}",
-        conf_target(ctx)->model, token, token);
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){
+                 .messages_json = conf_str(ctx,
+                                           "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                                           "{\"role\":\"user\",\"content\":"
+                                           "\"h\\u00e9llo \\u4f60\\u597d %s\"}]",
+                                           token),
+                 .stream = CONF_CHAT_STREAM_FALSE,
+                 .extra_json = conf_str(ctx,
+                                        "\"temperature\":0.5,\"session_id\":\"%s\","
+                                        "\"feature_config\":{\"thinking_enabled\":false}",
+                                        token),
+             });
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
                              conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);

@@ -52,19 +52,17 @@ enum incremental { INC_ABSENT = -1, INC_FALSE = 0, INC_TRUE = 1 };
 static const char *
 body_for(struct conf_ctx *ctx, const char *message, bool stream, enum incremental inc)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", conf_target(ctx)->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", message);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddBoolToObject(root, "stream", stream);
-    if (inc != INC_ABSENT)
-        cJSON_AddBoolToObject(root, "incremental_output", inc == INC_TRUE);
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return conf_keep(ctx, s, free);
+    static const char *const incremental_member[] = {
+        [INC_FALSE] = "\"incremental_output\":false",
+        [INC_TRUE] = "\"incremental_output\":true",
+    };
+    return conf_chat_body_of(ctx, &(struct conf_chat){
+                                      .text = message,
+                                      .stream = stream ? CONF_CHAT_STREAM_TRUE
+                                                       : CONF_CHAT_STREAM_FALSE,
+                                      .extra_json = inc == INC_ABSENT ? NULL
+                                                                      : incremental_member[inc],
+                                  });
 }
 
 /* The upstream's full answer text for @p message, from the mock itself (non-stream). */
