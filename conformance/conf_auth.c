@@ -23,8 +23,7 @@ upstream_request_seen(struct conf_ctx *ctx, struct conf_mark since, const char *
         char shown[160];
         seen = true;
         print_error("    upstream request: %s %s, Authorization: %s\n",
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e),
+                    conf_entry_method(e), conf_entry_path(e),
                     conf_text_credential(shown, sizeof(shown),
                                          conf_entry_header(e, "Authorization"), token));
     }

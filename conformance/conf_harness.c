@@ -1069,8 +1069,7 @@ print_journal(struct conf_ctx *ctx, const cJSON *entries)
     int i = 0;
     cJSON_ArrayForEach(e, entries) {
         evidence(ctx, "    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e), conf_entry_status(e),
+                    conf_entry_method(e), conf_entry_path(e), conf_entry_status(e),
                     (long long)conf_entry_received_ms(e));
     }
 }

@@ -376,16 +376,12 @@ RETRY_6_retry_after_over_cap_is_relayed(struct conf_ctx *ctx)
 static bool
 same_headers(const cJSON *a, const cJSON *b, const char **diff)
 {
-    const cJSON *ha = cJSON_GetObjectItemCaseSensitive(a, "headers");
-    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(b, "headers");
-    if (cJSON_GetArraySize(ha) != cJSON_GetArraySize(hb)) {
+    if (conf_entry_header_total(a) != conf_entry_header_total(b)) {
         *diff = "a different number of headers";
         return false;
     }
-    const cJSON *h;
-    cJSON_ArrayForEach(h, ha) {
-        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
-        const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+    const char *name, *value;
+    for (size_t i = 0; conf_entry_header_at(a, i, &name, &value); i++) {
         const char *other = name ? conf_entry_header(b, name) : NULL;
         if (!name || !value || !other || strcmp(value, other) != 0 ||
             conf_entry_header_count(a, name) != conf_entry_header_count(b, name)) {

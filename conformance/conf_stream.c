@@ -326,26 +326,6 @@ entry_asked_incremental(struct conf_ctx *ctx, const cJSON *entry)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "incremental_output"));
 }
 
-static bool
-entry_client_gone(const cJSON *entry)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
-}
-
-static int64_t
-entry_event_ms(const cJSON *entry, size_t k)
-{
-    const cJSON *v =
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
-}
-
-static size_t
-entry_events(const cJSON *entry)
-{
-    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"));
-}
-
 /* The mode the upstream streamed in, as the journal shows it. */
 static const char *
 upstream_mode(struct conf_ctx *ctx, const char *token, bool forced_cumulative)
@@ -431,7 +411,7 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t up = entry_events(e);
+    size_t up = conf_entry_event_count(e);
     conf_check(ctx, NULL, up > PIECES, "harness: the mock sent %zu events, not %d and [DONE]",
                up, PIECES);
     stream_check(ctx, st, r.content_chunks >= PIECES,
@@ -444,7 +424,7 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
         const char *c = chunk_content(chunk);
         if (!c || !c[0] || cJSON_HasObjectItem(chunk, "error"))
             continue;
-        int64_t sent = entry_event_ms(e, k), next = entry_event_ms(e, k + 1);
+        int64_t sent = conf_entry_event_ms(e, k), next = conf_entry_event_ms(e, k + 1);
         int64_t got = st->sse.events[i].at_ms;
         stream_check(ctx, st, got <= next + PACE_SLACK_MS,
                      "upstream event %zu (sent at +%lld ms) reached the caller at +%lld ms, "
@@ -859,7 +839,7 @@ SSE_9_caller_disconnect_closes_upstream(struct conf_ctx *ctx)
     conf_check(ctx, NULL, e != NULL, "the upstream request was still open %lld ms after the "
                "caller left", (long long)(qk_now_ms() - st->stopped_ms));
     int64_t finished = conf_entry_finished_ms(e);
-    bool gone = entry_client_gone(e);
+    bool gone = conf_entry_client_gone(e);
     conf_assume(ctx, gone || finished > st->stopped_ms,
                 "the upstream had finished before the caller got its first events (see SSE-2)");
     conf_check(ctx, NULL, gone,
@@ -930,7 +910,7 @@ SSE_10_stall_past_idle_timeout_ends_stream(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    int64_t last = entry_event_ms(e, entry_events(e) - 1);
+    int64_t last = conf_entry_event_ms(e, conf_entry_event_count(e) - 1);
     int64_t ended = st->resp.done_ms - last;
     stream_check(ctx, st, ended >= idle - IDLE_EARLY_MS,
                  "the stream ended %lld ms after the upstream's last event, before the idle "
@@ -972,10 +952,10 @@ SSE_10_trickle_does_not_hold_the_stream(struct conf_ctx *ctx)
                  "idle clock",
                  (long long)trickle, (long long)(idle + 3000), (long long)idle);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t events = entry_events(e);
+    size_t events = conf_entry_event_count(e);
     conf_check(ctx, NULL, events >= 2, "harness: the journal shows %zu upstream event(s)",
                events);
-    int64_t ended = st->resp.done_ms - entry_event_ms(e, 1);
+    int64_t ended = st->resp.done_ms - conf_entry_event_ms(e, 1);
     stream_check(ctx, st, ended <= idle + IDLE_LATE_MS,
                  "the stream ended %lld ms after the upstream's last complete event, while "
                  "bytes kept trickling; idle timeout %lld ms",
