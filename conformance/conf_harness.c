@@ -635,6 +635,18 @@ conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path,
                         body ? strlen(body) : 0, 0);
 }
 
+const struct conf_response *
+conf_mock_direct_chat(struct conf_ctx *ctx, const char *token, const char *body)
+{
+    return conf_mock_direct(ctx, "POST", target->dialect->completion_path, token, body);
+}
+
+const struct conf_response *
+conf_mock_direct_models(struct conf_ctx *ctx, const char *token)
+{
+    return conf_mock_direct(ctx, "GET", target->dialect->models_path, token, NULL);
+}
+
 const cJSON *
 conf_json(struct conf_ctx *ctx, const struct conf_response *resp)
 {
@@ -808,6 +820,19 @@ conf_journal_settled(struct conf_ctx *ctx, const char *token)
     }
 }
 
+const cJSON *
+conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
+{
+    cJSON *attempts = cJSON_CreateArray();
+    pool_keep(ctx, attempts, release_json);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, journal) {
+        if (conf_dialect_is_attempt(target->dialect, conf_entry_path(e)))
+            cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
+    }
+    return attempts;
+}
+
 size_t
 conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
 {
@@ -820,7 +845,8 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
     int64_t hard_until = now + SETTLE_EXPECTED_MS;
     for (;;) {
         const cJSON *root = journal_root(ctx, token);
-        size_t n = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "entries"));
+        const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
+        size_t n = (size_t)cJSON_GetArraySize(conf_attempt_entries(ctx, entries));
         bool settled = in_flight(root) == 0;
         now = qk_now_ms();
         if (settled && (n > expect || (n == expect && expect > 0)))
@@ -916,10 +942,9 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
     const char *key = upstream_key(ctx, token);
     for (size_t i = used; i < queued; i++) {
         if (chat)
-            conf_mock_direct(ctx, "POST", "/api/chat/completions", key,
-                             conf_chat_body(ctx, "burn a leftover step"));
+            conf_mock_direct_chat(ctx, key, conf_chat_body(ctx, "burn a leftover step"));
         else
-            conf_mock_direct(ctx, "GET", "/api/models", key, NULL);
+            conf_mock_direct_models(ctx, key);
     }
 }
 

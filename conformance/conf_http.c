@@ -25,6 +25,13 @@ json_string(const cJSON *obj, const char *key)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+/* @return the first upstream attempt journaled for @p token, or NULL. */
+static const cJSON *
+first_attempt(struct conf_ctx *ctx, const char *token)
+{
+    return cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
+}
+
 static const cJSON *
 first_choice(const cJSON *completion)
 {
@@ -46,8 +53,7 @@ check_same_completion(struct conf_ctx *ctx, const struct conf_response *r, const
     conf_check(ctx, r, conf_contains_nocase(ct, "application/json"),
                "a completion that is not application/json (%s)", ct ? ct : "none");
     const cJSON *got = conf_json(ctx, r);
-    const struct conf_response *direct =
-        conf_mock_direct(ctx, "POST", "/api/chat/completions", conf_token(ctx), body);
+    const struct conf_response *direct = conf_mock_direct_chat(ctx, conf_token(ctx), body);
     const cJSON *want = conf_json(ctx, direct);
     conf_check(ctx, direct, direct->status == 200 && want,
                "harness: the upstream itself did not answer the request");
@@ -94,7 +100,8 @@ HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
                                                   .extra_json = "\"max_tokens\":2",
                                               });
     const struct conf_response *r = conf_post_chat(ctx, token, body);
-    const cJSON *sent = cJSON_GetArrayItem(conf_journal_settled(ctx, token), 0);
+    const cJSON *sent =
+        cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal_settled(ctx, token)), 0);
     conf_assume(ctx, !sent || strstr(conf_entry_body(sent), "\"max_tokens\""),
                 "the proxy did not pass max_tokens on (see HTTP-8), nothing to compare");
     check_same_completion(ctx, r, body);
@@ -115,8 +122,7 @@ HTTP_2_request_id_is_forwarded_and_returned(struct conf_ctx *ctx)
     conf_check(ctx, r, same_string(back, rid), "X-Request-Id not returned (got %s)",
                back ? back : "none");
     conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
-    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
-                                       "X-Request-Id");
+    const char *up = conf_entry_header(first_attempt(ctx, token), "X-Request-Id");
     conf_check(ctx, r, same_string(up, rid), "X-Request-Id not sent upstream (got %s)",
                up ? up : "none");
 }
@@ -131,8 +137,7 @@ HTTP_2_request_id_is_generated(struct conf_ctx *ctx)
     const char *back = conf_response_header(r, "X-Request-Id");
     conf_check(ctx, r, back && back[0], "no X-Request-Id in the response");
     conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
-    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
-                                       "X-Request-Id");
+    const char *up = conf_entry_header(first_attempt(ctx, token), "X-Request-Id");
     conf_check(ctx, r, same_string(up, back),
                "the upstream saw X-Request-Id %s, the caller %s", up ? up : "none", back);
 }
@@ -272,8 +277,7 @@ HTTP_3_other_origins_are_not_allowed(struct conf_ctx *ctx)
 static void
 check_same_models(struct conf_ctx *ctx, const struct conf_response *r, const cJSON *data)
 {
-    const struct conf_response *direct =
-        conf_mock_direct(ctx, "GET", "/api/models", conf_token(ctx), NULL);
+    const struct conf_response *direct = conf_mock_direct_models(ctx, conf_token(ctx));
     const cJSON *want = cJSON_GetObjectItemCaseSensitive(conf_json(ctx, direct), "data");
     conf_check(ctx, r, cJSON_GetArraySize(want) == cJSON_GetArraySize(data),
                "%d models listed, the upstream has %d", cJSON_GetArraySize(data),
@@ -421,7 +425,7 @@ check_body_fidelity(struct conf_ctx *ctx, bool stream)
                "no upstream request carried the caller's token");
     const cJSON *sent = conf_json(ctx, &(struct conf_response){.body = (char *)body,
                                                               .body_len = strlen(body)});
-    const char *up_text = conf_entry_body(cJSON_GetArrayItem(conf_journal(ctx, token), 0));
+    const char *up_text = conf_entry_body(first_attempt(ctx, token));
     cJSON *up = cJSON_Parse(up_text);
     conf_keep(ctx, up ? up : cJSON_CreateNull(), (void (*)(void *))cJSON_Delete);
     conf_check(ctx, NULL, cJSON_IsObject(up), "the body sent upstream is not a JSON object: %.200s",

@@ -307,7 +307,7 @@ check_backoff_grows(struct conf_ctx *ctx, const char *route)
         conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
-    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal(ctx, token));
     for (int i = 0; i + 1 < (int)n; i++) {
         int64_t nominal = base << i;
         int64_t gap = gap_ms(entries, i);
@@ -350,7 +350,7 @@ RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
     const struct conf_response *r = chat(ctx, token);
     conf_assert_status(ctx, r, 200);
     conf_assert_attempts(ctx, token, 2);
-    int64_t gap = gap_ms(conf_journal(ctx, token), 0);
+    int64_t gap = gap_ms(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
     conf_check(ctx, NULL, gap >= 1000 - 50,
                "the retry came %lld ms after \"Retry-After: 1\"", (long long)gap);
 }
@@ -395,7 +395,7 @@ same_headers(const cJSON *a, const cJSON *b, const char **diff)
 static void
 check_attempts_identical(struct conf_ctx *ctx, const char *token)
 {
-    const cJSON *entries = conf_journal_settled(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal_settled(ctx, token));
     const cJSON *first = cJSON_GetArrayItem(entries, 0);
     int n = cJSON_GetArraySize(entries);
     for (int i = 1; i < n; i++) {

@@ -69,9 +69,8 @@ body_for(struct conf_ctx *ctx, const char *message, bool stream, enum incrementa
 static const char *
 expected_text(struct conf_ctx *ctx, const char *message)
 {
-    const struct conf_response *r = conf_mock_direct(
-        ctx, "POST", "/api/chat/completions", conf_token(ctx),
-        body_for(ctx, message, false, INC_ABSENT));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, conf_token(ctx), body_for(ctx, message, false, INC_ABSENT));
     const cJSON *choice =
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0);
     const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
@@ -315,7 +314,7 @@ journal_entry(struct conf_ctx *ctx, const char *token, size_t n, size_t i)
 {
     size_t got = conf_attempts(ctx, token, n);
     conf_check(ctx, NULL, got > i, "the journal shows %zu upstream request(s)", got);
-    return cJSON_GetArrayItem(conf_journal(ctx, token), (int)i);
+    return cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), (int)i);
 }
 
 static bool
@@ -834,7 +833,8 @@ SSE_9_caller_disconnect_closes_upstream(struct conf_ctx *ctx)
     /* The stream runs PIECES * DELAY_MS if nobody stops it: wait that long for the entry. */
     const cJSON *e = NULL;
     int64_t until = st->stopped_ms + PIECES * DELAY_MS + 2000;
-    while (!(e = cJSON_GetArrayItem(conf_journal(ctx, token), 0)) && qk_now_ms() < until)
+    while (!(e = cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0)) &&
+           qk_now_ms() < until)
         conf_sleep_ms(50);
     conf_check(ctx, NULL, e != NULL, "the upstream request was still open %lld ms after the "
                "caller left", (long long)(qk_now_ms() - st->stopped_ms));
@@ -985,8 +985,8 @@ expected_stream_text(struct conf_ctx *ctx, const char *message, const char *step
 {
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", conf_str(ctx, "[%s]", step));
-    const struct conf_response *r = conf_mock_direct(ctx, "POST", "/api/chat/completions", token,
-                                                     body_for(ctx, message, true, INC_TRUE));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, token, body_for(ctx, message, true, INC_TRUE));
     conf_check(ctx, r, r->status == 200 && !r->body_truncated,
                "harness: the mock did not stream the oracle answer");
     struct stream *st = conf_keep(ctx, calloc(1, sizeof(*st)), release_stream);
@@ -1540,7 +1540,7 @@ SSE_18_caller_leaving_before_the_first_byte_stops_retries(struct conf_ctx *ctx)
     /* Long enough for the attempts a proxy that ignores the caller would still make to
      * reach the journal (each is recorded when it ends). */
     conf_sleep_ms(attempts * (delay + 100) + 500);
-    const cJSON *journal = conf_journal(ctx, token);
+    const cJSON *journal = conf_attempt_entries(ctx, conf_journal(ctx, token));
     size_t n = (size_t)cJSON_GetArraySize(journal);
     conf_check(ctx, NULL, n >= 1, "harness: the journal shows no attempt");
     for (size_t i = 0; i < n; i++) {
