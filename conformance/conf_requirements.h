@@ -4,7 +4,8 @@
  *
  * Each row is (symbol, ID, level, one-line summary). The report, the JSON/JUnit output and
  * the test registration all read this table, so an ID cannot be misspelt in one place and
- * right in another. SPEC.md is the normative text; keep the summaries in step with it.
+ * right in another. SPEC.md is the normative text; keep the summaries in step with it (its
+ * IDs and levels are checked against this table: conf_requirements_check_spec()).
  */
 #ifndef CONF_REQUIREMENTS_H
 #define CONF_REQUIREMENTS_H
