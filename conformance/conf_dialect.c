@@ -19,6 +19,6 @@ same_path(const char *path, const char *want)
 bool
 conf_dialect_is_attempt(const struct conf_dialect *dialect, const char *path)
 {
-    return path && (same_path(path, dialect->models_path) ||
-                    same_path(path, dialect->completion_path));
+    return path &&
+           (same_path(path, dialect->models_path) || same_path(path, dialect->completion_path));
 }

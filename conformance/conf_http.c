@@ -94,11 +94,10 @@ static void
 HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const char *body = conf_chat_body_of(ctx, &(struct conf_chat){
-                                                  .text = conf_str(ctx, "count %s", token),
-                                                  .stream = CONF_CHAT_STREAM_FALSE,
-                                                  .extra_json = "\"max_tokens\":2",
-                                              });
+    const char *body =
+        conf_chat_body_of(ctx, &(struct conf_chat){.text = conf_str(ctx, "count %s", token),
+                                                   .stream = CONF_CHAT_STREAM_FALSE,
+                                                   .extra_json = "\"max_tokens\":2"});
     const struct conf_response *r = conf_post_chat(ctx, token, body);
     const cJSON *sent =
         cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal_settled(ctx, token)), 0);
@@ -357,11 +356,10 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
     const char *slow = conf_token(ctx), *fast = conf_token(ctx);
     conf_queue(ctx, slow, "chat",
                conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, PACE));
-    const char *stream_body = conf_chat_body_of(ctx, &(struct conf_chat){
-                                                         .text = "a slow answer",
-                                                         .stream = CONF_CHAT_STREAM_TRUE,
-                                                         .extra_json = "\"incremental_output\":true",
-                                                     });
+    const char *stream_body =
+        conf_chat_body_of(ctx, &(struct conf_chat){.text = "a slow answer",
+                                                   .stream = CONF_CHAT_STREAM_TRUE,
+                                                   .extra_json = "\"incremental_output\":true"});
     const char *headers[] = {conf_bearer(ctx, slow), "Content-Type: application/json", NULL};
     struct background_stream *bg =
         conf_keep(ctx, calloc(1, sizeof(*bg)), release_background_stream);

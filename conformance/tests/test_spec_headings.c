@@ -125,8 +125,8 @@ spec_md_agrees_with_the_table(void **state)
     size_t differences = conf_requirements_check_spec(text, report, sizeof(report));
     free(text);
     if (differences)
-        fail_msg("%s and conf_requirements.h differ in %zu place(s):\n%s", spec_path,
-                 differences, report);
+        fail_msg("%s and conf_requirements.h differ in %zu place(s):\n%s", spec_path, differences,
+                 report);
 }
 
 int
