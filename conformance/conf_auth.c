@@ -23,8 +23,7 @@ upstream_request_seen(struct conf_ctx *ctx, struct conf_mark since, const char *
         char shown[160];
         seen = true;
         print_error("    upstream request: %s %s, Authorization: %s\n",
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e),
+                    conf_entry_method(e), conf_entry_path(e),
                     conf_text_credential(shown, sizeof(shown),
                                          conf_entry_header(e, "Authorization"), token));
     }
@@ -415,5 +414,4 @@ static const struct CMUnitTest auth_tests[] = {
     CONF_TEST(AUTH_6, AUTH_6_second_connection_line_counts),
 };
 
-const struct conf_group conf_group_auth = {"auth", auth_tests,
-                                           sizeof(auth_tests) / sizeof(auth_tests[0])};
+CONF_GROUP(auth, auth_tests);

@@ -391,5 +391,4 @@ static const struct CMUnitTest cache_tests[] = {
     CONF_TEST(CACHE_7, CACHE_7_eviction_is_least_recently_used),
 };
 
-const struct conf_group conf_group_cache = {"cache", cache_tests,
-                                            sizeof(cache_tests) / sizeof(cache_tests[0])};
+CONF_GROUP(cache, cache_tests);

@@ -153,5 +153,4 @@ static const struct CMUnitTest conn_tests[] = {
     CONF_TEST(ROBUST_3, ROBUST_3_half_closed_partial_request_is_let_go),
 };
 
-const struct conf_group conf_group_conn = {"conn", conn_tests,
-                                           sizeof(conn_tests) / sizeof(conn_tests[0])};
+CONF_GROUP(conn, conn_tests);

@@ -50,11 +50,12 @@ ERR_1_bad_messages_gets_400_no_upstream(struct conf_ctx *ctx)
     const char *model = conf_target(ctx)->model;
     check_rejected(ctx, "a body without messages", conf_str(ctx, "{\"model\":\"%s\"}", model));
     check_rejected(ctx, "empty messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":[]}", model));
+                   conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = "[]"}));
     check_rejected(ctx, "string messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":\"hi\"}", model));
+                   conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = "\"hi\""}));
     check_rejected(ctx, "object messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":{\"role\":\"user\"}}", model));
+                   conf_chat_body_of(ctx, &(struct conf_chat){.messages_json =
+                                                                  "{\"role\":\"user\"}"}));
 }
 
 /* An upstream 400 that was retried is RETRY-4's failure; ERR-2 judges only relays. A body
@@ -90,8 +91,8 @@ static void
 ERR_2_upstream_400_relayed_with_message(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const char *body = "{\"model\":\"conformance-no-such-model\","
-                       "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){.model = "conformance-no-such-model", .text = "hi"});
     const struct conf_response *r = conf_post_chat(ctx, token, body);
     require_single_attempt(ctx, token, true);
     conf_assert_status(ctx, r, 400);
@@ -120,18 +121,12 @@ ERR_2_scripted_400_message_is_kept(struct conf_ctx *ctx)
 static const char *
 big_body(struct conf_ctx *ctx, size_t size)
 {
-    const char *head = conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
-                                     "\"content\":\"", conf_target(ctx)->model);
-    const char *tail = "\"}]}";
-    size_t fixed = strlen(head) + strlen(tail);
+    size_t fixed = strlen(conf_chat_body_of(ctx, &(struct conf_chat){.text = ""}));
     size_t fill = size > fixed ? size - fixed : 0;
-    char *pad = malloc(fill + 1);
-    conf_check(ctx, NULL, pad != NULL, "out of memory");
+    char *pad = conf_keep(ctx, malloc(fill + 1), free);
     memset(pad, 'x', fill);
     pad[fill] = '\0';
-    const char *body = conf_str(ctx, "%s%s%s", head, pad, tail);
-    free(pad);
-    return body;
+    return conf_chat_body_of(ctx, &(struct conf_chat){.text = pad});
 }
 
 /* Checks a produced error: application/json with an "error" object and message. */
@@ -315,5 +310,4 @@ static const struct CMUnitTest errors_tests[] = {
     CONF_TEST(ERR_5, ERR_5_upstream_timeout_gets_504),
 };
 
-const struct conf_group conf_group_errors = {"errors", errors_tests,
-                                             sizeof(errors_tests) / sizeof(errors_tests[0])};
+CONF_GROUP(errors, errors_tests);

@@ -451,20 +451,64 @@ conf_max_attempts(struct conf_ctx *ctx)
     return conf_target(ctx)->profile.max_retries + 1;
 }
 
+/* Far above any body a test sends (the largest exceed a profile's max_body by a little). */
+enum { CHAT_BODY_CAP = 64 * 1024 * 1024 };
+
+/* @p s as a JSON string literal (quoted, escaped); caller frees. NULL when out of memory. */
+static char *
+json_string(const char *s)
+{
+    cJSON *str = cJSON_CreateString(s ? s : "");
+    char *out = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    return out;
+}
+
+char *
+conf_chat_json(const struct conf_chat *chat)
+{
+    static const char *const stream_member[] = {
+        [CONF_CHAT_STREAM_OMITTED] = "",
+        [CONF_CHAT_STREAM_FALSE] = ",\"stream\":false",
+        [CONF_CHAT_STREAM_TRUE] = ",\"stream\":true",
+    };
+    char *model = json_string(chat->model);
+    char *text = chat->messages_json ? NULL : json_string(chat->text);
+    struct qk_buf out;
+    qk_buf_init(&out, CHAT_BODY_CAP);
+    bool ok = model && (chat->messages_json || text) &&
+              qk_buf_appendf(&out, "{\"model\":%s,\"messages\":", model) == QK_OK;
+    if (ok && chat->messages_json)
+        ok = qk_buf_appendf(&out, "%s", chat->messages_json) == QK_OK;
+    else if (ok)
+        ok = qk_buf_appendf(&out, "[{\"role\":\"user\",\"content\":%s}]", text) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "%s", stream_member[chat->stream]) == QK_OK;
+    if (ok && chat->extra_json && chat->extra_json[0])
+        ok = qk_buf_appendf(&out, ",%s", chat->extra_json) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "}") == QK_OK;
+    free(model);
+    free(text);
+    if (!ok) {
+        qk_buf_free(&out);
+        return NULL;
+    }
+    return qk_buf_take(&out, NULL);
+}
+
+const char *
+conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat)
+{
+    struct conf_chat c = *chat;
+    if (!c.model)
+        c.model = target->model;
+    return pool_keep(ctx, conf_chat_json(&c), free);
+}
+
 const char *
 conf_chat_body(struct conf_ctx *ctx, const char *text)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", target->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", text);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddFalseToObject(root, "stream");
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return pool_keep(ctx, s, free);
+    return conf_chat_body_of(ctx,
+                             &(struct conf_chat){.text = text, .stream = CONF_CHAT_STREAM_FALSE});
 }
 
 /* ---- requests ---- */
@@ -589,6 +633,18 @@ conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path,
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
     return conf_send_ex(ctx, target->mock_url, method, path, headers, body,
                         body ? strlen(body) : 0, 0);
+}
+
+const struct conf_response *
+conf_mock_direct_chat(struct conf_ctx *ctx, const char *token, const char *body)
+{
+    return conf_mock_direct(ctx, "POST", target->dialect->completion_path, token, body);
+}
+
+const struct conf_response *
+conf_mock_direct_models(struct conf_ctx *ctx, const char *token)
+{
+    return conf_mock_direct(ctx, "GET", target->dialect->models_path, token, NULL);
 }
 
 const cJSON *
@@ -764,6 +820,19 @@ conf_journal_settled(struct conf_ctx *ctx, const char *token)
     }
 }
 
+const cJSON *
+conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
+{
+    cJSON *attempts = cJSON_CreateArray();
+    pool_keep(ctx, attempts, release_json);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, journal) {
+        if (conf_dialect_is_attempt(target->dialect, conf_entry_path(e)))
+            cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
+    }
+    return attempts;
+}
+
 size_t
 conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
 {
@@ -776,7 +845,8 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
     int64_t hard_until = now + SETTLE_EXPECTED_MS;
     for (;;) {
         const cJSON *root = journal_root(ctx, token);
-        size_t n = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "entries"));
+        const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
+        size_t n = (size_t)cJSON_GetArraySize(conf_attempt_entries(ctx, entries));
         bool settled = in_flight(root) == 0;
         now = qk_now_ms();
         if (settled && (n > expect || (n == expect && expect > 0)))
@@ -872,10 +942,9 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
     const char *key = upstream_key(ctx, token);
     for (size_t i = used; i < queued; i++) {
         if (chat)
-            conf_mock_direct(ctx, "POST", "/api/chat/completions", key,
-                             conf_chat_body(ctx, "burn a leftover step"));
+            conf_mock_direct_chat(ctx, key, conf_chat_body(ctx, "burn a leftover step"));
         else
-            conf_mock_direct(ctx, "GET", "/api/models", key, NULL);
+            conf_mock_direct_models(ctx, key);
     }
 }
 
@@ -1028,8 +1097,7 @@ print_journal(struct conf_ctx *ctx, const cJSON *entries)
     int i = 0;
     cJSON_ArrayForEach(e, entries) {
         evidence(ctx, "    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e), conf_entry_status(e),
+                    conf_entry_method(e), conf_entry_path(e), conf_entry_status(e),
                     (long long)conf_entry_received_ms(e));
     }
 }

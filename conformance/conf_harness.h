@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "conf_client.h"
+#include "conf_dialect.h"
 #include "conf_mockctl.h"
 #include "conf_profile.h"
 #include "conf_requirements.h"
@@ -38,6 +39,7 @@ struct conf_env {
     char unreachable_url[CONF_URL_MAX]; /**< same proxy, upstream refusing; "" if none */
     char proxy_log[512];                /**< file holding the proxy's stderr; "" if none */
     char model[128];                    /**< a model the upstream lists */
+    const struct conf_dialect *dialect; /**< the upstream's API: which requests are attempts */
     struct conf_profile profile;
 };
 
@@ -221,7 +223,34 @@ const char *conf_str(struct conf_ctx *ctx, const char *fmt, ...)
 const char *conf_api(struct conf_ctx *ctx, const char *route);
 /** @return "Authorization: Bearer TOKEN". */
 const char *conf_bearer(struct conf_ctx *ctx, const char *token);
-/** @return a valid non-stream chat body whose last message contains @p text. */
+/** Whether a chat body has a "stream" member, and its value. */
+enum conf_chat_stream {
+    CONF_CHAT_STREAM_OMITTED = 0,
+    CONF_CHAT_STREAM_FALSE,
+    CONF_CHAT_STREAM_TRUE,
+};
+
+/**
+ * What a chat request body holds: `{"model":M,"messages":[...],"stream":S,EXTRA}`, members
+ * in that order. Strings are borrowed. A zero-initialised struct (with a model) is a body
+ * with one empty user message and no "stream".
+ */
+struct conf_chat {
+    const char *model;         /**< the model; NULL in conf_chat_body_of(): the target's */
+    const char *messages_json; /**< the "messages" value as JSON text, sent as given; NULL:
+                                    one user message holding @c text */
+    const char *text;          /**< that user message's content (NULL: "") */
+    enum conf_chat_stream stream;
+    const char *extra_json;    /**< further members as JSON text without braces
+                                    (`"max_tokens":2`), sent as given; NULL: none */
+};
+
+/** @return the body @p chat describes (model required); caller frees with free().
+ *  NULL when out of memory. */
+char *conf_chat_json(const struct conf_chat *chat);
+/** conf_chat_json() with the target's model by default; @return a string of @p ctx. */
+const char *conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat);
+/** @return a valid non-stream chat body whose one message contains @p text. */
 const char *conf_chat_body(struct conf_ctx *ctx, const char *text);
 /** @return a JSON array of @p n copies of the step object @p step (a mock scenario). */
 const char *conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n);
@@ -265,6 +294,11 @@ const struct conf_response *conf_post_chat(struct conf_ctx *ctx, const char *tok
 const struct conf_response *conf_mock_direct(struct conf_ctx *ctx, const char *method,
                                              const char *path, const char *token,
                                              const char *body);
+/** Asks the mock itself for a chat completion of @p body (one attempt of the dialect). */
+const struct conf_response *conf_mock_direct_chat(struct conf_ctx *ctx, const char *token,
+                                                  const char *body);
+/** Asks the mock itself for its model list (one attempt of the dialect). */
+const struct conf_response *conf_mock_direct_models(struct conf_ctx *ctx, const char *token);
 /**
  * @return true when @p resp is a model list by its shape, not its status alone: 200,
  * `application/json`, a JSON object with a `data` array (an HTML page served with 200 is
@@ -292,9 +326,16 @@ const cJSON *conf_journal(struct conf_ctx *ctx, const char *token);
  *  (received but not yet journaled), or after a second (a stream still running). */
 const cJSON *conf_journal_settled(struct conf_ctx *ctx, const char *token);
 /**
- * @return the number of upstream requests made with @p token, read once the journal has
- *         settled: nothing of @p token in flight at the mock. It polls briefly for late
- *         requests, and returns as soon as the settled count is @p expect (or above it).
+ * @return the entries of @p journal (a journal's entries array) that are attempts: the
+ *         requests to the dialect's model-list and completion paths (conf_dialect.h), in
+ *         order. The array belongs to @p ctx; its items are @p journal's.
+ */
+const cJSON *conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal);
+/**
+ * @return the number of upstream attempts (conf_attempt_entries()) made with @p token, read
+ *         once the journal has settled: nothing of @p token in flight at the mock. It polls
+ *         briefly for late requests, and returns as soon as the settled count is @p expect
+ *         (or above it).
  */
 size_t conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect);
 /** A point in the upstream's journal: requests after it arrived later (see below). */

@@ -190,5 +190,4 @@ static const struct CMUnitTest input_tests[] = {
     CONF_TEST(INPUT_4, INPUT_4_head_answered_as_get_without_body),
 };
 
-const struct conf_group conf_group_input = {"input", input_tests,
-                                            sizeof(input_tests) / sizeof(input_tests[0])};
+CONF_GROUP(input, input_tests);

@@ -330,6 +330,7 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     conf_profile_defaults(&env.profile);
+    env.dialect = &conf_dialect_qwen_v1;
     const char *profile_path = opts.profile_path;
     if (!profile_path && opts.spawn)
         profile_path = CONF_REFERENCE_PROFILE;

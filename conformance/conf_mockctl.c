@@ -393,3 +393,49 @@ conf_entry_token_fp(const cJSON *entry)
 {
     return entry_string(entry, "token");
 }
+
+/* ---- More accessors of one entry (conf_mockctl.h). ---- */
+
+const char *
+conf_entry_method(const cJSON *entry)
+{
+    return entry_string(entry, "method");
+}
+
+size_t
+conf_entry_header_total(const cJSON *entry)
+{
+    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "headers"));
+}
+
+bool
+conf_entry_header_at(const cJSON *entry, size_t i, const char **name, const char **value)
+{
+    const cJSON *h =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "headers"), (int)i);
+    if (!h)
+        return false;
+    *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
+    *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+    return true;
+}
+
+bool
+conf_entry_client_gone(const cJSON *entry)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
+}
+
+size_t
+conf_entry_event_count(const cJSON *entry)
+{
+    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"));
+}
+
+int64_t
+conf_entry_event_ms(const cJSON *entry, size_t k)
+{
+    const cJSON *v =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}

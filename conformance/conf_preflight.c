@@ -262,13 +262,15 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
     /* The chat route (never cached). */
     since = mark_now(env);
     fresh_token(token, sizeof(token), "chat");
-    char body[512];
-    snprintf(body, sizeof(body),
-             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"preflight\"}],"
-             "\"stream\":false}",
-             env->model);
+    char *body = conf_chat_json(&(struct conf_chat){
+        .model = env->model, .text = "preflight", .stream = CONF_CHAT_STREAM_FALSE});
+    if (!body) {
+        snprintf(err, errlen, "out of memory");
+        return QK_NOMEM;
+    }
     snprintf(path, sizeof(path), "%s/chat/completions", env->profile.api_prefix);
     send_to_proxy(env, "POST", path, token, body, &r);
+    free(body);
     conf_response_clear(&r);
     observe_token(env, token, since, &facts->token_verbatim[CONF_ROUTE_CHAT],
                   facts->token_seen[CONF_ROUTE_CHAT], sizeof(facts->token_seen[CONF_ROUTE_CHAT]));

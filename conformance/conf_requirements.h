@@ -4,12 +4,14 @@
  *
  * Each row is (symbol, ID, level, one-line summary). The report, the JSON/JUnit output and
  * the test registration all read this table, so an ID cannot be misspelt in one place and
- * right in another. SPEC.md is the normative text; keep the summaries in step with it.
+ * right in another. SPEC.md is the normative text; keep the summaries in step with it (its
+ * IDs and levels are checked against this table: conf_requirements_check_spec()).
  */
 #ifndef CONF_REQUIREMENTS_H
 #define CONF_REQUIREMENTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /** The version of SPEC.md this suite checks. */
 #define CONF_SPEC_VERSION "1.3.0"
@@ -134,5 +136,15 @@ const char *conf_level_name(enum conf_level level);
  * @return true and the requirement in @p out, false for an unknown ID.
  */
 bool conf_requirement_find(const char *id, enum conf_req *out);
+
+/**
+ * Compares the requirement headings of SPEC.md (`#### ID (LEVEL[; SHOULD part]): title`)
+ * with the table: every ID in both, once in SPEC.md, at the same level. The order may
+ * differ (SPEC.md groups the MUST requirements of a section first).
+ * @param spec the text of SPEC.md (borrowed).
+ * @param[out] report one line per difference, cut to @p reportlen ("" when none).
+ * @return the number of differences; 0 when they agree.
+ */
+size_t conf_requirements_check_spec(const char *spec, char *report, size_t reportlen);
 
 #endif

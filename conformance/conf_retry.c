@@ -307,7 +307,7 @@ check_backoff_grows(struct conf_ctx *ctx, const char *route)
         conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
-    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal(ctx, token));
     for (int i = 0; i + 1 < (int)n; i++) {
         int64_t nominal = base << i;
         int64_t gap = gap_ms(entries, i);
@@ -350,7 +350,7 @@ RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
     const struct conf_response *r = chat(ctx, token);
     conf_assert_status(ctx, r, 200);
     conf_assert_attempts(ctx, token, 2);
-    int64_t gap = gap_ms(conf_journal(ctx, token), 0);
+    int64_t gap = gap_ms(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
     conf_check(ctx, NULL, gap >= 1000 - 50,
                "the retry came %lld ms after \"Retry-After: 1\"", (long long)gap);
 }
@@ -376,16 +376,12 @@ RETRY_6_retry_after_over_cap_is_relayed(struct conf_ctx *ctx)
 static bool
 same_headers(const cJSON *a, const cJSON *b, const char **diff)
 {
-    const cJSON *ha = cJSON_GetObjectItemCaseSensitive(a, "headers");
-    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(b, "headers");
-    if (cJSON_GetArraySize(ha) != cJSON_GetArraySize(hb)) {
+    if (conf_entry_header_total(a) != conf_entry_header_total(b)) {
         *diff = "a different number of headers";
         return false;
     }
-    const cJSON *h;
-    cJSON_ArrayForEach(h, ha) {
-        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
-        const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+    const char *name, *value;
+    for (size_t i = 0; conf_entry_header_at(a, i, &name, &value); i++) {
         const char *other = name ? conf_entry_header(b, name) : NULL;
         if (!name || !value || !other || strcmp(value, other) != 0 ||
             conf_entry_header_count(a, name) != conf_entry_header_count(b, name)) {
@@ -399,7 +395,7 @@ same_headers(const cJSON *a, const cJSON *b, const char **diff)
 static void
 check_attempts_identical(struct conf_ctx *ctx, const char *token)
 {
-    const cJSON *entries = conf_journal_settled(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal_settled(ctx, token));
     const cJSON *first = cJSON_GetArrayItem(entries, 0);
     int n = cJSON_GetArraySize(entries);
     for (int i = 1; i < n; i++) {
@@ -419,13 +415,19 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
 static void
 send_rich_chat(struct conf_ctx *ctx, const char *token)
 {
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":\"h\\u00e9llo \\u4f60\\u597d %s\"}],"
-        "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
-        "\"feature_config\":{\"thinking_enabled\":false}}",
-        conf_target(ctx)->model, token, token);
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){
+                 .messages_json = conf_str(ctx,
+                                           "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                                           "{\"role\":\"user\",\"content\":"
+                                           "\"h\\u00e9llo \\u4f60\\u597d %s\"}]",
+                                           token),
+                 .stream = CONF_CHAT_STREAM_FALSE,
+                 .extra_json = conf_str(ctx,
+                                        "\"temperature\":0.5,\"session_id\":\"%s\","
+                                        "\"feature_config\":{\"thinking_enabled\":false}",
+                                        token),
+             });
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
                              conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
@@ -551,5 +553,4 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 
-const struct conf_group conf_group_retry = {"retry", retry_tests,
-                                            sizeof(retry_tests) / sizeof(retry_tests[0])};
+CONF_GROUP(retry, retry_tests);

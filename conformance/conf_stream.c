@@ -52,28 +52,25 @@ enum incremental { INC_ABSENT = -1, INC_FALSE = 0, INC_TRUE = 1 };
 static const char *
 body_for(struct conf_ctx *ctx, const char *message, bool stream, enum incremental inc)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", conf_target(ctx)->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", message);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddBoolToObject(root, "stream", stream);
-    if (inc != INC_ABSENT)
-        cJSON_AddBoolToObject(root, "incremental_output", inc == INC_TRUE);
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return conf_keep(ctx, s, free);
+    static const char *const incremental_member[] = {
+        [INC_FALSE] = "\"incremental_output\":false",
+        [INC_TRUE] = "\"incremental_output\":true",
+    };
+    return conf_chat_body_of(ctx, &(struct conf_chat){
+                                      .text = message,
+                                      .stream = stream ? CONF_CHAT_STREAM_TRUE
+                                                       : CONF_CHAT_STREAM_FALSE,
+                                      .extra_json = inc == INC_ABSENT ? NULL
+                                                                      : incremental_member[inc],
+                                  });
 }
 
 /* The upstream's full answer text for @p message, from the mock itself (non-stream). */
 static const char *
 expected_text(struct conf_ctx *ctx, const char *message)
 {
-    const struct conf_response *r = conf_mock_direct(
-        ctx, "POST", "/api/chat/completions", conf_token(ctx),
-        body_for(ctx, message, false, INC_ABSENT));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, conf_token(ctx), body_for(ctx, message, false, INC_ABSENT));
     const cJSON *choice =
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0);
     const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
@@ -317,7 +314,7 @@ journal_entry(struct conf_ctx *ctx, const char *token, size_t n, size_t i)
 {
     size_t got = conf_attempts(ctx, token, n);
     conf_check(ctx, NULL, got > i, "the journal shows %zu upstream request(s)", got);
-    return cJSON_GetArrayItem(conf_journal(ctx, token), (int)i);
+    return cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), (int)i);
 }
 
 static bool
@@ -326,26 +323,6 @@ entry_asked_incremental(struct conf_ctx *ctx, const cJSON *entry)
     cJSON *json = cJSON_Parse(conf_entry_body(entry));
     conf_keep(ctx, json ? json : cJSON_CreateNull(), release_json);
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "incremental_output"));
-}
-
-static bool
-entry_client_gone(const cJSON *entry)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
-}
-
-static int64_t
-entry_event_ms(const cJSON *entry, size_t k)
-{
-    const cJSON *v =
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
-}
-
-static size_t
-entry_events(const cJSON *entry)
-{
-    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"));
 }
 
 /* The mode the upstream streamed in, as the journal shows it. */
@@ -433,7 +410,7 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t up = entry_events(e);
+    size_t up = conf_entry_event_count(e);
     conf_check(ctx, NULL, up > PIECES, "harness: the mock sent %zu events, not %d and [DONE]",
                up, PIECES);
     stream_check(ctx, st, r.content_chunks >= PIECES,
@@ -446,7 +423,7 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
         const char *c = chunk_content(chunk);
         if (!c || !c[0] || cJSON_HasObjectItem(chunk, "error"))
             continue;
-        int64_t sent = entry_event_ms(e, k), next = entry_event_ms(e, k + 1);
+        int64_t sent = conf_entry_event_ms(e, k), next = conf_entry_event_ms(e, k + 1);
         int64_t got = st->sse.events[i].at_ms;
         stream_check(ctx, st, got <= next + PACE_SLACK_MS,
                      "upstream event %zu (sent at +%lld ms) reached the caller at +%lld ms, "
@@ -856,12 +833,13 @@ SSE_9_caller_disconnect_closes_upstream(struct conf_ctx *ctx)
     /* The stream runs PIECES * DELAY_MS if nobody stops it: wait that long for the entry. */
     const cJSON *e = NULL;
     int64_t until = st->stopped_ms + PIECES * DELAY_MS + 2000;
-    while (!(e = cJSON_GetArrayItem(conf_journal(ctx, token), 0)) && qk_now_ms() < until)
+    while (!(e = cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0)) &&
+           qk_now_ms() < until)
         conf_sleep_ms(50);
     conf_check(ctx, NULL, e != NULL, "the upstream request was still open %lld ms after the "
                "caller left", (long long)(qk_now_ms() - st->stopped_ms));
     int64_t finished = conf_entry_finished_ms(e);
-    bool gone = entry_client_gone(e);
+    bool gone = conf_entry_client_gone(e);
     conf_assume(ctx, gone || finished > st->stopped_ms,
                 "the upstream had finished before the caller got its first events (see SSE-2)");
     conf_check(ctx, NULL, gone,
@@ -932,7 +910,7 @@ SSE_10_stall_past_idle_timeout_ends_stream(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    int64_t last = entry_event_ms(e, entry_events(e) - 1);
+    int64_t last = conf_entry_event_ms(e, conf_entry_event_count(e) - 1);
     int64_t ended = st->resp.done_ms - last;
     stream_check(ctx, st, ended >= idle - IDLE_EARLY_MS,
                  "the stream ended %lld ms after the upstream's last event, before the idle "
@@ -974,10 +952,10 @@ SSE_10_trickle_does_not_hold_the_stream(struct conf_ctx *ctx)
                  "idle clock",
                  (long long)trickle, (long long)(idle + 3000), (long long)idle);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t events = entry_events(e);
+    size_t events = conf_entry_event_count(e);
     conf_check(ctx, NULL, events >= 2, "harness: the journal shows %zu upstream event(s)",
                events);
-    int64_t ended = st->resp.done_ms - entry_event_ms(e, 1);
+    int64_t ended = st->resp.done_ms - conf_entry_event_ms(e, 1);
     stream_check(ctx, st, ended <= idle + IDLE_LATE_MS,
                  "the stream ended %lld ms after the upstream's last complete event, while "
                  "bytes kept trickling; idle timeout %lld ms",
@@ -1007,8 +985,8 @@ expected_stream_text(struct conf_ctx *ctx, const char *message, const char *step
 {
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", conf_str(ctx, "[%s]", step));
-    const struct conf_response *r = conf_mock_direct(ctx, "POST", "/api/chat/completions", token,
-                                                     body_for(ctx, message, true, INC_TRUE));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, token, body_for(ctx, message, true, INC_TRUE));
     conf_check(ctx, r, r->status == 200 && !r->body_truncated,
                "harness: the mock did not stream the oracle answer");
     struct stream *st = conf_keep(ctx, calloc(1, sizeof(*st)), release_stream);
@@ -1562,7 +1540,7 @@ SSE_18_caller_leaving_before_the_first_byte_stops_retries(struct conf_ctx *ctx)
     /* Long enough for the attempts a proxy that ignores the caller would still make to
      * reach the journal (each is recorded when it ends). */
     conf_sleep_ms(attempts * (delay + 100) + 500);
-    const cJSON *journal = conf_journal(ctx, token);
+    const cJSON *journal = conf_attempt_entries(ctx, conf_journal(ctx, token));
     size_t n = (size_t)cJSON_GetArraySize(journal);
     conf_check(ctx, NULL, n >= 1, "harness: the journal shows no attempt");
     for (size_t i = 0; i < n; i++) {
@@ -1622,5 +1600,4 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_18, SSE_18_caller_leaving_before_the_first_byte_stops_retries),
 };
 
-const struct conf_group conf_group_stream = {"stream", stream_tests,
-                                             sizeof(stream_tests) / sizeof(stream_tests[0])};
+CONF_GROUP(stream, stream_tests);

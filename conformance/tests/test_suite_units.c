@@ -1,6 +1,7 @@
 /* Unit tests of the suite's own machinery: test selection and order (conf_plan.c), the
  * folding of test outcomes into verdicts (conf_report.c), profile parsing
- * (conf_profile.c) and the cleaning of target bytes for reports (conf_text.c). */
+ * (conf_profile.c), the cleaning of target bytes for reports (conf_text.c), the chat-body
+ * builder (conf_harness.c) and which upstream requests are attempts (conf_dialect.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "conf_dialect.h"
+#include "conf_harness.h"
 #include "conf_plan.h"
 #include "conf_profile.h"
 #include "conf_report.h"
@@ -263,6 +266,54 @@ text_cleaning_leaves_valid_utf8_only(void **state)
     assert_string_equal(smaller, "ab");
 }
 
+static void
+chat_bodies_hold_their_members_in_order(void **state)
+{
+    (void)state;
+    static const struct {
+        struct conf_chat chat;
+        const char *want;
+    } cases[] = {
+        {{.model = "m", .text = "hi"},
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
+        {{.model = "m\"q", .text = "a\"b\\c\n", .stream = CONF_CHAT_STREAM_FALSE},
+         "{\"model\":\"m\\\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\\"b\\\\c\\n\"}],"
+         "\"stream\":false}"},
+        {{.model = "m", .messages_json = "[]", .stream = CONF_CHAT_STREAM_TRUE,
+          .extra_json = "\"incremental_output\":true,\"n\":1"},
+         "{\"model\":\"m\",\"messages\":[],\"stream\":true,\"incremental_output\":true,\"n\":1}"},
+        {{.model = "m", .messages_json = "\"\\u00e9\"", .extra_json = ""},
+         "{\"model\":\"m\",\"messages\":\"\\u00e9\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = conf_chat_json(&cases[i].chat);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+        free(got);
+    }
+}
+
+static void
+attempts_are_requests_to_the_dialect_paths(void **state)
+{
+    (void)state;
+    const struct conf_dialect *v1 = &conf_dialect_qwen_v1;
+    assert_true(conf_dialect_is_attempt(v1, "/api/models"));
+    assert_true(conf_dialect_is_attempt(v1, "/api/chat/completions"));
+    assert_true(conf_dialect_is_attempt(v1, "/api/chat/completions?chat_id=1"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/chat/completions/x"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/chat"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/v2/chats/new"));
+    assert_false(conf_dialect_is_attempt(v1, ""));
+    assert_false(conf_dialect_is_attempt(v1, NULL));
+    /* A dialect with two requests per attempt counts only its completion. */
+    const struct conf_dialect v2 = {.name = "qwen-v2",
+                                    .models_path = "/api/models",
+                                    .completion_path = "/api/v2/chat/completions"};
+    assert_false(conf_dialect_is_attempt(&v2, "/api/v2/chats/new"));
+    assert_true(conf_dialect_is_attempt(&v2, "/api/v2/chat/completions?chat_id=ID"));
+}
+
 int
 main(void)
 {
@@ -274,6 +325,8 @@ main(void)
         cmocka_unit_test(profile_refuses_unknown_keys_naming_the_nearest),
         cmocka_unit_test(profile_none_declares_a_feature_absent),
         cmocka_unit_test(text_cleaning_leaves_valid_utf8_only),
+        cmocka_unit_test(chat_bodies_hold_their_members_in_order),
+        cmocka_unit_test(attempts_are_requests_to_the_dialect_paths),
     };
     return cmocka_run_group_tests_name("conformance_units", tests, NULL, NULL);
 }
