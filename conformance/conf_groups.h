@@ -11,15 +11,15 @@
 #include "conf_harness.h"
 
 /* XX(area): conf_group_<area> lives in conf_<area>.c. */
-#define CONF_GROUP_MAP(XX)                                                                 \
-    XX(auth)                                                                               \
-    XX(cache)                                                                              \
-    XX(retry)                                                                              \
-    XX(errors)                                                                             \
-    XX(http)                                                                               \
-    XX(stream)                                                                             \
-    XX(robust)                                                                             \
-    XX(conn)                                                                               \
+#define CONF_GROUP_MAP(XX)                                                                         \
+    XX(auth)                                                                                       \
+    XX(cache)                                                                                      \
+    XX(retry)                                                                                      \
+    XX(errors)                                                                                     \
+    XX(http)                                                                                       \
+    XX(stream)                                                                                     \
+    XX(robust)                                                                                     \
+    XX(conn)                                                                                       \
     XX(input)
 
 #define CONF_GROUP_DECLARE(area) extern const struct conf_group conf_group_##area;
@@ -28,8 +28,7 @@ CONF_GROUP_MAP(CONF_GROUP_DECLARE)
 
 /** Defines conf_group_<area> (declared above) over @p tests, a static array of CONF_TEST()
  *  entries, named after the area. */
-#define CONF_GROUP(area, tests)                                                            \
-    const struct conf_group conf_group_##area = {#area, (tests),                           \
-                                                 sizeof(tests) / sizeof((tests)[0])}
+#define CONF_GROUP(area, tests)                                                                    \
+    const struct conf_group conf_group_##area = {#area, (tests), sizeof(tests) / sizeof((tests)[0])}
 
 #endif

@@ -137,8 +137,8 @@ HTTP_2_request_id_is_generated(struct conf_ctx *ctx)
     conf_check(ctx, r, back && back[0], "no X-Request-Id in the response");
     conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
     const char *up = conf_entry_header(first_attempt(ctx, token), "X-Request-Id");
-    conf_check(ctx, r, same_string(up, back),
-               "the upstream saw X-Request-Id %s, the caller %s", up ? up : "none", back);
+    conf_check(ctx, r, same_string(up, back), "the upstream saw X-Request-Id %s, the caller %s",
+               up ? up : "none", back);
 }
 
 static bool
@@ -169,8 +169,7 @@ HTTP_2_request_id_appears_in_log(struct conf_ctx *ctx)
                     "the proxy's log is not available: pass --proxy-log FILE (--spawn knows it)");
     const char *token = conf_token(ctx);
     const char *rid = conf_str(ctx, "rid-%s", token);
-    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),
-                             NULL};
+    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid), NULL};
     conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
     bool found = false;
     for (int i = 0; i < 20 && !found; i++) {
@@ -240,7 +239,8 @@ HTTP_3_cors_preflight_is_answered(struct conf_ctx *ctx)
     const char *allowed = conf_response_header(r, "Access-Control-Allow-Headers");
     conf_check(ctx, r, list_has(allowed, "authorization"),
                "Access-Control-Allow-Headers (%s) does not name Authorization (\"*\" does not "
-               "cover it)", allowed ? allowed : "absent");
+               "cover it)",
+               allowed ? allowed : "absent");
     conf_check(ctx, r, list_has(allowed, "content-type") || list_has(allowed, "*"),
                "Access-Control-Allow-Headers (%s) does not allow Content-Type",
                allowed ? allowed : "absent");
@@ -282,10 +282,12 @@ check_same_models(struct conf_ctx *ctx, const struct conf_response *r, const cJS
                "%d models listed, the upstream has %d", cJSON_GetArraySize(data),
                cJSON_GetArraySize(want));
     const cJSON *m;
-    cJSON_ArrayForEach(m, want) {
+    cJSON_ArrayForEach(m, want)
+    {
         bool found = false;
         const cJSON *got;
-        cJSON_ArrayForEach(got, data) {
+        cJSON_ArrayForEach(got, data)
+        {
             found = found || same_string(json_string(got, "id"), json_string(m, "id"));
         }
         conf_check(ctx, r, found, "the upstream's model %s is not listed", json_string(m, "id"));
@@ -302,9 +304,8 @@ HTTP_6_model_list_is_relayed(struct conf_ctx *ctx)
      * relayed list. */
     const char *headers[] = {conf_bearer(ctx, token), NULL};
     const struct conf_response *r = conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
-    conf_check(ctx, r, conf_is_model_list(ctx, r),
-               "GET %s answered %s, not a JSON model list", conf_api(ctx, "/models"),
-               conf_describe(ctx, r));
+    conf_check(ctx, r, conf_is_model_list(ctx, r), "GET %s answered %s, not a JSON model list",
+               conf_api(ctx, "/models"), conf_describe(ctx, r));
     check_same_models(ctx, r, cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "data"));
 }
 
@@ -365,7 +366,8 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
         conf_keep(ctx, calloc(1, sizeof(*bg)), release_background_stream);
     bg->req = (struct conf_request){
         .method = "POST",
-        .url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
+        .url =
+            conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
         .headers = headers,
         .body = stream_body,
         .body_len = strlen(stream_body),
@@ -421,15 +423,16 @@ check_body_fidelity(struct conf_ctx *ctx, bool stream)
     conf_post_chat(ctx, token, body);
     conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
                "no upstream request carried the caller's token");
-    const cJSON *sent = conf_json(ctx, &(struct conf_response){.body = (char *)body,
-                                                              .body_len = strlen(body)});
+    const cJSON *sent =
+        conf_json(ctx, &(struct conf_response){.body = (char *)body, .body_len = strlen(body)});
     const char *up_text = conf_entry_body(first_attempt(ctx, token));
     cJSON *up = cJSON_Parse(up_text);
     conf_keep(ctx, up ? up : cJSON_CreateNull(), (void (*)(void *))cJSON_Delete);
     conf_check(ctx, NULL, cJSON_IsObject(up), "the body sent upstream is not a JSON object: %.200s",
                up_text);
     const cJSON *field;
-    cJSON_ArrayForEach(field, sent) {
+    cJSON_ArrayForEach(field, sent)
+    {
         const cJSON *got = cJSON_GetObjectItemCaseSensitive(up, field->string);
         char *want_text = cJSON_PrintUnformatted(field);
         char *got_text = got ? cJSON_PrintUnformatted(got) : NULL;
@@ -441,7 +444,8 @@ check_body_fidelity(struct conf_ctx *ctx, bool stream)
                    stream ? "stream" : "non-stream", field->string, got_text ? got_text : "nothing",
                    want_text);
     }
-    cJSON_ArrayForEach(field, up) {
+    cJSON_ArrayForEach(field, up)
+    {
         bool allowed = cJSON_HasObjectItem(sent, field->string) ||
                        strcmp(field->string, "incremental_output") == 0 ||
                        conf_profile_adds_field(&conf_target(ctx)->profile, field->string);
@@ -480,8 +484,9 @@ HTTP_9_non_stream_answer_in_openai_terms(struct conf_ctx *ctx)
     const cJSON *got = conf_json(ctx, r);
     const cJSON *created = cJSON_GetObjectItemCaseSensitive(got, "created");
     double now = (double)time(NULL);
-    conf_check(ctx, r, cJSON_IsNumber(created) && created->valuedouble > now - DAY_S &&
-                           created->valuedouble < now + DAY_S,
+    conf_check(ctx, r,
+               cJSON_IsNumber(created) && created->valuedouble > now - DAY_S &&
+                   created->valuedouble < now + DAY_S,
                "\"created\" is not a time in seconds within a day of now (%.0f)",
                cJSON_IsNumber(created) ? created->valuedouble : -1.0);
     conf_check(ctx, r, same_string(json_string(got, "model"), conf_target(ctx)->model),
@@ -513,8 +518,8 @@ HTTP_4_v1_models_in_openai_list_shape(struct conf_ctx *ctx)
     require_v1(ctx);
     const char *token = conf_token(ctx);
     const char *headers[] = {conf_bearer(ctx, token), NULL};
-    const struct conf_response *r = conf_send(
-        ctx, "GET", conf_str(ctx, "%s/models", profile(ctx)->v1_prefix), headers, NULL);
+    const struct conf_response *r =
+        conf_send(ctx, "GET", conf_str(ctx, "%s/models", profile(ctx)->v1_prefix), headers, NULL);
     conf_assert_status(ctx, r, 200);
     const cJSON *list = conf_json(ctx, r);
     conf_check(ctx, r, same_string(json_string(list, "object"), "list"),
@@ -523,7 +528,8 @@ HTTP_4_v1_models_in_openai_list_shape(struct conf_ctx *ctx)
     conf_check(ctx, r, cJSON_IsArray(data) && cJSON_GetArraySize(data) > 0,
                "\"data\" is not a non-empty array");
     const cJSON *m;
-    cJSON_ArrayForEach(m, data) {
+    cJSON_ArrayForEach(m, data)
+    {
         conf_check(ctx, r, json_string(m, "id") != NULL, "a model has no string \"id\"");
         conf_check(ctx, r, same_string(json_string(m, "object"), "model"),
                    "model %s: \"object\" is not \"model\"", json_string(m, "id"));
@@ -551,8 +557,7 @@ HTTP_5_v1_chat_completions_alias(struct conf_ctx *ctx)
     const char *body = conf_chat_body(ctx, conf_str(ctx, "through v1 %s", token));
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
     const struct conf_response *r = conf_send(
-        ctx, "POST", conf_str(ctx, "%s/chat/completions", profile(ctx)->v1_prefix), headers,
-        body);
+        ctx, "POST", conf_str(ctx, "%s/chat/completions", profile(ctx)->v1_prefix), headers, body);
     conf_assert_status(ctx, r, 200);
     /* The oracle is the proxy's own PREFIX route: an alias must answer as it does. */
     const struct conf_response *main_route = conf_post_chat(ctx, token, body);

@@ -70,8 +70,8 @@ QK_WUR enum qk_err conf_mock_journal_containing(const char *mock_url, const char
  *  that did not carry exactly `Authorization: Bearer <not_token>` (NULL: all of them).
  *  @p out as there (caller frees with cJSON_Delete()). */
 QK_WUR enum qk_err conf_mock_journal_window(const char *mock_url, int64_t since_ms,
-                                            int64_t until_ms, const char *not_token,
-                                            cJSON **out, char *err, size_t errlen);
+                                            int64_t until_ms, const char *not_token, cJSON **out,
+                                            char *err, size_t errlen);
 
 /* Accessors of a journal answer (per token or a search). */
 

@@ -47,8 +47,7 @@ conf_requirement_find(const char *id, enum conf_req *out)
 /* ---- SPEC.md's headings against the table ---- */
 
 /* Appends a line to the report (cut when full) and counts a difference. */
-static void
-difference(size_t *count, char *report, size_t reportlen, const char *fmt, ...)
+static void difference(size_t *count, char *report, size_t reportlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -112,17 +111,16 @@ conf_requirements_check_spec(const char *spec, char *report, size_t reportlen)
     for (const char *line = spec; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
-        size_t idlen = strncmp(line, mark, sizeof(mark) - 1) == 0
-                           ? id_length(line + sizeof(mark) - 1)
-                           : 0;
+        size_t idlen =
+            strncmp(line, mark, sizeof(mark) - 1) == 0 ? id_length(line + sizeof(mark) - 1) : 0;
         if (idlen) {
             const char *id = line + sizeof(mark) - 1;
             char idbuf[32];
             snprintf(idbuf, sizeof(idbuf), "%.*s", (int)idlen, id);
             enum conf_req req = CONF_REQ_COUNT;
             enum conf_level level = CONF_MUST;
-            bool has_level = strncmp(id + idlen, " (", 2) == 0 &&
-                             heading_level(id + idlen + 2, &level);
+            bool has_level =
+                strncmp(id + idlen, " (", 2) == 0 && heading_level(id + idlen + 2, &level);
             if (!has_level)
                 difference(&count, report, reportlen,
                            "SPEC.md: the heading of %s names no level: %.*s", idbuf, (int)len,

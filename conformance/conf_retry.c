@@ -9,8 +9,8 @@
 #include <strings.h>
 
 enum {
-    TIMING_SLACK_MS = 5,     /* clock granularity allowed below a lower bound */
-    TIMING_LATE_MS = 500,    /* a busy 2-core machine may run this late */
+    TIMING_SLACK_MS = 5,  /* clock granularity allowed below a lower bound */
+    TIMING_LATE_MS = 500, /* a busy 2-core machine may run this late */
 };
 
 static const struct conf_profile *
@@ -81,8 +81,7 @@ RETRY_1_chat_500_then_success_returns_only_success(struct conf_ctx *ctx)
                   "the profile allows fewer than 2 retries (\"max_retries\")");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":500},{\"ok\":true}]");
-    const struct conf_response *r =
-        conf_post_chat(ctx, token, conf_chat_body(ctx, "retry me"));
+    const struct conf_response *r = conf_post_chat(ctx, token, conf_chat_body(ctx, "retry me"));
     conf_assert_status(ctx, r, 200);
     check_completion(ctx, r);
     conf_assert_attempts(ctx, token, 3);
@@ -142,8 +141,7 @@ RETRY_2_html_never_relayed_when_all_attempts_fail(struct conf_ctx *ctx)
                conf_repeat_steps(ctx, "{\"html\":\"gateway\"}", conf_max_attempts(ctx) + 2));
     const struct conf_response *r = chat(ctx, token);
     conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
-    conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error",
-               r->status);
+    conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error", r->status);
 }
 
 /* RETRY-3: at most max_retries retries (4 attempts by default); then 502 naming the last
@@ -153,7 +151,8 @@ RETRY_3_gives_up_after_four_attempts(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     /* One step more than allowed: a proxy that retries too often would use it. */
-    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1));
+    conf_queue(ctx, token, "chat",
+               conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1));
     const struct conf_response *r = chat(ctx, token);
     conf_assert_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assert_status(ctx, r, 502);
@@ -300,7 +299,8 @@ check_backoff_grows(struct conf_ctx *ctx, const char *route)
     conf_runnable(ctx, conf_max_attempts(ctx) >= 3,
                   "the profile allows fewer than 2 retries: nothing grows (\"max_retries\")");
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, route, conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
+    conf_queue(ctx, token, route,
+               conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
     if (strcmp(route, "chat") == 0)
         chat(ctx, token);
     else
@@ -351,8 +351,8 @@ RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
     conf_assert_status(ctx, r, 200);
     conf_assert_attempts(ctx, token, 2);
     int64_t gap = gap_ms(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
-    conf_check(ctx, NULL, gap >= 1000 - 50,
-               "the retry came %lld ms after \"Retry-After: 1\"", (long long)gap);
+    conf_check(ctx, NULL, gap >= 1000 - 50, "the retry came %lld ms after \"Retry-After: 1\"",
+               (long long)gap);
 }
 
 /* RETRY-6: a Retry-After over the cap is relayed to the caller with its Retry-After. */
@@ -405,8 +405,8 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
                    "attempt %d sent a different body than attempt 1", i + 1);
         /* Called first: arguments are evaluated in no fixed order. */
         bool same = same_headers(first, e, &diff);
-        conf_check(ctx, NULL, same, "attempt %d sent different headers than attempt 1 (%s)",
-                   i + 1, diff ? diff : "?");
+        conf_check(ctx, NULL, same, "attempt %d sent different headers than attempt 1 (%s)", i + 1,
+                   diff ? diff : "?");
     }
 }
 
@@ -470,8 +470,9 @@ RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx
     conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
     send_rich_chat(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
-    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
-                             "compare");
+    conf_assume(ctx, n >= 2,
+                "dropped connections were not retried (see RETRY-5), nothing to "
+                "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -487,8 +488,9 @@ RETRY_7_models_retries_after_dropped_connections_send_same_headers(struct conf_c
     conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
     conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
-    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
-                             "compare");
+    conf_assume(ctx, n >= 2,
+                "dropped connections were not retried (see RETRY-5), nothing to "
+                "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -515,17 +517,17 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
                   "timeout: give \"deadline_ms\" room for every attempt");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
-               conf_repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
-                                          (long long)delay),
-                            conf_max_attempts(ctx)));
+               conf_repeat_steps(
+                   ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}", (long long)delay),
+                   conf_max_attempts(ctx)));
     const struct conf_response *r = chat(ctx, token);
     conf_assume(ctx, conf_attempts(ctx, token, 2) >= 2,
                 "the proxy did not retry (see RETRY-1), so no deadline was reached");
     conf_assert_status(ctx, r, 504);
     int64_t took = r->done_ms - r->sent_ms;
     conf_check(ctx, r, took <= deadline + 1000,
-               "the 504 came %lld ms after the request; the deadline is %lld ms",
-               (long long)took, (long long)deadline);
+               "the 504 came %lld ms after the request; the deadline is %lld ms", (long long)took,
+               (long long)deadline);
 }
 
 static const struct CMUnitTest retry_tests[] = {

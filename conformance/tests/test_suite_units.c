@@ -25,17 +25,16 @@ noop(struct conf_ctx *ctx)
     (void)ctx;
 }
 
-#define CASE(req_sym, label)                                                               \
-    {                                                                                      \
-        #label, conf_case_run, conf_case_setup, conf_case_teardown,                        \
-            &(struct conf_case){.name = #label, .req = CONF_REQ_##req_sym, .fn = noop},    \
+#define CASE(req_sym, label)                                                                       \
+    {                                                                                              \
+#label, conf_case_run, conf_case_setup, conf_case_teardown,                                \
+            &(struct conf_case){.name = #label, .req = CONF_REQ_##req_sym, .fn = noop },           \
     }
 
 static const struct CMUnitTest fake_tests[] = {
-    CASE(AUTH_1, AUTH_1_first),     CASE(AUTH_1, AUTH_1_second),
-    CASE(RETRY_1, RETRY_1_models),  CASE(RETRY_3, RETRY_3_count),
-    CASE(SSE_1, SSE_1_headers),     CASE(SSE_10, SSE_10_keepalive),
-    CASE(SSE_12, SSE_12_chunks),    CASE(ROBUST_1, ROBUST_1_inputs),
+    CASE(AUTH_1, AUTH_1_first),   CASE(AUTH_1, AUTH_1_second),     CASE(RETRY_1, RETRY_1_models),
+    CASE(RETRY_3, RETRY_3_count), CASE(SSE_1, SSE_1_headers),      CASE(SSE_10, SSE_10_keepalive),
+    CASE(SSE_12, SSE_12_chunks),  CASE(ROBUST_1, ROBUST_1_inputs),
 };
 static const struct conf_group fake_group = {"fake", fake_tests,
                                              sizeof(fake_tests) / sizeof(fake_tests[0])};
@@ -64,9 +63,8 @@ select_names(const char *only, const char *exclude, char *names, size_t len)
 {
     struct conf_plan plan;
     char err[256];
-    assert_int_equal(conf_plan_build(fake_groups, 1, only, exclude, false, 0, &plan, err,
-                                     sizeof(err)),
-                     QK_OK);
+    assert_int_equal(
+        conf_plan_build(fake_groups, 1, only, exclude, false, 0, &plan, err, sizeof(err)), QK_OK);
     plan_names(&plan, names, len);
     conf_plan_free(&plan);
 }
@@ -95,13 +93,13 @@ a_pattern_naming_nothing_is_an_error(void **state)
     (void)state;
     struct conf_plan plan;
     char err[256] = "";
-    assert_int_equal(conf_plan_build(fake_groups, 1, "RETRY-1,RETRY-99", NULL, false, 0, &plan,
-                                     err, sizeof(err)),
-                     QK_INVALID);
-    assert_non_null(strstr(err, "RETRY-99"));
-    assert_int_equal(conf_plan_build(fake_groups, 1, "AUTH-*", "AUTH-1", false, 0, &plan, err,
+    assert_int_equal(conf_plan_build(fake_groups, 1, "RETRY-1,RETRY-99", NULL, false, 0, &plan, err,
                                      sizeof(err)),
                      QK_INVALID);
+    assert_non_null(strstr(err, "RETRY-99"));
+    assert_int_equal(
+        conf_plan_build(fake_groups, 1, "AUTH-*", "AUTH-1", false, 0, &plan, err, sizeof(err)),
+        QK_INVALID);
     assert_non_null(strstr(err, "no test is left"));
 }
 
@@ -113,7 +111,8 @@ shuffle_is_a_permutation_fixed_by_the_seed(void **state)
     char err[256];
     struct conf_plan plan;
     select_names(NULL, NULL, unshuffled, sizeof(unshuffled));
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)),
+                     QK_OK);
     assert_int_equal(plan.count, fake_group.count);
     for (size_t i = 0; i < fake_group.count; i++) {
         int seen = 0;
@@ -123,10 +122,12 @@ shuffle_is_a_permutation_fixed_by_the_seed(void **state)
     }
     plan_names(&plan, a, sizeof(a));
     conf_plan_free(&plan);
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)),
+                     QK_OK);
     plan_names(&plan, b, sizeof(b));
     conf_plan_free(&plan);
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 7, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 7, &plan, err, sizeof(err)),
+                     QK_OK);
     plan_names(&plan, c, sizeof(c));
     conf_plan_free(&plan);
     assert_string_equal(a, b);
@@ -141,12 +142,24 @@ outcomes(const char *codes)
     for (size_t i = 0; i < fake_group.count; i++) {
         struct conf_case *c = fake_case(i);
         switch (codes[i]) {
-        case 'P': c->status = CONF_PASS; break;
-        case 'F': c->status = CONF_FAIL; break;
-        case 'S': c->status = CONF_SKIP; break;
-        case 'U': c->status = CONF_UNCHECKED; break;
-        case 'C': c->status = CONF_CANNOT_JUDGE; break;
-        default: c->status = CONF_NOT_RUN; break;
+        case 'P':
+            c->status = CONF_PASS;
+            break;
+        case 'F':
+            c->status = CONF_FAIL;
+            break;
+        case 'S':
+            c->status = CONF_SKIP;
+            break;
+        case 'U':
+            c->status = CONF_UNCHECKED;
+            break;
+        case 'C':
+            c->status = CONF_CANNOT_JUDGE;
+            break;
+        default:
+            c->status = CONF_NOT_RUN;
+            break;
         }
         snprintf(c->reason, sizeof(c->reason), "reason %zu", i);
     }
@@ -253,7 +266,8 @@ text_cleaning_leaves_valid_utf8_only(void **state)
 {
     (void)state;
     char out[128];
-    const char in[] = "ok \xE5\x93\x88 \xFF bad \xC3 cut\x01\x1B[31m\tend\n\xED\xA0\x80 \xEF\xBF\xBF";
+    const char in[] =
+        "ok \xE5\x93\x88 \xFF bad \xC3 cut\x01\x1B[31m\tend\n\xED\xA0\x80 \xEF\xBF\xBF";
     conf_text_clean(out, sizeof(out), in, sizeof(in) - 1);
     assert_string_equal(out, "ok \xE5\x93\x88 \\xFF bad \\xC3 cut\\x01\\x1B[31m\tend\n"
                              "\\xED\\xA0\\x80 \\xEF\\xBF\\xBF");
@@ -279,7 +293,9 @@ chat_bodies_hold_their_members_in_order(void **state)
         {{.model = "m\"q", .text = "a\"b\\c\n", .stream = CONF_CHAT_STREAM_FALSE},
          "{\"model\":\"m\\\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\\"b\\\\c\\n\"}],"
          "\"stream\":false}"},
-        {{.model = "m", .messages_json = "[]", .stream = CONF_CHAT_STREAM_TRUE,
+        {{.model = "m",
+          .messages_json = "[]",
+          .stream = CONF_CHAT_STREAM_TRUE,
           .extra_json = "\"incremental_output\":true,\"n\":1"},
          "{\"model\":\"m\",\"messages\":[],\"stream\":true,\"incremental_output\":true,\"n\":1}"},
         {{.model = "m", .messages_json = "\"\\u00e9\"", .extra_json = ""},
