@@ -179,6 +179,24 @@ rejects_bad_input_naming_the_field(void **state)
     }
 }
 
+/* An unknown route is refused with every route the mock knows named, from its table. */
+static void
+unknown_route_names_every_route(void **state)
+{
+    (void)state;
+    struct parsed p;
+    assert_int_equal(parse("{\"token\":\"t\",\"route\":\"nope\",\"steps\":[{\"ok\":true}]}", &p),
+                     QK_INVALID);
+    assert_string_equal(p.field, "route");
+    for (int i = 0; i < MOCK_ROUTE_COUNT; i++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", mock_route_name((enum mock_route)i));
+        if (!strstr(p.msg, quoted))
+            fail_msg("route %s missing from '%s'", quoted, p.msg);
+    }
+    assert_string_equal(p.msg, "must be \"models\", \"chat\" or \"any\"");
+}
+
 /* Numbers far outside every range (and outside what any integer type holds) are refused
  * as out of range, never converted first: converting them is undefined behaviour. */
 static void
@@ -430,6 +448,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_every_step_kind),
         cmocka_unit_test(parses_an_array_and_defaults_route_to_any),
+        cmocka_unit_test(unknown_route_names_every_route),
         cmocka_unit_test(rejects_bad_input_naming_the_field),
         cmocka_unit_test(refuses_huge_numbers_as_out_of_range),
         cmocka_unit_test(status_is_a_final_status_200_to_599),
