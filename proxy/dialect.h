@@ -8,6 +8,11 @@
  * answer (take_answer), and the last step's answer is the attempt's answer. A failure of
  * any step (transport, status, unusable answer) is one failed attempt, judged by the
  * retry policy like any other; the next attempt walks the plan from its first step.
+ * The upstream timeout (--upstream-timeout) bounds a whole attempt, all its steps
+ * together: each step's transfer gets what is left of it. Of a streamed request only the
+ * last step's answer may start the caller's stream; an earlier step's answer, SSE or not,
+ * is read whole and given to its take_answer. A failure is logged and answered naming its
+ * step ("step 1 of 2 (POST /path): ...") when the plan has more than one.
  * Qwen's v1 API needs one transfer per route. A dialect whose completion needs two (create
  * a chat, then ask for the completion in it) is one more file `dialect_<name>.c` defining
  * `qp_dialect_<name>`, its declaration below and its source in CMakeLists.txt; the proxy

@@ -42,7 +42,7 @@ struct qp_forwarder {
     struct qp_loop *loop;
     struct qp_cache *cache;
     struct qp_flights *flights;
-    struct qp_request *active; /* open exchanges, so a stop can answer them all */
+    struct qp_request *active;  /* open exchanges, so a stop can answer them all */
     atomic_ulong stream_pauses; /* SSE-11: times a full stream buffer paused upstream */
 };
 
@@ -95,6 +95,35 @@ static bool
 is_streamed(const struct qp_request *req)
 {
     return req->stream && req->route == QP_ROUTE_CHAT;
+}
+
+/* The plan of @p req's route (dialect.h). */
+static const struct qp_dialect_plan *
+plan_of(const struct qp_forwarder *fw, const struct qp_request *req)
+{
+    return req->route == QP_ROUTE_MODELS ? &fw->cfg.dialect->models : &fw->cfg.dialect->chat;
+}
+
+/* Whether the transfer running (or just ended) is its plan's last: only its answer is the
+ * attempt's, and only it may feed a stream. */
+static bool
+is_last_step(const struct qp_forwarder *fw, const struct qp_request *req)
+{
+    return req->plan_step + 1 >= plan_of(fw, req)->len;
+}
+
+/* Names the plan step the attempt is at, "step 1 of 2 (POST /path): ", into @p out; ""
+ * for a plan of one step, whose failures need no name. */
+static void
+step_label(const struct qp_forwarder *fw, const struct qp_request *req, char *out, size_t cap)
+{
+    const struct qp_dialect_plan *plan = plan_of(fw, req);
+    const struct qp_dialect_step *st = &plan->steps[req->plan_step];
+    if (plan->len < 2)
+        out[0] = '\0';
+    else
+        snprintf(out, cap, "step %u of %zu (%s %s): ", req->plan_step + 1, plan->len, st->method,
+                 st->path);
 }
 
 static void
@@ -184,7 +213,8 @@ respond_chat_success(struct qp_request *req)
     size_t len = 0;
     char *body = qk_buf_take(&req->attempt_body, &len);
     size_t openai_len = 0;
-    char *openai = QP_MUTANT(usage_raw) || !body ? NULL : qp_completion_openai(body, len, &openai_len);
+    char *openai =
+        QP_MUTANT(usage_raw) || !body ? NULL : qp_completion_openai(body, len, &openai_len);
     if (openai) {
         free(body);
         body = openai;
@@ -266,21 +296,25 @@ static void
 respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
 {
     const struct qp_attempt_facts *f = &req->last;
-    char msg[512];
-    char last[160];
+    char msg[640];
+    char last[360];
+    step_label(fw, req, last, sizeof(last));
+    size_t off = strlen(last);
+    char *tail = last + off;
+    size_t cap = sizeof(last) - off;
     if (req->stream && req->st.inband)
-        snprintf(last, sizeof(last), "last upstream answer: %.120s", req->st.inband_msg);
+        snprintf(tail, cap, "last upstream answer: %.120s", req->st.inband_msg);
     else if (req->stream && req->st.bad_event)
-        snprintf(last, sizeof(last), "last upstream event stream was malformed");
+        snprintf(tail, cap, "last upstream event stream was malformed");
     else if (req->stream && req->st.unusable[0])
-        snprintf(last, sizeof(last), "%s", req->st.unusable);
+        snprintf(tail, cap, "%s", req->st.unusable);
     else if (f->transport == QP_TRANSPORT_OK)
-        snprintf(last, sizeof(last), "last upstream status %ld%s", f->status,
+        snprintf(tail, cap, "last upstream status %ld%s", f->status,
                  f->html            ? " (HTML page)"
                  : f->body_unusable ? " (unusable body)"
                                     : "");
     else
-        snprintf(last, sizeof(last), "last error: %.120s",
+        snprintf(tail, cap, "last error: %.120s",
                  req->last_error[0] ? req->last_error : "connection failed");
 
     if (deadline) {
@@ -668,19 +702,12 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
 
 /* ---- one upstream transfer ---------------------------------------------------------- */
 
-/* The plan of @p req's route (dialect.h). */
-static const struct qp_dialect_plan *
-plan_of(const struct qp_forwarder *fw, const struct qp_request *req)
-{
-    return req->route == QP_ROUTE_MODELS ? &fw->cfg.dialect->models : &fw->cfg.dialect->chat;
-}
-
 static size_t
 on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct qp_request *req = userdata;
     size_t n = size * nmemb;
-    if (is_streamed(req)) {
+    if (is_streamed(req) && is_last_step(req->fw, req)) {
         long status = 0;
         if (!req->st.sse_known)
             curl_easy_getinfo(req->xfer.easy, CURLINFO_RESPONSE_CODE, &status);
@@ -748,12 +775,12 @@ step_upload(struct qp_request *req, const struct qp_dialect_step *st)
     return st->make_body(&req->body, &req->plan, &req->step_body);
 }
 
-/* @return how long a transfer starting at @p now may take: the upstream timeout, or what
- * is left of the request's deadline. */
+/* @return how long a transfer starting at @p now may take: what is left of the attempt's
+ * upstream timeout (which bounds all its steps, dialect.h), or of the request's deadline. */
 static int64_t
-transfer_limit(const struct qp_forwarder *fw, const struct qp_request *req, int64_t now)
+transfer_limit(const struct qp_request *req, int64_t now)
 {
-    int64_t limit = fw->cfg.upstream_timeout_ms;
+    int64_t limit = req->attempt_due_ms - now;
     if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
     return limit;
@@ -866,12 +893,6 @@ transport_of(CURLcode rc, bool too_big)
     }
 }
 
-static bool
-is_last_step(const struct qp_forwarder *fw, const struct qp_request *req)
-{
-    return req->plan_step + 1 >= plan_of(fw, req)->len;
-}
-
 /* The facts of the transfer that just ended, for the retry policy (req->last). */
 static void
 classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, long status)
@@ -898,10 +919,20 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
 }
 
+/* The facts of a plan step that never ran: it failed the attempt for @p why. */
+static void
+fail_unstarted_step(struct qp_request *req, enum qp_transport transport, const char *why)
+{
+    memset(&req->last, 0, sizeof(req->last));
+    req->last.transport = transport;
+    req->last.retry_after_ms = -1;
+    snprintf(req->last_error, sizeof(req->last_error), "%s", why);
+}
+
 /*
  * A step that is not its plan's last ended: when it succeeded, its answer feeds the next
- * step, whose transfer starts. @return true when the attempt goes on (or ended here for
- * want of a transfer); false when the attempt's outcome is the facts in req->last.
+ * step, whose transfer starts. @return true when it runs; false when the attempt's outcome
+ * is the facts in req->last (a failed step, or a next step that could not start).
  */
 static bool
 advance_plan(struct qp_forwarder *fw, struct qp_request *req)
@@ -918,11 +949,18 @@ advance_plan(struct qp_forwarder *fw, struct qp_request *req)
         return false;
     }
     req->plan_step++;
-    int64_t limit = transfer_limit(fw, req, qk_now_ms());
-    if (limit <= 0)
-        respond_gave_up(fw, req, true);
-    if (limit <= 0 || !start_transfer(fw, req, limit))
-        conclude(fw, req);
+    /* The next step that cannot run is the attempt's failure, judged by the policy and
+     * logged like any other. */
+    int64_t limit = transfer_limit(req, qk_now_ms());
+    if (limit <= 0) {
+        fail_unstarted_step(req, QP_TRANSPORT_TIMEOUT, "no time left in the attempt for it");
+        return false;
+    }
+    if (!start_transfer(fw, req, limit)) {
+        qp_response_clear(&req->resp);
+        fail_unstarted_step(req, QP_TRANSPORT_BROKEN, "could not start its transfer");
+        return false;
+    }
     return true;
 }
 
@@ -1012,6 +1050,10 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
 static void
 attempt_cause(const struct qp_request *req, CURLcode rc, char *out, size_t cap)
 {
+    step_label(req->fw, req, out, cap);
+    size_t off = strlen(out);
+    out += off;
+    cap -= off;
     const struct qp_attempt_facts *f = &req->last;
     const struct qp_stream *s = &req->st;
     const char *curl_msg = req->last_error[0] ? req->last_error : curl_easy_strerror(rc);
@@ -1128,7 +1170,9 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         return;
     if (streamed) {
         qp_loop_timer_cancel(fw->loop, &req->st.timer);
-        if (classify_stream_attempt(fw, req, status))
+        /* The stream checks judge the last step's answer; an earlier step's failure is
+         * its own (classify_transfer). */
+        if (is_last_step(fw, req) && classify_stream_attempt(fw, req, status))
             return;
     }
     conclude_attempt(fw, req, rc);
@@ -1203,7 +1247,8 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + 20);
         return;
     }
-    int64_t limit = transfer_limit(fw, req, now);
+    req->attempt_due_ms = now + fw->cfg.upstream_timeout_ms;
+    int64_t limit = transfer_limit(req, now);
     bool started = qp_stream_started(&req->st);
     if (limit <= 0 && !started) {
         respond_gave_up(fw, req, true);
@@ -1215,7 +1260,8 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
     bool streamed = is_streamed(req);
     req->plan_step = 0;
     memset(&req->plan, 0, sizeof(req->plan));
-    if (streamed && !qp_stream_new_attempt(&req->st, fw->cfg.dialect->stream_decoder, req->request_id)) {
+    if (streamed &&
+        !qp_stream_new_attempt(&req->st, fw->cfg.dialect->stream_decoder, req->request_id)) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
     } else if (start_transfer(fw, req, limit)) {
         if (streamed && !started) {

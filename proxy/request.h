@@ -126,6 +126,7 @@ struct qp_request {
     unsigned attempt_requests;   /**< requests libcurl began for the current transfer */
     bool attempt_too_big;
     int64_t deadline_ms;
+    int64_t attempt_due_ms; /* when the open attempt's upstream timeout runs out (all its steps) */
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */
     char last_error[CURL_ERROR_SIZE]; /**< libcurl's message for the latest attempt */
     struct qp_key flight_key;

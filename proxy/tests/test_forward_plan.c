@@ -19,6 +19,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <microhttpd.h>
 
 #include "decode_v1.h"
 #include "dialect.h"
@@ -26,6 +27,9 @@
 #include "loop.h"
 #include "qwenkit/mock.h"
 #include "request.h"
+
+/* The upstream timeout: it bounds an attempt, all its steps (dialect.h). */
+#define ATTEMPT_LIMIT_MS 1500
 
 #define CHAT_BODY                                                                                  \
     "{\"model\":\"qwen-max-latest\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
@@ -65,23 +69,59 @@ static const struct qp_dialect two_step = {
     .stream_decoder = &qp_decoder_v1,
 };
 
+/* A first step that posts the caller's body too, as a create-chat step may: asked for a
+ * stream, the mock answers it with one. Any completion, JSON or events, gives the chat id. */
+static bool
+take_completion(struct qp_plan_state *plan, const char *body, size_t len)
+{
+    (void)len;
+    bool ok = strstr(body, "chat.completion") != NULL;
+    if (ok)
+        snprintf(plan->chat_id, sizeof(plan->chat_id), "c1");
+    return ok;
+}
+
+static const struct qp_dialect_step post_twice_chat[] = {
+    {.method = "POST", .path = "/api/chat/completions", .take_answer = take_completion},
+    {.method = "POST", .path = "/api/chat/completions", .add_query = add_chat_id},
+};
+
+static const struct qp_dialect post_twice = {
+    .name = "post-twice (test)",
+    .models_path = "/api/models",
+    .completion_path = "/api/chat/completions",
+    .models = {two_step_chat, 1},
+    .chat = {post_twice_chat, 2},
+    .stream_decoder = &qp_decoder_v1,
+};
+
 /* ---- harness ------------------------------------------------------------------------- */
 
 struct env {
     struct qk_mock *mock;
     struct qp_forwarder *fw;
     struct qp_loop *loop;
+    struct MHD_Daemon *front; /* a caller's side for streamed requests (see front_request) */
     char mock_url[64];
+    char front_url[64];
 };
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static bool done;
+static unsigned stream_started_at_step; /* plan_step when the stream was committed */
 
-/* qp_forward_complete_fn: the exchange ended; drops the loop's reference. */
+/* qp_forward_complete_fn: the exchange ended; drops the loop's reference. A request that
+ * came through the front has its connection resumed, as server.c does. */
 static void
 on_complete(struct qp_request *req)
 {
+    if (req->conn) {
+        req->state = QP_REQ_READY;
+        MHD_resume_connection(req->conn);
+        qp_request_unref(req);
+        return;
+    }
     pthread_mutex_lock(&done_lock);
     done = true;
     pthread_cond_signal(&done_cond);
@@ -89,15 +129,110 @@ on_complete(struct qp_request *req)
     qp_request_unref(req);
 }
 
+/* qp_forward_stream_fn: the 200 stream is committed; the loop keeps its reference. */
 static void
 on_stream_start(struct qp_request *req)
 {
-    (void)req;
-    fail_msg("no request of this test streams");
+    stream_started_at_step = req->plan_step;
+    MHD_resume_connection(req->conn);
+}
+
+/* ---- the front: a minimal server.c, so that a request can stream to a real caller ---- */
+
+static ssize_t
+front_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct qp_request *req = cls;
+    return qp_stream_read(&req->st, buf, max);
+}
+
+static void
+front_stream_free(void *cls)
+{
+    qp_request_unref(cls);
+}
+
+/* Queues req->resp, or the stream the loop committed. */
+static enum MHD_Result
+front_respond(struct MHD_Connection *conn, struct qp_request *req)
+{
+    struct MHD_Response *r;
+    unsigned status = req->resp.status;
+    if (req->streaming) {
+        qp_request_ref(req); /* the response's */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, front_stream_read, req,
+                                              front_stream_free);
+        status = 200;
+    } else {
+        r = MHD_create_response_from_buffer(req->resp.len, req->resp.body, MHD_RESPMEM_MUST_COPY);
+    }
+    assert_non_null(r);
+    req->state = QP_REQ_SENT;
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result
+front_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+              const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct env *e = cls;
+    struct qp_request *req = *con_cls;
+    (void)url;
+    (void)method;
+    (void)version;
+    if (!req) {
+        req = qp_request_new();
+        assert_non_null(req);
+        req->conn = conn;
+        req->route = QP_ROUTE_CHAT;
+        snprintf(req->method, sizeof(req->method), "POST");
+        snprintf(req->request_id, sizeof(req->request_id), "plan-front");
+        qk_buf_init(&req->body, 1 << 16);
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        assert_int_equal(qk_buf_append(&req->body, upload, *upload_size), QK_OK);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->state == QP_REQ_READY)
+        return front_respond(conn, req);
+    if (req->state != QP_REQ_READING)
+        return MHD_YES;
+    req->stream = strstr(qk_buf_ptr(&req->body), "\"stream\":true") != NULL;
+    char auth[96];
+    snprintf(auth, sizeof(auth), "Authorization: %s",
+             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"));
+    req->upstream_headers = curl_slist_append(NULL, auth);
+    req->upstream_headers =
+        curl_slist_append(req->upstream_headers, "Content-Type: application/json");
+    req->state = QP_REQ_WAITING;
+    qp_request_ref(req); /* the loop's */
+    MHD_suspend_connection(conn);
+    assert_true(qp_loop_post(e->loop, req));
+    return MHD_YES;
+}
+
+static void
+front_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                enum MHD_RequestTerminationCode toe)
+{
+    struct qp_request *req = *con_cls;
+    (void)cls;
+    (void)conn;
+    if (!req)
+        return;
+    if (req->streaming)
+        qp_stream_connection_done(&req->st, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    qp_request_unref(req); /* the connection's */
 }
 
 static int
-setup(void **state)
+setup_with(void **state, const struct qp_dialect *dialect)
 {
     struct env *e = calloc(1, sizeof(*e));
     assert_non_null(e);
@@ -110,12 +245,12 @@ setup(void **state)
              (unsigned)qk_mock_port(e->mock));
     struct qp_forward_config fc = {
         .upstream = e->mock_url,
-        .dialect = &two_step,
+        .dialect = dialect,
         .policy = {.max_retries = 2, .base_ms = 10, .retry_after_cap_ms = 1000},
         .cache_ttl_ms = 1000,
         .cache_max_entries = 10,
         .cache_max_bytes = 1 << 20,
-        .upstream_timeout_ms = 5000,
+        .upstream_timeout_ms = ATTEMPT_LIMIT_MS,
         .deadline_ms = 20000,
         .stream_idle_timeout_ms = 5000,
         .keepalive_interval_ms = 5000,
@@ -127,14 +262,33 @@ setup(void **state)
         qp_loop_start(qp_forward_on_post, qp_forward_on_stop, e->fw, &e->loop, err, sizeof(err)),
         QK_OK);
     qp_forwarder_set_loop(e->fw, e->loop);
+    e->front = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+                                NULL, front_request, e, MHD_OPTION_NOTIFY_COMPLETED,
+                                front_completed, e, MHD_OPTION_END);
+    assert_non_null(e->front);
+    snprintf(e->front_url, sizeof(e->front_url), "http://127.0.0.1:%u/api/chat/completions",
+             (unsigned)MHD_get_daemon_info(e->front, MHD_DAEMON_INFO_BIND_PORT)->port);
     *state = e;
     return 0;
+}
+
+static int
+setup(void **state)
+{
+    return setup_with(state, &two_step);
+}
+
+static int
+setup_post_twice(void **state)
+{
+    return setup_with(state, &post_twice);
 }
 
 static int
 teardown(void **state)
 {
     struct env *e = *state;
+    MHD_stop_daemon(e->front);
     qp_loop_stop(e->loop);
     qp_loop_free(e->loop);
     qp_forwarder_free(e->fw);
@@ -195,6 +349,32 @@ static size_t
 sink(char *p, size_t size, size_t n, void *ud)
 {
     return qk_buf_append(ud, p, size * n) == QK_OK ? size * n : 0;
+}
+
+/* Posts @p body through the front as the caller of @p token; @return the status, the answer
+ * in @p answer (caller frees). */
+static long
+front_post(struct env *e, const char *token, const char *body, struct qk_buf *answer)
+{
+    qk_buf_init(answer, 1 << 20);
+    char auth[80];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, e->front_url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    return status;
 }
 
 /* The method, path and query of each journal entry of @p token, "GET /p?q" joined by ",". */
@@ -283,6 +463,70 @@ unusable_first_answer_fails_the_attempt(void **state)
     qp_request_unref(req);
 }
 
+/* The upstream timeout bounds a whole attempt: two steps that are slow together fail the
+ * attempt even though each alone is within the limit; the retry then succeeds. */
+static void
+slow_steps_together_exceed_the_attempt_limit(void **state)
+{
+    struct env *e = *state;
+    char token[40];
+    new_token(token);
+    char slow[64];
+    snprintf(slow, sizeof(slow), "[{\"delay_ms\":%d}]", ATTEMPT_LIMIT_MS * 2 / 3);
+    script(e, token, "models", slow);
+    script(e, token, "chat", slow);
+    struct qp_request *req = exchange(e, token);
+    assert_int_equal(req->resp.status, 200);
+    assert_int_equal(req->attempts, 2);
+    qp_request_unref(req);
+}
+
+#define STREAM_BODY                                                                                \
+    "{\"model\":\"qwen-max-latest\",\"stream\":true,"                                              \
+    "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+
+/* Only the plan's last step feeds the caller's stream: a first step that answers with an
+ * event stream is read whole, as any step before the last. */
+static void
+stream_comes_from_the_last_step(void **state)
+{
+    struct env *e = *state;
+    char token[40];
+    new_token(token);
+    stream_started_at_step = 99;
+    struct qk_buf answer;
+    assert_int_equal(front_post(e, token, STREAM_BODY, &answer), 200);
+    assert_int_equal(stream_started_at_step, 1);
+    assert_non_null(strstr(qk_buf_ptr(&answer), "data: [DONE]"));
+    qk_buf_free(&answer);
+    char lines[512];
+    journal_lines(e, token, lines, sizeof(lines));
+    assert_string_equal(lines, "POST /api/chat/completions,POST /api/chat/completions?chat_id=c1");
+}
+
+/* A first step whose answer is unusable fails the attempt with its own cause, naming the
+ * step; the stream checks (SSE-16) judge the last step's answer only. */
+static void
+failed_first_step_is_named_in_the_error(void **state)
+{
+    struct env *e = *state;
+    char token[40];
+    new_token(token);
+    const char *bad = "{\"status\":200,\"body\":\"[]\"}";
+    char steps[128];
+    snprintf(steps, sizeof(steps), "[%s,%s,%s]", bad, bad, bad);
+    script(e, token, "chat", steps);
+    struct qk_buf answer;
+    assert_int_equal(front_post(e, token, STREAM_BODY, &answer), 502);
+    const char *text = qk_buf_ptr(&answer);
+    if (!strstr(
+            text,
+            "step 1 of 2 (POST /api/chat/completions): last upstream status 200 (unusable body)") ||
+        strstr(text, "event stream"))
+        fail_msg("unexpected error: %s", text);
+    qk_buf_free(&answer);
+}
+
 int
 main(void)
 {
@@ -290,6 +534,14 @@ main(void)
         cmocka_unit_test(two_step_attempt_runs_both_transfers),
         cmocka_unit_test(second_step_failure_retries_the_whole_plan),
         cmocka_unit_test(unusable_first_answer_fails_the_attempt),
+        cmocka_unit_test(slow_steps_together_exceed_the_attempt_limit),
     };
-    return cmocka_run_group_tests_name("forward_plan", tests, setup, teardown);
+    const struct CMUnitTest stream_tests[] = {
+        cmocka_unit_test(stream_comes_from_the_last_step),
+        cmocka_unit_test(failed_first_step_is_named_in_the_error),
+    };
+    int failed = cmocka_run_group_tests_name("forward_plan", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("forward_plan_stream", stream_tests, setup_post_twice,
+                                          teardown);
+    return failed;
 }
