@@ -4,7 +4,12 @@
  * attempt that the retry policy repeats from the first step. Qwen v1 has one transfer per
  * attempt, so this test uses a dialect of its own against the in-process mock: the first
  * step reads the model list and keeps the first model's id, the second posts the chat body
- * with that id in its query (as a create-chat-then-complete API would).
+ * with that id in its query (as a create-chat-then-complete API would). The upstream
+ * timeout bounds the attempt, both steps together.
+ * Streamed requests need a caller's connection (the relay suspends and resumes it), so a
+ * second group runs them through a minimal front (libmicrohttpd, as server.c does) with a
+ * dialect whose first step posts the chat body too: asked for a stream, the mock answers
+ * that step with one, which must not reach the caller.
  */
 #include <setjmp.h>
 #include <stdarg.h>
