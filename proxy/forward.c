@@ -139,7 +139,7 @@ header_value(const struct curl_slist *list, const char *name)
 static bool
 wants_v1_shape(const struct qp_request *req)
 {
-    return req->openai_alias && !QP_MUTANT(v1_models_raw);
+    return req->openai_alias;
 }
 
 /* Serves the model list @p body, already in @p req's route shape (taken; NULL: none). */
@@ -377,8 +377,6 @@ models_land(struct qp_forwarder *fw, struct qp_request *leader, const char *raw,
 static bool
 serve_stale(struct qp_forwarder *fw, struct qp_request *req)
 {
-    if (QP_MUTANT(no_stale))
-        return false;
     char *body = NULL;
     size_t len = 0;
     if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body,
@@ -1107,7 +1105,7 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         return;
     }
     int64_t limit = fw->cfg.upstream_timeout_ms;
-    if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
+    if (req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
     if (limit <= 0 && !req->st.started) {
         respond_gave_up(fw, req, true);
@@ -1302,12 +1300,10 @@ qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out)
     if (!fw)
         return QK_NOMEM;
     fw->cfg = *cfg;
-    int64_t ttl = QP_MUTANT(cache_never_expires) ? INT64_MAX / 4 : cfg->cache_ttl_ms;
-    size_t max = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_entries;
-    size_t max_bytes = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_bytes;
     fw->models_url = strdup(cfg->models_url);
     fw->chat_url = strdup(cfg->chat_url);
-    fw->cache = qp_cache_new(max, max_bytes, ttl, cfg->stale_grace_ms, qp_models_openai);
+    fw->cache = qp_cache_new(cfg->cache_max_entries, cfg->cache_max_bytes, cfg->cache_ttl_ms,
+                             cfg->stale_grace_ms, qp_models_openai);
     fw->flights = qp_flights_new();
     if (!fw->models_url || !fw->chat_url || !fw->cache || !fw->flights) {
         qp_forwarder_free(fw);
