@@ -18,7 +18,7 @@ enum qp_header_flags {
     QP_HDR_HOP_REQ = 1 << 0, /**< hop-by-hop on requests: not sent upstream */
     QP_HDR_HOP_RES = 1 << 1, /**< hop-by-hop on responses: not relayed to the caller */
     QP_HDR_HOP = QP_HDR_HOP_REQ | QP_HDR_HOP_RES, /**< hop-by-hop: never forwarded */
-    QP_HDR_REQ_OWN = 1 << 2, /**< on requests the proxy or libcurl sets it */
+    QP_HDR_REQ_OWN = 1 << 2,                      /**< on requests the proxy or libcurl sets it */
     QP_HDR_RES_OWN = 1 << 3, /**< on responses the proxy or libmicrohttpd sets it */
 };
 

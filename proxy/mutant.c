@@ -18,10 +18,9 @@
 
 enum qp_mutant qp_mutant_active = QP_MUT_NONE;
 
-static const char *const mutant_names[QP_MUT_COUNT] = {
-    [QP_MUT_NONE] = "none",
+static const char *const mutant_names[QP_MUT_COUNT] = {[QP_MUT_NONE] = "none",
 #define QP_MUTANT_NAME(name) [QP_MUT_##name] = #name,
-    QP_MUTANT_MAP(QP_MUTANT_NAME)
+                                                       QP_MUTANT_MAP(QP_MUTANT_NAME)
 #undef QP_MUTANT_NAME
 };
 

@@ -4,7 +4,8 @@
  *
  * Pure functions (no I/O, no clock, no global state, randomness passed in) so every rule
  * of RETRY-1..8 is unit-testable; which failures are retried is the data of
- * struct qp_retry_rules, given with the policy. The forwarder gathers the facts of one attempt and asks qp_retry_decide().
+ * struct qp_retry_rules, given with the policy. The forwarder gathers the facts of one
+ * attempt and asks qp_retry_decide().
  */
 #ifndef QP_RETRY_H
 #define QP_RETRY_H
@@ -33,10 +34,10 @@ struct qp_attempt_facts {
 
 /** How one kind of failed answer is treated. */
 enum qp_retry_rule {
-    QP_RULE_FINAL = 0,        /**< never retried: relayed as it is */
-    QP_RULE_RETRY = 1,        /**< retried */
-    QP_RULE_UNLESS_LATE = 2,  /**< retried, unless its Retry-After asks for more than the cap */
-    QP_RULE_IF_TOLD = 3,      /**< retried only when a Retry-After within the cap says when */
+    QP_RULE_FINAL = 0,       /**< never retried: relayed as it is */
+    QP_RULE_RETRY = 1,       /**< retried */
+    QP_RULE_UNLESS_LATE = 2, /**< retried, unless its Retry-After asks for more than the cap */
+    QP_RULE_IF_TOLD = 3,     /**< retried only when a Retry-After within the cap says when */
 };
 
 /** One row of the status table. */
