@@ -328,8 +328,7 @@ respond_landing(struct qp_forwarder *fw, struct qp_request *req, struct models_l
     if (wants_v1_shape(req)) {
         if (!l->v1_tried) {
             l->v1_tried = true;
-            if (QP_MUTANT(no_cache) ||
-                qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
+            if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
                                       &l->v1, &l->v1_len) == QP_CACHE_MISS)
                 l->v1 = qp_models_openai(l->raw, l->len, &l->v1_len);
         }
@@ -999,8 +998,7 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
         if (models) {
             const char *raw = qk_buf_ptr(&req->attempt_body);
             size_t len = qk_buf_len(&req->attempt_body);
-            if (!QP_MUTANT(no_cache) &&
-                qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
+            if (qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
                 fprintf(stderr, "qwen-proxy: model-list cache: out of memory\n");
             models_land(fw, req, raw, len, QP_MARK_MISS);
             return;
@@ -1234,8 +1232,7 @@ qp_forward_on_post(void *ctx, void *item)
         char *body = NULL;
         size_t len = 0;
         enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
-        if (!QP_MUTANT(no_cache) &&
-            qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
+        if (qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
             respond_models(req, body, len, QP_MARK_HIT);
             finish(fw, req);
             return;

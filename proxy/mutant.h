@@ -32,7 +32,6 @@
     XX(global_cache)                                                                               \
     XX(forward_hop_headers)                                                                        \
     XX(relay_hop_headers)                                                                          \
-    XX(no_cache)                                                                                   \
     XX(cache_errors)                                                                               \
     XX(no_single_flight)                                                                           \
     XX(cache_chat)                                                                                 \
