@@ -154,7 +154,7 @@ header_value(const struct curl_slist *list, const char *name)
 static bool
 wants_v1_shape(const struct qp_request *req)
 {
-    return req->openai_alias && !QP_MUTANT(v1_models_raw);
+    return req->openai_alias;
 }
 
 /* Serves the model list @p body, already in @p req's route shape (taken; NULL: none). */
@@ -343,8 +343,7 @@ respond_landing(struct qp_forwarder *fw, struct qp_request *req, struct models_l
     if (wants_v1_shape(req)) {
         if (!l->v1_tried) {
             l->v1_tried = true;
-            if (QP_MUTANT(no_cache) ||
-                qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
+            if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
                                       &l->v1, &l->v1_len) == QP_CACHE_MISS)
                 l->v1 = qp_models_openai(l->raw, l->len, &l->v1_len);
         }
@@ -403,8 +402,6 @@ conclude(struct qp_forwarder *fw, struct qp_request *req)
 static bool
 serve_stale(struct qp_forwarder *fw, struct qp_request *req)
 {
-    if (QP_MUTANT(no_stale))
-        return false;
     char *body = NULL;
     size_t len = 0;
     if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body,
@@ -754,7 +751,7 @@ static int64_t
 transfer_limit(const struct qp_forwarder *fw, const struct qp_request *req, int64_t now)
 {
     int64_t limit = fw->cfg.upstream_timeout_ms;
-    if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
+    if (req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
     return limit;
 }
@@ -994,8 +991,7 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     if (req->route == QP_ROUTE_MODELS) {
         const char *raw = qk_buf_ptr(&req->attempt_body);
         size_t len = qk_buf_len(&req->attempt_body);
-        if (!QP_MUTANT(no_cache) &&
-            qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
+        if (qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
             qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache",
                         "model list not stored: out of memory");
         models_land(fw, req, raw, len, QP_MARK_MISS);
@@ -1245,8 +1241,7 @@ models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     char *body = NULL;
     size_t len = 0;
     enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
-    if (!QP_MUTANT(no_cache) &&
-        qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
+    if (qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
         respond_models(req, body, len, QP_MARK_HIT);
         finish(fw, req);
         return true;
@@ -1340,11 +1335,9 @@ qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out)
     if (!fw)
         return QK_NOMEM;
     fw->cfg = *cfg;
-    int64_t ttl = QP_MUTANT(cache_never_expires) ? INT64_MAX / 4 : cfg->cache_ttl_ms;
-    size_t max = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_entries;
-    size_t max_bytes = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_bytes;
     fw->upstream = strdup(cfg->upstream);
-    fw->cache = qp_cache_new(max, max_bytes, ttl, cfg->stale_grace_ms, qp_models_openai);
+    fw->cache = qp_cache_new(cfg->cache_max_entries, cfg->cache_max_bytes, cfg->cache_ttl_ms,
+                             cfg->stale_grace_ms, qp_models_openai);
     fw->flights = qp_flights_new();
     if (!fw->upstream || !fw->cache || !fw->flights) {
         qp_forwarder_free(fw);
