@@ -4,6 +4,7 @@
  */
 #include "mutant.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -11,7 +12,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache.h"
+#include "forward.h"
 #include "headers.h"
+#include "key.h"
+#include "log.h"
 #include "request.h"
 #include "retry.h"
 #include "routes.h"
@@ -48,6 +53,7 @@ qp_mutant_known(const char *name)
 /* The real tables, kept from the first start so that every start begins from them. */
 static struct qp_header_policy real_header_policy;
 static struct qp_route_row real_routes[QP_ROUTE_ROWS];
+static struct qp_give_up_statuses real_give_up_statuses;
 static bool real_tables_saved;
 
 /* The rules a mutated retry policy points at (there is one mutant per process). */
@@ -120,10 +126,12 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
     if (!real_tables_saved) {
         real_header_policy = qp_header_policy;
         memcpy(real_routes, qp_routes, sizeof(real_routes));
+        real_give_up_statuses = qp_give_up_statuses;
         real_tables_saved = true;
     }
     qp_header_policy = real_header_policy;
     memcpy(qp_routes, real_routes, sizeof(real_routes));
+    qp_give_up_statuses = real_give_up_statuses;
     qp_mutant_active = m;
 
     /* Transfer-Encoding frames each connection, and a relayed Connection would end the
@@ -140,6 +148,10 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         if (m == QP_MUT_v1_models_raw && strcmp(qp_routes[i].path, "/v1/models") == 0)
             qp_routes[i].openai_alias = false;
     }
+    if (m == QP_MUT_timeout_502)
+        qp_give_up_statuses.timeout = 502;
+    if (m == QP_MUT_unreachable_500)
+        qp_give_up_statuses.unreachable = 500;
     edit_retry_rules(m, retry);
     return true;
 }
@@ -218,4 +230,157 @@ qp_mutant_rewrite_upstream_headers(struct curl_slist **list)
     }
     curl_slist_free_all(*list);
     *list = kept;
+}
+
+void
+qp_mutant_rewrite_models(struct qp_response *r, bool v1)
+{
+    if (QP_MUTANT(models_as_text) && !v1)
+        snprintf(r->content_type, sizeof(r->content_type), "text/plain");
+}
+
+void
+qp_mutant_rewrite_completion(char **body, size_t *len)
+{
+    if (QP_MUTANT(usage_raw)) {
+        free(*body);
+        *body = NULL;
+    }
+    if (QP_MUTANT(rewrite_completion)) {
+        free(*body);
+        *body = strdup("{\"id\":\"chatcmpl-rewritten\",\"object\":\"chat.completion\","
+                       "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":\"rewritten\"},\"finish_reason\":\"stop\"}]}");
+        *len = *body ? strlen(*body) : 0;
+    }
+}
+
+void
+qp_mutant_rewrite_upstream_message(char **message, long status)
+{
+    if (QP_MUTANT(rewrite_400) && status == 400) {
+        free(*message);
+        *message = strdup("Bad request.");
+    }
+}
+
+void
+qp_mutant_rewrite_relay(struct qp_request *req)
+{
+    const struct qp_attempt_facts *f = &req->last;
+    if (!QP_MUTANT(relay_html) || !f->html || f->transport == QP_TRANSPORT_TOO_BIG)
+        return;
+    size_t len = 0;
+    char *body = qk_buf_take(&req->attempt_body, &len);
+    qp_response_clear(&req->resp);
+    qp_response_take_body(&req->resp, (unsigned)f->status, body, len, "text/html; charset=utf-8");
+}
+
+void
+qp_mutant_rewrite_models_key(struct qp_key *key)
+{
+    if (QP_MUTANT(global_cache))
+        *key = qp_key_of("global", 6);
+}
+
+/* Replaces req->body with @p root printed (kept as it was when that fails). */
+static void
+body_replace(struct qp_request *req, const cJSON *root)
+{
+    char *text = cJSON_PrintUnformatted(root);
+    if (!text)
+        return;
+    qk_buf_reset(&req->body);
+    if (qk_buf_append_str(&req->body, text) != QK_OK)
+        qk_buf_reset(&req->body);
+    free(text);
+}
+
+/* drop_unknown_fields: the body keeps only the fields the proxy knows. */
+static void
+drop_unknown_fields(struct qp_request *req)
+{
+    static const char *const known[] = {"model", "messages", "stream", "incremental_output"};
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *kept = cJSON_CreateObject();
+    for (size_t i = 0; cJSON_IsObject(root) && kept && i < sizeof(known) / sizeof(known[0]); i++) {
+        cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(root, known[i]);
+        if (v)
+            cJSON_AddItemToObject(kept, known[i], v);
+    }
+    if (cJSON_IsObject(root) && kept)
+        body_replace(req, kept);
+    cJSON_Delete(kept);
+    cJSON_Delete(root);
+}
+
+/* retry_changes_body: later attempts carry an extra field. */
+static void
+add_retry_attempt(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    if (cJSON_IsObject(root) && cJSON_AddNumberToObject(root, "retry_attempt", req->attempts))
+        body_replace(req, root);
+    cJSON_Delete(root);
+}
+
+void
+qp_mutant_rewrite_upstream_body(struct qp_request *req)
+{
+    if (req->route != QP_ROUTE_CHAT)
+        return;
+    if (QP_MUTANT(drop_unknown_fields) && req->attempts == 0)
+        drop_unknown_fields(req);
+    if (QP_MUTANT(retry_changes_body) && req->attempts > 0)
+        add_retry_attempt(req);
+}
+
+void
+qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, enum qk_proxy_log_format log_format)
+{
+    if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(tail, "data: [DONE]\n\n") != QK_OK)
+        qp_log_note(log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
+}
+
+/* ---- helpers of inline mutants ------------------------------------------------------ */
+
+bool
+qp_mutant_another_stream_open(const struct qp_request *active, const struct qp_request *req)
+{
+    for (const struct qp_request *r = active; r; r = r->active_next) {
+        if (r != req && r->stream && r->route == QP_ROUTE_CHAT && r->in_transfer)
+            return true;
+    }
+    return false;
+}
+
+void
+qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
+                    enum qk_proxy_log_format log_format)
+{
+    if (qp_cache_put(cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
+                     qk_buf_len(&req->attempt_body), now) != QK_OK)
+        qp_log_note(log_format, QP_LOG_ERROR, "cache", "out of memory");
+}
+
+bool
+qp_mutant_chat_lookup(struct qp_cache *cache, struct qp_request *req, int64_t now)
+{
+    struct qk_buf k;
+    qk_buf_init(&k, SIZE_MAX / 2);
+    if (qk_buf_appendf(&k, "%s\n%s", req->authorization ? req->authorization : "",
+                       qk_buf_ptr(&req->body)) == QK_OK) {
+        req->flight_key = qp_key_of(qk_buf_ptr(&k), qk_buf_len(&k));
+        req->has_cache_key = true;
+    }
+    qk_buf_free(&k);
+    char *body = NULL;
+    size_t len = 0;
+    if (req->has_cache_key &&
+        qp_cache_get(cache, req->flight_key, now, QP_CACHE_BODY, &body, &len) == QP_CACHE_FRESH) {
+        qp_response_take_body(&req->resp, 200, body, len, "application/json");
+        req->cache = QP_MARK_HIT;
+        return true;
+    }
+    return false;
 }

@@ -11,14 +11,18 @@
  *  - flags:   a setting that lies (TTL, retry count, deadline...). No code: its ctest runs
  *             the ordinary proxy with other flags, and its name is not in QP_MUTANT_MAP.
  *  - table:   qp_mutant_apply() edits a module's table once at start-up (retry rules,
- *             header policy, routes); the module's code has no mutant branch.
+ *             header policy, routes, give-up statuses); the module's code has no mutant
+ *             branch.
  *  - rewrite: a QP_MUTANT_REWRITE(point, ...) hook at an edge of the proxy calls
  *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out.
- *  - inline:  a structural QP_MUTANT(name) decision where the behaviour is made.
+ *  - inline:  a structural QP_MUTANT(name) decision where the behaviour is made (in the
+ *             pure stream modules QP_SSE_MUTANT(opts, name), sse_mutant.h); a helper it
+ *             needs lives in mutant.c, called through QP_MUTANT_HELPER().
  *
  * All of it exists only with -DQK_MUTANTS, and mutant.c is compiled only then. In other
- * builds QP_MUTANT() is 0, QP_MUTANT_REWRITE() is ((void)0) and the editable tables are
- * const, so no mutant code or data is left: ci/check-no-mutants.sh proves it by symbol.
+ * builds QP_MUTANT() and QP_MUTANT_HELPER() are 0, QP_MUTANT_REWRITE() is ((void)0) and
+ * the editable tables are const, so no mutant code or data is left: ci/check-no-mutants.sh
+ * proves it by symbol.
  */
 #ifndef QP_MUTANT_H
 #define QP_MUTANT_H
@@ -84,11 +88,19 @@
     XX(bytes_reset_idle)
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef QK_MUTANTS
 
+#include "qwenkit/proxy.h"
+
 struct MHD_Response;
 struct curl_slist;
+struct qk_buf;
+struct qp_cache;
+struct qp_key;
+struct qp_request;
 struct qp_response;
 struct qp_retry_policy;
 
@@ -105,6 +117,11 @@ extern enum qp_mutant qp_mutant_active;
 
 /** True where the behaviour of mutant @p name is made (kind inline). */
 #define QP_MUTANT(name) (qp_mutant_active == QP_MUT_##name)
+
+/** Calls qp_mutant_<helper>(...) of mutant.c, a helper an inline decision needs, as in
+ * `QP_MUTANT(name) && QP_MUTANT_HELPER(helper, ...)`; 0 in other builds, so a helper that
+ * returns nothing is called as `(void)QP_MUTANT_HELPER(...)`. */
+#define QP_MUTANT_HELPER(helper, ...) qp_mutant_##helper(__VA_ARGS__)
 
 /** A table that qp_mutant_apply() may edit before the proxy starts (const otherwise). */
 #define QP_MUTANT_EDITABLE
@@ -142,9 +159,55 @@ void qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool st
  */
 void qp_mutant_rewrite_upstream_headers(struct curl_slist **list);
 
+/** Rewrites the model list answer @p r (in the OpenAI shape when @p v1): models_as_text. */
+void qp_mutant_rewrite_models(struct qp_response *r, bool v1);
+
+/**
+ * Rewrites the chat completion about to be relayed: @p *body (malloc'd, may be NULL when
+ * the upstream's could not be converted; the caller owns it, which may be replaced) is
+ * its OpenAI form, which replaces the upstream's unless NULL: usage_raw (NULL: the
+ * upstream's as it is), rewrite_completion.
+ */
+void qp_mutant_rewrite_completion(char **body, size_t *len);
+
+/** Rewrites @p *message (malloc'd or NULL; the caller owns it, which may be replaced), the
+ * upstream's error message relayed with @p status: rewrite_400. */
+void qp_mutant_rewrite_upstream_message(char **message, long status);
+
+/** Rewrites req->resp, the relay of a final upstream answer req->last: relay_html (the
+ * HTML page itself, with its status). */
+void qp_mutant_rewrite_relay(struct qp_request *req);
+
+/** Rewrites the key of @p *key's model-list cache entry: global_cache. */
+void qp_mutant_rewrite_models_key(struct qp_key *key);
+
+/** Rewrites req->body before each attempt sends it (req->attempts made so far):
+ * drop_unknown_fields, retry_changes_body. */
+void qp_mutant_rewrite_upstream_body(struct qp_request *req);
+
+/** Rewrites @p tail, the events that end a stream (@p ok: without failure; a failure to
+ * grow it is noted in @p log_format): done_twice. */
+void qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok,
+                                  enum qk_proxy_log_format log_format);
+
+/** @return true when an exchange of the list @p active other than @p req relays a stream
+ * whose upstream transfer runs (one_caller_at_a_time). */
+bool qp_mutant_another_stream_open(const struct qp_request *active, const struct qp_request *req);
+
+/** Stores req->attempt_body in @p cache under req->flight_key at @p now, where the proxy
+ * never caches (cache_chat: a completion, cache_errors: a failure); a failure to store
+ * is noted in @p log_format. */
+void qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
+                         enum qk_proxy_log_format log_format);
+
+/** cache_chat: keys @p req by credential and body and looks its answer up in @p cache.
+ * @return true on a fresh hit, with req->resp set to it. */
+bool qp_mutant_chat_lookup(struct qp_cache *cache, struct qp_request *req, int64_t now);
+
 #else
 
 #define QP_MUTANT(name) 0
+#define QP_MUTANT_HELPER(helper, ...) 0
 #define QP_MUTANT_EDITABLE const
 #define QP_MUTANT_REWRITE(point, ...) ((void)0)
 /* No name is a mutant, and only "no mutant" (NULL) can be applied. */
