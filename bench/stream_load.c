@@ -73,11 +73,11 @@ struct conn {
     bool chunked;
     bool got_event;
     bool got_done;
-    uint16_t sent;     /* request bytes sent */
+    uint16_t sent; /* request bytes sent */
     uint32_t chunk_left;
     uint32_t line_len; /* length of the current SSE line */
     uint32_t events;
-    char *hdr;         /* header bytes, only while ST_HEADERS */
+    char *hdr; /* header bytes, only while ST_HEADERS */
     uint16_t hdr_len;
     char line[LINE_KEEP]; /* first bytes of the current SSE line */
 };
@@ -273,8 +273,7 @@ queue_steps(void)
                     opt.port);
             return -1;
         }
-        if (status != 200 || sscanf(out, "{\"queued\":%lu", &queued) != 1 ||
-            queued != to - from) {
+        if (status != 200 || sscanf(out, "{\"queued\":%lu", &queued) != 1 || queued != to - from) {
             fprintf(stderr,
                     "qwen-bench-load: POST /__mock/scenarios failed (status %d, body '%s')\n",
                     status, out);
@@ -364,8 +363,7 @@ start_conn(unsigned long i)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&server, sizeof server) != 0 &&
-        errno != EINPROGRESS) {
+    if (connect(c->fd, (struct sockaddr *)&server, sizeof server) != 0 && errno != EINPROGRESS) {
         if (st.err_connect == 0)
             fprintf(stderr, "qwen-bench-load: connect: %s\n", strerror(errno));
         finish(c, OUT_CONNECT);
@@ -705,8 +703,7 @@ main(int argc, char **argv)
         } else if (strcmp(f, "--progress") == 0) {
             opt.progress = true;
         } else {
-            fprintf(stderr, "qwen-bench-load: unknown or incomplete option '%s' (see --help)\n",
-                    f);
+            fprintf(stderr, "qwen-bench-load: unknown or incomplete option '%s' (see --help)\n", f);
             return 2;
         }
     }
@@ -796,8 +793,9 @@ main(int argc, char **argv)
     printf("requested=%lu opened=%lu responded=%lu held_peak=%lu completed=%lu events=%lu "
            "errors=%lu err_connect=%lu err_status=%lu err_closed=%lu err_timeout=%lu ramp_ms=%lld "
            "elapsed_ms=%lld\n",
-           opt.n, st.opened, st.responded, st.held_peak, st.completed, st.events, errors, st.err_connect,
-           st.err_status, st.err_closed, st.err_timeout, (long long)ramp_ms, (long long)elapsed);
+           opt.n, st.opened, st.responded, st.held_peak, st.completed, st.events, errors,
+           st.err_connect, st.err_status, st.err_closed, st.err_timeout, (long long)ramp_ms,
+           (long long)elapsed);
     fflush(stdout);
     close(epfd);
     free(conns);

@@ -7,8 +7,8 @@ const char *
 qk_strerror(enum qk_err err)
 {
     switch (err) {
-#define QK_ERR_TEXT(name, code, text)                                                  \
-    case QK_##name:                                                                    \
+#define QK_ERR_TEXT(name, code, text)                                                              \
+    case QK_##name:                                                                                \
         return text;
         QK_ERR_MAP(QK_ERR_TEXT)
 #undef QK_ERR_TEXT
@@ -20,8 +20,8 @@ const char *
 qk_err_name(enum qk_err err)
 {
     switch (err) {
-#define QK_ERR_NAME(name, code, text)                                                  \
-    case QK_##name:                                                                    \
+#define QK_ERR_NAME(name, code, text)                                                              \
+    case QK_##name:                                                                                \
         return #name;
         QK_ERR_MAP(QK_ERR_NAME)
 #undef QK_ERR_NAME

@@ -19,11 +19,11 @@ upstream_request_seen(struct conf_ctx *ctx, struct conf_mark since, const char *
     conf_sleep_ms(100);
     bool seen = false;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_upstream_since(ctx, since)) {
+    cJSON_ArrayForEach(e, conf_upstream_since(ctx, since))
+    {
         char shown[160];
         seen = true;
-        print_error("    upstream request: %s %s, Authorization: %s\n",
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
+        print_error("    upstream request: %s %s, Authorization: %s\n", conf_entry_method(e),
                     conf_entry_path(e),
                     conf_text_credential(shown, sizeof(shown),
                                          conf_entry_header(e, "Authorization"), token));
@@ -50,9 +50,8 @@ AUTH_1_chat_without_authorization_gets_401_no_upstream(struct conf_ctx *ctx)
     conf_judges_credentials(ctx);
     const char *headers[] = {"Content-Type: application/json", NULL};
     struct conf_mark since = conf_upstream_mark(ctx);
-    const struct conf_response *r =
-        conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers,
-                  conf_chat_body(ctx, "no credentials"));
+    const struct conf_response *r = conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"),
+                                              headers, conf_chat_body(ctx, "no credentials"));
     conf_assert_status(ctx, r, 401);
     conf_check(ctx, r, !upstream_request_seen(ctx, since, NULL),
                "a chat request without Authorization caused an upstream request");
@@ -71,8 +70,8 @@ AUTH_2_non_bearer_scheme_gets_401_no_upstream(struct conf_ctx *ctx)
         struct conf_mark since = conf_upstream_mark(ctx);
         const struct conf_response *r =
             conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
-        conf_check(ctx, r, r->status == 401, "scheme \"%s\": expected 401, got %ld",
-                   schemes[i], r->status);
+        conf_check(ctx, r, r->status == 401, "scheme \"%s\": expected 401, got %ld", schemes[i],
+                   r->status);
         conf_check(ctx, r, !upstream_request_seen(ctx, since, token),
                    "scheme \"%s\" caused an upstream request", schemes[i]);
     }
@@ -123,15 +122,15 @@ AUTH_2_scheme_name_is_case_insensitive(struct conf_ctx *ctx)
 
 /* Every journal entry of @p token carries exactly one Authorization equal to @p expected. */
 static void
-check_authorization_on_every_attempt(struct conf_ctx *ctx, const char *token,
-                                     const char *expected)
+check_authorization_on_every_attempt(struct conf_ctx *ctx, const char *token, const char *expected)
 {
     const cJSON *entries = conf_journal_settled(ctx, token);
     conf_check(ctx, NULL, cJSON_GetArraySize(entries) > 0,
                "no upstream request carried the caller's token");
     int i = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, entries) {
+    cJSON_ArrayForEach(e, entries)
+    {
         i++;
         const char *got = conf_entry_header(e, "Authorization");
         conf_check(ctx, NULL, conf_entry_header_count(e, "Authorization") == 1,
@@ -157,8 +156,7 @@ AUTH_3_authorization_reaches_upstream_unchanged_on_models(struct conf_ctx *ctx)
     const char *seen = conf_credential_seen(ctx, token, since);
     conf_check(ctx, NULL, !seen, "the upstream received %s instead of \"Bearer <token>\"",
                seen ? seen : "");
-    conf_assume(ctx, n > 0,
-                "a new credential got a list without an upstream request (see AUTH-5)");
+    conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
     check_authorization_on_every_attempt(ctx, token, conf_str(ctx, "Bearer %s", token));
 }
 
@@ -272,7 +270,8 @@ AUTH_6_hop_by_hop_headers_not_forwarded(struct conf_ctx *ctx)
         {"Proxy-Authorization", "Basic Y29uZjpzZWNyZXQ="},
     };
     const cJSON *e;
-    cJSON_ArrayForEach(e, upstream) {
+    cJSON_ArrayForEach(e, upstream)
+    {
         for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
             const char *v = conf_entry_header(e, dropped[i].name);
             conf_check(ctx, NULL, !conf_contains_nocase(v, dropped[i].caller_value),
@@ -309,11 +308,13 @@ AUTH_6_second_connection_line_counts(struct conf_ctx *ctx)
     conf_assume(ctx, cJSON_GetArraySize(upstream) > 0,
                 "the chat request did not reach the upstream (see HTTP-1), nothing to judge");
     const cJSON *e;
-    cJSON_ArrayForEach(e, upstream) {
+    cJSON_ArrayForEach(e, upstream)
+    {
         const char *v = conf_entry_header(e, "X-Conf-Hop2");
         conf_check(ctx, NULL, !conf_contains_nocase(v, "must-not-travel-2"),
                    "X-Conf-Hop2, named in the request's second Connection header, reached the "
-                   "upstream (\"%s\")", v ? v : "");
+                   "upstream (\"%s\")",
+                   v ? v : "");
     }
 }
 
@@ -332,7 +333,8 @@ AUTH_6_proxy_adds_no_credentials(struct conf_ctx *ctx)
     /* An altered caller's credential ("Bearer Bearer T") is AUTH-3's; here: a credential
      * that is not the caller's at all, a second one, or another kind of secret. */
     const cJSON *e;
-    cJSON_ArrayForEach(e, upstream) {
+    cJSON_ArrayForEach(e, upstream)
+    {
         size_t n = conf_entry_header_count(e, "Authorization");
         const char *auth = conf_entry_header(e, "Authorization");
         char shown[160];
@@ -415,5 +417,4 @@ static const struct CMUnitTest auth_tests[] = {
     CONF_TEST(AUTH_6, AUTH_6_second_connection_line_counts),
 };
 
-const struct conf_group conf_group_auth = {"auth", auth_tests,
-                                           sizeof(auth_tests) / sizeof(auth_tests[0])};
+CONF_GROUP(auth, auth_tests);

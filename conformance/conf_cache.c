@@ -7,8 +7,8 @@
 #include <string.h>
 
 enum {
-    TTL_MARGIN_MS = 600,      /* wait this much past an expiry before judging it */
-    LONGEST_WAIT_MS = 20000,  /* timings beyond this make a test skip, not hang */
+    TTL_MARGIN_MS = 600,     /* wait this much past an expiry before judging it */
+    LONGEST_WAIT_MS = 20000, /* timings beyond this make a test skip, not hang */
 };
 
 static const struct conf_profile *
@@ -67,8 +67,8 @@ CACHE_1_second_request_within_ttl_served_from_cache(struct conf_ctx *ctx)
                "the cached answer differs from the first one");
     size_t after = conf_attempts(ctx, token, before);
     conf_check(ctx, second, after == before,
-               "the second request within the TTL went upstream (%zu attempts, then %zu)",
-               before, after);
+               "the second request within the TTL went upstream (%zu attempts, then %zu)", before,
+               after);
 }
 
 /* CACHE-2: after the TTL expires, the next request goes upstream again. */
@@ -92,8 +92,7 @@ CACHE_2_request_after_ttl_goes_upstream(struct conf_ctx *ctx)
 /* CACHE-3 core: a request failing with @p copies of @p step is followed by one that must
  * go upstream. */
 static void
-check_failure_not_cached(struct conf_ctx *ctx, const char *what, const char *step,
-                         unsigned copies)
+check_failure_not_cached(struct conf_ctx *ctx, const char *what, const char *step, unsigned copies)
 {
     const char *token = conf_token(ctx);
     size_t queued = conf_queue(ctx, token, "models", conf_repeat_steps(ctx, step, copies));
@@ -121,32 +120,28 @@ check_failure_not_cached(struct conf_ctx *ctx, const char *what, const char *ste
 static void
 CACHE_3_upstream_500_is_not_cached(struct conf_ctx *ctx)
 {
-    check_failure_not_cached(ctx, "upstream 500", "{\"status\":500}",
-                             enough_failures(ctx));
+    check_failure_not_cached(ctx, "upstream 500", "{\"status\":500}", enough_failures(ctx));
 }
 
 /* CACHE-3: failures are never cached: HTML. */
 static void
 CACHE_3_html_answer_is_not_cached(struct conf_ctx *ctx)
 {
-    check_failure_not_cached(ctx, "HTML answer", "{\"html\":\"captcha\"}",
-                             enough_failures(ctx));
+    check_failure_not_cached(ctx, "HTML answer", "{\"html\":\"captcha\"}", enough_failures(ctx));
 }
 
 /* CACHE-3: failures are never cached: 401. */
 static void
 CACHE_3_upstream_401_is_not_cached(struct conf_ctx *ctx)
 {
-    check_failure_not_cached(ctx, "upstream 401", "{\"status\":401}",
-                             enough_failures(ctx));
+    check_failure_not_cached(ctx, "upstream 401", "{\"status\":401}", enough_failures(ctx));
 }
 
 /* CACHE-3: failures are never cached: 429. */
 static void
 CACHE_3_upstream_429_is_not_cached(struct conf_ctx *ctx)
 {
-    check_failure_not_cached(ctx, "upstream 429", "{\"status\":429}",
-                             enough_failures(ctx));
+    check_failure_not_cached(ctx, "upstream 429", "{\"status\":429}", enough_failures(ctx));
 }
 
 /* CACHE-3: failures are never cached: network error. */
@@ -168,20 +163,17 @@ CACHE_4_concurrent_misses_cause_one_upstream_request(struct conf_ctx *ctx)
     /* A slow first answer keeps every caller waiting on the same miss. */
     conf_queue(ctx, token, "models", "[{\"ok\":true,\"delay_ms\":600}]");
     const char *headers[] = {conf_bearer(ctx, token), NULL};
-    const char *url =
-        conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/models"));
+    const char *url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/models"));
     struct conf_request reqs[CALLERS];
     for (int i = 0; i < CALLERS; i++)
         reqs[i] = (struct conf_request){.method = "GET", .url = url, .headers = headers};
     const struct conf_response *r = conf_send_many(ctx, reqs, CALLERS);
     for (int i = 0; i < CALLERS; i++) {
         conf_check(ctx, &r[i], r[i].status == 200, "caller %d got %ld", i + 1, r[i].status);
-        conf_check(ctx, &r[i], same_body(&r[0], &r[i]), "caller %d got a different list",
-                   i + 1);
+        conf_check(ctx, &r[i], same_body(&r[0], &r[i]), "caller %d got a different list", i + 1);
     }
     size_t n = conf_attempts(ctx, token, 1);
-    conf_check(ctx, NULL, n <= 1, "%d concurrent misses caused %zu upstream requests", CALLERS,
-               n);
+    conf_check(ctx, NULL, n <= 1, "%d concurrent misses caused %zu upstream requests", CALLERS, n);
 }
 
 /* CACHE-5: chat completions are never cached. */
@@ -246,8 +238,7 @@ CACHE_6_stale_list_served_when_refresh_fails(struct conf_ctx *ctx)
     const char *name = profile(ctx)->stale_header;
     const char *mark = conf_response_header(r, name);
     conf_check(ctx, r, conf_contains_nocase(mark, "stale"),
-               "the stale list is not marked (expected a %s header containing \"stale\")",
-               name);
+               "the stale list is not marked (expected a %s header containing \"stale\")", name);
     conf_burn_leftovers(ctx, token, "models", queued);
 }
 
@@ -259,8 +250,7 @@ CACHE_6_stale_serving_is_bounded_by_grace(struct conf_ctx *ctx)
     const char *token = conf_token(ctx);
     size_t queued;
     int64_t wait = profile(ctx)->cache_ttl_ms + profile(ctx)->stale_grace_ms + TTL_MARGIN_MS;
-    expire_then_fail_refresh(ctx, token, wait, failing_steps(ctx, "{\"status\":500}"),
-                             &queued);
+    expire_then_fail_refresh(ctx, token, wait, failing_steps(ctx, "{\"status\":500}"), &queued);
     const struct conf_response *r = conf_get_models(ctx, token);
     conf_assume(ctx, conf_attempts(ctx, token, 2) >= 2,
                 "the expired list was not refreshed (see CACHE-2), nothing to judge");
@@ -323,7 +313,8 @@ require_within_ttl(struct conf_ctx *ctx, int64_t started_ms)
     int64_t took = qk_now_ms() - started_ms;
     conf_observable(ctx, took < profile(ctx)->cache_ttl_ms * 3 / 4,
                     "filling the cache took %lld ms, too close to the TTL to tell eviction from "
-                    "expiry", (long long)took);
+                    "expiry",
+                    (long long)took);
 }
 
 /* CACHE-7: the cache is bounded: filling it with other credentials evicts the oldest. */
@@ -358,7 +349,7 @@ CACHE_7_eviction_is_least_recently_used(struct conf_ctx *ctx)
     fetch(ctx, victim, true);
     for (size_t i = 2; i < max; i++)
         fetch(ctx, conf_token(ctx), false);
-    fetch(ctx, kept, false);          /* a hit: "kept" becomes the most recent */
+    fetch(ctx, kept, false); /* a hit: "kept" becomes the most recent */
     conf_assume(ctx, conf_attempts(ctx, kept, 1) == 1,
                 "the list is not cached (see CACHE-1), nothing to judge");
     fetch(ctx, conf_token(ctx), true); /* one more credential evicts the LRU: "victim" */
@@ -367,11 +358,10 @@ CACHE_7_eviction_is_least_recently_used(struct conf_ctx *ctx)
     size_t kept_n = conf_attempts(ctx, kept, 1);
     size_t victim_n = conf_attempts(ctx, victim, 2);
     require_within_ttl(ctx, started);
-    conf_check(ctx, NULL, kept_n == 1,
-               "a recently used entry was evicted (%zu upstream requests)", kept_n);
+    conf_check(ctx, NULL, kept_n == 1, "a recently used entry was evicted (%zu upstream requests)",
+               kept_n);
     conf_check(ctx, NULL, victim_n == 2,
-               "the least recently used entry was not evicted (%zu upstream requests)",
-               victim_n);
+               "the least recently used entry was not evicted (%zu upstream requests)", victim_n);
 }
 
 static const struct CMUnitTest cache_tests[] = {
@@ -391,5 +381,4 @@ static const struct CMUnitTest cache_tests[] = {
     CONF_TEST(CACHE_7, CACHE_7_eviction_is_least_recently_used),
 };
 
-const struct conf_group conf_group_cache = {"cache", cache_tests,
-                                            sizeof(cache_tests) / sizeof(cache_tests[0])};
+CONF_GROUP(cache, cache_tests);

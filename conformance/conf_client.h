@@ -21,12 +21,12 @@ enum {
 };
 
 struct conf_request {
-    const char *method;          /**< "GET", "POST", ... */
-    const char *url;             /**< absolute URL */
-    const char *const *headers;  /**< NULL-terminated "Name: value" lines, or NULL */
-    const char *body;            /**< request body or NULL */
+    const char *method;         /**< "GET", "POST", ... */
+    const char *url;            /**< absolute URL */
+    const char *const *headers; /**< NULL-terminated "Name: value" lines, or NULL */
+    const char *body;           /**< request body or NULL */
     size_t body_len;
-    long timeout_ms;             /**< 0: CONF_CLIENT_TIMEOUT_MS */
+    long timeout_ms; /**< 0: CONF_CLIENT_TIMEOUT_MS */
     /**
      * Optional (streaming tests): sees each piece of the body as it arrives, after it was
      * kept. Returning false closes the connection at once; the transfer then ends with
@@ -34,9 +34,9 @@ struct conf_request {
      */
     bool (*on_body)(void *arg, const char *bytes, size_t len);
     void *on_body_arg;
-    long recv_buffer;            /**< libcurl's receive buffer (bytes); 0: its default */
-    int socket_rcvbuf;           /**< the socket's SO_RCVBUF (bytes), pinning the TCP window
-                                      a slow reader offers; 0: the system's autotuning */
+    long recv_buffer;  /**< libcurl's receive buffer (bytes); 0: its default */
+    int socket_rcvbuf; /**< the socket's SO_RCVBUF (bytes), pinning the TCP window
+                            a slow reader offers; 0: the system's autotuning */
 };
 
 struct conf_header {
@@ -46,16 +46,16 @@ struct conf_header {
 
 /** What the caller saw. Owns its strings; release with conf_response_clear(). */
 struct conf_response {
-    long status;                 /**< 0 when no HTTP answer arrived */
-    char *body;                  /**< NUL-terminated, never NULL after a perform */
+    long status; /**< 0 when no HTTP answer arrived */
+    char *body;  /**< NUL-terminated, never NULL after a perform */
     size_t body_len;
-    int body_truncated;          /**< 1 when the body exceeded CONF_CLIENT_BODY_MAX */
+    int body_truncated; /**< 1 when the body exceeded CONF_CLIENT_BODY_MAX */
     struct conf_header headers[CONF_CLIENT_HEADERS_MAX];
     size_t header_count;
-    int curl_code;               /**< CURLcode, 0 on success */
-    char error[256];             /**< libcurl's message when curl_code != 0 */
-    int64_t sent_ms;             /**< when the request started */
-    int64_t done_ms;             /**< when the answer was complete */
+    int curl_code;   /**< CURLcode, 0 on success */
+    char error[256]; /**< libcurl's message when curl_code != 0 */
+    int64_t sent_ms; /**< when the request started */
+    int64_t done_ms; /**< when the answer was complete */
 };
 
 /** Calls curl_global_init(); once, before any thread starts. */

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 enum {
-    TRICKLE_STEP_MS = 200,   /* one byte every this long */
+    TRICKLE_STEP_MS = 200,    /* one byte every this long */
     DEADLINE_SLACK_MS = 2000, /* a cut this long after the stated deadline still passes */
-    HANGUP_LIMIT_MS = 1000,  /* a half-closed partial request must be let go by then */
+    HANGUP_LIMIT_MS = 1000,   /* a half-closed partial request must be let go by then */
     HANGUP_ROUNDS = 5,
     SUITE_PATIENCE_MS = 10000, /* the longest receive deadline the suite waits out */
 };
@@ -96,8 +96,8 @@ ROBUST_2_trickled_request_is_cut_at_the_deadline(struct conf_ctx *ctx)
     int fd = connect_to_target(ctx);
     conf_observable(ctx, fd >= 0, "cannot open a TCP connection to %s",
                     conf_target(ctx)->proxy_url);
-    const char *head = conf_str(ctx, "GET %s HTTP/1.1\r\nHost: conformance\r\n",
-                                conf_api(ctx, "/models"));
+    const char *head =
+        conf_str(ctx, "GET %s HTTP/1.1\r\nHost: conformance\r\n", conf_api(ctx, "/models"));
     bool cut = send(fd, head, strlen(head), MSG_NOSIGNAL) != (ssize_t)strlen(head);
     int64_t start = qk_now_ms();
     int64_t limit = p->receive_timeout_ms + DEADLINE_SLACK_MS;
@@ -124,8 +124,8 @@ ROBUST_2_trickled_request_is_cut_at_the_deadline(struct conf_ctx *ctx)
 static void
 ROBUST_3_half_closed_partial_request_is_let_go(struct conf_ctx *ctx)
 {
-    const char *part = conf_str(ctx, "GET %s HTTP/1.1\r\nHost: conformance\r\nAuthoriz",
-                                conf_api(ctx, "/models"));
+    const char *part =
+        conf_str(ctx, "GET %s HTTP/1.1\r\nHost: conformance\r\nAuthoriz", conf_api(ctx, "/models"));
     for (int round = 0; round < HANGUP_ROUNDS; round++) {
         int fd = connect_to_target(ctx);
         conf_observable(ctx, fd >= 0, "cannot open a TCP connection to %s",
@@ -153,5 +153,4 @@ static const struct CMUnitTest conn_tests[] = {
     CONF_TEST(ROBUST_3, ROBUST_3_half_closed_partial_request_is_let_go),
 };
 
-const struct conf_group conf_group_conn = {"conn", conn_tests,
-                                           sizeof(conn_tests) / sizeof(conn_tests[0])};
+CONF_GROUP(conn, conn_tests);

@@ -50,11 +50,12 @@ ERR_1_bad_messages_gets_400_no_upstream(struct conf_ctx *ctx)
     const char *model = conf_target(ctx)->model;
     check_rejected(ctx, "a body without messages", conf_str(ctx, "{\"model\":\"%s\"}", model));
     check_rejected(ctx, "empty messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":[]}", model));
+                   conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = "[]"}));
     check_rejected(ctx, "string messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":\"hi\"}", model));
-    check_rejected(ctx, "object messages",
-                   conf_str(ctx, "{\"model\":\"%s\",\"messages\":{\"role\":\"user\"}}", model));
+                   conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = "\"hi\""}));
+    check_rejected(
+        ctx, "object messages",
+        conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = "{\"role\":\"user\"}"}));
 }
 
 /* An upstream 400 that was retried is RETRY-4's failure; ERR-2 judges only relays. A body
@@ -64,8 +65,9 @@ require_single_attempt(struct conf_ctx *ctx, const char *token, bool may_refuse_
 {
     size_t n = conf_attempts(ctx, token, 1);
     if (may_refuse_itself)
-        conf_assume(ctx, n > 0, "the proxy refused the body itself, without asking the "
-                                "upstream: nothing was relayed");
+        conf_assume(ctx, n > 0,
+                    "the proxy refused the body itself, without asking the "
+                    "upstream: nothing was relayed");
     conf_check(ctx, NULL, n > 0,
                "the request never reached the upstream, so no upstream 400 was relayed");
     conf_assume(ctx, n == 1, "the upstream 400 was retried (%zu attempts, see RETRY-4)", n);
@@ -90,8 +92,8 @@ static void
 ERR_2_upstream_400_relayed_with_message(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const char *body = "{\"model\":\"conformance-no-such-model\","
-                       "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){.model = "conformance-no-such-model", .text = "hi"});
     const struct conf_response *r = conf_post_chat(ctx, token, body);
     require_single_attempt(ctx, token, true);
     conf_assert_status(ctx, r, 400);
@@ -105,9 +107,9 @@ ERR_2_scripted_400_message_is_kept(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     const char *detail = conf_str(ctx, "conformance detail %s", token);
-    conf_queue(ctx, token, "chat",
-               conf_str(ctx, "[{\"status\":400,\"body\":\"{\\\"detail\\\":\\\"%s\\\"}\"}]",
-                        detail));
+    conf_queue(
+        ctx, token, "chat",
+        conf_str(ctx, "[{\"status\":400,\"body\":\"{\\\"detail\\\":\\\"%s\\\"}\"}]", detail));
     const struct conf_response *r =
         conf_post_chat(ctx, token, conf_chat_body(ctx, "a scripted 400"));
     require_single_attempt(ctx, token, false);
@@ -120,18 +122,12 @@ ERR_2_scripted_400_message_is_kept(struct conf_ctx *ctx)
 static const char *
 big_body(struct conf_ctx *ctx, size_t size)
 {
-    const char *head = conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
-                                     "\"content\":\"", conf_target(ctx)->model);
-    const char *tail = "\"}]}";
-    size_t fixed = strlen(head) + strlen(tail);
+    size_t fixed = strlen(conf_chat_body_of(ctx, &(struct conf_chat){.text = ""}));
     size_t fill = size > fixed ? size - fixed : 0;
-    char *pad = malloc(fill + 1);
-    conf_check(ctx, NULL, pad != NULL, "out of memory");
+    char *pad = conf_keep(ctx, malloc(fill + 1), free);
     memset(pad, 'x', fill);
     pad[fill] = '\0';
-    const char *body = conf_str(ctx, "%s%s%s", head, pad, tail);
-    free(pad);
-    return body;
+    return conf_chat_body_of(ctx, &(struct conf_chat){.text = pad});
 }
 
 /* Checks a produced error: application/json with an "error" object and message. */
@@ -188,8 +184,8 @@ ERR_3_gateway_errors_are_json(struct conf_ctx *ctx)
         const char *t = conf_token(ctx);
         const char *headers[] = {conf_bearer(ctx, t), NULL};
         check_json_error(ctx, "upstream unreachable",
-                         conf_send_ex(ctx, env->unreachable_url, "GET",
-                                      conf_api(ctx, "/models"), headers, NULL, 0, 0));
+                         conf_send_ex(ctx, env->unreachable_url, "GET", conf_api(ctx, "/models"),
+                                      headers, NULL, 0, 0));
     }
 }
 
@@ -202,8 +198,7 @@ ERR_4_unknown_path_gets_404(struct conf_ctx *ctx)
     const char *paths[] = {conf_api(ctx, "/conformance-nowhere"), "/conformance-nowhere"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         const struct conf_response *r = conf_send(ctx, "GET", paths[i], headers, NULL);
-        conf_check(ctx, r, r->status == 404, "GET %s: expected 404, got %ld", paths[i],
-                   r->status);
+        conf_check(ctx, r, r->status == 404, "GET %s: expected 404, got %ld", paths[i], r->status);
     }
     conf_assert_attempts(ctx, token, 0);
 }
@@ -230,8 +225,8 @@ ERR_4_wrong_method_gets_405_with_allow(struct conf_ctx *ctx)
                    cases[i].route, r->status);
         const char *allow = conf_response_header(r, "Allow");
         conf_check(ctx, r, conf_contains_nocase(allow, cases[i].allowed),
-                   "%s %s: 405 without an Allow header naming %s", cases[i].method,
-                   cases[i].route, cases[i].allowed);
+                   "%s %s: 405 without an Allow header naming %s", cases[i].method, cases[i].route,
+                   cases[i].allowed);
     }
     conf_assert_attempts(ctx, token, 0);
 }
@@ -268,8 +263,8 @@ ERR_5_unreachable_upstream_gets_502(struct conf_ctx *ctx)
                                                  conf_api(ctx, "/models"), headers, NULL, 0, 0);
     conf_assert_status(ctx, r, 502);
     const char *body = conf_chat_body(ctx, "nobody is there");
-    r = conf_send_ex(ctx, env->unreachable_url, "POST", conf_api(ctx, "/chat/completions"),
-                     headers, body, strlen(body), 0);
+    r = conf_send_ex(ctx, env->unreachable_url, "POST", conf_api(ctx, "/chat/completions"), headers,
+                     body, strlen(body), 0);
     conf_assert_status(ctx, r, 502);
 }
 
@@ -285,8 +280,7 @@ ERR_5_upstream_timeout_gets_504(struct conf_ctx *ctx)
                   "the profile's attempt timeout (%lld ms) is too long to wait for: run the "
                   "proxy with one of at most 5000 ms and set \"upstream_timeout_ms\"",
                   (long long)timeout);
-    conf_runnable(ctx, profile(ctx)->deadline_ms == 0 ||
-                           profile(ctx)->deadline_ms > timeout + 1000,
+    conf_runnable(ctx, profile(ctx)->deadline_ms == 0 || profile(ctx)->deadline_ms > timeout + 1000,
                   "the profile's deadline ends the request before an attempt can time out: "
                   "set \"deadline_ms\" over \"upstream_timeout_ms\" + 1000");
     const char *token = conf_token(ctx);
@@ -315,5 +309,4 @@ static const struct CMUnitTest errors_tests[] = {
     CONF_TEST(ERR_5, ERR_5_upstream_timeout_gets_504),
 };
 
-const struct conf_group conf_group_errors = {"errors", errors_tests,
-                                             sizeof(errors_tests) / sizeof(errors_tests[0])};
+CONF_GROUP(errors, errors_tests);

@@ -193,9 +193,9 @@ release_json(void *ptr)
 /* ---- fixtures ---- */
 
 enum {
-    PROBE_TIMEOUT_MS = 3000,  /* a target that does not answer GET / within this is down */
+    PROBE_TIMEOUT_MS = 3000, /* a target that does not answer GET / within this is down */
     PROBE_TRIES = 2,
-    RESTART_WAIT_MS = 15000,  /* how long a restarted target may take to answer */
+    RESTART_WAIT_MS = 15000, /* how long a restarted target may take to answer */
 };
 
 /* @return true when the target answers an HTTP request at all (any status). */
@@ -322,8 +322,8 @@ conf_case_run(void **state)
     struct conf_ctx *ctx = *state;
     const struct conf_requirement *req = conf_requirement(ctx->kase->req);
     conf_observable(ctx, !down_since, "the target has not answered since %s", down_since);
-    conf_assume(ctx, !target->profile.absent[ctx->kase->req],
-                "profile declares %s absent", req->id);
+    conf_assume(ctx, !target->profile.absent[ctx->kase->req], "profile declares %s absent",
+                req->id);
     conf_assume(ctx, !(ctx->kase->should_part && target->profile.absent_should[ctx->kase->req]),
                 "profile declares the SHOULD part of %s absent", req->id);
     ctx->kase->fn(ctx);
@@ -371,8 +371,8 @@ require_verbatim_on_routes_used(struct conf_ctx *ctx)
 }
 
 void
-conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
-                  const char *body, size_t body_len)
+conf_note_request(struct conf_ctx *ctx, const char *method, const char *path, const char *body,
+                  size_t body_len)
 {
     enum conf_route route;
     bool routed = route_of_path(path, &route);
@@ -451,20 +451,64 @@ conf_max_attempts(struct conf_ctx *ctx)
     return conf_target(ctx)->profile.max_retries + 1;
 }
 
+/* Far above any body a test sends (the largest exceed a profile's max_body by a little). */
+enum { CHAT_BODY_CAP = 64 * 1024 * 1024 };
+
+/* @p s as a JSON string literal (quoted, escaped); caller frees. NULL when out of memory. */
+static char *
+json_string(const char *s)
+{
+    cJSON *str = cJSON_CreateString(s ? s : "");
+    char *out = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    return out;
+}
+
+char *
+conf_chat_json(const struct conf_chat *chat)
+{
+    static const char *const stream_member[] = {
+        [CONF_CHAT_STREAM_OMITTED] = "",
+        [CONF_CHAT_STREAM_FALSE] = ",\"stream\":false",
+        [CONF_CHAT_STREAM_TRUE] = ",\"stream\":true",
+    };
+    char *model = json_string(chat->model);
+    char *text = chat->messages_json ? NULL : json_string(chat->text);
+    struct qk_buf out;
+    qk_buf_init(&out, CHAT_BODY_CAP);
+    bool ok = model && (chat->messages_json || text) &&
+              qk_buf_appendf(&out, "{\"model\":%s,\"messages\":", model) == QK_OK;
+    if (ok && chat->messages_json)
+        ok = qk_buf_appendf(&out, "%s", chat->messages_json) == QK_OK;
+    else if (ok)
+        ok = qk_buf_appendf(&out, "[{\"role\":\"user\",\"content\":%s}]", text) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "%s", stream_member[chat->stream]) == QK_OK;
+    if (ok && chat->extra_json && chat->extra_json[0])
+        ok = qk_buf_appendf(&out, ",%s", chat->extra_json) == QK_OK;
+    ok = ok && qk_buf_appendf(&out, "}") == QK_OK;
+    free(model);
+    free(text);
+    if (!ok) {
+        qk_buf_free(&out);
+        return NULL;
+    }
+    return qk_buf_take(&out, NULL);
+}
+
+const char *
+conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat)
+{
+    struct conf_chat c = *chat;
+    if (!c.model)
+        c.model = target->model;
+    return pool_keep(ctx, conf_chat_json(&c), free);
+}
+
 const char *
 conf_chat_body(struct conf_ctx *ctx, const char *text)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", target->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", text);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddFalseToObject(root, "stream");
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return pool_keep(ctx, s, free);
+    return conf_chat_body_of(ctx,
+                             &(struct conf_chat){.text = text, .stream = CONF_CHAT_STREAM_FALSE});
 }
 
 /* ---- requests ---- */
@@ -495,8 +539,8 @@ conf_send_ex(struct conf_ctx *ctx, const char *base_url, const char *method, con
 }
 
 const struct conf_response *
-conf_send(struct conf_ctx *ctx, const char *method, const char *path,
-          const char *const *headers, const char *body)
+conf_send(struct conf_ctx *ctx, const char *method, const char *path, const char *const *headers,
+          const char *body)
 {
     return conf_send_ex(ctx, target->proxy_url, method, path, headers, body,
                         body ? strlen(body) : 0, 0);
@@ -583,12 +627,24 @@ conf_post_chat(struct conf_ctx *ctx, const char *token, const char *body)
 }
 
 const struct conf_response *
-conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path,
-                 const char *token, const char *body)
+conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path, const char *token,
+                 const char *body)
 {
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
-    return conf_send_ex(ctx, target->mock_url, method, path, headers, body,
-                        body ? strlen(body) : 0, 0);
+    return conf_send_ex(ctx, target->mock_url, method, path, headers, body, body ? strlen(body) : 0,
+                        0);
+}
+
+const struct conf_response *
+conf_mock_direct_chat(struct conf_ctx *ctx, const char *token, const char *body)
+{
+    return conf_mock_direct(ctx, "POST", target->dialect->completion_path, token, body);
+}
+
+const struct conf_response *
+conf_mock_direct_models(struct conf_ctx *ctx, const char *token)
+{
+    return conf_mock_direct(ctx, "GET", target->dialect->models_path, token, NULL);
 }
 
 const cJSON *
@@ -696,8 +752,8 @@ conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const cha
         require_verbatim(ctx, CONF_ROUTE_MODELS);
     if (any || strcmp(route, "chat") == 0)
         require_verbatim(ctx, CONF_ROUTE_CHAT);
-    enum qk_err rc = conf_mock_queue(target->mock_url, upstream_key(ctx, token), route,
-                                     steps_json, &queued, err, sizeof(err));
+    enum qk_err rc = conf_mock_queue(target->mock_url, upstream_key(ctx, token), route, steps_json,
+                                     &queued, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
     return queued;
 }
@@ -706,8 +762,7 @@ void
 conf_revoke(struct conf_ctx *ctx, const char *token)
 {
     char err[512] = "";
-    enum qk_err rc = conf_mock_revoke(target->mock_url, upstream_key(ctx, token), err,
-                                      sizeof(err));
+    enum qk_err rc = conf_mock_revoke(target->mock_url, upstream_key(ctx, token), err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
 }
 
@@ -728,7 +783,8 @@ journal_root(struct conf_ctx *ctx, const char *token)
         /* The shared credential's journal: only this test's requests. */
         cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
         for (int i = cJSON_GetArraySize(entries) - 1; i >= 0; i--) {
-            const cJSON *seq = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, i), "seq");
+            const cJSON *seq =
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, i), "seq");
             if (!cJSON_IsNumber(seq) || (long)seq->valuedouble <= ctx->start_seq)
                 cJSON_DeleteItemFromArray(entries, i);
         }
@@ -764,6 +820,20 @@ conf_journal_settled(struct conf_ctx *ctx, const char *token)
     }
 }
 
+const cJSON *
+conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
+{
+    cJSON *attempts = cJSON_CreateArray();
+    pool_keep(ctx, attempts, release_json);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, journal)
+    {
+        if (conf_dialect_is_attempt(target->dialect, conf_entry_path(e)))
+            cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
+    }
+    return attempts;
+}
+
 size_t
 conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
 {
@@ -776,7 +846,8 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
     int64_t hard_until = now + SETTLE_EXPECTED_MS;
     for (;;) {
         const cJSON *root = journal_root(ctx, token);
-        size_t n = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "entries"));
+        const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
+        size_t n = (size_t)cJSON_GetArraySize(conf_attempt_entries(ctx, entries));
         bool settled = in_flight(root) == 0;
         now = qk_now_ms();
         if (settled && (n > expect || (n == expect && expect > 0)))
@@ -818,7 +889,9 @@ conf_upstream_mark(struct conf_ctx *ctx)
     struct conf_mark m = {.ms = qk_now_ms(), .seq = 0};
     /* The last few seconds hold the latest request, if it is recent enough to matter. */
     const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(window_settled(ctx, m.ms - 5000 > 0 ? m.ms - 5000 : 1), "entries")) {
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(
+                              window_settled(ctx, m.ms - 5000 > 0 ? m.ms - 5000 : 1), "entries"))
+    {
         if (entry_seq(e) > m.seq)
             m.seq = entry_seq(e);
     }
@@ -829,12 +902,13 @@ const cJSON *
 conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark)
 {
     /* The same millisecond may hold requests from before the mark: the sequence decides. */
-    const cJSON *entries =
-        cJSON_GetObjectItemCaseSensitive(window_settled(ctx, mark.ms > 1 ? mark.ms - 1 : 1), "entries");
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(
+        window_settled(ctx, mark.ms > 1 ? mark.ms - 1 : 1), "entries");
     cJSON *later = cJSON_CreateArray();
     pool_keep(ctx, later, release_json);
     const cJSON *e;
-    cJSON_ArrayForEach(e, entries) {
+    cJSON_ArrayForEach(e, entries)
+    {
         if (entry_seq(e) > mark.seq)
             cJSON_AddItemReferenceToArray(later, (cJSON *)e);
     }
@@ -846,7 +920,8 @@ conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark m
 {
     const char *expected = conf_str(ctx, "Bearer %s", token);
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_upstream_since(ctx, mark)) {
+    cJSON_ArrayForEach(e, conf_upstream_since(ctx, mark))
+    {
         const char *auth = conf_entry_header(e, "Authorization");
         size_t n = conf_entry_header_count(e, "Authorization");
         if (n == 1 && strcmp(auth, expected) == 0)
@@ -860,22 +935,21 @@ conf_credential_seen(struct conf_ctx *ctx, const char *token, struct conf_mark m
 }
 
 void
-conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
-                    size_t queued)
+conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route, size_t queued)
 {
     size_t used = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, conf_journal_settled(ctx, token)) {
+    cJSON_ArrayForEach(e, conf_journal_settled(ctx, token))
+    {
         used += (size_t)conf_entry_had_step(e);
     }
     bool chat = strcmp(route, "chat") == 0;
     const char *key = upstream_key(ctx, token);
     for (size_t i = used; i < queued; i++) {
         if (chat)
-            conf_mock_direct(ctx, "POST", "/api/chat/completions", key,
-                             conf_chat_body(ctx, "burn a leftover step"));
+            conf_mock_direct_chat(ctx, key, conf_chat_body(ctx, "burn a leftover step"));
         else
-            conf_mock_direct(ctx, "GET", "/api/models", key, NULL);
+            conf_mock_direct_models(ctx, key);
     }
 }
 
@@ -883,8 +957,8 @@ conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
 
 /* Prints a line of evidence and keeps it with the test's outcome (for JUnit and JSON),
  * cleaned of bytes no report may hold. */
-static void
-evidence(struct conf_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void evidence(struct conf_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 evidence(struct conf_ctx *ctx, const char *fmt, ...)
@@ -896,7 +970,8 @@ evidence(struct conf_ctx *ctx, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    conf_text_clean(clean, sizeof(clean), raw, (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1);
+    conf_text_clean(clean, sizeof(clean), raw,
+                    (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1);
     print_error("%s", clean);
     struct conf_case *k = ctx->kase;
     size_t add = strlen(clean);
@@ -960,16 +1035,15 @@ record(struct conf_ctx *ctx, enum conf_status status, const char *fmt, va_list a
     if (ctx->kase->reason[0] == '\0')
         snprintf(ctx->kase->reason, sizeof(ctx->kase->reason), "%s", msg);
     ctx->kase->status = status;
-    print_error("%s %s%s: %s\n", conf_status_name(status),
-                conf_requirement(ctx->kase->req)->id,
+    print_error("%s %s%s: %s\n", conf_status_name(status), conf_requirement(ctx->kase->req)->id,
                 ctx->kase->should_part ? " (SHOULD part)" : "", msg);
     if (ctx->last_request[0])
         evidence(ctx, "    last request to the proxy: %s\n", ctx->last_request);
 }
 
 void
-conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool ok,
-              const char *file, int line, const char *fmt, ...)
+conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool ok, const char *file,
+              int line, const char *fmt, ...)
 {
     if (ok)
         return;
@@ -982,8 +1056,7 @@ conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool ok,
 }
 
 void
-conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt,
-               ...)
+conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt, ...)
 {
     if (ok)
         return;
@@ -1015,10 +1088,9 @@ conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, lo
     if (resp->status == status)
         return;
     if (resp->status == 0)
-        conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got no answer (%s)",
-                      status, resp->error);
-    conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got %ld", status,
-                  resp->status);
+        conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got no answer (%s)", status,
+                      resp->error);
+    conf_check_at(ctx, resp, false, file, line, "expected HTTP %ld, got %ld", status, resp->status);
 }
 
 static void
@@ -1026,11 +1098,11 @@ print_journal(struct conf_ctx *ctx, const cJSON *entries)
 {
     const cJSON *e;
     int i = 0;
-    cJSON_ArrayForEach(e, entries) {
+    cJSON_ArrayForEach(e, entries)
+    {
         evidence(ctx, "    upstream attempt %d: %s %s -> %ld (received %lld ms)\n", ++i,
-                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "method")),
-                    conf_entry_path(e), conf_entry_status(e),
-                    (long long)conf_entry_received_ms(e));
+                 conf_entry_method(e), conf_entry_path(e), conf_entry_status(e),
+                 (long long)conf_entry_received_ms(e));
     }
 }
 
@@ -1042,13 +1114,12 @@ conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const
     if (got == n)
         return;
     print_journal(ctx, conf_journal(ctx, token));
-    conf_check_at(ctx, NULL, false, file, line, "expected %zu upstream attempt%s, journal shows %zu",
-                  n, n == 1 ? "" : "s", got);
+    conf_check_at(ctx, NULL, false, file, line,
+                  "expected %zu upstream attempt%s, journal shows %zu", n, n == 1 ? "" : "s", got);
 }
 
 static const cJSON *
-error_object(struct conf_ctx *ctx, const struct conf_response *resp, const char *file,
-             int line)
+error_object(struct conf_ctx *ctx, const struct conf_response *resp, const char *file, int line)
 {
     const char *ct = conf_response_header(resp, "Content-Type");
     conf_check_at(ctx, resp, ct && strncasecmp(ct, "application/json", 16) == 0, file, line,
@@ -1067,8 +1138,8 @@ error_object(struct conf_ctx *ctx, const struct conf_response *resp, const char 
 }
 
 void
-conf_assert_json_error_at(struct conf_ctx *ctx, const struct conf_response *resp,
-                          const char *file, int line)
+conf_assert_json_error_at(struct conf_ctx *ctx, const struct conf_response *resp, const char *file,
+                          int line)
 {
     error_object(ctx, resp, file, line);
 }

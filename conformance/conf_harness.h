@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "conf_client.h"
+#include "conf_dialect.h"
 #include "conf_mockctl.h"
 #include "conf_profile.h"
 #include "conf_requirements.h"
@@ -38,6 +39,7 @@ struct conf_env {
     char unreachable_url[CONF_URL_MAX]; /**< same proxy, upstream refusing; "" if none */
     char proxy_log[512];                /**< file holding the proxy's stderr; "" if none */
     char model[128];                    /**< a model the upstream lists */
+    const struct conf_dialect *dialect; /**< the upstream's API: which requests are attempts */
     struct conf_profile profile;
 };
 
@@ -45,11 +47,7 @@ struct conf_env {
 void conf_harness_set_env(const struct conf_env *env);
 
 /** The upstream routes, as the mock's scenarios name them. */
-enum conf_route {
-    CONF_ROUTE_MODELS = 0,
-    CONF_ROUTE_CHAT = 1,
-    CONF_ROUTE_COUNT
-};
+enum conf_route { CONF_ROUTE_MODELS = 0, CONF_ROUTE_CHAT = 1, CONF_ROUTE_COUNT };
 
 /** @return "models" or "chat". */
 const char *conf_route_name(enum conf_route route);
@@ -76,7 +74,7 @@ void conf_harness_set_facts(const struct conf_facts *facts);
 
 /** Probing the target around every test (SPEC.md, ROBUST-1). */
 struct conf_watch {
-    const char *restart_cmd; /**< shell command that restarts a target that died, or NULL */
+    const char *restart_cmd;    /**< shell command that restarts a target that died, or NULL */
     bool (*restart)(void *arg); /**< or this (--spawn); @return true when it is back */
     void *restart_arg;
 };
@@ -88,10 +86,10 @@ enum { CONF_DOWN_MAX = 32 };
 
 /** The target stopped answering during a test: a finding of ROBUST-1. */
 struct conf_down_event {
-    const char *test;                 /**< the test during which it happened */
-    const struct conf_case *kase;     /**< that test */
-    char request[CONF_REASON_MAX];    /**< the last request the suite had sent it */
-    bool restarted;                   /**< --restart-cmd brought it back */
+    const char *test;              /**< the test during which it happened */
+    const struct conf_case *kase;  /**< that test */
+    char request[CONF_REASON_MAX]; /**< the last request the suite had sent it */
+    bool restarted;                /**< --restart-cmd brought it back */
 };
 
 /** @return the events of the run so far (static), and their number in @p n. */
@@ -103,7 +101,6 @@ const struct conf_down_event *conf_down_events(size_t *n);
  * has a --restart-cmd).
  */
 bool conf_still_serving(struct conf_ctx *ctx, const char *after);
-
 
 /**
  * The outcome of a test (SPEC.md, "Verdicts"). SKIP is for a feature the profile declares
@@ -128,14 +125,14 @@ struct conf_ctx;
 
 /** One test and, after the run, its outcome. */
 struct conf_case {
-    const char *name;            /**< the C function name, also the cmocka test name */
-    enum conf_req req;           /**< the requirement it checks */
+    const char *name;  /**< the C function name, also the cmocka test name */
+    enum conf_req req; /**< the requirement it checks */
     void (*fn)(struct conf_ctx *ctx);
-    bool should_part;            /**< checks the SHOULD part of a MUST requirement */
-    enum conf_status status;     /**< filled by the run */
-    char reason[CONF_REASON_MAX];/**< why it failed or skipped */
+    bool should_part;             /**< checks the SHOULD part of a MUST requirement */
+    enum conf_status status;      /**< filled by the run */
+    char reason[CONF_REASON_MAX]; /**< why it failed or skipped */
     int64_t duration_ms;
-    char *evidence;              /**< what the test saw when it failed (owned, cleaned text) */
+    char *evidence; /**< what the test saw when it failed (owned, cleaned text) */
     size_t evidence_len;
 };
 
@@ -154,14 +151,14 @@ int conf_case_teardown(void **state);
  */
 #define CONF_TEST_SHOULD(req, fn) CONF_TEST_PART(req, fn, true)
 
-#define CONF_TEST_PART(req_sym, fn_name, part)                                              \
-    {                                                                                      \
-        #fn_name, conf_case_run, conf_case_setup, conf_case_teardown,                      \
-            &(struct conf_case){.name = #fn_name,                                          \
-                                .req = CONF_REQ_##req_sym,                                 \
-                                .fn = fn_name,                                             \
-                                .should_part = (part),                                     \
-                                .status = CONF_NOT_RUN},                                   \
+#define CONF_TEST_PART(req_sym, fn_name, part)                                                     \
+    {                                                                                              \
+#fn_name, conf_case_run, conf_case_setup, conf_case_teardown,                              \
+            &(struct conf_case){.name = #fn_name,                                                  \
+                     .req = CONF_REQ_##req_sym,                                                    \
+                     .fn = fn_name,                                                                \
+                     .should_part = (part),                                                        \
+                     .status = CONF_NOT_RUN },                                                     \
     }
 
 /** @return the case a cmocka entry made with CONF_TEST() carries. */
@@ -203,8 +200,8 @@ void conf_judges_shared_cache(struct conf_ctx *ctx);
  * Remembers a request this test sends to the proxy outside conf_send() (streams), as the
  * evidence a crash report names and for the routes the test depends on.
  */
-void conf_note_request(struct conf_ctx *ctx, const char *method, const char *path,
-                       const char *body, size_t body_len);
+void conf_note_request(struct conf_ctx *ctx, const char *method, const char *path, const char *body,
+                       size_t body_len);
 /**
  * Remembers that the test now sends requests with @p token outside conf_send() (streams).
  * With a profile's upstream_credential (a proxy that sends its own), the mock scripts and
@@ -221,7 +218,34 @@ const char *conf_str(struct conf_ctx *ctx, const char *fmt, ...)
 const char *conf_api(struct conf_ctx *ctx, const char *route);
 /** @return "Authorization: Bearer TOKEN". */
 const char *conf_bearer(struct conf_ctx *ctx, const char *token);
-/** @return a valid non-stream chat body whose last message contains @p text. */
+/** Whether a chat body has a "stream" member, and its value. */
+enum conf_chat_stream {
+    CONF_CHAT_STREAM_OMITTED = 0,
+    CONF_CHAT_STREAM_FALSE,
+    CONF_CHAT_STREAM_TRUE,
+};
+
+/**
+ * What a chat request body holds: `{"model":M,"messages":[...],"stream":S,EXTRA}`, members
+ * in that order. Strings are borrowed. A zero-initialised struct (with a model) is a body
+ * with one empty user message and no "stream".
+ */
+struct conf_chat {
+    const char *model;         /**< the model; NULL in conf_chat_body_of(): the target's */
+    const char *messages_json; /**< the "messages" value as JSON text, sent as given; NULL:
+                                    one user message holding @c text */
+    const char *text;          /**< that user message's content (NULL: "") */
+    enum conf_chat_stream stream;
+    const char *extra_json; /**< further members as JSON text without braces
+                                 (`"max_tokens":2`), sent as given; NULL: none */
+};
+
+/** @return the body @p chat describes (model required); caller frees with free().
+ *  NULL when out of memory. */
+char *conf_chat_json(const struct conf_chat *chat);
+/** conf_chat_json() with the target's model by default; @return a string of @p ctx. */
+const char *conf_chat_body_of(struct conf_ctx *ctx, const struct conf_chat *chat);
+/** @return a valid non-stream chat body whose one message contains @p text. */
 const char *conf_chat_body(struct conf_ctx *ctx, const char *text);
 /** @return a JSON array of @p n copies of the step object @p step (a mock scenario). */
 const char *conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n);
@@ -233,9 +257,8 @@ unsigned conf_max_attempts(struct conf_ctx *ctx);
  * NULL-terminated list of "Name: value" (or NULL); @p body may be NULL.
  * @return the response; a transport failure shows as status 0 and curl_code.
  */
-const struct conf_response *conf_send(struct conf_ctx *ctx, const char *method,
-                                      const char *path, const char *const *headers,
-                                      const char *body);
+const struct conf_response *conf_send(struct conf_ctx *ctx, const char *method, const char *path,
+                                      const char *const *headers, const char *body);
 /** Same as conf_send() with an explicit body length and timeout. */
 const struct conf_response *conf_send_ex(struct conf_ctx *ctx, const char *base_url,
                                          const char *method, const char *path,
@@ -250,12 +273,11 @@ const struct conf_response *conf_send_ex(struct conf_ctx *ctx, const char *base_
  * @return the response; no answer shows as status 0.
  */
 const struct conf_response *conf_send_raw(struct conf_ctx *ctx, const char *token,
-                                          const char *method, const char *path,
-                                          const char *raw, size_t raw_len,
-                                          struct conf_raw_outcome *outcome);
+                                          const char *method, const char *path, const char *raw,
+                                          size_t raw_len, struct conf_raw_outcome *outcome);
 /** Sends @p n requests at once; @return an array of n responses. */
-const struct conf_response *conf_send_many(struct conf_ctx *ctx,
-                                           const struct conf_request *reqs, size_t n);
+const struct conf_response *conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs,
+                                           size_t n);
 /** GET PREFIX/models with a Bearer token. */
 const struct conf_response *conf_get_models(struct conf_ctx *ctx, const char *token);
 /** POST PREFIX/chat/completions with a Bearer token and @p body. */
@@ -263,8 +285,12 @@ const struct conf_response *conf_post_chat(struct conf_ctx *ctx, const char *tok
                                            const char *body);
 /** Sends a request straight to the mock (bypassing the proxy) with a Bearer token. */
 const struct conf_response *conf_mock_direct(struct conf_ctx *ctx, const char *method,
-                                             const char *path, const char *token,
-                                             const char *body);
+                                             const char *path, const char *token, const char *body);
+/** Asks the mock itself for a chat completion of @p body (one attempt of the dialect). */
+const struct conf_response *conf_mock_direct_chat(struct conf_ctx *ctx, const char *token,
+                                                  const char *body);
+/** Asks the mock itself for its model list (one attempt of the dialect). */
+const struct conf_response *conf_mock_direct_models(struct conf_ctx *ctx, const char *token);
 /**
  * @return true when @p resp is a model list by its shape, not its status alone: 200,
  * `application/json`, a JSON object with a `data` array (an HTML page served with 200 is
@@ -292,15 +318,22 @@ const cJSON *conf_journal(struct conf_ctx *ctx, const char *token);
  *  (received but not yet journaled), or after a second (a stream still running). */
 const cJSON *conf_journal_settled(struct conf_ctx *ctx, const char *token);
 /**
- * @return the number of upstream requests made with @p token, read once the journal has
- *         settled: nothing of @p token in flight at the mock. It polls briefly for late
- *         requests, and returns as soon as the settled count is @p expect (or above it).
+ * @return the entries of @p journal (a journal's entries array) that are attempts: the
+ *         requests to the dialect's model-list and completion paths (conf_dialect.h), in
+ *         order. The array belongs to @p ctx; its items are @p journal's.
+ */
+const cJSON *conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal);
+/**
+ * @return the number of upstream attempts (conf_attempt_entries()) made with @p token, read
+ *         once the journal has settled: nothing of @p token in flight at the mock. It polls
+ *         briefly for late requests, and returns as soon as the settled count is @p expect
+ *         (or above it).
  */
 size_t conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect);
 /** A point in the upstream's journal: requests after it arrived later (see below). */
 struct conf_mark {
-    int64_t ms;  /**< qk_now_ms() when it was taken */
-    long seq;    /**< the journal's latest sequence number then (arrival order) */
+    int64_t ms; /**< qk_now_ms() when it was taken */
+    long seq;   /**< the journal's latest sequence number then (arrival order) */
 };
 
 /**
@@ -325,29 +358,28 @@ const char *conf_credential_seen(struct conf_ctx *ctx, const char *token, struct
  * request of the same test meets a plain upstream again), by calling the mock directly.
  * @param queued what conf_queue() returned for this route.
  */
-void conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route,
-                         size_t queued);
+void conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *route, size_t queued);
 
 /* ---- Assertions. On failure they record the reason, print the evidence (the response,
  *      the journal) and end the test through cmocka. ---- */
 
-#define conf_check(ctx, resp, cond, ...)                                                   \
+#define conf_check(ctx, resp, cond, ...)                                                           \
     conf_check_at((ctx), (resp), (cond), __FILE__, __LINE__, __VA_ARGS__)
 #define conf_assume(ctx, cond, ...) conf_assume_at((ctx), (cond), __FILE__, __LINE__, __VA_ARGS__)
 #define conf_skip(ctx, ...) conf_assume_at((ctx), false, __FILE__, __LINE__, __VA_ARGS__)
 /** The profile keeps this test from running: UNCHECKED unless @p cond (say what to change). */
-#define conf_runnable(ctx, cond, ...)                                                      \
+#define conf_runnable(ctx, cond, ...)                                                              \
     conf_end_unless_at((ctx), (cond), CONF_UNCHECKED, __FILE__, __LINE__, __VA_ARGS__)
 /** The suite cannot observe what it needs: CANNOT-JUDGE unless @p cond. */
-#define conf_observable(ctx, cond, ...)                                                    \
+#define conf_observable(ctx, cond, ...)                                                            \
     conf_end_unless_at((ctx), (cond), CONF_CANNOT_JUDGE, __FILE__, __LINE__, __VA_ARGS__)
-#define conf_assert_status(ctx, resp, status)                                              \
+#define conf_assert_status(ctx, resp, status)                                                      \
     conf_assert_status_at((ctx), (resp), (status), __FILE__, __LINE__)
-#define conf_assert_attempts(ctx, token, n)                                                \
+#define conf_assert_attempts(ctx, token, n)                                                        \
     conf_assert_attempts_at((ctx), (token), (n), __FILE__, __LINE__)
-#define conf_assert_json_error(ctx, resp)                                                  \
+#define conf_assert_json_error(ctx, resp)                                                          \
     conf_assert_json_error_at((ctx), (resp), __FILE__, __LINE__)
-#define conf_assert_openai_error(ctx, resp)                                                \
+#define conf_assert_openai_error(ctx, resp)                                                        \
     conf_assert_openai_error_at((ctx), (resp), __FILE__, __LINE__)
 
 /** Fails the test with a formatted reason (and the response, if any) unless @p ok. */
@@ -356,16 +388,15 @@ void conf_check_at(struct conf_ctx *ctx, const struct conf_response *resp, bool 
     __attribute__((format(printf, 6, 7)));
 /** Skips the test with a formatted reason unless @p ok (a precondition that belongs to
  *  another requirement or a feature the profile says is absent). */
-void conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /** Ends the test with @p status (CONF_UNCHECKED or CONF_CANNOT_JUDGE) unless @p ok. */
-void conf_end_unless_at(struct conf_ctx *ctx, bool ok, enum conf_status status,
-                        const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-void conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp,
-                           long status, const char *file, int line);
-void conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n,
-                             const char *file, int line);
+void conf_end_unless_at(struct conf_ctx *ctx, bool ok, enum conf_status status, const char *file,
+                        int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, long status,
+                           const char *file, int line);
+void conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const char *file,
+                             int line);
 /** application/json and a JSON object with an "error" object holding a "message" string. */
 void conf_assert_json_error_at(struct conf_ctx *ctx, const struct conf_response *resp,
                                const char *file, int line);

@@ -25,6 +25,13 @@ json_string(const cJSON *obj, const char *key)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+/* @return the first upstream attempt journaled for @p token, or NULL. */
+static const cJSON *
+first_attempt(struct conf_ctx *ctx, const char *token)
+{
+    return cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
+}
+
 static const cJSON *
 first_choice(const cJSON *completion)
 {
@@ -46,8 +53,7 @@ check_same_completion(struct conf_ctx *ctx, const struct conf_response *r, const
     conf_check(ctx, r, conf_contains_nocase(ct, "application/json"),
                "a completion that is not application/json (%s)", ct ? ct : "none");
     const cJSON *got = conf_json(ctx, r);
-    const struct conf_response *direct =
-        conf_mock_direct(ctx, "POST", "/api/chat/completions", conf_token(ctx), body);
+    const struct conf_response *direct = conf_mock_direct_chat(ctx, conf_token(ctx), body);
     const cJSON *want = conf_json(ctx, direct);
     conf_check(ctx, direct, direct->status == 200 && want,
                "harness: the upstream itself did not answer the request");
@@ -88,13 +94,13 @@ static void
 HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"count %s\"}],"
-        "\"stream\":false,\"max_tokens\":2}",
-        conf_target(ctx)->model, token);
+    const char *body =
+        conf_chat_body_of(ctx, &(struct conf_chat){.text = conf_str(ctx, "count %s", token),
+                                                   .stream = CONF_CHAT_STREAM_FALSE,
+                                                   .extra_json = "\"max_tokens\":2"});
     const struct conf_response *r = conf_post_chat(ctx, token, body);
-    const cJSON *sent = cJSON_GetArrayItem(conf_journal_settled(ctx, token), 0);
+    const cJSON *sent =
+        cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal_settled(ctx, token)), 0);
     conf_assume(ctx, !sent || strstr(conf_entry_body(sent), "\"max_tokens\""),
                 "the proxy did not pass max_tokens on (see HTTP-8), nothing to compare");
     check_same_completion(ctx, r, body);
@@ -115,8 +121,7 @@ HTTP_2_request_id_is_forwarded_and_returned(struct conf_ctx *ctx)
     conf_check(ctx, r, same_string(back, rid), "X-Request-Id not returned (got %s)",
                back ? back : "none");
     conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
-    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
-                                       "X-Request-Id");
+    const char *up = conf_entry_header(first_attempt(ctx, token), "X-Request-Id");
     conf_check(ctx, r, same_string(up, rid), "X-Request-Id not sent upstream (got %s)",
                up ? up : "none");
 }
@@ -131,10 +136,9 @@ HTTP_2_request_id_is_generated(struct conf_ctx *ctx)
     const char *back = conf_response_header(r, "X-Request-Id");
     conf_check(ctx, r, back && back[0], "no X-Request-Id in the response");
     conf_check(ctx, r, conf_attempts(ctx, token, 1) == 1, "expected one upstream request");
-    const char *up = conf_entry_header(cJSON_GetArrayItem(conf_journal(ctx, token), 0),
-                                       "X-Request-Id");
-    conf_check(ctx, r, same_string(up, back),
-               "the upstream saw X-Request-Id %s, the caller %s", up ? up : "none", back);
+    const char *up = conf_entry_header(first_attempt(ctx, token), "X-Request-Id");
+    conf_check(ctx, r, same_string(up, back), "the upstream saw X-Request-Id %s, the caller %s",
+               up ? up : "none", back);
 }
 
 static bool
@@ -165,8 +169,7 @@ HTTP_2_request_id_appears_in_log(struct conf_ctx *ctx)
                     "the proxy's log is not available: pass --proxy-log FILE (--spawn knows it)");
     const char *token = conf_token(ctx);
     const char *rid = conf_str(ctx, "rid-%s", token);
-    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid),
-                             NULL};
+    const char *headers[] = {conf_bearer(ctx, token), conf_str(ctx, "X-Request-Id: %s", rid), NULL};
     conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
     bool found = false;
     for (int i = 0; i < 20 && !found; i++) {
@@ -236,7 +239,8 @@ HTTP_3_cors_preflight_is_answered(struct conf_ctx *ctx)
     const char *allowed = conf_response_header(r, "Access-Control-Allow-Headers");
     conf_check(ctx, r, list_has(allowed, "authorization"),
                "Access-Control-Allow-Headers (%s) does not name Authorization (\"*\" does not "
-               "cover it)", allowed ? allowed : "absent");
+               "cover it)",
+               allowed ? allowed : "absent");
     conf_check(ctx, r, list_has(allowed, "content-type") || list_has(allowed, "*"),
                "Access-Control-Allow-Headers (%s) does not allow Content-Type",
                allowed ? allowed : "absent");
@@ -272,17 +276,18 @@ HTTP_3_other_origins_are_not_allowed(struct conf_ctx *ctx)
 static void
 check_same_models(struct conf_ctx *ctx, const struct conf_response *r, const cJSON *data)
 {
-    const struct conf_response *direct =
-        conf_mock_direct(ctx, "GET", "/api/models", conf_token(ctx), NULL);
+    const struct conf_response *direct = conf_mock_direct_models(ctx, conf_token(ctx));
     const cJSON *want = cJSON_GetObjectItemCaseSensitive(conf_json(ctx, direct), "data");
     conf_check(ctx, r, cJSON_GetArraySize(want) == cJSON_GetArraySize(data),
                "%d models listed, the upstream has %d", cJSON_GetArraySize(data),
                cJSON_GetArraySize(want));
     const cJSON *m;
-    cJSON_ArrayForEach(m, want) {
+    cJSON_ArrayForEach(m, want)
+    {
         bool found = false;
         const cJSON *got;
-        cJSON_ArrayForEach(got, data) {
+        cJSON_ArrayForEach(got, data)
+        {
             found = found || same_string(json_string(got, "id"), json_string(m, "id"));
         }
         conf_check(ctx, r, found, "the upstream's model %s is not listed", json_string(m, "id"));
@@ -299,9 +304,8 @@ HTTP_6_model_list_is_relayed(struct conf_ctx *ctx)
      * relayed list. */
     const char *headers[] = {conf_bearer(ctx, token), NULL};
     const struct conf_response *r = conf_send(ctx, "GET", conf_api(ctx, "/models"), headers, NULL);
-    conf_check(ctx, r, conf_is_model_list(ctx, r),
-               "GET %s answered %s, not a JSON model list", conf_api(ctx, "/models"),
-               conf_describe(ctx, r));
+    conf_check(ctx, r, conf_is_model_list(ctx, r), "GET %s answered %s, not a JSON model list",
+               conf_api(ctx, "/models"), conf_describe(ctx, r));
     check_same_models(ctx, r, cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "data"));
 }
 
@@ -353,17 +357,17 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
     const char *slow = conf_token(ctx), *fast = conf_token(ctx);
     conf_queue(ctx, slow, "chat",
                conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, PACE));
-    const char *stream_body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"a slow answer\"}],"
-        "\"stream\":true,\"incremental_output\":true}",
-        conf_target(ctx)->model);
+    const char *stream_body =
+        conf_chat_body_of(ctx, &(struct conf_chat){.text = "a slow answer",
+                                                   .stream = CONF_CHAT_STREAM_TRUE,
+                                                   .extra_json = "\"incremental_output\":true"});
     const char *headers[] = {conf_bearer(ctx, slow), "Content-Type: application/json", NULL};
     struct background_stream *bg =
         conf_keep(ctx, calloc(1, sizeof(*bg)), release_background_stream);
     bg->req = (struct conf_request){
         .method = "POST",
-        .url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
+        .url =
+            conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
         .headers = headers,
         .body = stream_body,
         .body_len = strlen(stream_body),
@@ -407,25 +411,28 @@ static void
 check_body_fidelity(struct conf_ctx *ctx, bool stream)
 {
     const char *token = conf_token(ctx);
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":\"fidelity \\u00e9\\u54c8\"}],\"stream\":%s,"
-        "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":50,\"presence_penalty\":0.5,"
-        "\"user\":\"conf-user\",\"x_conf_extra\":{\"nested\":[1,\"two\",null,true],\"n\":1.5}}",
-        conf_target(ctx)->model, stream ? "true" : "false");
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){
+                 .messages_json = "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                                  "{\"role\":\"user\",\"content\":\"fidelity \\u00e9\\u54c8\"}]",
+                 .stream = stream ? CONF_CHAT_STREAM_TRUE : CONF_CHAT_STREAM_FALSE,
+                 .extra_json = "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":50,"
+                               "\"presence_penalty\":0.5,\"user\":\"conf-user\","
+                               "\"x_conf_extra\":{\"nested\":[1,\"two\",null,true],\"n\":1.5}",
+             });
     conf_post_chat(ctx, token, body);
     conf_check(ctx, NULL, conf_attempts(ctx, token, 1) >= 1,
                "no upstream request carried the caller's token");
-    const cJSON *sent = conf_json(ctx, &(struct conf_response){.body = (char *)body,
-                                                              .body_len = strlen(body)});
-    const char *up_text = conf_entry_body(cJSON_GetArrayItem(conf_journal(ctx, token), 0));
+    const cJSON *sent =
+        conf_json(ctx, &(struct conf_response){.body = (char *)body, .body_len = strlen(body)});
+    const char *up_text = conf_entry_body(first_attempt(ctx, token));
     cJSON *up = cJSON_Parse(up_text);
     conf_keep(ctx, up ? up : cJSON_CreateNull(), (void (*)(void *))cJSON_Delete);
     conf_check(ctx, NULL, cJSON_IsObject(up), "the body sent upstream is not a JSON object: %.200s",
                up_text);
     const cJSON *field;
-    cJSON_ArrayForEach(field, sent) {
+    cJSON_ArrayForEach(field, sent)
+    {
         const cJSON *got = cJSON_GetObjectItemCaseSensitive(up, field->string);
         char *want_text = cJSON_PrintUnformatted(field);
         char *got_text = got ? cJSON_PrintUnformatted(got) : NULL;
@@ -437,7 +444,8 @@ check_body_fidelity(struct conf_ctx *ctx, bool stream)
                    stream ? "stream" : "non-stream", field->string, got_text ? got_text : "nothing",
                    want_text);
     }
-    cJSON_ArrayForEach(field, up) {
+    cJSON_ArrayForEach(field, up)
+    {
         bool allowed = cJSON_HasObjectItem(sent, field->string) ||
                        strcmp(field->string, "incremental_output") == 0 ||
                        conf_profile_adds_field(&conf_target(ctx)->profile, field->string);
@@ -476,8 +484,9 @@ HTTP_9_non_stream_answer_in_openai_terms(struct conf_ctx *ctx)
     const cJSON *got = conf_json(ctx, r);
     const cJSON *created = cJSON_GetObjectItemCaseSensitive(got, "created");
     double now = (double)time(NULL);
-    conf_check(ctx, r, cJSON_IsNumber(created) && created->valuedouble > now - DAY_S &&
-                           created->valuedouble < now + DAY_S,
+    conf_check(ctx, r,
+               cJSON_IsNumber(created) && created->valuedouble > now - DAY_S &&
+                   created->valuedouble < now + DAY_S,
                "\"created\" is not a time in seconds within a day of now (%.0f)",
                cJSON_IsNumber(created) ? created->valuedouble : -1.0);
     conf_check(ctx, r, same_string(json_string(got, "model"), conf_target(ctx)->model),
@@ -509,8 +518,8 @@ HTTP_4_v1_models_in_openai_list_shape(struct conf_ctx *ctx)
     require_v1(ctx);
     const char *token = conf_token(ctx);
     const char *headers[] = {conf_bearer(ctx, token), NULL};
-    const struct conf_response *r = conf_send(
-        ctx, "GET", conf_str(ctx, "%s/models", profile(ctx)->v1_prefix), headers, NULL);
+    const struct conf_response *r =
+        conf_send(ctx, "GET", conf_str(ctx, "%s/models", profile(ctx)->v1_prefix), headers, NULL);
     conf_assert_status(ctx, r, 200);
     const cJSON *list = conf_json(ctx, r);
     conf_check(ctx, r, same_string(json_string(list, "object"), "list"),
@@ -519,7 +528,8 @@ HTTP_4_v1_models_in_openai_list_shape(struct conf_ctx *ctx)
     conf_check(ctx, r, cJSON_IsArray(data) && cJSON_GetArraySize(data) > 0,
                "\"data\" is not a non-empty array");
     const cJSON *m;
-    cJSON_ArrayForEach(m, data) {
+    cJSON_ArrayForEach(m, data)
+    {
         conf_check(ctx, r, json_string(m, "id") != NULL, "a model has no string \"id\"");
         conf_check(ctx, r, same_string(json_string(m, "object"), "model"),
                    "model %s: \"object\" is not \"model\"", json_string(m, "id"));
@@ -547,8 +557,7 @@ HTTP_5_v1_chat_completions_alias(struct conf_ctx *ctx)
     const char *body = conf_chat_body(ctx, conf_str(ctx, "through v1 %s", token));
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json", NULL};
     const struct conf_response *r = conf_send(
-        ctx, "POST", conf_str(ctx, "%s/chat/completions", profile(ctx)->v1_prefix), headers,
-        body);
+        ctx, "POST", conf_str(ctx, "%s/chat/completions", profile(ctx)->v1_prefix), headers, body);
     conf_assert_status(ctx, r, 200);
     /* The oracle is the proxy's own PREFIX route: an alias must answer as it does. */
     const struct conf_response *main_route = conf_post_chat(ctx, token, body);
@@ -582,5 +591,4 @@ static const struct CMUnitTest http_tests[] = {
     CONF_TEST(HTTP_9, HTTP_9_non_stream_answer_in_openai_terms),
 };
 
-const struct conf_group conf_group_http = {"http", http_tests,
-                                           sizeof(http_tests) / sizeof(http_tests[0])};
+CONF_GROUP(http, http_tests);

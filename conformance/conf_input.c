@@ -29,9 +29,8 @@ raw_request(struct conf_ctx *ctx, const char *method, const char *path, bool hos
             const char *lines, const char *body, bool framing_in_lines)
 {
     const char *host_line = host ? conf_str(ctx, "Host: %s\r\n", host_of_target(ctx)) : "";
-    const char *length = body && !framing_in_lines
-                             ? conf_str(ctx, "Content-Length: %zu\r\n", strlen(body))
-                             : "";
+    const char *length =
+        body && !framing_in_lines ? conf_str(ctx, "Content-Length: %zu\r\n", strlen(body)) : "";
     return conf_str(ctx, "%s %s HTTP/1.1\r\n%s%sConnection: close\r\n%s\r\n%s", method, path,
                     host_line, lines, length, body ? body : "");
 }
@@ -42,8 +41,7 @@ expect_refused(struct conf_ctx *ctx, const char *token, const char *method, cons
                const char *raw, const char *what)
 {
     struct conf_mark since = conf_upstream_mark(ctx);
-    const struct conf_response *r =
-        conf_send_raw(ctx, token, method, path, raw, strlen(raw), NULL);
+    const struct conf_response *r = conf_send_raw(ctx, token, method, path, raw, strlen(raw), NULL);
     conf_check(ctx, r, r->status == 400, "%s: expected 400, got %s", what,
                r->status ? conf_describe(ctx, r) : r->error);
     conf_assert_json_error(ctx, r);
@@ -57,19 +55,19 @@ INPUT_1_duplicate_authorization_refused(struct conf_ctx *ctx)
 {
     const char *first = conf_token(ctx), *second = conf_token(ctx);
     const char *path = conf_api(ctx, "/models");
-    const char *lines = conf_str(ctx, "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n",
-                                 first, second);
+    const char *lines =
+        conf_str(ctx, "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n", first, second);
     expect_refused(ctx, first, "GET", path, raw_request(ctx, "GET", path, true, lines, NULL, false),
                    "a model-list request with two Authorization headers");
     /* The same in one case-insensitive spelling each: header names are not case-sensitive. */
-    lines = conf_str(ctx, "authorization: Bearer %s\r\nAUTHORIZATION: Bearer %s\r\n", first,
-                     second);
+    lines =
+        conf_str(ctx, "authorization: Bearer %s\r\nAUTHORIZATION: Bearer %s\r\n", first, second);
     const char *chat = conf_api(ctx, "/chat/completions");
     const char *body = conf_chat_body(ctx, "two credentials");
     expect_refused(ctx, first, "POST", chat,
                    raw_request(ctx, "POST", chat, true,
-                               conf_str(ctx, "%sContent-Type: application/json\r\n", lines),
-                               body, false),
+                               conf_str(ctx, "%sContent-Type: application/json\r\n", lines), body,
+                               false),
                    "a chat request with two Authorization headers (different case)");
 }
 
@@ -79,9 +77,11 @@ INPUT_1_duplicate_host_refused(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     const char *path = conf_api(ctx, "/models");
-    const char *lines = conf_str(ctx, "Host: %s\r\nHost: other.example\r\nAuthorization: Bearer %s\r\n",
-                                 host_of_target(ctx), token);
-    expect_refused(ctx, token, "GET", path, raw_request(ctx, "GET", path, false, lines, NULL, false),
+    const char *lines =
+        conf_str(ctx, "Host: %s\r\nHost: other.example\r\nAuthorization: Bearer %s\r\n",
+                 host_of_target(ctx), token);
+    expect_refused(ctx, token, "GET", path,
+                   raw_request(ctx, "GET", path, false, lines, NULL, false),
                    "a model-list request with two Host headers");
 }
 
@@ -96,7 +96,8 @@ INPUT_1_duplicate_content_length_refused(struct conf_ctx *ctx)
                                  "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
                                  "Content-Length: %zu\r\nContent-Length: %zu\r\n",
                                  token, strlen(body), strlen(body));
-    expect_refused(ctx, token, "POST", path, raw_request(ctx, "POST", path, true, lines, body, true),
+    expect_refused(ctx, token, "POST", path,
+                   raw_request(ctx, "POST", path, true, lines, body, true),
                    "a chat request with two (equal) Content-Length headers");
 }
 
@@ -108,14 +109,16 @@ INPUT_2_control_characters_in_header_values_refused(struct conf_ctx *ctx)
         const char *what, *value;
     } cases[] = {
         {"a bare CR", "conf\rsplit: yes"},
-        {"the byte 0x01", "conf\x01" "ctl"},
-        {"the byte 0x7F", "conf\x7f" "del"},
+        {"the byte 0x01", "conf\x01"
+                          "ctl"},
+        {"the byte 0x7F", "conf\x7f"
+                          "del"},
     };
     const char *path = conf_api(ctx, "/models");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *token = conf_token(ctx);
-        const char *lines = conf_str(ctx, "Authorization: Bearer %s\r\nX-Conf-Ctl: %s\r\n", token,
-                                     cases[i].value);
+        const char *lines =
+            conf_str(ctx, "Authorization: Bearer %s\r\nX-Conf-Ctl: %s\r\n", token, cases[i].value);
         expect_refused(ctx, token, "GET", path,
                        raw_request(ctx, "GET", path, true, lines, NULL, false),
                        conf_str(ctx, "a header value with %s", cases[i].what));
@@ -138,9 +141,8 @@ INPUT_3_encoded_slash_or_nul_never_routed(struct conf_ctx *ctx)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *token = conf_token(ctx);
         bool post = strcmp(cases[i].method, "POST") == 0;
-        const char *lines =
-            conf_str(ctx, "Authorization: Bearer %s\r\n%s", token,
-                     post ? "Content-Type: application/json\r\n" : "");
+        const char *lines = conf_str(ctx, "Authorization: Bearer %s\r\n%s", token,
+                                     post ? "Content-Type: application/json\r\n" : "");
         const char *raw = raw_request(ctx, cases[i].method, cases[i].path, true, lines,
                                       post ? conf_chat_body(ctx, "encoded path") : NULL, false);
         struct conf_mark since = conf_upstream_mark(ctx);
@@ -168,15 +170,16 @@ INPUT_4_head_answered_as_get_without_body(struct conf_ctx *ctx)
     const char *lines = conf_str(ctx, "Authorization: Bearer %s\r\n", token);
     const char *raw = raw_request(ctx, "HEAD", path, true, lines, NULL, false);
     struct conf_raw_outcome seen;
-    const struct conf_response *r = conf_send_raw(ctx, token, "HEAD", path, raw, strlen(raw), &seen);
+    const struct conf_response *r =
+        conf_send_raw(ctx, token, "HEAD", path, raw, strlen(raw), &seen);
     conf_check(ctx, r, r->status == 200, "HEAD %s: expected 200 as for GET, got %s", path,
                r->status ? conf_describe(ctx, r) : r->error);
     const char *ctype = conf_response_header(r, "Content-Type");
     conf_check(ctx, r, conf_contains_nocase(ctype, "application/json"),
                "HEAD %s: Content-Type is %s, GET answers application/json", path,
                ctype ? ctype : "absent");
-    conf_check(ctx, r, r->body_len == 0, "HEAD %s: %zu bytes of body after the header block",
-               path, r->body_len);
+    conf_check(ctx, r, r->body_len == 0, "HEAD %s: %zu bytes of body after the header block", path,
+               r->body_len);
     conf_check(ctx, r, seen.status_lines == 1, "HEAD %s: %zu status lines in the answer", path,
                seen.status_lines);
 }
@@ -190,5 +193,4 @@ static const struct CMUnitTest input_tests[] = {
     CONF_TEST(INPUT_4, INPUT_4_head_answered_as_get_without_body),
 };
 
-const struct conf_group conf_group_input = {"input", input_tests,
-                                            sizeof(input_tests) / sizeof(input_tests[0])};
+CONF_GROUP(input, input_tests);

@@ -145,8 +145,8 @@ start_proxy(const struct conf_launch_options *opts, const struct conf_profile *p
 {
     struct argv_builder b;
     build_argv(&b, opts, p, upstream, port);
-    return conf_child_start(b.argv, log[0] ? log : NULL, START_TIMEOUT_MS, child, url, urllen,
-                            err, errlen);
+    return conf_child_start(b.argv, log[0] ? log : NULL, START_TIMEOUT_MS, child, url, urllen, err,
+                            errlen);
 }
 
 enum qk_err
@@ -186,9 +186,8 @@ conf_launch_start(const struct conf_launch_options *opts, const struct conf_prof
     l->refusing_fd = conf_reserve_refusing_port(&dead_port);
     if (l->refusing_fd >= 0) {
         snprintf(dead_upstream, sizeof(dead_upstream), "http://127.0.0.1:%u", dead_port);
-        rc = start_proxy(opts, profile, dead_upstream, 0, l->unreachable_log,
-                         &l->unreachable_proxy, env->unreachable_url,
-                         sizeof(env->unreachable_url), err, errlen);
+        rc = start_proxy(opts, profile, dead_upstream, 0, l->unreachable_log, &l->unreachable_proxy,
+                         env->unreachable_url, sizeof(env->unreachable_url), err, errlen);
         if (rc != QK_OK)
             goto out;
     }

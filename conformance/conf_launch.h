@@ -18,8 +18,8 @@
 enum { CONF_LAUNCH_MAX_EXTRA = 32 };
 
 struct conf_launch_options {
-    const char *proxy_bin;                          /**< path of qwen-proxy */
-    const char *extra_args[CONF_LAUNCH_MAX_EXTRA];  /**< --proxy-arg values, in order */
+    const char *proxy_bin;                         /**< path of qwen-proxy */
+    const char *extra_args[CONF_LAUNCH_MAX_EXTRA]; /**< --proxy-arg values, in order */
     size_t extra_count;
 };
 

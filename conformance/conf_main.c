@@ -27,10 +27,10 @@
 #endif
 
 enum exit_code {
-    EXIT_CONFORMS = 0,       /* every MUST passed (or the expected failures happened exactly) */
-    EXIT_NONCONFORMING = 1,  /* a MUST failed */
-    EXIT_USAGE = 2,          /* bad arguments, or the target could not be reached */
-    EXIT_NOT_ESTABLISHED = 3,/* none failed, but a MUST is unchecked, unjudged or skipped */
+    EXIT_CONFORMS = 0,        /* every MUST passed (or the expected failures happened exactly) */
+    EXIT_NONCONFORMING = 1,   /* a MUST failed */
+    EXIT_USAGE = 2,           /* bad arguments, or the target could not be reached */
+    EXIT_NOT_ESTABLISHED = 3, /* none failed, but a MUST is unchecked, unjudged or skipped */
 };
 
 static const struct conf_group *const groups[] = {
@@ -96,9 +96,25 @@ static int
 parse_options(int argc, char **argv, struct options *o)
 {
     enum {
-        OPT_PROXY = 1000, OPT_MOCK, OPT_UNREACHABLE, OPT_PROFILE, OPT_ONLY, OPT_JUNIT,
-        OPT_JSON, OPT_SPAWN, OPT_PROXY_BIN, OPT_PROXY_ARG, OPT_EXPECT, OPT_KEEP, OPT_HELP,
-        OPT_EXCLUDE, OPT_SHUFFLE, OPT_RESTART, OPT_LIST, OPT_VERSION, OPT_PROXY_LOG,
+        OPT_PROXY = 1000,
+        OPT_MOCK,
+        OPT_UNREACHABLE,
+        OPT_PROFILE,
+        OPT_ONLY,
+        OPT_JUNIT,
+        OPT_JSON,
+        OPT_SPAWN,
+        OPT_PROXY_BIN,
+        OPT_PROXY_ARG,
+        OPT_EXPECT,
+        OPT_KEEP,
+        OPT_HELP,
+        OPT_EXCLUDE,
+        OPT_SHUFFLE,
+        OPT_RESTART,
+        OPT_LIST,
+        OPT_VERSION,
+        OPT_PROXY_LOG,
     };
     static const struct option longopts[] = {
         {"proxy", required_argument, NULL, OPT_PROXY},
@@ -127,17 +143,39 @@ parse_options(int argc, char **argv, struct options *o)
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case OPT_PROXY: o->proxy_url = optarg; break;
-        case OPT_MOCK: o->mock_url = optarg; break;
-        case OPT_UNREACHABLE: o->unreachable_url = optarg; break;
-        case OPT_PROFILE: o->profile_path = optarg; break;
-        case OPT_ONLY: o->only = optarg; break;
-        case OPT_JUNIT: o->junit = optarg; break;
-        case OPT_JSON: o->json = optarg; break;
-        case OPT_SPAWN: o->spawn = 1; break;
-        case OPT_PROXY_BIN: o->launch.proxy_bin = optarg; break;
-        case OPT_EXPECT: o->expect_fail = optarg; break;
-        case OPT_KEEP: o->keep_logs = 1; break;
+        case OPT_PROXY:
+            o->proxy_url = optarg;
+            break;
+        case OPT_MOCK:
+            o->mock_url = optarg;
+            break;
+        case OPT_UNREACHABLE:
+            o->unreachable_url = optarg;
+            break;
+        case OPT_PROFILE:
+            o->profile_path = optarg;
+            break;
+        case OPT_ONLY:
+            o->only = optarg;
+            break;
+        case OPT_JUNIT:
+            o->junit = optarg;
+            break;
+        case OPT_JSON:
+            o->json = optarg;
+            break;
+        case OPT_SPAWN:
+            o->spawn = 1;
+            break;
+        case OPT_PROXY_BIN:
+            o->launch.proxy_bin = optarg;
+            break;
+        case OPT_EXPECT:
+            o->expect_fail = optarg;
+            break;
+        case OPT_KEEP:
+            o->keep_logs = 1;
+            break;
         case OPT_PROXY_ARG:
             if (o->launch.extra_count == CONF_LAUNCH_MAX_EXTRA) {
                 fprintf(stderr, "qwen-conformance: too many --proxy-arg\n");
@@ -145,14 +183,24 @@ parse_options(int argc, char **argv, struct options *o)
             }
             o->launch.extra_args[o->launch.extra_count++] = optarg;
             break;
-        case OPT_HELP: usage(stdout); exit(EXIT_CONFORMS);
+        case OPT_HELP:
+            usage(stdout);
+            exit(EXIT_CONFORMS);
         case OPT_VERSION:
             printf("qwen-conformance %s (SPEC %s)\n", QK_VERSION, CONF_SPEC_VERSION);
             exit(EXIT_CONFORMS);
-        case OPT_EXCLUDE: o->exclude = optarg; break;
-        case OPT_RESTART: o->restart_cmd = optarg; break;
-        case OPT_PROXY_LOG: o->proxy_log = optarg; break;
-        case OPT_LIST: o->list = 1; break;
+        case OPT_EXCLUDE:
+            o->exclude = optarg;
+            break;
+        case OPT_RESTART:
+            o->restart_cmd = optarg;
+            break;
+        case OPT_PROXY_LOG:
+            o->proxy_log = optarg;
+            break;
+        case OPT_LIST:
+            o->list = 1;
+            break;
         case OPT_SHUFFLE: {
             char *end = NULL;
             errno = 0;
@@ -165,7 +213,9 @@ parse_options(int argc, char **argv, struct options *o)
             o->shuffle = true;
             break;
         }
-        default: usage(stderr); return -1;
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -229,7 +279,8 @@ check_proxy_answers(const struct conf_env *env, char *err, size_t errlen)
     snprintf(url, sizeof(url), "%s/", env->proxy_url);
     enum qk_err rc = conf_http(&req, &resp);
     if (rc == QK_OK && resp.status == 0) {
-        snprintf(err, errlen, "the proxy at %.200s does not answer: %.200s", env->proxy_url, resp.error);
+        snprintf(err, errlen, "the proxy at %.200s does not answer: %.200s", env->proxy_url,
+                 resp.error);
         rc = QK_IO;
     }
     conf_response_clear(&resp);
@@ -269,8 +320,7 @@ failures_as_expected(const struct conf_results *res, const char *list)
     bool ok = true;
     char *copy = strdup(list);
     char *save = NULL;
-    for (char *id = copy ? strtok_r(copy, ",", &save) : NULL; id;
-         id = strtok_r(NULL, ",", &save)) {
+    for (char *id = copy ? strtok_r(copy, ",", &save) : NULL; id; id = strtok_r(NULL, ",", &save)) {
         enum conf_req req;
         char *slash = strchr(id, '/');
         bool part = slash && strcasecmp(slash, "/should") == 0;
@@ -330,6 +380,7 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     conf_profile_defaults(&env.profile);
+    env.dialect = &conf_dialect_qwen_v1;
     const char *profile_path = opts.profile_path;
     if (!profile_path && opts.spawn)
         profile_path = CONF_REFERENCE_PROFILE;
@@ -339,8 +390,7 @@ main(int argc, char **argv)
                         &plan, err, sizeof(err)) != QK_OK)
         goto out;
     if (opts.spawn) {
-        if (conf_launch_start(&opts.launch, &env.profile, &env, &launch, err, sizeof(err)) !=
-            QK_OK)
+        if (conf_launch_start(&opts.launch, &env.profile, &env, &launch, err, sizeof(err)) != QK_OK)
             goto out;
     } else {
         set_url(env.proxy_url, sizeof(env.proxy_url), opts.proxy_url);

@@ -50,8 +50,8 @@ out:
 }
 
 enum qk_err
-conf_mock_queue(const char *mock_url, const char *token, const char *route,
-                const char *steps_json, size_t *queued, char *err, size_t errlen)
+conf_mock_queue(const char *mock_url, const char *token, const char *route, const char *steps_json,
+                size_t *queued, char *err, size_t errlen)
 {
     enum qk_err rc = QK_OK;
     char url[CONTROL_URL_MAX];
@@ -95,8 +95,7 @@ out:
 }
 
 enum qk_err
-conf_mock_journal(const char *mock_url, const char *token, cJSON **out, char *err,
-                  size_t errlen)
+conf_mock_journal(const char *mock_url, const char *token, cJSON **out, char *err, size_t errlen)
 {
     enum qk_err rc = QK_OK;
     char url[CONTROL_URL_MAX];
@@ -352,7 +351,8 @@ const char *
 conf_entry_header(const cJSON *entry, const char *name)
 {
     const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers"))
+    {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "value");
         if (cJSON_IsString(n) && cJSON_IsString(v) && strcasecmp(n->valuestring, name) == 0)
@@ -366,7 +366,8 @@ conf_entry_header_count(const cJSON *entry, const char *name)
 {
     size_t count = 0;
     const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers"))
+    {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
         if (cJSON_IsString(n) && strcasecmp(n->valuestring, name) == 0)
             count++;
@@ -378,7 +379,8 @@ const char *
 conf_entry_header_nth(const cJSON *entry, const char *name, size_t i)
 {
     const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers")) {
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(entry, "headers"))
+    {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "name");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "value");
         if (cJSON_IsString(n) && cJSON_IsString(v) && strcasecmp(n->valuestring, name) == 0 &&
@@ -392,4 +394,49 @@ const char *
 conf_entry_token_fp(const cJSON *entry)
 {
     return entry_string(entry, "token");
+}
+
+/* ---- More accessors of one entry (conf_mockctl.h). ---- */
+
+const char *
+conf_entry_method(const cJSON *entry)
+{
+    return entry_string(entry, "method");
+}
+
+size_t
+conf_entry_header_total(const cJSON *entry)
+{
+    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "headers"));
+}
+
+bool
+conf_entry_header_at(const cJSON *entry, size_t i, const char **name, const char **value)
+{
+    const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "headers"), (int)i);
+    if (!h)
+        return false;
+    *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
+    *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+    return true;
+}
+
+bool
+conf_entry_client_gone(const cJSON *entry)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
+}
+
+size_t
+conf_entry_event_count(const cJSON *entry)
+{
+    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"));
+}
+
+int64_t
+conf_entry_event_ms(const cJSON *entry, size_t k)
+{
+    const cJSON *v =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
 }

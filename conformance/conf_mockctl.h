@@ -9,6 +9,7 @@
 #define CONF_MOCKCTL_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,8 +70,8 @@ QK_WUR enum qk_err conf_mock_journal_containing(const char *mock_url, const char
  *  that did not carry exactly `Authorization: Bearer <not_token>` (NULL: all of them).
  *  @p out as there (caller frees with cJSON_Delete()). */
 QK_WUR enum qk_err conf_mock_journal_window(const char *mock_url, int64_t since_ms,
-                                            int64_t until_ms, const char *not_token,
-                                            cJSON **out, char *err, size_t errlen);
+                                            int64_t until_ms, const char *not_token, cJSON **out,
+                                            char *err, size_t errlen);
 
 /* Accessors of a journal answer (per token or a search). */
 
@@ -113,5 +114,21 @@ size_t conf_entry_header_count(const cJSON *entry, const char *name);
 const char *conf_entry_header_nth(const cJSON *entry, const char *name, size_t i);
 /** @return the journal key's fingerprint ("t:1a2b3c4d", "-" for no token; "" when absent). */
 const char *conf_entry_token_fp(const cJSON *entry);
+
+/* More accessors of one entry, so that tests read no journal field by its JSON name. */
+
+/** @return the request's method ("" when absent). */
+const char *conf_entry_method(const cJSON *entry);
+/** @return how many request headers the entry holds, whatever their names. */
+size_t conf_entry_header_total(const cJSON *entry);
+/** The @p i-th (from 0) request header in arrival order: @p name and @p value borrowed from
+ *  @p entry, each NULL when it is not a string. @return false when there are not that many. */
+bool conf_entry_header_at(const cJSON *entry, size_t i, const char **name, const char **value);
+/** @return true when the mock saw the proxy hang up before the answer ended. */
+bool conf_entry_client_gone(const cJSON *entry);
+/** @return how many stream events the mock sent. */
+size_t conf_entry_event_count(const cJSON *entry);
+/** @return when the mock sent event @p k (from 0; CLOCK_MONOTONIC ms), -1 when absent. */
+int64_t conf_entry_event_ms(const cJSON *entry, size_t k);
 
 #endif

@@ -92,8 +92,8 @@ next_random(uint64_t *state)
 
 enum qk_err
 conf_plan_build(const struct conf_group *const *groups, size_t ngroups, const char *only,
-                const char *exclude, bool shuffle, uint64_t seed, struct conf_plan *out,
-                char *err, size_t errlen)
+                const char *exclude, bool shuffle, uint64_t seed, struct conf_plan *out, char *err,
+                size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     const char *lists[] = {only, exclude};
@@ -101,8 +101,8 @@ conf_plan_build(const struct conf_group *const *groups, size_t ngroups, const ch
     for (int k = 0; k < 2; k++) {
         struct pattern_scan scan = {.groups = groups, .ngroups = ngroups};
         if (lists[k] && each_pattern(lists[k], pattern_names_nothing, &scan)) {
-            snprintf(err, errlen, "%s %s: names no requirement and no test (see --list)",
-                     flags[k], scan.unmatched);
+            snprintf(err, errlen, "%s %s: names no requirement and no test (see --list)", flags[k],
+                     scan.unmatched);
             return QK_INVALID;
         }
     }

@@ -32,8 +32,7 @@ bool conf_plan_matches(const char *patterns, const struct conf_case *kase);
  */
 QK_WUR enum qk_err conf_plan_build(const struct conf_group *const *groups, size_t ngroups,
                                    const char *only, const char *exclude, bool shuffle,
-                                   uint64_t seed, struct conf_plan *out, char *err,
-                                   size_t errlen);
+                                   uint64_t seed, struct conf_plan *out, char *err, size_t errlen);
 
 /** Frees what conf_plan_build() allocated. NULL-safe. */
 void conf_plan_free(struct conf_plan *plan);

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 enum {
-    SETTLE_MS = 1000,  /* how long the journal may take to show a request */
+    SETTLE_MS = 1000, /* how long the journal may take to show a request */
 };
 
 static void
@@ -19,14 +19,14 @@ fresh_token(char *buf, size_t len, const char *label)
         uint64_t x = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)buf;
         memcpy(raw, &x, sizeof(raw));
     }
-    snprintf(buf, len, "conf-preflight-%s-%02x%02x%02x%02x%02x%02x%02x%02x", label, raw[0],
-             raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
+    snprintf(buf, len, "conf-preflight-%s-%02x%02x%02x%02x%02x%02x%02x%02x", label, raw[0], raw[1],
+             raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
 }
 
 /* Sends one request to the proxy; the caller clears @p resp. */
 static void
-send_to_proxy(const struct conf_env *env, const char *method, const char *path,
-              const char *token, const char *body, struct conf_response *resp)
+send_to_proxy(const struct conf_env *env, const char *method, const char *path, const char *token,
+              const char *body, struct conf_response *resp)
 {
     char url[CONF_URL_MAX + 128], auth[160];
     snprintf(url, sizeof(url), "%s%s", env->proxy_url, path);
@@ -79,7 +79,8 @@ latest_seq(const struct conf_env *env)
             return 0;
         bool settled = conf_journal_in_flight(found) <= 0;
         const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(found, "entries")) {
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(found, "entries"))
+        {
             const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "seq");
             if (cJSON_IsNumber(n) && (long)n->valuedouble > seq)
                 seq = (long)n->valuedouble;
@@ -96,7 +97,8 @@ static const cJSON *
 first_after(const cJSON *entries, long after)
 {
     const cJSON *e;
-    cJSON_ArrayForEach(e, entries) {
+    cJSON_ArrayForEach(e, entries)
+    {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "seq");
         if (cJSON_IsNumber(n) && (long)n->valuedouble > after)
             return e;
@@ -107,8 +109,8 @@ first_after(const cJSON *entries, long after)
 /* Nothing was filed under the caller's token: say what the upstream did receive, from a
  * search for the token in any form, then for any request after @p since. */
 static void
-describe_missing(const struct conf_env *env, const char *token, struct conf_mark since,
-                 char *seen, size_t seenlen)
+describe_missing(const struct conf_env *env, const char *token, struct conf_mark since, char *seen,
+                 size_t seenlen)
 {
     char err[256], shown[160];
     cJSON *found = NULL;
@@ -124,8 +126,8 @@ describe_missing(const struct conf_env *env, const char *token, struct conf_mark
     }
     cJSON_Delete(found);
     found = NULL;
-    if (conf_mock_journal_window(env->mock_url, since.ms > 1 ? since.ms - 1 : 1, qk_now_ms(),
-                                 token, &found, err, sizeof(err)) == QK_OK)
+    if (conf_mock_journal_window(env->mock_url, since.ms > 1 ? since.ms - 1 : 1, qk_now_ms(), token,
+                                 &found, err, sizeof(err)) == QK_OK)
         e = first_after(cJSON_GetObjectItemCaseSensitive(found, "entries"), since.seq);
     if (e)
         snprintf(seen, seenlen, "the upstream received %s instead of the caller's credential",
@@ -142,8 +144,8 @@ describe_missing(const struct conf_env *env, const char *token, struct conf_mark
  * @return the number of upstream requests journaled under the token.
  */
 static int
-observe_token(const struct conf_env *env, const char *token, struct conf_mark since,
-              bool *verbatim, char *seen, size_t seenlen)
+observe_token(const struct conf_env *env, const char *token, struct conf_mark since, bool *verbatim,
+              char *seen, size_t seenlen)
 {
     /* A proxy that sends its own credential (the profile says which) is scripted and read
      * through it: what counts then is that the credential arrives intact. */
@@ -163,7 +165,8 @@ observe_token(const struct conf_env *env, const char *token, struct conf_mark si
     if (n == 0)
         describe_missing(env, token, since, seen, seenlen);
     const cJSON *e;
-    cJSON_ArrayForEach(e, entries) {
+    cJSON_ArrayForEach(e, entries)
+    {
         const char *auth = conf_entry_header(e, "Authorization");
         size_t count = conf_entry_header_count(e, "Authorization");
         if (count == 1 && auth && strcmp(auth, expected) == 0)
@@ -237,8 +240,7 @@ check_prefix(const struct conf_env *env, long status, char *err, size_t errlen)
 }
 
 enum qk_err
-conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *err,
-                   size_t errlen)
+conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *err, size_t errlen)
 {
     memset(facts, 0, sizeof(*facts));
     facts->own_credential = env->profile.upstream_credential[0] != '\0';
@@ -262,13 +264,15 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
     /* The chat route (never cached). */
     since = mark_now(env);
     fresh_token(token, sizeof(token), "chat");
-    char body[512];
-    snprintf(body, sizeof(body),
-             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"preflight\"}],"
-             "\"stream\":false}",
-             env->model);
+    char *body = conf_chat_json(&(struct conf_chat){
+        .model = env->model, .text = "preflight", .stream = CONF_CHAT_STREAM_FALSE});
+    if (!body) {
+        snprintf(err, errlen, "out of memory");
+        return QK_NOMEM;
+    }
     snprintf(path, sizeof(path), "%s/chat/completions", env->profile.api_prefix);
     send_to_proxy(env, "POST", path, token, body, &r);
+    free(body);
     conf_response_clear(&r);
     observe_token(env, token, since, &facts->token_verbatim[CONF_ROUTE_CHAT],
                   facts->token_seen[CONF_ROUTE_CHAT], sizeof(facts->token_seen[CONF_ROUTE_CHAT]));
@@ -285,7 +289,8 @@ conf_preflight_run(const struct conf_env *env, struct conf_facts *facts, char *e
         conf_response_clear(&r);
         bool unused = false;
         char ignored[CONF_REASON_MAX];
-        shared = listed && observe_token(env, token, since, &unused, ignored, sizeof(ignored)) == 0 &&
+        shared = listed &&
+                 observe_token(env, token, since, &unused, ignored, sizeof(ignored)) == 0 &&
                  !requests_since(env, since);
     }
     if (shared) {

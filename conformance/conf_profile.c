@@ -18,7 +18,7 @@ enum key_type {
     KEY_MS,      /* int64_t member; "none" allowed where the key says so */
     KEY_COUNT,   /* size_t member */
     KEY_RETRIES, /* unsigned member */
-    KEY_LIST, /* list of strings, joined with commas */
+    KEY_LIST,    /* list of strings, joined with commas */
     KEY_ABSENT,  /* list of requirement IDs */
 };
 
@@ -40,7 +40,8 @@ static const struct key_row keys[] = {
     {"name", KEY_STRING, MEMBER(name), 0, 0, NO_NONE, "shown in reports"},
     {"api_prefix", KEY_STRING, MEMBER(api_prefix), 0, 0, NO_NONE, "PREFIX of the API routes"},
     {"v1_prefix", KEY_STRING, MEMBER(v1_prefix), 0, 0, NO_NONE, "OpenAI alias prefix, \"\": none"},
-    {"max_retries", KEY_RETRIES, MEMBER(max_retries), 0, 100, NO_NONE, "retries after the first attempt"},
+    {"max_retries", KEY_RETRIES, MEMBER(max_retries), 0, 100, NO_NONE,
+     "retries after the first attempt"},
     {"retry_base_ms", KEY_MS, MEMBER(retry_base_ms), 0, 600000, NO_NONE, "first backoff step"},
     {"retry_after_cap_ms", KEY_MS, MEMBER(retry_after_cap_ms), 0, 3600000, CONF_NONE_RETRY_AFTER,
      "longest Retry-After honoured"},
@@ -49,11 +50,12 @@ static const struct key_row keys[] = {
     {"deadline_ms", KEY_MS, MEMBER(deadline_ms), 0, 3600000, CONF_NONE_DEADLINE,
      "limit of a whole request"},
     {"cache_ttl_ms", KEY_MS, MEMBER(cache_ttl_ms), 1, 86400000, CONF_NONE_CACHE, "model-list TTL"},
-    {"cache_max_entries", KEY_COUNT, MEMBER(cache_max_entries), 0, 100000000,
-     CONF_NONE_CACHE_BOUND, "model-list cache bound"},
+    {"cache_max_entries", KEY_COUNT, MEMBER(cache_max_entries), 0, 100000000, CONF_NONE_CACHE_BOUND,
+     "model-list cache bound"},
     {"stale_grace_ms", KEY_MS, MEMBER(stale_grace_ms), 0, 86400000, CONF_NONE_STALE,
      "stale-serving grace"},
-    {"stale_header", KEY_STRING, MEMBER(stale_header), 0, 0, NO_NONE, "header marking a stale list"},
+    {"stale_header", KEY_STRING, MEMBER(stale_header), 0, 0, NO_NONE,
+     "header marking a stale list"},
     {"max_body", KEY_COUNT, MEMBER(max_body), 1, 1000000000, CONF_NONE_BODY_LIMIT,
      "request body limit"},
     {"cors_origins", KEY_LIST, MEMBER(cors_origins), 0, 0, NO_NONE, "allowed origins"},
@@ -187,7 +189,8 @@ take_list(const cJSON *v, char *dst, size_t dstlen)
     dst[0] = '\0';
     size_t used = 0;
     const cJSON *item;
-    cJSON_ArrayForEach(item, v) {
+    cJSON_ArrayForEach(item, v)
+    {
         if (!cJSON_IsString(item) || strchr(item->valuestring, ','))
             return false;
         int n = snprintf(dst + used, dstlen - used, "%s%s", used ? "," : "", item->valuestring);
@@ -220,7 +223,8 @@ take_absent(const cJSON *v, struct conf_profile *p, char *err, size_t errlen)
         return false;
     }
     const cJSON *item;
-    cJSON_ArrayForEach(item, v) {
+    cJSON_ArrayForEach(item, v)
+    {
         enum conf_req req;
         char id[32];
         if (!cJSON_IsString(item) || strlen(item->valuestring) >= sizeof(id)) {
@@ -262,7 +266,8 @@ take_number(const cJSON *v, const struct key_row *k, struct conf_profile *p)
         p->declared_none |= 1u << k->none_bit;
         value = 0;
     } else if (cJSON_IsNumber(v) && v->valuedouble >= (double)k->min &&
-               v->valuedouble <= (double)k->max && v->valuedouble == (double)(int64_t)v->valuedouble) {
+               v->valuedouble <= (double)k->max &&
+               v->valuedouble == (double)(int64_t)v->valuedouble) {
         p->declared_none &= ~(k->none_bit != NO_NONE ? 1u << k->none_bit : 0u);
         value = (int64_t)v->valuedouble;
     } else {
@@ -285,8 +290,8 @@ take_number(const cJSON *v, const struct key_row *k, struct conf_profile *p)
 }
 
 static bool
-take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *err,
-         size_t errlen, const char *path)
+take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *err, size_t errlen,
+         const char *path)
 {
     bool ok = true;
     switch (k->type) {
@@ -340,7 +345,8 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
     }
     rc = QK_INVALID;
     const cJSON *item;
-    cJSON_ArrayForEach(item, root) {
+    cJSON_ArrayForEach(item, root)
+    {
         /* "x-..." keys belong to the profile's other readers (a launcher's arguments). */
         if (strncmp(item->string, "x-", 2) == 0)
             continue;

@@ -43,22 +43,23 @@ enum conf_profile_none {
 /** A parsed profile. Times are milliseconds; 0 means "feature absent" where noted. */
 struct conf_profile {
     char name[64];
-    char api_prefix[64];        /**< "/api": serves PREFIX/models, PREFIX/chat/completions */
-    char v1_prefix[64];         /**< "/v1", or "" when the aliases are absent */
-    unsigned max_retries;       /**< retries after the first attempt */
-    int64_t retry_base_ms;      /**< first backoff step */
-    int64_t retry_after_cap_ms; /**< longest Retry-After honoured; 0: not honoured */
-    int64_t upstream_timeout_ms;/**< limit for one attempt */
-    int64_t deadline_ms;        /**< limit for a whole request; 0: none */
-    int64_t cache_ttl_ms;       /**< model-list lifetime */
-    size_t cache_max_entries;   /**< bound of the model-list cache; 0: unknown */
-    int64_t stale_grace_ms;     /**< stale serving after expiry; 0: none */
-    char stale_header[64];      /**< response header marking a stale list */
-    size_t max_body;            /**< request body limit */
+    char api_prefix[64];         /**< "/api": serves PREFIX/models, PREFIX/chat/completions */
+    char v1_prefix[64];          /**< "/v1", or "" when the aliases are absent */
+    unsigned max_retries;        /**< retries after the first attempt */
+    int64_t retry_base_ms;       /**< first backoff step */
+    int64_t retry_after_cap_ms;  /**< longest Retry-After honoured; 0: not honoured */
+    int64_t upstream_timeout_ms; /**< limit for one attempt */
+    int64_t deadline_ms;         /**< limit for a whole request; 0: none */
+    int64_t cache_ttl_ms;        /**< model-list lifetime */
+    size_t cache_max_entries;    /**< bound of the model-list cache; 0: unknown */
+    int64_t stale_grace_ms;      /**< stale serving after expiry; 0: none */
+    char stale_header[64];       /**< response header marking a stale list */
+    size_t max_body;             /**< request body limit */
     char cors_origins[CONF_PROFILE_STR]; /**< comma-separated, "*", or "" for no CORS */
-    char upstream_added_fields[CONF_PROFILE_STR]; /**< body fields the proxy adds, comma-separated */
-    char upstream_credential[CONF_PROFILE_STR]; /**< the token a proxy sends upstream in place
-                                                     of the caller's; "" when it relays them */
+    char
+        upstream_added_fields[CONF_PROFILE_STR]; /**< body fields the proxy adds, comma-separated */
+    char upstream_credential[CONF_PROFILE_STR];  /**< the token a proxy sends upstream in place
+                                                      of the caller's; "" when it relays them */
     int64_t stream_idle_timeout_ms; /**< upstream silence that ends a stream (SSE-8, SSE-10) */
     int64_t keepalive_interval_ms;  /**< quiet time before a keep-alive comment; 0: none */
     size_t stream_buffer_bytes;     /**< per-stream buffer bound (SSE-11); 0: unknown */
@@ -66,9 +67,9 @@ struct conf_profile {
     char stream_pauses_field[64];   /**< the counter's top-level field in that JSON */
     int64_t receive_timeout_ms;     /**< a request's head and body must arrive within this
                                          (ROBUST-2); 0 with "none" */
-    bool absent[CONF_REQ_COUNT];/**< requirements the proxy declares it does not implement */
+    bool absent[CONF_REQ_COUNT];    /**< requirements the proxy declares it does not implement */
     bool absent_should[CONF_REQ_COUNT]; /**< MUST requirements whose SHOULD part is absent */
-    unsigned declared_none;     /**< bits of enum conf_profile_none; such members are 0 */
+    unsigned declared_none;             /**< bits of enum conf_profile_none; such members are 0 */
 };
 
 /** Fills @p p with the defaults of SPEC.md (those of a proxy configured as the issue says). */

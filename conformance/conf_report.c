@@ -84,8 +84,8 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
             /* A SHOULD-part test of a MUST requirement is folded apart (a test marked so
              * on a SHOULD requirement is simply one of its tests). */
             bool part = c->should_part && conf_requirement(c->req)->level == CONF_MUST;
-            fold(part ? &r->should_status : &r->status,
-                 part ? &r->should_evidence : &r->evidence, c);
+            fold(part ? &r->should_status : &r->status, part ? &r->should_evidence : &r->evidence,
+                 c);
         }
     }
     out->down_events = conf_down_events(&out->down_count);
@@ -183,8 +183,8 @@ conf_report_table(FILE *f, const struct conf_results *res)
             fprintf(f, "%-29s %s: %s\n", "", r->evidence->name, r->evidence->reason);
         if (r->should_status == CONF_FAIL || r->should_status == CONF_SKIP)
             fprintf(f, "%-29s SHOULD part %s: %s: %s\n", "",
-                    r->should_status == CONF_FAIL ? "NOT MET" : "skipped",
-                    r->should_evidence->name, r->should_evidence->reason);
+                    r->should_status == CONF_FAIL ? "NOT MET" : "skipped", r->should_evidence->name,
+                    r->should_evidence->reason);
     }
     for (size_t i = 0; i < res->down_count; i++)
         fprintf(f, "TARGET-DOWN during %s, after %s%s\n", res->down_events[i].test,
@@ -319,7 +319,8 @@ conf_report_junit(const char *path, const struct conf_group *const *groups, size
             const struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
             tests += c->status != CONF_NOT_RUN;
             failures += c->status == CONF_FAIL;
-            skipped += c->status != CONF_NOT_RUN && c->status != CONF_FAIL && c->status != CONF_PASS;
+            skipped +=
+                c->status != CONF_NOT_RUN && c->status != CONF_FAIL && c->status != CONF_PASS;
             secs += (double)c->duration_ms / 1000.0;
         }
         if (tests == 0)

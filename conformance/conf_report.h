@@ -20,8 +20,8 @@
 
 /** The outcome of one requirement. */
 struct conf_req_result {
-    enum conf_status status;         /**< CONF_NOT_RUN when no test of it ran */
-    const struct conf_case *evidence;/**< the test whose reason the table shows */
+    enum conf_status status;          /**< CONF_NOT_RUN when no test of it ran */
+    const struct conf_case *evidence; /**< the test whose reason the table shows */
     /** The SHOULD part of a MUST requirement (its CONF_TEST_SHOULD tests), folded the same
      *  way but apart: it never changes @p status. CONF_NOT_RUN when it has none. */
     enum conf_status should_status;
@@ -32,9 +32,9 @@ struct conf_req_result {
 struct conf_results {
     struct conf_req_result req[CONF_REQ_COUNT];
     unsigned passed, failed, skipped, unchecked, cannot_judge;
-    unsigned should_parts_failed;    /**< MUST requirements whose SHOULD part failed */
-    unsigned must_failed;            /**< MUST requirements that failed */
-    unsigned must_open;              /**< MUST requirements neither passed nor failed */
+    unsigned should_parts_failed;              /**< MUST requirements whose SHOULD part failed */
+    unsigned must_failed;                      /**< MUST requirements that failed */
+    unsigned must_open;                        /**< MUST requirements neither passed nor failed */
     const struct conf_down_event *down_events; /**< when the target stopped answering */
     size_t down_count;
 };

@@ -9,8 +9,8 @@
 #include <strings.h>
 
 enum {
-    TIMING_SLACK_MS = 5,     /* clock granularity allowed below a lower bound */
-    TIMING_LATE_MS = 500,    /* a busy 2-core machine may run this late */
+    TIMING_SLACK_MS = 5,  /* clock granularity allowed below a lower bound */
+    TIMING_LATE_MS = 500, /* a busy 2-core machine may run this late */
 };
 
 static const struct conf_profile *
@@ -81,8 +81,7 @@ RETRY_1_chat_500_then_success_returns_only_success(struct conf_ctx *ctx)
                   "the profile allows fewer than 2 retries (\"max_retries\")");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", "[{\"status\":500},{\"status\":500},{\"ok\":true}]");
-    const struct conf_response *r =
-        conf_post_chat(ctx, token, conf_chat_body(ctx, "retry me"));
+    const struct conf_response *r = conf_post_chat(ctx, token, conf_chat_body(ctx, "retry me"));
     conf_assert_status(ctx, r, 200);
     check_completion(ctx, r);
     conf_assert_attempts(ctx, token, 3);
@@ -142,8 +141,7 @@ RETRY_2_html_never_relayed_when_all_attempts_fail(struct conf_ctx *ctx)
                conf_repeat_steps(ctx, "{\"html\":\"gateway\"}", conf_max_attempts(ctx) + 2));
     const struct conf_response *r = chat(ctx, token);
     conf_check(ctx, r, !looks_like_html(r), "an HTML answer reached the caller");
-    conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error",
-               r->status);
+    conf_check(ctx, r, r->status >= 500, "all-HTML attempts gave %ld, not an error", r->status);
 }
 
 /* RETRY-3: at most max_retries retries (4 attempts by default); then 502 naming the last
@@ -153,7 +151,8 @@ RETRY_3_gives_up_after_four_attempts(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     /* One step more than allowed: a proxy that retries too often would use it. */
-    conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1));
+    conf_queue(ctx, token, "chat",
+               conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx) + 1));
     const struct conf_response *r = chat(ctx, token);
     conf_assert_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assert_status(ctx, r, 502);
@@ -300,14 +299,15 @@ check_backoff_grows(struct conf_ctx *ctx, const char *route)
     conf_runnable(ctx, conf_max_attempts(ctx) >= 3,
                   "the profile allows fewer than 2 retries: nothing grows (\"max_retries\")");
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, route, conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
+    conf_queue(ctx, token, route,
+               conf_repeat_steps(ctx, "{\"status\":500}", conf_max_attempts(ctx)));
     if (strcmp(route, "chat") == 0)
         chat(ctx, token);
     else
         conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, conf_max_attempts(ctx));
     conf_assume(ctx, n >= 3, "only %zu attempts (see RETRY-1/RETRY-3), nothing to judge", n);
-    const cJSON *entries = conf_journal(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal(ctx, token));
     for (int i = 0; i + 1 < (int)n; i++) {
         int64_t nominal = base << i;
         int64_t gap = gap_ms(entries, i);
@@ -350,9 +350,9 @@ RETRY_6_retry_after_within_cap_is_honoured(struct conf_ctx *ctx)
     const struct conf_response *r = chat(ctx, token);
     conf_assert_status(ctx, r, 200);
     conf_assert_attempts(ctx, token, 2);
-    int64_t gap = gap_ms(conf_journal(ctx, token), 0);
-    conf_check(ctx, NULL, gap >= 1000 - 50,
-               "the retry came %lld ms after \"Retry-After: 1\"", (long long)gap);
+    int64_t gap = gap_ms(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0);
+    conf_check(ctx, NULL, gap >= 1000 - 50, "the retry came %lld ms after \"Retry-After: 1\"",
+               (long long)gap);
 }
 
 /* RETRY-6: a Retry-After over the cap is relayed to the caller with its Retry-After. */
@@ -376,16 +376,12 @@ RETRY_6_retry_after_over_cap_is_relayed(struct conf_ctx *ctx)
 static bool
 same_headers(const cJSON *a, const cJSON *b, const char **diff)
 {
-    const cJSON *ha = cJSON_GetObjectItemCaseSensitive(a, "headers");
-    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(b, "headers");
-    if (cJSON_GetArraySize(ha) != cJSON_GetArraySize(hb)) {
+    if (conf_entry_header_total(a) != conf_entry_header_total(b)) {
         *diff = "a different number of headers";
         return false;
     }
-    const cJSON *h;
-    cJSON_ArrayForEach(h, ha) {
-        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "name"));
-        const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "value"));
+    const char *name, *value;
+    for (size_t i = 0; conf_entry_header_at(a, i, &name, &value); i++) {
         const char *other = name ? conf_entry_header(b, name) : NULL;
         if (!name || !value || !other || strcmp(value, other) != 0 ||
             conf_entry_header_count(a, name) != conf_entry_header_count(b, name)) {
@@ -399,7 +395,7 @@ same_headers(const cJSON *a, const cJSON *b, const char **diff)
 static void
 check_attempts_identical(struct conf_ctx *ctx, const char *token)
 {
-    const cJSON *entries = conf_journal_settled(ctx, token);
+    const cJSON *entries = conf_attempt_entries(ctx, conf_journal_settled(ctx, token));
     const cJSON *first = cJSON_GetArrayItem(entries, 0);
     int n = cJSON_GetArraySize(entries);
     for (int i = 1; i < n; i++) {
@@ -409,8 +405,8 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
                    "attempt %d sent a different body than attempt 1", i + 1);
         /* Called first: arguments are evaluated in no fixed order. */
         bool same = same_headers(first, e, &diff);
-        conf_check(ctx, NULL, same, "attempt %d sent different headers than attempt 1 (%s)",
-                   i + 1, diff ? diff : "?");
+        conf_check(ctx, NULL, same, "attempt %d sent different headers than attempt 1 (%s)", i + 1,
+                   diff ? diff : "?");
     }
 }
 
@@ -419,13 +415,19 @@ check_attempts_identical(struct conf_ctx *ctx, const char *token)
 static void
 send_rich_chat(struct conf_ctx *ctx, const char *token)
 {
-    const char *body = conf_str(
-        ctx,
-        "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"user\",\"content\":\"h\\u00e9llo \\u4f60\\u597d %s\"}],"
-        "\"stream\":false,\"temperature\":0.5,\"session_id\":\"%s\","
-        "\"feature_config\":{\"thinking_enabled\":false}}",
-        conf_target(ctx)->model, token, token);
+    const char *body = conf_chat_body_of(
+        ctx, &(struct conf_chat){
+                 .messages_json = conf_str(ctx,
+                                           "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                                           "{\"role\":\"user\",\"content\":"
+                                           "\"h\\u00e9llo \\u4f60\\u597d %s\"}]",
+                                           token),
+                 .stream = CONF_CHAT_STREAM_FALSE,
+                 .extra_json = conf_str(ctx,
+                                        "\"temperature\":0.5,\"session_id\":\"%s\","
+                                        "\"feature_config\":{\"thinking_enabled\":false}",
+                                        token),
+             });
     const char *headers[] = {conf_bearer(ctx, token), "Content-Type: application/json",
                              conf_str(ctx, "X-Request-Id: rid-%s", token), NULL};
     conf_send(ctx, "POST", conf_api(ctx, "/chat/completions"), headers, body);
@@ -468,8 +470,9 @@ RETRY_7_retries_after_dropped_connections_send_same_request(struct conf_ctx *ctx
     conf_queue(ctx, token, "chat", "[{\"drop\":true},{\"drop\":true},{\"ok\":true}]");
     send_rich_chat(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
-    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
-                             "compare");
+    conf_assume(ctx, n >= 2,
+                "dropped connections were not retried (see RETRY-5), nothing to "
+                "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -485,8 +488,9 @@ RETRY_7_models_retries_after_dropped_connections_send_same_headers(struct conf_c
     conf_get_models(ctx, token);
     size_t n = conf_attempts(ctx, token, 3);
     conf_assume(ctx, n > 0, "a new credential got a list without an upstream request (see AUTH-5)");
-    conf_assume(ctx, n >= 2, "dropped connections were not retried (see RETRY-5), nothing to "
-                             "compare");
+    conf_assume(ctx, n >= 2,
+                "dropped connections were not retried (see RETRY-5), nothing to "
+                "compare");
     check_attempts_identical(ctx, token);
 }
 
@@ -513,17 +517,17 @@ RETRY_8_deadline_stops_retries_with_504(struct conf_ctx *ctx)
                   "timeout: give \"deadline_ms\" room for every attempt");
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
-               conf_repeat_steps(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
-                                          (long long)delay),
-                            conf_max_attempts(ctx)));
+               conf_repeat_steps(
+                   ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}", (long long)delay),
+                   conf_max_attempts(ctx)));
     const struct conf_response *r = chat(ctx, token);
     conf_assume(ctx, conf_attempts(ctx, token, 2) >= 2,
                 "the proxy did not retry (see RETRY-1), so no deadline was reached");
     conf_assert_status(ctx, r, 504);
     int64_t took = r->done_ms - r->sent_ms;
     conf_check(ctx, r, took <= deadline + 1000,
-               "the 504 came %lld ms after the request; the deadline is %lld ms",
-               (long long)took, (long long)deadline);
+               "the 504 came %lld ms after the request; the deadline is %lld ms", (long long)took,
+               (long long)deadline);
 }
 
 static const struct CMUnitTest retry_tests[] = {
@@ -551,5 +555,4 @@ static const struct CMUnitTest retry_tests[] = {
     CONF_TEST(RETRY_8, RETRY_8_deadline_stops_retries_with_504),
 };
 
-const struct conf_group conf_group_retry = {"retry", retry_tests,
-                                            sizeof(retry_tests) / sizeof(retry_tests[0])};
+CONF_GROUP(retry, retry_tests);

@@ -38,6 +38,13 @@ deep_nesting(struct conf_ctx *ctx, size_t depth)
     return s;
 }
 
+/* @return a chat body of the target's model whose "messages" is @p messages_json. */
+static const char *
+with_messages(struct conf_ctx *ctx, const char *messages_json)
+{
+    return conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = messages_json});
+}
+
 /* ROBUST-1: malformed chat requests leave the target serving. */
 static void
 ROBUST_1_malformed_requests_leave_the_target_serving(struct conf_ctx *ctx)
@@ -50,31 +57,25 @@ ROBUST_1_malformed_requests_leave_the_target_serving(struct conf_ctx *ctx)
         const char *what, *body;
     } inputs[] = {
         {"a body without \"messages\"", conf_str(ctx, "{\"model\":\"%s\"}", model)},
-        {"\"messages\": null", conf_str(ctx, "{\"model\":\"%s\",\"messages\":null}", model)},
-        {"\"messages\" a string", conf_str(ctx, "{\"model\":\"%s\",\"messages\":\"hi\"}", model)},
-        {"\"messages\" an empty array", conf_str(ctx, "{\"model\":\"%s\",\"messages\":[]}", model)},
-        {"a message that is a number", conf_str(ctx, "{\"model\":\"%s\",\"messages\":[1]}", model)},
-        {"a message without role and content",
-         conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{}]}", model)},
-        {"\"content\": null",
-         conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":null}]}",
-                  model)},
-        {"\"content\" a number",
-         conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":7}]}",
-                  model)},
-        {"a body without \"model\"",
-         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
-        {"\"model\" a number", "{\"model\":42,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
+        {"\"messages\": null", with_messages(ctx, "null")},
+        {"\"messages\" a string", with_messages(ctx, "\"hi\"")},
+        {"\"messages\" an empty array", with_messages(ctx, "[]")},
+        {"a message that is a number", with_messages(ctx, "[1]")},
+        {"a message without role and content", with_messages(ctx, "[{}]")},
+        {"\"content\": null", with_messages(ctx, "[{\"role\":\"user\",\"content\":null}]")},
+        {"\"content\" a number", with_messages(ctx, "[{\"role\":\"user\",\"content\":7}]")},
+        {"a body without \"model\"", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
+        {"\"model\" a number",
+         "{\"model\":42,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
         {"\"stream\" a string",
-         conf_str(ctx, "{\"model\":\"%s\",\"stream\":\"yes\",\"messages\":[{\"role\":\"user\","
-                       "\"content\":\"hi\"}]}", model)},
+         conf_chat_body_of(ctx,
+                           &(struct conf_chat){.text = "hi", .extra_json = "\"stream\":\"yes\""})},
         {"an empty body", ""},
         {"the body null", "null"},
         {"the body an array", "[]"},
         {"truncated JSON", "{\"model\":"},
         {"invalid UTF-8 in a string",
-         conf_str(ctx, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}",
-                  model)},
+         with_messages(ctx, "[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]")},
         {"messages nested 10000 arrays deep", deep_nesting(ctx, NESTING)},
     };
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
@@ -107,14 +108,16 @@ ROBUST_1_odd_upstream_answers_leave_the_target_serving(struct conf_ctx *ctx)
          "data: [DONE]\n\n",
          true},
         {"chat", "a stream chunk with an empty choices array", sse,
-         "data: {\"choices\":[]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},"
+         "data: {\"choices\":[]}\n\ndata: "
+         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},"
          "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
          true},
         {"chat", "a stream chunk without delta", sse,
          "data: {\"choices\":[{\"index\":0}]}\n\ndata: [DONE]\n\n", true},
         {"chat", "a stream chunk whose content is a number", sse,
          "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":7}}]}\n\ndata: [DONE]\n\n", true},
-        {"chat", "a stream event that is not JSON", sse, "data: not json\n\ndata: [DONE]\n\n", true},
+        {"chat", "a stream event that is not JSON", sse, "data: not json\n\ndata: [DONE]\n\n",
+         true},
         {"chat", "a stream event that is JSON null", sse, "data: null\n\ndata: [DONE]\n\n", true},
         {"chat", "a stream of only [DONE]", sse, "data: [DONE]\n\n", true},
         {"chat", "a completion whose created, index and token counts overflow", json,
@@ -174,5 +177,4 @@ static const struct CMUnitTest robust_tests[] = {
     CONF_TEST(ROBUST_1, ROBUST_1_odd_upstream_answers_leave_the_target_serving),
 };
 
-const struct conf_group conf_group_robust = {"robust", robust_tests,
-                                             sizeof(robust_tests) / sizeof(robust_tests[0])};
+CONF_GROUP(robust, robust_tests);

@@ -23,8 +23,8 @@ enum { STOP_GRACE_MS = 3000, LINE_MAX_BYTES = 512 };
 
 struct conf_child {
     pid_t pid;
-    int stdout_fd;        /* our end of the child's stdout */
-    pthread_t drainer;    /* reads (and discards) stdout after the ready line */
+    int stdout_fd;     /* our end of the child's stdout */
+    pthread_t drainer; /* reads (and discards) stdout after the ready line */
     int drainer_running;
 };
 

@@ -22,9 +22,9 @@ struct conf_child;
  * @param[out] out the child, released with conf_child_stop().
  * @param[out] url the URL the child printed.
  */
-QK_WUR enum qk_err conf_child_start(const char *const *argv, const char *log_path,
-                                    int timeout_ms, struct conf_child **out, char *url,
-                                    size_t urllen, char *err, size_t errlen);
+QK_WUR enum qk_err conf_child_start(const char *const *argv, const char *log_path, int timeout_ms,
+                                    struct conf_child **out, char *url, size_t urllen, char *err,
+                                    size_t errlen);
 
 /**
  * Stops the child (SIGTERM, then SIGKILL after a grace period) and frees it. NULL-safe.

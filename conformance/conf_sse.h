@@ -18,21 +18,21 @@
 
 /** One dispatched event. Strings are owned by the parser's event list. */
 struct conf_sse_event {
-    char *type;       /**< "message" unless an `event:` field set it */
-    char *data;       /**< data lines joined with "\n", NUL-terminated */
+    char *type; /**< "message" unless an `event:` field set it */
+    char *data; /**< data lines joined with "\n", NUL-terminated */
     size_t data_len;
-    int64_t at_ms;    /**< receive time of the bytes that completed the event */
+    int64_t at_ms; /**< receive time of the bytes that completed the event */
 };
 
 struct conf_sse_parser {
     /* public, read-only */
     struct conf_sse_event *events;
     size_t n_events;
-    size_t comments;           /**< lines starting with ':' */
-    size_t other_fields;       /**< event:, id:, retry: and unknown fields */
-    size_t empty_dispatches;   /**< blank lines with no data pending */
-    bool ended_inside_event;   /**< set by conf_sse_finish() */
-    char *last_event_id;       /**< as the spec keeps it (persists across events) */
+    size_t comments;         /**< lines starting with ':' */
+    size_t other_fields;     /**< event:, id:, retry: and unknown fields */
+    size_t empty_dispatches; /**< blank lines with no data pending */
+    bool ended_inside_event; /**< set by conf_sse_finish() */
+    char *last_event_id;     /**< as the spec keeps it (persists across events) */
     /* private */
     struct qk_buf _line;
     struct qk_buf _data;

@@ -27,15 +27,15 @@
 #include "conf_sse.h"
 
 enum {
-    PACE_MS = 300,           /* SSE-2: upstream events this far apart */
-    PACE_SLACK_MS = 150,     /* SSE-2: an event may arrive this long after the next is sent */
-    GONE_LIMIT_MS = 1000,    /* SSE-9: upstream closed within this after the caller left */
-    IDLE_EARLY_MS = 50,      /* SSE-10: a stall may end this much before the idle timeout */
-    IDLE_LATE_MS = 1000,     /* SSE-10: ... and this much after it */
-    STALL_TESTABLE_MS = 5000,/* longest idle timeout the stall tests wait for */
-    CAP_TESTABLE_MS = 4000,  /* SSE-10: longest total cap the flowing-stream test outlasts */
+    PACE_MS = 300,            /* SSE-2: upstream events this far apart */
+    PACE_SLACK_MS = 150,      /* SSE-2: an event may arrive this long after the next is sent */
+    GONE_LIMIT_MS = 1000,     /* SSE-9: upstream closed within this after the caller left */
+    IDLE_EARLY_MS = 50,       /* SSE-10: a stall may end this much before the idle timeout */
+    IDLE_LATE_MS = 1000,      /* SSE-10: ... and this much after it */
+    STALL_TESTABLE_MS = 5000, /* longest idle timeout the stall tests wait for */
+    CAP_TESTABLE_MS = 4000,   /* SSE-10: longest total cap the flowing-stream test outlasts */
     LARGE_STREAM_TIMEOUT_MS = 60000, /* SSE-11: reading its 6 MB stream, fast or slowly */
-    DAY_S = 86400,           /* SSE-12: `created` must be within a day of now (seconds) */
+    DAY_S = 86400,                   /* SSE-12: `created` must be within a day of now (seconds) */
 };
 
 static const struct conf_profile *
@@ -52,28 +52,24 @@ enum incremental { INC_ABSENT = -1, INC_FALSE = 0, INC_TRUE = 1 };
 static const char *
 body_for(struct conf_ctx *ctx, const char *message, bool stream, enum incremental inc)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *messages = cJSON_AddArrayToObject(root, "messages");
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", conf_target(ctx)->model);
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", message);
-    cJSON_AddItemToArray(messages, msg);
-    cJSON_AddBoolToObject(root, "stream", stream);
-    if (inc != INC_ABSENT)
-        cJSON_AddBoolToObject(root, "incremental_output", inc == INC_TRUE);
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return conf_keep(ctx, s, free);
+    static const char *const incremental_member[] = {
+        [INC_FALSE] = "\"incremental_output\":false",
+        [INC_TRUE] = "\"incremental_output\":true",
+    };
+    return conf_chat_body_of(ctx,
+                             &(struct conf_chat){
+                                 .text = message,
+                                 .stream = stream ? CONF_CHAT_STREAM_TRUE : CONF_CHAT_STREAM_FALSE,
+                                 .extra_json = inc == INC_ABSENT ? NULL : incremental_member[inc],
+                             });
 }
 
 /* The upstream's full answer text for @p message, from the mock itself (non-stream). */
 static const char *
 expected_text(struct conf_ctx *ctx, const char *message)
 {
-    const struct conf_response *r = conf_mock_direct(
-        ctx, "POST", "/api/chat/completions", conf_token(ctx),
-        body_for(ctx, message, false, INC_ABSENT));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, conf_token(ctx), body_for(ctx, message, false, INC_ABSENT));
     const cJSON *choice =
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0);
     const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
@@ -88,10 +84,10 @@ expected_text(struct conf_ctx *ctx, const char *message)
 struct stream {
     struct conf_response resp;
     struct conf_sse_parser sse;
-    size_t stop_after;       /* hang up once this many events arrived; 0: read to the end */
-    int64_t pause_ms;        /* sleep after every piece of body (a slow reader) */
-    int64_t first_pause_ms;  /* sleep once after the first piece (a reader that stalls) */
-    int64_t stopped_ms;      /* when the suite hung up; -1 when it did not */
+    size_t stop_after;      /* hang up once this many events arrived; 0: read to the end */
+    int64_t pause_ms;       /* sleep after every piece of body (a slow reader) */
+    int64_t first_pause_ms; /* sleep once after the first piece (a reader that stalls) */
+    int64_t stopped_ms;     /* when the suite hung up; -1 when it did not */
     bool parser_failed;
 };
 
@@ -155,8 +151,8 @@ open_stream_ex(struct conf_ctx *ctx, const char *token, const char *body,
                              "Accept: text/event-stream", NULL};
     struct conf_request req = {
         .method = "POST",
-        .url = conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url,
-                        conf_api(ctx, "/chat/completions")),
+        .url =
+            conf_str(ctx, "%s%s", conf_target(ctx)->proxy_url, conf_api(ctx, "/chat/completions")),
         .headers = headers,
         .body = body,
         .body_len = strlen(body),
@@ -169,8 +165,7 @@ open_stream_ex(struct conf_ctx *ctx, const char *token, const char *body,
     conf_note_token(ctx, token);
     conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), body, strlen(body));
     enum qk_err rc = conf_http(&req, &st->resp);
-    conf_check(ctx, NULL, rc == QK_OK, "could not make the stream request: %s",
-               qk_strerror(rc));
+    conf_check(ctx, NULL, rc == QK_OK, "could not make the stream request: %s", qk_strerror(rc));
     conf_check(ctx, &st->resp, !st->parser_failed, "harness: the SSE parser ran out of memory");
     if (st->stopped_ms < 0)
         conf_sse_finish(&st->sse);
@@ -187,10 +182,10 @@ open_stream(struct conf_ctx *ctx, const char *token, const char *body)
 /* What the caller got, event by event. Indexes are event numbers, -1 when absent. */
 struct relay {
     const struct stream *st;
-    const cJSON *json;       /* one item per event: the parsed data, or null */
-    const char *text;        /* every delta.content, concatenated */
-    size_t chunks;           /* JSON objects that are not error events */
-    size_t content_chunks;   /* ... with a non-empty delta.content */
+    const cJSON *json;     /* one item per event: the parsed data, or null */
+    const char *text;      /* every delta.content, concatenated */
+    size_t chunks;         /* JSON objects that are not error events */
+    size_t content_chunks; /* ... with a non-empty delta.content */
     size_t dones, errors, bad;
     long first_done, first_error, first_bad, last_chunk;
 };
@@ -212,8 +207,8 @@ chunk_content(const cJSON *chunk)
 static struct relay
 analyse(struct conf_ctx *ctx, const struct stream *st)
 {
-    struct relay r = {.st = st, .first_done = -1, .first_error = -1, .first_bad = -1,
-                      .last_chunk = -1};
+    struct relay r = {
+        .st = st, .first_done = -1, .first_error = -1, .first_bad = -1, .last_chunk = -1};
     cJSON *all = conf_keep(ctx, cJSON_CreateArray(), release_json);
     struct qk_buf text;
     qk_buf_init(&text, CONF_CLIENT_BODY_MAX);
@@ -261,21 +256,22 @@ static void
 print_events(const struct stream *st)
 {
     size_t n = st->sse.n_events;
-    print_error("    caller's stream: HTTP %ld, %zu event(s), %zu comment(s), %zu other field(s)%s\n",
-                st->resp.status, n, st->sse.comments, st->sse.other_fields,
-                st->sse.ended_inside_event ? ", ended inside an event" : "");
+    print_error(
+        "    caller's stream: HTTP %ld, %zu event(s), %zu comment(s), %zu other field(s)%s\n",
+        st->resp.status, n, st->sse.comments, st->sse.other_fields,
+        st->sse.ended_inside_event ? ", ended inside an event" : "");
     for (size_t i = 0; i < n && i < 40; i++)
         print_error("      [%zu] +%lld ms %s: %.300s\n", i,
-                    (long long)(st->sse.events[i].at_ms - st->resp.sent_ms),
-                    st->sse.events[i].type, st->sse.events[i].data);
+                    (long long)(st->sse.events[i].at_ms - st->resp.sent_ms), st->sse.events[i].type,
+                    st->sse.events[i].data);
 }
 
 /* Fails the test, showing the caller's events, unless @p ok. */
-#define stream_check(ctx, st, ok, ...)                                                     \
-    do {                                                                                   \
-        if (!(ok))                                                                         \
-            print_events(st);                                                              \
-        conf_check((ctx), &(st)->resp, (ok), __VA_ARGS__);                                 \
+#define stream_check(ctx, st, ok, ...)                                                             \
+    do {                                                                                           \
+        if (!(ok))                                                                                 \
+            print_events(st);                                                                      \
+        conf_check((ctx), &(st)->resp, (ok), __VA_ARGS__);                                         \
     } while (0)
 
 static void
@@ -298,8 +294,7 @@ assert_clean_end(struct conf_ctx *ctx, const struct relay *r)
 }
 
 static void
-assert_text(struct conf_ctx *ctx, const struct relay *r, const char *expected,
-            const char *mode)
+assert_text(struct conf_ctx *ctx, const struct relay *r, const char *expected, const char *mode)
 {
     bool same = r->text && strcmp(r->text, expected) == 0;
     if (!same) {
@@ -317,7 +312,7 @@ journal_entry(struct conf_ctx *ctx, const char *token, size_t n, size_t i)
 {
     size_t got = conf_attempts(ctx, token, n);
     conf_check(ctx, NULL, got > i, "the journal shows %zu upstream request(s)", got);
-    return cJSON_GetArrayItem(conf_journal(ctx, token), (int)i);
+    return cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), (int)i);
 }
 
 static bool
@@ -326,26 +321,6 @@ entry_asked_incremental(struct conf_ctx *ctx, const cJSON *entry)
     cJSON *json = cJSON_Parse(conf_entry_body(entry));
     conf_keep(ctx, json ? json : cJSON_CreateNull(), release_json);
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "incremental_output"));
-}
-
-static bool
-entry_client_gone(const cJSON *entry)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "client_gone"));
-}
-
-static int64_t
-entry_event_ms(const cJSON *entry, size_t k)
-{
-    const cJSON *v =
-        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
-}
-
-static size_t
-entry_events(const cJSON *entry)
-{
-    return (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"));
 }
 
 /* The mode the upstream streamed in, as the journal shows it. */
@@ -425,17 +400,16 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
 {
     enum { PIECES = 4 };
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, "chat",
-               conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES,
-                        PACE_MS));
-    const struct stream *st =
-        open_stream(ctx, token, body_for(ctx, "pace me", true, INC_TRUE));
+    conf_queue(
+        ctx, token, "chat",
+        conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, PACE_MS));
+    const struct stream *st = open_stream(ctx, token, body_for(ctx, "pace me", true, INC_TRUE));
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t up = entry_events(e);
-    conf_check(ctx, NULL, up > PIECES, "harness: the mock sent %zu events, not %d and [DONE]",
-               up, PIECES);
+    size_t up = conf_entry_event_count(e);
+    conf_check(ctx, NULL, up > PIECES, "harness: the mock sent %zu events, not %d and [DONE]", up,
+               PIECES);
     stream_check(ctx, st, r.content_chunks >= PIECES,
                  "the caller got %zu content events for the upstream's %d", r.content_chunks,
                  PIECES);
@@ -446,7 +420,7 @@ SSE_2_events_relayed_as_they_arrive(struct conf_ctx *ctx)
         const char *c = chunk_content(chunk);
         if (!c || !c[0] || cJSON_HasObjectItem(chunk, "error"))
             continue;
-        int64_t sent = entry_event_ms(e, k), next = entry_event_ms(e, k + 1);
+        int64_t sent = conf_entry_event_ms(e, k), next = conf_entry_event_ms(e, k + 1);
         int64_t got = st->sse.events[i].at_ms;
         stream_check(ctx, st, got <= next + PACE_SLACK_MS,
                      "upstream event %zu (sent at +%lld ms) reached the caller at +%lld ms, "
@@ -478,7 +452,8 @@ SSE_3_events_are_chunks_ending_with_one_done(struct conf_ctx *ctx)
         const cJSON *chunk = cJSON_GetArrayItem(r.json, (int)i);
         if (cJSON_IsNull(chunk))
             continue;
-        const char *object = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(chunk, "object"));
+        const char *object =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(chunk, "object"));
         stream_check(ctx, st, object && strcmp(object, "chat.completion.chunk") == 0,
                      "event %zu is not a chat.completion.chunk", i + 1);
     }
@@ -592,7 +567,8 @@ framing_steps(struct conf_ctx *ctx, const char *step)
 static void
 SSE_6_crlf_line_endings(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "crlf framing", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"crlf\":true}}"));
+    exact_stream(ctx, "crlf framing",
+                 framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"crlf\":true}}"));
 }
 
 /* SSE-6: lone CR line endings. */
@@ -606,21 +582,24 @@ SSE_6_cr_line_endings(struct conf_ctx *ctx)
 static void
 SSE_6_comment_lines(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "comment framing", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"comments\":true}}"));
+    exact_stream(ctx, "comment framing",
+                 framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"comments\":true}}"));
 }
 
 /* SSE-6: every event in one write. */
 static void
 SSE_6_all_events_in_one_write(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "one write", framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"coalesce\":true}}"));
+    exact_stream(ctx, "one write",
+                 framing_steps(ctx, "{\"stream\":{\"chunks\":4,\"coalesce\":true}}"));
 }
 
 /* SSE-6: two events per write. */
 static void
 SSE_6_two_events_per_write(struct conf_ctx *ctx)
 {
-    exact_stream(ctx, "two per write", framing_steps(ctx, "{\"stream\":{\"chunks\":5,\"coalesce\":2}}"));
+    exact_stream(ctx, "two per write",
+                 framing_steps(ctx, "{\"stream\":{\"chunks\":5,\"coalesce\":2}}"));
 }
 
 /* SSE-6: one event spread over several writes. The mock's only way to spread an event is
@@ -636,7 +615,8 @@ SSE_6_event_spread_over_many_writes(struct conf_ctx *ctx)
                framing_steps(ctx, "{\"stream\":{\"chunks\":3,\"split_utf8\":true}}"));
     const struct stream *st = open_stream(ctx, token, body_for(ctx, message, true, INC_TRUE));
     struct relay r = analyse(ctx, st);
-    conf_assume(ctx, !(r.text && strstr(r.text, "\xEF\xBF\xBD") && !strstr(expected, "\xEF\xBF\xBD")),
+    conf_assume(ctx,
+                !(r.text && strstr(r.text, "\xEF\xBF\xBD") && !strstr(expected, "\xEF\xBF\xBD")),
                 "characters cut across writes were replaced by U+FFFD (see SSE-5)");
     assert_clean_end(ctx, &r);
     assert_text(ctx, &r, expected, "events spread over several writes");
@@ -753,13 +733,13 @@ check_broken_stream(struct conf_ctx *ctx, const char *message, const char *token
                  "the broken stream ended with data: [DONE] and no error event: it looks like "
                  "a success");
     stream_check(ctx, st, r.errors == 1, "expected one error event, got %zu", r.errors);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetArrayItem(r.json, (int)r.first_error), "error");
+    const cJSON *err =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(r.json, (int)r.first_error), "error");
     stream_check(ctx, st, cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")),
                  "the error event has no error.message string");
     for (size_t i = (size_t)r.first_error + 1; i < st->sse.n_events; i++)
-        stream_check(ctx, st, is_done(&st->sse.events[i]),
-                     "event %zu follows the error event", i + 1);
+        stream_check(ctx, st, is_done(&st->sse.events[i]), "event %zu follows the error event",
+                     i + 1);
     stream_check(ctx, st, r.first_done < 0 || r.first_done > r.first_error,
                  "data: [DONE] came before the error event");
     bool prefix = r.text && strncmp(expected, r.text, strlen(r.text)) == 0;
@@ -845,9 +825,9 @@ SSE_9_caller_disconnect_closes_upstream(struct conf_ctx *ctx)
 {
     enum { PIECES = 12, DELAY_MS = 250 };
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, "chat",
-               conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES,
-                        DELAY_MS));
+    conf_queue(
+        ctx, token, "chat",
+        conf_str(ctx, "[{\"stream\":{\"chunks\":%d,\"chunk_delay_ms\":%d}}]", PIECES, DELAY_MS));
     struct stream_opts o = {.stop_after = 2};
     const struct stream *st =
         open_stream_ex(ctx, token, body_for(ctx, "leaving early", true, INC_TRUE), &o);
@@ -856,12 +836,15 @@ SSE_9_caller_disconnect_closes_upstream(struct conf_ctx *ctx)
     /* The stream runs PIECES * DELAY_MS if nobody stops it: wait that long for the entry. */
     const cJSON *e = NULL;
     int64_t until = st->stopped_ms + PIECES * DELAY_MS + 2000;
-    while (!(e = cJSON_GetArrayItem(conf_journal(ctx, token), 0)) && qk_now_ms() < until)
+    while (!(e = cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal(ctx, token)), 0)) &&
+           qk_now_ms() < until)
         conf_sleep_ms(50);
-    conf_check(ctx, NULL, e != NULL, "the upstream request was still open %lld ms after the "
-               "caller left", (long long)(qk_now_ms() - st->stopped_ms));
+    conf_check(ctx, NULL, e != NULL,
+               "the upstream request was still open %lld ms after the "
+               "caller left",
+               (long long)(qk_now_ms() - st->stopped_ms));
     int64_t finished = conf_entry_finished_ms(e);
-    bool gone = entry_client_gone(e);
+    bool gone = conf_entry_client_gone(e);
     conf_assume(ctx, gone || finished > st->stopped_ms,
                 "the upstream had finished before the caller got its first events (see SSE-2)");
     conf_check(ctx, NULL, gone,
@@ -910,8 +893,7 @@ SSE_10_flowing_stream_is_not_cut(struct conf_ctx *ctx)
                   "set \"upstream_timeout_ms\" and \"deadline_ms\" to at most %d ms",
                   (long long)cap, CAP_TESTABLE_MS);
     conf_runnable(ctx, PACE_MS < profile(ctx)->stream_idle_timeout_ms,
-                  "the profile's idle timeout is under %d ms: a paced stream cannot flow",
-                  PACE_MS);
+                  "the profile's idle timeout is under %d ms: a paced stream cannot flow", PACE_MS);
     long pieces = (long)(cap / PACE_MS) + 1; /* pieces + [DONE] arrive PACE_MS apart */
     const struct relay r = exact_stream(
         ctx, "long answer",
@@ -932,7 +914,7 @@ SSE_10_stall_past_idle_timeout_ends_stream(struct conf_ctx *ctx)
     struct relay r = analyse(ctx, st);
     assert_stream_200(ctx, st);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    int64_t last = entry_event_ms(e, entry_events(e) - 1);
+    int64_t last = conf_entry_event_ms(e, conf_entry_event_count(e) - 1);
     int64_t ended = st->resp.done_ms - last;
     stream_check(ctx, st, ended >= idle - IDLE_EARLY_MS,
                  "the stream ended %lld ms after the upstream's last event, before the idle "
@@ -974,10 +956,9 @@ SSE_10_trickle_does_not_hold_the_stream(struct conf_ctx *ctx)
                  "idle clock",
                  (long long)trickle, (long long)(idle + 3000), (long long)idle);
     const cJSON *e = journal_entry(ctx, token, 1, 0);
-    size_t events = entry_events(e);
-    conf_check(ctx, NULL, events >= 2, "harness: the journal shows %zu upstream event(s)",
-               events);
-    int64_t ended = st->resp.done_ms - entry_event_ms(e, 1);
+    size_t events = conf_entry_event_count(e);
+    conf_check(ctx, NULL, events >= 2, "harness: the journal shows %zu upstream event(s)", events);
+    int64_t ended = st->resp.done_ms - conf_entry_event_ms(e, 1);
     stream_check(ctx, st, ended <= idle + IDLE_LATE_MS,
                  "the stream ended %lld ms after the upstream's last complete event, while "
                  "bytes kept trickling; idle timeout %lld ms",
@@ -1007,8 +988,8 @@ expected_stream_text(struct conf_ctx *ctx, const char *message, const char *step
 {
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", conf_str(ctx, "[%s]", step));
-    const struct conf_response *r = conf_mock_direct(ctx, "POST", "/api/chat/completions", token,
-                                                     body_for(ctx, message, true, INC_TRUE));
+    const struct conf_response *r =
+        conf_mock_direct_chat(ctx, token, body_for(ctx, message, true, INC_TRUE));
     conf_check(ctx, r, r->status == 200 && !r->body_truncated,
                "harness: the mock did not stream the oracle answer");
     struct stream *st = conf_keep(ctx, calloc(1, sizeof(*st)), release_stream);
@@ -1111,20 +1092,21 @@ check_complete_chunks(struct conf_ctx *ctx, const char *steps)
         stream_check(ctx, st, id && id[0], "chunk %zu has no id", i + 1);
         if (!id0)
             id0 = id;
-        stream_check(ctx, st, strcmp(id, id0) == 0, "chunk %zu has id %s, the first had %s",
-                     i + 1, id, id0);
+        stream_check(ctx, st, strcmp(id, id0) == 0, "chunk %zu has id %s, the first had %s", i + 1,
+                     id, id0);
         stream_check(ctx, st, object && strcmp(object, "chat.completion.chunk") == 0,
                      "chunk %zu: object is not chat.completion.chunk", i + 1);
-        stream_check(ctx, st, cJSON_IsNumber(created), "chunk %zu has no numeric created",
-                     i + 1);
-        stream_check(ctx, st, created->valuedouble > now - DAY_S && created->valuedouble < now + DAY_S,
+        stream_check(ctx, st, cJSON_IsNumber(created), "chunk %zu has no numeric created", i + 1);
+        stream_check(ctx, st,
+                     created->valuedouble > now - DAY_S && created->valuedouble < now + DAY_S,
                      "chunk %zu: created %.0f is not now in seconds (%.0f)", i + 1,
                      created->valuedouble, now);
         stream_check(ctx, st, m && strcmp(m, model) == 0, "chunk %zu: model is %s, not %s", i + 1,
                      m ? m : "absent", model);
         stream_check(ctx, st, cJSON_GetArraySize(choices) > 0, "chunk %zu has no choices", i + 1);
         const cJSON *ch;
-        cJSON_ArrayForEach(ch, choices) {
+        cJSON_ArrayForEach(ch, choices)
+        {
             const cJSON *fr = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
             stream_check(ctx, st, cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(ch, "index")),
                          "chunk %zu: a choice has no index", i + 1);
@@ -1195,11 +1177,11 @@ SSE_13_inband_failures_retried_then_error_status(struct conf_ctx *ctx)
         open_stream(ctx, plain, body_for(ctx, "blocked plainly", true, INC_TRUE));
     conf_assume(ctx, st_plain->resp.status >= 400,
                 "a stream whose every attempt fails with 500 got HTTP %ld (see SSE-7), so "
-                "in-band failures cannot be told apart", st_plain->resp.status);
+                "in-band failures cannot be told apart",
+                st_plain->resp.status);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", steps);
-    const struct stream *st =
-        open_stream(ctx, token, body_for(ctx, "blocked", true, INC_TRUE));
+    const struct stream *st = open_stream(ctx, token, body_for(ctx, "blocked", true, INC_TRUE));
     stream_check(ctx, st, st->resp.status >= 400,
                  "in-band failures on every attempt gave HTTP %ld, not an error status",
                  st->resp.status);
@@ -1260,9 +1242,11 @@ SSE_14_concurrent_streams_are_each_exact(struct conf_ctx *ctx)
     const char *alone_msg = conf_str(ctx, "one stream alone, %s", alone);
     const char *alone_text = expected_text(ctx, alone_msg);
     conf_queue(ctx, alone, "chat", "[{\"stream\":{\"chunks\":5,\"split_utf8\":true}}]");
-    struct relay single = analyse(ctx, open_stream(ctx, alone, body_for(ctx, alone_msg, true, INC_TRUE)));
-    conf_assume(ctx, single.st->resp.status == 200 && single.text && strcmp(single.text, alone_text) == 0,
-                "a single stream with characters cut across writes is not exact (see SSE-5)");
+    struct relay single =
+        analyse(ctx, open_stream(ctx, alone, body_for(ctx, alone_msg, true, INC_TRUE)));
+    conf_assume(
+        ctx, single.st->resp.status == 200 && single.text && strcmp(single.text, alone_text) == 0,
+        "a single stream with characters cut across writes is not exact (see SSE-5)");
     struct conf_request reqs[STREAMS];
     const char *expected[STREAMS];
     const char *url =
@@ -1278,8 +1262,11 @@ SSE_14_concurrent_streams_are_each_exact(struct conf_ctx *ctx)
         headers[0] = conf_bearer(ctx, token);
         headers[1] = "Content-Type: application/json";
         headers[2] = "Accept: text/event-stream";
-        reqs[i] = (struct conf_request){.method = "POST", .url = url, .headers = headers,
-                                        .body = body, .body_len = strlen(body),
+        reqs[i] = (struct conf_request){.method = "POST",
+                                        .url = url,
+                                        .headers = headers,
+                                        .body = body,
+                                        .body_len = strlen(body),
                                         .timeout_ms = 15000};
     }
     const struct conf_response *rs = conf_send_many(ctx, reqs, STREAMS);
@@ -1378,8 +1365,7 @@ raw_200_step(struct conf_ctx *ctx, const char *content_type, const char *body, c
 /* Every attempt of a stream request meets @p step: the caller gets a JSON error status,
  * after as many attempts as upstream 500s cause (@p expect). */
 static void
-check_failure_each_attempt(struct conf_ctx *ctx, const char *what, const char *step,
-                           size_t expect)
+check_failure_each_attempt(struct conf_ctx *ctx, const char *what, const char *step, size_t expect)
 {
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat", conf_repeat_steps(ctx, step, conf_max_attempts(ctx) + 1));
@@ -1391,8 +1377,8 @@ check_failure_each_attempt(struct conf_ctx *ctx, const char *what, const char *s
                  what, st->resp.status);
     conf_assert_json_error(ctx, &st->resp);
     size_t got = conf_attempts(ctx, token, expect);
-    conf_check(ctx, &st->resp, got == expect,
-               "%s caused %zu attempt(s); upstream 500s cause %zu", what, got, expect);
+    conf_check(ctx, &st->resp, got == expect, "%s caused %zu attempt(s); upstream 500s cause %zu",
+               what, got, expect);
 }
 
 /* SSE-16: a stream request answered 200 with a JSON completion, the in-band failure payload
@@ -1460,14 +1446,14 @@ SSE_17_event_stream_without_events_is_a_failure(struct conf_ctx *ctx)
     const char *sse = "text/event-stream";
     check_failure_each_attempt(
         ctx, "an event stream of gzip-encoded bytes",
-        raw_200_step(ctx, sse, "\x1f\x8b\x08\x08\xd2\x9c\x6b\x65\x02\xff\xab\x56\x4a\x49\x2c\x49\x54\xb2",
+        raw_200_step(ctx, sse,
+                     "\x1f\x8b\x08\x08\xd2\x9c\x6b\x65\x02\xff\xab\x56\x4a\x49\x2c\x49\x54\xb2",
                      "\"headers\":{\"Content-Encoding\":\"gzip\"}"),
         expect);
     check_failure_each_attempt(
         ctx, "an event stream that is an HTML page",
         raw_200_step(ctx, sse,
-                     "<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n",
-                     NULL),
+                     "<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n", NULL),
         expect);
     check_failure_each_attempt(ctx, "an event stream of junk lines",
                                raw_200_step(ctx, sse, "hello\nworld\n\n", NULL), expect);
@@ -1482,8 +1468,7 @@ SSE_17_cut_only_event_is_a_failure(struct conf_ctx *ctx)
     check_failure_each_attempt(
         ctx, "an event stream whose only event has no blank line before the end",
         raw_200_step(ctx, "text/event-stream",
-                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"cut\"}}]}",
-                     NULL),
+                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"cut\"}}]}", NULL),
         expect);
 }
 
@@ -1547,10 +1532,9 @@ SSE_18_caller_leaving_before_the_first_byte_stops_retries(struct conf_ctx *ctx)
                   (long long)p->deadline_ms, LEAVE_MS + GONE_LIMIT_MS + MARGIN_MS);
     const char *token = conf_token(ctx);
     conf_queue(ctx, token, "chat",
-               conf_repeat_steps(ctx,
-                                 conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}",
-                                          (long long)delay),
-                                 conf_max_attempts(ctx) + 1));
+               conf_repeat_steps(
+                   ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%lld}", (long long)delay),
+                   conf_max_attempts(ctx) + 1));
     struct stream_opts o = {.timeout_ms = LEAVE_MS};
     const struct stream *st =
         open_stream_ex(ctx, token, body_for(ctx, "leaving before the start", true, INC_TRUE), &o);
@@ -1562,7 +1546,7 @@ SSE_18_caller_leaving_before_the_first_byte_stops_retries(struct conf_ctx *ctx)
     /* Long enough for the attempts a proxy that ignores the caller would still make to
      * reach the journal (each is recorded when it ends). */
     conf_sleep_ms(attempts * (delay + 100) + 500);
-    const cJSON *journal = conf_journal(ctx, token);
+    const cJSON *journal = conf_attempt_entries(ctx, conf_journal(ctx, token));
     size_t n = (size_t)cJSON_GetArraySize(journal);
     conf_check(ctx, NULL, n >= 1, "harness: the journal shows no attempt");
     for (size_t i = 0; i < n; i++) {
@@ -1622,5 +1606,4 @@ static const struct CMUnitTest stream_tests[] = {
     CONF_TEST(SSE_18, SSE_18_caller_leaving_before_the_first_byte_stops_retries),
 };
 
-const struct conf_group conf_group_stream = {"stream", stream_tests,
-                                             sizeof(stream_tests) / sizeof(stream_tests[0])};
+CONF_GROUP(stream, stream_tests);

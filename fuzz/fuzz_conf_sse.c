@@ -110,8 +110,7 @@ compare(const char *how, bool ok_a, const struct conf_sse_parser *a, bool ok_b,
         const struct conf_sse_parser *b)
 {
     bool same = ok_a == ok_b && a->n_events == b->n_events && a->comments == b->comments &&
-                a->other_fields == b->other_fields &&
-                a->empty_dispatches == b->empty_dispatches &&
+                a->other_fields == b->other_fields && a->empty_dispatches == b->empty_dispatches &&
                 a->ended_inside_event == b->ended_inside_event &&
                 same_str(a->last_event_id, b->last_event_id);
     for (size_t i = 0; same && i < a->n_events; i++) {

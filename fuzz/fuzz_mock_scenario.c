@@ -32,8 +32,8 @@ fail(const char *what, const char *detail)
 }
 
 static enum qk_err
-parse_copy(const char *json, size_t len, struct mock_scenario **out, char *field,
-           size_t field_len, char *msg, size_t msg_len)
+parse_copy(const char *json, size_t len, struct mock_scenario **out, char *field, size_t field_len,
+           char *msg, size_t msg_len)
 {
     struct mock_stream_opts defaults;
     mock_stream_opts_init(&defaults);
@@ -43,8 +43,7 @@ parse_copy(const char *json, size_t len, struct mock_scenario **out, char *field
     if (len)
         memcpy(body, json, len);
     *out = NULL;
-    enum qk_err rc = mock_scenario_parse(body, len, &defaults, out, field, field_len, msg,
-                                         msg_len);
+    enum qk_err rc = mock_scenario_parse(body, len, &defaults, out, field, field_len, msg, msg_len);
     free(body);
     return rc;
 }
@@ -138,8 +137,8 @@ check_refused_tiny(const uint8_t *data, size_t size, enum qk_err rc, const char 
             fail("wrote past the field/msg buffers", field);
     if (rc2 != rc)
         fail("verdict depends on the size of the error buffers", field);
-    if (!memchr(tf, '\0', TINY) || !memchr(tm, '\0', TINY) ||
-        strncmp(tf, field, strlen(tf)) != 0 || strncmp(tm, msg, strlen(tm)) != 0)
+    if (!memchr(tf, '\0', TINY) || !memchr(tm, '\0', TINY) || strncmp(tf, field, strlen(tf)) != 0 ||
+        strncmp(tm, msg, strlen(tm)) != 0)
         fail("truncated error is not a terminated prefix of the full one", field);
 }
 

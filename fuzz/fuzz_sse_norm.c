@@ -67,8 +67,8 @@ differ(const char *how, const struct outcome *a, const struct outcome *b)
             "whole: status=%d finish=%d events=%zu inband='%s' out(%zu)=\n%s\n"
             "split: status=%d finish=%d events=%zu inband='%s' out(%zu)=\n%s\n",
             how, a->status, a->finish_rc, a->events, a->inband, qk_buf_len(&a->out),
-            qk_buf_ptr(&a->out), b->status, b->finish_rc, b->events, b->inband,
-            qk_buf_len(&b->out), qk_buf_ptr(&b->out));
+            qk_buf_ptr(&a->out), b->status, b->finish_rc, b->events, b->inband, qk_buf_len(&b->out),
+            qk_buf_ptr(&b->out));
     abort();
 }
 
@@ -76,8 +76,8 @@ static void
 compare(const char *how, const struct outcome *a, const struct outcome *b)
 {
     if (a->status != b->status || a->finish_rc != b->finish_rc || a->end != b->end ||
-        a->events != b->events ||
-        strcmp(a->inband, b->inband) != 0 || qk_buf_len(&a->out) != qk_buf_len(&b->out) ||
+        a->events != b->events || strcmp(a->inband, b->inband) != 0 ||
+        qk_buf_len(&a->out) != qk_buf_len(&b->out) ||
         memcmp(qk_buf_ptr(&a->out), qk_buf_ptr(&b->out), qk_buf_len(&a->out)) != 0)
         differ(how, a, b);
 }

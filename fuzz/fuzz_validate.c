@@ -85,8 +85,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("a refusal names an unknown field");
     }
     bool ok2 = validate_copy(data, size, " \r\n\t", &stream2, &why2);
-    if (ok2 != ok || stream2 != stream || (!ok && (why.param != why2.param ||
-                                                   why.code != why2.code)))
+    if (ok2 != ok || stream2 != stream ||
+        (!ok && (why.param != why2.param || why.code != why2.code)))
         fail("trailing JSON whitespace changed the verdict");
     return 0;
 }

@@ -7,38 +7,55 @@
 
 /* Ids, names and nested info as the 2025 service listed them (see
  * docs/upstream-v1.md §3); numbers are illustrative. */
-#define MODEL(id, name, desc, vision, ctx, types)                                      \
-    "{\"id\":\"" id "\",\"name\":\"" name "\",\"object\":\"model\",\"created\":1737936000," \
-    "\"owned_by\":\"qwen\",\"info\":{\"id\":\"" id "\",\"name\":\"" name "\","         \
-    "\"is_active\":true,\"meta\":{\"short_description\":\"" desc "\","               \
-    "\"capabilities\":{\"vision\":" vision ",\"document\":true,\"citations\":true},"   \
-    "\"max_context_length\":" ctx ",\"max_generation_length\":8192,"                  \
+#define MODEL(id, name, desc, vision, ctx, types)                                                  \
+    "{\"id\":\"" id "\",\"name\":\"" name "\",\"object\":\"model\",\"created\":1737936000,"        \
+    "\"owned_by\":\"qwen\",\"info\":{\"id\":\"" id "\",\"name\":\"" name "\","                     \
+    "\"is_active\":true,\"meta\":{\"short_description\":\"" desc "\","                             \
+    "\"capabilities\":{\"vision\":" vision ",\"document\":true,\"citations\":true},"               \
+    "\"max_context_length\":" ctx ",\"max_generation_length\":8192,"                               \
     "\"chat_type\":" types "}}}"
 
 static const char *const model_ids[] = {
-    "qwen-max-latest",         "qwen-plus-latest",  "qwen-turbo-latest",
-    "qwq-32b",                 "qvq-72b-preview",   "qwen2.5-coder-32b-instruct",
+    "qwen-max-latest",         "qwen-plus-latest",
+    "qwen-turbo-latest",       "qwq-32b",
+    "qvq-72b-preview",         "qwen2.5-coder-32b-instruct",
     "qwen2.5-vl-72b-instruct", "qwen2.5-14b-instruct-1m",
 };
 
 static const char models_json[] =
-    "{\"data\":["
-    MODEL("qwen-max-latest", "Qwen2.5-Max", "Flagship chat model.", "false", "32768",
-          "[\"t2t\",\"search\",\"artifacts\"]") ","
-    MODEL("qwen-plus-latest", "Qwen2.5-Plus", "Balanced chat model.", "false", "131072",
-          "[\"t2t\",\"search\",\"artifacts\"]") ","
-    MODEL("qwen-turbo-latest", "Qwen2.5-Turbo", "Fast chat model with a long context.", "false",
-          "1000000", "[\"t2t\",\"search\"]") ","
-    MODEL("qwq-32b", "QwQ-32B", "Reasoning model.", "false", "131072", "[\"t2t\"]") ","
-    MODEL("qvq-72b-preview", "QVQ-72B-Preview", "Visual reasoning model.", "true", "32768",
-          "[\"t2t\"]") ","
-    MODEL("qwen2.5-coder-32b-instruct", "Qwen2.5-Coder-32B-Instruct", "Coding model.", "false",
-          "131072", "[\"t2t\",\"artifacts\",\"web_dev\"]") ","
-    MODEL("qwen2.5-vl-72b-instruct", "Qwen2.5-VL-72B-Instruct",
-          "Smart large vision-language model", "true", "131072", "[\"t2t\"]") ","
-    MODEL("qwen2.5-14b-instruct-1m", "Qwen2.5-14B-Instruct-1M", "Open model with a 1M context.",
-          "false", "1000000", "[\"t2t\"]")
-    "]}";
+    "{\"data\":[" MODEL("qwen-max-latest", "Qwen2.5-Max", "Flagship chat model.", "false", "32768", "[\"t2t\",\"search\",\"artifacts\"]") "," MODEL("qwen-plus-latest", "Qwen2.5-Plus", "Balanced chat model.", "false", "131072", "[\"t2t\",\"search\",\"artifacts\"]") "," MODEL(
+        "qwen-turbo-latest", "Qwen2.5-Turbo", "Fast chat model with a long context.", "false",
+        "1000000",
+        "[\"t2t\",\"search\"]") "," MODEL("qwq-32b", "QwQ-32B", "Reasoning model.", "false",
+                                          "131072",
+                                          "[\"t2t\"]") "," MODEL("qvq-72b-preview",
+                                                                 "QVQ-72B-Preview",
+                                                                 "Visual reasoning model.", "true",
+                                                                 "32768",
+                                                                 "[\"t2t\"]") "," MODEL("qwen2.5-"
+                                                                                        "coder-32b-"
+                                                                                        "instruct",
+                                                                                        "Qwen2.5-"
+                                                                                        "Coder-32B-"
+                                                                                        "Instruct",
+                                                                                        "Coding "
+                                                                                        "model.",
+                                                                                        "false",
+                                                                                        "131072",
+                                                                                        "[\"t2t\","
+                                                                                        "\"artifact"
+                                                                                        "s\",\"web_"
+                                                                                        "dev\"]") "," MODEL("qwen2.5-vl-72b-instruct",
+                                                                                                            "Qwen2.5-VL-72B-Instruct",
+                                                                                                            "Smart large vision-language model",
+                                                                                                            "true",
+                                                                                                            "131072",
+                                                                                                            "[\"t2t\"]") "," MODEL("qwen2.5-14b-instruct-1m",
+                                                                                                                                   "Qwen2.5-14B-Instruct-1M",
+                                                                                                                                   "Open model with a 1M context.",
+                                                                                                                                   "false",
+                                                                                                                                   "1000000",
+                                                                                                                                   "[\"t2t\"]") "]}";
 
 const char *
 mock_models_json(void)
@@ -89,7 +106,7 @@ mock_html_page(enum mock_html kind, unsigned status, unsigned *status_out)
     case MOCK_HTML_GATEWAY: {
         /* The nginx-style page, CRLF lines, as the service's gateway sent it. */
         unsigned st = status ? status : 502;
-        const char *title = st == 504 ? "504 Gateway Time-out"
+        const char *title = st == 504   ? "504 Gateway Time-out"
                             : st == 503 ? "503 Service Temporarily Unavailable"
                                         : "502 Bad Gateway";
         char tmp[512];
@@ -121,16 +138,17 @@ mock_inband_payload(enum mock_inband kind)
 
 /* Answer templates. Repeated pieces ("哈" x3) and multi-byte text are deliberate:
  * a proxy that de-duplicates naively or cuts UTF-8 is caught by them. */
-static const char *const template_a[] = {"Hello", "! ", "我是", "通义千问", "，",   "哈",
-                                          "哈",    "哈", " 🎉", " The answer is ", NULL};
-static const char *const template_b[] = {"好的", "，", "here is ", "a list", ": ", "一、",
-                                          "苹果 🍎", "; ", "哈", "哈", "哈", " done", NULL};
-static const char *const template_c[] = {"Sure", ". ", "Sure", ". ", "测试", "测试",
-                                          " ✅ ", "Qwen ", "says ", "hi", NULL};
+static const char *const template_a[] = {"Hello", "! ", "我是", "通义千问",        "，", "哈",
+                                         "哈",    "哈", " 🎉",   " The answer is ", NULL};
+static const char *const template_b[] = {"好的", "，",     "here is ", "a list", ": ",
+                                         "一、", "苹果 🍎", "; ",       "哈",     "哈",
+                                         "哈",   " done",  NULL};
+static const char *const template_c[] = {"Sure", ". ",    "Sure",  ". ", "测试", "测试",
+                                         " ✅ ",  "Qwen ", "says ", "hi", NULL};
 
 size_t
-mock_answer_pieces(const char *model, const char *last_message, char *storage,
-                   size_t storage_len, const char *pieces[MOCK_ANSWER_MAX_PIECES])
+mock_answer_pieces(const char *model, const char *last_message, char *storage, size_t storage_len,
+                   const char *pieces[MOCK_ANSWER_MAX_PIECES])
 {
     uint32_t h = 2166136261u;
     for (const char *s = model ? model : ""; *s; s++)

@@ -17,6 +17,19 @@ mock_route_name(enum mock_route r)
     return r < MOCK_ROUTE_COUNT ? names[r] : "?";
 }
 
+/* "must be "a", "b" or "c"", from the route names, so that a new route is named too. */
+static void
+route_choices(char *out, size_t len)
+{
+    size_t used = 0;
+    for (int i = 0; i < MOCK_ROUTE_COUNT && used < len; i++) {
+        const char *sep = i == 0 ? "must be " : i + 1 == MOCK_ROUTE_COUNT ? " or " : ", ";
+        int n =
+            snprintf(out + used, len - used, "%s\"%s\"", sep, mock_route_name((enum mock_route)i));
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
 /* Parsing context: where we are (for error messages) and what went wrong. */
 struct parse_ctx {
     char path[256];
@@ -336,7 +349,9 @@ parse_one(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts *
                     sc->route = (enum mock_route)i;
             }
             if (sc->route == MOCK_ROUTE_COUNT) {
-                rc = fail(c, "route", "must be \"models\", \"chat\" or \"any\"");
+                char msg[160];
+                route_choices(msg, sizeof(msg));
+                rc = fail(c, "route", msg);
                 goto out;
             }
         } else if (strcmp(it->string, "steps") == 0)

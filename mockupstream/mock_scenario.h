@@ -13,20 +13,20 @@ enum mock_route { MOCK_ROUTE_MODELS = 0, MOCK_ROUTE_CHAT, MOCK_ROUTE_ANY, MOCK_R
 
 /** One queued step: what the next matching request gets. */
 struct mock_step {
-    struct mock_step *next;  /* queue link */
+    struct mock_step *next; /* queue link */
     bool ok;
-    unsigned status;         /* 0 = none */
-    char *body;              /* owned, may be NULL */
-    char *content_type;      /* owned, may be NULL */
-    struct cJSON *headers;   /* owned, may be NULL: extra response headers {name: value} */
-    int retry_after;         /* -1 = none */
+    unsigned status;       /* 0 = none */
+    char *body;            /* owned, may be NULL */
+    char *content_type;    /* owned, may be NULL */
+    struct cJSON *headers; /* owned, may be NULL: extra response headers {name: value} */
+    int retry_after;       /* -1 = none */
     enum mock_html html;
     enum mock_inband inband;
     int delay_ms;
     bool drop;
     bool has_stream;
     struct mock_stream_opts stream; /* meaningful when has_stream */
-    char *json;              /* owned: the step as given, for the journal */
+    char *json;                     /* owned: the step as given, for the journal */
 };
 
 /** One parsed scenario: steps for (token, route). Owns token and steps. */

@@ -407,8 +407,9 @@ mock_journal_query_set(struct mock_journal_query *q, const char *name, const cha
     while (p < QP_COUNT && strcmp(name, query_param_names[p]) != 0)
         p++;
     if (p == QP_COUNT)
-        return query_fail(name, "unknown journal parameter (token, or a search: contains, "
-                                "since_ms, until_ms, not_token, limit)",
+        return query_fail(name,
+                          "unknown journal parameter (token, or a search: contains, "
+                          "since_ms, until_ms, not_token, limit)",
                           field, field_len, msg, msg_len);
     if (q->_given & (1u << p))
         return query_fail(name, "given more than once", field, field_len, msg, msg_len);
@@ -418,8 +419,7 @@ mock_journal_query_set(struct mock_journal_query *q, const char *name, const cha
     case QP_CONTAINS:
     case QP_NOT_TOKEN:
         if (!value || !value[0])
-            return query_fail(name, "must be a non-empty string", field, field_len, msg,
-                              msg_len);
+            return query_fail(name, "must be a non-empty string", field, field_len, msg, msg_len);
         if (p == QP_CONTAINS)
             q->contains = value;
         else
@@ -428,8 +428,8 @@ mock_journal_query_set(struct mock_journal_query *q, const char *name, const cha
     case QP_SINCE:
     case QP_UNTIL:
         if (!parse_count(value, &n))
-            return query_fail(name, "must be a non-negative integer (CLOCK_MONOTONIC ms)",
-                              field, field_len, msg, msg_len);
+            return query_fail(name, "must be a non-negative integer (CLOCK_MONOTONIC ms)", field,
+                              field_len, msg, msg_len);
         if (p == QP_SINCE)
             q->since_ms = n;
         else
@@ -513,8 +513,9 @@ mock_state_journal_search(struct mock_state *st, const struct mock_journal_query
     for (const struct journal_entry *e = st->all.tail; e; e = e->prev[LIST_ALL])
         if (entry_matches(q, e) && ++matched <= limit)
             first = e;
-    enum qk_err rc = qk_buf_appendf(&b, "{\"in_flight\":%zu,\"matched\":%zu,\"truncated\":%s,"
-                                        "\"entries\":[",
+    enum qk_err rc = qk_buf_appendf(&b,
+                                    "{\"in_flight\":%zu,\"matched\":%zu,\"truncated\":%s,"
+                                    "\"entries\":[",
                                     in_flight, matched, matched > limit ? "true" : "false");
     bool comma = false;
     for (const struct journal_entry *e = first; e && rc == QK_OK; e = e->next[LIST_ALL]) {

@@ -141,8 +141,8 @@ struct event_list {
 
 /* Appends one chunk event, after its keep-alive comment when asked. */
 static enum qk_err
-push_chunk(struct event_list *el, const struct mock_answer *ans,
-           const struct mock_stream_opts *o, const struct chunk *c)
+push_chunk(struct event_list *el, const struct mock_answer *ans, const struct mock_stream_opts *o,
+           const struct chunk *c)
 {
     enum qk_err rc = QK_OK;
     if (o->comments)
@@ -156,8 +156,7 @@ push_chunk(struct event_list *el, const struct mock_answer *ans,
 
 /* Appends a write of @p len bytes at @p data, which points into the plan's bytes. */
 static enum qk_err
-plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int delay,
-          int events)
+plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int delay, int events)
 {
     if (p->count == *alloc) {
         size_t n = *alloc ? *alloc * 2 : 16;
@@ -174,8 +173,8 @@ plan_push(struct mock_plan *p, size_t *alloc, const char *data, size_t len, int 
 /* Pushes one group of events (@p len bytes at @p d) as one write, or as several writes
  * cut inside multi-byte characters when split_utf8 asks for it. */
 static enum qk_err
-push_group(struct mock_plan *p, size_t *alloc, const char *d, size_t len, int events,
-           int delay, bool split_utf8)
+push_group(struct mock_plan *p, size_t *alloc, const char *d, size_t len, int events, int delay,
+           bool split_utf8)
 {
     if (!split_utf8)
         return plan_push(p, alloc, d, len, delay, events);
@@ -187,7 +186,8 @@ push_group(struct mock_plan *p, size_t *alloc, const char *d, size_t len, int ev
         unsigned char c = (unsigned char)d[i];
         if (c >= 0xC0 && i + 1 < len) {
             size_t cut = i + 1;
-            rc = plan_push(p, alloc, d + start, cut - start, start ? MOCK_SPLIT_WRITE_DELAY_MS : delay, 0);
+            rc = plan_push(p, alloc, d + start, cut - start,
+                           start ? MOCK_SPLIT_WRITE_DELAY_MS : delay, 0);
             if (rc != QK_OK)
                 return rc;
             start = cut;
@@ -204,18 +204,18 @@ mock_stream_worst_bytes(const struct mock_stream_opts *o, bool cumulative)
 {
     /* A piece repeated until it is at least piece_bytes long ends shorter than
      * piece_bytes plus one copy of itself. */
-    uint64_t piece = (uint64_t)(o->piece_bytes > 0 ? o->piece_bytes : 0) +
-                     MOCK_ANSWER_PIECE_MAX_BYTES;
+    uint64_t piece =
+        (uint64_t)(o->piece_bytes > 0 ? o->piece_bytes : 0) + MOCK_ANSWER_PIECE_MAX_BYTES;
     uint64_t text = MOCK_ANSWER_MAX_PIECES * piece;
-    uint64_t events = o->chunks <= 0              ? MOCK_ANSWER_MAX_PIECES
+    uint64_t events = o->chunks <= 0                ? MOCK_ANSWER_MAX_PIECES
                       : o->chunks < MOCK_ANSWER_MAX ? (uint64_t)o->chunks
                                                     : MOCK_ANSWER_MAX;
     return (cumulative ? events * text : text) + (o->final_repeat ? text : 0);
 }
 
 enum qk_err
-mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
-                bool cumulative, struct mock_plan *out)
+mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o, bool cumulative,
+                struct mock_plan *out)
 {
     enum qk_err rc = QK_OK;
     struct mock_plan plan = {0};

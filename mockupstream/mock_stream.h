@@ -13,32 +13,32 @@ enum mock_eol { MOCK_EOL_LF = 0, MOCK_EOL_CRLF, MOCK_EOL_CR };
 
 /** How a stream is shaped (the `stream` object of a scenario step). */
 struct mock_stream_opts {
-    int chunks;          /**< re-split the text into N pieces; 0 = natural pieces */
-    int piece_bytes;     /**< repeat each piece whole until it is at least N bytes */
-    int chunk_delay_ms;  /**< pause before each event after the first */
-    bool split_utf8;     /**< cut writes inside multi-byte characters */
+    int chunks;         /**< re-split the text into N pieces; 0 = natural pieces */
+    int piece_bytes;    /**< repeat each piece whole until it is at least N bytes */
+    int chunk_delay_ms; /**< pause before each event after the first */
+    bool split_utf8;    /**< cut writes inside multi-byte characters */
     enum mock_eol eol;
-    bool comments;       /**< ": keep-alive" line before each event */
-    int coalesce;        /**< events per write; 0/1 = one, -1 = all */
-    int truncate_after;  /**< close after K events; -1 = never */
-    int stall_after;     /**< stop after K events, hold open; -1 = never */
-    int stall_ms;        /**< how long a stall holds the connection */
-    int trickle_ms;      /**< during a stall, one byte of an event that never ends every N ms
-                              (then the stall ends by closing); 0 = silence */
-    bool final_repeat;   /**< extra last chunk repeating the whole text */
-    bool cut_last_event; /**< no [DONE]; the last event ends without its blank line, and the
-                              stream ends cleanly there (a truncated answer) */
+    bool comments;          /**< ": keep-alive" line before each event */
+    int coalesce;           /**< events per write; 0/1 = one, -1 = all */
+    int truncate_after;     /**< close after K events; -1 = never */
+    int stall_after;        /**< stop after K events, hold open; -1 = never */
+    int stall_ms;           /**< how long a stall holds the connection */
+    int trickle_ms;         /**< during a stall, one byte of an event that never ends every N ms
+                                 (then the stall ends by closing); 0 = silence */
+    bool final_repeat;      /**< extra last chunk repeating the whole text */
+    bool cut_last_event;    /**< no [DONE]; the last event ends without its blank line, and the
+                                 stream ends cleanly there (a truncated answer) */
     bool final_empty_delta; /**< finish_reason (and usage) on an extra last chunk whose
                                  delta is {} */
-    bool empty_choices;  /**< a "choices": [] chunk before the first piece; usage moves
-                              to a "choices": [] chunk after the last */
-    bool no_content_delta; /**< a first chunk delta {"role":"assistant"} and one delta {}
-                                before the middle piece */
-    int cumulative;      /**< -1 = as requested, 0 = incremental, 1 = cumulative */
-    bool done;           /**< send data: [DONE] */
-    bool finish_reason;  /**< last chunk carries finish_reason */
-    bool usage;          /**< last chunk carries usage */
-    bool envelope;       /**< chunks carry id/object/created/model */
+    bool empty_choices;     /**< a "choices": [] chunk before the first piece; usage moves
+                                 to a "choices": [] chunk after the last */
+    bool no_content_delta;  /**< a first chunk delta {"role":"assistant"} and one delta {}
+                                 before the middle piece */
+    int cumulative;         /**< -1 = as requested, 0 = incremental, 1 = cumulative */
+    bool done;              /**< send data: [DONE] */
+    bool finish_reason;     /**< last chunk carries finish_reason */
+    bool usage;             /**< last chunk carries usage */
+    bool envelope;          /**< chunks carry id/object/created/model */
 };
 
 /** Delay between the writes of one event split inside UTF-8 characters. */
@@ -59,11 +59,11 @@ void mock_stream_opts_init(struct mock_stream_opts *o);
 struct mock_answer {
     const char *const *pieces; /**< borrowed */
     size_t n_pieces;
-    const char *model;         /**< borrowed */
-    const char *id;            /**< borrowed, "chatcmpl-..." */
-    long long created;         /**< seconds */
+    const char *model; /**< borrowed */
+    const char *id;    /**< borrowed, "chatcmpl-..." */
+    long long created; /**< seconds */
     int input_tokens;
-    const char *finish;        /**< "stop" or "length" */
+    const char *finish; /**< "stop" or "length" */
 };
 
 /** One socket write: sent after waiting delay_ms; completes `events` events. */

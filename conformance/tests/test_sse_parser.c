@@ -99,7 +99,9 @@ bom_stripped_once_and_unterminated_event_discarded(void **state)
     (void)state;
     struct conf_sse_parser p;
     conf_sse_init(&p);
-    feed_all(&p, "\xEF\xBB\xBF" "data: a\n\n\xEF\xBB\xBF" "data: b\n\ndata: lost\n");
+    feed_all(&p, "\xEF\xBB\xBF"
+                 "data: a\n\n\xEF\xBB\xBF"
+                 "data: b\n\ndata: lost\n");
     assert_int_equal(p.n_events, 1);
     assert_string_equal(p.events[0].data, "a");
     assert_int_equal(p.other_fields, 1); /* the second BOM is part of a field name */
@@ -126,11 +128,11 @@ utf8_validation_rejects_broken_sequences(void **state)
 {
     (void)state;
     assert_true(conf_utf8_valid("héllo 哈 🎉", strlen("héllo 哈 🎉")));
-    assert_false(conf_utf8_valid("\xE5\x93", 2));          /* cut character */
-    assert_false(conf_utf8_valid("\x93\x88", 2));          /* starts inside one */
-    assert_false(conf_utf8_valid("\xC0\xAF", 2));          /* overlong */
-    assert_false(conf_utf8_valid("\xED\xA0\x80", 3));      /* surrogate */
-    assert_false(conf_utf8_valid("\xEF\xBF\xBD\xFF", 4));  /* invalid byte */
+    assert_false(conf_utf8_valid("\xE5\x93", 2));         /* cut character */
+    assert_false(conf_utf8_valid("\x93\x88", 2));         /* starts inside one */
+    assert_false(conf_utf8_valid("\xC0\xAF", 2));         /* overlong */
+    assert_false(conf_utf8_valid("\xED\xA0\x80", 3));     /* surrogate */
+    assert_false(conf_utf8_valid("\xEF\xBF\xBD\xFF", 4)); /* invalid byte */
 }
 
 int

@@ -1,6 +1,7 @@
 /* Unit tests of the suite's own machinery: test selection and order (conf_plan.c), the
  * folding of test outcomes into verdicts (conf_report.c), profile parsing
- * (conf_profile.c) and the cleaning of target bytes for reports (conf_text.c). */
+ * (conf_profile.c), the cleaning of target bytes for reports (conf_text.c), the chat-body
+ * builder (conf_harness.c) and which upstream requests are attempts (conf_dialect.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "conf_dialect.h"
+#include "conf_harness.h"
 #include "conf_plan.h"
 #include "conf_profile.h"
 #include "conf_report.h"
@@ -22,17 +25,16 @@ noop(struct conf_ctx *ctx)
     (void)ctx;
 }
 
-#define CASE(req_sym, label)                                                               \
-    {                                                                                      \
-        #label, conf_case_run, conf_case_setup, conf_case_teardown,                        \
-            &(struct conf_case){.name = #label, .req = CONF_REQ_##req_sym, .fn = noop},    \
+#define CASE(req_sym, label)                                                                       \
+    {                                                                                              \
+#label, conf_case_run, conf_case_setup, conf_case_teardown,                                \
+            &(struct conf_case){.name = #label, .req = CONF_REQ_##req_sym, .fn = noop },           \
     }
 
 static const struct CMUnitTest fake_tests[] = {
-    CASE(AUTH_1, AUTH_1_first),     CASE(AUTH_1, AUTH_1_second),
-    CASE(RETRY_1, RETRY_1_models),  CASE(RETRY_3, RETRY_3_count),
-    CASE(SSE_1, SSE_1_headers),     CASE(SSE_10, SSE_10_keepalive),
-    CASE(SSE_12, SSE_12_chunks),    CASE(ROBUST_1, ROBUST_1_inputs),
+    CASE(AUTH_1, AUTH_1_first),   CASE(AUTH_1, AUTH_1_second),     CASE(RETRY_1, RETRY_1_models),
+    CASE(RETRY_3, RETRY_3_count), CASE(SSE_1, SSE_1_headers),      CASE(SSE_10, SSE_10_keepalive),
+    CASE(SSE_12, SSE_12_chunks),  CASE(ROBUST_1, ROBUST_1_inputs),
 };
 static const struct conf_group fake_group = {"fake", fake_tests,
                                              sizeof(fake_tests) / sizeof(fake_tests[0])};
@@ -61,9 +63,8 @@ select_names(const char *only, const char *exclude, char *names, size_t len)
 {
     struct conf_plan plan;
     char err[256];
-    assert_int_equal(conf_plan_build(fake_groups, 1, only, exclude, false, 0, &plan, err,
-                                     sizeof(err)),
-                     QK_OK);
+    assert_int_equal(
+        conf_plan_build(fake_groups, 1, only, exclude, false, 0, &plan, err, sizeof(err)), QK_OK);
     plan_names(&plan, names, len);
     conf_plan_free(&plan);
 }
@@ -92,13 +93,13 @@ a_pattern_naming_nothing_is_an_error(void **state)
     (void)state;
     struct conf_plan plan;
     char err[256] = "";
-    assert_int_equal(conf_plan_build(fake_groups, 1, "RETRY-1,RETRY-99", NULL, false, 0, &plan,
-                                     err, sizeof(err)),
-                     QK_INVALID);
-    assert_non_null(strstr(err, "RETRY-99"));
-    assert_int_equal(conf_plan_build(fake_groups, 1, "AUTH-*", "AUTH-1", false, 0, &plan, err,
+    assert_int_equal(conf_plan_build(fake_groups, 1, "RETRY-1,RETRY-99", NULL, false, 0, &plan, err,
                                      sizeof(err)),
                      QK_INVALID);
+    assert_non_null(strstr(err, "RETRY-99"));
+    assert_int_equal(
+        conf_plan_build(fake_groups, 1, "AUTH-*", "AUTH-1", false, 0, &plan, err, sizeof(err)),
+        QK_INVALID);
     assert_non_null(strstr(err, "no test is left"));
 }
 
@@ -110,7 +111,8 @@ shuffle_is_a_permutation_fixed_by_the_seed(void **state)
     char err[256];
     struct conf_plan plan;
     select_names(NULL, NULL, unshuffled, sizeof(unshuffled));
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)),
+                     QK_OK);
     assert_int_equal(plan.count, fake_group.count);
     for (size_t i = 0; i < fake_group.count; i++) {
         int seen = 0;
@@ -120,10 +122,12 @@ shuffle_is_a_permutation_fixed_by_the_seed(void **state)
     }
     plan_names(&plan, a, sizeof(a));
     conf_plan_free(&plan);
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 42, &plan, err, sizeof(err)),
+                     QK_OK);
     plan_names(&plan, b, sizeof(b));
     conf_plan_free(&plan);
-    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 7, &plan, err, sizeof(err)), QK_OK);
+    assert_int_equal(conf_plan_build(fake_groups, 1, NULL, NULL, true, 7, &plan, err, sizeof(err)),
+                     QK_OK);
     plan_names(&plan, c, sizeof(c));
     conf_plan_free(&plan);
     assert_string_equal(a, b);
@@ -138,12 +142,24 @@ outcomes(const char *codes)
     for (size_t i = 0; i < fake_group.count; i++) {
         struct conf_case *c = fake_case(i);
         switch (codes[i]) {
-        case 'P': c->status = CONF_PASS; break;
-        case 'F': c->status = CONF_FAIL; break;
-        case 'S': c->status = CONF_SKIP; break;
-        case 'U': c->status = CONF_UNCHECKED; break;
-        case 'C': c->status = CONF_CANNOT_JUDGE; break;
-        default: c->status = CONF_NOT_RUN; break;
+        case 'P':
+            c->status = CONF_PASS;
+            break;
+        case 'F':
+            c->status = CONF_FAIL;
+            break;
+        case 'S':
+            c->status = CONF_SKIP;
+            break;
+        case 'U':
+            c->status = CONF_UNCHECKED;
+            break;
+        case 'C':
+            c->status = CONF_CANNOT_JUDGE;
+            break;
+        default:
+            c->status = CONF_NOT_RUN;
+            break;
         }
         snprintf(c->reason, sizeof(c->reason), "reason %zu", i);
     }
@@ -250,7 +266,8 @@ text_cleaning_leaves_valid_utf8_only(void **state)
 {
     (void)state;
     char out[128];
-    const char in[] = "ok \xE5\x93\x88 \xFF bad \xC3 cut\x01\x1B[31m\tend\n\xED\xA0\x80 \xEF\xBF\xBF";
+    const char in[] =
+        "ok \xE5\x93\x88 \xFF bad \xC3 cut\x01\x1B[31m\tend\n\xED\xA0\x80 \xEF\xBF\xBF";
     conf_text_clean(out, sizeof(out), in, sizeof(in) - 1);
     assert_string_equal(out, "ok \xE5\x93\x88 \\xFF bad \\xC3 cut\\x01\\x1B[31m\tend\n"
                              "\\xED\\xA0\\x80 \\xEF\\xBF\\xBF");
@@ -261,6 +278,56 @@ text_cleaning_leaves_valid_utf8_only(void **state)
     char smaller[5];
     conf_text_clean(smaller, sizeof(smaller), "ab\xE5\x93\x88", 5);
     assert_string_equal(smaller, "ab");
+}
+
+static void
+chat_bodies_hold_their_members_in_order(void **state)
+{
+    (void)state;
+    static const struct {
+        struct conf_chat chat;
+        const char *want;
+    } cases[] = {
+        {{.model = "m", .text = "hi"},
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"},
+        {{.model = "m\"q", .text = "a\"b\\c\n", .stream = CONF_CHAT_STREAM_FALSE},
+         "{\"model\":\"m\\\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\\"b\\\\c\\n\"}],"
+         "\"stream\":false}"},
+        {{.model = "m",
+          .messages_json = "[]",
+          .stream = CONF_CHAT_STREAM_TRUE,
+          .extra_json = "\"incremental_output\":true,\"n\":1"},
+         "{\"model\":\"m\",\"messages\":[],\"stream\":true,\"incremental_output\":true,\"n\":1}"},
+        {{.model = "m", .messages_json = "\"\\u00e9\"", .extra_json = ""},
+         "{\"model\":\"m\",\"messages\":\"\\u00e9\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = conf_chat_json(&cases[i].chat);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+        free(got);
+    }
+}
+
+static void
+attempts_are_requests_to_the_dialect_paths(void **state)
+{
+    (void)state;
+    const struct conf_dialect *v1 = &conf_dialect_qwen_v1;
+    assert_true(conf_dialect_is_attempt(v1, "/api/models"));
+    assert_true(conf_dialect_is_attempt(v1, "/api/chat/completions"));
+    assert_true(conf_dialect_is_attempt(v1, "/api/chat/completions?chat_id=1"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/chat/completions/x"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/chat"));
+    assert_false(conf_dialect_is_attempt(v1, "/api/v2/chats/new"));
+    assert_false(conf_dialect_is_attempt(v1, ""));
+    assert_false(conf_dialect_is_attempt(v1, NULL));
+    /* A dialect with two requests per attempt counts only its completion. */
+    const struct conf_dialect v2 = {.name = "qwen-v2",
+                                    .models_path = "/api/models",
+                                    .completion_path = "/api/v2/chat/completions"};
+    assert_false(conf_dialect_is_attempt(&v2, "/api/v2/chats/new"));
+    assert_true(conf_dialect_is_attempt(&v2, "/api/v2/chat/completions?chat_id=ID"));
 }
 
 int
@@ -274,6 +341,8 @@ main(void)
         cmocka_unit_test(profile_refuses_unknown_keys_naming_the_nearest),
         cmocka_unit_test(profile_none_declares_a_feature_absent),
         cmocka_unit_test(text_cleaning_leaves_valid_utf8_only),
+        cmocka_unit_test(chat_bodies_hold_their_members_in_order),
+        cmocka_unit_test(attempts_are_requests_to_the_dialect_paths),
     };
     return cmocka_run_group_tests_name("conformance_units", tests, NULL, NULL);
 }

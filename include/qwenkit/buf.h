@@ -15,10 +15,10 @@
 #include "qwenkit/common.h"
 
 struct qk_buf {
-    char *_data;   /* NUL-terminated when non-NULL */
+    char *_data; /* NUL-terminated when non-NULL */
     size_t _len;
     size_t _alloc;
-    size_t _cap;   /* hard limit on _len */
+    size_t _cap; /* hard limit on _len */
 };
 
 /** Prepares an empty buffer that refuses to grow beyond @p cap bytes. No allocation. */

@@ -18,13 +18,13 @@
 #endif
 
 /** One table of errors: expands into the enum, qk_err_name() and qk_strerror(). */
-#define QK_ERR_MAP(XX)                                                                 \
-    XX(OK, 0, "success")                                                               \
-    XX(NOMEM, -1, "out of memory")                                                     \
-    XX(TOO_BIG, -2, "value exceeds its limit")                                         \
-    XX(INVALID, -3, "invalid input")                                                   \
-    XX(IO, -4, "input/output error")                                                   \
-    XX(NOT_FOUND, -5, "not found")                                                     \
+#define QK_ERR_MAP(XX)                                                                             \
+    XX(OK, 0, "success")                                                                           \
+    XX(NOMEM, -1, "out of memory")                                                                 \
+    XX(TOO_BIG, -2, "value exceeds its limit")                                                     \
+    XX(INVALID, -3, "invalid input")                                                               \
+    XX(IO, -4, "input/output error")                                                               \
+    XX(NOT_FOUND, -5, "not found")                                                                 \
     XX(START, -6, "could not start server")
 
 enum qk_err {
@@ -40,12 +40,12 @@ const char *qk_err_name(enum qk_err err);
 
 /** Every size limit of the kit, in one place. */
 enum qk_limits {
-    QK_LIMIT_BODY_DEFAULT = 1024 * 1024,  /**< request body, both servers */
+    QK_LIMIT_BODY_DEFAULT = 1024 * 1024,      /**< request body, both servers */
     QK_LIMIT_SCENARIO_FILE = 4 * 1024 * 1024, /**< --scenario FILE */
-    QK_LIMIT_HEADER_VALUE = 8 * 1024,     /**< one header value we copy */
-    QK_LIMIT_FINGERPRINT = 16,            /**< qk_token_fingerprint() output incl. NUL */
-    QK_LIMIT_REQUEST_TARGET = 8 * 1024,   /**< the proxy's request target (414 above) */
-    QK_LIMIT_REQUEST_HEADERS = 16 * 1024, /**< the proxy's request header lines (431 above) */
+    QK_LIMIT_HEADER_VALUE = 8 * 1024,         /**< one header value we copy */
+    QK_LIMIT_FINGERPRINT = 16,                /**< qk_token_fingerprint() output incl. NUL */
+    QK_LIMIT_REQUEST_TARGET = 8 * 1024,       /**< the proxy's request target (414 above) */
+    QK_LIMIT_REQUEST_HEADERS = 16 * 1024,     /**< the proxy's request header lines (431 above) */
     /** libmicrohttpd's memory per connection: well above the two limits before, so that
      *  the proxy answers (as JSON) requests up to about this size, and only larger ones
      *  meet libmicrohttpd's own HTML error page (proxy/README.md). */

@@ -23,21 +23,21 @@ struct qk_mock;
 
 /** Settings of a mock server; fill with qk_mock_config_init() then override. */
 struct qk_mock_config {
-    const char *host;          /**< address to bind, default "127.0.0.1" */
-    uint16_t port;             /**< 0 picks a free port */
-    unsigned threads;          /**< server threads (epoll), default 2 */
-    unsigned max_connections;  /**< default 20000 */
-    size_t max_body;           /**< request body limit in bytes (413 above), default 1 MiB */
-    size_t journal_per_token;  /**< journal entries kept per token, default 256 */
-    size_t journal_total;      /**< journal entries kept in all, default 8192 */
+    const char *host;             /**< address to bind, default "127.0.0.1" */
+    uint16_t port;                /**< 0 picks a free port */
+    unsigned threads;             /**< server threads (epoll), default 2 */
+    unsigned max_connections;     /**< default 20000 */
+    size_t max_body;              /**< request body limit in bytes (413 above), default 1 MiB */
+    size_t journal_per_token;     /**< journal entries kept per token, default 256 */
+    size_t journal_total;         /**< journal entries kept in all, default 8192 */
     unsigned missing_auth_status; /**< 401 (default) or 403 {"detail":"Not authenticated"} */
-    bool send_done;            /**< end streams with `data: [DONE]` (default true) */
-    bool send_finish_reason;   /**< last chunk carries finish_reason (default true) */
-    bool send_usage;           /**< last chunk carries usage (default true) */
-    bool send_envelope;        /**< chunks carry id/object/created/model (default true) */
-    bool log_requests;         /**< one line per request on stderr (default false) */
-    unsigned idle_check_ms;    /**< while a stream waits, look for a departed client this
-                                    often (default 200) */
+    bool send_done;               /**< end streams with `data: [DONE]` (default true) */
+    bool send_finish_reason;      /**< last chunk carries finish_reason (default true) */
+    bool send_usage;              /**< last chunk carries usage (default true) */
+    bool send_envelope;           /**< chunks carry id/object/created/model (default true) */
+    bool log_requests;            /**< one line per request on stderr (default false) */
+    unsigned idle_check_ms;       /**< while a stream waits, look for a departed client this
+                                       often (default 200) */
 };
 
 /** Fills @p cfg with the defaults documented above. */
@@ -48,8 +48,8 @@ void qk_mock_config_init(struct qk_mock_config *cfg);
  * @param[out] out the new server, owned by the caller (qk_mock_stop()).
  * @param[out] err a message on failure (may be NULL).
  */
-QK_WUR enum qk_err qk_mock_start(const struct qk_mock_config *cfg, struct qk_mock **out,
-                                 char *err, size_t errlen);
+QK_WUR enum qk_err qk_mock_start(const struct qk_mock_config *cfg, struct qk_mock **out, char *err,
+                                 size_t errlen);
 
 /** @return the TCP port the server is bound to. */
 uint16_t qk_mock_port(const struct qk_mock *mock);

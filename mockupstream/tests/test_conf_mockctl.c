@@ -131,11 +131,11 @@ searches_find_altered_credentials(void **state)
     snprintf(l[3], sizeof l[3], "Authorization: Bearer %s", other);
     snprintf(l[4], sizeof l[4], "authorization: Bearer %s", tok);
     int64_t t0 = qk_now_ms();
-    send_models(f->port, 0, l[0], NULL);        /* verbatim */
-    send_models(f->port, 1, l[1], NULL);        /* doubled prefix */
-    send_models(f->port, 2, l[2], NULL);        /* re-cased scheme */
-    send_models(f->port, 3, NULL, NULL);        /* none */
-    send_models(f->port, 4, l[3], l[4]);        /* the proxy's own, then the caller's */
+    send_models(f->port, 0, l[0], NULL); /* verbatim */
+    send_models(f->port, 1, l[1], NULL); /* doubled prefix */
+    send_models(f->port, 2, l[2], NULL); /* re-cased scheme */
+    send_models(f->port, 3, NULL, NULL); /* none */
+    send_models(f->port, 4, l[3], l[4]); /* the proxy's own, then the caller's */
     send_models(f->port, 5, "Authorization: Bearer undefined", NULL);
     int64_t t1 = qk_now_ms();
 
@@ -214,9 +214,8 @@ search_errors(void **state)
                      QK_INVALID);
     assert_null(j);
     assert_non_null(strstr(err, "until_ms"));
-    assert_int_equal(conf_mock_journal_window("http://127.0.0.1:1", 1, 0, NULL, &j, err,
-                                              sizeof err),
-                     QK_IO);
+    assert_int_equal(
+        conf_mock_journal_window("http://127.0.0.1:1", 1, 0, NULL, &j, err, sizeof err), QK_IO);
     assert_null(j);
 }
 
@@ -228,6 +227,5 @@ main(void)
         cmocka_unit_test(search_values_are_url_encoded),
         cmocka_unit_test(search_errors),
     };
-    return cmocka_run_group_tests_name("e2e_mock_conf_mockctl", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name("e2e_mock_conf_mockctl", tests, group_setup, group_teardown);
 }

@@ -1566,8 +1566,8 @@ stream_text_free_chunks(void **state)
             /* One finish_reason, on the last chunk that has a choice. */
             size_t fin_at = SIZE_MAX, n_fin = 0, n_usage = 0;
             for (size_t i = 0; i < s.n; i++) {
-                const cJSON *c0 = cJSON_GetArrayItem(
-                    cJSON_GetObjectItemCaseSensitive(s.chunk[i], "choices"), 0);
+                const cJSON *c0 =
+                    cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s.chunk[i], "choices"), 0);
                 if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c0, "finish_reason"))) {
                     fin_at = i;
                     n_fin++;
@@ -2003,8 +2003,7 @@ wait_first_query(uint16_t port, const char *tok, const char *want, long timeout_
     int64_t deadline = qk_now_ms() + timeout_ms;
     for (;;) {
         cJSON *j = mc_journal(port, tok);
-        const cJSON *first =
-            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
+        const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
         const cJSON *query = cJSON_GetObjectItemCaseSensitive(first, "query");
         if ((cJSON_IsString(query) && strcmp(query->valuestring, want) == 0) ||
             qk_now_ms() >= deadline)
@@ -2168,8 +2167,8 @@ journal_search_contains(void **state)
         }
         int in_headers = 0;
         const cJSON *hd;
-        cJSON_ArrayForEach(hd, cJSON_GetObjectItemCaseSensitive(e, "headers"))
-            in_headers += strcasecmp(str(hd, "name"), "Authorization") == 0;
+        cJSON_ArrayForEach(hd, cJSON_GetObjectItemCaseSensitive(e, "headers")) in_headers +=
+            strcasecmp(str(hd, "name"), "Authorization") == 0;
         assert_int_equal(in_headers, n_auth);
         assert_true(starts_with(str(e, "token"), "t:"));
     }
@@ -2246,9 +2245,8 @@ journal_search_window_not_token(void **state)
              (long long)received[4], (long long)received[4], tok);
     j = mc_journal_search(PORT, query, NULL);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "entries")), 1);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry(j, 0),
-                                                                         "authorization")),
-                     0);
+    assert_int_equal(
+        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry(j, 0), "authorization")), 0);
     assert_int_equal((long)num(entry(j, 0), "status"), 401);
     cJSON_Delete(j);
     /* limit keeps the latest matches. */

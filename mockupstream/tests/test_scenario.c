@@ -27,8 +27,8 @@ parse(const char *json, struct parsed *p)
     struct mock_stream_opts defaults;
     mock_stream_opts_init(&defaults);
     memset(p, 0, sizeof *p);
-    return mock_scenario_parse(json, strlen(json), &defaults, &p->list, p->field,
-                               sizeof p->field, p->msg, sizeof p->msg);
+    return mock_scenario_parse(json, strlen(json), &defaults, &p->list, p->field, sizeof p->field,
+                               p->msg, sizeof p->msg);
 }
 
 static void
@@ -152,8 +152,7 @@ rejects_bad_input_naming_the_field(void **state)
          "steps[0].headers"},
         {"{\"token\":\"t\",\"steps\":[{\"retry_after\":3}]}", "steps[0].retry_after"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":[]}]}", "steps[0].stream"},
-        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":\"4\"}}]}",
-         "steps[0].stream.chunks"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":\"4\"}}]}", "steps[0].stream.chunks"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":0}}]}", "steps[0].stream.chunks"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"split_utf8\":1}}]}",
          "steps[0].stream.split_utf8"},
@@ -180,6 +179,24 @@ rejects_bad_input_naming_the_field(void **state)
     }
 }
 
+/* An unknown route is refused with every route the mock knows named, from its table. */
+static void
+unknown_route_names_every_route(void **state)
+{
+    (void)state;
+    struct parsed p;
+    assert_int_equal(parse("{\"token\":\"t\",\"route\":\"nope\",\"steps\":[{\"ok\":true}]}", &p),
+                     QK_INVALID);
+    assert_string_equal(p.field, "route");
+    for (int i = 0; i < MOCK_ROUTE_COUNT; i++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", mock_route_name((enum mock_route)i));
+        if (!strstr(p.msg, quoted))
+            fail_msg("route %s missing from '%s'", quoted, p.msg);
+    }
+    assert_string_equal(p.msg, "must be \"models\", \"chat\" or \"any\"");
+}
+
 /* Numbers far outside every range (and outside what any integer type holds) are refused
  * as out of range, never converted first: converting them is undefined behaviour. */
 static void
@@ -196,8 +213,7 @@ refuses_huge_numbers_as_out_of_range(void **state)
         {"{\"token\":\"t\",\"steps\":[{\"status\":4294967796}]}", "steps[0].status"},
         {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":-1e300}}]}",
          "steps[0].stream.chunks"},
-        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":1e300}}]}",
-         "steps[0].stream.chunks"},
+        {"{\"token\":\"t\",\"steps\":[{\"stream\":{\"chunks\":1e300}}]}", "steps[0].stream.chunks"},
         {"{\"token\":\"t\",\"steps\":[{\"delay_ms\":9.3e18}]}", "steps[0].delay_ms"},
         {"{\"token\":\"t\",\"steps\":[{\"status\":500,\"retry_after\":-1e300}]}",
          "steps[0].retry_after"},
@@ -209,8 +225,7 @@ refuses_huge_numbers_as_out_of_range(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct parsed p;
         enum qk_err rc = parse(cases[i].json, &p);
-        if (rc != QK_INVALID || strcmp(p.field, cases[i].field) != 0 ||
-            !strstr(p.msg, "between"))
+        if (rc != QK_INVALID || strcmp(p.field, cases[i].field) != 0 || !strstr(p.msg, "between"))
             fail_msg("case %zu %s: rc=%d field='%s' (want '%s') msg='%s'", i, cases[i].json, rc,
                      p.field, cases[i].field, p.msg);
         assert_null(p.list);
@@ -229,8 +244,7 @@ status_is_a_final_status_200_to_599(void **state)
         snprintf(json, sizeof json, "{\"token\":\"t\",\"steps\":[{\"status\":%s}]}", bad[i]);
         struct parsed p;
         enum qk_err rc = parse(json, &p);
-        if (rc != QK_INVALID || strcmp(p.field, "steps[0].status") != 0 ||
-            !strstr(p.msg, "200"))
+        if (rc != QK_INVALID || strcmp(p.field, "steps[0].status") != 0 || !strstr(p.msg, "200"))
             fail_msg("status %s: rc=%d field='%s' msg='%s'", bad[i], rc, p.field, p.msg);
     }
     struct parsed p;
@@ -356,7 +370,8 @@ log_escape_keeps_text_on_its_line(void **state)
         {"a\rb\tc\x1b[2J\x7f", "a\\x0db\\x09c\\x1b[2J\\x7f"},
         {"back\\slash", "back\\x5cslash"},
         {"c1 \xc2\x85 \xc2\x9b nbsp \xc2\xa0", "c1 \\xc2\\x85 \\xc2\\x9b nbsp \xc2\xa0"},
-        {"bad \xff \xc0\xaf \xed\xa0\x80 \xe6\x88", "bad \\xff \\xc0\\xaf \\xed\\xa0\\x80 \\xe6\\x88"},
+        {"bad \xff \xc0\xaf \xed\xa0\x80 \xe6\x88",
+         "bad \\xff \\xc0\\xaf \\xed\\xa0\\x80 \\xe6\\x88"},
         {"", ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -385,8 +400,8 @@ parse_knob(const struct mock_knob_table *t, const struct mock_knob *k, const cha
     bool stream = t == &mock_stream_knobs;
     bool with_status = !stream && strcmp(k->key, "status") != 0;
     snprintf(json, sizeof json, "{\"token\":\"t\",\"steps\":[{%s%s\"%s\":%s%s}]}",
-             with_status ? "\"status\":500," : "", stream ? "\"stream\":{" : "", k->key,
-             value, stream ? "}" : "");
+             with_status ? "\"status\":500," : "", stream ? "\"stream\":{" : "", k->key, value,
+             stream ? "}" : "");
     return parse(json, p);
 }
 
@@ -433,6 +448,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_every_step_kind),
         cmocka_unit_test(parses_an_array_and_defaults_route_to_any),
+        cmocka_unit_test(unknown_route_names_every_route),
         cmocka_unit_test(rejects_bad_input_naming_the_field),
         cmocka_unit_test(refuses_huge_numbers_as_out_of_range),
         cmocka_unit_test(status_is_a_final_status_200_to_599),

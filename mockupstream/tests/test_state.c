@@ -20,9 +20,9 @@ queue(struct mock_state *st, const char *json)
     mock_stream_opts_init(&d);
     struct mock_scenario *list = NULL;
     char field[128], msg[128];
-    assert_int_equal(mock_scenario_parse(json, strlen(json), &d, &list, field, sizeof field, msg,
-                                         sizeof msg),
-                     QK_OK);
+    assert_int_equal(
+        mock_scenario_parse(json, strlen(json), &d, &list, field, sizeof field, msg, sizeof msg),
+        QK_OK);
     mock_state_queue(st, list);
     mock_scenario_free(list);
 }
@@ -215,15 +215,15 @@ static const struct {
     size_t auth_len;  /* 0: no Authorization */
 } sent[] = {
 #define AUTH(s) s, sizeof s
-    {T, AUTH("Bearer " T)},                       /* 0: verbatim */
-    {"Bearer Bearer " T, AUTH("Bearer Bearer " T)}, /* 1: doubled prefix */
-    {T, AUTH("bearer " T)},                       /* 2: re-cased scheme */
-    {T, AUTH("Bearer  \"" T "\" ")},              /* 3: wrapped and padded */
+    {T, AUTH("Bearer " T)},                             /* 0: verbatim */
+    {"Bearer Bearer " T, AUTH("Bearer Bearer " T)},     /* 1: doubled prefix */
+    {T, AUTH("bearer " T)},                             /* 2: re-cased scheme */
+    {T, AUTH("Bearer  \"" T "\" ")},                    /* 3: wrapped and padded */
     {"proxy-own", AUTH("Bearer proxy-own\0Bearer " T)}, /* 4: two headers */
-    {"", NULL, 0},                                /* 5: none */
-    {"other", AUTH("Bearer other")},              /* 6: another token */
-    {"undefined", AUTH("Bearer undefined")},      /* 7: empty token made a word */
-    {T, AUTH("Bearer " T "\0Bearer " T)},          /* 8: the credential twice */
+    {"", NULL, 0},                                      /* 5: none */
+    {"other", AUTH("Bearer other")},                    /* 6: another token */
+    {"undefined", AUTH("Bearer undefined")},            /* 7: empty token made a word */
+    {T, AUTH("Bearer " T "\0Bearer " T)},               /* 8: the credential twice */
 #undef AUTH
 };
 #define N_SENT (sizeof sent / sizeof sent[0])
@@ -394,8 +394,8 @@ search_counts_matching_requests_in_flight(void **state)
     assert_int_equal(r.in_flight, 0);
     assert_found(&r, (const int[]){42}, 1);
 
-    struct mock_flight g = {.key = T, .received_ms = 3000, .auth = doubled,
-                            .auth_len = sizeof doubled};
+    struct mock_flight g = {
+        .key = T, .received_ms = 3000, .auth = doubled, .auth_len = sizeof doubled};
     mock_state_request_begin(st, &g);
     mock_state_reset(st);
     r = search(st, "contains=" T);
@@ -416,8 +416,8 @@ search_sees_only_retained_entries(void **state)
     static const char auth[] = "Bearer " T;
     char buf[32];
     for (int i = 0; i < 5; i++) {
-        struct mock_flight f = {.key = i < 3 ? T : "b", .received_ms = i, .auth = auth,
-                                .auth_len = sizeof auth};
+        struct mock_flight f = {
+            .key = i < 3 ? T : "b", .received_ms = i, .auth = auth, .auth_len = sizeof auth};
         snprintf(buf, sizeof buf, "{\"n\":%d}", i);
         mock_state_request_begin(st, &f);
         mock_state_request_end(st, &f, (unsigned long)i + 1, strdup(buf));
@@ -457,12 +457,12 @@ search_parameters_are_validated(void **state)
         struct mock_journal_query q;
         mock_journal_query_init(&q);
         if (bad[i].prev_name)
-            assert_int_equal(mock_journal_query_set(&q, bad[i].prev_name, bad[i].prev_value,
-                                                    field, sizeof field, msg, sizeof msg),
+            assert_int_equal(mock_journal_query_set(&q, bad[i].prev_name, bad[i].prev_value, field,
+                                                    sizeof field, msg, sizeof msg),
                              QK_OK);
         field[0] = msg[0] = '\0';
-        assert_int_equal(mock_journal_query_set(&q, bad[i].name, bad[i].value, field,
-                                                sizeof field, msg, sizeof msg),
+        assert_int_equal(mock_journal_query_set(&q, bad[i].name, bad[i].value, field, sizeof field,
+                                                msg, sizeof msg),
                          QK_INVALID);
         assert_string_equal(field, bad[i].field);
         assert_true(msg[0] != '\0');
@@ -473,25 +473,21 @@ search_parameters_are_validated(void **state)
     assert_int_equal(mock_journal_query_check(&q, field, sizeof field, msg, sizeof msg),
                      QK_INVALID);
     assert_string_equal(field, "token");
-    assert_int_equal(mock_journal_query_set(&q, "limit", "3", field, sizeof field, msg,
-                                            sizeof msg),
+    assert_int_equal(mock_journal_query_set(&q, "limit", "3", field, sizeof field, msg, sizeof msg),
                      QK_OK);
     assert_int_equal(mock_journal_query_check(&q, field, sizeof field, msg, sizeof msg),
                      QK_INVALID);
     assert_string_equal(field, "limit");
-    assert_int_equal(mock_journal_query_set(&q, "since_ms", "10", field, sizeof field, msg,
-                                            sizeof msg),
-                     QK_OK);
-    assert_int_equal(mock_journal_query_set(&q, "until_ms", "9", field, sizeof field, msg,
-                                            sizeof msg),
-                     QK_OK);
+    assert_int_equal(
+        mock_journal_query_set(&q, "since_ms", "10", field, sizeof field, msg, sizeof msg), QK_OK);
+    assert_int_equal(
+        mock_journal_query_set(&q, "until_ms", "9", field, sizeof field, msg, sizeof msg), QK_OK);
     assert_int_equal(mock_journal_query_check(&q, field, sizeof field, msg, sizeof msg),
                      QK_INVALID);
     assert_string_equal(field, "until_ms");
     mock_journal_query_init(&q);
-    assert_int_equal(mock_journal_query_set(&q, "until_ms", "0", field, sizeof field, msg,
-                                            sizeof msg),
-                     QK_OK);
+    assert_int_equal(
+        mock_journal_query_set(&q, "until_ms", "0", field, sizeof field, msg, sizeof msg), QK_OK);
     assert_int_equal(mock_journal_query_check(&q, field, sizeof field, msg, sizeof msg), QK_OK);
 }
 

@@ -32,7 +32,7 @@ struct seen {
     char *contents[64];
     size_t n_chunks;
     size_t n_done;
-    int finish_count;      /* chunks with a non-null finish_reason */
+    int finish_count; /* chunks with a non-null finish_reason */
     int last_has_finish;
     int usage_count;
     int envelope_count;
@@ -68,14 +68,16 @@ read_events(const char *body, const char *eol, struct seen *s)
                 cJSON *o = cJSON_Parse(data);
                 assert_non_null(o);
                 cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
-                cJSON *content = cJSON_GetObjectItem(cJSON_GetObjectItem(choice, "delta"), "content");
+                cJSON *content =
+                    cJSON_GetObjectItem(cJSON_GetObjectItem(choice, "delta"), "content");
                 assert_true(cJSON_IsString(content));
                 s->contents[s->n_chunks++] = strdup(content->valuestring);
                 cJSON *fin = cJSON_GetObjectItem(choice, "finish_reason");
                 s->last_has_finish = cJSON_IsString(fin);
                 s->finish_count += cJSON_IsString(fin);
                 s->usage_count += cJSON_GetObjectItem(o, "usage") != NULL;
-                s->envelope_count += cJSON_GetObjectItem(o, "id") && cJSON_GetObjectItem(o, "created");
+                s->envelope_count +=
+                    cJSON_GetObjectItem(o, "id") && cJSON_GetObjectItem(o, "created");
                 cJSON_Delete(o);
             }
             free(data);
@@ -366,11 +368,11 @@ piece_bytes_repeats_pieces_whole(void **state)
 
 /* One chunk as a reader sees it, whatever its shape. */
 struct any_chunk {
-    int n_choices;     /* -1: no "choices" array */
-    bool delta_empty;  /* delta is {} */
-    bool role;         /* delta.role is "assistant" */
-    char *content;     /* delta.content, NULL when absent */
-    char *finish;      /* finish_reason, NULL when null or absent */
+    int n_choices;    /* -1: no "choices" array */
+    bool delta_empty; /* delta is {} */
+    bool role;        /* delta.role is "assistant" */
+    char *content;    /* delta.content, NULL when absent */
+    char *finish;     /* finish_reason, NULL when null or absent */
     bool usage, envelope;
 };
 
@@ -686,7 +688,8 @@ answers_are_deterministic_and_mix_scripts(void **state)
 {
     (void)state;
     char s1[64], s2[64], s3[64];
-    const char *p1[MOCK_ANSWER_MAX_PIECES], *p2[MOCK_ANSWER_MAX_PIECES], *p3[MOCK_ANSWER_MAX_PIECES];
+    const char *p1[MOCK_ANSWER_MAX_PIECES], *p2[MOCK_ANSWER_MAX_PIECES],
+        *p3[MOCK_ANSWER_MAX_PIECES];
     size_t n1 = mock_answer_pieces("qwen-max-latest", "hello", s1, sizeof s1, p1);
     size_t n2 = mock_answer_pieces("qwen-max-latest", "hello", s2, sizeof s2, p2);
     size_t n3 = mock_answer_pieces("qwen-max-latest", "other question", s3, sizeof s3, p3);
