@@ -21,8 +21,8 @@ check_rejected(struct conf_ctx *ctx, const char *what, const char *body)
     const struct conf_response *r = conf_post_chat(ctx, token, body);
     conf_check(ctx, r, r->status == 400, "%s: expected 400, got %ld", what, r->status);
     conf_assert_openai_error(ctx, r);
-    size_t n = conf_attempts(ctx, token, 0);
-    conf_check(ctx, r, n == 0, "%s was sent upstream (%zu attempts)", what, n);
+    size_t n = conf_upstream_requests(ctx, token, 0);
+    conf_check(ctx, r, n == 0, "%s was sent upstream (%zu upstream requests)", what, n);
 }
 
 /* ERR-1: malformed JSON gets 400 with an OpenAI-style error and no upstream request. */
@@ -200,7 +200,7 @@ ERR_4_unknown_path_gets_404(struct conf_ctx *ctx)
         const struct conf_response *r = conf_send(ctx, "GET", paths[i], headers, NULL);
         conf_check(ctx, r, r->status == 404, "GET %s: expected 404, got %ld", paths[i], r->status);
     }
-    conf_assert_attempts(ctx, token, 0);
+    conf_assert_no_upstream(ctx, token);
 }
 
 /* ERR-4: a wrong method gets 405 with an Allow header. */
@@ -228,7 +228,7 @@ ERR_4_wrong_method_gets_405_with_allow(struct conf_ctx *ctx)
                    "%s %s: 405 without an Allow header naming %s", cases[i].method, cases[i].route,
                    cases[i].allowed);
     }
-    conf_assert_attempts(ctx, token, 0);
+    conf_assert_no_upstream(ctx, token);
 }
 
 /* ERR-4: a body over the limit gets 413 and is not sent upstream. */
@@ -246,7 +246,7 @@ ERR_4_body_over_limit_gets_413_no_upstream(struct conf_ctx *ctx)
     const char *token = conf_token(ctx);
     const struct conf_response *r = conf_post_chat(ctx, token, big_body(ctx, limit + 1));
     conf_assert_status(ctx, r, 413);
-    conf_assert_attempts(ctx, token, 0);
+    conf_assert_no_upstream(ctx, token);
 }
 
 /* ERR-5: an unreachable upstream gives 502. */

@@ -834,8 +834,9 @@ conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
     return attempts;
 }
 
-size_t
-conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
+/* The upstream requests made with @p token once settled: every one, or only the attempts. */
+static size_t
+count_upstream(struct conf_ctx *ctx, const char *token, size_t expect, bool attempts_only)
 {
     /* The mock journals a request when its answer is complete, which can be a moment
      * after the proxy (and so the suite) saw that answer; meanwhile it counts the request
@@ -847,7 +848,8 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
     for (;;) {
         const cJSON *root = journal_root(ctx, token);
         const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
-        size_t n = (size_t)cJSON_GetArraySize(conf_attempt_entries(ctx, entries));
+        size_t n = (size_t)cJSON_GetArraySize(attempts_only ? conf_attempt_entries(ctx, entries)
+                                                            : entries);
         bool settled = in_flight(root) == 0;
         now = qk_now_ms();
         if (settled && (n > expect || (n == expect && expect > 0)))
@@ -856,6 +858,18 @@ conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
             return n;
         conf_sleep_ms(25);
     }
+}
+
+size_t
+conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect)
+{
+    return count_upstream(ctx, token, expect, true);
+}
+
+size_t
+conf_upstream_requests(struct conf_ctx *ctx, const char *token, size_t expect)
+{
+    return count_upstream(ctx, token, expect, false);
 }
 
 /* A window search from @p since_ms, once none of its requests is in flight (up to 1 s). */
@@ -1116,6 +1130,17 @@ conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const
     print_journal(ctx, conf_journal(ctx, token));
     conf_check_at(ctx, NULL, false, file, line,
                   "expected %zu upstream attempt%s, journal shows %zu", n, n == 1 ? "" : "s", got);
+}
+
+void
+conf_assert_no_upstream_at(struct conf_ctx *ctx, const char *token, const char *file, int line)
+{
+    size_t got = conf_upstream_requests(ctx, token, 0);
+    if (got == 0)
+        return;
+    print_journal(ctx, conf_journal(ctx, token));
+    conf_check_at(ctx, NULL, false, file, line,
+                  "expected no upstream request, journal shows %zu (any path)", got);
 }
 
 static const cJSON *

@@ -330,6 +330,13 @@ const cJSON *conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal);
  *         (or above it).
  */
 size_t conf_attempts(struct conf_ctx *ctx, const char *token, size_t expect);
+/**
+ * @return the number of upstream requests of any kind made with @p token (every journal
+ *         entry, whatever its path), settled as conf_attempts() is. What "no upstream
+ *         request" checks count: a request forwarded to a path that is no attempt still
+ *         reached the upstream.
+ */
+size_t conf_upstream_requests(struct conf_ctx *ctx, const char *token, size_t expect);
 /** A point in the upstream's journal: requests after it arrived later (see below). */
 struct conf_mark {
     int64_t ms; /**< qk_now_ms() when it was taken */
@@ -377,6 +384,9 @@ void conf_burn_leftovers(struct conf_ctx *ctx, const char *token, const char *ro
     conf_assert_status_at((ctx), (resp), (status), __FILE__, __LINE__)
 #define conf_assert_attempts(ctx, token, n)                                                        \
     conf_assert_attempts_at((ctx), (token), (n), __FILE__, __LINE__)
+/** Fails unless nothing at all reached the upstream with @p token (conf_upstream_requests). */
+#define conf_assert_no_upstream(ctx, token)                                                        \
+    conf_assert_no_upstream_at((ctx), (token), __FILE__, __LINE__)
 #define conf_assert_json_error(ctx, resp)                                                          \
     conf_assert_json_error_at((ctx), (resp), __FILE__, __LINE__)
 #define conf_assert_openai_error(ctx, resp)                                                        \
@@ -395,6 +405,8 @@ void conf_end_unless_at(struct conf_ctx *ctx, bool ok, enum conf_status status, 
                         int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void conf_assert_status_at(struct conf_ctx *ctx, const struct conf_response *resp, long status,
                            const char *file, int line);
+void conf_assert_no_upstream_at(struct conf_ctx *ctx, const char *token, const char *file,
+                                int line);
 void conf_assert_attempts_at(struct conf_ctx *ctx, const char *token, size_t n, const char *file,
                              int line);
 /** application/json and a JSON object with an "error" object holding a "message" string. */

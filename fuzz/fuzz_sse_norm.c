@@ -31,7 +31,8 @@ struct outcome {
     char inband[256];
 };
 
-/* Feeds until the first status other than OK, then finishes the way forward.c does:
+/* Feeds until the first status other than OK, then finishes the way the stream relay
+ * (proxy/stream.c) does:
  * only a stream that is fine or ended by [DONE] is finished. */
 static void
 run(const struct fuzz_split *s, enum fuzz_feed how, struct outcome *r)

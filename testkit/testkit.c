@@ -144,6 +144,17 @@ mc_global_cleanup(void)
 }
 
 /* Prepares @p x to perform @p req into @p resp (zeroed first). @return false on OOM. */
+/* Appends @p line to @p list; on failure the list is kept whole (for its owner to free). */
+static bool
+append_request_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (!grown)
+        return false;
+    *list = grown;
+    return true;
+}
+
 static bool
 xfer_setup(struct xfer *x, const struct mc_req *req, struct mc_resp *resp)
 {
@@ -171,18 +182,19 @@ xfer_setup(struct xfer *x, const struct mc_req *req, struct mc_resp *resp)
     /* Hand every received piece over as it comes: no decoding of the body. */
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    bool ok = true;
     if (req->token) {
         snprintf(x->auth, sizeof x->auth, "Authorization: Bearer %s", req->token);
-        x->hdrs = curl_slist_append(x->hdrs, x->auth);
+        ok = append_request_header(&x->hdrs, x->auth);
     }
-    for (int i = 0; i < MC_MAX_HEADERS && req->headers[i]; i++)
-        x->hdrs = curl_slist_append(x->hdrs, req->headers[i]);
+    for (int i = 0; ok && i < MC_MAX_HEADERS && req->headers[i]; i++)
+        ok = append_request_header(&x->hdrs, req->headers[i]);
     /* No "Expect: 100-continue" round trip: the journal should see the headers the
      * test chose. */
-    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    if (req->chunked_upload)
-        x->hdrs = curl_slist_append(x->hdrs, "Transfer-Encoding: chunked");
-    if (!x->hdrs)
+    ok = ok && append_request_header(&x->hdrs, "Expect:");
+    if (ok && req->chunked_upload)
+        ok = append_request_header(&x->hdrs, "Transfer-Encoding: chunked");
+    if (!ok)
         return false;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
     if (req->body) {

@@ -98,7 +98,8 @@ int mc_post(uint16_t port, const char *path, const char *token, const char *body
 const char *mc_header(const struct mc_resp *resp, const char *name);
 /** @return the body parsed as JSON (caller deletes), or NULL. */
 cJSON *mc_json(const struct mc_resp *resp);
-/** @return the string member @p key of a JSON body, as a new string, or NULL. */
+/** @return the string member @p key of a JSON body, as a new string the caller free()s, or
+ *  NULL. */
 char *mc_json_string(const struct mc_resp *resp, const char *key);
 
 /** The events of an event stream (any of LF, CRLF, CR line endings). */
