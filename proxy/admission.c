@@ -123,7 +123,7 @@ check_locked(struct qp_admission *adm, const struct epoll_event *ev, int n)
     for (struct qp_conn *c = adm->open; c; c = c->next) {
         if (!c->receiving)
             continue;
-        bool late = now >= c->deadline_ms && !QP_MUTANT(no_receive_deadline);
+        bool late = now >= c->deadline_ms;
         bool hung_up = !QP_MUTANT(no_half_close_watch) && c->peer_closed_ms && now - c->peer_closed_ms >= HALF_CLOSE_GRACE_MS &&
                        !unread_bytes(c->fd);
         if (late || hung_up)

@@ -49,7 +49,7 @@ typedef char *(*qp_cache_derive_fn)(const char *body, size_t len, size_t *out_le
 
 /**
  * @return a new empty cache, or NULL when out of memory; free with qp_cache_free().
- * @param max_entries bound on entries (0 means unbounded, for the unbounded_cache mutant).
+ * @param max_entries bound on entries (0 means unbounded).
  * @param max_bytes bound on the bytes of bodies and derived forms held (0 means unbounded).
  * @param derive makes the derived form of each stored body, or NULL for none.
  */

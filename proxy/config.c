@@ -277,18 +277,16 @@ apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, c
         else
             ok = false;
         break;
-    case OPT_MUTANT: {
-        enum qp_mutant m = QP_MUT_NONE;
+    case OPT_MUTANT:
         if (!qk_proxy_mutants_available()) {
             snprintf(err, errlen, "%s: mutants are not built in (configure with -DQK_MUTANTS=ON)",
                      origin);
             return QK_INVALID;
         }
-        ok = qp_mutant_from_name(value, &m);
+        ok = QP_MUTANT_KNOWN(value);
         if (ok)
             *(const char **)(void *)field = value;
         break;
-    }
     }
     if (!ok) {
         if (o->kind == OPT_SECONDS || o->kind == OPT_MS || o->kind == OPT_UINT ||

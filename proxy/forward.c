@@ -11,7 +11,6 @@
  */
 #include "forward.h"
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -183,7 +182,7 @@ header_value(const struct curl_slist *list, const char *name)
 static bool
 wants_v1_shape(const struct qp_request *req)
 {
-    return req->openai_alias && !QP_MUTANT(v1_models_raw);
+    return req->openai_alias;
 }
 
 /* Serves the model list @p body, already in @p req's route shape (taken; NULL: none). */
@@ -201,8 +200,8 @@ respond_models(struct qp_request *req, char *body, size_t len, enum qp_cache_mar
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
         return;
     }
-    qp_response_take_body(&req->resp, 200, body, len,
-                          !v1 && QP_MUTANT(models_as_text) ? "text/plain" : "application/json");
+    qp_response_take_body(&req->resp, 200, body, len, "application/json");
+    QP_MUTANT_REWRITE(models, &req->resp, v1);
 }
 
 /* Relays a successful chat completion with the upstream's end-to-end headers. */
@@ -213,19 +212,12 @@ respond_chat_success(struct qp_request *req)
     size_t len = 0;
     char *body = qk_buf_take(&req->attempt_body, &len);
     size_t openai_len = 0;
-    char *openai =
-        QP_MUTANT(usage_raw) || !body ? NULL : qp_completion_openai(body, len, &openai_len);
+    char *openai = body ? qp_completion_openai(body, len, &openai_len) : NULL;
+    QP_MUTANT_REWRITE(completion, &openai, &openai_len);
     if (openai) {
         free(body);
         body = openai;
         len = openai_len;
-    }
-    if (QP_MUTANT(rewrite_completion)) {
-        free(body);
-        body = strdup("{\"id\":\"chatcmpl-rewritten\",\"object\":\"chat.completion\","
-                      "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                      "\"content\":\"rewritten\"},\"finish_reason\":\"stop\"}]}");
-        len = body ? strlen(body) : 0;
     }
     qp_response_take_body(&req->resp, 200, body, len, ctype ? ctype : "application/json");
     for (const struct curl_slist *h = req->attempt_headers; h; h = h->next) {
@@ -264,22 +256,12 @@ respond_relay(struct qp_request *req)
         qp_response_error(&req->resp, 502, msg, NULL, "upstream_too_large");
         return;
     }
-    if (QP_MUTANT(relay_html) && f->html) {
-        size_t len = 0;
-        char *body = qk_buf_take(&req->attempt_body, &len);
-        qp_response_take_body(&req->resp, (unsigned)f->status, body, len,
-                              "text/html; charset=utf-8");
-        return;
-    }
     long s = f->status;
     if ((s >= 400 && s <= 499) || (s == 503 && f->retry_after_ms >= 0)) {
         /* Client errors keep the upstream's status and message (ERR-2, AUTH-4). */
         char *text =
             qp_upstream_message(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body), s);
-        if (QP_MUTANT(rewrite_400) && s == 400) {
-            free(text);
-            text = strdup("Bad request.");
-        }
+        QP_MUTANT_REWRITE(upstream_message, &text, s);
         qp_response_error(&req->resp, (unsigned)s, text ? text : "Upstream error.", NULL,
                           "upstream_error");
         free(text);
@@ -290,6 +272,13 @@ respond_relay(struct qp_request *req)
     snprintf(msg, sizeof(msg), "Upstream answered HTTP %ld, which the proxy cannot relay.", s);
     qp_response_error(&req->resp, 502, msg, NULL, "upstream_bad_status");
 }
+
+QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses = {
+    .deadline = 504,
+    .timeout = 504,
+    .unreachable = 502,
+    .other = 502,
+};
 
 /* Retryable failures that ran out of attempts (EXHAUSTED) or time (DEADLINE). */
 static void
@@ -320,27 +309,26 @@ respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
     if (deadline) {
         snprintf(msg, sizeof(msg), "Request deadline of %lld ms reached after %u attempt(s); %s.",
                  (long long)fw->cfg.deadline_ms, req->attempts, last);
-        qp_response_error(&req->resp, 504, msg, NULL, "deadline_exceeded");
+        qp_response_error(&req->resp, qp_give_up_statuses.deadline, msg, NULL, "deadline_exceeded");
         return;
     }
     switch (f->transport) {
     case QP_TRANSPORT_TIMEOUT:
         snprintf(msg, sizeof(msg), "Upstream timed out after %u attempt(s); %s.", req->attempts,
                  last);
-        qp_response_error(&req->resp, QP_MUTANT(timeout_502) ? 502 : 504, msg, NULL,
-                          "upstream_timeout");
+        qp_response_error(&req->resp, qp_give_up_statuses.timeout, msg, NULL, "upstream_timeout");
         return;
     case QP_TRANSPORT_CONNECT:
         snprintf(msg, sizeof(msg), "Upstream unreachable after %u attempt(s); %s.", req->attempts,
                  last);
-        qp_response_error(&req->resp, QP_MUTANT(unreachable_500) ? 500 : 502, msg, NULL,
+        qp_response_error(&req->resp, qp_give_up_statuses.unreachable, msg, NULL,
                           "upstream_unreachable");
         return;
     default:
         break;
     }
     snprintf(msg, sizeof(msg), "Upstream failed after %u attempt(s); %s.", req->attempts, last);
-    qp_response_error(&req->resp, 502, msg, NULL,
+    qp_response_error(&req->resp, qp_give_up_statuses.other, msg, NULL,
                       f->transport == QP_TRANSPORT_OK ? "upstream_error"
                                                       : "upstream_connection_error");
 }
@@ -350,9 +338,9 @@ respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
 static struct qp_key
 models_key(const struct qp_request *req)
 {
-    if (QP_MUTANT(global_cache))
-        return qp_key_of("global", 6);
-    return req->cred_key;
+    struct qp_key key = req->cred_key;
+    QP_MUTANT_REWRITE(models_key, &key);
+    return key;
 }
 
 /* One landing's list; its /v1 shape is looked up or made at most once for all callers. */
@@ -377,8 +365,7 @@ respond_landing(struct qp_forwarder *fw, struct qp_request *req, struct models_l
     if (wants_v1_shape(req)) {
         if (!l->v1_tried) {
             l->v1_tried = true;
-            if (QP_MUTANT(no_cache) ||
-                qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
+            if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
                                       &l->v1, &l->v1_len) == QP_CACHE_MISS)
                 l->v1 = qp_models_openai(l->raw, l->len, &l->v1_len);
         }
@@ -437,8 +424,6 @@ conclude(struct qp_forwarder *fw, struct qp_request *req)
 static bool
 serve_stale(struct qp_forwarder *fw, struct qp_request *req)
 {
-    if (QP_MUTANT(no_stale))
-        return false;
     char *body = NULL;
     size_t len = 0;
     if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body,
@@ -781,7 +766,7 @@ static int64_t
 transfer_limit(const struct qp_request *req, int64_t now)
 {
     int64_t limit = req->attempt_due_ms - now;
-    if (!QP_MUTANT(no_deadline) && req->deadline_ms - now < limit)
+    if (req->deadline_ms - now < limit)
         limit = req->deadline_ms - now;
     return limit;
 }
@@ -1016,15 +1001,6 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
     return false;
 }
 
-/* Mutant cache_chat / cache_errors: stores what the real proxy never caches. */
-static void
-mutant_cache_put(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
-{
-    if (qp_cache_put(fw->cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
-                     qk_buf_len(&req->attempt_body), now) != QK_OK)
-        qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache", "out of memory");
-}
-
 /* The attempt succeeded: the answer goes to the caller (and a model list to the cache). */
 static void
 conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
@@ -1032,15 +1008,14 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     if (req->route == QP_ROUTE_MODELS) {
         const char *raw = qk_buf_ptr(&req->attempt_body);
         size_t len = qk_buf_len(&req->attempt_body);
-        if (!QP_MUTANT(no_cache) &&
-            qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
+        if (qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
             qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache",
                         "model list not stored: out of memory");
         models_land(fw, req, raw, len, QP_MARK_MISS);
         return;
     }
     if (QP_MUTANT(cache_chat) && req->has_cache_key)
-        mutant_cache_put(fw, req, now);
+        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log_format);
     respond_chat_success(req);
     finish(fw, req);
 }
@@ -1136,11 +1111,12 @@ conclude_attempt(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc)
     }
     /* A final failure. Failures are never cached (CACHE-3). */
     if (models && QP_MUTANT(cache_errors))
-        mutant_cache_put(fw, req, now);
+        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log_format);
     if (d.next == QP_NEXT_RELAY) {
         if (models && f->transport == QP_TRANSPORT_OK && f->status == 401)
             qp_cache_evict(fw->cache, req->flight_key); /* revoked: forget its list */
         respond_relay(req);
+        QP_MUTANT_REWRITE(relay, req);
     } else {
         if (models && serve_stale(fw, req))
             return;
@@ -1178,47 +1154,6 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     conclude_attempt(fw, req, rc);
 }
 
-/* Mutant drop_unknown_fields: the body sent upstream keeps only the fields the proxy
- * knows. */
-static void
-drop_unknown_fields(struct qp_request *req)
-{
-    static const char *const known[] = {"model", "messages", "stream", "incremental_output"};
-    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
-    cJSON *kept = cJSON_CreateObject();
-    for (size_t i = 0; cJSON_IsObject(root) && kept && i < sizeof(known) / sizeof(known[0]); i++) {
-        cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(root, known[i]);
-        if (v)
-            cJSON_AddItemToObject(kept, known[i], v);
-    }
-    char *text = cJSON_IsObject(root) && kept ? cJSON_PrintUnformatted(kept) : NULL;
-    if (text) {
-        qk_buf_reset(&req->body);
-        if (qk_buf_append_str(&req->body, text) != QK_OK)
-            qk_buf_reset(&req->body);
-        free(text);
-    }
-    cJSON_Delete(kept);
-    cJSON_Delete(root);
-}
-
-/* Mutant retry_changes_body: later attempts carry an extra field. */
-static void
-mutate_body(struct qp_request *req)
-{
-    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
-    if (cJSON_IsObject(root) && cJSON_AddNumberToObject(root, "retry_attempt", req->attempts)) {
-        char *text = cJSON_PrintUnformatted(root);
-        if (text) {
-            qk_buf_reset(&req->body);
-            if (qk_buf_append_str(&req->body, text) != QK_OK)
-                qk_buf_reset(&req->body);
-            free(text);
-        }
-    }
-    cJSON_Delete(root);
-}
-
 static void
 on_retry_timer(struct qp_loop_timer *t)
 {
@@ -1226,24 +1161,12 @@ on_retry_timer(struct qp_loop_timer *t)
     start_attempt(req->fw, req);
 }
 
-/* Mutant one_caller_at_a_time: @return true while another caller's stream is being
- * relayed (its upstream transfer is running). */
-static bool
-another_stream_open(const struct qp_forwarder *fw, const struct qp_request *req)
-{
-    for (const struct qp_request *r = fw->active; r; r = r->active_next) {
-        if (r != req && is_streamed(r) && r->in_transfer)
-            return true;
-    }
-    return false;
-}
-
 /* Starts an attempt: the first transfer of the route's plan (dialect.h). */
 static void
 start_attempt(struct qp_forwarder *fw, struct qp_request *req)
 {
     int64_t now = qk_now_ms();
-    if (QP_MUTANT(one_caller_at_a_time) && another_stream_open(fw, req)) {
+    if (QP_MUTANT(one_caller_at_a_time) && QP_MUTANT_HELPER(another_stream_open, fw->active, req)) {
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + 20);
         return;
     }
@@ -1255,8 +1178,7 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         conclude(fw, req);
         return;
     }
-    if (QP_MUTANT(retry_changes_body) && req->attempts > 0 && req->route == QP_ROUTE_CHAT)
-        mutate_body(req);
+    QP_MUTANT_REWRITE(upstream_body, req);
     bool streamed = is_streamed(req);
     req->plan_step = 0;
     memset(&req->plan, 0, sizeof(req->plan));
@@ -1291,8 +1213,7 @@ models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     char *body = NULL;
     size_t len = 0;
     enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
-    if (!QP_MUTANT(no_cache) &&
-        qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
+    if (qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
         respond_models(req, body, len, QP_MARK_HIT);
         finish(fw, req);
         return true;
@@ -1303,30 +1224,6 @@ models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
     if (role == QP_FLIGHT_JOINED)
         return true; /* the leader's answer will complete it */
     req->leads_flight = role == QP_FLIGHT_LEAD;
-    return false;
-}
-
-/* Mutant cache_chat: a chat answer is served from the cache. @return true on a hit. */
-static bool
-mutant_chat_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
-{
-    struct qk_buf k;
-    qk_buf_init(&k, SIZE_MAX / 2);
-    if (qk_buf_appendf(&k, "%s\n%s", req->authorization ? req->authorization : "",
-                       qk_buf_ptr(&req->body)) == QK_OK) {
-        req->flight_key = qp_key_of(qk_buf_ptr(&k), qk_buf_len(&k));
-        req->has_cache_key = true;
-    }
-    qk_buf_free(&k);
-    char *body = NULL;
-    size_t len = 0;
-    if (req->has_cache_key && qp_cache_get(fw->cache, req->flight_key, now, QP_CACHE_BODY, &body,
-                                           &len) == QP_CACHE_FRESH) {
-        qp_response_take_body(&req->resp, 200, body, len, "application/json");
-        req->cache = QP_MARK_HIT;
-        finish(fw, req);
-        return true;
-    }
     return false;
 }
 
@@ -1342,8 +1239,6 @@ qp_forward_on_post(void *ctx, void *item)
         return;
     }
     req->fw = fw;
-    if (QP_MUTANT(drop_unknown_fields) && req->route == QP_ROUTE_CHAT)
-        drop_unknown_fields(req);
     if (is_streamed(req)) {
         stream_prepare(fw, req);
         if (!QP_MUTANT(retry_after_caller_left))
@@ -1355,8 +1250,11 @@ qp_forward_on_post(void *ctx, void *item)
 
     if (req->route == QP_ROUTE_MODELS && models_lookup(fw, req, now))
         return;
-    if (req->route != QP_ROUTE_MODELS && QP_MUTANT(cache_chat) && mutant_chat_lookup(fw, req, now))
+    if (req->route != QP_ROUTE_MODELS && QP_MUTANT(cache_chat) &&
+        QP_MUTANT_HELPER(chat_lookup, fw->cache, req, now)) {
+        finish(fw, req);
         return;
+    }
     start_attempt(fw, req);
 }
 
@@ -1386,11 +1284,9 @@ qp_forwarder_new(const struct qp_forward_config *cfg, struct qp_forwarder **out)
     if (!fw)
         return QK_NOMEM;
     fw->cfg = *cfg;
-    int64_t ttl = QP_MUTANT(cache_never_expires) ? INT64_MAX / 4 : cfg->cache_ttl_ms;
-    size_t max = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_entries;
-    size_t max_bytes = QP_MUTANT(unbounded_cache) ? 0 : cfg->cache_max_bytes;
     fw->upstream = strdup(cfg->upstream);
-    fw->cache = qp_cache_new(max, max_bytes, ttl, cfg->stale_grace_ms, qp_models_openai);
+    fw->cache = qp_cache_new(cfg->cache_max_entries, cfg->cache_max_bytes, cfg->cache_ttl_ms,
+                             cfg->stale_grace_ms, qp_models_openai);
     fw->flights = qp_flights_new();
     if (!fw->upstream || !fw->cache || !fw->flights) {
         qp_forwarder_free(fw);

@@ -15,12 +15,28 @@
 
 #include "dialect.h"
 #include "loop.h"
+#include "mutant.h"
 #include "qwenkit/common.h"
 #include "qwenkit/proxy.h"
 #include "request.h"
 #include "retry.h"
 
 struct qp_forwarder;
+
+/**
+ * The status of the answer to a request whose retryable failures ran out of attempts or
+ * time, by the last failure's cause (ERR-5, RETRY-8). Data, so that a mutant build can
+ * edit it once at start-up (mutant.h) while the answering code has no mutant branch.
+ */
+struct qp_give_up_statuses {
+    unsigned deadline;    /**< the request's deadline ended it: 504 */
+    unsigned timeout;     /**< the last attempt timed out: 504 */
+    unsigned unreachable; /**< the upstream could not be reached: 502 */
+    unsigned other;       /**< any other failure (a status, a dropped connection): 502 */
+};
+
+/** The statuses (const but in mutant builds, whose qp_mutant_apply() may edit them). */
+extern QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses;
 
 /**
  * Hands a finished request back to the server side: the callee resumes the connection

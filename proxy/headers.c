@@ -4,25 +4,22 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mutant.h"
-
-struct header_row {
-    const char *name;
-    unsigned flags;
-};
-
-static const struct header_row header_rows[] = {
+QP_MUTANT_EDITABLE struct qp_header_policy qp_header_policy = {
+    .rows =
+        {
 #define QP_HEADER_ROW(name, flags, why) {name, flags},
-    QP_HEADER_MAP(QP_HEADER_ROW)
+            QP_HEADER_MAP(QP_HEADER_ROW)
 #undef QP_HEADER_ROW
+        },
+    .connection_listed = QP_HDR_HOP,
 };
 
 unsigned
 qp_header_flags(const char *name)
 {
-    for (size_t i = 0; i < sizeof(header_rows) / sizeof(header_rows[0]); i++) {
-        if (strcasecmp(header_rows[i].name, name) == 0)
-            return header_rows[i].flags;
+    for (size_t i = 0; i < QP_HEADER_ROWS; i++) {
+        if (strcasecmp(qp_header_policy.rows[i].name, name) == 0)
+            return qp_header_policy.rows[i].flags;
     }
     return 0;
 }
@@ -69,26 +66,22 @@ qp_header_in_connection(const char *name, const char *connection)
 bool
 qp_header_forward_request(const char *name, const char *connection)
 {
-    unsigned flags = qp_header_flags(name);
-    if (QP_MUTANT(forward_hop_headers) && strcasecmp(name, "Transfer-Encoding") != 0)
-        return !(flags & QP_HDR_REQ_OWN);
-    if (flags & (QP_HDR_HOP | QP_HDR_REQ_OWN))
+    if (qp_header_flags(name) & (QP_HDR_HOP_REQ | QP_HDR_REQ_OWN))
         return false;
     /* Authorization is end-to-end: never dropped even when a Connection value names it. */
     if (strcasecmp(name, "Authorization") == 0)
         return true;
-    return !qp_header_in_connection(name, connection);
+    return !(qp_header_policy.connection_listed & QP_HDR_HOP_REQ) ||
+           !qp_header_in_connection(name, connection);
 }
 
 bool
 qp_header_forward_response(const char *name, const char *connection)
 {
-    if (QP_MUTANT(relay_hop_headers) && strcasecmp(name, "Transfer-Encoding") != 0 &&
-        strcasecmp(name, "Connection") != 0)
-        return !(qp_header_flags(name) & QP_HDR_RES_OWN);
-    if (qp_header_flags(name) & (QP_HDR_HOP | QP_HDR_RES_OWN))
+    if (qp_header_flags(name) & (QP_HDR_HOP_RES | QP_HDR_RES_OWN))
         return false;
-    return !qp_header_in_connection(name, connection);
+    return !(qp_header_policy.connection_listed & QP_HDR_HOP_RES) ||
+           !qp_header_in_connection(name, connection);
 }
 
 bool
@@ -96,7 +89,7 @@ qp_header_forward_response_of(const char *name, const struct curl_slist *lines)
 {
     if (!qp_header_forward_response(name, NULL))
         return false;
-    if (QP_MUTANT(relay_hop_headers))
+    if (!(qp_header_policy.connection_listed & QP_HDR_HOP_RES))
         return true;
     static const char conn[] = "Connection:";
     for (; lines; lines = lines->next) {

@@ -15,9 +15,11 @@
 
 /** Flags of a header row. */
 enum qp_header_flags {
-    QP_HDR_HOP = 1 << 0,     /**< hop-by-hop: never forwarded, either direction */
-    QP_HDR_REQ_OWN = 1 << 1, /**< on requests the proxy or libcurl sets it */
-    QP_HDR_RES_OWN = 1 << 2, /**< on responses the proxy or libmicrohttpd sets it */
+    QP_HDR_HOP_REQ = 1 << 0, /**< hop-by-hop on requests: not sent upstream */
+    QP_HDR_HOP_RES = 1 << 1, /**< hop-by-hop on responses: not relayed to the caller */
+    QP_HDR_HOP = QP_HDR_HOP_REQ | QP_HDR_HOP_RES, /**< hop-by-hop: never forwarded */
+    QP_HDR_REQ_OWN = 1 << 2,                      /**< on requests the proxy or libcurl sets it */
+    QP_HDR_RES_OWN = 1 << 3, /**< on responses the proxy or libmicrohttpd sets it */
 };
 
 /* name, flags, why */
@@ -45,6 +47,26 @@ enum qp_header_flags {
     XX("Access-Control-Allow-Origin", QP_HDR_RES_OWN, "the proxy answers CORS itself")             \
     XX("Access-Control-Allow-Credentials", QP_HDR_RES_OWN, "the proxy answers CORS")               \
     XX("Access-Control-Expose-Headers", QP_HDR_RES_OWN, "the proxy answers CORS")
+
+#include "mutant.h"
+
+struct qp_header_row {
+    const char *name;
+    unsigned flags;
+};
+
+#define QP_HEADER_ONE(name, flags, why) +1
+enum { QP_HEADER_ROWS = 0 QP_HEADER_MAP(QP_HEADER_ONE) };
+#undef QP_HEADER_ONE
+
+/** The header policy: QP_HEADER_MAP's rows, and what a `Connection` listing makes a header. */
+struct qp_header_policy {
+    struct qp_header_row rows[QP_HEADER_ROWS];
+    unsigned connection_listed; /**< QP_HDR_HOP: hop-by-hop both ways (RFC 9110 7.6.1) */
+};
+
+/** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_header_policy qp_header_policy;
 
 /** @return the flags of @p name (case-insensitive), 0 for an ordinary header. */
 unsigned qp_header_flags(const char *name);

@@ -1,18 +1,36 @@
+/*
+ * The mutants' table edits and output rewrites (mutant.h). Compiled only in builds with
+ * -DQK_MUTANTS: nothing of this file reaches a release binary.
+ */
 #include "mutant.h"
 
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#ifdef QK_MUTANTS
+#include "cache.h"
+#include "forward.h"
+#include "headers.h"
+#include "key.h"
+#include "log.h"
+#include "request.h"
+#include "retry.h"
+#include "routes.h"
+
 enum qp_mutant qp_mutant_active = QP_MUT_NONE;
 
 static const char *const mutant_names[QP_MUT_COUNT] = {[QP_MUT_NONE] = "none",
-#define QP_MUTANT_NAME(name, req, text) [QP_MUT_##name] = #name,
+#define QP_MUTANT_NAME(name) [QP_MUT_##name] = #name,
                                                        QP_MUTANT_MAP(QP_MUTANT_NAME)
 #undef QP_MUTANT_NAME
 };
 
-bool
-qp_mutant_from_name(const char *name, enum qp_mutant *out)
+static bool
+mutant_of(const char *name, enum qp_mutant *out)
 {
     for (int i = 0; i < QP_MUT_COUNT; i++) {
         if (strcmp(mutant_names[i], name) == 0) {
@@ -23,23 +41,346 @@ qp_mutant_from_name(const char *name, enum qp_mutant *out)
     return false;
 }
 
-void
-qp_mutant_set(enum qp_mutant m)
-{
-    qp_mutant_active = m;
-}
-#else
 bool
-qp_mutant_from_name(const char *name, enum qp_mutant *out)
+qp_mutant_known(const char *name)
 {
-    (void)name;
-    (void)out;
+    enum qp_mutant m = QP_MUT_NONE;
+    return mutant_of(name, &m);
+}
+
+/* ---- table edits -------------------------------------------------------------------- */
+
+/* The real tables, kept from the first start so that every start begins from them. */
+static struct qp_header_policy real_header_policy;
+static struct qp_route_row real_routes[QP_ROUTE_ROWS];
+static struct qp_give_up_statuses real_give_up_statuses;
+static bool real_tables_saved;
+
+/* The rules a mutated retry policy points at (there is one mutant per process). */
+static struct qp_retry_rules mutated_retry_rules;
+
+/* Clears @p flags on every header row but those named in @p keep (NULL-terminated). */
+static void
+headers_clear(unsigned flags, const char *const *keep)
+{
+    for (size_t i = 0; i < QP_HEADER_ROWS; i++) {
+        bool kept = false;
+        for (const char *const *k = keep; *k; k++)
+            kept = kept || strcasecmp(qp_header_policy.rows[i].name, *k) == 0;
+        if (!kept)
+            qp_header_policy.rows[i].flags &= ~flags;
+    }
+    qp_header_policy.connection_listed &= ~flags;
+}
+
+static void
+retry_status_set(struct qp_retry_rules *r, long status, enum qp_retry_rule rule)
+{
+    for (size_t i = 0; i < QP_RETRY_STATUS_ROWS; i++) {
+        if (r->statuses[i].status == status)
+            r->statuses[i].rule = rule;
+    }
+}
+
+/* The retry mutants edit a copy of the policy's rules, which the policy then points at. */
+static void
+edit_retry_rules(enum qp_mutant m, struct qp_retry_policy *retry)
+{
+    struct qp_retry_rules *r = &mutated_retry_rules;
+    *r = retry->rules ? *retry->rules : qp_retry_rules_default;
+    switch (m) {
+    case QP_MUT_retry_401:
+        retry_status_set(r, 401, QP_RULE_RETRY);
+        break;
+    case QP_MUT_retry_4xx:
+        retry_status_set(r, 400, QP_RULE_RETRY);
+        retry_status_set(r, 403, QP_RULE_RETRY);
+        retry_status_set(r, 404, QP_RULE_RETRY);
+        retry_status_set(r, 413, QP_RULE_RETRY);
+        break;
+    case QP_MUT_no_retry_gateway:
+        r->transport = QP_RULE_FINAL;
+        retry_status_set(r, 502, QP_RULE_FINAL);
+        retry_status_set(r, 504, QP_RULE_FINAL);
+        retry_status_set(r, 503, QP_RULE_IF_TOLD);
+        break;
+    case QP_MUT_relay_html:
+        r->html_fails = false;
+        break;
+    case QP_MUT_no_backoff:
+        r->retry_after_waits = false;
+        retry->base_ms = 0;
+        break;
+    default:
+        return;
+    }
+    retry->rules = r;
+}
+
+bool
+qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
+{
+    enum qp_mutant m = QP_MUT_NONE;
+    if (name && !mutant_of(name, &m))
+        return false;
+    if (!real_tables_saved) {
+        real_header_policy = qp_header_policy;
+        memcpy(real_routes, qp_routes, sizeof(real_routes));
+        real_give_up_statuses = qp_give_up_statuses;
+        real_tables_saved = true;
+    }
+    qp_header_policy = real_header_policy;
+    memcpy(qp_routes, real_routes, sizeof(real_routes));
+    qp_give_up_statuses = real_give_up_statuses;
+    qp_mutant_active = m;
+
+    /* Transfer-Encoding frames each connection, and a relayed Connection would end the
+     * caller's: those stay hop-by-hop even in the mutants that forward the others. */
+    static const char *const framing[] = {"Transfer-Encoding", NULL};
+    static const char *const framing_and_connection[] = {"Transfer-Encoding", "Connection", NULL};
+    if (m == QP_MUT_forward_hop_headers)
+        headers_clear(QP_HDR_HOP_REQ, framing);
+    if (m == QP_MUT_relay_hop_headers)
+        headers_clear(QP_HDR_HOP_RES, framing_and_connection);
+    for (size_t i = 0; i < QP_ROUTE_ROWS; i++) {
+        if (m == QP_MUT_head_405)
+            qp_routes[i].head = false;
+        if (m == QP_MUT_v1_models_raw && strcmp(qp_routes[i].path, "/v1/models") == 0)
+            qp_routes[i].openai_alias = false;
+    }
+    if (m == QP_MUT_timeout_502)
+        qp_give_up_statuses.timeout = 502;
+    if (m == QP_MUT_unreachable_500)
+        qp_give_up_statuses.unreachable = 500;
+    edit_retry_rules(m, retry);
+    return true;
+}
+
+/* ---- output rewrites ---------------------------------------------------------------- */
+
+void
+qp_mutant_rewrite_error(struct qp_response *r, unsigned status, const char *message)
+{
+    if (!QP_MUTANT(html_errors))
+        return;
+    size_t n = strlen(message) + 64;
+    char *html = malloc(n);
+    if (html)
+        snprintf(html, n, "<html><body><h1>%u</h1><p>%s</p></body></html>", status, message);
+    qp_response_take_body(r, status, html, html ? strlen(html) : 0, "text/html; charset=utf-8");
+}
+
+/* Removes every @p name header of @p r. */
+static void
+response_drop(struct MHD_Response *r, const char *name)
+{
+    const char *value = NULL;
+    while ((value = MHD_get_response_header(r, name)) != NULL) {
+        char copy[512];
+        snprintf(copy, sizeof(copy), "%s", value);
+        if (MHD_del_response_header(r, name, copy) != MHD_YES)
+            return;
+    }
+}
+
+void
+qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream)
+{
+    if (QP_MUTANT(no_request_id))
+        response_drop(r, "X-Request-Id");
+    if (QP_MUTANT(no_allow_header) && status == 405)
+        response_drop(r, "Allow");
+    if (QP_MUTANT(no_cors)) {
+        response_drop(r, "Access-Control-Allow-Origin");
+        response_drop(r, "Access-Control-Expose-Headers");
+        response_drop(r, "Vary");
+    }
+    if (QP_MUTANT(sse_no_event_stream_headers) && stream) {
+        response_drop(r, "Cache-Control");
+        response_drop(r, "X-Accel-Buffering");
+    }
+}
+
+/* @return true when the header line @p line is the @p name header. */
+static bool
+line_is(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(line, name, n) == 0 && (line[n] == ':' || line[n] == ';');
+}
+
+void
+qp_mutant_rewrite_upstream_headers(struct curl_slist **list)
+{
+    const char *dropped = QP_MUTANT(no_request_id)        ? "X-Request-Id"
+                          : QP_MUTANT(drop_authorization) ? "Authorization"
+                                                          : NULL;
+    if (!dropped)
+        return;
+    struct curl_slist *kept = NULL;
+    for (const struct curl_slist *l = *list; l; l = l->next) {
+        if (line_is(l->data, dropped))
+            continue;
+        struct curl_slist *more = curl_slist_append(kept, l->data);
+        if (!more) {
+            curl_slist_free_all(kept);
+            return; /* out of memory: the list stays as it was */
+        }
+        kept = more;
+    }
+    curl_slist_free_all(*list);
+    *list = kept;
+}
+
+void
+qp_mutant_rewrite_models(struct qp_response *r, bool v1)
+{
+    if (QP_MUTANT(models_as_text) && !v1)
+        snprintf(r->content_type, sizeof(r->content_type), "text/plain");
+}
+
+void
+qp_mutant_rewrite_completion(char **body, size_t *len)
+{
+    if (QP_MUTANT(usage_raw)) {
+        free(*body);
+        *body = NULL;
+    }
+    if (QP_MUTANT(rewrite_completion)) {
+        free(*body);
+        *body = strdup("{\"id\":\"chatcmpl-rewritten\",\"object\":\"chat.completion\","
+                       "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":\"rewritten\"},\"finish_reason\":\"stop\"}]}");
+        *len = *body ? strlen(*body) : 0;
+    }
+}
+
+void
+qp_mutant_rewrite_upstream_message(char **message, long status)
+{
+    if (QP_MUTANT(rewrite_400) && status == 400) {
+        free(*message);
+        *message = strdup("Bad request.");
+    }
+}
+
+void
+qp_mutant_rewrite_relay(struct qp_request *req)
+{
+    const struct qp_attempt_facts *f = &req->last;
+    if (!QP_MUTANT(relay_html) || !f->html || f->transport == QP_TRANSPORT_TOO_BIG)
+        return;
+    size_t len = 0;
+    char *body = qk_buf_take(&req->attempt_body, &len);
+    qp_response_clear(&req->resp);
+    qp_response_take_body(&req->resp, (unsigned)f->status, body, len, "text/html; charset=utf-8");
+}
+
+void
+qp_mutant_rewrite_models_key(struct qp_key *key)
+{
+    if (QP_MUTANT(global_cache))
+        *key = qp_key_of("global", 6);
+}
+
+/* Replaces req->body with @p root printed (kept as it was when that fails). */
+static void
+body_replace(struct qp_request *req, const cJSON *root)
+{
+    char *text = cJSON_PrintUnformatted(root);
+    if (!text)
+        return;
+    qk_buf_reset(&req->body);
+    if (qk_buf_append_str(&req->body, text) != QK_OK)
+        qk_buf_reset(&req->body);
+    free(text);
+}
+
+/* drop_unknown_fields: the body keeps only the fields the proxy knows. */
+static void
+drop_unknown_fields(struct qp_request *req)
+{
+    static const char *const known[] = {"model", "messages", "stream", "incremental_output"};
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *kept = cJSON_CreateObject();
+    for (size_t i = 0; cJSON_IsObject(root) && kept && i < sizeof(known) / sizeof(known[0]); i++) {
+        cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(root, known[i]);
+        if (v)
+            cJSON_AddItemToObject(kept, known[i], v);
+    }
+    if (cJSON_IsObject(root) && kept)
+        body_replace(req, kept);
+    cJSON_Delete(kept);
+    cJSON_Delete(root);
+}
+
+/* retry_changes_body: later attempts carry an extra field. */
+static void
+add_retry_attempt(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    if (cJSON_IsObject(root) && cJSON_AddNumberToObject(root, "retry_attempt", req->attempts))
+        body_replace(req, root);
+    cJSON_Delete(root);
+}
+
+void
+qp_mutant_rewrite_upstream_body(struct qp_request *req)
+{
+    if (req->route != QP_ROUTE_CHAT)
+        return;
+    if (QP_MUTANT(drop_unknown_fields) && req->attempts == 0)
+        drop_unknown_fields(req);
+    if (QP_MUTANT(retry_changes_body) && req->attempts > 0)
+        add_retry_attempt(req);
+}
+
+void
+qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, enum qk_proxy_log_format log_format)
+{
+    if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(tail, "data: [DONE]\n\n") != QK_OK)
+        qp_log_note(log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
+}
+
+/* ---- helpers of inline mutants ------------------------------------------------------ */
+
+bool
+qp_mutant_another_stream_open(const struct qp_request *active, const struct qp_request *req)
+{
+    for (const struct qp_request *r = active; r; r = r->active_next) {
+        if (r != req && r->stream && r->route == QP_ROUTE_CHAT && r->in_transfer)
+            return true;
+    }
     return false;
 }
 
 void
-qp_mutant_set(enum qp_mutant m)
+qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
+                    enum qk_proxy_log_format log_format)
 {
-    (void)m;
+    if (qp_cache_put(cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
+                     qk_buf_len(&req->attempt_body), now) != QK_OK)
+        qp_log_note(log_format, QP_LOG_ERROR, "cache", "out of memory");
 }
-#endif
+
+bool
+qp_mutant_chat_lookup(struct qp_cache *cache, struct qp_request *req, int64_t now)
+{
+    struct qk_buf k;
+    qk_buf_init(&k, SIZE_MAX / 2);
+    if (qk_buf_appendf(&k, "%s\n%s", req->authorization ? req->authorization : "",
+                       qk_buf_ptr(&req->body)) == QK_OK) {
+        req->flight_key = qp_key_of(qk_buf_ptr(&k), qk_buf_len(&k));
+        req->has_cache_key = true;
+    }
+    qk_buf_free(&k);
+    char *body = NULL;
+    size_t len = 0;
+    if (req->has_cache_key &&
+        qp_cache_get(cache, req->flight_key, now, QP_CACHE_BODY, &body, &len) == QP_CACHE_FRESH) {
+        qp_response_take_body(&req->resp, 200, body, len, "application/json");
+        req->cache = QP_MARK_HIT;
+        return true;
+    }
+    return false;
+}

@@ -2,111 +2,218 @@
  * @file mutant.h
  * @brief Deliberately broken behaviours, so the conformance suite can prove it fails.
  *
- * Each mutant breaks exactly one requirement of conformance/SPEC.md. They exist only in
- * builds configured with -DQK_MUTANTS=ON; elsewhere QP_MUTANT() is the constant 0 and the
- * compiler drops every mutant branch, so release binaries contain no mutant code.
- * proxy/MUTANTS.md documents the same table for the suite's ctest.
+ * proxy/mutants.tsv is the one table of mutants: name, kind, the requirements the suite
+ * must find failing, proxy flags, effect and why. It generates the `mutant_<name>`
+ * ctests; the ctest `unit_proxy_mutant_table` checks that QP_MUTANT_MAP below, the
+ * sites in the code and the table of MUTANTS.md agree with it. A mutant is one of four
+ * kinds:
+ *
+ *  - flags:   a setting that lies (TTL, retry count, deadline...). No code: its ctest runs
+ *             the ordinary proxy with other flags, and its name is not in QP_MUTANT_MAP.
+ *  - table:   qp_mutant_apply() edits a module's table once at start-up (retry rules,
+ *             header policy, routes, give-up statuses); the module's code has no mutant
+ *             branch.
+ *  - rewrite: a QP_MUTANT_REWRITE(point, ...) hook at an edge of the proxy calls
+ *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out.
+ *  - inline:  a structural QP_MUTANT(name) decision where the behaviour is made (in the
+ *             pure stream modules QP_SSE_MUTANT(opts, name), sse_mutant.h); a helper it
+ *             needs lives in mutant.c, called through QP_MUTANT_HELPER().
+ *
+ * All of it exists only with -DQK_MUTANTS, and mutant.c is compiled only then. In other
+ * builds QP_MUTANT() and QP_MUTANT_HELPER() are 0, QP_MUTANT_REWRITE() is ((void)0) and
+ * the editable tables are const, so no mutant code or data is left: ci/check-no-mutants.sh
+ * proves it by symbol.
  */
 #ifndef QP_MUTANT_H
 #define QP_MUTANT_H
 
-#include <stdbool.h>
-
-/* name, requirement it breaks, what it does */
+/* The mutants compiled into a mutant build: every row of mutants.tsv but the flags ones. */
 #define QP_MUTANT_MAP(XX)                                                                          \
-    XX(no_auth_check, "AUTH-1", "forwards requests that carry no Authorization")                   \
-    XX(empty_token_ok, "AUTH-2", "accepts a non-Bearer scheme or an empty token")                  \
-    XX(drop_authorization, "AUTH-3", "does not forward the caller's Authorization")                \
-    XX(retry_401, "AUTH-4", "retries an upstream 401 like a 500")                                  \
-    XX(global_cache, "AUTH-5", "one model-list cache entry shared by every credential")            \
-    XX(forward_hop_headers, "AUTH-6", "forwards hop-by-hop request headers upstream")              \
-    XX(relay_hop_headers, "AUTH-6", "relays the upstream's hop-by-hop response headers")           \
-    XX(no_cache, "CACHE-1", "never serves the model list from the cache")                          \
-    XX(cache_never_expires, "CACHE-2", "ignores the cache TTL")                                    \
-    XX(cache_errors, "CACHE-3", "caches failed model-list answers")                                \
-    XX(no_single_flight, "CACHE-4", "every concurrent miss goes upstream")                         \
-    XX(cache_chat, "CACHE-5", "caches chat completions per credential and body")                   \
-    XX(no_stale, "CACHE-6", "never serves a stale list when a refresh fails")                      \
-    XX(unbounded_cache, "CACHE-7", "ignores --cache-max-entries and --cache-max-bytes")            \
-    XX(no_retry, "RETRY-1", "never retries")                                                       \
-    XX(relay_html, "RETRY-2", "relays HTML answers instead of retrying them")                      \
-    XX(wrong_retry_count, "RETRY-3", "makes one attempt more than configured")                     \
-    XX(client_resends, "RETRY-3", "lets libcurl re-send a request on a dead pooled connection")  \
-    XX(retry_4xx, "RETRY-4", "retries 400/403/404/413 like a 500")                                 \
-    XX(no_retry_gateway, "RETRY-5", "does not retry 502/503/504 or connection errors")             \
-    XX(no_backoff, "RETRY-6", "retries at once, ignoring backoff and Retry-After")                 \
-    XX(retry_changes_body, "RETRY-7", "sends a different body on retries")                         \
-    XX(no_deadline, "RETRY-8", "ignores the whole-request deadline")                               \
-    XX(no_validation, "ERR-1", "forwards chat bodies without validating them")                     \
-    XX(rewrite_400, "ERR-2", "replaces the upstream 400 message with a generic one")               \
-    XX(html_errors, "ERR-3", "answers its own errors as text/html")                                \
-    XX(no_allow_header, "ERR-4", "answers 405 without an Allow header")                            \
-    XX(no_413, "ERR-4", "accepts bodies over --max-body")                                          \
-    XX(unreachable_500, "ERR-5", "answers 500 when the upstream is unreachable")                   \
-    XX(timeout_502, "ERR-5", "answers 502 instead of 504 on an upstream timeout")                  \
-    XX(rewrite_completion, "HTTP-1", "rewrites the upstream chat.completion body")                 \
-    XX(no_request_id, "HTTP-2", "neither forwards nor returns X-Request-Id")                       \
-    XX(no_cors, "HTTP-3", "answers CORS preflight with 405")                                       \
-    XX(v1_models_raw, "HTTP-4", "answers /v1/models in the upstream shape")                        \
-    XX(models_as_text, "HTTP-6", "answers the model list as text/plain")                           \
-    XX(one_caller_at_a_time, "HTTP-7", "starts nothing upstream while another stream is open")     \
-    XX(drop_unknown_fields, "HTTP-8", "sends upstream only the chat fields it knows")              \
-    XX(usage_raw, "HTTP-9", "relays the upstream's usage names in non-stream answers")             \
-    XX(crash_on_missing_messages, "ROBUST-1", "aborts on a chat body without messages")            \
-    XX(no_receive_deadline, "ROBUST-2", "lets a request head take for ever when bytes trickle in") \
-    XX(no_half_close_watch, "ROBUST-3", "keeps a half-closed partial request until its deadline")  \
-    XX(sse_no_event_stream_headers, "SSE-1", "streams without Cache-Control: no-cache")            \
-    XX(buffer_stream, "SSE-2", "holds the whole stream back until the upstream ends")              \
-    XX(cumulative_passthrough, "SSE-4", "relays upstream deltas as they are (cumulative text)")    \
-    XX(naive_prefix_dedup, "SSE-4",                                                                \
-       "drops the prefix equal to the previous piece (loses repeats)")                             \
-    XX(split_utf8, "SSE-5", "decodes each upstream write alone, mangling split UTF-8")             \
-    XX(lf_only_framing, "SSE-6", "only understands LF line endings")                               \
-    XX(stream_200_on_failure, "SSE-7", "answers 200 before the first event; failures in-band")     \
-    XX(replay_after_drop, "SSE-8", "retries a stream dropped mid-way, replaying its text")         \
-    XX(bare_done_on_drop, "SSE-8", "ends a dropped stream with [DONE] and no error event")         \
-    XX(keep_upstream_on_disconnect, "SSE-9", "keeps the upstream open after the caller left")      \
-    XX(unbounded_stream_buffer, "SSE-11", "never pauses the upstream for a slow caller")        \
-    XX(done_twice, "SSE-3", "ends a good stream with two data: [DONE] events")                \
-    XX(raw_chunks, "SSE-12", "created in milliseconds, no finish_reason filled in")                \
-    XX(sse_extra_fields, "SSE-12", "emits event: and id: lines")                                   \
-    XX(shared_line_buffer, "SSE-14", "one partial-line buffer shared by every stream")              \
-    XX(textless_chunk_bad, "SSE-15", "takes a chunk without text for a broken event")             \
-    XX(connection_first_line, "AUTH-6", "reads only the first Connection header line")             \
-    XX(forward_duplicate_headers, "INPUT-1", "forwards two Authorization/Host/Content-Length")      \
-    XX(forward_control_chars, "INPUT-2", "forwards header values holding control characters")     \
-    XX(decode_path_before_routing, "INPUT-3", "routes on the decoded path (%2F, %00)")             \
-    XX(head_405, "INPUT-4", "answers HEAD on the GET routes with 405") \
-    XX(relay_non_sse_200, "SSE-16", "relays a 200 that is not an event stream as a success")      \
-    XX(done_on_junk_stream, "SSE-17", "ends a stream without events, or cut, with [DONE]")        \
-    XX(retry_after_caller_left, "SSE-18", "keeps retrying after the caller left before the start") \
-    XX(bytes_reset_idle, "SSE-10", "any upstream byte resets the stream idle timeout")
+    XX(no_auth_check)                                                                              \
+    XX(empty_token_ok)                                                                             \
+    XX(drop_authorization)                                                                         \
+    XX(retry_401)                                                                                  \
+    XX(global_cache)                                                                               \
+    XX(forward_hop_headers)                                                                        \
+    XX(relay_hop_headers)                                                                          \
+    XX(cache_errors)                                                                               \
+    XX(no_single_flight)                                                                           \
+    XX(cache_chat)                                                                                 \
+    XX(relay_html)                                                                                 \
+    XX(client_resends)                                                                             \
+    XX(retry_4xx)                                                                                  \
+    XX(no_retry_gateway)                                                                           \
+    XX(no_backoff)                                                                                 \
+    XX(retry_changes_body)                                                                         \
+    XX(no_validation)                                                                              \
+    XX(rewrite_400)                                                                                \
+    XX(html_errors)                                                                                \
+    XX(no_allow_header)                                                                            \
+    XX(unreachable_500)                                                                            \
+    XX(timeout_502)                                                                                \
+    XX(rewrite_completion)                                                                         \
+    XX(no_request_id)                                                                              \
+    XX(no_cors)                                                                                    \
+    XX(v1_models_raw)                                                                              \
+    XX(models_as_text)                                                                             \
+    XX(one_caller_at_a_time)                                                                       \
+    XX(drop_unknown_fields)                                                                        \
+    XX(usage_raw)                                                                                  \
+    XX(sse_no_event_stream_headers)                                                                \
+    XX(buffer_stream)                                                                              \
+    XX(cumulative_passthrough)                                                                     \
+    XX(naive_prefix_dedup)                                                                         \
+    XX(split_utf8)                                                                                 \
+    XX(lf_only_framing)                                                                            \
+    XX(stream_200_on_failure)                                                                      \
+    XX(replay_after_drop)                                                                          \
+    XX(bare_done_on_drop)                                                                          \
+    XX(keep_upstream_on_disconnect)                                                                \
+    XX(done_twice)                                                                                 \
+    XX(unbounded_stream_buffer)                                                                    \
+    XX(raw_chunks)                                                                                 \
+    XX(sse_extra_fields)                                                                           \
+    XX(shared_line_buffer)                                                                         \
+    XX(textless_chunk_bad)                                                                         \
+    XX(crash_on_missing_messages)                                                                  \
+    XX(no_half_close_watch)                                                                        \
+    XX(connection_first_line)                                                                      \
+    XX(forward_duplicate_headers)                                                                  \
+    XX(forward_control_chars)                                                                      \
+    XX(decode_path_before_routing)                                                                 \
+    XX(head_405)                                                                                   \
+    XX(relay_non_sse_200)                                                                          \
+    XX(done_on_junk_stream)                                                                        \
+    XX(retry_after_caller_left)                                                                    \
+    XX(bytes_reset_idle)
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef QK_MUTANTS
+
+#include "qwenkit/proxy.h"
+
+struct MHD_Response;
+struct curl_slist;
+struct qk_buf;
+struct qp_cache;
+struct qp_key;
+struct qp_request;
+struct qp_response;
+struct qp_retry_policy;
 
 enum qp_mutant {
     QP_MUT_NONE = 0,
-#ifdef QK_MUTANTS
-#define QP_MUTANT_ENUM(name, req, text) QP_MUT_##name,
+#define QP_MUTANT_ENUM(name) QP_MUT_##name,
     QP_MUTANT_MAP(QP_MUTANT_ENUM)
 #undef QP_MUTANT_ENUM
         QP_MUT_COUNT
-#endif
 };
 
-#ifdef QK_MUTANTS
 /** The mutant chosen at start (QP_MUT_NONE normally). Set once before threads start. */
 extern enum qp_mutant qp_mutant_active;
+
+/** True where the behaviour of mutant @p name is made (kind inline). */
 #define QP_MUTANT(name) (qp_mutant_active == QP_MUT_##name)
-#else
-#define QP_MUTANT(name) 0
-#endif
+
+/** Calls qp_mutant_<helper>(...) of mutant.c, a helper an inline decision needs, as in
+ * `QP_MUTANT(name) && QP_MUTANT_HELPER(helper, ...)`; 0 in other builds, so a helper that
+ * returns nothing is called as `(void)QP_MUTANT_HELPER(...)`. */
+#define QP_MUTANT_HELPER(helper, ...) qp_mutant_##helper(__VA_ARGS__)
+
+/** A table that qp_mutant_apply() may edit before the proxy starts (const otherwise). */
+#define QP_MUTANT_EDITABLE
+
+/** An output rewrite: calls qp_mutant_rewrite_<point>(...), which may alter its arguments. */
+#define QP_MUTANT_REWRITE(point, ...) qp_mutant_rewrite_##point(__VA_ARGS__)
+
+/** @return true when @p name is a mutant of this build. */
+bool qp_mutant_known(const char *name);
+#define QP_MUTANT_KNOWN(name) qp_mutant_known(name)
 
 /**
- * Looks a mutant up by name.
- * @return true and the id in @p out, or false for an unknown name (or a release build).
+ * Activates the mutant named @p name (NULL: none) for the whole process and makes
+ * its table edits: to the process-wide tables (restored first, so that a second proxy of
+ * the process starts from the real ones) and to @p retry, the policy of the proxy being
+ * started (its rules then point at mutant.c's static copy). Call before any thread starts.
+ * @return false for a name that is no mutant (nothing is changed).
  */
-bool qp_mutant_from_name(const char *name, enum qp_mutant *out);
+bool qp_mutant_apply(const char *name, struct qp_retry_policy *retry);
+#define QP_MUTANT_APPLY(name, retry) qp_mutant_apply(name, retry)
 
-/** Activates @p m for the whole process (tests and qk_proxy_start()). */
-void qp_mutant_set(enum qp_mutant m);
+/** Rewrites the error answer @p r just made of @p status and @p message (html_errors). */
+void qp_mutant_rewrite_error(struct qp_response *r, unsigned status, const char *message);
+
+/**
+ * Rewrites the headers of @p r, the answer with @p status about to be queued (a stream's
+ * when @p stream): no_request_id, no_allow_header, no_cors (its answers; the preflight
+ * is inline), sse_no_event_stream_headers.
+ */
+void qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream);
+
+/**
+ * Rewrites the upstream request header lines @p list (the caller owns the list, which may
+ * be replaced): no_request_id, drop_authorization.
+ */
+void qp_mutant_rewrite_upstream_headers(struct curl_slist **list);
+
+/** Rewrites the model list answer @p r (in the OpenAI shape when @p v1): models_as_text. */
+void qp_mutant_rewrite_models(struct qp_response *r, bool v1);
+
+/**
+ * Rewrites the chat completion about to be relayed: @p *body (malloc'd, may be NULL when
+ * the upstream's could not be converted; the caller owns it, which may be replaced) is
+ * its OpenAI form, which replaces the upstream's unless NULL: usage_raw (NULL: the
+ * upstream's as it is), rewrite_completion.
+ */
+void qp_mutant_rewrite_completion(char **body, size_t *len);
+
+/** Rewrites @p *message (malloc'd or NULL; the caller owns it, which may be replaced), the
+ * upstream's error message relayed with @p status: rewrite_400. */
+void qp_mutant_rewrite_upstream_message(char **message, long status);
+
+/** Rewrites req->resp, the relay of a final upstream answer req->last: relay_html (the
+ * HTML page itself, with its status). */
+void qp_mutant_rewrite_relay(struct qp_request *req);
+
+/** Rewrites the key of @p *key's model-list cache entry: global_cache. */
+void qp_mutant_rewrite_models_key(struct qp_key *key);
+
+/** Rewrites req->body before each attempt sends it (req->attempts made so far):
+ * drop_unknown_fields, retry_changes_body. */
+void qp_mutant_rewrite_upstream_body(struct qp_request *req);
+
+/** Rewrites @p tail, the events that end a stream (@p ok: without failure; a failure to
+ * grow it is noted in @p log_format): done_twice. */
+void qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok,
+                                  enum qk_proxy_log_format log_format);
+
+/** @return true when an exchange of the list @p active other than @p req relays a stream
+ * whose upstream transfer runs (one_caller_at_a_time). */
+bool qp_mutant_another_stream_open(const struct qp_request *active, const struct qp_request *req);
+
+/** Stores req->attempt_body in @p cache under req->flight_key at @p now, where the proxy
+ * never caches (cache_chat: a completion, cache_errors: a failure); a failure to store
+ * is noted in @p log_format. */
+void qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
+                         enum qk_proxy_log_format log_format);
+
+/** cache_chat: keys @p req by credential and body and looks its answer up in @p cache.
+ * @return true on a fresh hit, with req->resp set to it. */
+bool qp_mutant_chat_lookup(struct qp_cache *cache, struct qp_request *req, int64_t now);
+
+#else
+
+#define QP_MUTANT(name) 0
+#define QP_MUTANT_HELPER(helper, ...) 0
+#define QP_MUTANT_EDITABLE const
+#define QP_MUTANT_REWRITE(point, ...) ((void)0)
+/* No name is a mutant, and only "no mutant" (NULL) can be applied. */
+#define QP_MUTANT_KNOWN(name) ((void)(name), false)
+#define QP_MUTANT_APPLY(name, retry) ((void)(retry), (name) == NULL)
+
+#endif
 
 #endif

@@ -45,16 +45,9 @@ qp_response_error(struct qp_response *r, unsigned status, const char *message, c
                   const char *code)
 {
     qp_response_clear(r);
-    if (QP_MUTANT(html_errors)) {
-        size_t n = strlen(message) + 64;
-        char *html = malloc(n);
-        if (html)
-            snprintf(html, n, "<html><body><h1>%u</h1><p>%s</p></body></html>", status, message);
-        qp_response_take_body(r, status, html, html ? strlen(html) : 0, "text/html; charset=utf-8");
-        return;
-    }
     char *body = qp_error_json(message, qp_error_type(status), param, code);
     qp_response_take_body(r, status, body, body ? strlen(body) : 0, "application/json");
+    QP_MUTANT_REWRITE(error, r, status, message);
 }
 
 bool

@@ -3,7 +3,44 @@
 #include <curl/curl.h>
 #include <stddef.h>
 
-#include "mutant.h"
+/* Statuses the upstream answers when it may do better on a second try: 500 and the
+ * gateway failures; 503 and 429 when a Retry-After says when (a 503 without one is an
+ * ordinary gateway failure, a 429 without one is relayed so that the client's own rate
+ * limiting applies). The client errors are final: the same request fails the same way. */
+const struct qp_retry_rules qp_retry_rules_default = {
+    .transport = QP_RULE_RETRY,
+    .html_fails = true,
+    .retry_after_waits = true,
+    .statuses =
+        {
+            {500, QP_RULE_RETRY},
+            {502, QP_RULE_RETRY},
+            {504, QP_RULE_RETRY},
+            {503, QP_RULE_UNLESS_LATE},
+            {429, QP_RULE_IF_TOLD},
+            {401, QP_RULE_FINAL},
+            {400, QP_RULE_FINAL},
+            {403, QP_RULE_FINAL},
+            {404, QP_RULE_FINAL},
+            {413, QP_RULE_FINAL},
+        },
+};
+
+static const struct qp_retry_rules *
+rules_of(const struct qp_retry_policy *p)
+{
+    return p->rules ? p->rules : &qp_retry_rules_default;
+}
+
+static enum qp_retry_rule
+status_rule(const struct qp_retry_rules *r, long status)
+{
+    for (size_t i = 0; i < QP_RETRY_STATUS_ROWS; i++) {
+        if (r->statuses[i].status == status)
+            return r->statuses[i].rule;
+    }
+    return QP_RULE_FINAL;
+}
 
 static bool
 status_has_retry_after(long status)
@@ -12,11 +49,11 @@ status_has_retry_after(long status)
 }
 
 bool
-qp_retry_is_success(const struct qp_attempt_facts *f)
+qp_retry_is_success(const struct qp_retry_policy *p, const struct qp_attempt_facts *f)
 {
     if (f->transport != QP_TRANSPORT_OK || f->status < 200 || f->status > 299)
         return false;
-    if (f->html && !QP_MUTANT(relay_html))
+    if (f->html && rules_of(p)->html_fails)
         return false;
     return !f->body_unusable;
 }
@@ -24,41 +61,29 @@ qp_retry_is_success(const struct qp_attempt_facts *f)
 bool
 qp_retry_is_retryable(const struct qp_retry_policy *p, const struct qp_attempt_facts *f)
 {
+    const struct qp_retry_rules *r = rules_of(p);
     switch (f->transport) {
     case QP_TRANSPORT_CONNECT:
     case QP_TRANSPORT_TIMEOUT:
     case QP_TRANSPORT_BROKEN:
-        return !QP_MUTANT(no_retry_gateway);
+        return r->transport == QP_RULE_RETRY;
     case QP_TRANSPORT_TOO_BIG:
         return false;
     case QP_TRANSPORT_OK:
         break;
     }
     /* HTML is a WAF block, a captcha or a gateway page whatever its status (RETRY-2). */
-    if (f->html && !QP_MUTANT(relay_html))
+    if (f->html && r->html_fails)
         return true;
-    switch (f->status) {
-    case 500:
+    bool told_in_time = f->retry_after_ms >= 0 && f->retry_after_ms <= p->retry_after_cap_ms;
+    switch (status_rule(r, f->status)) {
+    case QP_RULE_RETRY:
         return true;
-    case 502:
-    case 504:
-        return !QP_MUTANT(no_retry_gateway);
-    case 503:
-    case 429:
-        /* Worth waiting for only when the upstream says when, and not too late. A 503
-         * without Retry-After is an ordinary gateway failure; a 429 without one is relayed
-         * so the client's own rate limiting applies. */
-        if (f->retry_after_ms >= 0)
-            return f->retry_after_ms <= p->retry_after_cap_ms;
-        return f->status == 503 && !QP_MUTANT(no_retry_gateway);
-    case 401:
-        return QP_MUTANT(retry_401);
-    case 400:
-    case 403:
-    case 404:
-    case 413:
-        return QP_MUTANT(retry_4xx);
-    default:
+    case QP_RULE_UNLESS_LATE:
+        return f->retry_after_ms < 0 || told_in_time;
+    case QP_RULE_IF_TOLD:
+        return told_in_time;
+    case QP_RULE_FINAL:
         break;
     }
     /* A 2xx with an unusable body (e.g. a model list that is not one) is a glitch. */
@@ -85,7 +110,7 @@ qp_retry_decide(const struct qp_retry_policy *p, const struct qp_attempt_facts *
 {
     struct qp_decision d = {QP_NEXT_RELAY, 0};
 
-    if (qp_retry_is_success(f)) {
+    if (qp_retry_is_success(p, f)) {
         d.next = QP_NEXT_SUCCESS;
         return d;
     }
@@ -93,19 +118,15 @@ qp_retry_decide(const struct qp_retry_policy *p, const struct qp_attempt_facts *
         d.next = QP_NEXT_RELAY;
         return d;
     }
-    unsigned max_attempts = p->max_retries + 1;
-    if (QP_MUTANT(wrong_retry_count))
-        max_attempts++;
-    if (QP_MUTANT(no_retry) || attempts >= max_attempts) {
+    if (attempts >= p->max_retries + 1) {
         d.next = QP_NEXT_EXHAUSTED;
         return d;
     }
     d.delay_ms = qp_retry_backoff_ms(p->base_ms, attempts, rnd);
-    if (status_has_retry_after(f->status) && f->retry_after_ms > d.delay_ms)
+    if (rules_of(p)->retry_after_waits && status_has_retry_after(f->status) &&
+        f->retry_after_ms > d.delay_ms)
         d.delay_ms = f->retry_after_ms;
-    if (QP_MUTANT(no_backoff))
-        d.delay_ms = 0;
-    if (now_ms + d.delay_ms >= deadline_ms && !QP_MUTANT(no_deadline)) {
+    if (now_ms + d.delay_ms >= deadline_ms) {
         d.next = QP_NEXT_DEADLINE;
         return d;
     }

@@ -2,8 +2,10 @@
  * @file retry.h
  * @brief Retry policy: which upstream answers are retried, when, and what ends a request.
  *
- * Pure functions (no I/O, no clock, randomness passed in) so every rule of RETRY-1..8 is
- * unit-testable. The forwarder gathers the facts of one attempt and asks qp_retry_decide().
+ * Pure functions (no I/O, no clock, no global state, randomness passed in) so every rule
+ * of RETRY-1..8 is unit-testable; which failures are retried is the data of
+ * struct qp_retry_rules, given with the policy. The forwarder gathers the facts of one
+ * attempt and asks qp_retry_decide().
  */
 #ifndef QP_RETRY_H
 #define QP_RETRY_H
@@ -30,11 +32,41 @@ struct qp_attempt_facts {
     int64_t retry_after_ms; /**< parsed Retry-After, -1 when absent */
 };
 
+/** How one kind of failed answer is treated. */
+enum qp_retry_rule {
+    QP_RULE_FINAL = 0,       /**< never retried: relayed as it is */
+    QP_RULE_RETRY = 1,       /**< retried */
+    QP_RULE_UNLESS_LATE = 2, /**< retried, unless its Retry-After asks for more than the cap */
+    QP_RULE_IF_TOLD = 3,     /**< retried only when a Retry-After within the cap says when */
+};
+
+/** One row of the status table. */
+struct qp_retry_status_rule {
+    long status;
+    enum qp_retry_rule rule;
+};
+
+enum { QP_RETRY_STATUS_ROWS = 10 };
+
+/** What is retried and how long to wait: the rules RETRY-2, -4, -5 and -6 describe. */
+struct qp_retry_rules {
+    enum qp_retry_rule transport; /**< connect, timeout, broken: no answer (RETRY-5) */
+    bool html_fails;              /**< an HTML page is a failure whatever its status (RETRY-2) */
+    bool retry_after_waits;       /**< a Retry-After beyond the backoff sets the wait (RETRY-6) */
+    /** Statuses with a rule; any other is final (a 2xx whose body is unusable is retried). */
+    struct qp_retry_status_rule statuses[QP_RETRY_STATUS_ROWS];
+};
+
+/** The proxy's rules (see retry.c). */
+extern const struct qp_retry_rules qp_retry_rules_default;
+
 /** Settings of the policy (from the proxy configuration). */
 struct qp_retry_policy {
     unsigned max_retries;       /**< retries after the first attempt */
     unsigned base_ms;           /**< first backoff step */
     int64_t retry_after_cap_ms; /**< longest Retry-After waited for */
+    /** Borrowed, outliving the policy; NULL means &qp_retry_rules_default. */
+    const struct qp_retry_rules *rules;
 };
 
 /** What to do after an attempt. */
@@ -53,7 +85,7 @@ struct qp_decision {
 };
 
 /** @return true when @p f is a usable answer (2xx, not HTML, body usable). */
-bool qp_retry_is_success(const struct qp_attempt_facts *f);
+bool qp_retry_is_success(const struct qp_retry_policy *p, const struct qp_attempt_facts *f);
 
 /** @return true when @p f is a failure worth another attempt (ignoring counts and time). */
 bool qp_retry_is_retryable(const struct qp_retry_policy *p, const struct qp_attempt_facts *f);

@@ -35,6 +35,7 @@
 #include "loop.h"
 #include "mutant.h"
 #include "request.h"
+#include "routes.h"
 #include "stream.h"
 #include "validate.h"
 
@@ -55,44 +56,37 @@ struct qk_proxy {
 
 /* ---- routing ---------------------------------------------------------------------- */
 
-struct route_row {
-    const char *path;
-    enum qp_route route;
-    bool openai_alias;
-    const char *method; /* the one method served besides OPTIONS */
+/* HEAD goes with GET (RFC 9110 9.3.2). */
+QP_MUTANT_EDITABLE struct qp_route_row qp_routes[QP_ROUTE_ROWS] = {
+    {"/", QP_ROUTE_INDEX, false, "GET", true},
+    {"/healthz", QP_ROUTE_HEALTH, false, "GET", true},
+    {"/api/models", QP_ROUTE_MODELS, false, "GET", true},
+    {"/v1/models", QP_ROUTE_MODELS, true, "GET", true},
+    {"/api/chat/completions", QP_ROUTE_CHAT, false, "POST", false},
+    {"/v1/chat/completions", QP_ROUTE_CHAT, true, "POST", false},
 };
 
-static const struct route_row routes[] = {
-    {"/", QP_ROUTE_INDEX, false, "GET"},
-    {"/healthz", QP_ROUTE_HEALTH, false, "GET"},
-    {"/api/models", QP_ROUTE_MODELS, false, "GET"},
-    {"/v1/models", QP_ROUTE_MODELS, true, "GET"},
-    {"/api/chat/completions", QP_ROUTE_CHAT, false, "POST"},
-    {"/v1/chat/completions", QP_ROUTE_CHAT, true, "POST"},
-};
-
-/* The Allow value of a route: HEAD goes with GET (RFC 9110 9.3.2, INPUT-4). */
+/* The Allow value of a route (INPUT-4). */
 static void
-allow_of(const struct route_row *rt, char *out, size_t len)
+allow_of(const struct qp_route_row *rt, char *out, size_t len)
 {
-    bool head = strcmp(rt->method, "GET") == 0 && !QP_MUTANT(head_405);
-    snprintf(out, len, "%s%s, OPTIONS", rt->method, head ? ", HEAD" : "");
+    snprintf(out, len, "%s%s, OPTIONS", rt->method, rt->head ? ", HEAD" : "");
 }
 
 static bool
-method_allowed(const struct route_row *rt, const char *method)
+method_allowed(const struct qp_route_row *rt, const char *method)
 {
     if (strcmp(method, rt->method) == 0)
         return true;
-    return strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0 && !QP_MUTANT(head_405);
+    return strcmp(method, "HEAD") == 0 && rt->head;
 }
 
-static const struct route_row *
+static const struct qp_route_row *
 route_of(const char *url)
 {
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (strcmp(routes[i].path, url) == 0)
-            return &routes[i];
+    for (size_t i = 0; i < QP_ROUTE_ROWS; i++) {
+        if (strcmp(qp_routes[i].path, url) == 0)
+            return &qp_routes[i];
     }
     return NULL;
 }
@@ -125,7 +119,7 @@ static void
 add_cors(struct qk_proxy *px, struct qp_request *req, struct MHD_Response *r)
 {
     const char *origin = lookup(req->conn, "Origin");
-    if (!origin || !qp_cors_origin_allowed(px->cfg.cors_origins, origin) || QP_MUTANT(no_cors))
+    if (!origin || !qp_cors_origin_allowed(px->cfg.cors_origins, origin))
         return;
     bool any = strcmp(px->cfg.cors_origins, "*") == 0;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", any ? "*" : origin);
@@ -180,10 +174,8 @@ stream_response(struct qp_request *req)
         return NULL;
     qp_request_ref(req);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
-    if (!QP_MUTANT(sse_no_event_stream_headers)) {
-        MHD_add_response_header(r, "Cache-Control", "no-cache");
-        MHD_add_response_header(r, "X-Accel-Buffering", "no");
-    }
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
     return r;
 }
 
@@ -197,11 +189,11 @@ send_response(struct qp_request *req)
         struct MHD_Response *r = stream_response(req);
         if (!r)
             return MHD_NO;
-        if (!QP_MUTANT(no_request_id))
-            MHD_add_response_header(r, "X-Request-Id", req->request_id);
+        MHD_add_response_header(r, "X-Request-Id", req->request_id);
         add_cors(px, req, r);
         if (atomic_load(&px->draining))
             MHD_add_response_header(r, "Connection", "close");
+        QP_MUTANT_REWRITE(response, r, 200, true);
         req->state = QP_REQ_SENT;
         enum MHD_Result ret = MHD_queue_response(req->conn, 200, r);
         MHD_destroy_response(r);
@@ -215,13 +207,13 @@ send_response(struct qp_request *req)
         MHD_add_response_header(r, "Content-Type", resp->content_type);
     for (const struct curl_slist *h = resp->headers; h; h = h->next)
         add_header_line(r, h->data);
-    if (!QP_MUTANT(no_request_id))
-        MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    MHD_add_response_header(r, "X-Request-Id", req->request_id);
     if (req->cache != QP_MARK_NONE)
         MHD_add_response_header(r, "X-Cache", cache_mark_name(req->cache));
     add_cors(px, req, r);
     if (atomic_load(&px->draining) && !MHD_get_response_header(r, "Connection"))
         MHD_add_response_header(r, "Connection", "close");
+    QP_MUTANT_REWRITE(response, r, resp->status, false);
     req->state = QP_REQ_SENT;
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
     MHD_destroy_response(r);
@@ -278,7 +270,7 @@ static void
 choose_request_id(struct qp_request *req)
 {
     const char *given = lookup(req->conn, "X-Request-Id");
-    if (given && valid_request_id(given) && !QP_MUTANT(no_request_id)) {
+    if (given && valid_request_id(given)) {
         snprintf(req->request_id, sizeof(req->request_id), "%s", given);
         return;
     }
@@ -293,7 +285,7 @@ choose_request_id(struct qp_request *req)
 }
 
 static enum MHD_Result
-reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct route_row *rt)
+reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct qp_route_row *rt)
 {
     char allow[32];
     allow_of(rt, allow, sizeof(allow));
@@ -559,7 +551,7 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         return answer_later(req);
     }
     /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
-    const struct route_row *rt = route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
+    const struct qp_route_row *rt = route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
                            "not_found");
@@ -572,8 +564,7 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         allow_of(rt, allow, sizeof(allow));
         qp_response_error(&req->resp, 405, "Method not allowed for this path.", NULL,
                           "method_not_allowed");
-        if (!QP_MUTANT(no_allow_header))
-            qp_response_add_header(&req->resp, "Allow", allow);
+        qp_response_add_header(&req->resp, "Allow", allow);
         return answer_later(req);
     }
     if (rt->route == QP_ROUTE_INDEX)
@@ -591,7 +582,7 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         qp_response_add_header(&req->resp, "WWW-Authenticate", "Bearer");
         return answer_later(req);
     }
-    size_t cap = QP_MUTANT(no_413) ? 64u * 1024u * 1024u : px->cfg.max_body;
+    size_t cap = px->cfg.max_body;
     const char *clen = lookup(conn, "Content-Length");
     if (clen && strtoull(clen, NULL, 10) > cap) {
         char msg[96];
@@ -621,8 +612,6 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
     (void)kind;
     struct header_walk *w = cls;
     if (!qp_header_forward_request(key, w->connection))
-        return MHD_YES;
-    if (QP_MUTANT(drop_authorization) && strcasecmp(key, "Authorization") == 0)
         return MHD_YES;
     if (strcasecmp(key, "Content-Type") == 0) {
         /* A chat body was validated as JSON and goes up as JSON, whatever the caller
@@ -702,7 +691,7 @@ build_upstream_headers(struct qp_request *req)
         MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &w);
     qk_buf_free(&j.joined);
     bool ok = !w.failed;
-    if (ok && !QP_MUTANT(no_request_id)) {
+    if (ok) {
         char line[96];
         snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id);
         ok = append_line(&w.list, line);
@@ -715,6 +704,7 @@ build_upstream_headers(struct qp_request *req)
         curl_slist_free_all(w.list);
         return false;
     }
+    QP_MUTANT_REWRITE(upstream_headers, &w.list);
     req->upstream_headers = w.list;
     return true;
 }
@@ -869,12 +859,12 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     err[0] = '\0';
     *out = NULL;
 
-    enum qp_mutant mutant = QP_MUT_NONE;
-    if (cfg->mutant && !qp_mutant_from_name(cfg->mutant, &mutant)) {
+    struct qp_retry_policy policy = {cfg->max_retries, cfg->retry_base_ms,
+                                     cfg->retry_after_cap_ms, NULL};
+    if (!QP_MUTANT_APPLY(cfg->mutant, &policy)) {
         snprintf(err, errlen, "unknown mutant '%s' (or mutants not built in)", cfg->mutant);
         return QK_INVALID;
     }
-    qp_mutant_set(mutant);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "curl_global_init failed");
         return QK_START;
@@ -900,7 +890,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     struct qp_forward_config fc = {
         .upstream = px->upstream,
         .dialect = px->dialect,
-        .policy = {cfg->max_retries, cfg->retry_base_ms, cfg->retry_after_cap_ms},
+        .policy = policy,
         .cache_ttl_ms = cfg->cache_ttl_ms,
         .cache_max_entries = cfg->cache_max_entries,
         .cache_max_bytes = cfg->cache_max_bytes,

@@ -295,8 +295,7 @@ qp_stream_finish(struct qp_stream *s, bool ok, const char *message)
     if (!s->norm_finished && s->norm &&
         qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
         qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
-    if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(&s->scratch, "data: [DONE]\n\n") != QK_OK)
-        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
+    QP_MUTANT_REWRITE(stream_end, &s->scratch, ok, s->log_format);
     s->norm_finished = true;
     qp_loop_watch_forget(s->loop, &s->watch);
     qp_stream_push(s, &s->scratch);

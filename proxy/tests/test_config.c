@@ -195,12 +195,12 @@ help_version_and_mutant_flag(void **state)
     assert_int_equal(parse(&cfg, 2, version, &action, err), QK_OK);
     assert_int_equal(action, QK_PROXY_CLI_VERSION);
 
-    char *mutant[] = {"qwen-proxy", "--mutant", "no_retry"};
+    char *mutant[] = {"qwen-proxy", "--mutant", "no_auth_check"};
     char *bad_mutant[] = {"qwen-proxy", "--mutant", "no_such_mutant"};
     assert_int_equal(parse(&cfg, 3, bad_mutant, &action, err), QK_INVALID);
     if (qk_proxy_mutants_available()) {
         assert_int_equal(parse(&cfg, 3, mutant, &action, err), QK_OK);
-        assert_string_equal(cfg.mutant, "no_retry");
+        assert_string_equal(cfg.mutant, "no_auth_check");
     } else {
         assert_int_equal(parse(&cfg, 3, mutant, &action, err), QK_INVALID);
     }

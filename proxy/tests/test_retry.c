@@ -7,7 +7,7 @@
 
 #include "retry.h"
 
-static const struct qp_retry_policy policy = {3, 100, 5000};
+static const struct qp_retry_policy policy = {3, 100, 5000, NULL};
 
 static struct qp_attempt_facts
 answer(long status, bool html, int64_t retry_after_ms)
@@ -28,13 +28,13 @@ success_is_2xx_without_html(void **state)
 {
     (void)state;
     struct qp_attempt_facts f = answer(200, false, -1);
-    assert_true(qp_retry_is_success(&f));
+    assert_true(qp_retry_is_success(&policy, &f));
     f = answer(200, true, -1); /* captcha page */
-    assert_false(qp_retry_is_success(&f));
+    assert_false(qp_retry_is_success(&policy, &f));
     assert_true(qp_retry_is_retryable(&policy, &f));
     f = answer(200, false, -1);
     f.body_unusable = true;
-    assert_false(qp_retry_is_success(&f));
+    assert_false(qp_retry_is_success(&policy, &f));
     assert_true(qp_retry_is_retryable(&policy, &f));
 }
 
@@ -101,7 +101,7 @@ four_attempts_then_exhausted(void **state)
     }
     struct qp_decision d = qp_retry_decide(&policy, &f, 4, 0, 100000, 0);
     assert_int_equal(d.next, QP_NEXT_EXHAUSTED);
-    struct qp_retry_policy none = {0, 100, 5000};
+    struct qp_retry_policy none = {0, 100, 5000, NULL};
     d = qp_retry_decide(&none, &f, 1, 0, 100000, 0);
     assert_int_equal(d.next, QP_NEXT_EXHAUSTED);
 }
@@ -135,6 +135,34 @@ deadline_stops_retries(void **state)
     assert_int_equal(d.next, QP_NEXT_RETRY);
 }
 
+/* The rules are the policy's data: another table retries other failures. */
+static void
+rules_come_with_the_policy(void **state)
+{
+    (void)state;
+    struct qp_retry_rules rules = qp_retry_rules_default;
+    rules.transport = QP_RULE_FINAL;
+    rules.html_fails = false;
+    rules.retry_after_waits = false;
+    for (size_t i = 0; i < QP_RETRY_STATUS_ROWS; i++) {
+        if (rules.statuses[i].status == 401)
+            rules.statuses[i].rule = QP_RULE_RETRY;
+    }
+    struct qp_retry_policy edited = {3, 100, 5000, &rules};
+    struct qp_attempt_facts unauthorized = answer(401, false, -1);
+    struct qp_attempt_facts refused = transport(QP_TRANSPORT_CONNECT);
+    struct qp_attempt_facts page = answer(200, true, -1);
+    assert_false(qp_retry_is_retryable(&policy, &unauthorized));
+    assert_true(qp_retry_is_retryable(&edited, &unauthorized));
+    assert_true(qp_retry_is_retryable(&policy, &refused));
+    assert_false(qp_retry_is_retryable(&edited, &refused));
+    assert_false(qp_retry_is_success(&policy, &page));
+    assert_true(qp_retry_is_success(&edited, &page));
+    struct qp_attempt_facts busy = answer(503, false, 2000);
+    assert_int_equal(qp_retry_decide(&policy, &busy, 1, 0, 100000, 0).delay_ms, 2000);
+    assert_int_equal(qp_retry_decide(&edited, &busy, 1, 0, 100000, 0).delay_ms, 50);
+}
+
 static void
 retry_after_values_parse(void **state)
 {
@@ -162,6 +190,7 @@ main(void)
         cmocka_unit_test(four_attempts_then_exhausted),
         cmocka_unit_test(backoff_grows_with_jitter_in_half_to_full),
         cmocka_unit_test(deadline_stops_retries),
+        cmocka_unit_test(rules_come_with_the_policy),
         cmocka_unit_test(retry_after_values_parse),
     };
     return cmocka_run_group_tests_name("unit_proxy_retry", tests, NULL, NULL);
