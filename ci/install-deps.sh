@@ -8,6 +8,8 @@ packages=(build-essential cmake pkg-config curl
 # ci/fuzz.sh: clang, libFuzzer and the sanitizer runtimes (not a dependency of clang-14 on
 # bookworm), and llvm-symbolizer for file:line in the reports.
 packages+=(clang libclang-rt-14-dev llvm)
+# ci/check-format.sh: the formatter .clang-format is written for (Debian 12's, 14).
+packages+=(clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

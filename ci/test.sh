@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
+# Every C source and header as .clang-format lays it out (fix: bash ci/check-format.sh --fix).
+bash ci/check-format.sh
 # The release configuration must build warning-free too (optimisation finds other
 # warnings than the sanitizers do).
 QK_SANITIZE=OFF QK_MUTANTS=OFF bash ci/build.sh build-release

@@ -124,8 +124,8 @@ check_locked(struct qp_admission *adm, const struct epoll_event *ev, int n)
         if (!c->receiving)
             continue;
         bool late = now >= c->deadline_ms;
-        bool hung_up = !QP_MUTANT(no_half_close_watch) && c->peer_closed_ms && now - c->peer_closed_ms >= HALF_CLOSE_GRACE_MS &&
-                       !unread_bytes(c->fd);
+        bool hung_up = !QP_MUTANT(no_half_close_watch) && c->peer_closed_ms &&
+                       now - c->peer_closed_ms >= HALF_CLOSE_GRACE_MS && !unread_bytes(c->fd);
         if (late || hung_up)
             cut_locked(adm, c);
     }

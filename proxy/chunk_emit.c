@@ -90,8 +90,7 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
     cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
     /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
     cJSON_AddNumberToObject(o, "created",
-                            (double)e->created *
-                                (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0));
+                            (double)e->created * (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0));
     cJSON_AddStringToObject(o, "model", e->model);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
@@ -107,8 +106,7 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
         cJSON *u = cJSON_AddObjectToObject(o, "usage");
         cJSON_AddNumberToObject(u, "prompt_tokens", usage->prompt_tokens);
         cJSON_AddNumberToObject(u, "completion_tokens", usage->completion_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens",
-                                usage->prompt_tokens + usage->completion_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens", usage->prompt_tokens + usage->completion_tokens);
     }
     char *s = cJSON_PrintUnformatted(o);
     if (s && QP_SSE_MUTANT(e, sse_extra_fields) &&
@@ -137,8 +135,7 @@ qp_chunk_emit_delta(struct qp_chunk_emitter *e, const struct qp_delta *d, struct
     if (e->finish_sent || (d->text_len == 0 && !d->finish_reason))
         return QK_OK;
     /* Usage rides on the finishing chunk. */
-    return emit_chunk(e, d->text, d->text_len, d->finish_reason, d->finish_reason ? d : NULL,
-                      out);
+    return emit_chunk(e, d->text, d->text_len, d->finish_reason, d->finish_reason ? d : NULL, out);
 }
 
 enum qk_err

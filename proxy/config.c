@@ -58,17 +58,17 @@ enum opt_kind {
        86400000LL, "SECONDS  `: keep-alive` comment to the caller after this much silence (15)")   \
     XX("max-body", "MAX_BODY", OPT_SIZE, max_body, 1, 1073741824LL,                                \
        "BYTES  request body limit, 413 above (1048576)")                                           \
-    XX("max-connections", "MAX_CONNECTIONS", OPT_UINT, max_connections, 1, 1000000,               \
-       "N  open connections; a request on one more is answered 503 at once (1000)")               \
-    XX("max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", OPT_UINT,                      \
+    XX("max-connections", "MAX_CONNECTIONS", OPT_UINT, max_connections, 1, 1000000,                \
+       "N  open connections; a request on one more is answered 503 at once (1000)")                \
+    XX("max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", OPT_UINT,                       \
        max_connections_per_client, 1, 1000000,                                                     \
-       "N  open connections per client address; more are closed at once (128)")                   \
-    XX("receive-timeout", "RECEIVE_TIMEOUT", OPT_SECONDS, receive_timeout_ms, 1, 86400000LL,      \
-       "SECONDS  a request's head and body must arrive within this; bytes do not extend it (10)") \
-    XX("idle-timeout", "IDLE_TIMEOUT", OPT_SECONDS, idle_timeout_ms, 1000, 86400000LL,            \
-       "SECONDS  a kept-alive connection without a request is closed after this (5)")             \
-    XX("drain-timeout", "DRAIN_TIMEOUT", OPT_SECONDS, drain_timeout_ms, 0, 86400000LL,            \
-       "SECONDS  on SIGTERM, requests in progress may finish this long (20)")                     \
+       "N  open connections per client address; more are closed at once (128)")                    \
+    XX("receive-timeout", "RECEIVE_TIMEOUT", OPT_SECONDS, receive_timeout_ms, 1, 86400000LL,       \
+       "SECONDS  a request's head and body must arrive within this; bytes do not extend it (10)")  \
+    XX("idle-timeout", "IDLE_TIMEOUT", OPT_SECONDS, idle_timeout_ms, 1000, 86400000LL,             \
+       "SECONDS  a kept-alive connection without a request is closed after this (5)")              \
+    XX("drain-timeout", "DRAIN_TIMEOUT", OPT_SECONDS, drain_timeout_ms, 0, 86400000LL,             \
+       "SECONDS  on SIGTERM, requests in progress may finish this long (20)")                      \
     XX("cors-origins", "CORS_ORIGINS", OPT_STRING, cors_origins, 0, 0,                             \
        "LIST  comma-separated allowed origins, or * (*)")                                          \
     XX("log-format", "LOG_FORMAT", OPT_LOGFMT, log_format, 0, 0,                                   \

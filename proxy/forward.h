@@ -53,8 +53,8 @@ typedef void (*qp_forward_stream_fn)(struct qp_request *req);
 
 /** Settings of a forwarder; strings are copied. */
 struct qp_forward_config {
-    const char *upstream;              /**< base URL; the dialect's paths are appended */
-    const struct qp_dialect *dialect;  /**< the upstream API (dialect.h), borrowed: static */
+    const char *upstream;             /**< base URL; the dialect's paths are appended */
+    const struct qp_dialect *dialect; /**< the upstream API (dialect.h), borrowed: static */
     struct qp_retry_policy policy;
     int64_t cache_ttl_ms;
     size_t cache_max_entries;

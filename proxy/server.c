@@ -436,8 +436,7 @@ refuse_bad_headers(struct qp_request *req, bool http11, enum MHD_Result *ret)
     /* Sizes first, answered as JSON while libmicrohttpd still has room for the request
      * (QK_LIMIT_CONNECTION_MEMORY); beyond that it answers with its own page. */
     if (req->target_len > QK_LIMIT_REQUEST_TARGET) {
-        snprintf(msg, sizeof(msg), "The request target exceeds %d bytes.",
-                 QK_LIMIT_REQUEST_TARGET);
+        snprintf(msg, sizeof(msg), "The request target exceeds %d bytes.", QK_LIMIT_REQUEST_TARGET);
         qp_response_error(&req->resp, 414, msg, NULL, "uri_too_long");
         *ret = answer_later(req);
         return true;
@@ -551,7 +550,8 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         return answer_later(req);
     }
     /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
-    const struct qp_route_row *rt = route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
+    const struct qp_route_row *rt =
+        route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
                            "not_found");
@@ -859,8 +859,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     err[0] = '\0';
     *out = NULL;
 
-    struct qp_retry_policy policy = {cfg->max_retries, cfg->retry_base_ms,
-                                     cfg->retry_after_cap_ms, NULL};
+    struct qp_retry_policy policy = {cfg->max_retries, cfg->retry_base_ms, cfg->retry_after_cap_ms,
+                                     NULL};
     if (!QP_MUTANT_APPLY(cfg->mutant, &policy)) {
         snprintf(err, errlen, "unknown mutant '%s' (or mutants not built in)", cfg->mutant);
         return QK_INVALID;
@@ -946,9 +946,9 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
         MHD_OPTION_CONNECTION_LIMIT, hard_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         cfg->max_connections_per_client, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, px, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, px, MHD_OPTION_URI_LOG_CALLBACK, on_uri, px,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)QK_LIMIT_CONNECTION_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, px, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        px, MHD_OPTION_URI_LOG_CALLBACK, on_uri, px, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)QK_LIMIT_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!px->daemon) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not allowed?)",
                  cfg->listen_host, (unsigned)cfg->port);

@@ -107,8 +107,7 @@ add_data_line(struct qp_sse_frame *f, const char *line, size_t ll, bool *moved)
 }
 
 enum qp_sse_frame_step
-qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len,
-                  struct qp_sse_event *ev)
+qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len, struct qp_sse_event *ev)
 {
     qp_sse_frame_release_event(f);
     struct qk_buf *lb = f->line;

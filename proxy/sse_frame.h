@@ -73,8 +73,8 @@ void qp_sse_frame_free(struct qp_sse_frame *f);
  * @param[out] ev on QP_SSE_FRAME_EVENT, the event's data: valid until the next call of
  *             qp_sse_frame_next() or qp_sse_frame_release_event(), or qp_sse_frame_free()
  */
-enum qp_sse_frame_step qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes,
-                                         size_t *len, struct qp_sse_event *ev);
+enum qp_sse_frame_step qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len,
+                                         struct qp_sse_event *ev);
 
 /** Gives back the last event's data early (once it is parsed); the next call would. */
 void qp_sse_frame_release_event(struct qp_sse_frame *f);

@@ -60,7 +60,7 @@ qp_sse_norm_new_for(const struct qp_decoder_ops *dialect, bool incremental_reque
 #endif
     n->dialect = dialect;
     n->frame = qp_sse_frame_new(&fo);
-    n->decoder = dialect->new(&dopts);
+    n->decoder = dialect->new (&dopts);
     n->emit = qp_chunk_emitter_new(&eo);
     if (!n->frame || !n->decoder || !n->emit) {
         qp_sse_norm_free(n);

@@ -80,8 +80,8 @@ close_wait_count(struct qk_proxy *p)
     int n = 0;
     while (fgets(line, sizeof(line), f)) {
         unsigned port = 0, st = 0;
-        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x", &port, &st) == 2 &&
-            port == qk_proxy_port(p) && st == 0x08)
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x", &port, &st) == 2 && port == qk_proxy_port(p) &&
+            st == 0x08)
             n++;
     }
     fclose(f);
@@ -169,8 +169,7 @@ start_mock(char url[64], const char *scenario)
     return mock;
 }
 
-#define SLOW_MODELS                                                                                \
-    "GET /api/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer slow-tok\r\n\r\n"
+#define SLOW_MODELS "GET /api/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer slow-tok\r\n\r\n"
 
 /* At the limit, with every connection busy with a request, the next caller gets a JSON
  * 503 at once, not a wait in the backlog. */

@@ -165,8 +165,8 @@ static void
 mutant_options_change_the_chunks(void **state)
 {
     (void)state;
-    struct qp_chunk_emit_opts o = {.model = "m", .id = "i", .created = 5,
-                                   .mutant = QP_MUT_raw_chunks};
+    struct qp_chunk_emit_opts o = {
+        .model = "m", .id = "i", .created = 5, .mutant = QP_MUT_raw_chunks};
     struct qp_chunk_emitter *e = qp_chunk_emitter_new(&o);
     struct qk_buf out;
     qk_buf_init(&out, 1 << 16);

@@ -56,7 +56,8 @@ done_bad_and_failures(void **state)
     } failures[] = {
         {"{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM\"],\"data\":{}}",
          "upstream refused the request: FAIL_SYS_USER_VALIDATE"},
-        {"{\"success\":false,\"data\":{\"code\":\"RateLimited\"}}", "upstream failure: RateLimited"},
+        {"{\"success\":false,\"data\":{\"code\":\"RateLimited\"}}",
+         "upstream failure: RateLimited"},
         {"{\"success\":false}", "upstream failure: success=false"},
         {"{\"error\":{\"message\":\"quota\"}}", "upstream error: quota"},
         {"{\"error\":\"plain\"}", "upstream error: plain"},
@@ -84,12 +85,13 @@ envelope_finish_and_usage(void **state)
     (void)state;
     void *dec = decoder(true);
     struct qp_delta d;
-    assert_int_equal(decode(dec,
-                            "{\"id\":\"up-1\",\"model\":\"qwen-max\",\"created\":1738000000123,"
-                            "\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],"
-                            "\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}",
-                            &d),
-                     QP_DECODE_CHUNK);
+    assert_int_equal(
+        decode(dec,
+               "{\"id\":\"up-1\",\"model\":\"qwen-max\",\"created\":1738000000123,"
+               "\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],"
+               "\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}",
+               &d),
+        QP_DECODE_CHUNK);
     assert_string_equal(d.id, "up-1");
     assert_string_equal(d.model, "qwen-max");
     assert_true(d.has_created);

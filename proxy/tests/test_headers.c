@@ -53,8 +53,11 @@ every_connection_line_counts_in_responses(void **state)
 {
     (void)state;
     struct curl_slist *lines = NULL;
-    const char *raw[] = {"Content-Type: application/json", "Connection: keep-alive",
-                         "X-First: 1", "connection:  X-Second , x-third", "X-Second: 2",
+    const char *raw[] = {"Content-Type: application/json",
+                         "Connection: keep-alive",
+                         "X-First: 1",
+                         "connection:  X-Second , x-third",
+                         "X-Second: 2",
                          "X-Kept: 3"};
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         struct curl_slist *l = curl_slist_append(lines, raw[i]);

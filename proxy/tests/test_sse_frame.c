@@ -58,13 +58,27 @@ static char *
 stream_with(const char *eol)
 {
     static const char *const lines[] = {
-        ": comment",   "data: one",  "",            /* a comment, then an event */
-        "data:two",    "data:  x",   "",            /* no space; two spaces keep one */
-        "event: e",    "id: 7",      "retry: 10",   /* fields that are dropped */
-        "data",        "data: ",     "",            /* empty data lines */
-        "junk line",   "",                          /* no event: nothing dispatched */
-        "data: 哈 🎉", "",           "",            /* UTF-8, then a second blank line */
-        "data: {\"a\":1}", ":ping",  "data: b",  "", /* a comment inside an event */
+        ": comment",
+        "data: one",
+        "", /* a comment, then an event */
+        "data:two",
+        "data:  x",
+        "", /* no space; two spaces keep one */
+        "event: e",
+        "id: 7",
+        "retry: 10", /* fields that are dropped */
+        "data",
+        "data: ",
+        "", /* empty data lines */
+        "junk line",
+        "", /* no event: nothing dispatched */
+        "data: 哈 🎉",
+        "",
+        "", /* UTF-8, then a second blank line */
+        "data: {\"a\":1}",
+        ":ping",
+        "data: b",
+        "", /* a comment inside an event */
     };
     struct qk_buf b;
     qk_buf_init(&b, 4096);
@@ -143,8 +157,13 @@ end_tells_clean_no_event_and_cut(void **state)
     struct qk_buf log;
     qk_buf_init(&log, 4096);
     static const char *const no_event[] = {
-        "", "\x1f\x8b\x08\x00", "<html><body>502</body></html>\n\n", ": only a comment\n\n",
-        "event: x\nid: 1\n\n", "database\n\n", "hello\nworld\n\n",
+        "",
+        "\x1f\x8b\x08\x00",
+        "<html><body>502</body></html>\n\n",
+        ": only a comment\n\n",
+        "event: x\nid: 1\n\n",
+        "database\n\n",
+        "hello\nworld\n\n",
     };
     for (size_t i = 0; i < sizeof no_event / sizeof no_event[0]; i++) {
         size_t progress;
@@ -225,8 +244,7 @@ mutant_options_change_the_framing(void **state)
     (void)state;
     struct qk_buf log;
     qk_buf_init(&log, 4096);
-    struct qp_sse_frame_opts lf_only = {.max_bytes = 1 << 20,
-                                        .mutant = QP_MUT_lf_only_framing};
+    struct qp_sse_frame_opts lf_only = {.max_bytes = 1 << 20, .mutant = QP_MUT_lf_only_framing};
     struct qp_sse_frame *f = qp_sse_frame_new(&lf_only);
     assert_int_equal(read_piece(f, "data: a\r\rdata: b\n\n", 18, &log), QP_SSE_FRAME_MORE);
     assert_string_equal(qk_buf_ptr(&log), "[a\r\rdata: b]");
