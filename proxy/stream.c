@@ -7,12 +7,14 @@
  *    response's mutex (so: response mutex -> s->lock), and in qp_stream_connection_done()
  *    with no other lock held.
  *  - While holding it, this file takes only locks that come after it: libmicrohttpd's
- *    internal mutex (MHD_suspend_connection, MHD_resume_connection) and the loop's
- *    post-queue lock (qp_loop_post). It also calls epoll_ctl (qp_loop_watch_add/_disarm),
- *    which takes no lock of ours.
+ *    internal mutex (MHD_suspend_connection, MHD_resume_connection,
+ *    MHD_get_connection_info in arm_locked), the loop's post-queue lock (qp_loop_post) and,
+ *    when the buffer overflows its cap, stdio's lock (qp_log_note in append_locked). It
+ *    also calls epoll_ctl (qp_loop_watch_add/_disarm), which takes no lock of ours.
  *  - Done outside it: libcurl calls (pause, remove), the normalizer (qp_sse_norm_*),
- *    timers, the forwarder's bookkeeping and every qp_request_unref(). No function here
- *    waits for anything while holding it.
+ *    timers, the forwarder's bookkeeping and every qp_request_unref() that may be the
+ *    last (post_notice_locked drops, under the lock, only the reference it took, never
+ *    the last). No function here waits for anything while holding it.
  */
 #include "stream.h"
 
