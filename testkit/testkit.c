@@ -566,6 +566,20 @@ mc_sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+size_t
+mc_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    return (size_t)resident * (size_t)(page > 0 ? page : 4096);
+}
+
 void
 mc_new_token(char *out, size_t len)
 {

@@ -130,6 +130,9 @@ void mc_new_token(char *out, size_t len);
 /** Sleeps @p ms milliseconds. */
 void mc_sleep_ms(long ms);
 
+/** @return this process's resident set size in bytes (/proc/self/statm), or 0. */
+size_t mc_rss_bytes(void);
+
 /** A TCP connection to 127.0.0.1:@p port from source address @p from (NULL: any; e.g.
  *  "127.0.0.2" to be a second client). @return the descriptor (caller closes), or -1. */
 int mc_connect(uint16_t port, const char *from);

@@ -55,13 +55,6 @@ struct e2e {
         assert_status(r, code);                                                                    \
     } while (0)
 
-static void
-sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static struct qk_mock *
 start_mock(const struct qk_mock_config *cfg)
 {
@@ -1918,7 +1911,7 @@ wait_streams(uint16_t port, int want, long timeout_ms)
         mc_resp_free(&r);
         if (n >= want)
             return true;
-        sleep_ms(20);
+        mc_sleep_ms(20);
     }
     return false;
 }
@@ -2009,7 +2002,7 @@ wait_first_query(uint16_t port, const char *tok, const char *want, long timeout_
             qk_now_ms() >= deadline)
             return j;
         cJSON_Delete(j);
-        sleep_ms(20);
+        mc_sleep_ms(20);
     }
 }
 
@@ -2125,7 +2118,7 @@ send_altered(uint16_t port, const char *tok, const char *other, int64_t *t0, int
         assert_int_equal(mc_request(&q, &r), 0);
         assert_int_equal(r.rc, CURLE_OK); /* 200 or 401: the journal has it either way */
         mc_resp_free(&r);
-        sleep_ms(4); /* distinct received_ms for the window bounds */
+        mc_sleep_ms(4); /* distinct received_ms for the window bounds */
     }
     *t1 = qk_now_ms();
 }
@@ -2729,19 +2722,6 @@ api_max_tokens_beyond_every_integer(void **state)
 }
 
 /* Resident memory of this process (the mock runs in it), in bytes. */
-static size_t
-rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (size_t)resident * 4096;
-}
-
 struct rss_watch {
     pthread_t thread;
     atomic_bool stop;
@@ -2753,10 +2733,10 @@ rss_watch_run(void *arg)
 {
     struct rss_watch *w = arg;
     while (!atomic_load(&w->stop)) {
-        size_t now = rss_bytes();
+        size_t now = mc_rss_bytes();
         if (now > w->peak)
             w->peak = now;
-        sleep_ms(2);
+        mc_sleep_ms(2);
     }
     return NULL;
 }
@@ -2774,7 +2754,7 @@ stream_huge_cumulative_is_refused_cheaply(void **state)
     char tok[TOKLEN], body[512];
     mc_new_token(tok, sizeof tok);
     queue(PORT, tok, "chat", step);
-    struct rss_watch w = {.peak = rss_bytes()};
+    struct rss_watch w = {.peak = mc_rss_bytes()};
     size_t before = w.peak;
     atomic_init(&w.stop, false);
     assert_int_equal(pthread_create(&w.thread, NULL, rss_watch_run, &w), 0);

@@ -14,6 +14,7 @@
 #include "mock_fixtures.h"
 #include "mock_stream.h"
 #include "qwenkit/buf.h"
+#include "testkit.h"
 
 static const char *const pieces[] = {"Hi", " ", "哈", "哈", "哈", " 🎉", "é!"};
 static const struct mock_answer answer = {
@@ -718,19 +719,6 @@ answers_are_deterministic_and_mix_scripts(void **state)
 }
 
 /* Resident memory of this process, in bytes. */
-static size_t
-rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (size_t)resident * 4096;
-}
-
 /* A plan whose events would carry more than MOCK_STREAM_MAX_BYTES of text (cumulative
  * deltas of a large text, re-sent in full by every event) is refused before anything is
  * serialised: the refusal costs about the text, not the gigabytes of the events. */
@@ -742,11 +730,11 @@ plans_beyond_the_cap_are_refused_before_they_are_built(void **state)
     mock_stream_opts_init(&o);
     o.piece_bytes = 2 * 1024 * 1024;
     o.chunks = MOCK_ANSWER_MAX;
-    size_t before = rss_bytes();
+    size_t before = mc_rss_bytes();
     struct mock_plan plan = {0};
     assert_int_equal(mock_plan_build(&answer, &o, true, &plan), QK_TOO_BIG);
     assert_int_equal(plan.count, 0);
-    size_t after = rss_bytes();
+    size_t after = mc_rss_bytes();
     print_message("refused plan: RSS %zu MB before, %zu MB after\n", before >> 20, after >> 20);
     assert_true(after < before + ((size_t)64 << 20));
     /* Incremental, the same text is within the cap and streams. */
