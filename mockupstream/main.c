@@ -136,6 +136,21 @@ static const struct opt_row options[] = {
 
 #define OPT_COUNT (sizeof options / sizeof options[0])
 
+/* Each row's field has the size its kind writes (the parser stores through the offset). */
+#define OPT_FIELD_SIZE(field) sizeof(((struct mock_cli *)0)->field)
+#define OPT_KIND_SIZE(kind, field)                                                                 \
+    ((kind) == OPT_STRING                      ? sizeof(const char *)                              \
+     : (kind) == OPT_PORT                      ? sizeof(uint16_t)                                  \
+     : (kind) == OPT_UINT || (kind) == OPT_SET ? sizeof(unsigned)                                  \
+     : (kind) == OPT_SIZE                      ? sizeof(size_t)                                    \
+     : (kind) == OPT_OFF                       ? sizeof(bool)                                      \
+                                               : OPT_FIELD_SIZE(field))
+#define OPT_CHECK(name, metavar, kind, field, lo, hi, help)                                        \
+    _Static_assert(OPT_FIELD_SIZE(field) == OPT_KIND_SIZE(kind, field),                            \
+                   "option --" name ": its field's type does not fit its kind");
+MOCK_OPTION_MAP(OPT_CHECK)
+#undef OPT_CHECK
+
 /* getopt_long() ids: the row's index plus this; -h and --help share 'h'. */
 #define OPT_ID_BASE 1000
 
