@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
@@ -32,6 +31,7 @@
 #include "loop.h"
 #include "qwenkit/mock.h"
 #include "request.h"
+#include "testkit.h"
 
 /* The upstream timeout: it bounds an attempt, all its steps (dialect.h). */
 #define ATTEMPT_LIMIT_MS 1500
@@ -108,7 +108,7 @@ struct env {
     struct qp_loop *loop;
     struct MHD_Daemon *front; /* a caller's side for streamed requests (see front_request) */
     char mock_url[64];
-    char front_url[64];
+    uint16_t front_port; /**< the front (a server.c-like MHD daemon) */
 };
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -241,7 +241,7 @@ setup_with(void **state, const struct qp_dialect *dialect)
 {
     struct env *e = calloc(1, sizeof(*e));
     assert_non_null(e);
-    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+    mc_global_init();
     struct qk_mock_config mc;
     qk_mock_config_init(&mc);
     char err[160];
@@ -271,8 +271,7 @@ setup_with(void **state, const struct qp_dialect *dialect)
                                 NULL, front_request, e, MHD_OPTION_NOTIFY_COMPLETED,
                                 front_completed, e, MHD_OPTION_END);
     assert_non_null(e->front);
-    snprintf(e->front_url, sizeof(e->front_url), "http://127.0.0.1:%u/api/chat/completions",
-             (unsigned)MHD_get_daemon_info(e->front, MHD_DAEMON_INFO_BIND_PORT)->port);
+    e->front_port = MHD_get_daemon_info(e->front, MHD_DAEMON_INFO_BIND_PORT)->port;
     *state = e;
     return 0;
 }
@@ -298,19 +297,9 @@ teardown(void **state)
     qp_loop_free(e->loop);
     qp_forwarder_free(e->fw);
     qk_mock_stop(e->mock);
-    curl_global_cleanup();
+    mc_global_cleanup();
     free(e);
     return 0;
-}
-
-static void
-new_token(char out[40])
-{
-    unsigned char b[12];
-    assert_int_equal(getrandom(b, sizeof(b), 0), (ssize_t)sizeof(b));
-    snprintf(out, 40, "tok-");
-    for (size_t i = 0; i < sizeof(b); i++)
-        snprintf(out + 4 + 2 * i, 3, "%02x", b[i]);
 }
 
 static void
@@ -350,55 +339,30 @@ exchange(struct env *e, const char *token)
     return req;
 }
 
-static size_t
-sink(char *p, size_t size, size_t n, void *ud)
-{
-    return qk_buf_append(ud, p, size * n) == QK_OK ? size * n : 0;
-}
-
 /* Posts @p body through the front as the caller of @p token; @return the status, the answer
- * in @p answer (caller frees). */
+ * in @p answer (caller mc_resp_free()s). */
 static long
-front_post(struct env *e, const char *token, const char *body, struct qk_buf *answer)
+front_post(struct env *e, const char *token, const char *body, struct mc_resp *answer)
 {
-    qk_buf_init(answer, 1 << 20);
-    char auth[80];
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    struct curl_slist *h = curl_slist_append(NULL, auth);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, e->front_url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, answer);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(h);
-    return status;
+    struct mc_req req = {
+        .port = e->front_port,
+        .path = "/api/chat/completions",
+        .token = token,
+        .headers = {"Content-Type: application/json"},
+        .body = body,
+        .timeout_ms = 30000,
+    };
+    assert_int_equal(mc_request(&req, answer), 0);
+    assert_int_equal(answer->rc, CURLE_OK);
+    return answer->status;
 }
 
 /* The method, path and query of each journal entry of @p token, "GET /p?q" joined by ",". */
 static void
 journal_lines(struct env *e, const char *token, char *out, size_t len)
 {
-    char url[160];
-    snprintf(url, sizeof(url), "%s__mock/journal?token=%s", e->mock_url, token);
-    struct qk_buf body;
-    qk_buf_init(&body, 1 << 20);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    cJSON *j = cJSON_Parse(qk_buf_ptr(&body));
-    qk_buf_free(&body);
+    cJSON *j = mc_journal(qk_mock_port(e->mock), token);
+    assert_non_null(j);
     out[0] = '\0';
     const cJSON *entry = NULL;
     cJSON_ArrayForEach(entry, cJSON_GetObjectItemCaseSensitive(j, "entries"))
@@ -419,8 +383,8 @@ static void
 two_step_attempt_runs_both_transfers(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     struct qp_request *req = exchange(e, token);
     assert_int_equal(req->resp.status, 200);
     assert_int_equal(req->attempts, 1);
@@ -436,8 +400,8 @@ static void
 second_step_failure_retries_the_whole_plan(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     script(e, token, "chat", "[{\"status\":500}]");
     struct qp_request *req = exchange(e, token);
     assert_int_equal(req->resp.status, 200);
@@ -455,8 +419,8 @@ static void
 unusable_first_answer_fails_the_attempt(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     script(e, token, "models", "[{\"status\":200,\"body\":\"[]\"},{\"status\":500}]");
     script(e, token, "models", "[{\"status\":500}]");
     struct qp_request *req = exchange(e, token);
@@ -474,8 +438,8 @@ static void
 slow_steps_together_exceed_the_attempt_limit(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     char slow[64];
     snprintf(slow, sizeof(slow), "[{\"delay_ms\":%d}]", ATTEMPT_LIMIT_MS * 2 / 3);
     script(e, token, "models", slow);
@@ -496,14 +460,14 @@ static void
 stream_comes_from_the_last_step(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     stream_started_at_step = 99;
-    struct qk_buf answer;
+    struct mc_resp answer;
     assert_int_equal(front_post(e, token, STREAM_BODY, &answer), 200);
     assert_int_equal(stream_started_at_step, 1);
-    assert_non_null(strstr(qk_buf_ptr(&answer), "data: [DONE]"));
-    qk_buf_free(&answer);
+    assert_non_null(strstr(answer.body, "data: [DONE]"));
+    mc_resp_free(&answer);
     char lines[512];
     journal_lines(e, token, lines, sizeof(lines));
     assert_string_equal(lines, "POST /api/chat/completions,POST /api/chat/completions?chat_id=c1");
@@ -515,21 +479,21 @@ static void
 failed_first_step_is_named_in_the_error(void **state)
 {
     struct env *e = *state;
-    char token[40];
-    new_token(token);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
     const char *bad = "{\"status\":200,\"body\":\"[]\"}";
     char steps[128];
     snprintf(steps, sizeof(steps), "[%s,%s,%s]", bad, bad, bad);
     script(e, token, "chat", steps);
-    struct qk_buf answer;
+    struct mc_resp answer;
     assert_int_equal(front_post(e, token, STREAM_BODY, &answer), 502);
-    const char *text = qk_buf_ptr(&answer);
+    const char *text = answer.body;
     if (!strstr(
             text,
             "step 1 of 2 (POST /api/chat/completions): last upstream status 200 (unusable body)") ||
         strstr(text, "event stream"))
         fail_msg("unexpected error: %s", text);
-    qk_buf_free(&answer);
+    mc_resp_free(&answer);
 }
 
 int
