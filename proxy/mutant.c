@@ -201,6 +201,41 @@ qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream)
     }
 }
 
+/* Discards what the upstream answers a refusal's probe. */
+static size_t
+discard(char *ptr, size_t size, size_t n, void *ud)
+{
+    (void)ptr;
+    (void)ud;
+    return size * n;
+}
+
+void
+qp_mutant_rewrite_refusal(struct MHD_Connection *conn, unsigned status, const char *upstream,
+                          const char *models_path)
+{
+    if (!QP_MUTANT(refusals_ask_upstream) || (status != 404 && status != 405 && status != 413))
+        return;
+    /* A proxy that checks the caller's token upstream before it answers anything: the
+     * caller's answer is right, only the upstream sees the extra request. */
+    char url[1024], auth[4096];
+    snprintf(url, sizeof url, "%s%s", upstream, models_path);
+    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    snprintf(auth, sizeof auth, "Authorization: %s", value ? value : "");
+    CURL *easy = curl_easy_init();
+    struct curl_slist *headers = curl_slist_append(NULL, auth);
+    if (easy && headers) {
+        curl_easy_setopt(easy, CURLOPT_URL, url);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        (void)curl_easy_perform(easy);
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(easy);
+}
+
 /* @return true when the header line @p line is the @p name header. */
 static bool
 line_is(const char *line, const char *name)

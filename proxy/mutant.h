@@ -49,6 +49,7 @@
     XX(rewrite_400)                                                                                \
     XX(html_errors)                                                                                \
     XX(no_allow_header)                                                                            \
+    XX(refusals_ask_upstream)                                                                      \
     XX(unreachable_500)                                                                            \
     XX(timeout_502)                                                                                \
     XX(rewrite_completion)                                                                         \
@@ -95,6 +96,7 @@
 
 #include "qwenkit/proxy.h"
 
+struct MHD_Connection;
 struct MHD_Response;
 struct curl_slist;
 struct qk_buf;
@@ -152,6 +154,15 @@ void qp_mutant_rewrite_error(struct qp_response *r, unsigned status, const char 
  * is inline), sse_no_event_stream_headers.
  */
 void qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream);
+
+/**
+ * Runs before the proxy's own answer with @p status (0: an answer made of an upstream
+ * exchange) to the request on @p conn is queued:
+ * refusals_ask_upstream asks the upstream's model list (@p upstream + @p models_path) with the
+ * caller's Authorization before a 404, 405 or 413, and ignores the answer.
+ */
+void qp_mutant_rewrite_refusal(struct MHD_Connection *conn, unsigned status, const char *upstream,
+                               const char *models_path);
 
 /**
  * Rewrites the upstream request header lines @p list (the caller owns the list, which may

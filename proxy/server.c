@@ -214,6 +214,8 @@ send_response(struct qp_request *req)
     if (atomic_load(&px->draining) && !MHD_get_response_header(r, "Connection"))
         MHD_add_response_header(r, "Connection", "close");
     QP_MUTANT_REWRITE(response, r, resp->status, false);
+    QP_MUTANT_REWRITE(refusal, req->conn, req->attempts ? 0 : resp->status, px->cfg.upstream,
+                      px->dialect->models.steps[0].path);
     req->state = QP_REQ_SENT;
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
     MHD_destroy_response(r);
