@@ -1,6 +1,8 @@
 // Drives a running proxy (with qwen-mock as its upstream) through the official
 // `openai` Node package: the proxy's answers must be consumable by the SDK as is.
-//   node check.mjs --proxy http://127.0.0.1:PORT --mock http://127.0.0.1:PORT
+//   node check.mjs --proxy http://127.0.0.1:PORT --mock http://127.0.0.1:PORT [--dialect v2]
+// With --dialect v2 the upstream thinks before it answers, and the SDK must see that
+// reasoning in `reasoning_content` (message and deltas), never in `content`.
 import OpenAI from 'openai';
 import { randomUUID } from 'node:crypto';
 
@@ -39,7 +41,9 @@ async function queue(steps) {
   expect(r.ok, `queueing a mock scenario failed: ${r.status}`);
 }
 
+const v2 = args.dialect === 'v2';
 let full = '';
+let fullReasoning = '';
 await check('models.list returns the upstream models', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
@@ -49,11 +53,20 @@ await check('non-streaming completion', async () => {
   const c = await client.chat.completions.create(request);
   full = c.choices[0].message.content;
   expect(typeof full === 'string' && full.length > 0, 'empty content');
+  if (v2) {
+    fullReasoning = c.choices[0].message.reasoning_content;
+    expect(typeof fullReasoning === 'string' && fullReasoning.length > 0,
+      `no reasoning_content in the message: ${JSON.stringify(c.choices[0].message)}`);
+    expect(!full.includes(fullReasoning), 'the reasoning is in content too');
+  }
+  expect(c.usage && c.usage.completion_tokens > 0 && c.usage.total_tokens >= c.usage.completion_tokens,
+    `usage ${JSON.stringify(c.usage)}`);
   expect(c.choices[0].finish_reason === 'stop', `finish_reason ${c.choices[0].finish_reason}`);
 });
 await check('streaming completion gives exactly the same text', async () => {
   const stream = await client.chat.completions.create({ ...request, stream: true });
   let text = '';
+  let reasoning = '';
   let chunks = 0;
   let finish = null;
   for await (const chunk of stream) {
@@ -62,12 +75,15 @@ await check('streaming completion gives exactly the same text', async () => {
     const choice = chunk.choices[0];
     if (choice) {
       text += choice.delta.content ?? '';
+      reasoning += choice.delta.reasoning_content ?? '';
       finish = choice.finish_reason ?? finish;
     }
   }
   expect(chunks > 1, `only ${chunks} chunk(s)`);
   expect(text === full, `streamed ${JSON.stringify(text)} != non-streamed ${JSON.stringify(full)}`);
   expect(finish === 'stop', `finish_reason ${finish}`);
+  expect(reasoning === fullReasoning,
+    `streamed reasoning ${JSON.stringify(reasoning)} != non-streamed ${JSON.stringify(fullReasoning)}`);
 });
 await check('a stream the upstream cuts mid-way raises an error', async () => {
   await queue([{ stream: { truncate_after: 3 } }]);
