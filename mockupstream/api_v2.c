@@ -68,8 +68,10 @@ chats_new_problem(const cJSON *root)
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "timestamp");
     /* Optional keys of either shape that must be strings when given. */
     static const char *const strings[][2] = {
-        {"title", "title: must be a string"},         {"chat_type", "chat_type: must be a string"},
-        {"chat_mode", "chat_mode: must be a string"}, {"chatId", "chatId: must be a string"},
+        {"title", "title: must be a string"},
+        {"chat_type", "chat_type: must be a string"},
+        {"chat_mode", "chat_mode: must be a string"},
+        {"chatId", "chatId: must be a string"},
         {"project_id", "project_id: must be a string"},
     };
     if (!root)
@@ -173,9 +175,8 @@ messages_problem(const cJSON *messages, char *detail, size_t len)
 
 /* The stream keys that ask for a v1 chunk shape the v2 stream has not: refused when
  * given as true (false is what v2 does anyway). */
-static const char *const v1_only_keys[] = {"final_repeat",     "final_empty_delta",
-                                           "empty_choices",    "no_content_delta",
-                                           "finish_reason",    "envelope"};
+static const char *const v1_only_keys[] = {"final_repeat",     "final_empty_delta", "empty_choices",
+                                           "no_content_delta", "finish_reason",     "envelope"};
 
 static const char *
 v1_only_key(const struct mock_stream_opts *o)
@@ -255,8 +256,8 @@ stream_answer(struct mock_req *r, const cJSON *root, const char *chat_id, const 
     int count = cJSON_GetArraySize(messages);
     enum qk_mock_v2_messages pick = count > 1 ? m->cfg.v2_messages : QK_MOCK_V2_FIRST;
     const cJSON *answered = cJSON_GetArrayItem(messages, pick == QK_MOCK_V2_LAST ? count - 1 : 0);
-    const cJSON *fc = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(messages, 0),
-                                                       "feature_config");
+    const cJSON *fc =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(messages, 0), "feature_config");
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(fc, "output_schema");
     struct mock_stream_opts eff =
         r->step && r->step->has_stream ? r->step->stream : m->stream_defaults;

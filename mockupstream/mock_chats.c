@@ -39,8 +39,8 @@ mock_uuid(char out[MOCK_UUID_LEN])
     pthread_once(&seed_once, init_seed);
     uint64_t n = atomic_fetch_add(&uuid_counter, 2);
     uint64_t hi = mix(seed ^ n), lo = mix(seed ^ (n + 1));
-    hi = (hi & ~(uint64_t)0xF000) | 0x4000;                    /* version 4 */
-    lo = (lo & 0x3FFFFFFFFFFFFFFFu) | 0x8000000000000000u;     /* variant 10 */
+    hi = (hi & ~(uint64_t)0xF000) | 0x4000;                /* version 4 */
+    lo = (lo & 0x3FFFFFFFFFFFFFFFu) | 0x8000000000000000u; /* variant 10 */
     snprintf(out, MOCK_UUID_LEN, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(hi >> 32),
              (unsigned)((hi >> 16) & 0xFFFF), (unsigned)(hi & 0xFFFF), (unsigned)(lo >> 48),
              (unsigned long long)(lo & 0xFFFFFFFFFFFFu));

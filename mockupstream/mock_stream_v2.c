@@ -101,8 +101,9 @@ put_usage(struct qk_buf *b, const struct mock_v2_answer *a, const struct counts 
     if (rc == QK_OK && a->thinking)
         rc = qk_buf_appendf(b, "\"reasoning_tokens\": %d, ", c->reasoning);
     if (rc == QK_OK)
-        rc = qk_buf_appendf(b, "\"text_tokens\": %d}, \"prompt_tokens_details\": "
-                               "{\"cached_tokens\": 0}}",
+        rc = qk_buf_appendf(b,
+                            "\"text_tokens\": %d}, \"prompt_tokens_details\": "
+                            "{\"cached_tokens\": 0}}",
                             out);
     return rc;
 }
@@ -189,8 +190,7 @@ thinking_finished(struct frames *f, const struct mock_v2_answer *a,
 
 /* The answer's last frame: key order content, role, status, phase; no usage, no timestamp. */
 static enum qk_err
-answer_finished(struct frames *f, const struct mock_v2_answer *a,
-                const struct mock_v2_response *r)
+answer_finished(struct frames *f, const struct mock_v2_answer *a, const struct mock_v2_response *r)
 {
     struct qk_buf b;
     qk_buf_init(&b, SIZE_MAX / 2);
@@ -224,9 +224,8 @@ half_cut(const char *s)
 }
 
 static enum qk_err
-reasoning_frames(struct frames *f, const struct mock_v2_answer *a,
-                 const struct mock_v2_response *r, const struct mock_stream_opts *o,
-                 struct counts *c)
+reasoning_frames(struct frames *f, const struct mock_v2_answer *a, const struct mock_v2_response *r,
+                 const struct mock_stream_opts *o, struct counts *c)
 {
     enum qk_err rc = QK_OK;
     if (a->think_phase) {
@@ -252,8 +251,8 @@ reasoning_frames(struct frames *f, const struct mock_v2_answer *a,
 
 /* Every frame of response @p r but its created frame; its streamed text to @p text. */
 static enum qk_err
-response_frames(struct frames *f, const struct mock_v2_answer *a,
-                const struct mock_v2_response *r, const struct mock_stream_opts *o, char **text)
+response_frames(struct frames *f, const struct mock_v2_answer *a, const struct mock_v2_response *r,
+                const struct mock_stream_opts *o, char **text)
 {
     struct counts c = {.input = a->input_tokens};
     size_t cuts[MOCK_ANSWER_MAX + 2], n = 0;

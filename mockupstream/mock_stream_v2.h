@@ -25,12 +25,12 @@ struct mock_v2_answer {
     const char *chat_id;
     const char *parent_id;
     struct mock_v2_response resp[2];
-    size_t n_resp;        /**< 1, or 2 for a `dual` stream */
-    bool thinking;        /**< send the reasoning */
-    bool think_phase;     /**< as the older `think` phase (else `thinking_summary`) */
-    bool phase_keys;      /**< the request asked for `output_schema: "phase"` */
-    int input_tokens;     /**< usage's input_tokens */
-    long long timestamp;  /**< seconds, in every frame that carries one */
+    size_t n_resp;       /**< 1, or 2 for a `dual` stream */
+    bool thinking;       /**< send the reasoning */
+    bool think_phase;    /**< as the older `think` phase (else `thinking_summary`) */
+    bool phase_keys;     /**< the request asked for `output_schema: "phase"` */
+    int input_tokens;    /**< usage's input_tokens */
+    long long timestamp; /**< seconds, in every frame that carries one */
 };
 
 /**

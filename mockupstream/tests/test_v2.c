@@ -137,12 +137,12 @@ v2_body(char *buf, size_t len, const char *msg, const char *fc, const char *extr
     return buf;
 }
 
-#define FC_THINK "{\"output_schema\":\"phase\",\"thinking_enabled\":true,\"thinking_format\":\"summary\"}"
+#define FC_THINK                                                                                   \
+    "{\"output_schema\":\"phase\",\"thinking_enabled\":true,\"thinking_format\":\"summary\"}"
 #define FC_FAST "{\"output_schema\":\"phase\",\"thinking_enabled\":false}"
 
 static void
-complete(uint16_t port, const char *token, const char *chat_id, const char *body,
-         struct mc_resp *r)
+complete(uint16_t port, const char *token, const char *chat_id, const char *body, struct mc_resp *r)
 {
     char path[160];
     if (chat_id)
@@ -222,13 +222,13 @@ v1_text(uint16_t port, const char *msg)
     char tok[TOKLEN], body[256];
     mc_new_token(tok, sizeof tok);
     snprintf(body, sizeof body,
-             "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}", msg);
+             "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+             msg);
     struct mc_resp r;
     assert_int_equal(mc_post(port, "/api/chat/completions", tok, body, &r), 0);
     assert_status(&r, 200);
     cJSON *j = mc_json(&r);
-    char *t = strdup(
-        str(item(cJSON_GetArrayItem(item(j, "choices"), 0), "message"), "content"));
+    char *t = strdup(str(item(cJSON_GetArrayItem(item(j, "choices"), 0), "message"), "content"));
     cJSON_Delete(j);
     mc_resp_free(&r);
     return t;
@@ -303,8 +303,7 @@ models_v2_envelope_on_both_paths(void **state)
     mc_resp_free(&v1);
     /* Both requests are journaled, on route models. */
     cJSON *jn = journal(PORT, tok, 3);
-    assert_string_equal(str(cJSON_GetArrayItem(item(jn, "entries"), 1), "path"),
-                        "/api/v2/models/");
+    assert_string_equal(str(cJSON_GetArrayItem(item(jn, "entries"), 1), "path"), "/api/v2/models/");
     cJSON_Delete(jn);
 }
 
@@ -550,7 +549,8 @@ stream_thinking_switches(void **state)
     assert_null(strstr(r.body, "reasoning_tokens"));
     mc_resp_free(&r);
 
-    queue(PORT, tok, "chat", "[{\"stream\":{\"thinking\":true}},{\"stream\":{\"thinking\":false}}]");
+    queue(PORT, tok, "chat",
+          "[{\"stream\":{\"thinking\":true}},{\"stream\":{\"thinking\":false}}]");
     complete(PORT, tok, id, body, &r);
     assert_non_null(strstr(r.body, "\"phase\": \"thinking_summary\""));
     mc_resp_free(&r);
@@ -614,7 +614,7 @@ stream_think_phase(void **state)
     char joined[1024] = "";
     const cJSON *el;
     cJSON_ArrayForEach(el, item(ans, "reasoning"))
-    strncat(joined, el->valuestring, sizeof joined - strlen(joined) - 1);
+        strncat(joined, el->valuestring, sizeof joined - strlen(joined) - 1);
     assert_string_equal(joined, reasoning);
     cJSON_Delete(j);
     free(id);
@@ -707,9 +707,8 @@ stream_dual(void **state)
     frames_free(&s);
     mc_resp_free(&r);
     cJSON *j = journal(PORT, tok, 2);
-    assert_string_equal(str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"),
-                            "response_id"),
-                        r0);
+    assert_string_equal(
+        str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"), "response_id"), r0);
     cJSON_Delete(j);
     free(id);
 }
@@ -768,8 +767,7 @@ stream_empty_answer(void **state)
     frames_free(&s);
     mc_resp_free(&r);
     cJSON *j = journal(PORT, tok, 2);
-    assert_string_equal(str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"), "text"),
-                        "");
+    assert_string_equal(str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"), "text"), "");
     cJSON_Delete(j);
     free(id);
 }
@@ -989,8 +987,9 @@ every_v2_route_takes_steps(void **state)
         route_request(PORT, rr, tok, chat, &r);
         assert_status(&r, 200);
         assert_non_null(strstr(mc_header(&r, "Content-Type"), "text/html"));
-        assert_memory_equal(r.body, "<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\"",
-                            strlen("<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\""));
+        assert_memory_equal(
+            r.body, "<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\"",
+            strlen("<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\""));
         assert_non_null(strstr(r.body, "aliyun_waf_bb"));
         mc_resp_free(&r);
 
@@ -1087,8 +1086,8 @@ cookie_credential(void **state)
     mc_new_token(tok, sizeof tok);
     snprintf(cookie, sizeof cookie, "Cookie: ssxmod_itna=abc; token=%s", tok);
     struct mc_resp r;
-    struct mc_req q = {.port = PORT, .path = "/api/v2/chats/new", .body = CHATS_NEW_BODY,
-                       .headers = {cookie}};
+    struct mc_req q = {
+        .port = PORT, .path = "/api/v2/chats/new", .body = CHATS_NEW_BODY, .headers = {cookie}};
     assert_int_equal(mc_request(&q, &r), 0);
     assert_status(&r, 200);
     cJSON *j = mc_json(&r);
@@ -1191,10 +1190,9 @@ journal_records_both_requests_and_the_answer(void **state)
     complete(PORT, tok, id, v2_body(body, sizeof body, "journal me", FC_FAST, NULL), &r);
     mc_resp_free(&r);
     j = journal(PORT, tok, 3);
-    assert_int_equal(
-        cJSON_GetArraySize(item(item(cJSON_GetArrayItem(item(j, "entries"), 2), "answer"),
-                                "reasoning")),
-        0);
+    assert_int_equal(cJSON_GetArraySize(item(
+                         item(cJSON_GetArrayItem(item(j, "entries"), 2), "answer"), "reasoning")),
+                     0);
     cJSON_Delete(j);
     free(id);
 }
@@ -1223,8 +1221,7 @@ several_messages_by_option(void **state)
         complete(port, tok, id, body, &r);
         assert_status(&r, 200);
         cJSON *j = journal(port, tok, 2);
-        const char *text =
-            str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"), "text");
+        const char *text = str(item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer"), "text");
         if (want[k]) {
             char *ref = v1_text(port, want[k]);
             assert_string_equal(text, ref);
@@ -1238,6 +1235,42 @@ several_messages_by_option(void **state)
         free(id);
         qk_mock_stop(m);
     }
+}
+
+/* The v2 keys of a scenario are checked like the others (400 naming the field). */
+static void
+scenario_v2_keys_checked(void **state)
+{
+    char tok[TOKLEN];
+    mc_new_token(tok, sizeof tok);
+    struct {
+        const char *steps, *field;
+    } bad[] = {
+        {"[{\"inband_sse\":true}]", "steps[0].inband_sse"},
+        {"[{\"inband_error\":\"nope\"}]", "steps[0].inband_error"},
+        {"[{\"html\":\"waf201\"}]", "steps[0].html"},
+        {"[{\"stream\":{\"think_phase\":\"detail\"}}]", "steps[0].stream.think_phase"},
+        {"[{\"stream\":{\"error_after\":-1}}]", "steps[0].stream.error_after"},
+        {"[{\"stream\":{\"dual\":1}}]", "steps[0].stream.dual"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"token\":\"%s\",\"route\":\"chat\",\"steps\":%s}", tok,
+                 bad[i].steps);
+        cJSON *reply = NULL;
+        assert_int_equal(mc_scenarios(PORT, json, &reply), 400);
+        assert_string_equal(str(reply, "field"), bad[i].field);
+        cJSON_Delete(reply);
+    }
+    /* chats_new is a route of its own: its step is not the completion's. */
+    queue(PORT, tok, "chats_new", "[{\"status\":502}]");
+    char *id = NULL;
+    struct mc_resp r;
+    assert_int_equal(mc_post(PORT, "/api/v2/chats/new", tok, CHATS_NEW_BODY, &r), 0);
+    assert_status(&r, 502);
+    mc_resp_free(&r);
+    id = new_chat(PORT, tok);
+    free(id);
 }
 
 int
@@ -1265,6 +1298,7 @@ main(void)
         cmocka_unit_test(cookie_credential),
         cmocka_unit_test(journal_records_both_requests_and_the_answer),
         cmocka_unit_test(several_messages_by_option),
+        cmocka_unit_test(scenario_v2_keys_checked),
     };
     return cmocka_run_group_tests_name("e2e_mock_v2", tests, group_setup, group_teardown);
 }
