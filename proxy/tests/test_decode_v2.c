@@ -19,56 +19,57 @@
 
 /* ---- the frames (data only, as the service writes them) ---- */
 
-#define CREATED(rid, index)                                                                   \
-    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" \
-    rid "\", \"response_index\": \"" index "\"}}"
-#define CREATED_NO_INDEX(rid)                                                                 \
-    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" \
-    rid "\"}}"
-#define THOUGHT(rid, arr)                                                                      \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "      \
-    "\"thinking_summary\", \"extra\": {\"summary_title\": {\"content\": [\"Title\"]}, "        \
-    "\"summary_thought\": {\"content\": " arr "}}, \"status\": \"typing\"}}], "                \
-    "\"response_id\": \"" rid "\", \"usage\": {\"input_tokens\": 1438, \"output_tokens\": 104, " \
-    "\"total_tokens\": 1542, \"output_tokens_details\": {\"reasoning_tokens\": 102, "          \
+#define CREATED(rid, index)                                                                        \
+    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" rid  \
+    "\", \"response_index\": \"" index "\"}}"
+#define CREATED_NO_INDEX(rid)                                                                      \
+    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" rid  \
+    "\"}}"
+#define THOUGHT(rid, arr)                                                                          \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "          \
+    "\"thinking_summary\", \"extra\": {\"summary_title\": {\"content\": [\"Title\"]}, "            \
+    "\"summary_thought\": {\"content\": " arr "}}, \"status\": \"typing\"}}], "                    \
+    "\"response_id\": \"" rid "\", \"usage\": {\"input_tokens\": 1438, \"output_tokens\": 104, "   \
+    "\"total_tokens\": 1542, \"output_tokens_details\": {\"reasoning_tokens\": 102, "              \
     "\"text_tokens\": 104}}, \"timestamp\": 1780468837}"
-#define THOUGHT_END(rid)                                                                  \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": " \
-    "\"thinking_summary\", \"status\": \"finished\"}}], \"response_id\": \"" rid          \
+#define THOUGHT_END(rid)                                                                           \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "          \
+    "\"thinking_summary\", \"status\": \"finished\"}}], \"response_id\": \"" rid                   \
     "\", \"timestamp\": 1780468838}"
-#define THINK(rid, c)                                                                          \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": " \
+#define THINK(rid, c)                                                                              \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": "     \
     "\"think\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\"}"
-#define ANSWER(rid, c, k)                                                                      \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": " \
-    "\"answer\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\", \"usage\": "         \
-    "{\"input_tokens\": 1049, \"output_tokens\": " k ", \"characters\": 0, \"total_tokens\": " \
-    "1050, \"input_tokens_details\": {\"text_tokens\": 1049}, \"output_tokens_details\": "     \
-    "{\"text_tokens\": " k "}, \"prompt_tokens_details\": {\"cached_tokens\": 0}}, "           \
+#define ANSWER(rid, c, k)                                                                          \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": "     \
+    "\"answer\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\", \"usage\": "             \
+    "{\"input_tokens\": 1049, \"output_tokens\": " k ", \"characters\": 0, \"total_tokens\": "     \
+    "1050, \"input_tokens_details\": {\"text_tokens\": 1049}, \"output_tokens_details\": "         \
+    "{\"text_tokens\": " k "}, \"prompt_tokens_details\": {\"cached_tokens\": 0}}, "               \
     "\"timestamp\": 1780468951}"
-#define ANSWER_END(rid)                                                                        \
-    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "     \
+#define ANSWER_END(rid)                                                                            \
+    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "         \
     "\"finished\", \"phase\": \"answer\"}}], \"response_id\": \"" rid "\"}"
-#define PLAIN(rid, c) /* no phase keys: the request did not ask for them */ \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c         \
+#define PLAIN(rid, c) /* no phase keys: the request did not ask for them */                        \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c                       \
     "\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\"}"
-#define PLAIN_END(rid)                                                                        \
-    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "    \
+#define PLAIN_END(rid)                                                                             \
+    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "         \
     "\"finished\"}}], \"response_id\": \"" rid "\"}"
 #define EV(x) "data: " x "\n\n"
 
-#define WAF                                                                                       \
-    "{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM::哎哟喂,被挤爆啦,请稍后重试\"],\"data\":" \
-    "{\"url\":\"https://chat.qwen.ai:443//api/v2/chat/completions/_____tmd_____/punish?x5secdata=" \
+#define WAF                                                                                               \
+    "{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM::哎哟喂,被挤爆啦,请稍后重试\"]," \
+    "\"data\":"                                                                                           \
+    "{\"url\":\"https://chat.qwen.ai:443//api/v2/chat/completions/_____tmd_____/punish?x5secdata="        \
     "xg__bx__chat.qwen.ai:443/api/v2/chat/completions&x5step=2&action=captcha&pureCaptcha=\"}}"
-#define EXPIRED                                                                        \
-    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"unauthorized\"," \
+#define EXPIRED                                                                                    \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"unauthorized\","              \
     "\"details\":\"Token has expired, please log in again.\"}}"
-#define QUOTA                                                                             \
-    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"RateLimited\","     \
+#define QUOTA                                                                                      \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"RateLimited\","               \
     "\"details\":\"You've reached the upper limit for today's usage.\",\"num\": 1}}"
-#define MID_ERROR                                                         \
-    "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota " \
+#define MID_ERROR                                                                                  \
+    "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota "                       \
     "exceeded, please increase your quota limit.\"}}"
 
 /* ---- the decoder alone ---- */
@@ -129,8 +130,8 @@ cumulative_thoughts_give_exact_increments(void **state)
         const char *frame, *want;
     } steps[] = {
         {THOUGHT("r0", "[\"I am\"]"), "I am"},
-        {THOUGHT("r0", "[\"I am\"]"), ""},                    /* the same array again */
-        {THOUGHT("r0", "[\"I am a model\"]"), " a model"},    /* an element that grew */
+        {THOUGHT("r0", "[\"I am\"]"), ""},                         /* the same array again */
+        {THOUGHT("r0", "[\"I am a model\"]"), " a model"},         /* an element that grew */
         {THOUGHT("r0", "[\"I am a model\", \"Next\"]"), "\nNext"}, /* a new element */
         {THOUGHT("r0", "[\"I am a model\", \"Next\", \"A\", \"B\"]"), "\nA\nB"},
         {THOUGHT("r0", "[\"Rewritten\", \"Next step\", \"A\", \"B\"]"), " step"},
@@ -289,8 +290,9 @@ in_band_failures_are_one_bounded_line(void **state)
                      QP_DECODE_FAILURE);
     assert_string_equal(x.d.failure, "upstream error: x: via message");
     /* details not a string; control bytes; a long text cut on a character boundary. */
-    assert_int_equal(dec_feed(&x, "{\"success\":false,\"data\":{\"code\":\"RequestValidationError\","
-                                  "\"details\":[\"a\\nb\"]}}"),
+    assert_int_equal(dec_feed(&x,
+                              "{\"success\":false,\"data\":{\"code\":\"RequestValidationError\","
+                              "\"details\":[\"a\\nb\"]}}"),
                      QP_DECODE_FAILURE);
     assert_null(strchr(x.d.failure, '\n'));
     assert_non_null(strstr(x.d.failure, "RequestValidationError"));
@@ -526,9 +528,8 @@ reasoning_modes_through_the_normalizer(void **state)
     assert_string_equal(r.reasoning, "");
     assert_int_equal(r.chunks, 4);
     /* Inline, thinking then no answer text: the block closes on the finish. */
-    static const char empty_answer[] =
-        EV(CREATED("r0", "0")) EV(THOUGHT("r0", "[\"hm\"]")) EV(THOUGHT_END("r0"))
-            EV(ANSWER_END("r0"));
+    static const char empty_answer[] = EV(CREATED("r0", "0")) EV(THOUGHT("r0", "[\"hm\"]"))
+        EV(THOUGHT_END("r0")) EV(ANSWER_END("r0"));
     assert_int_equal(norm_run(empty_answer, 0, QP_REASONING_INLINE, &r, NULL, NULL), QP_SSE_OK);
     assert_string_equal(r.content, "<think>\nhm\n</think>\n\n");
     assert_int_equal(r.done, 1);
@@ -545,9 +546,8 @@ static void
 an_unfinished_stream_is_a_cut(void **state)
 {
     (void)state;
-    static const char cut_stream[] =
-        EV(CREATED("r0", "0")) EV(THOUGHT("r0", "[\"a\"]")) EV(THOUGHT_END("r0"))
-            EV(ANSWER("r0", "Hel", "1"));
+    static const char cut_stream[] = EV(CREATED("r0", "0")) EV(THOUGHT("r0", "[\"a\"]"))
+        EV(THOUGHT_END("r0")) EV(ANSWER("r0", "Hel", "1"));
     size_t len = strlen(cut_stream);
     for (size_t cut = 0; cut <= len; cut++) {
         struct out r;
@@ -568,8 +568,8 @@ an_unfinished_stream_is_a_cut(void **state)
     assert_int_equal(end, QP_SSE_END_CUT);
     assert_int_equal(r.chunks, 0);
     /* The other response finishing is not ours. */
-    assert_int_equal(norm_run(EV(CREATED("r0", "0")) EV(CREATED("r1", "1")) EV(ANSWER_END("r1")),
-                              0, QP_REASONING_SEPARATE, &r, &end, NULL),
+    assert_int_equal(norm_run(EV(CREATED("r0", "0")) EV(CREATED("r1", "1")) EV(ANSWER_END("r1")), 0,
+                              QP_REASONING_SEPARATE, &r, &end, NULL),
                      QP_SSE_OK);
     assert_int_equal(end, QP_SSE_END_CUT);
 }
