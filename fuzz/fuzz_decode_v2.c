@@ -110,8 +110,8 @@ stream_texts(const struct qk_buf *out, struct qk_buf *content, struct qk_buf *re
         if (!nl || strncmp(p, "data: ", 6) != 0)
             finding("output event is not one data line", p);
         cJSON *o = cJSON_ParseWithLength(p + 6, (size_t)(nl - p - 6));
-        const cJSON *d = cJSON_GetObjectItem(
-            cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "delta");
+        const cJSON *d =
+            cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "delta");
         const cJSON *c = cJSON_GetObjectItem(d, "content");
         const cJSON *r = cJSON_GetObjectItem(d, "reasoning_content");
         if ((cJSON_IsString(c) && qk_buf_append_str(content, c->valuestring) != QK_OK) ||
@@ -153,8 +153,8 @@ check_assembled(const struct fuzz_split *s, const struct outcome *whole)
         return;
     }
     cJSON *c = cJSON_ParseWithLength(out, out_len);
-    const cJSON *m = cJSON_GetObjectItem(
-        cJSON_GetArrayItem(cJSON_GetObjectItem(c, "choices"), 0), "message");
+    const cJSON *m =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(c, "choices"), 0), "message");
     const cJSON *content = cJSON_GetObjectItem(m, "content");
     const cJSON *reasoning = cJSON_GetObjectItem(m, "reasoning_content");
     if (!cJSON_IsObject(c) || !cJSON_IsString(content))
