@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/, clang with ASan+UBSan) into build-fuzz and runs each.
 #   ci/fuzz.sh [SECONDS]      seconds of fuzzing per target (default 60)
-#   env QK_FUZZ_TARGETS="fuzz_x fuzz_y" picks targets (default: all four)
+#   env QK_FUZZ_TARGETS="fuzz_x fuzz_y" picks targets (default: all five)
 # Each target first replays fuzz/regressions/<target>/ (inputs that once found a defect
 # must stay harmless), then fuzzes a copy of fuzz/corpus/<target>/ so the tree stays
 # clean. Any crash, sanitizer report, leak, timeout or memory blow-up fails the script,
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 dir=build-fuzz
-targets=${QK_FUZZ_TARGETS:-fuzz_sse_norm fuzz_validate fuzz_mock_scenario fuzz_conf_sse}
+targets=${QK_FUZZ_TARGETS:-fuzz_sse_norm fuzz_decode_v2 fuzz_validate fuzz_mock_scenario fuzz_conf_sse}
 # QK_WERROR stays off: a clang-only warning in a module must not stop fuzzing (the targets'
 # own sources are built with -Werror, see fuzz/CMakeLists.txt).
 CC=${CC:-clang} cmake -S . -B "$dir" -DQK_FUZZ=ON -DQK_WERROR=OFF >/dev/null

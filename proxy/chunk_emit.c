@@ -5,11 +5,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sse_frame.h"
 #include "sse_mutant.h"
+
+/* The inline reasoning block's two ends. */
+#define THINK_OPEN "<think>\n"
+#define THINK_CLOSE "\n</think>\n\n"
+
+/* The mode's names: defined here, since the emitter is what the mode changes. */
+static const char *const reasoning_names[] = {
+    [QP_REASONING_SEPARATE] = "separate",
+    [QP_REASONING_INLINE] = "inline",
+    [QP_REASONING_DROP] = "drop",
+};
+
+bool
+qp_reasoning_mode_parse(const char *s, enum qp_reasoning_mode *out)
+{
+    for (size_t i = 0; s && i < sizeof reasoning_names / sizeof reasoning_names[0]; i++)
+        if (strcmp(s, reasoning_names[i]) == 0) {
+            *out = (enum qp_reasoning_mode)i;
+            return true;
+        }
+    return false;
+}
+
+const char *
+qp_reasoning_mode_name(enum qp_reasoning_mode m)
+{
+    return (size_t)m < sizeof reasoning_names / sizeof reasoning_names[0] ? reasoning_names[m]
+                                                                          : "separate";
+}
 
 struct qp_chunk_emitter {
     char *model, *id;
     long long created;
+    enum qp_reasoning_mode reasoning;
+    bool think_open; /* INLINE: "<think>\n" went out, its end not yet */
     bool role_sent;
     bool finish_sent;
     size_t events; /* chunk events written */
@@ -30,6 +62,7 @@ qp_chunk_emitter_new(const struct qp_chunk_emit_opts *opts)
     e->model = strdup(opts->model ? opts->model : "");
     e->id = strdup(opts->id ? opts->id : "chatcmpl-0");
     e->created = opts->created;
+    e->reasoning = opts->reasoning;
     if (!e->model || !e->id) {
         qp_chunk_emitter_free(e);
         return NULL;
@@ -70,20 +103,25 @@ adopt_envelope(struct qp_chunk_emitter *e, const struct qp_delta *d)
     return e->model && e->id ? QK_OK : QK_NOMEM;
 }
 
+/* One chunk. @p reasoning (may be NULL) goes in `reasoning_content`; `content` is left
+ * out of a chunk that carries only reasoning, as DeepSeek-style servers do. */
 static enum qk_err
-emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const char *finish,
-           const struct qp_delta *usage, struct qk_buf *out)
+emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const char *reasoning,
+           size_t reasoning_len, const char *finish, const struct qp_delta *usage,
+           struct qk_buf *out)
 {
     enum qk_err rc = QK_NOMEM;
     cJSON *o = cJSON_CreateObject();
     cJSON *choice = cJSON_CreateObject();
     cJSON *d = cJSON_CreateObject();
     char *content = strndup(text, text_len);
-    if (!o || !choice || !d || !content) {
+    char *thought = reasoning_len > 0 ? strndup(reasoning, reasoning_len) : NULL;
+    if (!o || !choice || !d || !content || (reasoning_len > 0 && !thought)) {
         cJSON_Delete(o);
         cJSON_Delete(choice);
         cJSON_Delete(d);
         free(content);
+        free(thought);
         return QK_NOMEM;
     }
     cJSON_AddStringToObject(o, "id", e->id);
@@ -97,7 +135,10 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
     cJSON_AddItemToObject(choice, "delta", d);
     if (!e->role_sent)
         cJSON_AddStringToObject(d, "role", "assistant");
-    cJSON_AddStringToObject(d, "content", content);
+    if (text_len > 0 || !thought)
+        cJSON_AddStringToObject(d, "content", content);
+    if (thought)
+        cJSON_AddStringToObject(d, "reasoning_content", thought);
     if (finish)
         cJSON_AddStringToObject(choice, "finish_reason", finish);
     else
@@ -107,6 +148,9 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
         cJSON_AddNumberToObject(u, "prompt_tokens", usage->prompt_tokens);
         cJSON_AddNumberToObject(u, "completion_tokens", usage->completion_tokens);
         cJSON_AddNumberToObject(u, "total_tokens", usage->prompt_tokens + usage->completion_tokens);
+        if (usage->has_reasoning_tokens)
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"),
+                                    "reasoning_tokens", usage->reasoning_tokens);
     }
     char *s = cJSON_PrintUnformatted(o);
     if (s && QP_SSE_MUTANT(e, sse_extra_fields) &&
@@ -124,6 +168,36 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
     cJSON_free(s);
     cJSON_Delete(o);
     free(content);
+    free(thought);
+    return rc;
+}
+
+/* INLINE: the delta's reasoning and text as one content, the think block opened before
+ * the first reasoning and closed before the first text or at the finish. */
+static enum qk_err
+emit_inline(struct qp_chunk_emitter *e, const char *reasoning, size_t reasoning_len,
+            const struct qp_delta *d, struct qk_buf *out)
+{
+    struct qk_buf c;
+    qk_buf_init(&c, QP_SSE_EVENT_CAP + 64);
+    enum qk_err rc = QK_OK;
+    if (reasoning_len > 0) {
+        if (!e->think_open)
+            rc = qk_buf_append_str(&c, THINK_OPEN);
+        e->think_open = true;
+        if (rc == QK_OK)
+            rc = qk_buf_append(&c, reasoning, reasoning_len);
+    }
+    if (rc == QK_OK && e->think_open && (d->text_len > 0 || d->finish_reason)) {
+        rc = qk_buf_append_str(&c, THINK_CLOSE);
+        e->think_open = false;
+    }
+    if (rc == QK_OK)
+        rc = qk_buf_append(&c, d->text, d->text_len);
+    if (rc == QK_OK)
+        rc = emit_chunk(e, qk_buf_len(&c) ? qk_buf_ptr(&c) : "", qk_buf_len(&c), NULL, 0,
+                        d->finish_reason, d->finish_reason ? d : NULL, out);
+    qk_buf_free(&c);
     return rc;
 }
 
@@ -132,19 +206,26 @@ qp_chunk_emit_delta(struct qp_chunk_emitter *e, const struct qp_delta *d, struct
 {
     if (e->events == 0 && adopt_envelope(e, d) != QK_OK)
         return QK_NOMEM;
-    if (e->finish_sent || (d->text_len == 0 && !d->finish_reason))
+    const char *reasoning = d->reasoning ? d->reasoning : "";
+    size_t reasoning_len = e->reasoning == QP_REASONING_DROP ? 0 : d->reasoning_len;
+    if (e->finish_sent || (d->text_len == 0 && reasoning_len == 0 && !d->finish_reason))
         return QK_OK;
+    if (e->reasoning == QP_REASONING_INLINE)
+        return emit_inline(e, reasoning, reasoning_len, d, out);
     /* Usage rides on the finishing chunk. */
-    return emit_chunk(e, d->text, d->text_len, d->finish_reason, d->finish_reason ? d : NULL, out);
+    return emit_chunk(e, d->text, d->text_len, reasoning, reasoning_len, d->finish_reason,
+                      d->finish_reason ? d : NULL, out);
 }
 
 enum qk_err
 qp_chunk_emit_close(struct qp_chunk_emitter *e, struct qk_buf *out)
 {
     /* Mutant raw_chunks: no finish_reason filled in (SSE-12). */
+    const char *end = e->think_open ? THINK_CLOSE : ""; /* INLINE: the block's end */
     if (!e->finish_sent && !QP_SSE_MUTANT(e, raw_chunks) &&
-        emit_chunk(e, "", 0, "stop", NULL, out) != QK_OK)
+        emit_chunk(e, end, strlen(end), NULL, 0, "stop", NULL, out) != QK_OK)
         return QK_NOMEM;
+    e->think_open = false;
     return qk_buf_append_str(out, "data: [DONE]\n\n");
 }
 

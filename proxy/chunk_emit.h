@@ -27,6 +27,8 @@ struct qp_chunk_emit_opts {
     const char *model; /**< used while the upstream gives none (borrowed, copied) */
     const char *id;    /**< fallback chunk id "chatcmpl-..." (borrowed, copied) */
     long long created; /**< seconds, used while the upstream gives none */
+    /** What the caller gets of delta.reasoning (SEPARATE: `reasoning_content`). */
+    enum qp_reasoning_mode reasoning;
 #ifdef QK_MUTANTS
     enum qp_mutant mutant; /**< raw_chunks, sse_extra_fields (see sse_mutant.h) */
 #endif

@@ -273,6 +273,7 @@ v1_event(void *state, const char *data, size_t len, struct qp_delta *d)
     v1_release(v);
     memset(d, 0, sizeof *d);
     d->text = "";
+    d->reasoning = ""; /* v1 has no reasoning */
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return QP_DECODE_DONE;
     v->tree = cJSON_ParseWithLength(data, len);

@@ -10,6 +10,9 @@
  *
  * Ownership: new() returns state that free() releases. The strings of a delta are borrowed
  * from the decoder until its next event(), release() or free().
+ *
+ * Reasoning (v2's thinking) travels beside the answer text in its own field; what the caller
+ * sees of it is a choice of the emitter (enum qp_reasoning_mode), not of the decoder.
  */
 #ifndef QP_DECODER_H
 #define QP_DECODER_H
@@ -18,6 +21,19 @@
 #include <stddef.h>
 
 #include "mutant.h"
+
+/** What the caller gets of the upstream's reasoning (`--reasoning`). */
+enum qp_reasoning_mode {
+    QP_REASONING_SEPARATE = 0, /**< `reasoning_content` beside `content` (the default) */
+    QP_REASONING_INLINE,       /**< `<think>\n` reasoning `\n</think>\n\n` before the content */
+    QP_REASONING_DROP,         /**< not sent at all */
+};
+
+/** Parses "separate", "inline" or "drop". @return false (and @p out untouched) otherwise. */
+bool qp_reasoning_mode_parse(const char *s, enum qp_reasoning_mode *out);
+
+/** @return "separate", "inline" or "drop". */
+const char *qp_reasoning_mode_name(enum qp_reasoning_mode m);
 
 struct qp_decoder_opts {
     bool incremental_requested; /**< the request carried "incremental_output": true */
@@ -41,16 +57,25 @@ struct qp_delta {
      *  applied; "" when none. Not NUL-terminated at text_len in general. */
     const char *text;
     size_t text_len;
+    /** Reasoning the caller has not had yet ("" when none), borrowed as text is. */
+    const char *reasoning;
+    size_t reasoning_len;
     const char *finish_reason; /**< NULL unless this event ends the answer */
     /** Token counts (finite, >= 0, below 2^53, as the upstream sent them). */
     bool has_usage;
     double prompt_tokens, completion_tokens;
+    /** The part of completion_tokens spent reasoning, when the upstream gives it. */
+    bool has_reasoning_tokens;
+    double reasoning_tokens;
     /** The upstream's envelope as this event gives it: model and id NULL when absent or
      *  empty, the creation time in seconds when has_created. */
     const char *model, *id;
     bool has_created;
     long long created_s;
     const char *failure; /**< QP_DECODE_FAILURE: the message for the caller and the log */
+    /** QP_DECODE_FAILURE: the upstream refused the credential (v2 `unauthorized`, an
+     *  expired token): the caller's 401, never retried. */
+    bool failure_auth;
 };
 
 /** One dialect's stream decoder. */
@@ -67,6 +92,18 @@ struct qp_decoder_ops {
     void (*release)(void *state);
     /** NULL-safe. */
     void (*free)(void *state);
+    /**
+     * Optional (NULL: none). @return whether a whole non-SSE body (a 2xx answer that is
+     * application/json, text/html or empty) is one of the dialect's in-band failures, with
+     * a one-line cause (no credential) written into @p msg (@p cap bytes, NUL-terminated).
+     */
+    bool (*body_failure)(const char *body, size_t len, char *msg, size_t cap);
+    /** Optional. @return whether such a body is the failure of the credential (expired
+     *  token): body_failure() is then true too. */
+    bool (*body_failure_auth)(const char *body, size_t len);
+    /** A clean end before a delta with a finish_reason (or the upstream's [DONE]) is a
+     *  cut, not a normal end (v2: the answer's `finished` frame ends it). */
+    bool finish_required;
 };
 
 #endif

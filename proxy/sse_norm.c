@@ -14,8 +14,10 @@ struct qp_sse_norm {
     void *decoder; /* the dialect's state */
     struct qp_chunk_emitter *emit;
     bool done;          /* [DONE] seen */
+    bool finished;      /* a delta with a finish_reason came */
     size_t events_read; /* events the dialect could read (a chunk, [DONE], a failure) */
     char inband[256];
+    bool inband_auth;
 #ifdef QK_MUTANTS
     enum qp_mutant mutant; /* qp_mutant_active when the stream began */
 #endif
@@ -43,15 +45,16 @@ shared_line_buffer(void)
 #endif
 
 struct qp_sse_norm *
-qp_sse_norm_new_for(const struct qp_decoder_ops *dialect, bool incremental_requested,
-                    const char *model, const char *id, long long now_s)
+qp_sse_norm_new_opts(const struct qp_sse_norm_opts *o)
 {
     struct qp_sse_norm *n = calloc(1, sizeof *n);
     if (!n)
         return NULL;
+    const struct qp_decoder_ops *dialect = o->dialect ? o->dialect : &qp_decoder_v1;
     struct qp_sse_frame_opts fo = {.max_bytes = QP_SSE_EVENT_CAP};
-    struct qp_decoder_opts dopts = {.incremental_requested = incremental_requested};
-    struct qp_chunk_emit_opts eo = {.model = model, .id = id, .created = now_s};
+    struct qp_decoder_opts dopts = {.incremental_requested = o->incremental_requested};
+    struct qp_chunk_emit_opts eo = {
+        .model = o->model, .id = o->id, .created = o->now_s, .reasoning = o->reasoning};
 #ifdef QK_MUTANTS
     /* The one place the stream modules learn the mutant: through their options. */
     n->mutant = fo.mutant = dopts.mutant = eo.mutant = qp_mutant_active;
@@ -70,6 +73,18 @@ qp_sse_norm_new_for(const struct qp_decoder_ops *dialect, bool incremental_reque
 }
 
 struct qp_sse_norm *
+qp_sse_norm_new_for(const struct qp_decoder_ops *dialect, bool incremental_requested,
+                    const char *model, const char *id, long long now_s)
+{
+    struct qp_sse_norm_opts o = {.dialect = dialect,
+                                 .incremental_requested = incremental_requested,
+                                 .model = model,
+                                 .id = id,
+                                 .now_s = now_s};
+    return qp_sse_norm_new_opts(&o);
+}
+
+struct qp_sse_norm *
 qp_sse_norm_new(bool incremental_requested, const char *model, const char *id, long long now_s)
 {
     return qp_sse_norm_new_for(&qp_decoder_v1, incremental_requested, model, id, now_s);
@@ -81,7 +96,8 @@ qp_sse_norm_free(struct qp_sse_norm *n)
     if (!n)
         return;
     qp_sse_frame_free(n->frame);
-    n->dialect->free(n->decoder);
+    if (n->dialect)
+        n->dialect->free(n->decoder);
     qp_chunk_emitter_free(n->emit);
     free(n);
 }
@@ -98,6 +114,18 @@ qp_sse_norm_inband_message(const struct qp_sse_norm *n)
     return n->inband;
 }
 
+bool
+qp_sse_norm_inband_auth(const struct qp_sse_norm *n)
+{
+    return n->inband_auth;
+}
+
+bool
+qp_sse_norm_unfinished(const struct qp_sse_norm *n)
+{
+    return n->dialect->finish_required && !n->done && !n->finished;
+}
+
 size_t
 qp_sse_norm_progress(const struct qp_sse_norm *n)
 {
@@ -111,7 +139,10 @@ qp_sse_norm_end(const struct qp_sse_norm *n)
         return QP_SSE_END_CLEAN;
     enum qp_sse_end end = qp_sse_frame_end(n->frame);
     /* Events that are not the dialect's (`data: <html>`) are not events either. */
-    return end == QP_SSE_END_CLEAN && n->events_read == 0 ? QP_SSE_END_NO_EVENT : end;
+    if (end == QP_SSE_END_CLEAN && n->events_read == 0)
+        return QP_SSE_END_NO_EVENT;
+    /* A dialect that ends its answer explicitly (v2): a clean end before that is a cut. */
+    return end == QP_SSE_END_CLEAN && qp_sse_norm_unfinished(n) ? QP_SSE_END_CUT : end;
 }
 
 /* One event: decoded, its bytes given back, then written for the caller. */
@@ -126,6 +157,8 @@ on_event(struct qp_sse_norm *n, const struct qp_sse_event *ev, struct qk_buf *ou
         n->events_read++;
     switch (ds) {
     case QP_DECODE_CHUNK:
+        if (d.finish_reason)
+            n->finished = true;
         if (qp_chunk_emit_delta(n->emit, &d, out) != QK_OK)
             st = QP_SSE_NOMEM;
         break;
@@ -135,6 +168,7 @@ on_event(struct qp_sse_norm *n, const struct qp_sse_event *ev, struct qk_buf *ou
         break;
     case QP_DECODE_FAILURE:
         snprintf(n->inband, sizeof n->inband, "%s", d.failure);
+        n->inband_auth = d.failure_auth;
         st = QP_SSE_INBAND_ERROR;
         break;
     case QP_DECODE_BAD:
@@ -185,7 +219,9 @@ qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_me
         return qp_chunk_emit_close(n->emit, out);
     if (upstream_ok || !error_message)
         error_message = end == QP_SSE_END_NO_EVENT ? "upstream stream carried no event"
-                        : end == QP_SSE_END_CUT    ? "upstream stream ended inside an event"
-                                                   : "upstream stream interrupted";
+                        : end == QP_SSE_END_CUT && qp_sse_frame_end(n->frame) == QP_SSE_END_CLEAN
+                            ? "upstream stream ended before the answer finished"
+                        : end == QP_SSE_END_CUT ? "upstream stream ended inside an event"
+                                                : "upstream stream interrupted";
     return qp_chunk_emit_error(error_message, out);
 }

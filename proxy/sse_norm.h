@@ -62,6 +62,21 @@ struct qp_sse_norm *qp_sse_norm_new(bool incremental_requested, const char *mode
 struct qp_sse_norm *qp_sse_norm_new_for(const struct qp_decoder_ops *dialect,
                                         bool incremental_requested, const char *model,
                                         const char *id, long long now_s);
+
+/** Everything a normalizer is made of (strings borrowed, copied; dialect borrowed for the
+ *  normalizer's life). */
+struct qp_sse_norm_opts {
+    const struct qp_decoder_ops *dialect; /**< NULL: qp_decoder_v1 */
+    bool incremental_requested;           /**< the request carried "incremental_output": true */
+    const char *model;                    /**< the request's model, while chunks carry none */
+    const char *id;                       /**< fallback chunk id "chatcmpl-..." */
+    long long now_s;                      /**< creation time, while chunks carry none */
+    enum qp_reasoning_mode reasoning;     /**< what the caller gets of the reasoning */
+};
+
+/** @return a new normalizer made of @p o, or NULL when out of memory. */
+struct qp_sse_norm *qp_sse_norm_new_opts(const struct qp_sse_norm_opts *o);
+
 void qp_sse_norm_free(struct qp_sse_norm *n);
 
 /** Feeds upstream body bytes; appends caller-ready SSE bytes to @p out. */
@@ -97,5 +112,14 @@ size_t qp_sse_norm_events(const struct qp_sse_norm *n);
 
 /** The in-band failure message when feed returned QP_SSE_INBAND_ERROR (borrowed). */
 const char *qp_sse_norm_inband_message(const struct qp_sse_norm *n);
+
+/** @return whether that failure refused the credential (delta.failure_auth: v2's
+ *  `unauthorized`, an expired token), to be answered 401 and not retried. */
+bool qp_sse_norm_inband_auth(const struct qp_sse_norm *n);
+
+/** @return whether the dialect requires a finish (finish_required) and none came yet: a
+ *  clean end now would be a cut, which qp_sse_norm_end() reports as QP_SSE_END_CUT (so a
+ *  caller may word it "ended before the answer finished"). */
+bool qp_sse_norm_unfinished(const struct qp_sse_norm *n);
 
 #endif
