@@ -32,7 +32,7 @@ struct qp_assemble_opts {
 };
 
 enum qp_assemble_status {
-    QP_ASSEMBLE_OK = 0, /**< *out is a chat.completion JSON (malloc'd, caller frees) */
+    QP_ASSEMBLE_OK = 0,  /**< *out is a chat.completion JSON (malloc'd, caller frees) */
     QP_ASSEMBLE_FAILURE, /**< an in-band failure frame, or a failure body (msg filled; *auth
                               set for unauthorized) */
     /** The stream ended before the answer finished: the dialect requires a finish
