@@ -14,8 +14,8 @@
 static struct qp_chunk_emitter *
 emitter(enum qp_reasoning_mode mode)
 {
-    struct qp_chunk_emit_opts o = {.model = "m", .id = "chatcmpl-1", .created = 17,
-                                   .reasoning = mode};
+    struct qp_chunk_emit_opts o = {
+        .model = "m", .id = "chatcmpl-1", .created = 17, .reasoning = mode};
     struct qp_chunk_emitter *e = qp_chunk_emitter_new(&o);
     assert_non_null(e);
     return e;
@@ -68,18 +68,20 @@ separate_mode_writes_reasoning_content_and_omits_empty_content(void **state)
     static const char *const pairs[] = {"a", "", "\nb", "", "", "Hi"};
     char *s = run(QP_REASONING_SEPARATE, pairs, 6, true);
     assert_string_equal(
-        s, HEAD CHOICE "{\"role\":\"assistant\",\"reasoning_content\":\"a\"},\"finish_reason\":null}]}"
-                       "\n\n" HEAD CHOICE "{\"reasoning_content\":\"\\nb\"},\"finish_reason\":null}]}"
-                       "\n\n" HEAD CHOICE "{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n" HEAD
-                       CHOICE "{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{"
-                       "\"prompt_tokens\":5,\"completion_tokens\":9,\"total_tokens\":14,"
-                       "\"completion_tokens_details\":{\"reasoning_tokens\":7}}}\n\n"
-                       "data: [DONE]\n\n");
+        s, HEAD CHOICE
+        "{\"role\":\"assistant\",\"reasoning_content\":\"a\"},\"finish_reason\":null}]}"
+        "\n\n" HEAD CHOICE "{\"reasoning_content\":\"\\nb\"},\"finish_reason\":null}]}"
+        "\n\n" HEAD CHOICE "{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+        "{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{"
+        "\"prompt_tokens\":5,\"completion_tokens\":9,\"total_tokens\":14,"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":7}}}\n\n"
+        "data: [DONE]\n\n");
     free(s);
     /* Both in one delta: both keys. */
     static const char *const both[] = {"r", "t"};
     s = run(QP_REASONING_SEPARATE, both, 2, false);
-    assert_non_null(strstr(s, "{\"role\":\"assistant\",\"content\":\"t\",\"reasoning_content\":\"r\"}"));
+    assert_non_null(
+        strstr(s, "{\"role\":\"assistant\",\"content\":\"t\",\"reasoning_content\":\"r\"}"));
     free(s);
 }
 
@@ -89,9 +91,9 @@ no_reasoning_is_the_v1_output_in_every_mode(void **state)
 {
     (void)state;
     static const char *const pairs[] = {"", "Hi", "", " there"};
-    static const char want[] =
-        HEAD CHOICE "{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n" HEAD
-        CHOICE "{\"content\":\" there\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+    static const char want[] = HEAD CHOICE
+        "{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+        "{\"content\":\" there\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
         "{\"content\":\"\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
     for (int m = 0; m < 3; m++) {
         char *s = run((enum qp_reasoning_mode)m, pairs, 4, false);
@@ -107,14 +109,15 @@ inline_mode_wraps_the_reasoning_in_a_think_block(void **state)
     static const char *const pairs[] = {"a", "", "\nb", "", "", "Hi", "", "!"};
     char *s = run(QP_REASONING_INLINE, pairs, 8, true);
     assert_string_equal(
-        s, HEAD CHOICE "{\"role\":\"assistant\",\"content\":\"<think>\\na\"},\"finish_reason\":null}]}"
-                       "\n\n" HEAD CHOICE "{\"content\":\"\\nb\"},\"finish_reason\":null}]}\n\n" HEAD
-                       CHOICE "{\"content\":\"\\n</think>\\n\\nHi\"},\"finish_reason\":null}]}\n\n"
-                       HEAD CHOICE "{\"content\":\"!\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
-                       "{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{"
-                       "\"prompt_tokens\":5,\"completion_tokens\":9,\"total_tokens\":14,"
-                       "\"completion_tokens_details\":{\"reasoning_tokens\":7}}}\n\n"
-                       "data: [DONE]\n\n");
+        s, HEAD CHOICE
+        "{\"role\":\"assistant\",\"content\":\"<think>\\na\"},\"finish_reason\":null}]}"
+        "\n\n" HEAD CHOICE "{\"content\":\"\\nb\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+        "{\"content\":\"\\n</think>\\n\\nHi\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+        "{\"content\":\"!\"},\"finish_reason\":null}]}\n\n" HEAD CHOICE
+        "{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{"
+        "\"prompt_tokens\":5,\"completion_tokens\":9,\"total_tokens\":14,"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":7}}}\n\n"
+        "data: [DONE]\n\n");
     assert_null(strstr(s, "reasoning_content"));
     free(s);
     /* Reasoning and no answer: closed on the finish, or by close() when none came. */
@@ -138,9 +141,10 @@ drop_mode_sends_no_reasoning(void **state)
     (void)state;
     static const char *const pairs[] = {"a", "", "\nb", "", "", "Hi"};
     char *s = run(QP_REASONING_DROP, pairs, 6, false);
-    assert_string_equal(s, HEAD CHOICE "{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\""
-                                       ":null}]}\n\n" HEAD CHOICE "{\"content\":\"\"},\"finish_"
-                                       "reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+    assert_string_equal(s,
+                        HEAD CHOICE "{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\""
+                                    ":null}]}\n\n" HEAD CHOICE "{\"content\":\"\"},\"finish_"
+                                    "reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
     free(s);
 }
 
