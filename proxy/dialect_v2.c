@@ -149,8 +149,9 @@ make_message(const cJSON *caller, const struct qp_plan_state *plan, const char *
         qp_prompt_flatten(cJSON_GetObjectItemCaseSensitive(caller, "messages"), &prompt) == QK_OK;
     cJSON *m = ok ? cJSON_CreateObject() : NULL;
     cJSON *fc = NULL, *extra = NULL, *meta = NULL;
-    ok = m && cJSON_AddStringToObject(m, "fid", plan->fid) && cJSON_AddNullToObject(m, "parentId") &&
-         cJSON_AddArrayToObject(m, "childrenIds") && cJSON_AddStringToObject(m, "role", "user") &&
+    ok = m && cJSON_AddStringToObject(m, "fid", plan->fid) &&
+         cJSON_AddNullToObject(m, "parentId") && cJSON_AddArrayToObject(m, "childrenIds") &&
+         cJSON_AddStringToObject(m, "role", "user") &&
          cJSON_AddStringToObject(m, "content", qk_buf_ptr(&prompt)) &&
          cJSON_AddStringToObject(m, "user_action", "chat") && cJSON_AddArrayToObject(m, "files") &&
          add_models(m, "models", model) && cJSON_AddStringToObject(m, "chat_type", "t2t") &&

@@ -20,8 +20,8 @@ append_text(const cJSON *content, struct qk_buf *out)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (cJSON_IsString(part))
             text = part->valuestring;
-        else if (cJSON_IsString(t) && (!type || (cJSON_IsString(type) &&
-                                                 strcmp(type->valuestring, "text") == 0)))
+        else if (cJSON_IsString(t) &&
+                 (!type || (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0)))
             text = t->valuestring;
         if (!text)
             continue;

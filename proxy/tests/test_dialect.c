@@ -158,7 +158,8 @@ static void
 completion_body_is_one_streamed_message(void **state)
 {
     (void)state;
-    struct qp_plan_state plan = {.chat_id = "chat-1", .fid = "0f0e0d0c-0000-4000-8000-000000000001"};
+    struct qp_plan_state plan = {.chat_id = "chat-1",
+                                 .fid = "0f0e0d0c-0000-4000-8000-000000000001"};
     cJSON *b = body_of(1,
                        "{\"model\":\"qwen3.7-plus\",\"stream\":false,\"messages\":[{\"role\":"
                        "\"user\",\"content\":\"hi\"}]}",
@@ -229,8 +230,9 @@ history_rule_one_user_message_as_is_else_roles_and_blank_lines(void **state)
     char got[1024];
     flatten("[{\"role\":\"user\",\"content\":\"line 1\\nline 2\"}]", got, sizeof(got));
     assert_string_equal(got, "line 1\nline 2");
-    flatten("[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"hi\"}]",
-            got, sizeof(got));
+    flatten(
+        "[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"hi\"}]",
+        got, sizeof(got));
     assert_string_equal(got, "system: be brief\n\nuser: hi");
     flatten("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"},"
             "{\"role\":\"tool\",\"content\":\"c\"},{\"role\":\"user\",\"content\":\"d\"}]",
@@ -268,7 +270,8 @@ model_list_envelope_is_unwrapped(void **state)
 {
     (void)state;
     const char *ok[] = {
-        "{\"success\":true,\"request_id\":\"r\",\"data\":{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}}",
+        "{\"success\":true,\"request_id\":\"r\",\"data\":{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}"
+        "}",
         "{\"success\":true,\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}",
         "{\"success\":true,\"data\":{\"models\":[{\"id\":\"a\"},{\"id\":\"b\"}]}}",
     };

@@ -49,11 +49,11 @@ struct answer {
 
 struct seen {
     enum route route;
-    char chat_id[128];  /* the completion's query */
-    char auth[160];     /* Authorization */
-    char cookie[512];   /* Cookie */
-    char extra[64];     /* X-Extra */
-    char names[512];    /* every header name, ",name," lower case */
+    char chat_id[128]; /* the completion's query */
+    char auth[160];    /* Authorization */
+    char cookie[512];  /* Cookie */
+    char extra[64];    /* X-Extra */
+    char names[512];   /* every header name, ",name," lower case */
     char *body;
 };
 
@@ -70,7 +70,7 @@ static struct {
     "data: {\"response.created\":{\"chat_id\": \"c\", \"parent_id\": \"p\", \"response_id\": "     \
     "\"r0\", \"response_index\": \"0\"}}\n\n"                                                      \
     "data: {\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "    \
-    "\"thinking_summary\", \"extra\": {\"summary_thought\": {\"content\": [\"think one\"]}}, "      \
+    "\"thinking_summary\", \"extra\": {\"summary_thought\": {\"content\": [\"think one\"]}}, "     \
     "\"status\": \"typing\"}}], \"response_id\": \"r0\"}\n\n"                                      \
     "data: {\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "    \
     "\"thinking_summary\", \"extra\": {\"summary_thought\": {\"content\": [\"think one\", "        \
@@ -307,8 +307,8 @@ ask(const char *body, const char *const *hdrs, struct mc_resp *r)
 {
     char auth[96];
     snprintf(auth, sizeof(auth), "Authorization: Bearer tok-v2-test");
-    struct mc_req q = {.port = E.port, .path = "/v1/chat/completions", .body = body,
-                       .timeout_ms = 20000};
+    struct mc_req q = {
+        .port = E.port, .path = "/v1/chat/completions", .body = body, .timeout_ms = 20000};
     q.headers[0] = auth;
     for (size_t i = 0; hdrs && hdrs[i]; i++)
         q.headers[i + 1] = hdrs[i];
@@ -471,9 +471,9 @@ completion_failures_retried_before_the_first_byte_only(void **state)
     script(R_CHAT, (struct answer){200, "application/json",
                                    "{\"success\":false,\"request_id\":\"q\",\"data\":{\"code\":"
                                    "\"Bad_Request\",\"details\":\"The chat is in progress!\"}}"});
-    script(R_CHAT,
-           (struct answer){200, "text/event-stream",
-                           "data: {\"error\":{\"code\":\"internal_error\",\"details\":\"x\"}}\n\n"});
+    script(R_CHAT, (struct answer){
+                       200, "text/event-stream",
+                       "data: {\"error\":{\"code\":\"internal_error\",\"details\":\"x\"}}\n\n"});
     struct mc_resp r;
     ask(CHAT("true"), NULL, &r);
     assert_int_equal(r.status, 200);
@@ -586,8 +586,9 @@ static void
 configured_headers_and_token_cookie(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--token-cookie", "--upstream-header", "X-Extra: 1",
-                                        "--upstream-header", "Cookie: ssxmod_itna=abc", NULL};
+    static const char *const flags[] = {
+        "--token-cookie",    "--upstream-header",       "X-Extra: 1",
+        "--upstream-header", "Cookie: ssxmod_itna=abc", NULL};
     proxy_with(flags);
     static const char *const hdrs[] = {"X-Extra: from-caller", "Cookie: mine=1", NULL};
     struct mc_resp r;
