@@ -16,35 +16,35 @@
 #include "decode_v1.h"
 #include "decode_v2.h"
 
-#define CREATED(rid, index)                                                                   \
-    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" \
-    rid "\", \"response_index\": \"" index "\"}}"
-#define THOUGHT(rid, arr)                                                                      \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "      \
-    "\"thinking_summary\", \"extra\": {\"summary_title\": {\"content\": [\"Title\"]}, "        \
-    "\"summary_thought\": {\"content\": " arr "}}, \"status\": \"typing\"}}], "                \
-    "\"response_id\": \"" rid "\", \"usage\": {\"input_tokens\": 1438, \"output_tokens\": 104, " \
-    "\"total_tokens\": 1542, \"output_tokens_details\": {\"reasoning_tokens\": 102, "          \
+#define CREATED(rid, index)                                                                        \
+    "{\"response.created\":{\"chat_id\": \"c-1\", \"parent_id\": \"p-1\", \"response_id\":\"" rid  \
+    "\", \"response_index\": \"" index "\"}}"
+#define THOUGHT(rid, arr)                                                                          \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "          \
+    "\"thinking_summary\", \"extra\": {\"summary_title\": {\"content\": [\"Title\"]}, "            \
+    "\"summary_thought\": {\"content\": " arr "}}, \"status\": \"typing\"}}], "                    \
+    "\"response_id\": \"" rid "\", \"usage\": {\"input_tokens\": 1438, \"output_tokens\": 104, "   \
+    "\"total_tokens\": 1542, \"output_tokens_details\": {\"reasoning_tokens\": 102, "              \
     "\"text_tokens\": 104}}, \"timestamp\": 1780468837}"
-#define THOUGHT_END(rid)                                                                  \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": " \
-    "\"thinking_summary\", \"status\": \"finished\"}}], \"response_id\": \"" rid          \
+#define THOUGHT_END(rid)                                                                           \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"\", \"phase\": "          \
+    "\"thinking_summary\", \"status\": \"finished\"}}], \"response_id\": \"" rid                   \
     "\", \"timestamp\": 1780468838}"
-#define ANSWER(rid, c, k)                                                                      \
-    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": " \
-    "\"answer\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\", \"usage\": "         \
-    "{\"input_tokens\": 1049, \"output_tokens\": " k ", \"characters\": 0, \"total_tokens\": " \
+#define ANSWER(rid, c, k)                                                                          \
+    "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\", \"phase\": "     \
+    "\"answer\", \"status\": \"typing\"}}], \"response_id\": \"" rid "\", \"usage\": "             \
+    "{\"input_tokens\": 1049, \"output_tokens\": " k ", \"characters\": 0, \"total_tokens\": "     \
     "1050, \"output_tokens_details\": {\"text_tokens\": " k "}}, \"timestamp\": 1780468951}"
 #define PLAIN(c) "{\"choices\": [{\"delta\": {\"role\": \"assistant\", \"content\": \"" c "\"}}]}"
-#define ANSWER_END(rid)                                                                        \
-    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "     \
+#define ANSWER_END(rid)                                                                            \
+    "{\"choices\": [{\"delta\": {\"content\": \"\", \"role\": \"assistant\", \"status\": "         \
     "\"finished\", \"phase\": \"answer\"}}], \"response_id\": \"" rid "\"}"
 #define EV(x) "data: " x "\n\n"
-#define EXPIRED                                                                        \
-    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"unauthorized\"," \
+#define EXPIRED                                                                                    \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"unauthorized\","              \
     "\"details\":\"Token has expired, please log in again.\"}}"
-#define MID_ERROR                                                         \
-    "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota " \
+#define MID_ERROR                                                                                  \
+    "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota "                       \
     "exceeded, please increase your quota limit.\"}}"
 
 static const char *const thinking_frames[] = {
@@ -182,9 +182,10 @@ a_plain_answer_has_no_reasoning_key(void **state)
     assert_string_equal(at(r.json, "choices.0.message.content")->valuestring, "");
     cJSON_Delete(r.json);
     /* A synthetic finish_reason is kept. */
-    assemble(&qp_decoder_v2, QP_REASONING_SEPARATE,
-             EV("{\"choices\": [{\"delta\": {\"content\": \"x\"}, \"finish_reason\": \"length\"}]}"),
-             &r);
+    assemble(
+        &qp_decoder_v2, QP_REASONING_SEPARATE,
+        EV("{\"choices\": [{\"delta\": {\"content\": \"x\"}, \"finish_reason\": \"length\"}]}"),
+        &r);
     assert_int_equal(r.st, QP_ASSEMBLE_OK);
     assert_string_equal(at(r.json, "choices.0.finish_reason")->valuestring, "length");
     cJSON_Delete(r.json);
@@ -240,9 +241,9 @@ an_answer_that_did_not_finish_is_incomplete(void **state)
     /* v1 needs no finish: a clean end is the end, a cut one is not. */
     assemble(&qp_decoder_v1, QP_REASONING_SEPARATE,
              EV("{\"id\":\"up-1\",\"model\":\"qwen-max\",\"created\":1738000000123,"
-                "\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}") EV(
-                 "{\"choices\":[{\"delta\":{\"content\":\"Hi there\"}}],"
-                 "\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}"),
+                "\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}")
+                 EV("{\"choices\":[{\"delta\":{\"content\":\"Hi there\"}}],"
+                    "\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}"),
              &r);
     assert_int_equal(r.st, QP_ASSEMBLE_OK);
     assert_string_equal(at(r.json, "choices.0.message.content")->valuestring, "Hi there");

@@ -557,6 +557,21 @@ in_band_unauthorized_is_401_once(void **state)
     mc_resp_free(&r);
     assert_int_equal(count(R_NEW), 1);
     assert_int_equal(count(R_CHAT), 0);
+
+    /* The service's HTTP 401, in its envelope: relayed with its details, not retried. */
+    up_reset();
+    script(R_NEW, (struct answer){401, "application/json",
+                                  "{\"success\":false,\"request_id\":\"q\",\"data\":{\"code\":"
+                                  "\"Unauthorized\",\"details\":\"Not logged in\"}}"});
+    ask(CHAT("false"), NULL, &r);
+    assert_int_equal(r.status, 401);
+    cJSON *j = cJSON_Parse(r.body);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(err, "message")->valuestring,
+                        "Not logged in");
+    cJSON_Delete(j);
+    mc_resp_free(&r);
+    assert_int_equal(count(R_NEW), 1);
 }
 
 /* Several messages go up as one: `<role>: <text>` joined by blank lines. */
