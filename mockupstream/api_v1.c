@@ -97,6 +97,24 @@ validate_chat(const cJSON *root, char *detail, size_t len)
     return false;
 }
 
+/* The stream keys only the v2 stream has, when given with an effect (false, or the
+ * default phase, changes nothing). @return the first such key, or NULL. */
+static const char *
+v2_only_key(const struct mock_stream_opts *o)
+{
+    if (o->dual || o->empty_answer || o->summary_grow || o->think_phase == MOCK_THINK_THINK) {
+        return o->dual           ? "dual"
+               : o->empty_answer ? "empty_answer"
+               : o->summary_grow ? "summary_grow"
+                                 : "think_phase";
+    }
+    if (o->error_after >= 0)
+        return "error_after";
+    if (o->thinking && mock_stream_given(o, "thinking"))
+        return "thinking";
+    return NULL;
+}
+
 static enum MHD_Result
 answer_chat(struct mock_req *r)
 {
@@ -149,13 +167,21 @@ answer_chat(struct mock_req *r)
         .finish = finish,
     };
     enum MHD_Result ret = MHD_NO;
-    if (stream) {
-        const struct mock_stream_opts *o =
-            r->step && r->step->has_stream ? &r->step->stream : &m->stream_defaults;
-        bool cumulative = o->cumulative >= 0 ? o->cumulative == 1 : !incremental;
-        enum qk_err rc = mock_plan_build(&ans, o, cumulative, &r->plan);
+    const struct mock_stream_opts *so =
+        r->step && r->step->has_stream ? &r->step->stream : &m->stream_defaults;
+    const char *v2_key = v2_only_key(so);
+    if (stream && v2_key) {
+        char d[160];
+        snprintf(d, sizeof d,
+                 "qwen-mock: stream.%s shapes a v2 stream, which the v1 completion stream "
+                 "does not have; remove it from the step",
+                 v2_key);
+        ret = mock_send_detail(r, 400, d);
+    } else if (stream) {
+        bool cumulative = so->cumulative >= 0 ? so->cumulative == 1 : !incremental;
+        enum qk_err rc = mock_plan_build(&ans, so, cumulative, &r->plan);
         if (rc == QK_OK)
-            ret = mock_send_plan(r);
+            ret = mock_send_plan(r, "text/event-stream");
         else if (rc == QK_TOO_BIG) {
             /* The script's fault, not the caller's: say so rather than stream gigabytes. */
             char d[256];
@@ -197,58 +223,12 @@ answer_chat(struct mock_req *r)
     return ret;
 }
 
-/*
- * The faults of the request's step, in the v1 error shapes: a dropped connection, an
- * HTML page, a status, an in-band failure event. @return true with *@p ret set when the
- * step answered; false when the route answers normally.
- */
-static bool
-apply_step(struct mock_req *r, enum MHD_Result *ret)
-{
-    const struct mock_step *s = r->step;
-    if (!s)
-        return false;
-    if (s->drop) {
-        r->deliberate_close = true;
-        r->phase = MOCK_PHASE_ANSWERED;
-        *ret = MHD_NO;
-        return true;
-    }
-    if (s->html) {
-        unsigned status = 0;
-        char *page = mock_html_page(s->html, s->status, &status);
-        *ret = page ? mock_send_buffer(r, status, "text/html; charset=utf-8", page, strlen(page))
-                    : MHD_NO;
-        free(page);
-        return true;
-    }
-    if (s->status) {
-        if (s->body) {
-            *ret = mock_send_buffer(r, s->status,
-                                    s->content_type ? s->content_type : "application/json", s->body,
-                                    strlen(s->body));
-        } else {
-            char detail[48];
-            snprintf(detail, sizeof detail, "Mock error %u", s->status);
-            *ret = mock_send_detail(r, s->status, detail);
-        }
-        return true;
-    }
-    if (s->inband) {
-        *ret = mock_plan_single_event(mock_inband_payload(s->inband), &r->plan) == QK_OK
-                   ? mock_send_plan(r)
-                   : MHD_NO;
-        return true;
-    }
-    return false;
-}
-
 /* GET /api/models */
 static enum MHD_Result
 models_list(struct mock_req *r)
 {
     enum MHD_Result ret;
-    if (apply_step(r, &ret))
+    if (mock_apply_step(r, &ret))
         return ret;
     return mock_send_json(r, 200, mock_models_json());
 }
@@ -258,7 +238,7 @@ static enum MHD_Result
 chat_completions(struct mock_req *r)
 {
     enum MHD_Result ret;
-    if (apply_step(r, &ret))
+    if (mock_apply_step(r, &ret))
         return ret;
     return answer_chat(r);
 }
@@ -268,4 +248,5 @@ static const struct mock_route_row v1_rows[] = {
     {"/api/chat/completions", "POST", MOCK_ROUTE_CHAT, chat_completions},
 };
 
-const struct mock_route_table mock_api_v1 = {v1_rows, sizeof v1_rows / sizeof v1_rows[0]};
+const struct mock_route_table mock_api_v1 = {v1_rows, sizeof v1_rows / sizeof v1_rows[0],
+                                             MOCK_DIALECT_V1};

@@ -81,6 +81,7 @@ enum opt_kind {
     OPT_SIZE,    /* size_t in [lo, hi] */
     OPT_SET,     /* takes no value: the unsigned field becomes lo */
     OPT_OFF,     /* takes no value: the bool field becomes false */
+    OPT_V2MSG,   /* enum qk_mock_v2_messages by name: first, last or empty */
 };
 
 /*
@@ -111,6 +112,8 @@ enum opt_kind {
     XX("no-usage", NULL, OPT_OFF, cfg.send_usage, 0, 0, "the last chunk has no usage")             \
     XX("no-envelope", NULL, OPT_OFF, cfg.send_envelope, 0, 0,                                      \
        "chunks carry no id/object/created/model")                                                  \
+    XX("v2-messages", "WHICH", OPT_V2MSG, cfg.v2_messages, 0, 0,                                   \
+       "first, last or empty: what a v2 completion with 2+ messages answers (default first)")      \
     XX("scenario", "FILE", OPT_STRING, scenario, 0, 0, "queue the scenario JSON in FILE at start") \
     XX("quiet", NULL, OPT_OFF, cfg.log_requests, 0, 0, "no per-request log lines")                 \
     XX("help", NULL, OPT_HELP, scenario, 0, 0, "this text")                                        \
@@ -144,6 +147,7 @@ static const struct opt_row options[] = {
      : (kind) == OPT_UINT || (kind) == OPT_SET ? sizeof(unsigned)                                  \
      : (kind) == OPT_SIZE                      ? sizeof(size_t)                                    \
      : (kind) == OPT_OFF                       ? sizeof(bool)                                      \
+     : (kind) == OPT_V2MSG                     ? sizeof(enum qk_mock_v2_messages)                  \
                                                : OPT_FIELD_SIZE(field))
 #define OPT_CHECK(name, metavar, kind, field, lo, hi, help)                                        \
     _Static_assert(OPT_FIELD_SIZE(field) == OPT_KIND_SIZE(kind, field),                            \
@@ -227,6 +231,19 @@ apply(struct mock_cli *cli, const struct opt_row *o, const char *v)
         }
         *(const char **)(void *)field = v;
         return 0;
+    case OPT_V2MSG: {
+        static const char *const names[] = {
+            [QK_MOCK_V2_FIRST] = "first", [QK_MOCK_V2_LAST] = "last", [QK_MOCK_V2_EMPTY] = "empty"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            if (v && strcmp(v, names[i]) == 0) {
+                *(enum qk_mock_v2_messages *)(void *)field = (enum qk_mock_v2_messages)i;
+                return 0;
+            }
+        }
+        fprintf(stderr, "qwen-mock: --%s needs first, last or empty (got '%.64s')\n", o->name,
+                v ? v : "");
+        return 2;
+    }
     case OPT_PORT:
     case OPT_UINT:
     case OPT_SIZE:

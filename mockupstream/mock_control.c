@@ -123,6 +123,7 @@ static enum MHD_Result
 reset(struct mock_req *r)
 {
     mock_state_reset(r->mock->state);
+    mock_chats_reset(r->mock->chats);
     return mock_send_json(r, 200, "{\"reset\":true}");
 }
 
@@ -134,5 +135,5 @@ static const struct mock_route_row control_rows[] = {
     {"/reset", "POST", MOCK_ROUTE_ANY, reset},
 };
 
-const struct mock_route_table mock_control_api = {control_rows,
-                                                  sizeof control_rows / sizeof control_rows[0]};
+const struct mock_route_table mock_control_api = {
+    control_rows, sizeof control_rows / sizeof control_rows[0], MOCK_DIALECT_V1};

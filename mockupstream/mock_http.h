@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mock_chats.h"
 #include "mock_scenario.h"
 #include "mock_state.h"
 #include "mock_stream.h"
@@ -31,6 +32,7 @@ struct qk_mock {
     struct MHD_Daemon *daemon;
     struct mock_timer *timer;
     struct mock_state *state;
+    struct mock_chats *chats; /* the v2 dialect's chats */
     struct mock_stream_opts stream_defaults;
     uint16_t port;
     atomic_int connections;
@@ -43,6 +45,10 @@ struct qk_mock {
 enum mock_req_phase { MOCK_PHASE_NEW = 0, MOCK_PHASE_DELAYED, MOCK_PHASE_ANSWERED };
 
 struct mock_route_row;
+struct mock_route_table;
+
+/** Whose words a route's shared failures (401, its step's in-band payload) are in. */
+enum mock_dialect { MOCK_DIALECT_V1 = 0, MOCK_DIALECT_V2 };
 
 /**
  * One request, from the access handler's first call to on_completed(), which alone
@@ -57,6 +63,7 @@ struct mock_req {
     char *path;                       /* owned */
     bool control;                     /* /__mock/... : not journaled */
     const struct mock_route_row *row; /* the API route of path and method, or NULL */
+    enum mock_dialect dialect;        /* of the table that knows the path */
     char allow[32];                   /* the path's methods (a 405's Allow), or "" */
     char *key;                 /* owned: journal key: the bearer token, raw Authorization, or "" */
     cJSON *headers;            /* owned: [{name,value}] as received */
@@ -65,7 +72,10 @@ struct mock_req {
     struct qk_buf query;
     struct qk_buf body;
     bool body_too_big;
-    struct mock_step *step; /* owned: the scripted step this request took, or NULL */
+    struct mock_step *step;      /* owned: the scripted step this request took, or NULL */
+    cJSON *answer;               /* owned: what a v2 completion produced (journal), or NULL */
+    char chat_id[MOCK_UUID_LEN]; /* the v2 chat this request answers in, "" when none */
+    bool chat_begun;             /* it holds the chat's answering flag until completed */
     enum mock_req_phase phase;
     unsigned status;
     size_t bytes_sent;
@@ -97,10 +107,13 @@ struct mock_route_row {
 struct mock_route_table {
     const struct mock_route_row *rows;
     size_t count;
+    enum mock_dialect dialect;
 };
 
 /** The v1 web-chat API (api_v1.c). */
 extern const struct mock_route_table mock_api_v1;
+/** The v2 web-chat API (api_v2.c). */
+extern const struct mock_route_table mock_api_v2;
 /** The control API under /__mock (mock_control.c); paths without the prefix. */
 extern const struct mock_route_table mock_control_api;
 
@@ -122,8 +135,13 @@ enum MHD_Result mock_send_json(struct mock_req *r, unsigned status, const char *
 enum MHD_Result mock_send_detail(struct mock_req *r, unsigned status, const char *detail);
 /** The control API's error: 400 {"error": "...", "field": "..."}. */
 enum MHD_Result mock_send_control_error(struct mock_req *r, const char *field, const char *msg);
-/** Streams r->plan (built by the caller, owned by r) as text/event-stream. */
-enum MHD_Result mock_send_plan(struct mock_req *r);
+/** Streams r->plan (built by the caller, owned by r) with Content-Type @p ctype. */
+enum MHD_Result mock_send_plan(struct mock_req *r, const char *ctype);
+
+/** The step's faults every route of a dialect shares: a dropped connection, an HTML page,
+ *  a status, an in-band failure (in r->dialect's shape). @return true with *@p ret set
+ *  when the step answered; false when the route answers normally. */
+bool mock_apply_step(struct mock_req *r, enum MHD_Result *ret);
 
 /** Suspends the connection until @p due_ms; the timer resumes it. */
 void mock_suspend_until(struct mock_req *r, int64_t due_ms);

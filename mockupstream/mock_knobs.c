@@ -18,6 +18,7 @@
 #define KNOB_CTYPE_DELTAS int
 #define KNOB_CTYPE_HTML enum mock_html
 #define KNOB_CTYPE_INBAND enum mock_inband
+#define KNOB_CTYPE_PHASE enum mock_think_phase
 #define KNOB_CTYPE_HEADERS struct cJSON *
 #define KNOB_CTYPE_STREAM struct mock_stream_opts
 
@@ -46,6 +47,9 @@ static const struct mock_knob stream_rows[] = {
     MOCK_STREAM_KEYS(STREAM_ROW)
 #undef STREAM_ROW
 };
+/* mock_stream_opts.given has a bit per stream key. */
+_Static_assert(sizeof stream_rows / sizeof stream_rows[0] <= 64,
+               "too many stream keys for `given`");
 
 const struct mock_knob_table mock_step_knobs = {step_rows, sizeof step_rows / sizeof step_rows[0],
                                                 ""};
@@ -66,15 +70,22 @@ const char *const *
 mock_knob_names(enum mock_knob_type type, size_t *count)
 {
     static const char *const html[] = {
-        [MOCK_HTML_NONE] = "none",
-        [MOCK_HTML_CAPTCHA] = "captcha",
-        [MOCK_HTML_WAF] = "waf",
-        [MOCK_HTML_GATEWAY] = "gateway",
+        [MOCK_HTML_NONE] = "none",       [MOCK_HTML_CAPTCHA] = "captcha", [MOCK_HTML_WAF] = "waf",
+        [MOCK_HTML_GATEWAY] = "gateway", [MOCK_HTML_WAF200] = "waf200",
     };
     static const char *const inband[] = {
         [MOCK_INBAND_NONE] = "none",
         [MOCK_INBAND_WAF] = "waf",
         [MOCK_INBAND_QUOTA] = "quota",
+        [MOCK_INBAND_CAPTCHA] = "captcha",
+        [MOCK_INBAND_IN_PROGRESS] = "in_progress",
+        [MOCK_INBAND_EXPIRED] = "expired",
+        [MOCK_INBAND_ERROR] = "error",
+    };
+    static const char *const phase[] = {
+        [MOCK_THINK_NONE] = "none",
+        [MOCK_THINK_SUMMARY] = "thinking_summary",
+        [MOCK_THINK_THINK] = "think",
     };
     if (type == MOCK_KNOB_HTML) {
         *count = sizeof html / sizeof html[0];
@@ -83,6 +94,10 @@ mock_knob_names(enum mock_knob_type type, size_t *count)
     if (type == MOCK_KNOB_INBAND) {
         *count = sizeof inband / sizeof inband[0];
         return inband;
+    }
+    if (type == MOCK_KNOB_PHASE) {
+        *count = sizeof phase / sizeof phase[0];
+        return phase;
     }
     *count = 0;
     return NULL;
@@ -120,6 +135,7 @@ mock_knob_values(const struct mock_knob *k, char *out, size_t len)
         return;
     case MOCK_KNOB_HTML:
     case MOCK_KNOB_INBAND:
+    case MOCK_KNOB_PHASE:
         break;
     }
     /* "a", "b" or "c": every name but index 0 (none). */

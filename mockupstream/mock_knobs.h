@@ -24,6 +24,7 @@ enum mock_knob_type {
     MOCK_KNOB_DELTAS,   /**< int: true = 1 (cumulative), false = 0 (incremental) */
     MOCK_KNOB_HTML,     /**< enum mock_html, by name */
     MOCK_KNOB_INBAND,   /**< enum mock_inband, by name */
+    MOCK_KNOB_PHASE,    /**< enum mock_think_phase, by name */
     MOCK_KNOB_HEADERS,  /**< cJSON *, an object of header names to string values */
     MOCK_KNOB_STREAM,   /**< struct mock_stream_opts, the `stream` object's keys */
 };
@@ -45,11 +46,19 @@ enum mock_knob_type {
     XX("html", HTML, html, 0, 0,                                                                   \
        "an HTML page, `text/html; charset=utf-8`: captcha 200, Aliyun-WAF block page 405 "         \
        "(`Server: Tengine`), nginx-style gateway page 502 with CRLF lines (504 with `status: "     \
-       "504`); `status` overrides")                                                                \
+       "504`), the v2 WAF page at 200 (`waf200`: `<!doctypehtml>` with the `aliyun_waf_aa` "       \
+       "metas); `status` overrides")                                                               \
     XX("inband_error", INBAND, inband, 0, 0,                                                       \
-       "HTTP 200 `text/event-stream` whose first and only event is the service's in-band "         \
-       "failure payload (`{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",...]}` or "                         \
-       "`{\"success\":false,\"data\":{\"code\":\"RateLimited\",...}}`)")                           \
+       "the service's in-band failure payload at HTTP 200: busy WAF "                              \
+       "(`{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM::...\"],...}`), its slider "     \
+       "`captcha` variant, `quota` (`RateLimited`, `num`), `in_progress` (`Bad_Request` \"The "    \
+       "chat is in progress!\"), `expired` (`unauthorized`), `error` "                             \
+       "(`{\"error\":{\"code\":\"internal_error\",...}}`); on v1 paths the first and only event "  \
+       "of "                                                                                       \
+       "a `text/event-stream`, on v2 paths the whole body, `application/json;charset=utf-8`")      \
+    XX("inband_sse", TRUE, inband_sse, 0, 0,                                                       \
+       "with `inband_error` on a v2 path: send the payload as one `data:` event of a "             \
+       "`text/event-stream` instead of the bare body")                                             \
     XX("delay_ms", INT, delay_ms, 0, 600000, "wait N ms before sending the response headers")      \
     XX("drop", TRUE, drop, 0, 0, "close the connection without answering")                         \
     XX("stream", STREAM, stream, 0, 0,                                                             \
@@ -110,7 +119,26 @@ enum mock_knob_type {
        "the last chunk carries `finish_reason` (overrides `--no-finish-reason`)")                   \
     XX("usage", BOOL, usage, 0, 0, "the last chunk carries `usage` (overrides `--no-usage`)")       \
     XX("envelope", BOOL, envelope, 0, 0,                                                            \
-       "chunks carry `id`/`object`/`created`/`model` (overrides `--no-envelope`)")
+       "chunks carry `id`/`object`/`created`/`model` (overrides `--no-envelope`)")                  \
+    XX("thinking", BOOL, thinking, 0, 0,                                                            \
+       "v2: send thinking frames (`true`) or none (`false`), whatever the request's "               \
+       "`feature_config.thinking_enabled` says")                                                    \
+    XX("think_phase", PHASE, think_phase, 0, 0,                                                     \
+       "v2: reasoning as cumulative `thinking_summary` arrays (the default) or as the older "       \
+       "`think` phase, incremental text in `content`")                                              \
+    XX("summary_grow", BOOL, summary_grow, 0, 0,                                                    \
+       "v2: each `summary_thought` element first arrives cut at half its length and grows in "      \
+       "place in the next frame")                                                                   \
+    XX("dual", BOOL, dual, 0, 0,                                                                    \
+       "v2: two competing responses (`response.created` index \"0\" then \"1\"), their frames "     \
+       "interleaved, response 1 with another text")                                                 \
+    XX("error_after", INT, error_after, 0, 100000,                                                  \
+       "v2: after K frames (not counting `response.created`) one frame "                            \
+       "`{\"error\":{\"code\":\"internal_error\",...}}`, then the end of the body (no finished "    \
+       "frame)")                                                                                    \
+    XX("empty_answer", BOOL, empty_answer, 0, 0,                                                    \
+       "v2: no answer text: `response.created`, the thinking frames when on, the answer's "         \
+       "finished frame")
 
 /** One row of a key table. */
 struct mock_knob {

@@ -210,13 +210,13 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 enum MHD_Result
-mock_send_plan(struct mock_req *r)
+mock_send_plan(struct mock_req *r, const char *ctype)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     add_step_headers(r, resp);
     r->streaming = true;
@@ -226,4 +226,51 @@ mock_send_plan(struct mock_req *r)
     enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+bool
+mock_apply_step(struct mock_req *r, enum MHD_Result *ret)
+{
+    const struct mock_step *s = r->step;
+    if (!s)
+        return false;
+    if (s->drop) {
+        r->deliberate_close = true;
+        r->phase = MOCK_PHASE_ANSWERED;
+        *ret = MHD_NO;
+        return true;
+    }
+    if (s->html) {
+        unsigned status = 0;
+        char *page = mock_html_page(s->html, s->status, &status);
+        *ret = page ? mock_send_buffer(r, status, "text/html; charset=utf-8", page, strlen(page))
+                    : MHD_NO;
+        free(page);
+        return true;
+    }
+    if (s->status) {
+        if (s->body) {
+            *ret = mock_send_buffer(r, s->status,
+                                    s->content_type ? s->content_type : "application/json", s->body,
+                                    strlen(s->body));
+        } else {
+            char detail[48];
+            snprintf(detail, sizeof detail, "Mock error %u", s->status);
+            *ret = mock_send_detail(r, s->status, detail);
+        }
+        return true;
+    }
+    if (s->inband) {
+        bool v2 = r->dialect == MOCK_DIALECT_V2;
+        char *payload = mock_inband_payload(s->inband, v2);
+        *ret = MHD_NO;
+        if (payload && v2 && !s->inband_sse) /* the v2 service's bare body */
+            *ret = mock_send_buffer(r, 200, "application/json;charset=utf-8", payload,
+                                    strlen(payload));
+        else if (payload && mock_plan_single_event(payload, &r->plan) == QK_OK)
+            *ret = mock_send_plan(r, v2 ? "text/event-stream; charset=utf-8" : "text/event-stream");
+        free(payload);
+        return true;
+    }
+    return false;
 }

@@ -13,7 +13,7 @@
 const char *
 mock_route_name(enum mock_route r)
 {
-    static const char *const names[] = {"models", "chat", "any"};
+    static const char *const names[] = {"models", "chat", "chats_new", "any"};
     return r < MOCK_ROUTE_COUNT ? names[r] : "?";
 }
 
@@ -211,6 +211,10 @@ apply_knob(struct parse_ctx *c, const struct mock_knob *k, const cJSON *it, char
         rc = get_name(c, k, it, &v);
         *(enum mock_inband *)field = (enum mock_inband)v;
         return rc;
+    case MOCK_KNOB_PHASE:
+        rc = get_name(c, k, it, &v);
+        *(enum mock_think_phase *)field = (enum mock_think_phase)v;
+        return rc;
     case MOCK_KNOB_HEADERS:
         return parse_headers(c, it, (struct cJSON **)field);
     case MOCK_KNOB_STREAM: {
@@ -238,6 +242,8 @@ apply_knobs(struct parse_ctx *c, const struct mock_knob_table *table, const cJSO
                                                : fail(c, it->string, unknown);
         if (rc != QK_OK)
             return rc;
+        if (table == &mock_stream_knobs)
+            ((struct mock_stream_opts *)base)->given |= (uint64_t)1 << (size_t)(k - table->rows);
     }
     return QK_OK;
 }
@@ -289,6 +295,8 @@ parse_step(struct parse_ctx *c, const cJSON *obj, const struct mock_stream_opts 
         rc = fail(c, "drop", "drop combines only with delay_ms");
     else if (s->ok && (s->status || s->html || s->inband))
         rc = fail(c, "ok", "ok cannot be combined with status, html or inband_error");
+    else if (s->inband_sse && !s->inband)
+        rc = fail(c, "inband_sse", "needs inband_error");
     else if (s->inband && (s->status || s->html))
         rc = fail(c, "inband_error", "inband_error cannot be combined with status or html");
     else if (s->has_stream && (s->status || s->html || s->inband))

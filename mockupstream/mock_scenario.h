@@ -9,7 +9,15 @@
 #include "mock_stream.h"
 #include "qwenkit/common.h"
 
-enum mock_route { MOCK_ROUTE_MODELS = 0, MOCK_ROUTE_CHAT, MOCK_ROUTE_ANY, MOCK_ROUTE_COUNT };
+/* The scripted routes: a step queued on one is taken by every path of that route, in any
+ * dialect (`models`: /api/models and /api/v2/models/; `chat`: both completion paths). */
+enum mock_route {
+    MOCK_ROUTE_MODELS = 0,
+    MOCK_ROUTE_CHAT,
+    MOCK_ROUTE_CHATS_NEW,
+    MOCK_ROUTE_ANY,
+    MOCK_ROUTE_COUNT
+};
 
 /** One queued step: what the next matching request gets. */
 struct mock_step {
@@ -22,6 +30,7 @@ struct mock_step {
     int retry_after;       /* -1 = none */
     enum mock_html html;
     enum mock_inband inband;
+    bool inband_sse; /* a v2 path sends the in-band payload as one SSE event */
     int delay_ms;
     bool drop;
     bool has_stream;
@@ -55,7 +64,7 @@ void mock_scenario_free(struct mock_scenario *list);
 /** Frees one step. NULL-safe. */
 void mock_step_free(struct mock_step *step);
 
-/** "models", "chat", "any". */
+/** "models", "chat", "chats_new", "any". */
 const char *mock_route_name(enum mock_route r);
 
 #endif

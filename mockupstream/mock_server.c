@@ -27,7 +27,10 @@
 #include "mock_auth.h"
 
 /* The upstream dialects served, in the order their routes are looked up. */
-static const struct mock_route_table *const dialects[] = {&mock_api_v1};
+static const struct mock_route_table *const dialects[] = {&mock_api_v1, &mock_api_v2};
+
+/* Most v2 chats remembered at once (the oldest are forgotten first). */
+#define MOCK_CHATS_MAX 100000
 
 void
 qk_mock_config_init(struct qk_mock_config *cfg)
@@ -45,6 +48,7 @@ qk_mock_config_init(struct qk_mock_config *cfg)
     cfg->send_usage = true;
     cfg->send_envelope = true;
     cfg->idle_check_ms = 200;
+    cfg->v2_messages = QK_MOCK_V2_FIRST;
 }
 
 uint16_t
@@ -77,12 +81,27 @@ mock_route_find(const struct mock_route_table *table, const char *path, const ch
 static void
 find_api_route(struct mock_req *r)
 {
-    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0] && !r->allow[0]; i++)
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0] && !r->allow[0]; i++) {
         r->row = mock_route_find(dialects[i], r->path, r->method, r->allow, sizeof r->allow);
+        r->dialect = dialects[i]->dialect;
+    }
+}
+
+/* A refused credential in the dialect's words: v1's {"detail"}, v2's business envelope. */
+static enum MHD_Result
+send_unauthorized(struct mock_req *r, unsigned status, const char *details)
+{
+    if (r->dialect != MOCK_DIALECT_V2)
+        return mock_send_detail(r, status, details);
+    char *s = mock_v2_error_json("Unauthorized", details);
+    enum MHD_Result ret = s ? mock_send_json(r, status, s) : MHD_NO;
+    free(s);
+    return ret;
 }
 
 /* What every upstream route shares, before its handler: the route exists and takes the
- * method, the body fits, the credential is a live Bearer token; then the step it takes
+ * method, the body fits, the credential is a live token (Bearer, or the `token` cookie
+ * when there is no Authorization); then the step it takes
  * (waiting out its delay_ms, suspended). */
 static enum MHD_Result
 handle_api(struct mock_req *r)
@@ -105,15 +124,21 @@ handle_api(struct mock_req *r)
 
     const char *auth =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *cookie = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, "token");
+    const char *tok = NULL;
     size_t tlen = 0;
-    if (!auth)
-        return mock_send_detail(r, m->cfg.missing_auth_status, "Not authenticated");
-    if (!mock_auth_bearer_token(auth, &tlen))
-        return mock_send_detail(r, 401, "401 Unauthorized");
+    switch (mock_auth_credential(auth, cookie, &tok, &tlen)) {
+    case MOCK_AUTH_MISSING:
+        return send_unauthorized(r, m->cfg.missing_auth_status, "Not authenticated");
+    case MOCK_AUTH_BAD:
+        return send_unauthorized(r, 401, "401 Unauthorized");
+    case MOCK_AUTH_OK:
+        break;
+    }
     if (mock_state_is_revoked(m->state, r->key))
-        return mock_send_detail(r, 401,
-                                "Your session has expired or the token is invalid. "
-                                "Please sign in again.");
+        return send_unauthorized(r, 401,
+                                 "Your session has expired or the token is invalid. "
+                                 "Please sign in again.");
 
     r->step = mock_state_take_step(m->state, r->key, r->row->route);
     if (r->step && r->step->delay_ms > 0) {
@@ -183,11 +208,9 @@ req_new(struct qk_mock *m, struct MHD_Connection *conn, const char *url, const c
     qk_buf_init(&r->body, m->cfg.max_body);
     qk_buf_init(&r->event_ms, SIZE_MAX / 2);
     r->control = strncmp(url, "/__mock/", 8) == 0;
-    const char *auth =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    size_t tlen = 0;
-    const char *tok = mock_auth_bearer_token(auth, &tlen);
-    r->key = tok ? strndup(tok, tlen) : strdup(auth ? auth : "");
+    r->key = mock_auth_key(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, "token"));
     if (!r->path || !r->headers || !r->key) {
         free(r->path);
         free(r->key);
@@ -265,6 +288,8 @@ journal_entry(struct mock_req *r, int64_t finished)
          off += strlen(qk_buf_ptr(&r->auth) + off) + 1)
         cJSON_AddItemToArray(auth, cJSON_CreateString(qk_buf_ptr(&r->auth) + off));
     cJSON_AddStringToObject(o, "body", qk_buf_ptr(&r->body));
+    if (r->answer)
+        cJSON_AddItemReferenceToObject(o, "answer", r->answer);
     if (r->step)
         cJSON_AddRawToObject(o, "step", r->step->json);
     else
@@ -313,11 +338,14 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         r->client_gone = true;
     if (r->streaming)
         atomic_fetch_sub(&m->streams, 1);
+    if (r->chat_begun) /* the chat takes a new completion from now on */
+        mock_chats_end(m->chats, r->chat_id);
     if (!r->control)
         mock_state_request_end(m->state, &r->flight, r->seq, journal_entry(r, finished));
     if (m->cfg.log_requests)
         log_request(r, finished);
     mock_step_free(r->step);
+    cJSON_Delete(r->answer);
     mock_plan_free(&r->plan);
     cJSON_Delete(r->headers);
     qk_buf_free(&r->auth);
@@ -415,7 +443,8 @@ qk_mock_start(const struct qk_mock_config *cfg, struct qk_mock **out, char *err,
         goto out;
     }
     m->state = mock_state_new(cfg->journal_per_token, cfg->journal_total);
-    if (!m->state || mock_timer_start(&m->timer) != QK_OK) {
+    m->chats = mock_chats_new(MOCK_CHATS_MAX);
+    if (!m->state || !m->chats || mock_timer_start(&m->timer) != QK_OK) {
         snprintf(err, errlen, "cannot allocate mock state");
         rc = QK_NOMEM;
         goto out;
@@ -441,6 +470,7 @@ out:
     if (rc != QK_OK && m) {
         mock_timer_stop(m->timer);
         mock_state_free(m->state);
+        mock_chats_free(m->chats);
         free(m);
         m = NULL;
     }
@@ -481,5 +511,6 @@ qk_mock_stop(struct qk_mock *m)
     MHD_stop_daemon(m->daemon);
     mock_timer_stop(m->timer);
     mock_state_free(m->state);
+    mock_chats_free(m->chats);
     free(m);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mock_fixtures.h"
+#include "mock_knobs.h"
 #include "qwenkit/buf.h"
 
 void
@@ -19,6 +20,16 @@ mock_stream_opts_init(struct mock_stream_opts *o)
     o->finish_reason = true;
     o->usage = true;
     o->envelope = true;
+    o->error_after = -1;
+}
+
+bool
+mock_stream_given(const struct mock_stream_opts *o, const char *key)
+{
+    for (size_t i = 0; i < mock_stream_knobs.count && i < 64; i++)
+        if (strcmp(mock_stream_knobs.rows[i].key, key) == 0)
+            return (o->given >> i) & 1u;
+    return false;
 }
 
 char *
@@ -214,49 +225,126 @@ mock_stream_worst_bytes(const struct mock_stream_opts *o, bool cumulative)
 }
 
 enum qk_err
-mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o, bool cumulative,
-                struct mock_plan *out)
+mock_text_build(const char *const *pieces, size_t n_pieces, const struct mock_stream_opts *o,
+                char **text_out, size_t *cuts, size_t *n_out)
 {
-    enum qk_err rc = QK_OK;
-    struct mock_plan plan = {0};
-    size_t alloc = 0;
-    size_t cuts[MOCK_ANSWER_MAX + 2], reps[MOCK_ANSWER_MAX];
-    struct event_list el;
-    qk_buf_init(&el.bytes, SIZE_MAX / 2);
-    el.n = 0;
-    char *text = NULL;
-
+    size_t reps[MOCK_ANSWER_MAX];
     /* The text and its natural piece boundaries; piece_bytes repeats each piece
      * whole (so characters stay intact) until it is at least that long. Sized before
      * it is built, so a text too large to stream costs nothing. */
-    size_t n = ans->n_pieces > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : ans->n_pieces;
+    size_t n = n_pieces > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : n_pieces;
     size_t want_bytes = o->piece_bytes > 0 ? (size_t)o->piece_bytes : 0, len = 0;
     cuts[0] = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t plen = strlen(ans->pieces[i]);
+        size_t plen = strlen(pieces[i]);
         reps[i] = plen == 0 || plen >= want_bytes ? 1 : (want_bytes + plen - 1) / plen;
         len += reps[i] * plen;
         cuts[i + 1] = len;
-        if (len > MOCK_STREAM_MAX_BYTES) {
-            rc = QK_TOO_BIG;
-            goto out;
-        }
+        if (len > MOCK_STREAM_MAX_BYTES)
+            return QK_TOO_BIG;
     }
-    text = malloc(len + 1);
-    if (!text) {
-        rc = QK_NOMEM;
-        goto out;
-    }
+    char *text = malloc(len + 1);
+    if (!text)
+        return QK_NOMEM;
     for (size_t i = 0, off = 0; i < n; i++) {
-        size_t plen = strlen(ans->pieces[i]);
+        size_t plen = strlen(pieces[i]);
         for (size_t k = 0; k < reps[i]; k++, off += plen)
-            memcpy(text + off, ans->pieces[i], plen);
+            memcpy(text + off, pieces[i], plen);
     }
     text[len] = '\0';
     if (o->chunks > 0) {
         size_t want = (size_t)o->chunks > MOCK_ANSWER_MAX ? MOCK_ANSWER_MAX : (size_t)o->chunks;
         n = split_chars(text, want, cuts);
     }
+    *text_out = text;
+    *n_out = n;
+    return QK_OK;
+}
+
+const char *
+mock_eol_str(enum mock_eol eol)
+{
+    return eol_str(eol);
+}
+
+enum qk_err
+mock_plan_assemble(struct qk_buf *bytes, size_t *ends, size_t n_events,
+                   const struct mock_stream_opts *o, struct mock_plan *out)
+{
+    enum qk_err rc = QK_OK;
+    struct mock_plan plan = {0};
+    size_t alloc = 0;
+    if (o->cut_last_event && n_events > 0)
+        ends[n_events - 1] -= 2 * strlen(eol_str(o->eol)); /* its blank line is never sent */
+
+    /* Faults that end the stream early cut the event list. */
+    size_t keep = n_events;
+    if (o->truncate_after >= 0 && (size_t)o->truncate_after < keep) {
+        keep = (size_t)o->truncate_after;
+        plan.end = MOCK_END_CLOSE;
+    }
+    if (o->stall_after >= 0 && (size_t)o->stall_after < keep) {
+        keep = (size_t)o->stall_after;
+        plan.end = MOCK_END_STALL;
+        plan.stall_ms = o->stall_ms;
+    }
+
+    /* Group events into writes, which point into the one copy of the bytes. */
+    plan._bytes = qk_buf_take(bytes, NULL);
+    if (!plan._bytes) {
+        rc = QK_NOMEM;
+        goto out;
+    }
+    size_t per_write = o->coalesce < 0 ? keep : o->coalesce > 1 ? (size_t)o->coalesce : 1;
+    if (per_write == 0)
+        per_write = 1;
+    size_t start = 0;
+    for (size_t e = 0; e < keep; e += per_write) {
+        size_t last = e + per_write < keep ? e + per_write : keep;
+        rc = push_group(&plan, &alloc, plan._bytes + start, ends[last - 1] - start, (int)(last - e),
+                        e ? o->chunk_delay_ms : 0, o->split_utf8);
+        if (rc != QK_OK)
+            goto out;
+        start = ends[last - 1];
+    }
+    if (plan.end == MOCK_END_STALL && o->trickle_ms > 0) {
+        /* Bytes that never complete a line, let alone an event: what a stuck upstream or a
+         * slowloris sends. The stall then lasts as long as the trickle, and closes. */
+        static const char head[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"";
+        int count = o->stall_ms / o->trickle_ms;
+        if (count > 100000)
+            count = 100000; /* a bound on the plan's size; the stall just ends sooner */
+        for (int i = 0; i < count && rc == QK_OK; i++) {
+            const char *byte = (size_t)i < sizeof head - 1 ? head + i : "x";
+            rc = plan_push(&plan, &alloc, byte, 1, o->trickle_ms, 0);
+        }
+        if (rc != QK_OK)
+            goto out;
+        plan.stall_ms = 0;
+    }
+out:
+    qk_buf_free(bytes);
+    if (rc != QK_OK)
+        mock_plan_free(&plan);
+    else
+        *out = plan;
+    return rc;
+}
+
+enum qk_err
+mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o, bool cumulative,
+                struct mock_plan *out)
+{
+    size_t cuts[MOCK_ANSWER_MAX + 2];
+    struct event_list el;
+    qk_buf_init(&el.bytes, SIZE_MAX / 2);
+    el.n = 0;
+    char *text = NULL;
+    size_t n = 0;
+    enum qk_err rc = mock_text_build(ans->pieces, ans->n_pieces, o, &text, cuts, &n);
+    if (rc != QK_OK)
+        return rc;
+    size_t len = cuts[n];
 
     /* What the events carry in all, before any is built: cumulative deltas re-send the
      * text so far in each one, which grows with the square of the chunks. */
@@ -264,8 +352,8 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
     for (size_t i = 0; i < n; i++)
         carried += cuts[i + 1] - (cumulative ? 0 : cuts[i]);
     if (carried > MOCK_STREAM_MAX_BYTES) {
-        rc = QK_TOO_BIG;
-        goto out;
+        free(text);
+        return QK_TOO_BIG;
     }
 
     /* Serialise every event first; offsets mark where each one ends. The chunk that
@@ -311,67 +399,11 @@ mock_plan_build(const struct mock_answer *ans, const struct mock_stream_opts *o,
             el.ends[el.n++] = qk_buf_len(&el.bytes);
     }
     free(text);
-    text = NULL;
-    if (rc != QK_OK)
-        goto out;
-    if (o->cut_last_event && el.n > 0)
-        el.ends[el.n - 1] -= 2 * strlen(eol_str(o->eol)); /* its blank line is never sent */
-    size_t n_events = el.n;
-
-    /* Faults that end the stream early cut the event list. */
-    size_t keep = n_events;
-    if (o->truncate_after >= 0 && (size_t)o->truncate_after < keep) {
-        keep = (size_t)o->truncate_after;
-        plan.end = MOCK_END_CLOSE;
+    if (rc != QK_OK) {
+        qk_buf_free(&el.bytes);
+        return rc;
     }
-    if (o->stall_after >= 0 && (size_t)o->stall_after < keep) {
-        keep = (size_t)o->stall_after;
-        plan.end = MOCK_END_STALL;
-        plan.stall_ms = o->stall_ms;
-    }
-
-    /* Group events into writes, which point into the one copy of the bytes. */
-    plan._bytes = qk_buf_take(&el.bytes, NULL);
-    if (!plan._bytes) {
-        rc = QK_NOMEM;
-        goto out;
-    }
-    size_t per_write = o->coalesce < 0 ? keep : o->coalesce > 1 ? (size_t)o->coalesce : 1;
-    if (per_write == 0)
-        per_write = 1;
-    size_t start = 0;
-    for (size_t e = 0; e < keep; e += per_write) {
-        size_t last = e + per_write < keep ? e + per_write : keep;
-        rc = push_group(&plan, &alloc, plan._bytes + start, el.ends[last - 1] - start,
-                        (int)(last - e), e ? o->chunk_delay_ms : 0, o->split_utf8);
-        if (rc != QK_OK)
-            goto out;
-        start = el.ends[last - 1];
-    }
-    if (plan.end == MOCK_END_STALL && o->trickle_ms > 0) {
-        /* Bytes that never complete a line, let alone an event: what a stuck upstream or a
-         * slowloris sends. The stall then lasts as long as the trickle, and closes. */
-        static const char head[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"";
-        int count = o->stall_ms / o->trickle_ms;
-        if (count > 100000)
-            count = 100000; /* a bound on the plan's size; the stall just ends sooner */
-        for (int i = 0; i < count && rc == QK_OK; i++) {
-            const char *byte = (size_t)i < sizeof head - 1 ? head + i : "x";
-            rc = plan_push(&plan, &alloc, byte, 1, o->trickle_ms, 0);
-        }
-        if (rc != QK_OK)
-            goto out;
-        plan.stall_ms = 0;
-    }
-
-out:
-    free(text);
-    qk_buf_free(&el.bytes);
-    if (rc != QK_OK)
-        mock_plan_free(&plan);
-    else
-        *out = plan;
-    return rc;
+    return mock_plan_assemble(&el.bytes, el.ends, el.n, o, out);
 }
 
 enum qk_err

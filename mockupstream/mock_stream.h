@@ -7,9 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qwenkit/buf.h"
 #include "qwenkit/common.h"
 
 enum mock_eol { MOCK_EOL_LF = 0, MOCK_EOL_CRLF, MOCK_EOL_CR };
+
+/** How a v2 stream carries its reasoning: cumulative `thinking_summary` arrays (the
+ *  2026 shape) or the older `think` phase with incremental text in `content`. */
+enum mock_think_phase { MOCK_THINK_NONE = 0, MOCK_THINK_SUMMARY, MOCK_THINK_THINK };
 
 /** How a stream is shaped (the `stream` object of a scenario step). */
 struct mock_stream_opts {
@@ -39,7 +44,18 @@ struct mock_stream_opts {
     bool finish_reason;     /**< last chunk carries finish_reason */
     bool usage;             /**< last chunk carries usage */
     bool envelope;          /**< chunks carry id/object/created/model */
+    /* v2 completion stream (mock_stream_v2.c) */
+    bool thinking;                     /**< thinking frames (only when given: see `given`) */
+    enum mock_think_phase think_phase; /**< NONE = thinking_summary */
+    bool summary_grow;                 /**< each summary element first arrives half-written */
+    bool dual;                         /**< two competing responses, interleaved */
+    int error_after;                   /**< an error frame after K frames; -1 = never */
+    bool empty_answer;                 /**< no answer text at all */
+    uint64_t given; /**< bit i: row i of MOCK_STREAM_KEYS was given in the step */
 };
+
+/** @return true when the step's `stream` object gave key @p key (a MOCK_STREAM_KEYS key). */
+bool mock_stream_given(const struct mock_stream_opts *o, const char *key);
 
 /** Delay between the writes of one event split inside UTF-8 characters. */
 #define MOCK_SPLIT_WRITE_DELAY_MS 15
@@ -102,6 +118,28 @@ uint64_t mock_stream_worst_bytes(const struct mock_stream_opts *opts, bool cumul
 QK_WUR enum qk_err mock_plan_build(const struct mock_answer *ans,
                                    const struct mock_stream_opts *opts, bool cumulative,
                                    struct mock_plan *out);
+
+/**
+ * The text of @p pieces shaped by @p o (piece_bytes repeats each piece, chunks re-splits
+ * it at character boundaries): a new string in *@p text_out (caller frees), its piece
+ * boundaries in @p cuts (MOCK_ANSWER_MAX + 2 room; *@p n_out + 1 offsets).
+ * @return QK_OK, QK_NOMEM, or QK_TOO_BIG (nothing built) over MOCK_STREAM_MAX_BYTES.
+ */
+QK_WUR enum qk_err mock_text_build(const char *const *pieces, size_t n_pieces,
+                                   const struct mock_stream_opts *o, char **text_out, size_t *cuts,
+                                   size_t *n_out);
+
+/**
+ * Turns serialised events into a plan shaped by @p o: cut_last_event (the last event
+ * loses its blank line), truncate_after, stall_after and trickle_ms, coalesce,
+ * chunk_delay_ms and split_utf8. @p bytes holds the events one after the other and
+ * @p ends[i] is where event i ends; the bytes are taken (the buffer is empty after).
+ */
+QK_WUR enum qk_err mock_plan_assemble(struct qk_buf *bytes, size_t *ends, size_t n_events,
+                                      const struct mock_stream_opts *o, struct mock_plan *out);
+
+/** "\n", "\r\n" or "\r". */
+const char *mock_eol_str(enum mock_eol eol);
 
 /** Plan of a single in-band failure event followed by the end of the stream. */
 QK_WUR enum qk_err mock_plan_single_event(const char *json, struct mock_plan *out);

@@ -21,6 +21,9 @@
 
 struct qk_mock;
 
+/** Which message of a v2 completion with several `messages` entries is answered. */
+enum qk_mock_v2_messages { QK_MOCK_V2_FIRST = 0, QK_MOCK_V2_LAST, QK_MOCK_V2_EMPTY };
+
 /** Settings of a mock server; fill with qk_mock_config_init() then override. */
 struct qk_mock_config {
     const char *host;             /**< address to bind, default "127.0.0.1" */
@@ -38,6 +41,8 @@ struct qk_mock_config {
     bool log_requests;            /**< one line per request on stderr (default false) */
     unsigned idle_check_ms;       /**< while a stream waits, look for a departed client this
                                        often (default 200) */
+    enum qk_mock_v2_messages v2_messages; /**< 2+ messages on v2: answer the first (default),
+                                               the last, or with no text */
 };
 
 /** Fills @p cfg with the defaults documented above. */

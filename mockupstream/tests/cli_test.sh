@@ -158,6 +158,9 @@ expect_usage_error "--port" --port "+5"
 expect_usage_error "--threads" --threads " -1"
 expect_usage_error "--max-body" --max-body 99999999999999999999999999
 expect_usage_error "--journal-total" --journal-total=18446744073709551617
+# --v2-messages takes one of three names.
+expect_usage_error "--v2-messages needs first, last or empty (got 'middle')" --v2-messages middle
+expect_usage_error "--v2-messages needs first, last or empty (got '')" --v2-messages=
 
 # --- --port 0: one ready line, the server answers, the log hides tokens --------------
 TOKEN="cli-secret-$$-$RANDOM$RANDOM"
@@ -172,6 +175,11 @@ code=$(http -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json
     "http://127.0.0.1:$PORT/api/chat/completions") || fail "curl stream"
 [ "$code" = 200 ] || fail "stream -> $code"
 grep -qF 'data: [DONE]' "$TMP/body" || fail "stream lacks [DONE]"
+# The v2 dialect on the same running mock, picked by path.
+code=$(http -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v2/models/") ||
+    fail "curl /api/v2/models/"
+[ "$code" = 200 ] || fail "/api/v2/models/ -> $code"
+grep -qF '"success":true' "$TMP/body" || fail "/api/v2/models/ body is not the v2 envelope"
 code=$(http "http://127.0.0.1:$PORT/__mock/health")
 [ "$code" = 200 ] || fail "health -> $code"
 ok "--port 0 listens on $PORT and answers"

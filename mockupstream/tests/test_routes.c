@@ -24,7 +24,7 @@ lookup_matches_path_and_method_and_names_the_path_methods(void **state)
         {"/a", "POST", MOCK_ROUTE_CHAT, no_handler},
         {"/b", "POST", MOCK_ROUTE_CHAT, no_handler},
     };
-    const struct mock_route_table t = {rows, 3};
+    const struct mock_route_table t = {rows, 3, MOCK_DIALECT_V1};
     char allow[32];
     assert_ptr_equal(mock_route_find(&t, "/a", "POST", allow, sizeof allow), &rows[1]);
     assert_string_equal(allow, "GET, POST");

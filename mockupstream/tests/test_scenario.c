@@ -194,7 +194,7 @@ unknown_route_names_every_route(void **state)
         if (!strstr(p.msg, quoted))
             fail_msg("route %s missing from '%s'", quoted, p.msg);
     }
-    assert_string_equal(p.msg, "must be \"models\", \"chat\" or \"any\"");
+    assert_string_equal(p.msg, "must be \"models\", \"chat\", \"chats_new\" or \"any\"");
 }
 
 /* Numbers far outside every range (and outside what any integer type holds) are refused
