@@ -31,6 +31,7 @@
 #include <microhttpd.h>
 
 #include "qwenkit/buf.h"
+#include "qwenkit/mock.h"
 #include "qwenkit/proxy.h"
 #include "testkit.h"
 
@@ -646,6 +647,83 @@ model_list_is_served_in_the_v1_shapes(void **state)
     assert_int_equal(count(R_MODELS), 1); /* the second came from the cache */
 }
 
+/* Against qwen-mock's v2 routes: both requests journaled under the caller's token, the
+ * created chat's id in the completion's query, and the answer the mock says it produced,
+ * streamed and not. */
+static void
+against_the_mock_v2_routes(void **state)
+{
+    (void)state;
+    struct qk_mock_config mc;
+    qk_mock_config_init(&mc);
+    mc.port = 0;
+    struct qk_mock *mock = NULL;
+    char err[256] = "";
+    assert_int_equal(qk_mock_start(&mc, &mock, err, sizeof(err)), QK_OK);
+    uint16_t saved = E.up_port;
+    E.up_port = qk_mock_port(mock);
+    proxy_with(NULL);
+    char token[MC_TOKEN_MAX];
+    mc_new_token(token, sizeof(token));
+    char auth[128];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    const char *body = "{\"model\":\"qwen-max-latest\",\"stream\":false,\"messages\":[{\"role\":"
+                       "\"user\",\"content\":\"hello there\"}]}";
+    struct mc_req q = {
+        .port = E.port, .path = "/v1/chat/completions", .body = body, .timeout_ms = 20000};
+    q.headers[0] = auth;
+    struct mc_resp r;
+    assert_int_equal(mc_request(&q, &r), 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "message");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    assert_true(cJSON_IsString(content));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "reasoning_content")));
+
+    cJSON *journal = mc_journal_settled(qk_mock_port(mock), token, 2, 3000);
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(journal, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), 2);
+    const cJSON *e0 = cJSON_GetArrayItem(entries, 0), *e1 = cJSON_GetArrayItem(entries, 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e0, "path")->valuestring,
+                        "/api/v2/chats/new");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e1, "path")->valuestring,
+                        "/api/v2/chat/completions");
+    const cJSON *answer = cJSON_GetObjectItemCaseSensitive(e1, "answer");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(answer, "text")->valuestring,
+                        content->valuestring);
+    char query[200];
+    snprintf(query, sizeof(query), "chat_id=%s",
+             cJSON_GetObjectItemCaseSensitive(answer, "chat_id")->valuestring);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e1, "query")->valuestring, query);
+    cJSON_Delete(journal);
+    cJSON_Delete(j);
+    mc_resp_free(&r);
+
+    /* Streamed: the same text as content chunks, then [DONE]. */
+    q.body = "{\"model\":\"qwen-max-latest\",\"stream\":true,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hello there\"}]}";
+    assert_int_equal(mc_request(&q, &r), 0);
+    assert_int_equal(r.status, 200);
+    char reasoning[4096], text[4096];
+    bool error = false;
+    assert_true(stream_text(&r, reasoning, text, sizeof(text), &error));
+    assert_false(error);
+    assert_true(reasoning[0] != '\0');
+    journal = mc_journal_settled(qk_mock_port(mock), token, 4, 3000);
+    entries = cJSON_GetObjectItemCaseSensitive(journal, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), 4);
+    answer = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 3), "answer");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(answer, "text")->valuestring, text);
+    cJSON_Delete(journal);
+    mc_resp_free(&r);
+
+    E.up_port = saved;
+    proxy_with(NULL);
+    qk_mock_stop(mock);
+}
+
 int
 main(void)
 {
@@ -662,6 +740,7 @@ main(void)
         cmocka_unit_test_setup(history_goes_up_as_one_message, each),
         cmocka_unit_test_setup(configured_headers_and_token_cookie, each),
         cmocka_unit_test_setup(model_list_is_served_in_the_v1_shapes, each),
+        cmocka_unit_test_setup(against_the_mock_v2_routes, each),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
