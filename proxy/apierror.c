@@ -80,6 +80,9 @@ qp_upstream_message(const char *body, size_t len, long status)
         const cJSON *detail = cJSON_GetObjectItemCaseSensitive(root, "detail");
         const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
         const cJSON *message = cJSON_GetObjectItemCaseSensitive(root, "message");
+        /* Qwen v2's envelope: {"success":false,"data":{"code","details"}}. */
+        const cJSON *details = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "data"), "details");
         if (detail) {
             msg = string_or_print(detail);
         } else if (cJSON_IsObject(error)) {
@@ -89,6 +92,8 @@ qp_upstream_message(const char *body, size_t len, long status)
             msg = strdup(error->valuestring);
         } else if (cJSON_IsString(message)) {
             msg = strdup(message->valuestring);
+        } else if (cJSON_IsString(details)) {
+            msg = strdup(details->valuestring);
         }
     }
     cJSON_Delete(root);

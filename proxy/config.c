@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decoder.h"
+#include "dialect.h"
+#include "headers.h"
 #include "mutant.h"
 
 enum opt_kind {
@@ -25,14 +28,31 @@ enum opt_kind {
     OPT_SIZE,    /* size_t */
     OPT_LOGFMT,  /* enum qk_proxy_log_format */
     OPT_MUTANT,  /* const char *, checked against the mutant table */
+    OPT_DIALECT, /* const char *, a name qp_dialect_find() knows */
+    OPT_REASON,  /* const char *, separate|inline|drop */
+    OPT_BOOL,    /* bool; the flag alone means true, --flag=false turns it off */
+    OPT_HEADER,  /* const char *[]: repeatable, each value "Name: value" (lines) */
 };
 
 /* flag, env suffix, kind, field, min, max, help */
 #define QP_OPTION_MAP(XX)                                                                          \
     XX("listen", "LISTEN", OPT_STRING, listen_host, 0, 0, "ADDR  address to bind (127.0.0.1)")     \
     XX("port", "PORT", OPT_PORT, port, 0, 65535, "N  TCP port, 0 picks a free one (8000)")         \
+    XX("upstream-dialect", "UPSTREAM_DIALECT", OPT_DIALECT, upstream_dialect, 0, 0,                \
+       "v1|v2  the upstream's API: v2 is chat.qwen.ai's (a chat created, then a completion "       \
+       "streamed into it, the history sent as one message), v1 the older chat.qwenlm.ai one "      \
+       "(" QP_DIALECT_DEFAULT ")")                                                                 \
     XX("upstream", "UPSTREAM", OPT_URL, upstream, 0, 0,                                            \
-       "URL  Qwen web-chat base URL (https://chat.qwenlm.ai)")                                     \
+       "URL  Qwen web-chat base URL (the dialect's: https://chat.qwen.ai for v2, "                 \
+       "https://chat.qwenlm.ai for v1)")                                                           \
+    XX("reasoning", "REASONING", OPT_REASON, reasoning, 0, 0,                                      \
+       "separate|inline|drop  the model's reasoning (v2): `reasoning_content` beside the "         \
+       "content, `<think>...</think>` before it, or not at all (separate)")                        \
+    XX("token-cookie", "TOKEN_COOKIE", OPT_BOOL, token_cookie, 0, 0,                               \
+       "[=true|false]  also send the caller's token upstream as `Cookie: token=<token>` (false)")  \
+    XX("upstream-header", "UPSTREAM_HEADER", OPT_HEADER, upstream_headers, 0, 0,                   \
+       "'NAME: VALUE'  a header sent on every upstream request, repeatable (the variable: "        \
+       "lines); replaces a caller's header of that name, a Cookie is merged (none)")               \
     XX("cache-ttl", "CACHE_TTL", OPT_SECONDS, cache_ttl_ms, 0, 31536000000LL,                      \
        "SECONDS  model-list cache lifetime (3600)")                                                \
     XX("cache-max-entries", "CACHE_MAX_ENTRIES", OPT_SIZE, cache_max_entries, 1, 10000000,         \
@@ -109,7 +129,9 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen_host = "127.0.0.1";
     cfg->port = 8000;
-    cfg->upstream = "https://chat.qwenlm.ai";
+    cfg->upstream = NULL; /* the dialect's default_upstream */
+    cfg->upstream_dialect = QP_DIALECT_DEFAULT;
+    cfg->reasoning = "separate";
     cfg->cache_ttl_ms = 3600 * 1000;
     cfg->cache_max_entries = 1000;
     cfg->cache_max_bytes = 64 * 1024 * 1024;
@@ -222,6 +244,26 @@ valid_url(const char *s)
     return strlen(s) < 2048;
 }
 
+/* Appends one `--upstream-header` value (one line, or lines joined by "\n") after checking
+ * each line (headers.h). */
+static enum qk_err
+add_header(struct qk_proxy_config *cfg, const char *value, const char *origin, char *err,
+           size_t errlen)
+{
+    if (cfg->n_upstream_headers >= QK_PROXY_MAX_UPSTREAM_HEADERS) {
+        snprintf(err, errlen, "%s: more than %d upstream headers", origin,
+                 QK_PROXY_MAX_UPSTREAM_HEADERS);
+        return QK_INVALID;
+    }
+    const char *why = qp_upstream_headers_check(value);
+    if (why) {
+        snprintf(err, errlen, "%s: invalid header '%.64s': %s", origin, value, why);
+        return QK_INVALID;
+    }
+    cfg->upstream_headers[cfg->n_upstream_headers++] = value;
+    return QK_OK;
+}
+
 /* Applies one value to the option @p o; writes a message on failure. */
 static enum qk_err
 apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, const char *origin,
@@ -277,6 +319,30 @@ apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, c
         else
             ok = false;
         break;
+    case OPT_DIALECT:
+        ok = qp_dialect_find(value) != NULL;
+        if (ok)
+            *(const char **)(void *)field = value;
+        break;
+    case OPT_REASON: {
+        enum qp_reasoning_mode mode;
+        ok = qp_reasoning_mode_parse(value, &mode);
+        if (ok)
+            *(const char **)(void *)field = value;
+        break;
+    }
+    case OPT_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0 ||
+            strcmp(value, "on") == 0)
+            *(bool *)(void *)field = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                 strcmp(value, "no") == 0 || strcmp(value, "off") == 0)
+            *(bool *)(void *)field = false;
+        else
+            ok = false;
+        break;
+    case OPT_HEADER:
+        return add_header(cfg, value, origin, err, errlen);
     case OPT_MUTANT:
         if (!qk_proxy_mutants_available()) {
             snprintf(err, errlen, "%s: mutants are not built in (configure with -DQK_MUTANTS=ON)",
@@ -330,6 +396,7 @@ qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const arg
             return rc;
     }
 
+    bool headers_from_flags = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -362,11 +429,17 @@ qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const arg
         const char *value = NULL;
         if (eq) {
             value = eq + 1;
+        } else if (o->kind == OPT_BOOL) {
+            value = "true"; /* the flag alone; it never takes the next argument */
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
             snprintf(err, errlen, "--%s needs a value (see --help)", o->flag);
             return QK_INVALID;
+        }
+        if (o->kind == OPT_HEADER && !headers_from_flags) {
+            cfg->n_upstream_headers = 0; /* the flags' list replaces the environment's */
+            headers_from_flags = true;
         }
         char origin[64];
         snprintf(origin, sizeof(origin), "--%s", o->flag);

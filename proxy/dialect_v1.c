@@ -3,23 +3,20 @@
 
 #include "decode_v1.h"
 
-#define QP_V1_MODELS_PATH "/api/models"
-#define QP_V1_COMPLETION_PATH "/api/chat/completions"
-
 static const struct qp_dialect_step v1_models_steps[] = {
-    {.method = "GET", .path = QP_V1_MODELS_PATH},
+    {.method = "GET", .path = "/api/models"},
 };
 
 /* The caller's checked body goes upstream as it came (make_body NULL). */
 static const struct qp_dialect_step v1_chat_steps[] = {
-    {.method = "POST", .path = QP_V1_COMPLETION_PATH},
+    {.method = "POST", .path = "/api/chat/completions"},
 };
 
 const struct qp_dialect qp_dialect_v1 = {
     .name = "v1",
-    .models_path = QP_V1_MODELS_PATH,
-    .completion_path = QP_V1_COMPLETION_PATH,
+    .default_upstream = "https://chat.qwenlm.ai",
     .models = {v1_models_steps, sizeof(v1_models_steps) / sizeof(v1_models_steps[0])},
     .chat = {v1_chat_steps, sizeof(v1_chat_steps) / sizeof(v1_chat_steps[0])},
+    .chat_answer = QP_ANSWER_JSON,
     .stream_decoder = &qp_decoder_v1,
 };

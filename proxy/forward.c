@@ -11,6 +11,7 @@
  */
 #include "forward.h"
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "apierror.h"
+#include "assemble.h"
 #include "cache.h"
 #include "completion.h"
 #include "flight.h"
@@ -46,6 +48,7 @@ struct qp_forwarder {
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
+static void assemble_answer(struct qp_forwarder *fw, struct qp_request *req);
 
 /* libcurl read callback: the body of the current transfer (the caller's chat body, or
  * the one its plan step made). */
@@ -219,7 +222,10 @@ respond_chat_success(struct qp_request *req)
         body = openai;
         len = openai_len;
     }
-    qp_response_take_body(&req->resp, 200, body, len, ctype ? ctype : "application/json");
+    /* An answer assembled from an event stream (dialect.h, QP_ANSWER_SSE) is JSON now. */
+    if (req->fw->cfg.dialect->chat_answer == QP_ANSWER_SSE || !ctype)
+        ctype = "application/json";
+    qp_response_take_body(&req->resp, 200, body, len, ctype);
     for (const struct curl_slist *h = req->attempt_headers; h; h = h->next) {
         const char *colon = strchr(h->data, ':');
         if (!colon || colon == h->data || (size_t)(colon - h->data) >= 128)
@@ -257,6 +263,13 @@ respond_relay(struct qp_request *req)
         return;
     }
     long s = f->status;
+    if (req->plan.auth) {
+        /* The upstream refused the credential inside a 2xx (v2: `unauthorized`, an
+         * expired token): the caller's 401, not retried. */
+        snprintf(msg, sizeof(msg), "Upstream refused the credential: %s", req->plan.why);
+        qp_response_error(&req->resp, 401, msg, NULL, "upstream_error");
+        return;
+    }
     if ((s >= 400 && s <= 499) || (s == 503 && f->retry_after_ms >= 0)) {
         /* Client errors keep the upstream's status and message (ERR-2, AUTH-4). */
         char *text =
@@ -291,7 +304,9 @@ respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
     size_t off = strlen(last);
     char *tail = last + off;
     size_t cap = sizeof(last) - off;
-    if (req->stream && req->st.inband)
+    if (req->plan.why[0])
+        snprintf(tail, cap, "last upstream answer: %.160s", req->plan.why);
+    else if (req->stream && req->st.inband)
         snprintf(tail, cap, "last upstream answer: %.120s", req->st.inband_msg);
     else if (req->stream && req->st.bad_event)
         snprintf(tail, cap, "last upstream event stream was malformed");
@@ -898,10 +913,103 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
         f->transport == QP_TRANSPORT_OK
             ? qp_retry_after_parse(header_value(req->attempt_headers, "Retry-After"), time(NULL))
             : -1;
-    if (req->route == QP_ROUTE_MODELS && is_last_step(fw, req) && f->transport == QP_TRANSPORT_OK &&
-        status >= 200 && status <= 299 && !f->html)
+    bool answer = is_last_step(fw, req) && f->transport == QP_TRANSPORT_OK && status >= 200 &&
+                  status <= 299 && !f->html;
+    if (answer && req->route == QP_ROUTE_MODELS && fw->cfg.dialect->models_unwrap) {
+        /* The dialect's envelope off: the cache and the callers get the v1 shape. */
+        size_t n = 0;
+        char *list = fw->cfg.dialect->models_unwrap(qk_buf_ptr(&req->attempt_body),
+                                                    qk_buf_len(&req->attempt_body), &n);
+        qk_buf_reset(&req->attempt_body);
+        if (!list || qk_buf_append(&req->attempt_body, list, n) != QK_OK)
+            qk_buf_reset(&req->attempt_body); /* unusable below */
+        free(list);
+    }
+    if (answer && req->route == QP_ROUTE_MODELS)
         f->body_unusable =
             !qp_models_usable(qk_buf_ptr(&req->attempt_body), qk_buf_len(&req->attempt_body));
+    if (answer && req->route == QP_ROUTE_CHAT && !is_streamed(req) &&
+        fw->cfg.dialect->chat_answer == QP_ANSWER_SSE)
+        assemble_answer(fw, req);
+}
+
+/* The attempt's answer in req->last was a 2xx its reader found unusable (plan.why says
+ * why): a failed attempt, retried like a 500, unless the credential was refused
+ * (plan.auth), which is final like the upstream's 401. */
+static void
+fail_answer(struct qp_request *req)
+{
+    if (req->plan.auth)
+        req->last.status = 401;
+    else
+        req->last.body_unusable = true;
+}
+
+/* A non-stream caller's answer on a dialect whose completion is always an event stream
+ * (QP_ANSWER_SSE): the whole body, read like a stream, becomes one chat.completion in
+ * attempt_body, or the attempt failed. */
+static void
+assemble_answer(struct qp_forwarder *fw, struct qp_request *req)
+{
+    struct qp_attempt_facts *f = &req->last;
+    const struct qp_decoder_ops *dec = fw->cfg.dialect->stream_decoder;
+    const char *body = qk_buf_ptr(&req->attempt_body);
+    size_t len = qk_buf_len(&req->attempt_body);
+    const char *ctype = header_value(req->attempt_headers, "Content-Type");
+    char msg[160] = "";
+    if (!ctype || strncasecmp(ctype, "text/event-stream", 17) != 0) {
+        /* The service's failures come as whole JSON or HTML bodies (SSE-16's rule). */
+        if (dec->body_failure && dec->body_failure(body, len, msg, sizeof(msg))) {
+            req->plan.auth = dec->body_failure_auth && dec->body_failure_auth(body, len);
+            snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
+        } else {
+            snprintf(req->plan.why, sizeof(req->plan.why),
+                     "unusable answer: HTTP %ld %.60s, not an event stream", f->status,
+                     ctype ? ctype : "without a Content-Type");
+        }
+        fail_answer(req);
+        return;
+    }
+    char model[128] = "";
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    snprintf(model, sizeof(model), "%s", cJSON_IsString(m) ? m->valuestring : "");
+    cJSON_Delete(root);
+    char id[96];
+    snprintf(id, sizeof(id), "chatcmpl-%s", req->request_id);
+    struct qp_assemble_opts o = {
+        .dialect = dec,
+        .model = model,
+        .id = id,
+        .created_s = (long long)time(NULL),
+        .reasoning = fw->cfg.reasoning,
+    };
+    char *out = NULL;
+    size_t out_len = 0;
+    bool auth = false;
+    switch (qp_assemble_completion(&o, body, len, &out, &out_len, msg, sizeof(msg), &auth)) {
+    case QP_ASSEMBLE_OK:
+        qk_buf_reset(&req->attempt_body);
+        if (qk_buf_append(&req->attempt_body, out, out_len) != QK_OK) {
+            snprintf(req->plan.why, sizeof(req->plan.why), "assembled answer over the limit");
+            fail_answer(req);
+        }
+        free(out);
+        return;
+    case QP_ASSEMBLE_FAILURE:
+        req->plan.auth = auth;
+        snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
+        break;
+    case QP_ASSEMBLE_INCOMPLETE:
+    case QP_ASSEMBLE_BAD:
+        snprintf(req->plan.why, sizeof(req->plan.why), "unusable stream: %s", msg);
+        break;
+    case QP_ASSEMBLE_NOMEM:
+        snprintf(req->plan.why, sizeof(req->plan.why), "out of memory assembling the answer");
+        break;
+    }
+    free(out);
+    fail_answer(req);
 }
 
 /* The facts of a plan step that never ran: it failed the attempt for @p why. */
@@ -930,7 +1038,7 @@ advance_plan(struct qp_forwarder *fw, struct qp_request *req)
     const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
     if (!st->take_answer(&req->plan, qk_buf_ptr(&req->attempt_body),
                          qk_buf_len(&req->attempt_body))) {
-        f->body_unusable = true;
+        fail_answer(req);
         return false;
     }
     req->plan_step++;
@@ -966,14 +1074,30 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
         !QP_MUTANT(relay_non_sse_200)) {
         /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
          * payload instead is a failed attempt, retried like a 500. */
-        snprintf(s->unusable, sizeof(s->unusable),
-                 "last upstream answer was HTTP %ld %.60s, not an event stream", status,
-                 ctype ? ctype : "without a Content-Type");
-        f->body_unusable = true;
+        const struct qp_decoder_ops *dec = fw->cfg.dialect->stream_decoder;
+        const char *body = qk_buf_ptr(&req->attempt_body);
+        size_t len = qk_buf_len(&req->attempt_body);
+        char msg[160];
+        if (dec->body_failure && dec->body_failure(body, len, msg, sizeof(msg))) {
+            /* The dialect's failure as a whole body (v2: JSON or a firewall's page). */
+            req->plan.auth = dec->body_failure_auth && dec->body_failure_auth(body, len);
+            snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
+        } else {
+            snprintf(s->unusable, sizeof(s->unusable),
+                     "last upstream answer was HTTP %ld %.60s, not an event stream", status,
+                     ctype ? ctype : "without a Content-Type");
+        }
+        fail_answer(req);
     }
     if (!s->sse_known || !s->sse)
         return false;
-    if (s->inband || s->bad_event) {
+    if (s->inband && qp_sse_norm_inband_auth(s->norm)) {
+        /* The credential refused in the stream's first event: 401, not retried. */
+        f->transport = QP_TRANSPORT_OK;
+        snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %.160s", s->inband_msg);
+        req->plan.auth = true;
+        fail_answer(req);
+    } else if (s->inband || s->bad_event) {
         /* An event stream that failed before its first chunk: a retryable glitch
          * (SSE-13), however libcurl ended after we stopped reading. */
         f->transport = QP_TRANSPORT_OK;
@@ -1046,7 +1170,9 @@ attempt_cause(const struct qp_request *req, CURLcode rc, char *out, size_t cap)
     case QP_TRANSPORT_OK:
         break;
     }
-    if (is_streamed(req) && s->inband)
+    if (req->plan.why[0])
+        snprintf(out, cap, "%s", req->plan.why);
+    else if (is_streamed(req) && s->inband)
         snprintf(out, cap, "in-band failure: %s", s->inband_msg);
     else if (is_streamed(req) && s->bad_event)
         snprintf(out, cap, "unusable stream: an event that is not a JSON chunk");
@@ -1161,6 +1287,28 @@ on_retry_timer(struct qp_loop_timer *t)
     start_attempt(req->fw, req);
 }
 
+/* A fresh plan state for an attempt: the wall clock and a random UUID (version 4) for the
+ * steps' bodies, which stay pure (dialect.h). */
+static void
+plan_begin(struct qp_forwarder *fw, struct qp_request *req)
+{
+    memset(&req->plan, 0, sizeof(req->plan));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    req->plan.now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    unsigned char b[16];
+    for (size_t i = 0; i < sizeof(b); i += 4) {
+        uint32_t r = qp_loop_random(fw->loop);
+        memcpy(b + i, &r, 4);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(req->plan.fid, sizeof(req->plan.fid),
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
 /* Starts an attempt: the first transfer of the route's plan (dialect.h). */
 static void
 start_attempt(struct qp_forwarder *fw, struct qp_request *req)
@@ -1181,9 +1329,9 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
     QP_MUTANT_REWRITE(upstream_body, req);
     bool streamed = is_streamed(req);
     req->plan_step = 0;
-    memset(&req->plan, 0, sizeof(req->plan));
-    if (streamed &&
-        !qp_stream_new_attempt(&req->st, fw->cfg.dialect->stream_decoder, req->request_id)) {
+    plan_begin(fw, req);
+    if (streamed && !qp_stream_new_attempt(&req->st, fw->cfg.dialect->stream_decoder,
+                                           fw->cfg.reasoning, req->request_id)) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
     } else if (start_transfer(fw, req, limit)) {
         if (streamed && !started) {

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decoder.h"
 #include "dialect.h"
 #include "loop.h"
 #include "mutant.h"
@@ -55,6 +56,7 @@ typedef void (*qp_forward_stream_fn)(struct qp_request *req);
 struct qp_forward_config {
     const char *upstream;             /**< base URL; the dialect's paths are appended */
     const struct qp_dialect *dialect; /**< the upstream API (dialect.h), borrowed: static */
+    enum qp_reasoning_mode reasoning; /**< what callers get of the reasoning (decoder.h) */
     struct qp_retry_policy policy;
     int64_t cache_ttl_ms;
     size_t cache_max_entries;

@@ -109,3 +109,71 @@ qp_cors_origin_allowed(const char *allowed, const char *origin)
         return true;
     return list_contains(allowed, origin, true, true);
 }
+
+/* RFC 9110 5.6.2 tchar. */
+static bool
+is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+const char *
+qp_header_configured_check(const char *line, size_t len)
+{
+    size_t n = 0;
+    while (n < len && is_tchar((unsigned char)line[n]))
+        n++;
+    if (n == 0 || n >= len || line[n] != ':')
+        return "expected 'Name: value' with a token name";
+    if (n >= 128)
+        return "the name is over 127 bytes";
+    for (size_t i = n + 1; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "the value holds a control byte";
+    }
+    char name[128];
+    memcpy(name, line, n);
+    name[n] = '\0';
+    if (strcasecmp(name, "Authorization") == 0)
+        return "Authorization is the caller's credential";
+    if (strcasecmp(name, "Content-Type") == 0 ||
+        (qp_header_flags(name) & (QP_HDR_HOP_REQ | QP_HDR_REQ_OWN)))
+        return "the proxy or libcurl sets that header";
+    return NULL;
+}
+
+bool
+qp_header_line_is(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
+bool
+qp_cookie_value_ok(const char *token, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\')
+            return false;
+    }
+    return len > 0;
+}
+
+const char *
+qp_upstream_headers_check(const char *value)
+{
+    const char *p = value;
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        const char *why = qp_header_configured_check(p, n);
+        if (why)
+            return why;
+        if (!nl)
+            return NULL;
+        p = nl + 1;
+    }
+}

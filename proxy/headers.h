@@ -93,6 +93,27 @@ struct curl_slist;
 bool qp_header_forward_response_of(const char *name, const struct curl_slist *lines);
 
 /**
+ * Checks one configured upstream header line (`--upstream-header 'Name: value'`): a token
+ * name, a colon, a value without control bytes (HTAB aside). Refused: the caller's
+ * credential (`Authorization`), `Content-Type` and every name the table drops or owns on
+ * requests (hop-by-hop, `Host`, `Content-Length`, `X-Request-Id`, ...).
+ * @return NULL when the line is usable, else why not (static text).
+ */
+const char *qp_header_configured_check(const char *line, size_t len);
+
+/** qp_header_configured_check() on each line of @p value (lines joined by "\n", none
+ *  empty). @return NULL when every line is usable, else why not (static text). */
+const char *qp_upstream_headers_check(const char *value);
+
+/** @return true when the "Name: value" line @p line (@p len bytes) has the name @p name
+ *  (case-insensitive). */
+bool qp_header_line_is(const char *line, size_t len, const char *name);
+
+/** @return true when @p token (@p len bytes) may be a cookie value as it is (RFC 6265
+ *  cookie-octets: no space, quote, comma, semicolon, backslash or control byte). */
+bool qp_cookie_value_ok(const char *token, size_t len);
+
+/**
  * @return true when @p origin may use the proxy from a browser: @p allowed is "*" or a
  * comma-separated list of exact origins (`https://app.example`, trailing slash ignored).
  */

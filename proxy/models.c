@@ -21,6 +21,36 @@ qp_models_usable(const char *body, size_t len)
     return ok;
 }
 
+char *
+qp_models_unwrap(const char *body, size_t len, size_t *out_len)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    cJSON *list = data;
+    if (cJSON_IsObject(data)) {
+        list = cJSON_GetObjectItemCaseSensitive(data, "data");
+        if (!cJSON_IsArray(list))
+            list = cJSON_GetObjectItemCaseSensitive(data, "models");
+    }
+    char *out = NULL;
+    cJSON *wrap = NULL;
+    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "success")) || !cJSON_IsArray(list))
+        goto done;
+    wrap = cJSON_CreateObject();
+    cJSON *copy = cJSON_DetachItemViaPointer(list == data ? root : data, list);
+    if (!wrap || !cJSON_AddItemToObject(wrap, "data", copy)) {
+        cJSON_Delete(copy);
+        goto done;
+    }
+    out = cJSON_PrintUnformatted(wrap);
+    if (out)
+        *out_len = strlen(out);
+done:
+    cJSON_Delete(wrap);
+    cJSON_Delete(root);
+    return out;
+}
+
 /* Sets @p name to a fresh item, replacing whatever was there. */
 static bool
 put(cJSON *obj, const char *name, cJSON *item)

@@ -12,6 +12,15 @@
 bool qp_models_usable(const char *body, size_t len);
 
 /**
+ * Unwraps a v2 model list (`{"success":true,"request_id":...,"data":{"data":[...]}}`; the
+ * list may also be `data` itself or `data.models`) into the v1 shape `{"data":[...]}` that
+ * callers of /api/models get and that the cache stores.
+ * @return a malloc'd body (caller frees), or NULL when @p body holds no such list (or
+ * `success` is false) or out of memory.
+ */
+char *qp_models_unwrap(const char *body, size_t len, size_t *out_len);
+
+/**
  * Converts the upstream list to OpenAI's `{"object":"list","data":[{"id","object":"model",
  * "created","owned_by"}...]}`, keeping the other fields of each model. Entries without a
  * string `id` are dropped.

@@ -27,6 +27,7 @@
 #include "apierror.h"
 #include "bearer.h"
 #include "dialect.h"
+#include "decoder.h"
 #include "docpage.h"
 #include "forward.h"
 #include "headers.h"
@@ -48,7 +49,9 @@ struct qk_proxy {
     struct qp_admission *adm;
     struct qp_loop *loop;
     struct qp_forwarder *fw;
-    const struct qp_dialect *dialect; /* the upstream's API: Qwen v1 */
+    const struct qp_dialect *dialect; /* the upstream's API (--upstream-dialect) */
+    struct curl_slist *extra_headers; /* --upstream-header lines but Cookie, owned */
+    char *extra_cookie;               /* their Cookie values joined by "; " (NULL: none) */
     uint16_t port;
     atomic_bool draining;
     MHD_socket quiesced_fd; /* the listening socket once a drain took it from the daemon */
@@ -603,18 +606,40 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
 struct header_walk {
     struct curl_slist *list;
     const char *connection;
+    const struct qk_proxy *px;
+    struct qk_buf *cookie; /* a caller's Cookie, merged with the configured ones */
     bool chat;
     bool has_content_type;
     bool failed;
 };
+
+/* Whether a --upstream-header line names @p key: the configured one replaces it. */
+static bool
+configured(const struct qk_proxy *px, const char *key)
+{
+    for (const struct curl_slist *l = px->extra_headers; l; l = l->next) {
+        if (qp_header_line_is(l->data, strlen(l->data), key))
+            return true;
+    }
+    return false;
+}
 
 static enum MHD_Result
 collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
     struct header_walk *w = cls;
-    if (!qp_header_forward_request(key, w->connection))
+    if (!qp_header_forward_request(key, w->connection) || configured(w->px, key))
         return MHD_YES;
+    if (strcasecmp(key, "Cookie") == 0) {
+        /* One Cookie line upstream (RFC 6265 5.4): the proxy's parts first, then the
+         * caller's. */
+        if (value && value[0] &&
+            ((qk_buf_len(w->cookie) && qk_buf_append(w->cookie, "; ", 2) != QK_OK) ||
+             qk_buf_append_str(w->cookie, value) != QK_OK))
+            w->failed = true;
+        return w->failed ? MHD_NO : MHD_YES;
+    }
     if (strcasecmp(key, "Content-Type") == 0) {
         /* A chat body was validated as JSON and goes up as JSON, whatever the caller
          * labelled it (curl -d says form-urlencoded); the models GET keeps the caller's. */
@@ -672,9 +697,43 @@ join_connection(void *cls, enum MHD_ValueKind kind, const char *key, const char 
     return MHD_YES;
 }
 
-/* The upstream request headers, built once and reused on every attempt (RETRY-7). */
+/* The one Cookie line: `token=<caller's token>` with --token-cookie, the configured
+ * cookies, the caller's own; none when all are empty. A token that is no cookie value
+ * (a space, `;`, ...) is not put in a cookie: it still goes as the Bearer credential. */
 static bool
-build_upstream_headers(struct qp_request *req)
+append_cookie(const struct qk_proxy *px, const struct qp_request *req, const struct qk_buf *caller,
+              struct curl_slist **list)
+{
+    size_t toklen = 0;
+    const char *tok = px->cfg.token_cookie && req->authorization
+                          ? qp_bearer_token(req->authorization, &toklen)
+                          : NULL;
+    struct qk_buf line;
+    qk_buf_init(&line, 128 * 1024);
+    enum qk_err rc = QK_OK;
+    const char *sep = "Cookie: ";
+    if (tok && qp_cookie_value_ok(tok, toklen)) {
+        rc = qk_buf_appendf(&line, "%stoken=%.*s", sep, (int)toklen, tok);
+        sep = "; ";
+    }
+    if (rc == QK_OK && px->extra_cookie) {
+        rc = qk_buf_appendf(&line, "%s%s", sep, px->extra_cookie);
+        sep = "; ";
+    }
+    if (rc == QK_OK && qk_buf_len(caller))
+        rc = qk_buf_appendf(&line, "%s%.*s", sep, (int)qk_buf_len(caller), qk_buf_ptr(caller));
+    if (rc == QK_OK && qk_buf_len(&line))
+        rc = append_line(list, qk_buf_ptr(&line)) ? QK_OK : QK_NOMEM;
+    qk_buf_free(&line);
+    return rc == QK_OK;
+}
+
+/* The upstream request headers, built once and reused on every attempt (RETRY-7): the
+ * caller's end-to-end headers, the configured ones (--upstream-header, which replace a
+ * caller's of the same name), one Cookie line, and the proxy's own (X-Request-Id, the
+ * chat body's Content-Type, an empty Expect). Nothing else: no header of a browser's. */
+static bool
+build_upstream_headers(const struct qk_proxy *px, struct qp_request *req)
 {
     /* Every Connection line names hop-by-hop headers, as if the lines were one list
      * (RFC 9110 5.3), not only the first line that a lookup returns (AUTH-6). */
@@ -687,12 +746,24 @@ build_upstream_headers(struct qp_request *req)
     } else {
         MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_connection, &j);
     }
-    struct header_walk w = {NULL, qk_buf_len(&j.joined) ? qk_buf_ptr(&j.joined) : NULL,
-                            req->route == QP_ROUTE_CHAT, false, j.failed};
+    struct qk_buf caller_cookie;
+    qk_buf_init(&caller_cookie, 64 * 1024);
+    struct header_walk w = {NULL,
+                            qk_buf_len(&j.joined) ? qk_buf_ptr(&j.joined) : NULL,
+                            px,
+                            &caller_cookie,
+                            req->route == QP_ROUTE_CHAT,
+                            false,
+                            j.failed};
     if (!w.failed)
         MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_header, &w);
     qk_buf_free(&j.joined);
     bool ok = !w.failed;
+    for (const struct curl_slist *l = px->extra_headers; ok && l; l = l->next)
+        ok = append_line(&w.list, l->data);
+    if (ok)
+        ok = append_cookie(px, req, &caller_cookie, &w.list);
+    qk_buf_free(&caller_cookie);
     if (ok) {
         char line[96];
         snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id);
@@ -731,7 +802,7 @@ dispatch(struct qk_proxy *px, struct qp_request *req)
             return send_response(req);
         }
     }
-    if (!build_upstream_headers(req)) {
+    if (!build_upstream_headers(px, req)) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
         return send_response(req);
     }
@@ -844,7 +915,48 @@ proxy_free(struct qk_proxy *px)
     free(px->listen_host);
     free(px->upstream);
     free(px->cors_origins);
+    curl_slist_free_all(px->extra_headers);
+    free(px->extra_cookie);
     free(px);
+}
+
+/* Keeps the --upstream-header lines (checked): a Cookie line's value joins extra_cookie,
+ * every other line goes to extra_headers. @return false when out of memory. */
+static bool
+copy_upstream_headers(struct qk_proxy *px, const struct qk_proxy_config *cfg)
+{
+    struct qk_buf cookie;
+    qk_buf_init(&cookie, 64 * 1024);
+    bool ok = true;
+    for (size_t i = 0; ok && i < cfg->n_upstream_headers && i < QK_PROXY_MAX_UPSTREAM_HEADERS;
+         i++) {
+        const char *p = cfg->upstream_headers[i];
+        while (ok && p) {
+            const char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p);
+            char *line = strndup(p, n);
+            ok = line != NULL;
+            if (ok && qp_header_line_is(line, n, "Cookie")) {
+                const char *v = line + 7;
+                while (*v == ' ' || *v == '\t')
+                    v++;
+                if (*v)
+                    ok = (qk_buf_len(&cookie) == 0 || qk_buf_append(&cookie, "; ", 2) == QK_OK) &&
+                         qk_buf_append_str(&cookie, v) == QK_OK;
+            } else if (ok) {
+                ok = append_line(&px->extra_headers, line);
+            }
+            free(line);
+            p = nl ? nl + 1 : NULL;
+        }
+    }
+    if (ok && qk_buf_len(&cookie)) {
+        size_t len = 0;
+        px->extra_cookie = qk_buf_take(&cookie, &len);
+        ok = px->extra_cookie != NULL;
+    }
+    qk_buf_free(&cookie);
+    return ok;
 }
 
 enum qk_err
@@ -867,6 +979,27 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         snprintf(err, errlen, "unknown mutant '%s' (or mutants not built in)", cfg->mutant);
         return QK_INVALID;
     }
+    const struct qp_dialect *dialect =
+        qp_dialect_find(cfg->upstream_dialect ? cfg->upstream_dialect : QP_DIALECT_DEFAULT);
+    enum qp_reasoning_mode reasoning = QP_REASONING_SEPARATE;
+    if (!dialect) {
+        snprintf(err, errlen, "unknown upstream dialect '%.32s' (%s)", cfg->upstream_dialect,
+                 qp_dialect_names());
+        return QK_INVALID;
+    }
+    if (cfg->reasoning && !qp_reasoning_mode_parse(cfg->reasoning, &reasoning)) {
+        snprintf(err, errlen, "unknown reasoning mode '%.32s' (separate|inline|drop)",
+                 cfg->reasoning);
+        return QK_INVALID;
+    }
+    for (size_t i = 0; i < cfg->n_upstream_headers && i < QK_PROXY_MAX_UPSTREAM_HEADERS; i++) {
+        const char *why = qp_upstream_headers_check(cfg->upstream_headers[i]);
+        if (why) {
+            snprintf(err, errlen, "invalid upstream header '%.64s': %s", cfg->upstream_headers[i],
+                     why);
+            return QK_INVALID;
+        }
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "curl_global_init failed");
         return QK_START;
@@ -879,10 +1012,10 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     px->cfg = *cfg;
     px->quiesced_fd = MHD_INVALID_SOCKET;
     px->listen_host = strdup(cfg->listen_host);
-    px->upstream = strdup(cfg->upstream);
+    px->upstream = strdup(cfg->upstream ? cfg->upstream : dialect->default_upstream);
     px->cors_origins = strdup(cfg->cors_origins ? cfg->cors_origins : "");
-    px->dialect = &qp_dialect_v1;
-    if (!px->listen_host || !px->upstream || !px->cors_origins)
+    px->dialect = dialect;
+    if (!px->listen_host || !px->upstream || !px->cors_origins || !copy_upstream_headers(px, cfg))
         goto nomem;
     px->cfg.listen_host = px->listen_host;
     px->cfg.upstream = px->upstream;
@@ -892,6 +1025,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     struct qp_forward_config fc = {
         .upstream = px->upstream,
         .dialect = px->dialect,
+        .reasoning = reasoning,
         .policy = policy,
         .cache_ttl_ms = cfg->cache_ttl_ms,
         .cache_max_entries = cfg->cache_max_entries,

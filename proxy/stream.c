@@ -128,12 +128,20 @@ qp_stream_bind(struct qp_stream *s, struct MHD_Connection *conn, struct qp_loop 
 
 bool
 qp_stream_new_attempt(struct qp_stream *s, const struct qp_decoder_ops *decoder,
-                      const char *request_id)
+                      enum qp_reasoning_mode reasoning, const char *request_id)
 {
     char id[96];
     snprintf(id, sizeof(id), "chatcmpl-%s", request_id);
     qp_sse_norm_free(s->norm);
-    s->norm = qp_sse_norm_new_for(decoder, s->incremental, s->model, id, (long long)time(NULL));
+    struct qp_sse_norm_opts o = {
+        .dialect = decoder,
+        .incremental_requested = s->incremental,
+        .model = s->model,
+        .id = id,
+        .now_s = (long long)time(NULL),
+        .reasoning = reasoning,
+    };
+    s->norm = qp_sse_norm_new_opts(&o);
     s->sse_known = s->sse = s->inband = s->bad_event = s->norm_finished = false;
     s->inband_msg[0] = '\0';
     s->unusable[0] = '\0';

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "decoder.h"
 #include "loop.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
@@ -120,10 +121,10 @@ qp_stream_started(const struct qp_stream *s)
 }
 
 /** Fresh per-attempt state and a normalizer reading the upstream with @p decoder (the
- *  dialect's, borrowed), chunk ids "chatcmpl-<request_id>".
- *  @return false when out of memory. */
+ *  dialect's, borrowed), giving the caller the reasoning as @p reasoning says, chunk ids
+ *  "chatcmpl-<request_id>". @return false when out of memory. */
 QK_WUR bool qp_stream_new_attempt(struct qp_stream *s, const struct qp_decoder_ops *decoder,
-                                  const char *request_id);
+                                  enum qp_reasoning_mode reasoning, const char *request_id);
 
 /**
  * Feeds one upstream write of a 2xx event stream to the normalizer, appending caller-ready

@@ -21,6 +21,9 @@
 
 struct qk_proxy;
 
+/** Most `--upstream-header` options one proxy takes. */
+#define QK_PROXY_MAX_UPSTREAM_HEADERS 32
+
 /** Format of the one log line written per request on stderr. */
 enum qk_proxy_log_format {
     QK_PROXY_LOG_TEXT = 0, /**< key=value pairs */
@@ -30,9 +33,21 @@ enum qk_proxy_log_format {
 
 /** Settings of a proxy; fill with qk_proxy_config_init() then override. */
 struct qk_proxy_config {
-    const char *listen_host;     /**< address to bind, default "127.0.0.1" */
-    uint16_t port;               /**< default 8000; 0 picks a free port */
-    const char *upstream;        /**< base URL, default "https://chat.qwenlm.ai" */
+    const char *listen_host;      /**< address to bind, default "127.0.0.1" */
+    uint16_t port;                /**< default 8000; 0 picks a free port */
+    const char *upstream;         /**< base URL; NULL (the default): the dialect's own,
+                                       "https://chat.qwenlm.ai" for v1, "https://chat.qwen.ai"
+                                       for v2 */
+    const char *upstream_dialect; /**< the upstream's API: "v1" (the default) or "v2" */
+    const char *reasoning;        /**< what callers get of v2's reasoning: "separate" (the default,
+                                       `reasoning_content`), "inline" (`<think>` in the content) or
+                                       "drop" */
+    bool token_cookie;            /**< also send the caller's token as `Cookie: token=<t>` (off) */
+    /** Extra header lines "Name: value" sent on every upstream request (each entry may hold
+     *  several lines separated by "\n"); a caller's header of the same name is not sent.
+     *  A `Cookie` entry is merged into the one Cookie line. */
+    const char *upstream_headers[QK_PROXY_MAX_UPSTREAM_HEADERS];
+    size_t n_upstream_headers;
     int64_t cache_ttl_ms;        /**< model-list cache TTL, default 3600 s */
     size_t cache_max_entries;    /**< credentials kept in the cache (LRU), default 1000 */
     size_t cache_max_bytes;      /**< bytes of lists kept in the cache (LRU, both shapes), 64 MiB */

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+
+#include "dialect.h"
 #include "qwenkit/proxy.h"
 
 static const char *const *fake_env;
@@ -36,7 +39,11 @@ defaults_match_the_issue(void **state)
     qk_proxy_config_init(&cfg);
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.port, 8000);
-    assert_string_equal(cfg.upstream, "https://chat.qwenlm.ai");
+    assert_null(cfg.upstream); /* the dialect's own (upstream_dialect_and_its_default) */
+    assert_string_equal(cfg.upstream_dialect, "v1");
+    assert_string_equal(cfg.reasoning, "separate");
+    assert_false(cfg.token_cookie);
+    assert_int_equal(cfg.n_upstream_headers, 0);
     assert_int_equal(cfg.cache_ttl_ms, 3600000);
     assert_int_equal(cfg.max_retries, 3);
 }
@@ -179,6 +186,146 @@ cache_max_bytes_option(void **state)
     assert_non_null(strstr(qk_proxy_usage(), "QWEN_PROXY_CACHE_MAX_BYTES"));
 }
 
+/* --upstream-dialect takes v1 or v2 (flag or environment); --upstream follows the dialect
+ * when not given (qk_proxy_start picks the dialect's base URL, dialect.h). */
+static void
+upstream_dialect_and_its_default(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256] = "";
+    char *v2[] = {"qwen-proxy", "--upstream-dialect", "v2"};
+    fake_env = NULL;
+    assert_int_equal(parse(&cfg, 3, v2, &action, err), QK_OK);
+    assert_string_equal(cfg.upstream_dialect, "v2");
+    assert_null(cfg.upstream);
+    assert_string_equal(qp_dialect_find("v2")->default_upstream, "https://chat.qwen.ai");
+    assert_string_equal(qp_dialect_find("v1")->default_upstream, "https://chat.qwenlm.ai");
+    assert_string_equal(qp_dialect_find(QP_DIALECT_DEFAULT)->name, "v1");
+    assert_null(qp_dialect_find("v3"));
+    assert_null(qp_dialect_find(NULL));
+    /* Every name the registry lists is found, and the help names them. */
+    char names[32];
+    snprintf(names, sizeof(names), "%s", qp_dialect_names());
+    for (char *tok = strtok(names, "|"); tok; tok = strtok(NULL, "|"))
+        assert_non_null(qp_dialect_find(tok));
+    assert_non_null(strstr(qk_proxy_usage(), "--upstream-dialect v1|v2"));
+    assert_non_null(strstr(qk_proxy_usage(), "QWEN_PROXY_UPSTREAM_DIALECT"));
+
+    static const char *const e[] = {"QWEN_PROXY_UPSTREAM_DIALECT", "v2", NULL};
+    fake_env = e;
+    char *none[] = {"qwen-proxy"};
+    assert_int_equal(parse(&cfg, 1, none, &action, err), QK_OK);
+    assert_string_equal(cfg.upstream_dialect, "v2");
+    char *v1[] = {"qwen-proxy", "--upstream-dialect=v1"};
+    assert_int_equal(parse(&cfg, 2, v1, &action, err), QK_OK);
+    assert_string_equal(cfg.upstream_dialect, "v1");
+    fake_env = NULL;
+
+    char *bad[] = {"qwen-proxy", "--upstream-dialect", "V2"};
+    assert_int_equal(parse(&cfg, 3, bad, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "--upstream-dialect"));
+
+    /* An embedder's unknown dialect is refused at start, before anything listens. */
+    qk_proxy_config_init(&cfg);
+    cfg.port = 0;
+    cfg.upstream_dialect = "v9";
+    struct qk_proxy *px = NULL;
+    assert_int_equal(qk_proxy_start(&cfg, &px, err, sizeof(err)), QK_INVALID);
+    assert_null(px);
+    assert_non_null(strstr(err, "v9"));
+}
+
+static void
+reasoning_and_token_cookie(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256] = "";
+    fake_env = NULL;
+    const char *modes[] = {"separate", "inline", "drop"};
+    for (size_t i = 0; i < 3; i++) {
+        char *argv[] = {"qwen-proxy", "--reasoning", (char *)modes[i]};
+        assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_OK);
+        assert_string_equal(cfg.reasoning, modes[i]);
+    }
+    char *bad[] = {"qwen-proxy", "--reasoning", "hide"};
+    assert_int_equal(parse(&cfg, 3, bad, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "--reasoning"));
+
+    /* The flag alone turns it on and does not take the next argument. */
+    char *on[] = {"qwen-proxy", "--token-cookie", "--port", "9003"};
+    assert_int_equal(parse(&cfg, 4, on, &action, err), QK_OK);
+    assert_true(cfg.token_cookie);
+    assert_int_equal(cfg.port, 9003);
+    char *off[] = {"qwen-proxy", "--token-cookie=false"};
+    static const char *const e[] = {"QWEN_PROXY_TOKEN_COOKIE", "1", NULL};
+    fake_env = e;
+    char *none[] = {"qwen-proxy"};
+    assert_int_equal(parse(&cfg, 1, none, &action, err), QK_OK);
+    assert_true(cfg.token_cookie);
+    assert_int_equal(parse(&cfg, 2, off, &action, err), QK_OK);
+    assert_false(cfg.token_cookie);
+    fake_env = NULL;
+    char *junk[] = {"qwen-proxy", "--token-cookie=maybe"};
+    assert_int_equal(parse(&cfg, 2, junk, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "--token-cookie"));
+}
+
+/* --upstream-header is repeatable; the flags' list replaces the environment's; names the
+ * proxy owns and malformed lines are refused. */
+static void
+upstream_headers_are_repeatable_and_checked(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256] = "";
+    static const char *const e[] = {"QWEN_PROXY_UPSTREAM_HEADER", "source: web\nversion: 0.2.87",
+                                    NULL};
+    fake_env = e;
+    char *none[] = {"qwen-proxy"};
+    assert_int_equal(parse(&cfg, 1, none, &action, err), QK_OK);
+    assert_int_equal(cfg.n_upstream_headers, 1);
+    assert_string_equal(cfg.upstream_headers[0], "source: web\nversion: 0.2.87");
+    char *two[] = {"qwen-proxy", "--upstream-header", "X-A: 1", "--upstream-header=Cookie: a=b"};
+    assert_int_equal(parse(&cfg, 4, two, &action, err), QK_OK);
+    assert_int_equal(cfg.n_upstream_headers, 2);
+    assert_string_equal(cfg.upstream_headers[0], "X-A: 1");
+    assert_string_equal(cfg.upstream_headers[1], "Cookie: a=b");
+    fake_env = NULL;
+
+    const char *bad[] = {"X-A 1",
+                         ": v",
+                         "Bad Name: v",
+                         "X-A: a\rb",
+                         "Authorization: Bearer x",
+                         "Host: h",
+                         "Content-Length: 3",
+                         "Connection: close",
+                         "X-Request-Id: 1",
+                         "Content-Type: text/plain",
+                         "X-A: 1\n",
+                         "Transfer-Encoding: chunked"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[] = {"qwen-proxy", "--upstream-header", (char *)bad[i]};
+        err[0] = '\0';
+        assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_INVALID);
+        assert_non_null(strstr(err, "--upstream-header"));
+    }
+    char *many[2 * QK_PROXY_MAX_UPSTREAM_HEADERS + 3];
+    int n = 0;
+    many[n++] = "qwen-proxy";
+    for (int i = 0; i <= QK_PROXY_MAX_UPSTREAM_HEADERS; i++) {
+        many[n++] = "--upstream-header";
+        many[n++] = "X-A: 1";
+    }
+    assert_int_equal(parse(&cfg, n, many, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "more than"));
+}
+
 static void
 help_version_and_mutant_flag(void **state)
 {
@@ -215,6 +362,9 @@ main(void)
         cmocka_unit_test(flags_win_over_environment),
         cmocka_unit_test(bad_values_are_refused_with_a_message),
         cmocka_unit_test(cache_max_bytes_option),
+        cmocka_unit_test(upstream_dialect_and_its_default),
+        cmocka_unit_test(reasoning_and_token_cookie),
+        cmocka_unit_test(upstream_headers_are_repeatable_and_checked),
         cmocka_unit_test(help_version_and_mutant_flag),
     };
     return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);

@@ -67,8 +67,6 @@ static const struct qp_dialect_step two_step_chat[] = {
 
 static const struct qp_dialect two_step = {
     .name = "two-step (test)",
-    .models_path = "/api/models",
-    .completion_path = "/api/chat/completions",
     .models = {two_step_chat, 1},
     .chat = {two_step_chat, 2},
     .stream_decoder = &qp_decoder_v1,
@@ -93,8 +91,6 @@ static const struct qp_dialect_step post_twice_chat[] = {
 
 static const struct qp_dialect post_twice = {
     .name = "post-twice (test)",
-    .models_path = "/api/models",
-    .completion_path = "/api/chat/completions",
     .models = {two_step_chat, 1},
     .chat = {post_twice_chat, 2},
     .stream_decoder = &qp_decoder_v1,

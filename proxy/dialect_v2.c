@@ -1,0 +1,229 @@
+/*
+ * Qwen's chat API v2 (chat.qwen.ai since 2025-09): a chat attempt is two transfers, create a
+ * chat (`POST /api/v2/chats/new`), then ask for the completion in it
+ * (`POST /api/v2/chat/completions?chat_id=ID`), whose answer is always an event stream. The
+ * caller's OpenAI history goes up as one message (prompt.h). The model list is
+ * `GET /api/v2/models/`, wrapped in the service's `{success, data}` envelope (models.h).
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "decode_v2.h"
+#include "dialect.h"
+#include "models.h"
+#include "prompt.h"
+
+/* Writes @p root into @p out and frees it. */
+static enum qk_err
+emit(cJSON *root, struct qk_buf *out)
+{
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return QK_NOMEM;
+    enum qk_err rc = qk_buf_append_str(out, text);
+    cJSON_free(text);
+    return rc;
+}
+
+/* The caller's model (validated: a non-empty string) in the parsed body @p root. */
+static const char *
+model_of(const cJSON *root)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    return cJSON_IsString(m) ? m->valuestring : "";
+}
+
+/* Adds `"<name>":["<model>"]`. */
+static bool
+add_models(cJSON *obj, const char *name, const char *model)
+{
+    cJSON *list = cJSON_AddArrayToObject(obj, name);
+    cJSON *m = cJSON_CreateString(model);
+    if (!list || !m) {
+        cJSON_Delete(m);
+        return false;
+    }
+    cJSON_AddItemToArray(list, m);
+    return true;
+}
+
+/* ---- step 1: create a chat --------------------------------------------------------- */
+
+static enum qk_err
+chats_new_body(const struct qk_buf *chat, const struct qp_plan_state *plan, struct qk_buf *out)
+{
+    cJSON *caller = cJSON_ParseWithLength(qk_buf_ptr(chat), qk_buf_len(chat));
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && cJSON_AddStringToObject(root, "chatId", "") &&
+              add_models(root, "models", model_of(caller)) &&
+              cJSON_AddStringToObject(root, "project_id", "") &&
+              cJSON_AddNumberToObject(root, "timestamp", (double)plan->now_ms) &&
+              cJSON_AddStringToObject(root, "chat_type", "t2t") &&
+              cJSON_AddStringToObject(root, "chat_mode", "normal");
+    cJSON_Delete(caller);
+    if (!ok) {
+        cJSON_Delete(root);
+        return QK_NOMEM;
+    }
+    return emit(root, out);
+}
+
+/* Describes an in-band failure envelope `{"success":false,"data":{"code","details"}}` in
+ * @p why; sets *@p auth for the service's expired or missing credential. */
+static void
+describe_failure(const cJSON *root, char *why, size_t cap, bool *auth)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(data, "code");
+    const cJSON *details = cJSON_GetObjectItemCaseSensitive(data, "details");
+    const char *c = cJSON_IsString(code) ? code->valuestring : "no code";
+    *auth = strcasecmp(c, "unauthorized") == 0;
+    snprintf(why, cap, "in-band failure: %.40s: %.100s", c,
+             cJSON_IsString(details) ? details->valuestring : "no details");
+}
+
+/* The chat id of a 2xx chats/new answer: `success:true` and a string `data.id`. */
+static bool
+take_chat_id(struct qp_plan_state *plan, const char *body, size_t len)
+{
+    char *why = plan->why;
+    size_t cap = sizeof(plan->why);
+    bool *auth = &plan->auth;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(data, "id");
+    bool ok = false;
+    if (!cJSON_IsObject(root))
+        snprintf(why, cap, "chat not created: the answer is not JSON");
+    else if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "ret")))
+        snprintf(why, cap, "in-band failure: the service's firewall refused the request");
+    else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "success")))
+        describe_failure(root, why, cap, auth);
+    else if (!cJSON_IsString(id) || !id->valuestring[0] ||
+             strlen(id->valuestring) >= sizeof(plan->chat_id))
+        snprintf(why, cap, "chat not created: the answer has no usable data.id");
+    else {
+        snprintf(plan->chat_id, sizeof(plan->chat_id), "%s", id->valuestring);
+        ok = true;
+    }
+    cJSON_Delete(root);
+    return ok;
+}
+
+/* ---- step 2: the completion in that chat ------------------------------------------- */
+
+static enum qk_err
+completion_query(const struct qp_plan_state *plan, struct qk_buf *url)
+{
+    char *id = curl_easy_escape(NULL, plan->chat_id, 0);
+    if (!id)
+        return QK_NOMEM;
+    enum qk_err rc = qk_buf_appendf(url, "?chat_id=%s", id);
+    curl_free(id);
+    return rc;
+}
+
+/* Thinking is on unless the caller turns it off (`enable_thinking: false`, or
+ * `reasoning_effort: "none"`). */
+static bool
+thinking_of(const cJSON *caller)
+{
+    const cJSON *on = cJSON_GetObjectItemCaseSensitive(caller, "enable_thinking");
+    const cJSON *effort = cJSON_GetObjectItemCaseSensitive(caller, "reasoning_effort");
+    if (cJSON_IsFalse(on))
+        return false;
+    return !(cJSON_IsString(effort) && strcmp(effort->valuestring, "none") == 0);
+}
+
+/* The one message: the caller's history flattened (prompt.h). */
+static cJSON *
+make_message(const cJSON *caller, const struct qp_plan_state *plan, const char *model)
+{
+    struct qk_buf prompt;
+    qk_buf_init(&prompt, 64u * 1024u * 1024u);
+    bool ok =
+        qp_prompt_flatten(cJSON_GetObjectItemCaseSensitive(caller, "messages"), &prompt) == QK_OK;
+    cJSON *m = ok ? cJSON_CreateObject() : NULL;
+    cJSON *fc = NULL, *extra = NULL, *meta = NULL;
+    ok = m && cJSON_AddStringToObject(m, "fid", plan->fid) &&
+         cJSON_AddNullToObject(m, "parentId") && cJSON_AddArrayToObject(m, "childrenIds") &&
+         cJSON_AddStringToObject(m, "role", "user") &&
+         cJSON_AddStringToObject(m, "content", qk_buf_ptr(&prompt)) &&
+         cJSON_AddStringToObject(m, "user_action", "chat") && cJSON_AddArrayToObject(m, "files") &&
+         add_models(m, "models", model) && cJSON_AddStringToObject(m, "chat_type", "t2t") &&
+         cJSON_AddStringToObject(m, "sub_chat_type", "t2t") &&
+         (fc = cJSON_AddObjectToObject(m, "feature_config")) != NULL &&
+         cJSON_AddStringToObject(fc, "output_schema", "phase") &&
+         cJSON_AddBoolToObject(fc, "thinking_enabled", thinking_of(caller)) &&
+         cJSON_AddStringToObject(fc, "thinking_format", "summary") &&
+         (extra = cJSON_AddObjectToObject(m, "extra")) != NULL &&
+         (meta = cJSON_AddObjectToObject(extra, "meta")) != NULL &&
+         cJSON_AddStringToObject(meta, "subChatType", "t2t");
+    qk_buf_free(&prompt);
+    if (!ok) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* `stream` is always true: the service refuses anything else (since about Nov 2025), so a
+ * non-stream caller's answer is assembled from the stream (dialect.h, QP_ANSWER_SSE). */
+static enum qk_err
+completion_body(const struct qk_buf *chat, const struct qp_plan_state *plan, struct qk_buf *out)
+{
+    cJSON *caller = cJSON_ParseWithLength(qk_buf_ptr(chat), qk_buf_len(chat));
+    if (!caller)
+        return QK_INVALID; /* validated before; only memory can fail here */
+    const char *model = model_of(caller);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *messages = NULL;
+    cJSON *m = NULL;
+    bool ok = root && cJSON_AddBoolToObject(root, "stream", true) &&
+              cJSON_AddBoolToObject(root, "incremental_output", true) &&
+              cJSON_AddStringToObject(root, "version", "2.1") &&
+              cJSON_AddStringToObject(root, "chat_id", plan->chat_id) &&
+              cJSON_AddStringToObject(root, "chatId", plan->chat_id) &&
+              cJSON_AddStringToObject(root, "chat_mode", "normal") &&
+              cJSON_AddStringToObject(root, "model", model) &&
+              cJSON_AddNullToObject(root, "parent_id") &&
+              (messages = cJSON_AddArrayToObject(root, "messages")) != NULL &&
+              (m = make_message(caller, plan, model)) != NULL;
+    if (m)
+        cJSON_AddItemToArray(messages, m);
+    cJSON_Delete(caller);
+    if (!ok) {
+        cJSON_Delete(root);
+        return QK_NOMEM;
+    }
+    return emit(root, out);
+}
+
+static const struct qp_dialect_step v2_models_steps[] = {
+    {.method = "GET", .path = "/api/v2/models/"},
+};
+
+static const struct qp_dialect_step v2_chat_steps[] = {
+    {.method = "POST",
+     .path = "/api/v2/chats/new",
+     .make_body = chats_new_body,
+     .take_answer = take_chat_id},
+    {.method = "POST",
+     .path = "/api/v2/chat/completions",
+     .add_query = completion_query,
+     .make_body = completion_body},
+};
+
+const struct qp_dialect qp_dialect_v2 = {
+    .name = "v2",
+    .default_upstream = "https://chat.qwen.ai",
+    .models_unwrap = qp_models_unwrap,
+    .models = {v2_models_steps, sizeof(v2_models_steps) / sizeof(v2_models_steps[0])},
+    .chat = {v2_chat_steps, sizeof(v2_chat_steps) / sizeof(v2_chat_steps[0])},
+    .chat_answer = QP_ANSWER_SSE,
+    .stream_decoder = &qp_decoder_v2,
+};
