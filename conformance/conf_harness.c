@@ -40,6 +40,7 @@ struct conf_ctx {
     const char *retired_tokens[32];
     size_t retired_count;
     bool judges_shared_cache;
+    const char *last_token; /* the latest caller's token sent to the proxy */
 };
 
 static const char *bearer_in(struct conf_ctx *ctx, const char *const *headers);
@@ -294,6 +295,7 @@ conf_case_setup(void **state)
     ctx->started_ms = qk_now_ms();
     /* Presumed failed until the body returns: a failed assertion never comes back. */
     kase->status = CONF_FAIL;
+    kase->other_dialect = false;
     kase->reason[0] = '\0';
     free(kase->evidence);
     kase->evidence = NULL;
@@ -726,6 +728,19 @@ conf_answered_completion(struct conf_ctx *ctx, const char *token)
     return found;
 }
 
+void
+conf_v2_require_oracle(struct conf_ctx *ctx, const char *expected)
+{
+    if (!conf_dialect_is_v2(target->dialect) || !ctx->last_token || !expected)
+        return;
+    const char *answered = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        conf_entry_answer(conf_answered_completion(ctx, ctx->last_token)), "text"));
+    conf_assume(ctx, !answered || strcmp(answered, expected) == 0,
+                "the proxy's upstream prompt is not the caller's message as it is (V2-8): the "
+                "mock answered it \"%.60s\", not the direct oracle's \"%.60s\"",
+                answered, expected);
+}
+
 const char *
 conf_oracle_text(struct conf_ctx *ctx, const char *body)
 {
@@ -797,6 +812,8 @@ conf_require_model_list(struct conf_ctx *ctx, const struct conf_response *resp)
 void
 conf_note_token(struct conf_ctx *ctx, const char *token)
 {
+    if (token && token[0])
+        ctx->last_token = conf_str(ctx, "%s", token);
     if (!target->profile.upstream_credential[0] || !token || !token[0])
         return;
     if (ctx->scripted_token && strcmp(ctx->scripted_token, token) == 0)
@@ -1191,6 +1208,20 @@ conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const 
 {
     if (ok)
         return;
+    va_list ap;
+    va_start(ap, fmt);
+    record(ctx, CONF_SKIP, fmt, ap);
+    va_end(ap);
+    _skip(file, line);
+}
+
+void
+conf_dialect_only_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt,
+                     ...)
+{
+    if (ok)
+        return;
+    ctx->kase->other_dialect = true;
     va_list ap;
     va_start(ap, fmt);
     record(ctx, CONF_SKIP, fmt, ap);

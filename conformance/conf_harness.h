@@ -129,6 +129,7 @@ struct conf_case {
     enum conf_req req; /**< the requirement it checks */
     void (*fn)(struct conf_ctx *ctx);
     bool should_part;             /**< checks the SHOULD part of a MUST requirement */
+    bool other_dialect;           /**< filled by the run: skipped as the other dialect's */
     enum conf_status status;      /**< filled by the run */
     char reason[CONF_REASON_MAX]; /**< why it failed or skipped */
     int64_t duration_ms;
@@ -306,6 +307,14 @@ const char *conf_oracle_text(struct conf_ctx *ctx, const char *body);
  * (v1 journals no answers).
  */
 const cJSON *conf_answered_completion(struct conf_ctx *ctx, const char *token);
+/**
+ * v2: SKIPs the test, naming V2-8, when the mock's answer to the proxy's own completion for
+ * the test's latest credential is not @p expected, the direct oracle's text: the proxy
+ * sent the upstream another prompt than the caller's text as it is, so what the caller
+ * should get is not what the direct oracle got. Call it before failing on a text that
+ * differs. Nothing in v1 (no prompt is rewritten there).
+ */
+void conf_v2_require_oracle(struct conf_ctx *ctx, const char *expected);
 /** @return true when the target's upstream speaks the v2 dialect (profile upstream_dialect). */
 bool conf_dialect_v2(const struct conf_ctx *ctx);
 /**
@@ -313,13 +322,17 @@ bool conf_dialect_v2(const struct conf_ctx *ctx);
  * The reason says why (SPEC.md, "Dialects"); a skip, never a silent pass.
  */
 #define conf_v1_only(ctx, ...)                                                                     \
-    conf_assume_at((ctx), !conf_dialect_v2(ctx), __FILE__, __LINE__,                               \
-                   "v1 dialect only: " __VA_ARGS__)
+    conf_dialect_only_at((ctx), !conf_dialect_v2(ctx), __FILE__, __LINE__,                         \
+                         "v1 dialect only: " __VA_ARGS__)
 /** SKIPs the test under the v1 dialect (a requirement on what v2 adds). */
 #define conf_v2_only(ctx)                                                                          \
-    conf_assume_at((ctx), conf_dialect_v2(ctx), __FILE__, __LINE__,                                \
-                   "v2 dialect only: the profile's upstream_dialect is \"%s\"",                    \
-                   conf_target(ctx)->dialect->name)
+    conf_dialect_only_at((ctx), conf_dialect_v2(ctx), __FILE__, __LINE__,                          \
+                         "v2 dialect only: the profile's upstream_dialect is \"%s\"",              \
+                         conf_target(ctx)->dialect->name)
+/** conf_assume_at() for a test that does not apply to the dialect: a requirement all of
+ *  whose tests are skipped so leaves the verdict alone (SPEC.md, "Dialects"). */
+void conf_dialect_only_at(struct conf_ctx *ctx, bool ok, const char *file, int line,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /** Asks the mock itself for its model list (one attempt of the dialect). */
 const struct conf_response *conf_mock_direct_models(struct conf_ctx *ctx, const char *token);
 /**
