@@ -447,11 +447,22 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
 
     json_run_info(root, info);
     cJSON *reqs = cJSON_AddArrayToObject(root, "requirements");
+    /* Requirements of the other dialect do not apply: apart, with the reason, so that a
+     * reader of "requirements" sees only what was judged (SPEC.md, "Verdicts"). */
+    cJSON *not_applicable = cJSON_AddArrayToObject(root, "not_applicable");
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
         if (r->status == CONF_NOT_RUN && r->should_status == CONF_NOT_RUN)
             continue;
+        if (r->other_dialect) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", req->id);
+            if (r->evidence)
+                json_add_text(o, "reason", r->evidence->reason);
+            cJSON_AddItemToArray(not_applicable, o);
+            continue;
+        }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", req->id);
         cJSON_AddStringToObject(o, "level", conf_level_name(req->level));

@@ -53,8 +53,8 @@ str_member(const cJSON *o, const char *name)
 static struct v2_stream
 read_stream(struct conf_ctx *ctx, const char *token, const char *body)
 {
-    struct v2_stream s = {.content = "", .reasoning = "", .last_done = -1, .last_chunk = -1,
-                          .first_error = -1};
+    struct v2_stream s = {
+        .content = "", .reasoning = "", .last_done = -1, .last_chunk = -1, .first_error = -1};
     s.resp = conf_post_chat(ctx, token, body);
     struct conf_sse_parser *p = conf_keep(ctx, calloc(1, sizeof(*p)), release_parser);
     conf_sse_init(p);
@@ -104,9 +104,9 @@ read_stream(struct conf_ctx *ctx, const char *token, const char *body)
 static const char *
 body_of(struct conf_ctx *ctx, const char *text, bool stream)
 {
-    return conf_chat_body_of(
-        ctx, &(struct conf_chat){.text = text,
-                                 .stream = stream ? CONF_CHAT_STREAM_TRUE : CONF_CHAT_STREAM_FALSE});
+    return conf_chat_body_of(ctx, &(struct conf_chat){.text = text,
+                                                      .stream = stream ? CONF_CHAT_STREAM_TRUE
+                                                                       : CONF_CHAT_STREAM_FALSE});
 }
 
 /* The journal entry of the completion the mock answered for @p token (fails without). */
@@ -256,12 +256,12 @@ V2_2_failed_chat_creation_is_retried(struct conf_ctx *ctx)
             conf_post_chat(ctx, token, body_of(ctx, "creation retried", false));
         conf_check(ctx, r, r->status == 200, "chats/new answered %s once: expected 200, got %ld",
                    failures[i], r->status);
-        const char *content = str_member(
-            cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"),
-                                   0),
-                "message"),
-            "content");
+        const char *content =
+            str_member(cJSON_GetObjectItemCaseSensitive(
+                           cJSON_GetArrayItem(
+                               cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0),
+                           "message"),
+                       "content");
         const char *want = str_member(answered(ctx, r, token), "text");
         conf_check(ctx, r, content && want && strcmp(content, want) == 0,
                    "after chats/new answered %s, the caller's text is not the upstream's (%s)",
@@ -306,9 +306,10 @@ V2_3_reasoning_never_in_content(struct conf_ctx *ctx)
         const cJSON *reasoning = cJSON_GetObjectItemCaseSensitive(a, "reasoning");
         conf_check(ctx, s.resp, cJSON_GetArraySize(reasoning) > 0,
                    "harness: the mock produced no reasoning (stream knob thinking)");
-        conf_check(ctx, s.resp, want && strcmp(s.content, want) == 0,
-                   "%s phase: the caller's content is not exactly the answer \"%s\" (got \"%.200s\")",
-                   phases[i] ? phases[i] : "thinking_summary", want ? want : "?", s.content);
+        conf_check(
+            ctx, s.resp, want && strcmp(s.content, want) == 0,
+            "%s phase: the caller's content is not exactly the answer \"%s\" (got \"%.200s\")",
+            phases[i] ? phases[i] : "thinking_summary", want ? want : "?", s.content);
     }
 }
 
@@ -349,8 +350,7 @@ V2_3_non_stream_answer_carries_reasoning_content(struct conf_ctx *ctx)
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0),
         "message");
-    const cJSON *reasoning =
-        cJSON_GetObjectItemCaseSensitive(answered(ctx, r, token), "reasoning");
+    const cJSON *reasoning = cJSON_GetObjectItemCaseSensitive(answered(ctx, r, token), "reasoning");
     const char *got = str_member(msg, "reasoning_content");
     conf_check(ctx, r, got && same_reasoning(got, reasoning),
                "message.reasoning_content \"%.150s\" is not the upstream's reasoning",
@@ -453,7 +453,8 @@ V2_6_inband_error_after_the_first_byte_gives_one_error_event(struct conf_ctx *ct
                "data: [DONE] after an upstream error: a cut answer looks complete");
     conf_check(ctx, s.resp, s.last_chunk < s.first_error, "a chunk follows the error event");
     const char *full = conf_oracle_text(ctx, body);
-    bool prefix = strlen(s.content) < strlen(full) && strncmp(full, s.content, strlen(s.content)) == 0;
+    bool prefix =
+        strlen(s.content) < strlen(full) && strncmp(full, s.content, strlen(s.content)) == 0;
     if (!prefix)
         conf_v2_require_oracle(ctx, full);
     conf_check(ctx, s.resp, prefix, "the caller's text \"%.200s\" is not a proper prefix of \"%s\"",
@@ -472,8 +473,8 @@ one_message_text(struct conf_ctx *ctx, const cJSON *e)
     conf_check(ctx, NULL, cJSON_GetArraySize(messages) == 1,
                "the completion carries %d messages, the upstream answers one",
                cJSON_GetArraySize(messages));
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(messages, 0),
-                                                            "content");
+    const cJSON *content =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(messages, 0), "content");
     if (cJSON_IsString(content))
         return content->valuestring;
     const char *out = "";
@@ -507,8 +508,8 @@ V2_7_conversation_reaches_the_upstream(struct conf_ctx *ctx)
         texts[0], texts[1], texts[2], texts[3]);
     const struct conf_response *r = conf_post_chat(
         ctx, token,
-        conf_chat_body_of(ctx, &(struct conf_chat){.messages_json = messages,
-                                                   .stream = CONF_CHAT_STREAM_FALSE}));
+        conf_chat_body_of(
+            ctx, &(struct conf_chat){.messages_json = messages, .stream = CONF_CHAT_STREAM_FALSE}));
     const cJSON *e = cJSON_GetArrayItem(completions(ctx, token), 0);
     conf_check(ctx, r, e != NULL, "no completion reached the upstream (HTTP %ld)", r->status);
     cJSON *body = cJSON_Parse(conf_entry_body(e));
