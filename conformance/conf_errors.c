@@ -91,6 +91,8 @@ queue_timeout_last(struct conf_ctx *ctx, const char *token, const char *route)
 static void
 ERR_2_upstream_400_relayed_with_message(struct conf_ctx *ctx)
 {
+    conf_v1_only(ctx, "the v2 upstream refuses an unknown model in-band (HTTP 200, "
+                      "success:false), not with a 400; ERR_2_scripted_400_message_is_kept runs");
     const char *token = conf_token(ctx);
     const char *body = conf_chat_body_of(
         ctx, &(struct conf_chat){.model = "conformance-no-such-model", .text = "hi"});

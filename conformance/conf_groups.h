@@ -20,7 +20,8 @@
     XX(stream)                                                                                     \
     XX(robust)                                                                                     \
     XX(conn)                                                                                       \
-    XX(input)
+    XX(input)                                                                                      \
+    XX(v2)
 
 #define CONF_GROUP_DECLARE(area) extern const struct conf_group conf_group_##area;
 CONF_GROUP_MAP(CONF_GROUP_DECLARE)

@@ -40,6 +40,7 @@ struct conf_ctx {
     const char *retired_tokens[32];
     size_t retired_count;
     bool judges_shared_cache;
+    const char *last_token; /* the latest caller's token sent to the proxy */
 };
 
 static const char *bearer_in(struct conf_ctx *ctx, const char *const *headers);
@@ -294,6 +295,7 @@ conf_case_setup(void **state)
     ctx->started_ms = qk_now_ms();
     /* Presumed failed until the body returns: a failed assertion never comes back. */
     kase->status = CONF_FAIL;
+    kase->other_dialect = false;
     kase->reason[0] = '\0';
     free(kase->evidence);
     kase->evidence = NULL;
@@ -635,10 +637,128 @@ conf_mock_direct(struct conf_ctx *ctx, const char *method, const char *path, con
                         0);
 }
 
+bool
+conf_dialect_v2(const struct conf_ctx *ctx)
+{
+    (void)ctx;
+    return conf_dialect_is_v2(target->dialect);
+}
+
+/* The one message text a v2 completion carries for the OpenAI body @p req. */
+static const char *
+v2_prompt(struct conf_ctx *ctx, const cJSON *req)
+{
+    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
+    const char *out = "";
+    int n = cJSON_GetArraySize(messages);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, messages)
+    {
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+        if (n == 1)
+            return text ? text : "";
+        out = conf_str(ctx, "%s%s%s: %s", out, out[0] ? "\n\n" : "", role ? role : "user",
+                       text ? text : "");
+    }
+    return out;
+}
+
+/* v2: chats/new, then the completion of that chat (conf_mock_direct_chat()). */
+static const struct conf_response *
+direct_chat_v2(struct conf_ctx *ctx, const char *token, const char *body)
+{
+    cJSON *req = cJSON_Parse(body ? body : "");
+    pool_keep(ctx, req ? req : cJSON_CreateObject(), release_json);
+    const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "model"));
+    cJSON *chat = cJSON_CreateObject();
+    pool_keep(ctx, chat, release_json);
+    cJSON *models = cJSON_AddArrayToObject(chat, "models");
+    cJSON_AddItemToArray(models, cJSON_CreateString(model ? model : target->model));
+    cJSON_AddStringToObject(chat, "chat_type", "t2t");
+    cJSON_AddStringToObject(chat, "chat_mode", "normal");
+    char *text = cJSON_PrintUnformatted(chat);
+    const char *chat_body = pool_keep(ctx, text, free);
+    const struct conf_response *created =
+        conf_mock_direct(ctx, "POST", target->dialect->chat_new_path, token, chat_body);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(conf_json(ctx, created), "data"), "id");
+    if (!cJSON_IsString(id))
+        return created;
+    cJSON *completion = cJSON_CreateObject();
+    pool_keep(ctx, completion, release_json);
+    cJSON_AddBoolToObject(completion, "stream", true);
+    cJSON_AddBoolToObject(completion, "incremental_output", true);
+    cJSON_AddStringToObject(completion, "chat_id", id->valuestring);
+    cJSON_AddStringToObject(completion, "model", model ? model : target->model);
+    cJSON *message = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(completion, "messages"), message);
+    cJSON_AddStringToObject(message, "role", "user");
+    cJSON_AddStringToObject(message, "content", v2_prompt(ctx, req));
+    cJSON *features = cJSON_AddObjectToObject(message, "feature_config");
+    cJSON_AddStringToObject(features, "output_schema", "phase");
+    cJSON_AddBoolToObject(features, "thinking_enabled", true);
+    text = cJSON_PrintUnformatted(completion);
+    const char *completion_body = pool_keep(ctx, text, free);
+    return conf_mock_direct(
+        ctx, "POST",
+        conf_str(ctx, "%s?chat_id=%s", target->dialect->completion_path, id->valuestring), token,
+        completion_body);
+}
+
 const struct conf_response *
 conf_mock_direct_chat(struct conf_ctx *ctx, const char *token, const char *body)
 {
+    if (conf_dialect_is_v2(target->dialect))
+        return direct_chat_v2(ctx, token, body);
     return conf_mock_direct(ctx, "POST", target->dialect->completion_path, token, body);
+}
+
+const cJSON *
+conf_answered_completion(struct conf_ctx *ctx, const char *token)
+{
+    const cJSON *found = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, conf_journal_settled(ctx, token))
+    {
+        if (conf_dialect_is_completion(target->dialect, conf_entry_path(e)) &&
+            cJSON_IsString(cJSON_GetObjectItemCaseSensitive(conf_entry_answer(e), "text")))
+            found = e;
+    }
+    return found;
+}
+
+void
+conf_v2_require_oracle(struct conf_ctx *ctx, const char *expected)
+{
+    if (!conf_dialect_is_v2(target->dialect) || !ctx->last_token || !expected)
+        return;
+    const char *answered = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        conf_entry_answer(conf_answered_completion(ctx, ctx->last_token)), "text"));
+    conf_assume(ctx, !answered || strcmp(answered, expected) == 0,
+                "the proxy's upstream prompt is not the caller's message as it is (V2-8): the "
+                "mock answered it \"%.60s\", not the direct oracle's \"%.60s\"",
+                answered, expected);
+}
+
+const char *
+conf_oracle_text(struct conf_ctx *ctx, const char *body)
+{
+    const char *token = conf_token(ctx);
+    const struct conf_response *r = conf_mock_direct_chat(ctx, token, body);
+    const char *text = NULL;
+    if (conf_dialect_is_v2(target->dialect)) {
+        text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+            conf_entry_answer(conf_answered_completion(ctx, token)), "text"));
+    } else {
+        const cJSON *choice =
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0);
+        text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(choice, "message"), "content"));
+    }
+    conf_check(ctx, r, r->status == 200 && text,
+               "harness: the mock did not answer the oracle request");
+    return text;
 }
 
 const struct conf_response *
@@ -692,6 +812,8 @@ conf_require_model_list(struct conf_ctx *ctx, const struct conf_response *resp)
 void
 conf_note_token(struct conf_ctx *ctx, const char *token)
 {
+    if (token && token[0])
+        ctx->last_token = conf_str(ctx, "%s", token);
     if (!target->profile.upstream_credential[0] || !token || !token[0])
         return;
     if (ctx->scripted_token && strcmp(ctx->scripted_token, token) == 0)
@@ -750,7 +872,7 @@ conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const cha
     bool any = strcmp(route, "any") == 0;
     if (any || strcmp(route, "models") == 0)
         require_verbatim(ctx, CONF_ROUTE_MODELS);
-    if (any || strcmp(route, "chat") == 0)
+    if (any || strcmp(route, "chat") == 0 || strcmp(route, "chats_new") == 0)
         require_verbatim(ctx, CONF_ROUTE_CHAT);
     enum qk_err rc = conf_mock_queue(target->mock_url, upstream_key(ctx, token), route, steps_json,
                                      &queued, err, sizeof(err));
@@ -820,6 +942,18 @@ conf_journal_settled(struct conf_ctx *ctx, const char *token)
     }
 }
 
+/* An attempt's upstream request (conf_attempt_entries()). */
+static bool
+entry_is_attempt(const cJSON *e)
+{
+    const char *path = conf_entry_path(e);
+    if (conf_dialect_is_attempt(target->dialect, path))
+        return true;
+    long status = conf_entry_status(e);
+    return conf_dialect_is_chat_new(target->dialect, path) &&
+           (status < 200 || status > 299 || !conf_entry_step_is_ok(e));
+}
+
 const cJSON *
 conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
 {
@@ -828,7 +962,7 @@ conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
     const cJSON *e;
     cJSON_ArrayForEach(e, journal)
     {
-        if (conf_dialect_is_attempt(target->dialect, conf_entry_path(e)))
+        if (entry_is_attempt(e))
             cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
     }
     return attempts;
@@ -1074,6 +1208,20 @@ conf_assume_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const 
 {
     if (ok)
         return;
+    va_list ap;
+    va_start(ap, fmt);
+    record(ctx, CONF_SKIP, fmt, ap);
+    va_end(ap);
+    _skip(file, line);
+}
+
+void
+conf_dialect_only_at(struct conf_ctx *ctx, bool ok, const char *file, int line, const char *fmt,
+                     ...)
+{
+    if (ok)
+        return;
+    ctx->kase->other_dialect = true;
     va_list ap;
     va_start(ap, fmt);
     record(ctx, CONF_SKIP, fmt, ap);

@@ -129,6 +129,7 @@ struct conf_case {
     enum conf_req req; /**< the requirement it checks */
     void (*fn)(struct conf_ctx *ctx);
     bool should_part;             /**< checks the SHOULD part of a MUST requirement */
+    bool other_dialect;           /**< filled by the run: skipped as the other dialect's */
     enum conf_status status;      /**< filled by the run */
     char reason[CONF_REASON_MAX]; /**< why it failed or skipped */
     int64_t duration_ms;
@@ -286,9 +287,52 @@ const struct conf_response *conf_post_chat(struct conf_ctx *ctx, const char *tok
 /** Sends a request straight to the mock (bypassing the proxy) with a Bearer token. */
 const struct conf_response *conf_mock_direct(struct conf_ctx *ctx, const char *method,
                                              const char *path, const char *token, const char *body);
-/** Asks the mock itself for a chat completion of @p body (one attempt of the dialect). */
+/**
+ * Asks the mock itself for a chat completion of @p body, an OpenAI chat body (one attempt
+ * of the dialect). v1: the body as it is. v2: a chat created for @p body's model, then its
+ * completion (always streamed) of one message holding the text of @p body's single
+ * message (several messages: each as `role: text`, a blank line between them).
+ */
 const struct conf_response *conf_mock_direct_chat(struct conf_ctx *ctx, const char *token,
                                                   const char *body);
+/**
+ * @return the answer text the upstream gives to @p body (an OpenAI chat body), asked for
+ * directly with a fresh token: v1 from the mock's non-stream answer, v2 from the journal
+ * entry of the completion (`answer.text`), which records what the mock produced.
+ */
+const char *conf_oracle_text(struct conf_ctx *ctx, const char *body);
+/**
+ * @return the journal entry of the latest completion of @p token that the mock answered
+ * with an answer of its own (v2: it carries `answer`), settled; NULL when there is none
+ * (v1 journals no answers).
+ */
+const cJSON *conf_answered_completion(struct conf_ctx *ctx, const char *token);
+/**
+ * v2: SKIPs the test, naming V2-8, when the mock's answer to the proxy's own completion for
+ * the test's latest credential is not @p expected, the direct oracle's text: the proxy
+ * sent the upstream another prompt than the caller's text as it is, so what the caller
+ * should get is not what the direct oracle got. Call it before failing on a text that
+ * differs. Nothing in v1 (no prompt is rewritten there).
+ */
+void conf_v2_require_oracle(struct conf_ctx *ctx, const char *expected);
+/** @return true when the target's upstream speaks the v2 dialect (profile upstream_dialect). */
+bool conf_dialect_v2(const struct conf_ctx *ctx);
+/**
+ * SKIPs the test under the v2 dialect: it judges something only the v1 upstream does.
+ * The reason says why (SPEC.md, "Dialects"); a skip, never a silent pass.
+ */
+#define conf_v1_only(ctx, ...)                                                                     \
+    conf_dialect_only_at((ctx), !conf_dialect_v2(ctx), __FILE__, __LINE__,                         \
+                         "v1 dialect only: " __VA_ARGS__)
+/** SKIPs the test under the v1 dialect (a requirement on what v2 adds). */
+#define conf_v2_only(ctx)                                                                          \
+    conf_dialect_only_at((ctx), conf_dialect_v2(ctx), __FILE__, __LINE__,                          \
+                         "v2 dialect only: the profile's upstream_dialect is \"%s\"",              \
+                         conf_target(ctx)->dialect->name)
+/** conf_assume_at() for a test that does not apply to the dialect: a requirement all of
+ *  whose tests are skipped so leaves the verdict alone (SPEC.md, "Dialects"). */
+void conf_dialect_only_at(struct conf_ctx *ctx, bool ok, const char *file, int line,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /** Asks the mock itself for its model list (one attempt of the dialect). */
 const struct conf_response *conf_mock_direct_models(struct conf_ctx *ctx, const char *token);
 /**
@@ -320,7 +364,10 @@ const cJSON *conf_journal_settled(struct conf_ctx *ctx, const char *token);
 /**
  * @return the entries of @p journal (a journal's entries array) that are attempts: the
  *         requests to the dialect's model-list and completion paths (conf_dialect.h), in
- *         order. The array belongs to @p ctx; its items are @p journal's.
+ *         order, and in v2 a chat creation that failed (any status but 2xx, or a scripted
+ *         step other than `ok`): the attempt ended there. A chat created and used (or
+ *         created ahead, pooled) is part of its completion's attempt, not one of its own. The array
+ * belongs to @p ctx; its items are @p journal's.
  */
 const cJSON *conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal);
 /**

@@ -44,39 +44,70 @@ same_string(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-/* Compares the proxy's completion @p r with what the upstream answers to @p body. */
+/* What the upstream answered: its model, text and finish_reason. */
+struct upstream_answer {
+    const char *model, *content, *finish_reason;
+};
+
+/* v1: the mock's non-stream answer to @p body, asked for directly. */
+static struct upstream_answer
+v1_answer(struct conf_ctx *ctx, const char *body)
+{
+    const struct conf_response *direct = conf_mock_direct_chat(ctx, conf_token(ctx), body);
+    const cJSON *want = conf_json(ctx, direct);
+    conf_check(ctx, direct, direct->status == 200 && want,
+               "harness: the upstream itself did not answer the request");
+    const cJSON *wc = first_choice(want);
+    return (struct upstream_answer){
+        .model = json_string(want, "model"),
+        .content = json_string(cJSON_GetObjectItemCaseSensitive(wc, "message"), "content"),
+        .finish_reason = json_string(wc, "finish_reason"),
+    };
+}
+
+/* v2: what the mock produced for the proxy's own completion (its journal's `answer`); the
+ * v2 stream names no model and ends with a finished frame, which is OpenAI's "stop". */
+static struct upstream_answer
+v2_answer(struct conf_ctx *ctx, const struct conf_response *r, const char *token)
+{
+    const cJSON *entry = conf_answered_completion(ctx, token);
+    conf_check(ctx, r, entry != NULL,
+               "no upstream completion of this request was answered (journal of %s)", token);
+    return (struct upstream_answer){
+        .model = conf_target(ctx)->model,
+        .content = json_string(conf_entry_answer(entry), "text"),
+        .finish_reason = "stop",
+    };
+}
+
+/* Compares the proxy's completion @p r with what the upstream answered to @p body. */
 static void
-check_same_completion(struct conf_ctx *ctx, const struct conf_response *r, const char *body)
+check_same_completion(struct conf_ctx *ctx, const struct conf_response *r, const char *body,
+                      const char *token)
 {
     conf_assert_status(ctx, r, 200);
     const char *ct = conf_response_header(r, "Content-Type");
     conf_check(ctx, r, conf_contains_nocase(ct, "application/json"),
                "a completion that is not application/json (%s)", ct ? ct : "none");
     const cJSON *got = conf_json(ctx, r);
-    const struct conf_response *direct = conf_mock_direct_chat(ctx, conf_token(ctx), body);
-    const cJSON *want = conf_json(ctx, direct);
-    conf_check(ctx, direct, direct->status == 200 && want,
-               "harness: the upstream itself did not answer the request");
+    struct upstream_answer want =
+        conf_dialect_v2(ctx) ? v2_answer(ctx, r, token) : v1_answer(ctx, body);
     conf_check(ctx, r, same_string(json_string(got, "object"), "chat.completion"),
                "\"object\" is not \"chat.completion\"");
     conf_check(ctx, r, cJSON_IsString(cJSON_GetObjectItemCaseSensitive(got, "id")),
                "\"id\" is missing");
     conf_check(ctx, r, cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(got, "created")),
                "\"created\" is missing");
-    conf_check(ctx, r, same_string(json_string(got, "model"), json_string(want, "model")),
-               "\"model\" differs from the upstream's (%s)", json_string(want, "model"));
-    const cJSON *gc = first_choice(got), *wc = first_choice(want);
+    conf_check(ctx, r, same_string(json_string(got, "model"), want.model),
+               "\"model\" differs from the upstream's (%s)", want.model);
+    const cJSON *gc = first_choice(got);
     const cJSON *gm = cJSON_GetObjectItemCaseSensitive(gc, "message");
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(wc, "message");
     conf_check(ctx, r, same_string(json_string(gm, "role"), "assistant"),
                "choices[0].message.role is not \"assistant\"");
-    conf_check(ctx, r, same_string(json_string(gm, "content"), json_string(wm, "content")),
-               "choices[0].message.content differs from the upstream's: %s",
-               json_string(wm, "content"));
-    conf_check(ctx, r,
-               same_string(json_string(gc, "finish_reason"), json_string(wc, "finish_reason")),
-               "choices[0].finish_reason differs from the upstream's (%s)",
-               json_string(wc, "finish_reason"));
+    conf_check(ctx, r, same_string(json_string(gm, "content"), want.content),
+               "choices[0].message.content differs from the upstream's: %s", want.content);
+    conf_check(ctx, r, same_string(json_string(gc, "finish_reason"), want.finish_reason),
+               "choices[0].finish_reason differs from the upstream's (%s)", want.finish_reason);
 }
 
 /* HTTP-1: a non-stream completion returns the upstream's chat.completion JSON. */
@@ -85,7 +116,7 @@ HTTP_1_non_stream_completion_returns_upstream_json(struct conf_ctx *ctx)
 {
     const char *token = conf_token(ctx);
     const char *body = conf_chat_body(ctx, conf_str(ctx, "Say hello to %s", token));
-    check_same_completion(ctx, conf_post_chat(ctx, token, body), body);
+    check_same_completion(ctx, conf_post_chat(ctx, token, body), body, token);
     conf_assert_attempts(ctx, token, 1);
 }
 
@@ -93,6 +124,7 @@ HTTP_1_non_stream_completion_returns_upstream_json(struct conf_ctx *ctx)
 static void
 HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
 {
+    conf_v1_only(ctx, "the v2 upstream takes no max_tokens and never cuts an answer for length");
     const char *token = conf_token(ctx);
     const char *body =
         conf_chat_body_of(ctx, &(struct conf_chat){.text = conf_str(ctx, "count %s", token),
@@ -103,7 +135,7 @@ HTTP_1_length_limited_completion_is_kept(struct conf_ctx *ctx)
         cJSON_GetArrayItem(conf_attempt_entries(ctx, conf_journal_settled(ctx, token)), 0);
     conf_assume(ctx, !sent || strstr(conf_entry_body(sent), "\"max_tokens\""),
                 "the proxy did not pass max_tokens on (see HTTP-8), nothing to compare");
-    check_same_completion(ctx, r, body);
+    check_same_completion(ctx, r, body, token);
 }
 
 /* HTTP-2: a caller's X-Request-Id is sent upstream and returned. */
@@ -277,7 +309,8 @@ static void
 check_same_models(struct conf_ctx *ctx, const struct conf_response *r, const cJSON *data)
 {
     const struct conf_response *direct = conf_mock_direct_models(ctx, conf_token(ctx));
-    const cJSON *want = cJSON_GetObjectItemCaseSensitive(conf_json(ctx, direct), "data");
+    /* Either dialect's shape: v2 wraps the list in an envelope. */
+    const cJSON *want = conf_model_array(conf_json(ctx, direct));
     conf_check(ctx, r, cJSON_GetArraySize(want) == cJSON_GetArraySize(data),
                "%d models listed, the upstream has %d", cJSON_GetArraySize(data),
                cJSON_GetArraySize(want));
@@ -456,15 +489,22 @@ check_body_fidelity(struct conf_ctx *ctx, bool stream)
     }
 }
 
+/* The v2 upstream takes a body of its own, which the proxy builds. */
+#define HTTP_8_V1_ONLY(ctx)                                                                        \
+    conf_v1_only(ctx, "the v2 upstream takes a body of its own shape, not the caller's; V2-7 "     \
+                      "judges what of the caller's body must reach it")
+
 static void
 HTTP_8_body_fields_reach_the_upstream_unchanged(struct conf_ctx *ctx)
 {
+    HTTP_8_V1_ONLY(ctx);
     check_body_fidelity(ctx, false);
 }
 
 static void
 HTTP_8_stream_body_fields_reach_the_upstream_unchanged(struct conf_ctx *ctx)
 {
+    HTTP_8_V1_ONLY(ctx);
     check_body_fidelity(ctx, true);
 }
 

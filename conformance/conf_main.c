@@ -252,10 +252,10 @@ discover_model(struct conf_env *env, char *err, size_t errlen)
     const char *headers[] = {"Authorization: Bearer conf-discovery", NULL};
     struct conf_request req = {.method = "GET", .url = url, .headers = headers};
     struct conf_response resp;
-    snprintf(url, sizeof(url), "%s/api/models", env->mock_url);
+    snprintf(url, sizeof(url), "%s%s", env->mock_url, env->dialect->models_path);
     enum qk_err rc = conf_http(&req, &resp);
     cJSON *json = rc == QK_OK ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
-    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json, "data"), 0);
+    const cJSON *first = cJSON_GetArrayItem(conf_model_array(json), 0);
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "id"));
     if (id && strlen(id) < sizeof(env->model)) {
         snprintf(env->model, sizeof(env->model), "%s", id);
@@ -380,12 +380,12 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     conf_profile_defaults(&env.profile);
-    env.dialect = &conf_dialect_qwen_v1;
     const char *profile_path = opts.profile_path;
     if (!profile_path && opts.spawn)
         profile_path = CONF_REFERENCE_PROFILE;
     if (profile_path && conf_profile_load(&env.profile, profile_path, err, sizeof(err)) != QK_OK)
         goto out;
+    env.dialect = conf_profile_dialect(&env.profile);
     if (conf_plan_build(groups, GROUP_COUNT, opts.only, opts.exclude, opts.shuffle, opts.seed,
                         &plan, err, sizeof(err)) != QK_OK)
         goto out;

@@ -440,3 +440,55 @@ conf_entry_event_ms(const cJSON *entry, size_t k)
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "event_ms"), (int)k);
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
 }
+
+const char *
+conf_entry_query(const cJSON *entry)
+{
+    return entry_string(entry, "query");
+}
+
+bool
+conf_entry_step_is_ok(const cJSON *entry)
+{
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(entry, "step");
+    if (!step || cJSON_IsNull(step))
+        return true;
+    return cJSON_GetArraySize(step) == 1 &&
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(step, "ok"));
+}
+
+const cJSON *
+conf_entry_answer(const cJSON *entry)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(entry, "answer");
+    return cJSON_IsObject(a) ? a : NULL;
+}
+
+const char *
+conf_entry_chat_id(const cJSON *entry, char *buf, size_t len)
+{
+    /* chat_id=ID among the query's parameters; ids are UUIDs, never escaped. */
+    for (const char *q = conf_entry_query(entry); q && *q;) {
+        size_t n = strcspn(q, "&");
+        if (n > 8 && strncmp(q, "chat_id=", 8) == 0 && n - 8 < len) {
+            memcpy(buf, q + 8, n - 8);
+            buf[n - 8] = '\0';
+            return buf;
+        }
+        q += n + (q[n] == '&');
+    }
+    return NULL;
+}
+
+const cJSON *
+conf_model_array(const cJSON *answer)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(answer, "data");
+    if (cJSON_IsArray(data))
+        return data;
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(data, "data");
+    if (cJSON_IsArray(inner))
+        return inner;
+    inner = cJSON_GetObjectItemCaseSensitive(data, "models");
+    return cJSON_IsArray(inner) ? inner : NULL;
+}

@@ -105,6 +105,23 @@ int64_t conf_entry_received_ms(const cJSON *entry);
 int64_t conf_entry_finished_ms(const cJSON *entry);
 /** @return true when a fault-injection step was applied to this request. */
 int conf_entry_had_step(const cJSON *entry);
+/** @return the request's query string without '?' ("" when absent: v2's `chat_id=ID`). */
+const char *conf_entry_query(const cJSON *entry);
+/** @return true when the step applied to the request was `{"ok":true}` alone or none. */
+bool conf_entry_step_is_ok(const cJSON *entry);
+/** @return what the mock produced for a v2 completion: `{"text","reasoning":[...],
+ *  "response_id","chat_id"}` (borrowed from @p entry), or NULL (v1, or no answer). */
+const cJSON *conf_entry_answer(const cJSON *entry);
+/** @return the `chat_id` value of the entry's query (borrowed copy in @p buf), or NULL. */
+const char *conf_entry_chat_id(const cJSON *entry, char *buf, size_t len);
+
+/**
+ * @return the array of model objects of a model-list answer in any of the upstream's
+ * shapes: `{"data":[...]}` (v1), `{"success":true,"data":{"data":[...]}}` or
+ * `{"data":{"models":[...]}}` (v2), borrowed from @p answer; NULL when none.
+ */
+const cJSON *conf_model_array(const cJSON *answer);
+
 /** @return the value of the first request header named @p name (case-insensitive), or NULL. */
 const char *conf_entry_header(const cJSON *entry, const char *name);
 /** @return how many request headers are named @p name. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf_dialect.h"
 #include "qwenkit/buf.h"
 
 enum { PROFILE_MAX_BYTES = 64 * 1024 };
@@ -20,6 +21,7 @@ enum key_type {
     KEY_RETRIES, /* unsigned member */
     KEY_LIST,    /* list of strings, joined with commas */
     KEY_ABSENT,  /* list of requirement IDs */
+    KEY_DIALECT, /* char[] member naming a dialect of conf_dialect.h */
 };
 
 struct key_row {
@@ -38,6 +40,8 @@ static const struct key_row keys[] = {
     {"profile_version", KEY_META, 0, 0, 0, 0, NO_NONE, "format version (1)"},
     {"description", KEY_META, 0, 0, 0, 0, NO_NONE, "free text"},
     {"name", KEY_STRING, MEMBER(name), 0, 0, NO_NONE, "shown in reports"},
+    {"upstream_dialect", KEY_DIALECT, MEMBER(upstream_dialect), 0, 0, NO_NONE,
+     "the upstream API the mock speaks to the proxy"},
     {"api_prefix", KEY_STRING, MEMBER(api_prefix), 0, 0, NO_NONE, "PREFIX of the API routes"},
     {"v1_prefix", KEY_STRING, MEMBER(v1_prefix), 0, 0, NO_NONE, "OpenAI alias prefix, \"\": none"},
     {"max_retries", KEY_RETRIES, MEMBER(max_retries), 0, 100, NO_NONE,
@@ -84,6 +88,8 @@ conf_profile_defaults(struct conf_profile *p)
 {
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "default");
+    /* Profiles written before v2 name no dialect: they were all v1. */
+    snprintf(p->upstream_dialect, sizeof(p->upstream_dialect), "%s", conf_dialect_qwen_v1.name);
     snprintf(p->api_prefix, sizeof(p->api_prefix), "/api");
     snprintf(p->v1_prefix, sizeof(p->v1_prefix), "/v1");
     p->max_retries = 3;
@@ -101,6 +107,13 @@ conf_profile_defaults(struct conf_profile *p)
     p->keepalive_interval_ms = 15000;
     p->stream_buffer_bytes = 64 * 1024;
     p->receive_timeout_ms = 60000; /* Node.js's headersTimeout, a common bound */
+}
+
+const struct conf_dialect *
+conf_profile_dialect(const struct conf_profile *p)
+{
+    const struct conf_dialect *d = conf_dialect_find(p->upstream_dialect);
+    return d ? d : &conf_dialect_qwen_v1;
 }
 
 bool
@@ -312,6 +325,14 @@ take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *
         break;
     case KEY_ABSENT:
         return take_absent(v, p, err, errlen);
+    case KEY_DIALECT:
+        if (!cJSON_IsString(v) || !conf_dialect_find(v->valuestring)) {
+            snprintf(err, errlen, "%s: bad value for \"%s\" (%s): expected one of %s", path,
+                     k->name, k->help, conf_dialect_names());
+            return false;
+        }
+        snprintf((char *)p + k->offset, k->size, "%s", v->valuestring);
+        return true;
     }
     if (!ok) {
         if (k->type == KEY_MS || k->type == KEY_COUNT || k->type == KEY_RETRIES)
@@ -379,6 +400,9 @@ conf_profile_to_json(const struct conf_profile *p)
         }
         switch (k->type) {
         case KEY_META:
+            break;
+        case KEY_DIALECT:
+            cJSON_AddStringToObject(o, k->name, member);
             break;
         case KEY_STRING:
             if (k->offset == offsetof(struct conf_profile, upstream_credential) && member[0]) {

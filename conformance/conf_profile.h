@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "conf_dialect.h"
 #include "conf_requirements.h"
 #include "qwenkit/common.h"
 
@@ -43,6 +44,7 @@ enum conf_profile_none {
 /** A parsed profile. Times are milliseconds; 0 means "feature absent" where noted. */
 struct conf_profile {
     char name[64];
+    char upstream_dialect[16];   /**< "qwen-v1" (default) or "qwen-v2" (conf_dialect.h) */
     char api_prefix[64];         /**< "/api": serves PREFIX/models, PREFIX/chat/completions */
     char v1_prefix[64];          /**< "/v1", or "" when the aliases are absent */
     unsigned max_retries;        /**< retries after the first attempt */
@@ -84,6 +86,9 @@ QK_WUR enum qk_err conf_profile_load(struct conf_profile *p, const char *path, c
 
 /** @return true when the profile declares that the proxy adds body field @p name (HTTP-8). */
 bool conf_profile_adds_field(const struct conf_profile *p, const char *name);
+
+/** @return the upstream dialect the profile names (never NULL: loading validated it). */
+const struct conf_dialect *conf_profile_dialect(const struct conf_profile *p);
 
 /** @return true when the profile declared @p what "none". */
 bool conf_profile_none(const struct conf_profile *p, enum conf_profile_none what);

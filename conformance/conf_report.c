@@ -55,7 +55,7 @@ count(struct conf_results *out, enum conf_req req)
         break;
     case CONF_SKIP:
         out->skipped++;
-        out->must_open += must;
+        out->must_open += must && !out->req[req].other_dialect;
         break;
     case CONF_UNCHECKED:
         out->unchecked++;
@@ -75,12 +75,16 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
                      struct conf_results *out)
 {
     memset(out, 0, sizeof(*out));
+    bool ran[CONF_REQ_COUNT] = {false};
+    bool applies[CONF_REQ_COUNT] = {false};
     for (size_t g = 0; g < ngroups; g++) {
         for (size_t i = 0; i < groups[g]->count; i++) {
             const struct conf_case *c = conf_case_of(&groups[g]->tests[i]);
             struct conf_req_result *r = &out->req[c->req];
             if (c->status == CONF_NOT_RUN)
                 continue;
+            ran[c->req] = true;
+            applies[c->req] = applies[c->req] || !c->other_dialect;
             /* A SHOULD-part test of a MUST requirement is folded apart (a test marked so
              * on a SHOULD requirement is simply one of its tests). */
             bool part = c->should_part && conf_requirement(c->req)->level == CONF_MUST;
@@ -97,6 +101,7 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
         robust->evidence = out->down_events[0].kase;
     }
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
+        out->req[i].other_dialect = ran[i] && !applies[i];
         if (out->req[i].should_status == CONF_FAIL)
             out->should_parts_failed++;
         count(out, (enum conf_req)i);
@@ -120,7 +125,8 @@ print_must_ids(FILE *f, const struct conf_results *res, enum conf_status status)
     const char *sep = "";
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
-        if (req->level == CONF_MUST && res->req[i].status == status) {
+        if (req->level == CONF_MUST && res->req[i].status == status &&
+            (status != CONF_SKIP || !res->req[i].other_dialect)) {
             fprintf(f, "%s%s", sep, req->id);
             sep = ", ";
         }
@@ -132,7 +138,8 @@ must_with(const struct conf_results *res, enum conf_status status)
 {
     unsigned n = 0;
     for (int i = 0; i < CONF_REQ_COUNT; i++)
-        n += conf_requirement((enum conf_req)i)->level == CONF_MUST && res->req[i].status == status;
+        n += conf_requirement((enum conf_req)i)->level == CONF_MUST &&
+             res->req[i].status == status && !res->req[i].other_dialect;
     return n;
 }
 
@@ -440,11 +447,22 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
 
     json_run_info(root, info);
     cJSON *reqs = cJSON_AddArrayToObject(root, "requirements");
+    /* Requirements of the other dialect do not apply: apart, with the reason, so that a
+     * reader of "requirements" sees only what was judged (SPEC.md, "Verdicts"). */
+    cJSON *not_applicable = cJSON_AddArrayToObject(root, "not_applicable");
     for (int i = 0; i < CONF_REQ_COUNT; i++) {
         const struct conf_req_result *r = &res->req[i];
         const struct conf_requirement *req = conf_requirement((enum conf_req)i);
         if (r->status == CONF_NOT_RUN && r->should_status == CONF_NOT_RUN)
             continue;
+        if (r->other_dialect) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", req->id);
+            if (r->evidence)
+                json_add_text(o, "reason", r->evidence->reason);
+            cJSON_AddItemToArray(not_applicable, o);
+            continue;
+        }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", req->id);
         cJSON_AddStringToObject(o, "level", conf_level_name(req->level));

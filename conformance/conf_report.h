@@ -26,6 +26,10 @@ struct conf_req_result {
      *  way but apart: it never changes @p status. CONF_NOT_RUN when it has none. */
     enum conf_status should_status;
     const struct conf_case *should_evidence;
+    /** Every test of it that ran was skipped as the other dialect's (conf_v1_only(),
+     *  conf_v2_only()): it does not apply to this upstream, so a MUST leaves the verdict
+     *  open no more than an unselected one. */
+    bool other_dialect;
 };
 
 /** Requirement results in table order. */

@@ -66,13 +66,15 @@ difference(size_t *count, char *report, size_t reportlen, const char *fmt, ...)
         strcat(report, "\n");
 }
 
-/* A heading's ID: upper-case letters, '-', digits (AUTH-1, SSE-18). @return its length, or
- * 0 when @p s starts with none. */
+/* A heading's ID: an upper-case letter, more of them or digits, '-', digits (AUTH-1,
+ * SSE-18, V2-3). @return its length, or 0 when @p s starts with none. */
 static size_t
 id_length(const char *s)
 {
     size_t n = 0;
-    while (isupper((unsigned char)s[n]))
+    if (!isupper((unsigned char)s[0]))
+        return 0;
+    while (isupper((unsigned char)s[n]) || isdigit((unsigned char)s[n]))
         n++;
     if (n == 0 || s[n] != '-' || !isdigit((unsigned char)s[n + 1]))
         return 0;

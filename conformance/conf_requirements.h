@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.3.0"
+#define CONF_SPEC_VERSION "1.4.0"
 
 enum conf_level {
     CONF_MUST = 0,
@@ -102,6 +102,17 @@ enum conf_level {
     XX(INPUT_3, "INPUT-3", MUST, "encoded / or NUL in the path never reaches a route")             \
     XX(INPUT_4, "INPUT-4", SHOULD, "HEAD on the GET routes answered as GET, no body")
 
+/* SPEC 1.4: what the Qwen v2 upstream adds (conf_v2.c); SKIP under the v1 dialect. */
+#define CONF_V2_REQUIREMENTS(XX)                                                                   \
+    XX(V2_1, "V2-1", MUST, "every attempt completes a chat of its own")                            \
+    XX(V2_2, "V2-2", MUST, "a failed chat creation is a failed attempt")                           \
+    XX(V2_3, "V2-3", MUST, "reasoning never in content (SHOULD: in reasoning_content)")            \
+    XX(V2_4, "V2-4", MUST, "only response 0 reaches the caller, no raw v2 frame")                  \
+    XX(V2_5, "V2-5", MUST, "one [DONE] whether or not the upstream sends one")                     \
+    XX(V2_6, "V2-6", MUST, "in-band failures: error status, or one error event once streaming")    \
+    XX(V2_7, "V2-7", MUST, "the whole conversation reaches the upstream in one message")           \
+    XX(V2_8, "V2-8", SHOULD, "a single user message is sent as its text, as it is")
+
 #define CONF_REQUIREMENT_MAP(XX)                                                                   \
     CONF_AUTH_REQUIREMENTS(XX)                                                                     \
     CONF_CACHE_REQUIREMENTS(XX)                                                                    \
@@ -110,7 +121,8 @@ enum conf_level {
     CONF_HTTP_REQUIREMENTS(XX)                                                                     \
     CONF_SSE_REQUIREMENTS(XX)                                                                      \
     CONF_ROBUST_REQUIREMENTS(XX)                                                                   \
-    CONF_INPUT_REQUIREMENTS(XX)
+    CONF_INPUT_REQUIREMENTS(XX)                                                                    \
+    CONF_V2_REQUIREMENTS(XX)
 
 enum conf_req {
 #define CONF_REQ_ENUM(sym, id, level, summary) CONF_REQ_##sym,

@@ -393,14 +393,109 @@ same_headers(const cJSON *a, const cJSON *b, const char **diff)
 }
 
 static void
+release_json(void *ptr)
+{
+    cJSON_Delete(ptr);
+}
+
+/* The texts of a v2 completion body's messages, in order (string contents, or the `text`
+ * of content items), for comparing what of the caller's request it carries. */
+static const char *
+v2_texts(struct conf_ctx *ctx, const cJSON *body)
+{
+    const char *out = "";
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(body, "messages"))
+    {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(content))
+            out = conf_str(ctx, "%s[%s]", out, content->valuestring);
+        const cJSON *item;
+        const cJSON *items = cJSON_IsArray(content) ? content : NULL;
+        cJSON_ArrayForEach(item, items)
+        {
+            const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "text"));
+            out = conf_str(ctx, "%s[%s]", out, t ? t : "");
+        }
+    }
+    return out;
+}
+
+static bool
+same_member(const cJSON *a, const cJSON *b, const char *name)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, name);
+    const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, name);
+    return (!x && !y) || (x && y && cJSON_Compare(x, y, true));
+}
+
+/*
+ * v2: two completions of one request carry the same request. Each attempt names its own
+ * chat (chat_id in the query and the body, message ids, a timestamp, a Referer naming the
+ * chat), so what must repeat is the caller's part: the model, the messages' texts, `stream`,
+ * the thinking switch; the same header names, and the same Authorization, Content-Type and
+ * X-Request-Id values.
+ */
+static bool
+same_v2_request(struct conf_ctx *ctx, const cJSON *a, const cJSON *b, const char **diff)
+{
+    cJSON *ja = cJSON_Parse(conf_entry_body(a)), *jb = cJSON_Parse(conf_entry_body(b));
+    conf_keep(ctx, ja ? ja : cJSON_CreateNull(), release_json);
+    conf_keep(ctx, jb ? jb : cJSON_CreateNull(), release_json);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ja, "messages"), 0), "feature_config");
+    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(jb, "messages"), 0), "feature_config");
+    if (!same_member(ja, jb, "model"))
+        *diff = "the model";
+    else if (strcmp(v2_texts(ctx, ja), v2_texts(ctx, jb)) != 0)
+        *diff = "the messages' texts";
+    else if (!same_member(ja, jb, "stream"))
+        *diff = "\"stream\"";
+    else if (!same_member(fa, fb, "thinking_enabled"))
+        *diff = "feature_config.thinking_enabled";
+    if (*diff)
+        return false;
+    if (conf_entry_header_total(a) != conf_entry_header_total(b)) {
+        *diff = "a different number of headers";
+        return false;
+    }
+    const char *name, *value;
+    for (size_t i = 0; conf_entry_header_at(a, i, &name, &value); i++) {
+        if (!name || conf_entry_header_count(a, name) != conf_entry_header_count(b, name)) {
+            *diff = name ? name : "(unnamed header)";
+            return false;
+        }
+    }
+    static const char *const kept[] = {"Authorization", "Content-Type", "X-Request-Id"};
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        const char *x = conf_entry_header(a, kept[i]), *y = conf_entry_header(b, kept[i]);
+        if ((x || y) && !(x && y && strcmp(x, y) == 0)) {
+            *diff = kept[i];
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
 check_attempts_identical(struct conf_ctx *ctx, const char *token)
 {
     const cJSON *entries = conf_attempt_entries(ctx, conf_journal_settled(ctx, token));
     const cJSON *first = cJSON_GetArrayItem(entries, 0);
     int n = cJSON_GetArraySize(entries);
+    bool v2_completions =
+        conf_dialect_v2(ctx) && first &&
+        conf_dialect_is_completion(conf_target(ctx)->dialect, conf_entry_path(first));
     for (int i = 1; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(entries, i);
         const char *diff = NULL;
+        if (v2_completions) {
+            bool same = same_v2_request(ctx, first, e, &diff);
+            conf_check(ctx, NULL, same, "attempt %d sent another request than attempt 1 (%s)",
+                       i + 1, diff ? diff : "?");
+            continue;
+        }
         conf_check(ctx, NULL, strcmp(conf_entry_body(first), conf_entry_body(e)) == 0,
                    "attempt %d sent a different body than attempt 1", i + 1);
         /* Called first: arguments are evaluated in no fixed order. */

@@ -322,12 +322,44 @@ attempts_are_requests_to_the_dialect_paths(void **state)
     assert_false(conf_dialect_is_attempt(v1, "/api/v2/chats/new"));
     assert_false(conf_dialect_is_attempt(v1, ""));
     assert_false(conf_dialect_is_attempt(v1, NULL));
-    /* A dialect with two requests per attempt counts only its completion. */
-    const struct conf_dialect v2 = {.name = "qwen-v2",
-                                    .models_path = "/api/models",
-                                    .completion_path = "/api/v2/chat/completions"};
-    assert_false(conf_dialect_is_attempt(&v2, "/api/v2/chats/new"));
-    assert_true(conf_dialect_is_attempt(&v2, "/api/v2/chat/completions?chat_id=ID"));
+    /* v2 has two requests per attempt: the path counts only its completion (a failed
+     * chat creation counts by its journal entry, in the harness). */
+    const struct conf_dialect *v2 = &conf_dialect_qwen_v2;
+    assert_false(conf_dialect_is_attempt(v2, "/api/v2/chats/new"));
+    assert_true(conf_dialect_is_chat_new(v2, "/api/v2/chats/new"));
+    assert_false(conf_dialect_is_chat_new(v1, "/api/v2/chats/new"));
+    assert_true(conf_dialect_is_attempt(v2, "/api/v2/chat/completions?chat_id=ID"));
+    assert_true(conf_dialect_is_completion(v2, "/api/v2/chat/completions?chat_id=ID"));
+    assert_true(conf_dialect_is_attempt(v2, "/api/v2/models/"));
+    assert_true(conf_dialect_is_attempt(v2, "/api/v2/models"));
+    assert_false(conf_dialect_is_attempt(v2, "/api/models"));
+    assert_false(conf_dialect_is_attempt(v2, "/api/chat/completions"));
+    assert_true(conf_dialect_is_v2(v2));
+    assert_false(conf_dialect_is_v2(v1));
+    assert_ptr_equal(conf_dialect_find("qwen-v2"), v2);
+    assert_null(conf_dialect_find("v2"));
+}
+
+static void
+profile_names_the_dialect_v1_by_default(void **state)
+{
+    (void)state;
+    struct conf_profile p;
+    char err[512] = "";
+    assert_int_equal(load("{\"max_retries\": 2}", &p, err, sizeof(err)), QK_OK);
+    assert_ptr_equal(conf_profile_dialect(&p), &conf_dialect_qwen_v1);
+    assert_int_equal(load("{\"upstream_dialect\": \"qwen-v2\"}", &p, err, sizeof(err)), QK_OK);
+    assert_ptr_equal(conf_profile_dialect(&p), &conf_dialect_qwen_v2);
+    cJSON *json = conf_profile_to_json(&p);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(json, "upstream_dialect")),
+                        "qwen-v2");
+    cJSON_Delete(json);
+    const char *bad[] = {"{\"upstream_dialect\": \"v3\"}", "{\"upstream_dialect\": 2}"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(load(bad[i], &p, err, sizeof(err)), QK_INVALID);
+        assert_non_null(strstr(err, "\"upstream_dialect\""));
+        assert_non_null(strstr(err, "\"qwen-v2\""));
+    }
 }
 
 int
@@ -343,6 +375,7 @@ main(void)
         cmocka_unit_test(text_cleaning_leaves_valid_utf8_only),
         cmocka_unit_test(chat_bodies_hold_their_members_in_order),
         cmocka_unit_test(attempts_are_requests_to_the_dialect_paths),
+        cmocka_unit_test(profile_names_the_dialect_v1_by_default),
     };
     return cmocka_run_group_tests_name("conformance_units", tests, NULL, NULL);
 }
