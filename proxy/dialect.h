@@ -112,7 +112,7 @@ extern const struct qp_dialect qp_dialect_v2;
 
 /** The dialect `--upstream-dialect` uses when not given. Flipping the default is this one
  *  line (and the docs that name it). */
-#define QP_DIALECT_DEFAULT "v1"
+#define QP_DIALECT_DEFAULT "v2"
 
 /** @return the dialect named @p name ("v1", "v2"), or NULL. */
 const struct qp_dialect *qp_dialect_find(const char *name);
