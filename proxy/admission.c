@@ -21,6 +21,8 @@
 
 #include "mutant.h"
 
+QP_MUTANT_EDITABLE struct qp_admission_policy qp_admission_policy = {.half_close_watch = true};
+
 /* How often deadlines are checked: their precision. */
 #define CHECK_INTERVAL_MS 100
 /* A peer that hung up may still have sent a whole request that libmicrohttpd is about to
@@ -124,7 +126,7 @@ check_locked(struct qp_admission *adm, const struct epoll_event *ev, int n)
         if (!c->receiving)
             continue;
         bool late = now >= c->deadline_ms;
-        bool hung_up = !QP_MUTANT(no_half_close_watch) && c->peer_closed_ms &&
+        bool hung_up = qp_admission_policy.half_close_watch && c->peer_closed_ms &&
                        now - c->peer_closed_ms >= HALF_CLOSE_GRACE_MS && !unread_bytes(c->fd);
         if (late || hung_up)
             cut_locked(adm, c);

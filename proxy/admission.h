@@ -30,9 +30,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mutant.h"
 #include "qwenkit/common.h"
 
 struct qp_admission;
+
+/** What admission watches besides each request's deadline. */
+struct qp_admission_policy {
+    bool half_close_watch; /**< a partial request whose caller half-closed is cut (ROBUST-3) */
+};
+
+/** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_admission_policy qp_admission_policy;
 /** One accepted connection, from qp_admission_opened() to qp_admission_closed(). */
 struct qp_conn;
 

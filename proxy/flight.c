@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+QP_MUTANT_EDITABLE struct qp_flight_policy qp_flight_policy = {.single_flight = true};
+
 struct flight {
     struct qp_key key;
     void **waiters;
@@ -47,6 +49,8 @@ find(struct qp_flights *f, struct qp_key key)
 enum qp_flight_role
 qp_flight_join(struct qp_flights *f, struct qp_key key, void *waiter)
 {
+    if (!qp_flight_policy.single_flight)
+        return QP_FLIGHT_ALONE;
     struct flight **pp = find(f, key);
     if (*pp) {
         struct flight *fl = *pp;

@@ -10,17 +10,27 @@
 #ifndef QP_FLIGHT_H
 #define QP_FLIGHT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "key.h"
+#include "mutant.h"
 
 struct qp_flights;
+
+/** Whether concurrent misses of one key share a fetch. */
+struct qp_flight_policy {
+    bool single_flight; /**< one fetch per key, the others wait for it (CACHE-4) */
+};
+
+/** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_flight_policy qp_flight_policy;
 
 /** What qp_flight_join() decided. */
 enum qp_flight_role {
     QP_FLIGHT_LEAD = 0,   /**< no flight was open: one is now, the caller fetches */
     QP_FLIGHT_JOINED = 1, /**< the waiter was added to an open flight */
-    QP_FLIGHT_ALONE = 2,  /**< out of memory: fetch without a flight */
+    QP_FLIGHT_ALONE = 2,  /**< out of memory, or no single flight: fetch without one */
 };
 
 /** @return a new registry (NULL when out of memory); free with qp_flights_free(). */
@@ -29,7 +39,8 @@ struct qp_flights *qp_flights_new(void);
 /** Frees the registry (not the waiters). NULL-safe. */
 void qp_flights_free(struct qp_flights *f);
 
-/** Joins the open flight of @p key as @p waiter (borrowed), or opens one. */
+/** Joins the open flight of @p key as @p waiter (borrowed), or opens one; without
+ * qp_flight_policy.single_flight, neither: QP_FLIGHT_ALONE. */
 enum qp_flight_role qp_flight_join(struct qp_flights *f, struct qp_key key, void *waiter);
 
 /**

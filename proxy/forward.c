@@ -300,6 +300,8 @@ QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses = {
     .other = 502,
 };
 
+QP_MUTANT_EDITABLE struct qp_resend_policy qp_resend_policy = {.one_send_per_attempt = true};
+
 /* Retryable failures that ran out of attempts (EXHAUSTED) or time (DEADLINE). */
 static void
 respond_gave_up(struct qp_forwarder *fw, struct qp_request *req, bool deadline)
@@ -641,9 +643,8 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
                req->attempts <= fw->cfg.policy.max_retries) {
         start_attempt(fw, req); /* the new attempt's text goes out again from the start */
         return;
-    } else if (!ok && s->sse && QP_MUTANT(bare_done_on_drop)) {
-        ok = true;
     }
+    QP_MUTANT_REWRITE(stream_drop, &ok, s->sse);
     stream_close(fw, req, ok, msg);
 }
 
@@ -672,7 +673,9 @@ on_stream_timer(struct qp_loop_timer *t)
                  (long long)fw->cfg.stream_idle_timeout_ms);
         note_stream_cut(fw, req, msg);
         drop_transfer(fw, req);
-        stream_close(fw, req, QP_MUTANT(bare_done_on_drop), msg);
+        bool ok = false;
+        QP_MUTANT_REWRITE(stream_drop, &ok, s->sse);
+        stream_close(fw, req, ok, msg);
         return;
     }
     if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms) {
@@ -800,7 +803,7 @@ transfer_options(struct qp_request *req, CURL *easy, const struct qp_dialect_ste
 {
     curl_easy_setopt(easy, CURLOPT_URL, url); /* libcurl copies it */
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->upstream_headers);
-    if (!QP_MUTANT(client_resends)) {
+    if (qp_resend_policy.one_send_per_attempt) {
         curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
         curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
     }
@@ -808,7 +811,7 @@ transfer_options(struct qp_request *req, CURL *easy, const struct qp_dialect_ste
         /* The body comes from a read callback that cannot rewind, so libcurl could not
          * re-send it by itself even without on_prereq. */
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        if (QP_MUTANT(client_resends))
+        if (!qp_resend_policy.one_send_per_attempt)
             curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
         else {
             curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
@@ -1379,9 +1382,7 @@ models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
         finish(fw, req);
         return true;
     }
-    enum qp_flight_role role = QP_MUTANT(no_single_flight)
-                                   ? QP_FLIGHT_ALONE
-                                   : qp_flight_join(fw->flights, req->flight_key, req);
+    enum qp_flight_role role = qp_flight_join(fw->flights, req->flight_key, req);
     if (role == QP_FLIGHT_JOINED)
         return true; /* the leader's answer will complete it */
     req->leads_flight = role == QP_FLIGHT_LEAD;

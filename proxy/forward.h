@@ -39,6 +39,15 @@ struct qp_give_up_statuses {
 /** The statuses (const but in mutant builds, whose qp_mutant_apply() may edit them). */
 extern QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses;
 
+/** Whether libcurl may send an attempt's request twice by itself (RETRY-3). */
+struct qp_resend_policy {
+    bool one_send_per_attempt; /**< a re-send on a dead pooled connection is refused and the
+                                    body comes from a read callback that cannot rewind */
+};
+
+/** The policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_resend_policy qp_resend_policy;
+
 /**
  * Hands a finished request back to the server side: the callee resumes the connection
  * and drops the loop's reference. Called on the loop thread with req->resp filled.

@@ -12,6 +12,8 @@ QP_MUTANT_EDITABLE struct qp_header_policy qp_header_policy = {
 #undef QP_HEADER_ROW
         },
     .connection_listed = QP_HDR_HOP,
+    .refuse_duplicates = true,
+    .refuse_control_chars = true,
 };
 
 unsigned

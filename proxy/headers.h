@@ -63,6 +63,8 @@ enum { QP_HEADER_ROWS = 0 QP_HEADER_MAP(QP_HEADER_ONE) };
 struct qp_header_policy {
     struct qp_header_row rows[QP_HEADER_ROWS];
     unsigned connection_listed; /**< QP_HDR_HOP: hop-by-hop both ways (RFC 9110 7.6.1) */
+    bool refuse_duplicates;     /**< a singleton header sent twice is refused (INPUT-1) */
+    bool refuse_control_chars;  /**< a value holding a control character is refused (INPUT-2) */
 };
 
 /** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */

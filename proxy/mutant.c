@@ -12,7 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admission.h"
+#include "bearer.h"
 #include "cache.h"
+#include "flight.h"
 #include "forward.h"
 #include "headers.h"
 #include "key.h"
@@ -20,6 +23,7 @@
 #include "request.h"
 #include "retry.h"
 #include "routes.h"
+#include "stream.h"
 
 enum qp_mutant qp_mutant_active = QP_MUT_NONE;
 
@@ -54,6 +58,11 @@ qp_mutant_known(const char *name)
 static struct qp_header_policy real_header_policy;
 static struct qp_route_row real_routes[QP_ROUTE_ROWS];
 static struct qp_give_up_statuses real_give_up_statuses;
+static struct qp_auth_policy real_auth_policy;
+static struct qp_admission_policy real_admission_policy;
+static struct qp_stream_policy real_stream_policy;
+static struct qp_flight_policy real_flight_policy;
+static struct qp_resend_policy real_resend_policy;
 static bool real_tables_saved;
 
 /* The rules a mutated retry policy points at (there is one mutant per process). */
@@ -127,12 +136,41 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         real_header_policy = qp_header_policy;
         memcpy(real_routes, qp_routes, sizeof(real_routes));
         real_give_up_statuses = qp_give_up_statuses;
+        real_auth_policy = qp_auth_policy;
+        real_admission_policy = qp_admission_policy;
+        real_stream_policy = qp_stream_policy;
+        real_flight_policy = qp_flight_policy;
+        real_resend_policy = qp_resend_policy;
         real_tables_saved = true;
     }
     qp_header_policy = real_header_policy;
     memcpy(qp_routes, real_routes, sizeof(real_routes));
     qp_give_up_statuses = real_give_up_statuses;
+    qp_auth_policy = real_auth_policy;
+    qp_admission_policy = real_admission_policy;
+    qp_stream_policy = real_stream_policy;
+    qp_flight_policy = real_flight_policy;
+    qp_resend_policy = real_resend_policy;
     qp_mutant_active = m;
+
+    /* The policies a mutant turns off; buffer_stream holds the stream back (inline), so
+     * it never pauses the upstream either. */
+    if (m == QP_MUT_no_auth_check)
+        qp_auth_policy.require_authorization = false;
+    if (m == QP_MUT_empty_token_ok)
+        qp_auth_policy.require_bearer_token = false;
+    if (m == QP_MUT_forward_duplicate_headers)
+        qp_header_policy.refuse_duplicates = false;
+    if (m == QP_MUT_forward_control_chars)
+        qp_header_policy.refuse_control_chars = false;
+    if (m == QP_MUT_no_half_close_watch)
+        qp_admission_policy.half_close_watch = false;
+    if (m == QP_MUT_unbounded_stream_buffer || m == QP_MUT_buffer_stream)
+        qp_stream_policy.pause_when_full = false;
+    if (m == QP_MUT_no_single_flight)
+        qp_flight_policy.single_flight = false;
+    if (m == QP_MUT_client_resends)
+        qp_resend_policy.one_send_per_attempt = false;
 
     /* Transfer-Encoding frames each connection, and a relayed Connection would end the
      * caller's: those stay hop-by-hop even in the mutants that forward the others. */
@@ -201,6 +239,15 @@ qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream)
     }
 }
 
+void
+qp_mutant_rewrite_preflight(struct qp_response *r, const char *method)
+{
+    if (!QP_MUTANT(no_cors))
+        return;
+    qp_response_error(r, 405, "Method not allowed.", NULL, "method_not_allowed");
+    qp_response_add_header(r, "Allow", method);
+}
+
 /* Discards what the upstream answers a refusal's probe. */
 static size_t
 discard(char *ptr, size_t size, size_t n, void *ud)
@@ -244,9 +291,61 @@ line_is(const char *line, const char *name)
     return strncasecmp(line, name, n) == 0 && (line[n] == ':' || line[n] == ';');
 }
 
-void
-qp_mutant_rewrite_upstream_headers(struct curl_slist **list)
+/* connection_first_line: what goes back into the upstream request. */
+struct first_line_walk {
+    const struct curl_slist *list; /* the lines as the proxy made them */
+    const char *first;             /* the caller's first Connection line, or NULL */
+    struct curl_slist *added;
+};
+
+/* @return true when a line of @p list has the name @p name. */
+static bool
+list_has(const struct curl_slist *list, const char *name)
 {
+    for (; list; list = list->next) {
+        if (line_is(list->data, name))
+            return true;
+    }
+    return false;
+}
+
+static enum MHD_Result
+add_first_line_hop(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct first_line_walk *w = cls;
+    /* A header the proxy dropped only because a later Connection line named it; the ones
+     * it sets or joins itself (Cookie, a configured name, Content-Type) it kept anyway. */
+    if (!qp_header_forward_request(key, w->first) || strcasecmp(key, "Cookie") == 0 ||
+        strcasecmp(key, "Content-Type") == 0 || list_has(w->list, key))
+        return MHD_YES;
+    char line[1024];
+    snprintf(line, sizeof(line), value && value[0] ? "%s: %s" : "%s;", key, value ? value : "");
+    struct curl_slist *more = curl_slist_append(w->added, line);
+    if (more)
+        w->added = more;
+    return MHD_YES;
+}
+
+static void
+readd_first_line_hops(struct curl_slist **list, struct MHD_Connection *conn)
+{
+    struct first_line_walk w = {
+        *list, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection"), NULL};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_first_line_hop, &w);
+    for (const struct curl_slist *l = w.added; l; l = l->next) {
+        struct curl_slist *more = curl_slist_append(*list, l->data);
+        if (more)
+            *list = more;
+    }
+    curl_slist_free_all(w.added);
+}
+
+void
+qp_mutant_rewrite_upstream_headers(struct curl_slist **list, struct MHD_Connection *conn)
+{
+    if (QP_MUTANT(connection_first_line))
+        readd_first_line_hops(list, conn);
     const char *dropped = QP_MUTANT(no_request_id)        ? "X-Request-Id"
                           : QP_MUTANT(drop_authorization) ? "Authorization"
                                                           : NULL;
@@ -375,6 +474,62 @@ qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, enum qk_proxy_log_for
 {
     if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(tail, "data: [DONE]\n\n") != QK_OK)
         qp_log_note(log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
+}
+
+/* split_utf8: each write decoded on its own, as `TextDecoder` without
+ * {stream:true} does: a character cut at either edge becomes U+FFFD. */
+static char *
+mangle_edges(const char *p, size_t n, size_t *out_len)
+{
+    static const char repl[] = "\xEF\xBF\xBD";
+    size_t head = 0;
+    while (head < n && ((unsigned char)p[head] & 0xC0) == 0x80)
+        head++;
+    size_t tail = 0;
+    for (size_t k = 1; k <= 3 && k <= n - head; k++) {
+        unsigned char c = (unsigned char)p[n - k];
+        if ((c & 0xC0) == 0x80)
+            continue;
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (need > k)
+            tail = k;
+        break;
+    }
+    char *out = malloc(head * 3 + (n - head - tail) + 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t k = 0; k < head; k++, o += 3)
+        memcpy(out + o, repl, 3);
+    memcpy(out + o, p + head, n - head - tail);
+    o += n - head - tail;
+    if (tail) {
+        memcpy(out + o, repl, 3);
+        o += 3;
+    }
+    *out_len = o;
+    return out;
+}
+
+void
+qp_mutant_rewrite_stream_drop(bool *ok, bool sse)
+{
+    if (QP_MUTANT(bare_done_on_drop) && sse)
+        *ok = true;
+}
+
+void
+qp_mutant_rewrite_upstream_write(const char **bytes, size_t *len, char **owned)
+{
+    if (!QP_MUTANT(split_utf8))
+        return;
+    size_t n = 0;
+    char *mangled = mangle_edges(*bytes, *len, &n);
+    if (!mangled)
+        return; /* out of memory: the write goes in as it came */
+    *owned = mangled;
+    *bytes = mangled;
+    *len = n;
 }
 
 /* ---- helpers of inline mutants ------------------------------------------------------ */

@@ -10,11 +10,13 @@
  *
  *  - flags:   a setting that lies (TTL, retry count, deadline...). No code: its ctest runs
  *             the ordinary proxy with other flags, and its name is not in QP_MUTANT_MAP.
- *  - table:   qp_mutant_apply() edits a module's table once at start-up (retry rules,
- *             header policy, routes, give-up statuses); the module's code has no mutant
- *             branch.
+ *  - table:   qp_mutant_apply() edits a module's table or policy once at start-up (retry
+ *             rules, header policy, routes, give-up statuses, the auth, admission, stream,
+ *             single-flight and libcurl re-send policies); the module's code reads it and
+ *             has no mutant branch.
  *  - rewrite: a QP_MUTANT_REWRITE(point, ...) hook at an edge of the proxy calls
- *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out.
+ *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out (or an
+ *             upstream write as it comes in, or how a dropped stream ends).
  *  - inline:  a structural QP_MUTANT(name) decision where the behaviour is made (in the
  *             pure stream modules QP_SSE_MUTANT(opts, name), sse_mutant.h); a helper it
  *             needs lives in mutant.c, called through QP_MUTANT_HELPER().
@@ -150,10 +152,14 @@ void qp_mutant_rewrite_error(struct qp_response *r, unsigned status, const char 
 
 /**
  * Rewrites the headers of @p r, the answer with @p status about to be queued (a stream's
- * when @p stream): no_request_id, no_allow_header, no_cors (its answers; the preflight
- * is inline), sse_no_event_stream_headers.
+ * when @p stream): no_request_id, no_allow_header, no_cors (its answers; the preflight's
+ * own answer is qp_mutant_rewrite_preflight()'s), sse_no_event_stream_headers.
  */
 void qp_mutant_rewrite_response(struct MHD_Response *r, unsigned status, bool stream);
+
+/** Rewrites @p r, the answer to a CORS preflight of a route answering @p method:
+ * no_cors (405 with that Allow). */
+void qp_mutant_rewrite_preflight(struct qp_response *r, const char *method);
 
 /**
  * Runs before the proxy's own answer with @p status (0: an answer made of an upstream
@@ -166,9 +172,11 @@ void qp_mutant_rewrite_refusal(struct MHD_Connection *conn, unsigned status, con
 
 /**
  * Rewrites the upstream request header lines @p list (the caller owns the list, which may
- * be replaced): no_request_id, drop_authorization.
+ * be replaced), made of the request on @p conn: no_request_id, drop_authorization,
+ * connection_first_line (the caller's headers named only in a later Connection line go
+ * up too, as if the first line were the whole list).
  */
-void qp_mutant_rewrite_upstream_headers(struct curl_slist **list);
+void qp_mutant_rewrite_upstream_headers(struct curl_slist **list, struct MHD_Connection *conn);
 
 /** Rewrites the model list answer @p r (in the OpenAI shape when @p v1): models_as_text. */
 void qp_mutant_rewrite_models(struct qp_response *r, bool v1);
@@ -200,6 +208,16 @@ void qp_mutant_rewrite_upstream_body(struct qp_request *req);
  * grow it is noted in @p log_format): done_twice. */
 void qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok,
                                   enum qk_proxy_log_format log_format);
+
+/** Rewrites @p *ok, whether a started stream (an event stream when @p sse) whose upstream
+ * failed, was cut or went idle ends as a success, [DONE], rather than with an error event:
+ * bare_done_on_drop. */
+void qp_mutant_rewrite_stream_drop(bool *ok, bool sse);
+
+/** Rewrites one upstream write of a stream, @p *bytes (@p *len bytes, borrowed) before it
+ * is decoded; a replacement is malloc'd into @p *owned, which the caller frees:
+ * split_utf8 (each write decoded alone). */
+void qp_mutant_rewrite_upstream_write(const char **bytes, size_t *len, char **owned);
 
 /** @return true when an exchange of the list @p active other than @p req relays a stream
  * whose upstream transfer runs (one_caller_at_a_time). */

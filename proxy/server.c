@@ -294,15 +294,13 @@ reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct qp_rou
 {
     char allow[32];
     allow_of(rt, allow, sizeof(allow));
-    if (QP_MUTANT(no_cors)) {
-        qp_response_error(&req->resp, 405, "Method not allowed.", NULL, "method_not_allowed");
-        qp_response_add_header(&req->resp, "Allow", rt->method);
+    const char *origin = lookup(req->conn, "Origin");
+    if (origin && !qp_cors_origin_allowed(px->cfg.cors_origins, origin)) {
+        qp_response_error(&req->resp, 403, "Origin not allowed by --cors-origins.", NULL,
+                          "cors_origin_not_allowed");
+        QP_MUTANT_REWRITE(preflight, &req->resp, rt->method);
         return answer_later(req);
     }
-    const char *origin = lookup(req->conn, "Origin");
-    if (origin && !qp_cors_origin_allowed(px->cfg.cors_origins, origin))
-        return reply_error(req, 403, "Origin not allowed by --cors-origins.", NULL,
-                           "cors_origin_not_allowed");
     qp_response_take_body(&req->resp, 204, NULL, 0, NULL);
     qp_response_add_header(&req->resp, "Allow", allow);
     if (origin) {
@@ -316,8 +314,14 @@ reply_preflight(struct qk_proxy *px, struct qp_request *req, const struct qp_rou
         qp_response_add_header(&req->resp, "Access-Control-Allow-Headers", headers);
         qp_response_add_header(&req->resp, "Access-Control-Max-Age", "600");
     }
+    QP_MUTANT_REWRITE(preflight, &req->resp, rt->method);
     return answer_later(req);
 }
+
+QP_MUTANT_EDITABLE struct qp_auth_policy qp_auth_policy = {
+    .require_authorization = true,
+    .require_bearer_token = true,
+};
 
 /* AUTH-1/2: a Bearer token must be present before anything goes upstream. */
 static bool
@@ -326,13 +330,13 @@ check_auth(struct qp_request *req, const char **why, const char **code)
     if (!req->authorization) {
         *why = "Missing Authorization header; send 'Authorization: Bearer <token>'.";
         *code = "missing_authorization";
-        return QP_MUTANT(no_auth_check);
+        return !qp_auth_policy.require_authorization;
     }
     size_t len = 0;
     if (!qp_bearer_token(req->authorization, &len)) {
         *why = "Authorization must be 'Bearer <token>' with a non-empty token.";
         *code = "invalid_authorization";
-        return QP_MUTANT(empty_token_ok);
+        return !qp_auth_policy.require_bearer_token;
     }
     return true;
 }
@@ -453,9 +457,9 @@ refuse_bad_headers(struct qp_request *req, bool http11, enum MHD_Result *ret)
         *ret = answer_later(req);
         return true;
     }
-    if (QP_MUTANT(forward_duplicate_headers))
+    if (!qp_header_policy.refuse_duplicates)
         scan.duplicate = NULL;
-    if (QP_MUTANT(forward_control_chars))
+    if (!qp_header_policy.refuse_control_chars)
         scan.control_char = NULL;
     if (scan.duplicate) {
         snprintf(msg, sizeof(msg), "The %s header appears more than once; send it once.",
@@ -739,13 +743,7 @@ build_upstream_headers(const struct qk_proxy *px, struct qp_request *req)
      * (RFC 9110 5.3), not only the first line that a lookup returns (AUTH-6). */
     struct connection_join j = {.failed = false};
     qk_buf_init(&j.joined, 64 * 1024); /* more than libmicrohttpd's whole header pool */
-    if (QP_MUTANT(connection_first_line)) {
-        const char *first = lookup(req->conn, "Connection");
-        if (first && qk_buf_append(&j.joined, first, strlen(first)) != QK_OK)
-            j.failed = true;
-    } else {
-        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_connection, &j);
-    }
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_connection, &j);
     struct qk_buf caller_cookie;
     qk_buf_init(&caller_cookie, 64 * 1024);
     struct header_walk w = {NULL,
@@ -777,7 +775,7 @@ build_upstream_headers(const struct qk_proxy *px, struct qp_request *req)
         curl_slist_free_all(w.list);
         return false;
     }
-    QP_MUTANT_REWRITE(upstream_headers, &w.list);
+    QP_MUTANT_REWRITE(upstream_headers, &w.list, req->conn);
     req->upstream_headers = w.list;
     return true;
 }

@@ -149,51 +149,13 @@ qp_stream_new_attempt(struct qp_stream *s, const struct qp_decoder_ops *decoder,
     return s->norm != NULL;
 }
 
-/* Mutant split_utf8: each write decoded on its own, as `TextDecoder` without
- * {stream:true} does: a character cut at either edge becomes U+FFFD. */
-static char *
-mangle_edges(const char *p, size_t n, size_t *out_len)
-{
-    static const char repl[] = "\xEF\xBF\xBD";
-    size_t head = 0;
-    while (head < n && ((unsigned char)p[head] & 0xC0) == 0x80)
-        head++;
-    size_t tail = 0;
-    for (size_t k = 1; k <= 3 && k <= n - head; k++) {
-        unsigned char c = (unsigned char)p[n - k];
-        if ((c & 0xC0) == 0x80)
-            continue;
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (need > k)
-            tail = k;
-        break;
-    }
-    char *out = malloc(head * 3 + (n - head - tail) + 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t k = 0; k < head; k++, o += 3)
-        memcpy(out + o, repl, 3);
-    memcpy(out + o, p + head, n - head - tail);
-    o += n - head - tail;
-    if (tail) {
-        memcpy(out + o, repl, 3);
-        o += 3;
-    }
-    *out_len = o;
-    return out;
-}
+QP_MUTANT_EDITABLE struct qp_stream_policy qp_stream_policy = {.pause_when_full = true};
 
 bool
 qp_stream_feed(struct qp_stream *s, const char *bytes, size_t len, struct qk_buf *into)
 {
-    char *mangled = NULL;
-    if (QP_MUTANT(split_utf8)) {
-        mangled = mangle_edges(bytes, len, &len);
-        if (!mangled)
-            return false;
-        bytes = mangled;
-    }
+    char *rewritten = NULL;
+    QP_MUTANT_REWRITE(upstream_write, &bytes, &len, &rewritten);
     bool go_on = true;
     enum qp_sse_status st = qp_sse_norm_feed(s->norm, bytes, len, into);
     if (st == QP_SSE_INBAND_ERROR) {
@@ -204,7 +166,7 @@ qp_stream_feed(struct qp_stream *s, const char *bytes, size_t len, struct qk_buf
         s->bad_event = true;
         go_on = false;
     }
-    free(mangled);
+    free(rewritten);
     return go_on;
 }
 
@@ -280,8 +242,7 @@ qp_stream_reserve(struct qp_stream *s)
     enum qp_stream_room room = QP_STREAM_ROOM;
     if (s->client_gone) {
         room = QP_STREAM_GONE;
-    } else if (!QP_MUTANT(buffer_stream) && !QP_MUTANT(unbounded_stream_buffer) &&
-               qk_buf_len(&s->out) >= QP_STREAM_BUFFER) {
+    } else if (qp_stream_policy.pause_when_full && qk_buf_len(&s->out) >= QP_STREAM_BUFFER) {
         s->paused = true; /* SSE-11: the reader's drain posts a notice to resume */
         room = QP_STREAM_FULL;
     }

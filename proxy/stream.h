@@ -26,6 +26,7 @@
 
 #include "decoder.h"
 #include "loop.h"
+#include "mutant.h"
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
 #include "qwenkit/proxy.h"
@@ -47,6 +48,14 @@ struct qp_decoder_ops;
  *  twice the longest answer the normalizer accepts (16 MiB), so even a relay that held a
  *  whole answer back (the buffer_stream and unbounded_stream_buffer mutants) fits. */
 #define QP_STREAM_BUFFER_CAP (32u * 1024u * 1024u)
+
+/** How a stream bounds what waits for a slow caller. */
+struct qp_stream_policy {
+    bool pause_when_full; /**< the upstream pauses at QP_STREAM_BUFFER (SSE-11) */
+};
+
+/** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_stream_policy qp_stream_policy;
 
 /** Where a stream is. Written by the loop thread only, under the lock. */
 enum qp_stream_phase {
