@@ -257,7 +257,9 @@ add_header(struct qk_proxy_config *cfg, const char *value, const char *origin, c
     }
     const char *why = qp_upstream_headers_check(value);
     if (why) {
-        snprintf(err, errlen, "%s: invalid header '%.64s': %s", origin, value, why);
+        /* The name only: a value may be a secret (a cookie, a key). */
+        snprintf(err, errlen, "%s: invalid header '%.*s': %s", origin, (int)strcspn(value, ":"),
+                 value, why);
         return QK_INVALID;
     }
     cfg->upstream_headers[cfg->n_upstream_headers++] = value;

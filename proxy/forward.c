@@ -49,6 +49,7 @@ struct qp_forwarder {
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
 static void assemble_answer(struct qp_forwarder *fw, struct qp_request *req);
+static void fail_answer(struct qp_request *req);
 
 /* libcurl read callback: the body of the current transfer (the caller's chat body, or
  * the one its plan step made). */
@@ -928,9 +929,23 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
     if (answer && req->route == QP_ROUTE_MODELS && fw->cfg.dialect->models_unwrap) {
         /* The dialect's envelope off: the cache and the callers get the v1 shape. */
         size_t n = 0;
-        char *list = fw->cfg.dialect->models_unwrap(qk_buf_ptr(&req->attempt_body),
-                                                    qk_buf_len(&req->attempt_body), &n);
+        const char *body = qk_buf_ptr(&req->attempt_body);
+        size_t len = qk_buf_len(&req->attempt_body);
+        char *list = fw->cfg.dialect->models_unwrap(body, len, &n);
+        const struct qp_decoder_ops *dec = fw->cfg.dialect->stream_decoder;
+        char msg[160];
+        if (!list && dec->body_failure && dec->body_failure(body, len, msg, sizeof(msg))) {
+            /* Refused inside the 2xx: final when it names the credential or the request. */
+            snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
+            req->plan.final_status =
+                dec->body_failure_status ? dec->body_failure_status(body, len) : 0;
+        }
         qk_buf_reset(&req->attempt_body);
+        if (req->plan.final_status) {
+            free(list);
+            fail_answer(req);
+            return;
+        }
         if (!list || qk_buf_append(&req->attempt_body, list, n) != QK_OK)
             qk_buf_reset(&req->attempt_body); /* unusable below */
         free(list);

@@ -1,5 +1,7 @@
 #include "prompt.h"
 
+#include <ctype.h>
+
 #include <stdbool.h>
 #include <string.h>
 
@@ -35,11 +37,19 @@ append_text(const cJSON *content, struct qk_buf *out)
     return QK_OK;
 }
 
+/* The role as a label: its letters, digits, '_' and '-' (at most 32), "user" when none,
+ * so that a role cannot bring line breaks or a ':' of its own into the transcript. */
 static const char *
-role_of(const cJSON *m)
+role_of(const cJSON *m, char label[static 33])
 {
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-    return cJSON_IsString(role) && role->valuestring[0] ? role->valuestring : "user";
+    size_t n = 0;
+    for (const char *c = cJSON_IsString(role) ? role->valuestring : ""; *c && n < 32; c++) {
+        if (isalnum((unsigned char)*c) || *c == '_' || *c == '-')
+            label[n++] = *c;
+    }
+    label[n] = '\0';
+    return n ? label : "user";
 }
 
 enum qk_err
@@ -48,7 +58,8 @@ qp_prompt_flatten(const cJSON *messages, struct qk_buf *out)
     if (!cJSON_IsArray(messages))
         return QK_INVALID;
     int n = cJSON_GetArraySize(messages);
-    if (n == 1 && strcmp(role_of(messages->child), "user") == 0)
+    char label[33];
+    if (n == 1 && strcmp(role_of(messages->child, label), "user") == 0)
         return append_text(cJSON_GetObjectItemCaseSensitive(messages->child, "content"), out);
     int i = 0;
     const cJSON *m = NULL;
@@ -56,7 +67,7 @@ qp_prompt_flatten(const cJSON *messages, struct qk_buf *out)
     {
         enum qk_err rc = i++ ? qk_buf_append(out, "\n\n", 2) : QK_OK;
         if (rc == QK_OK)
-            rc = qk_buf_appendf(out, "%s: ", role_of(m));
+            rc = qk_buf_appendf(out, "%s: ", role_of(m, label));
         if (rc == QK_OK)
             rc = append_text(cJSON_GetObjectItemCaseSensitive(m, "content"), out);
         if (rc != QK_OK)

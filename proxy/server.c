@@ -993,8 +993,9 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     for (size_t i = 0; i < cfg->n_upstream_headers && i < QK_PROXY_MAX_UPSTREAM_HEADERS; i++) {
         const char *why = qp_upstream_headers_check(cfg->upstream_headers[i]);
         if (why) {
-            snprintf(err, errlen, "invalid upstream header '%.64s': %s", cfg->upstream_headers[i],
-                     why);
+            const char *line = cfg->upstream_headers[i]; /* its name: the value may be secret */
+            snprintf(err, errlen, "invalid upstream header '%.*s': %s", (int)strcspn(line, ":"),
+                     line, why);
             return QK_INVALID;
         }
     }

@@ -315,6 +315,11 @@ upstream_headers_are_repeatable_and_checked(void **state)
         assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_INVALID);
         assert_non_null(strstr(err, "--upstream-header"));
     }
+    /* A refused line is named by its header name, never its value (a secret, maybe). */
+    char *secret[] = {"qwen-proxy", "--upstream-header", "Authorization: Bearer sk-secret-1"};
+    assert_int_equal(parse(&cfg, 3, secret, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "'Authorization'"));
+    assert_null(strstr(err, "sk-secret"));
     char *many[2 * QK_PROXY_MAX_UPSTREAM_HEADERS + 3];
     int n = 0;
     many[n++] = "qwen-proxy";

@@ -725,6 +725,31 @@ model_list_is_served_in_the_v1_shapes(void **state)
     assert_int_equal(count(R_MODELS), 1); /* the second came from the cache */
 }
 
+/* The model list refused inside a 2xx: an expired token is the caller's 401 and a bad
+ * request its 400, once each (AUTH-4's rule); a firewall challenge is worth retrying. */
+static void
+model_list_in_band_failures(void **state)
+{
+    (void)state;
+    struct mc_resp r;
+    up_reset();
+    script(R_MODELS, (struct answer){200, "application/json",
+                                     FAILURE("unauthorized", "Token has expired, please log in")});
+    assert_int_equal(mc_get(E.port, "/api/models", "tok-models-401", &r), 0);
+    expect_error(&r, 401, "upstream_error", "Token has expired");
+    mc_resp_free(&r);
+    assert_int_equal(count(R_MODELS), 1);
+
+    up_reset();
+    script(R_MODELS, (struct answer){200, "application/json;charset=utf-8",
+                                     "{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM::"
+                                     "busy\"],\"data\":{}}"});
+    assert_int_equal(mc_get(E.port, "/v1/models", "tok-models-waf", &r), 0);
+    assert_int_equal(r.status, 200); /* the next attempt's list */
+    mc_resp_free(&r);
+    assert_int_equal(count(R_MODELS), 2);
+}
+
 /* Against qwen-mock's v2 routes: both requests journaled under the caller's token, the
  * created chat's id in the completion's query, and the answer the mock says it produced,
  * streamed and not. */
@@ -833,6 +858,7 @@ main(void)
         cmocka_unit_test_setup(history_goes_up_as_one_message, each),
         cmocka_unit_test_setup(configured_headers_and_token_cookie, each),
         cmocka_unit_test_setup(model_list_is_served_in_the_v1_shapes, each),
+        cmocka_unit_test_setup(model_list_in_band_failures, each),
         cmocka_unit_test_setup(against_the_mock_v2_routes, each),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
