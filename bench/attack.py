@@ -576,7 +576,7 @@ def percentile(sorted_values, p):
 def run_phase(kind, mode, mock_port, args):
     flags = (args.relaxed_flags if mode == "relaxed" else args.defended_flags).split()
     cmd = [os.path.join(args.build, "proxy", "qwen-proxy"), "--listen", "127.0.0.1",
-           "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}",
+           "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}", "--upstream-dialect", "v1",
            "--log-format", "off"] + flags
     proxy, port = start_program(cmd, "qwen-proxy")
     sampler = Sampler(proxy.pid, port, args.sample_ms / 1000.0)

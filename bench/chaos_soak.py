@@ -55,7 +55,10 @@ CLIENT_TIMEOUT_S = 30.0
 
 # Proxy settings: short timers, so that stalls and expiries happen many times in a run, and
 # a small cache, so that eviction runs and the cache is full long before the first window.
+# The soak's references and faults are v1's (the mock's v1 routes, v1 stream knobs), so the
+# proxy speaks v1 to it whatever its default.
 PROXY_ARGS = [
+    "--upstream-dialect", "v1",
     "--cache-ttl", "2", "--stale-grace", "5", "--cache-max-entries", "64",
     "--upstream-timeout", "2", "--stream-idle-timeout", "2", "--retry-base-ms", "20",
     "--retry-after-cap", "2", "--deadline-ms", "20000", "--threads", "4",

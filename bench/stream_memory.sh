@@ -64,7 +64,7 @@ run_case() {
     [ "$mode" = incremental ] && inc=true
     start mock "$mock" --port 0 --quiet
     local mock_pid=$last_pid mock_port=$port
-    start proxy "$proxy" --listen 127.0.0.1 --port 0 --upstream "http://127.0.0.1:$mock_port" \
+    start proxy "$proxy" --listen 127.0.0.1 --port 0 --upstream "http://127.0.0.1:$mock_port" --upstream-dialect v1 \
         --stream-idle-timeout 60 --upstream-timeout 60
     local proxy_pid=$last_pid proxy_port=$port
     local idle

@@ -12,20 +12,25 @@ bash ci/check-format.sh
 # The release configuration must build warning-free too (optimisation finds other
 # warnings than the sanitizers do).
 QK_SANITIZE=OFF QK_MUTANTS=OFF bash ci/build.sh build-release
-# The suite against the release proxy, the one that ships, before the sanitizer run.
-if ! build-release/conformance/qwen-conformance --spawn >build-release/conformance.log 2>&1; then
-  tail -n 80 build-release/conformance.log
-  echo "ci/test.sh: the release proxy does not conform (build-release/conformance.log)" >&2
-  exit 1
-fi
-grep -E '^(verdict|conformance):' build-release/conformance.log
+# The suite against the release proxy, the one that ships, before the sanitizer run, in
+# each upstream dialect.
+for profile in reference reference-v2; do
+  log=build-release/conformance-$profile.log
+  if ! build-release/conformance/qwen-conformance --spawn \
+      --profile conformance/profiles/$profile.json >"$log" 2>&1; then
+    tail -n 80 "$log"
+    echo "ci/test.sh: the release proxy does not conform ($log)" >&2
+    exit 1
+  fi
+  grep -E '^(verdict|conformance):' "$log"
+done
 # The unit and end-to-end tests on the release build too: it is the one that ships, and
 # optimisation changes timing and code generation. Mutant tests are not registered
 # in this configuration; the rogues judge the suite, not the build, and run once below;
-# conformance_reference is the suite run just above.
+# conformance_reference(_v2) is the suite run just above.
 jobs=$(( $(nproc) * 3 ))
 ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' \
-      -E '^conformance_reference$' "$@"
+      -E '^conformance_reference(_v2)?$' "$@"
 # A minute of mixed traffic with injected faults through the release proxy: every answer
 # exact or one clean error, RSS and descriptors flat (bench/README.md, "Chaos soak").
 python3 bench/chaos_soak.py build-release --seconds 60

@@ -107,11 +107,9 @@ build_argv(struct argv_builder *b, const struct conf_launch_options *opts,
     }
     add(b, "--cors-origins");
     add(b, p->cors_origins);
-    /* v1 is the reference proxy's default; a v1 profile spawns it as before. */
-    if (conf_dialect_is_v2(conf_profile_dialect(p))) {
-        add(b, "--upstream-dialect");
-        add(b, "v2");
-    }
+    /* The profile's dialect, always said: the proxy's default need not be the profile's. */
+    add(b, "--upstream-dialect");
+    add(b, conf_dialect_is_v2(conf_profile_dialect(p)) ? "v2" : "v1");
     for (size_t i = 0; i < opts->extra_count; i++)
         add(b, opts->extra_args[i]);
 }

@@ -3,8 +3,8 @@
  * (proxy/sse_norm.c), and the non-stream assembler (proxy/assemble.c) on the same bytes.
  *
  * Oracles: (1) split invariance, as fuzz_sse_norm: fed whole, in fuzzer-chosen pieces and
- * one byte at a time, status, end, output bytes, event count, in-band message and its auth
- * flag agree; (2) a stream that ended cleanly (finished, or [DONE]) and the assembled
+ * one byte at a time, status, end, output bytes, event count, in-band message and its final
+ * status agree; (2) a stream that ended cleanly (finished, or [DONE]) and the assembled
  * answer agree: the assembler says OK, and its content and reasoning_content are what the
  * stream's chunks carried (separate and drop modes; inline may open a second think block
  * in a stream whose reasoning comes after its text, which one message cannot show);
@@ -35,7 +35,7 @@ struct outcome {
     struct qk_buf out;
     size_t events;
     char inband[256];
-    bool auth;
+    unsigned final_status;
 };
 
 static enum qp_reasoning_mode
@@ -72,7 +72,7 @@ run(const struct fuzz_split *s, enum fuzz_feed how, struct outcome *r)
     r->events = qp_sse_norm_events(n);
     if (r->status == QP_SSE_INBAND_ERROR) {
         snprintf(r->inband, sizeof r->inband, "%s", qp_sse_norm_inband_message(n));
-        r->auth = qp_sse_norm_inband_auth(n);
+        r->final_status = qp_sse_norm_inband_status(n);
     }
     qp_sse_norm_free(n);
 }
@@ -81,8 +81,8 @@ static void
 compare(const char *how, const struct outcome *a, const struct outcome *b)
 {
     if (a->status != b->status || a->finish_rc != b->finish_rc || a->end != b->end ||
-        a->events != b->events || strcmp(a->inband, b->inband) != 0 || a->auth != b->auth ||
-        qk_buf_len(&a->out) != qk_buf_len(&b->out) ||
+        a->events != b->events || strcmp(a->inband, b->inband) != 0 ||
+        a->final_status != b->final_status || qk_buf_len(&a->out) != qk_buf_len(&b->out) ||
         memcmp(qk_buf_ptr(&a->out), qk_buf_ptr(&b->out), qk_buf_len(&a->out)) != 0) {
         fprintf(stderr,
                 "fuzz_decode_v2: output depends on the split (%s)\nwhole(%zu)=\n%s\n"
@@ -139,9 +139,9 @@ check_assembled(const struct fuzz_split *s, const struct outcome *whole)
     char *body = fuzz_split_piece(s, FUZZ_WHOLE, 0, &(size_t){0});
     char *out = NULL, msg[256] = "";
     size_t out_len = 0;
-    bool auth = false;
+    unsigned final_status = 0;
     enum qp_assemble_status st =
-        qp_assemble_completion(&o, body, s->len, &out, &out_len, msg, sizeof msg, &auth);
+        qp_assemble_completion(&o, body, s->len, &out, &out_len, msg, sizeof msg, &final_status);
     free(body);
     bool clean = (whole->status == QP_SSE_OK || whole->status == QP_SSE_DONE) &&
                  whole->end == QP_SSE_END_CLEAN && whole->finish_rc == QK_OK;

@@ -179,7 +179,8 @@ static void
 print_usage(void)
 {
     fputs("Usage: qwen-mock [options]\n"
-          "A fault-injecting mock of the Qwen web-chat upstream (chat.qwenlm.ai v1 API).\n"
+          "A fault-injecting mock of the Qwen web-chat upstream: the v2 API of chat.qwen.ai\n"
+          "(/api/v2/...) and the older v1 API of chat.qwenlm.ai, side by side.\n"
           "Options that take a value accept both '--opt VALUE' and '--opt=VALUE'.\n"
           "\n",
           stdout);

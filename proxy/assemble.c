@@ -60,7 +60,7 @@ gather(struct gathered *g, const struct qp_delta *d)
 /* Reads the body's events until the answer finished, [DONE], or a failure. */
 static enum qp_assemble_status
 read_events(const struct qp_decoder_ops *dialect, const char *body, size_t len, struct gathered *g,
-            enum qp_sse_end *end, char *msg, size_t cap, bool *auth)
+            enum qp_sse_end *end, char *msg, size_t cap, unsigned *final_status)
 {
     struct qp_sse_frame_opts fo = {.max_bytes = QP_SSE_EVENT_CAP};
     struct qp_decoder_opts dopts = {.incremental_requested = true}; /* v2 always asks */
@@ -92,8 +92,8 @@ read_events(const struct qp_decoder_ops *dialect, const char *body, size_t len, 
             break;
         case QP_DECODE_FAILURE:
             note(msg, cap, d.failure);
-            if (auth)
-                *auth = d.failure_auth;
+            if (final_status)
+                *final_status = d.failure_status;
             st = QP_ASSEMBLE_FAILURE;
             break;
         case QP_DECODE_BAD:
@@ -172,13 +172,13 @@ done:
 
 enum qp_assemble_status
 qp_assemble_completion(const struct qp_assemble_opts *o, const char *body, size_t len, char **out,
-                       size_t *out_len, char *msg, size_t msg_cap, bool *auth)
+                       size_t *out_len, char *msg, size_t msg_cap, unsigned *final_status)
 {
     const struct qp_decoder_ops *dialect = o->dialect ? o->dialect : &qp_decoder_v1;
     *out = NULL;
     *out_len = 0;
-    if (auth)
-        *auth = false;
+    if (final_status)
+        *final_status = 0;
     note(msg, msg_cap, "");
     struct gathered g = {0};
     /* What comes out is never longer than what went in, but for the separators and
@@ -186,7 +186,8 @@ qp_assemble_completion(const struct qp_assemble_opts *o, const char *body, size_
     qk_buf_init(&g.content, 2 * len + 64);
     qk_buf_init(&g.reasoning, 2 * len + 64);
     enum qp_sse_end end = QP_SSE_END_CLEAN;
-    enum qp_assemble_status st = read_events(dialect, body, len, &g, &end, msg, msg_cap, auth);
+    enum qp_assemble_status st =
+        read_events(dialect, body, len, &g, &end, msg, msg_cap, final_status);
     bool finished = g.finish[0] || g.done;
     if (st != QP_ASSEMBLE_OK) {
         /* as read_events said */
@@ -195,8 +196,8 @@ qp_assemble_completion(const struct qp_assemble_opts *o, const char *body, size_
         char why[256];
         if (dialect->body_failure(body, len, why, sizeof why)) {
             note(msg, msg_cap, why);
-            if (auth && dialect->body_failure_auth)
-                *auth = dialect->body_failure_auth(body, len);
+            if (final_status && dialect->body_failure_status)
+                *final_status = dialect->body_failure_status(body, len);
             st = QP_ASSEMBLE_FAILURE;
         }
     }

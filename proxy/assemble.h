@@ -33,8 +33,8 @@ struct qp_assemble_opts {
 
 enum qp_assemble_status {
     QP_ASSEMBLE_OK = 0,  /**< *out is a chat.completion JSON (malloc'd, caller frees) */
-    QP_ASSEMBLE_FAILURE, /**< an in-band failure frame, or a failure body (msg filled; *auth
-                              set for unauthorized) */
+    QP_ASSEMBLE_FAILURE, /**< an in-band failure frame, or a failure body (msg filled;
+                          *final_status set) */
     /** The stream ended before the answer finished: the dialect requires a finish
      *  (finish_required) and neither a finishing delta nor [DONE] came, or the last event
      *  was cut (no blank line) before one came. */
@@ -46,10 +46,11 @@ enum qp_assemble_status {
 /**
  * Assembles @p body (@p len bytes, the whole upstream answer).
  * @param msg a one-line cause for every status but OK (@p msg_cap bytes, NUL-terminated)
- * @param auth set to whether a FAILURE refused the credential (may be NULL)
+ * @param final_status set to a FAILURE's final status (delta.failure_status: 0 when worth
+ *        another attempt, 401, 400), else 0 (may be NULL)
  */
 enum qp_assemble_status qp_assemble_completion(const struct qp_assemble_opts *o, const char *body,
                                                size_t len, char **out, size_t *out_len, char *msg,
-                                               size_t msg_cap, bool *auth);
+                                               size_t msg_cap, unsigned *final_status);
 
 #endif

@@ -118,16 +118,34 @@ line_add(struct line *l, const char *s)
 }
 
 static bool
-is_auth(const char *code, const char *details)
+starts_with_nocase(const char *s, const char *prefix)
 {
-    return (code && strcasecmp(code, "unauthorized") == 0) ||
-           (details && strstr(details, "Token has expired"));
+    return s && strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+unsigned
+qp_v2_failure_status(const char *code, const char *details)
+{
+    if ((code && strcasecmp(code, "unauthorized") == 0) ||
+        (details && strstr(details, "Token has expired")))
+        return 401;
+    if (!code)
+        return 0;
+    if (strcasecmp(code, "Bad_Request") == 0)
+        /* The service's own trouble under the caller's code: a chat still answering, a
+         * missing cookie or a refused body shape ("Internal error..."). */
+        return starts_with_nocase(details, "The chat is in progress") ||
+                       starts_with_nocase(details, "Internal error")
+                   ? 0
+                   : 400;
+    return strcmp(code, "RequestValidationError") == 0 || strcmp(code, "invalid_input") == 0 ? 400
+                                                                                             : 0;
 }
 
 /* The service's failure payloads: {"ret":["FAIL_..."]}, {"success":false,"data":{"code",
  * "details"}}, {"error":{"code","details"|"message"}}. */
 static bool
-classify(const cJSON *o, char *msg, size_t cap, bool *auth)
+classify(const cJSON *o, char *msg, size_t cap, unsigned *status)
 {
     const cJSON *ret = cJSON_GetObjectItemCaseSensitive(o, "ret");
     const cJSON *success = cJSON_GetObjectItemCaseSensitive(o, "success");
@@ -178,8 +196,8 @@ classify(const cJSON *o, char *msg, size_t cap, bool *auth)
         line_add(&l, ": ");
     if (details)
         line_add(&l, details);
-    if (auth)
-        *auth = is_auth(code, details);
+    if (status)
+        *status = qp_v2_failure_status(code, details);
     if (cap > 0)
         snprintf(msg, cap, "%s", tmp);
     cJSON_free(printed);
@@ -376,7 +394,7 @@ v2_event(void *state, const char *data, size_t len, struct qp_delta *d)
         v2_release(v);
         return QP_DECODE_BAD;
     }
-    if (classify(o, v->failure, sizeof v->failure, &d->failure_auth)) {
+    if (classify(o, v->failure, sizeof v->failure, &d->failure_status)) {
         d->failure = v->failure;
         return QP_DECODE_FAILURE;
     }
@@ -401,11 +419,11 @@ contains(const char *s, size_t len, const char *needle)
     return false;
 }
 
-/* @return whether @p body is a failure; *auth whether of the credential. */
+/* @return whether @p body is a failure; *status its final status (0: worth a retry). */
 static bool
-body_kind(const char *body, size_t len, char *msg, size_t cap, bool *auth)
+body_kind(const char *body, size_t len, char *msg, size_t cap, unsigned *status)
 {
-    *auth = false;
+    *status = 0;
     while (len > 0 && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
         body++;
         len--;
@@ -427,7 +445,7 @@ body_kind(const char *body, size_t len, char *msg, size_t cap, bool *auth)
     if (*body != '{')
         return false;
     cJSON *o = cJSON_ParseWithLength(body, len);
-    bool failure = cJSON_IsObject(o) && classify(o, msg, cap, auth);
+    bool failure = cJSON_IsObject(o) && classify(o, msg, cap, status);
     cJSON_Delete(o);
     return failure;
 }
@@ -435,16 +453,16 @@ body_kind(const char *body, size_t len, char *msg, size_t cap, bool *auth)
 static bool
 v2_body_failure(const char *body, size_t len, char *msg, size_t cap)
 {
-    bool auth;
-    return body_kind(body, len, msg, cap, &auth);
+    unsigned status;
+    return body_kind(body, len, msg, cap, &status);
 }
 
-static bool
-v2_body_failure_auth(const char *body, size_t len)
+static unsigned
+v2_body_failure_status(const char *body, size_t len)
 {
     char msg[8];
-    bool auth;
-    return body_kind(body, len, msg, sizeof msg, &auth) && auth;
+    unsigned status;
+    return body_kind(body, len, msg, sizeof msg, &status) ? status : 0;
 }
 
 const struct qp_decoder_ops qp_decoder_v2 = {
@@ -453,6 +471,6 @@ const struct qp_decoder_ops qp_decoder_v2 = {
     .release = v2_release,
     .free = v2_free,
     .body_failure = v2_body_failure,
-    .body_failure_auth = v2_body_failure_auth,
+    .body_failure_status = v2_body_failure_status,
     .finish_required = true,
 };

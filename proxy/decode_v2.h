@@ -28,7 +28,7 @@
  * - In-band failures (any event): `{"success":false,"data":{"code","details"}}`,
  *   `{"ret":["FAIL_...", ...]}`, `{"error":{"code","details"|"message"}}`: one line
  *   `<what>: <code>: <details>`, control bytes as spaces, at most about 200 bytes;
- *   failure_auth for code `unauthorized` (any case) or a details text "Token has expired".
+ *   failure_status as qp_v2_failure_status() says.
  * - `[DONE]` (not sent by the service, tolerated).
  *
  * body_failure() classifies a whole non-SSE body: the bare JSON of those failures, an
@@ -44,5 +44,19 @@
 
 /** The v2 decoder's operations (finish_required, body_failure set). */
 extern const struct qp_decoder_ops qp_decoder_v2;
+
+/**
+ * The caller's final status for one of the service's in-band failures, from its code and
+ * details (either NULL; the `ret` challenge's first and second items), the one rule of
+ * the decoder and of the chats/new reader:
+ * - 401, the credential: code `unauthorized` (any case), or details holding "Token has
+ *   expired";
+ * - 400, the caller's request: code `Bad_Request` (any case) but for the details "The chat
+ *   is in progress" and "Internal error..." (any case); `RequestValidationError`;
+ *   `invalid_input`;
+ * - 0, worth another attempt: everything else (firewall challenges, `RateLimited`,
+ *   `internal_error`, `Not_Found`, unknown codes).
+ */
+unsigned qp_v2_failure_status(const char *code, const char *details);
 
 #endif

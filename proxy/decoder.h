@@ -73,9 +73,10 @@ struct qp_delta {
     bool has_created;
     long long created_s;
     const char *failure; /**< QP_DECODE_FAILURE: the message for the caller and the log */
-    /** QP_DECODE_FAILURE: the upstream refused the credential (v2 `unauthorized`, an
-     *  expired token): the caller's 401, never retried. */
-    bool failure_auth;
+    /** QP_DECODE_FAILURE: 0 when another attempt may succeed (a firewall challenge, a
+     *  quota, a busy chat), else the caller's final status, never retried: 401 the upstream
+     *  refused the credential, 400 it rejected the caller's request. */
+    unsigned failure_status;
 };
 
 /** One dialect's stream decoder. */
@@ -98,9 +99,9 @@ struct qp_decoder_ops {
      * a one-line cause (no credential) written into @p msg (@p cap bytes, NUL-terminated).
      */
     bool (*body_failure)(const char *body, size_t len, char *msg, size_t cap);
-    /** Optional. @return whether such a body is the failure of the credential (expired
-     *  token): body_failure() is then true too. */
-    bool (*body_failure_auth)(const char *body, size_t len);
+    /** Optional. @return the final status of such a failure body (delta.failure_status:
+     *  0 when worth another attempt, 401, 400), 0 when it is no failure. */
+    unsigned (*body_failure_status)(const char *body, size_t len);
     /** A clean end before a delta with a finish_reason (or the upstream's [DONE]) is a
      *  cut, not a normal end (v2: the answer's `finished` frame ends it). */
     bool finish_required;

@@ -40,7 +40,9 @@ struct qp_plan_state {
     /** Why the attempt failed, when a reader of an answer (take_answer, the forwarder's
      *  assembly of a streamed answer) found it unusable: one line, never a credential. */
     char why[200];
-    bool auth; /**< that answer said the credential is not accepted: 401, not retried */
+    /** 0, or the caller's final status that answer called for, not retried: 401 the
+     *  credential was refused, 400 the caller's request was (qp_v2_failure_status). */
+    unsigned final_status;
 };
 
 /** One upstream transfer of an attempt. */
@@ -62,7 +64,7 @@ struct qp_dialect_step {
     /**
      * Required on every step but the last: reads the step's 2xx answer (@p body, borrowed)
      * into @p plan. @return false when the answer is unusable: the attempt failed, and
-     * `plan->why` may say why (`plan->auth` when the credential was refused).
+     * `plan->why` may say why (`plan->final_status` when that is final).
      */
     bool (*take_answer)(struct qp_plan_state *plan, const char *body, size_t len);
 };
@@ -110,7 +112,7 @@ extern const struct qp_dialect qp_dialect_v2;
 
 /** The dialect `--upstream-dialect` uses when not given. Flipping the default is this one
  *  line (and the docs that name it). */
-#define QP_DIALECT_DEFAULT "v1"
+#define QP_DIALECT_DEFAULT "v2"
 
 /** @return the dialect named @p name ("v1", "v2"), or NULL. */
 const struct qp_dialect *qp_dialect_find(const char *name);

@@ -73,15 +73,16 @@ chats_new_body(const struct qk_buf *chat, const struct qp_plan_state *plan, stru
 }
 
 /* Describes an in-band failure envelope `{"success":false,"data":{"code","details"}}` in
- * @p why; sets *@p auth for the service's expired or missing credential. */
+ * @p why; sets *@p status to its final status by the decoder's rule (0: worth a retry). */
 static void
-describe_failure(const cJSON *root, char *why, size_t cap, bool *auth)
+describe_failure(const cJSON *root, char *why, size_t cap, unsigned *status)
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(data, "code");
     const cJSON *details = cJSON_GetObjectItemCaseSensitive(data, "details");
     const char *c = cJSON_IsString(code) ? code->valuestring : "no code";
-    *auth = strcasecmp(c, "unauthorized") == 0;
+    *status = qp_v2_failure_status(cJSON_IsString(code) ? code->valuestring : NULL,
+                                   cJSON_IsString(details) ? details->valuestring : NULL);
     snprintf(why, cap, "in-band failure: %.40s: %.100s", c,
              cJSON_IsString(details) ? details->valuestring : "no details");
 }
@@ -92,7 +93,7 @@ take_chat_id(struct qp_plan_state *plan, const char *body, size_t len)
 {
     char *why = plan->why;
     size_t cap = sizeof(plan->why);
-    bool *auth = &plan->auth;
+    unsigned *status = &plan->final_status;
     cJSON *root = cJSON_ParseWithLength(body, len);
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(data, "id");
@@ -102,7 +103,7 @@ take_chat_id(struct qp_plan_state *plan, const char *body, size_t len)
     else if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "ret")))
         snprintf(why, cap, "in-band failure: the service's firewall refused the request");
     else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "success")))
-        describe_failure(root, why, cap, auth);
+        describe_failure(root, why, cap, status);
     else if (!cJSON_IsString(id) || !id->valuestring[0] ||
              strlen(id->valuestring) >= sizeof(plan->chat_id))
         snprintf(why, cap, "chat not created: the answer has no usable data.id");

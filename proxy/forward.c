@@ -263,11 +263,18 @@ respond_relay(struct qp_request *req)
         return;
     }
     long s = f->status;
-    if (req->plan.auth) {
+    if (req->plan.final_status == 401) {
         /* The upstream refused the credential inside a 2xx (v2: `unauthorized`, an
          * expired token): the caller's 401, not retried. */
         snprintf(msg, sizeof(msg), "Upstream refused the credential: %s", req->plan.why);
         qp_response_error(&req->resp, 401, msg, NULL, "upstream_error");
+        return;
+    }
+    if (req->plan.final_status) {
+        /* The upstream rejected the caller's request inside a 2xx (v2: `Bad_Request`, an
+         * unknown model): that status, naming its code and details, not retried. */
+        snprintf(msg, sizeof(msg), "Upstream rejected the request: %s", req->plan.why);
+        qp_response_error(&req->resp, req->plan.final_status, msg, NULL, "upstream_rejected");
         return;
     }
     if ((s >= 400 && s <= 499) || (s == 503 && f->retry_after_ms >= 0)) {
@@ -934,13 +941,14 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
 }
 
 /* The attempt's answer in req->last was a 2xx its reader found unusable (plan.why says
- * why): a failed attempt, retried like a 500, unless the credential was refused
- * (plan.auth), which is final like the upstream's 401. */
+ * why): a failed attempt, retried like a 500, unless the answer called for a final status
+ * (plan.final_status: the credential refused, the request rejected), final like the
+ * upstream's own 401 or 400. */
 static void
 fail_answer(struct qp_request *req)
 {
-    if (req->plan.auth)
-        req->last.status = 401;
+    if (req->plan.final_status)
+        req->last.status = req->plan.final_status;
     else
         req->last.body_unusable = true;
 }
@@ -960,7 +968,8 @@ assemble_answer(struct qp_forwarder *fw, struct qp_request *req)
     if (!ctype || strncasecmp(ctype, "text/event-stream", 17) != 0) {
         /* The service's failures come as whole JSON or HTML bodies (SSE-16's rule). */
         if (dec->body_failure && dec->body_failure(body, len, msg, sizeof(msg))) {
-            req->plan.auth = dec->body_failure_auth && dec->body_failure_auth(body, len);
+            req->plan.final_status =
+                dec->body_failure_status ? dec->body_failure_status(body, len) : 0;
             snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
         } else {
             snprintf(req->plan.why, sizeof(req->plan.why),
@@ -986,8 +995,9 @@ assemble_answer(struct qp_forwarder *fw, struct qp_request *req)
     };
     char *out = NULL;
     size_t out_len = 0;
-    bool auth = false;
-    switch (qp_assemble_completion(&o, body, len, &out, &out_len, msg, sizeof(msg), &auth)) {
+    unsigned final_status = 0;
+    switch (
+        qp_assemble_completion(&o, body, len, &out, &out_len, msg, sizeof(msg), &final_status)) {
     case QP_ASSEMBLE_OK:
         qk_buf_reset(&req->attempt_body);
         if (qk_buf_append(&req->attempt_body, out, out_len) != QK_OK) {
@@ -997,7 +1007,7 @@ assemble_answer(struct qp_forwarder *fw, struct qp_request *req)
         free(out);
         return;
     case QP_ASSEMBLE_FAILURE:
-        req->plan.auth = auth;
+        req->plan.final_status = final_status;
         snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
         break;
     case QP_ASSEMBLE_INCOMPLETE:
@@ -1073,14 +1083,16 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
     if (!s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 && !f->html &&
         !QP_MUTANT(relay_non_sse_200)) {
         /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
-         * payload instead is a failed attempt, retried like a 500. */
+         * payload instead is a failed attempt, retried like a 500 unless the failure's
+         * status is final (plan.final_status). */
         const struct qp_decoder_ops *dec = fw->cfg.dialect->stream_decoder;
         const char *body = qk_buf_ptr(&req->attempt_body);
         size_t len = qk_buf_len(&req->attempt_body);
         char msg[160];
         if (dec->body_failure && dec->body_failure(body, len, msg, sizeof(msg))) {
             /* The dialect's failure as a whole body (v2: JSON or a firewall's page). */
-            req->plan.auth = dec->body_failure_auth && dec->body_failure_auth(body, len);
+            req->plan.final_status =
+                dec->body_failure_status ? dec->body_failure_status(body, len) : 0;
             snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %s", msg);
         } else {
             snprintf(s->unusable, sizeof(s->unusable),
@@ -1091,11 +1103,12 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
     }
     if (!s->sse_known || !s->sse)
         return false;
-    if (s->inband && qp_sse_norm_inband_auth(s->norm)) {
-        /* The credential refused in the stream's first event: 401, not retried. */
+    if (s->inband && qp_sse_norm_inband_status(s->norm)) {
+        /* The stream's first event refused the credential or the request: that status,
+         * not retried. */
         f->transport = QP_TRANSPORT_OK;
         snprintf(req->plan.why, sizeof(req->plan.why), "in-band failure: %.160s", s->inband_msg);
-        req->plan.auth = true;
+        req->plan.final_status = qp_sse_norm_inband_status(s->norm);
         fail_answer(req);
     } else if (s->inband || s->bad_event) {
         /* An event stream that failed before its first chunk: a retryable glitch

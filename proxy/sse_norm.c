@@ -17,7 +17,7 @@ struct qp_sse_norm {
     bool finished;      /* a delta with a finish_reason came */
     size_t events_read; /* events the dialect could read (a chunk, [DONE], a failure) */
     char inband[256];
-    bool inband_auth;
+    unsigned inband_status;
 #ifdef QK_MUTANTS
     enum qp_mutant mutant; /* qp_mutant_active when the stream began */
 #endif
@@ -114,10 +114,10 @@ qp_sse_norm_inband_message(const struct qp_sse_norm *n)
     return n->inband;
 }
 
-bool
-qp_sse_norm_inband_auth(const struct qp_sse_norm *n)
+unsigned
+qp_sse_norm_inband_status(const struct qp_sse_norm *n)
 {
-    return n->inband_auth;
+    return n->inband_status;
 }
 
 bool
@@ -168,7 +168,7 @@ on_event(struct qp_sse_norm *n, const struct qp_sse_event *ev, struct qk_buf *ou
         break;
     case QP_DECODE_FAILURE:
         snprintf(n->inband, sizeof n->inband, "%s", d.failure);
-        n->inband_auth = d.failure_auth;
+        n->inband_status = d.failure_status;
         st = QP_SSE_INBAND_ERROR;
         break;
     case QP_DECODE_BAD:

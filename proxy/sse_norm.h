@@ -113,9 +113,9 @@ size_t qp_sse_norm_events(const struct qp_sse_norm *n);
 /** The in-band failure message when feed returned QP_SSE_INBAND_ERROR (borrowed). */
 const char *qp_sse_norm_inband_message(const struct qp_sse_norm *n);
 
-/** @return whether that failure refused the credential (delta.failure_auth: v2's
- *  `unauthorized`, an expired token), to be answered 401 and not retried. */
-bool qp_sse_norm_inband_auth(const struct qp_sse_norm *n);
+/** @return that failure's final status (delta.failure_status): 0 when another attempt may
+ *  succeed, else the caller's status, not retried (401 the credential, 400 the request). */
+unsigned qp_sse_norm_inband_status(const struct qp_sse_norm *n);
 
 /** @return whether the dialect requires a finish (finish_required) and none came yet: a
  *  clean end now would be a cut, which qp_sse_norm_end() reports as QP_SSE_END_CUT (so a

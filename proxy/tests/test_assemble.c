@@ -43,6 +43,9 @@
 #define EXPIRED                                                                                    \
     "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"unauthorized\","              \
     "\"details\":\"Token has expired, please log in again.\"}}"
+#define MODEL_NOT_FOUND                                                                            \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"Bad_Request\","               \
+    "\"details\":\"Model not found\"}}"
 #define MID_ERROR                                                                                  \
     "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota "                       \
     "exceeded, please increase your quota limit.\"}}"
@@ -78,7 +81,7 @@ join(const char *const *frames, size_t n)
 struct result {
     enum qp_assemble_status st;
     char msg[256];
-    bool auth;
+    unsigned final_status;
     cJSON *json; /* OK only */
 };
 
@@ -94,16 +97,16 @@ assemble(const struct qp_decoder_ops *dialect, enum qp_reasoning_mode mode, cons
     char *out = (char *)1;
     size_t out_len = 99;
     memset(r, 0, sizeof *r);
-    r->auth = true;
+    r->final_status = 999;
     r->st = qp_assemble_completion(&o, body, strlen(body), &out, &out_len, r->msg, sizeof r->msg,
-                                   &r->auth);
+                                   &r->final_status);
     if (r->st == QP_ASSEMBLE_OK) {
         assert_non_null(out);
         assert_int_equal(out_len, strlen(out));
         r->json = cJSON_Parse(out);
         assert_non_null(r->json);
         free(out);
-        assert_false(r->auth);
+        assert_int_equal(r->final_status, 0);
     } else {
         assert_null(out);
         assert_int_equal(out_len, 0);
@@ -201,23 +204,31 @@ failures_are_failures(void **state)
     assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
     assert_string_equal(r.msg, "upstream error: internal_error: Allocated quota exceeded, please "
                                "increase your quota limit.");
-    assert_false(r.auth);
+    assert_int_equal(r.final_status, 0);
     assemble(&qp_decoder_v2, QP_REASONING_SEPARATE, EV(EXPIRED), &r);
     assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
-    assert_true(r.auth);
+    assert_int_equal(r.final_status, 401);
     /* The bare JSON as the whole body, and the firewall's HTML page. */
     assemble(&qp_decoder_v2, QP_REASONING_SEPARATE, EXPIRED, &r);
     assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
-    assert_true(r.auth);
+    assert_int_equal(r.final_status, 401);
     assert_non_null(strstr(r.msg, "Token has expired"));
     assemble(&qp_decoder_v2, QP_REASONING_SEPARATE,
              "<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\" content=\"1\">",
              &r);
     assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
-    assert_false(r.auth);
+    assert_int_equal(r.final_status, 0);
     assemble(&qp_decoder_v2, QP_REASONING_SEPARATE, "", &r);
     assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
     assert_non_null(strstr(r.msg, "empty"));
+    /* The caller's bad request, as the first event and as the whole body: 400. */
+    assemble(&qp_decoder_v2, QP_REASONING_SEPARATE, EV(MODEL_NOT_FOUND), &r);
+    assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
+    assert_int_equal(r.final_status, 400);
+    assemble(&qp_decoder_v2, QP_REASONING_SEPARATE, MODEL_NOT_FOUND, &r);
+    assert_int_equal(r.st, QP_ASSEMBLE_FAILURE);
+    assert_int_equal(r.final_status, 400);
+    assert_non_null(strstr(r.msg, "Model not found"));
 }
 
 static void

@@ -40,7 +40,7 @@ defaults_match_the_issue(void **state)
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.port, 8000);
     assert_null(cfg.upstream); /* the dialect's own (upstream_dialect_and_its_default) */
-    assert_string_equal(cfg.upstream_dialect, "v1");
+    assert_string_equal(cfg.upstream_dialect, "v2"); /* today's service */
     assert_string_equal(cfg.reasoning, "separate");
     assert_false(cfg.token_cookie);
     assert_int_equal(cfg.n_upstream_headers, 0);
@@ -195,14 +195,14 @@ upstream_dialect_and_its_default(void **state)
     struct qk_proxy_config cfg;
     enum qk_proxy_cli_action action;
     char err[256] = "";
-    char *v2[] = {"qwen-proxy", "--upstream-dialect", "v2"};
+    char *v1_flag[] = {"qwen-proxy", "--upstream-dialect", "v1"};
     fake_env = NULL;
-    assert_int_equal(parse(&cfg, 3, v2, &action, err), QK_OK);
-    assert_string_equal(cfg.upstream_dialect, "v2");
+    assert_int_equal(parse(&cfg, 3, v1_flag, &action, err), QK_OK);
+    assert_string_equal(cfg.upstream_dialect, "v1");
     assert_null(cfg.upstream);
     assert_string_equal(qp_dialect_find("v2")->default_upstream, "https://chat.qwen.ai");
     assert_string_equal(qp_dialect_find("v1")->default_upstream, "https://chat.qwenlm.ai");
-    assert_string_equal(qp_dialect_find(QP_DIALECT_DEFAULT)->name, "v1");
+    assert_string_equal(qp_dialect_find(QP_DIALECT_DEFAULT)->name, "v2");
     assert_null(qp_dialect_find("v3"));
     assert_null(qp_dialect_find(NULL));
     /* Every name the registry lists is found, and the help names them. */
@@ -213,14 +213,14 @@ upstream_dialect_and_its_default(void **state)
     assert_non_null(strstr(qk_proxy_usage(), "--upstream-dialect v1|v2"));
     assert_non_null(strstr(qk_proxy_usage(), "QWEN_PROXY_UPSTREAM_DIALECT"));
 
-    static const char *const e[] = {"QWEN_PROXY_UPSTREAM_DIALECT", "v2", NULL};
+    static const char *const e[] = {"QWEN_PROXY_UPSTREAM_DIALECT", "v1", NULL};
     fake_env = e;
     char *none[] = {"qwen-proxy"};
     assert_int_equal(parse(&cfg, 1, none, &action, err), QK_OK);
-    assert_string_equal(cfg.upstream_dialect, "v2");
-    char *v1[] = {"qwen-proxy", "--upstream-dialect=v1"};
-    assert_int_equal(parse(&cfg, 2, v1, &action, err), QK_OK);
     assert_string_equal(cfg.upstream_dialect, "v1");
+    char *v2[] = {"qwen-proxy", "--upstream-dialect=v2"};
+    assert_int_equal(parse(&cfg, 2, v2, &action, err), QK_OK);
+    assert_string_equal(cfg.upstream_dialect, "v2");
     fake_env = NULL;
 
     char *bad[] = {"qwen-proxy", "--upstream-dialect", "V2"};

@@ -71,6 +71,12 @@
 #define MID_ERROR                                                                                  \
     "{\"error\":{\"code\":\"internal_error\",\"details\":\"Allocated quota "                       \
     "exceeded, please increase your quota limit.\"}}"
+#define MODEL_NOT_FOUND                                                                            \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"Bad_Request\","               \
+    "\"details\":\"Model not found\"}}"
+#define IN_PROGRESS                                                                                \
+    "{\"success\":false,\"request_id\":\"9f0e\",\"data\":{\"code\":\"Bad_Request\","               \
+    "\"details\":\"The chat is in progress!\"}}"
 
 /* ---- the decoder alone ---- */
 
@@ -274,15 +280,15 @@ in_band_failures_are_one_bounded_line(void **state)
     assert_non_null(strstr(x.d.failure, "FAIL_SYS_USER_VALIDATE"));
     assert_non_null(strstr(x.d.failure, "RGV587_ERROR::SM::"));
     assert_null(strstr(x.d.failure, "x5secdata")); /* the challenge URL is not the cause */
-    assert_false(x.d.failure_auth);
+    assert_int_equal(x.d.failure_status, 0);
     assert_int_equal(dec_feed(&x, EXPIRED), QP_DECODE_FAILURE);
     assert_string_equal(x.d.failure,
                         "upstream failure: unauthorized: Token has expired, please log in again.");
-    assert_true(x.d.failure_auth);
+    assert_int_equal(x.d.failure_status, 401);
     assert_int_equal(dec_feed(&x, QUOTA), QP_DECODE_FAILURE);
     assert_string_equal(x.d.failure, "upstream failure: RateLimited: You've reached the upper "
                                      "limit for today's usage.");
-    assert_false(x.d.failure_auth);
+    assert_int_equal(x.d.failure_status, 0);
     assert_int_equal(dec_feed(&x, MID_ERROR), QP_DECODE_FAILURE);
     assert_string_equal(x.d.failure, "upstream error: internal_error: Allocated quota exceeded, "
                                      "please increase your quota limit.");
@@ -317,31 +323,93 @@ in_band_failures_are_one_bounded_line(void **state)
     dec_close(&x);
 }
 
+/* The one rule of final statuses (qp_v2_failure_status), each exception pinned; the
+ * decoder's envelopes use it. */
+static void
+failure_statuses_follow_one_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *code, *details;
+        unsigned status;
+    } cases[] = {
+        /* the credential */
+        {"unauthorized", "Token has expired, please log in again.", 401},
+        {"Unauthorized", "Not logged in", 401},
+        {"UNAUTHORIZED", NULL, 401},
+        {"Bad_Request", "Token has expired, please log in again.", 401},
+        {NULL, "Token has expired", 401},
+        /* the caller's request */
+        {"Bad_Request", "Model not found", 400},
+        {"bad_request", "Invalid input chat parent_id x is not exist.", 400},
+        {"Bad_Request", NULL, 400},
+        {"RequestValidationError", "[\"Field 'query -> chat_id': Field required\"]", 400},
+        {"invalid_input", "thinking off", 400},
+        /* worth another attempt: the exceptions of Bad_Request ... */
+        {"Bad_Request", "The chat is in progress!", 0},
+        {"Bad_Request", "Internal error...", 0},
+        {"Bad_Request", "internal error: missing cookie", 0},
+        {"Bad_Request", "INTERNAL ERROR", 0},
+        /* ... and everything else */
+        {"FAIL_SYS_USER_VALIDATE", "RGV587_ERROR::SM::busy", 0},
+        {"RateLimited", "You've reached the upper limit for today's usage.", 0},
+        {"internal_error", "Allocated quota exceeded", 0},
+        {"Not_Found", "Chat not found", 0},
+        {"data_inspection_failed", "content safety", 0},
+        {"something_new", "Model not found", 0},
+        {NULL, "Model not found", 0},
+        {NULL, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned got = qp_v2_failure_status(cases[i].code, cases[i].details);
+        if (got != cases[i].status)
+            fail_msg("case %zu (%s: %s): %u, not %u", i, cases[i].code ? cases[i].code : "-",
+                     cases[i].details ? cases[i].details : "-", got, cases[i].status);
+    }
+    /* The decoder's envelopes all use it: data, error, ret. */
+    struct dec x;
+    dec_open(&x);
+    assert_int_equal(dec_feed(&x, MODEL_NOT_FOUND), QP_DECODE_FAILURE);
+    assert_int_equal(x.d.failure_status, 400);
+    assert_int_equal(dec_feed(&x, IN_PROGRESS), QP_DECODE_FAILURE);
+    assert_int_equal(x.d.failure_status, 0);
+    assert_int_equal(
+        dec_feed(&x, "{\"error\":{\"code\":\"invalid_input\",\"message\":\"thinking off\"}}"),
+        QP_DECODE_FAILURE);
+    assert_int_equal(x.d.failure_status, 400);
+    assert_int_equal(dec_feed(&x, WAF), QP_DECODE_FAILURE);
+    assert_int_equal(x.d.failure_status, 0);
+    dec_close(&x);
+}
+
 static void
 whole_bodies_are_classified(void **state)
 {
     (void)state;
     static const struct {
         const char *body;
-        bool failure, auth;
+        bool failure;
+        unsigned status;
         const char *needle;
     } cases[] = {
-        {WAF, true, false, "FAIL_SYS_USER_VALIDATE"},
-        {EXPIRED, true, true, "unauthorized"},
+        {WAF, true, 0, "FAIL_SYS_USER_VALIDATE"},
+        {EXPIRED, true, 401, "unauthorized"},
         {"{\"success\":false,\"request_id\":\"u\",\"data\":{\"code\":\"Unauthorized\","
          "\"details\":\"You are not allowed\"}}",
-         true, true, "Unauthorized"},
-        {QUOTA, true, false, "RateLimited"},
-        {MID_ERROR, true, false, "internal_error"},
-        {"  \n" QUOTA "\n", true, false, "RateLimited"},
+         true, 401, "Unauthorized"},
+        {QUOTA, true, 0, "RateLimited"},
+        {MID_ERROR, true, 0, "internal_error"},
+        {"  \n" QUOTA "\n", true, 0, "RateLimited"},
         {"<!doctypehtml><meta charset=\"UTF-8\"><meta name=\"aliyun_waf_aa\" content=\"x\">"
          "<title></title>",
-         true, false, "firewall"},
-        {"<html><head><title>504 Gateway Time-out</title></head></html>", true, false, "HTML"},
-        {"", true, false, "empty"},
-        {" \r\n ", true, false, "empty"},
-        {"{\"success\":true,\"data\":{\"id\":\"x\"}}", false, false, NULL},
-        {"data: {}\n\n", false, false, NULL},
+         true, 0, "firewall"},
+        {"<html><head><title>504 Gateway Time-out</title></head></html>", true, 0, "HTML"},
+        {"", true, 0, "empty"},
+        {" \r\n ", true, 0, "empty"},
+        {MODEL_NOT_FOUND, true, 400, "Bad_Request: Model not found"},
+        {IN_PROGRESS, true, 0, "The chat is in progress!"},
+        {"{\"success\":true,\"data\":{\"id\":\"x\"}}", false, 0, NULL},
+        {"data: {}\n\n", false, 0, NULL},
         {"plain text", false, false, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -350,7 +418,8 @@ whole_bodies_are_classified(void **state)
         bool f = qp_decoder_v2.body_failure(b, strlen(b), msg, sizeof msg);
         if (f != cases[i].failure)
             fail_msg("case %zu: failure %d", i, f);
-        assert_int_equal(qp_decoder_v2.body_failure_auth(b, strlen(b)), cases[i].auth);
+        if (qp_decoder_v2.body_failure_status(b, strlen(b)) != cases[i].status)
+            fail_msg("case %zu: status %u", i, qp_decoder_v2.body_failure_status(b, strlen(b)));
         if (cases[i].needle && !strstr(msg, cases[i].needle))
             fail_msg("case %zu: '%s' lacks '%s'", i, msg, cases[i].needle);
         assert_null(strchr(msg, '\n'));
@@ -421,7 +490,7 @@ read_out(const char *s, struct out *r)
 /* Feeds @p up cut at @p cut; returns the first status other than OK (or OK). */
 static enum qp_sse_status
 norm_run(const char *up, size_t cut, enum qp_reasoning_mode mode, struct out *r,
-         enum qp_sse_end *end, bool *auth)
+         enum qp_sse_end *end, unsigned *final_status)
 {
     struct qp_sse_norm_opts o = {.dialect = &qp_decoder_v2,
                                  .incremental_requested = true,
@@ -439,8 +508,8 @@ norm_run(const char *up, size_t cut, enum qp_reasoning_mode mode, struct out *r,
         st = qp_sse_norm_feed(n, up + cut, len - cut, &out);
     if (end)
         *end = qp_sse_norm_end(n);
-    if (auth)
-        *auth = qp_sse_norm_inband_auth(n);
+    if (final_status)
+        *final_status = qp_sse_norm_inband_status(n);
     if (st == QP_SSE_OK || st == QP_SSE_DONE)
         assert_int_equal(qp_sse_norm_finish(n, true, NULL, &out), QK_OK);
     else if (st == QP_SSE_INBAND_ERROR)
@@ -583,10 +652,10 @@ in_band_failures_behind_the_normalizer(void **state)
     size_t len = strlen(mid);
     for (size_t cut = 0; cut <= len; cut++) {
         struct out r;
-        bool auth = true;
-        assert_int_equal(norm_run(mid, cut, QP_REASONING_SEPARATE, &r, NULL, &auth),
+        unsigned status = 1;
+        assert_int_equal(norm_run(mid, cut, QP_REASONING_SEPARATE, &r, NULL, &status),
                          QP_SSE_INBAND_ERROR);
-        assert_false(auth);
+        assert_int_equal(status, 0);
         assert_string_equal(r.content, "He");
         assert_string_equal(r.reasoning, "a");
         assert_int_equal(r.errors, 1);
@@ -594,14 +663,17 @@ in_band_failures_behind_the_normalizer(void **state)
         assert_int_equal(r.done, 0);
     }
     struct out r;
-    bool auth = false;
-    assert_int_equal(norm_run(EV(EXPIRED), 4, QP_REASONING_SEPARATE, &r, NULL, &auth),
+    unsigned status = 0;
+    assert_int_equal(norm_run(EV(EXPIRED), 4, QP_REASONING_SEPARATE, &r, NULL, &status),
                      QP_SSE_INBAND_ERROR);
-    assert_true(auth);
+    assert_int_equal(status, 401);
     assert_int_equal(r.chunks, 0);
-    assert_int_equal(norm_run(EV(WAF), 0, QP_REASONING_SEPARATE, &r, NULL, &auth),
+    assert_int_equal(norm_run(EV(WAF), 0, QP_REASONING_SEPARATE, &r, NULL, &status),
                      QP_SSE_INBAND_ERROR);
-    assert_false(auth);
+    assert_int_equal(status, 0);
+    assert_int_equal(norm_run(EV(MODEL_NOT_FOUND), 3, QP_REASONING_SEPARATE, &r, NULL, &status),
+                     QP_SSE_INBAND_ERROR);
+    assert_int_equal(status, 400);
 }
 
 int
@@ -612,6 +684,7 @@ main(void)
         cmocka_unit_test(think_phase_and_phaseless_frames),
         cmocka_unit_test(one_response_reaches_the_caller),
         cmocka_unit_test(in_band_failures_are_one_bounded_line),
+        cmocka_unit_test(failure_statuses_follow_one_table),
         cmocka_unit_test(whole_bodies_are_classified),
         cmocka_unit_test(every_split_gives_the_same_answer),
         cmocka_unit_test(reasoning_modes_through_the_normalizer),

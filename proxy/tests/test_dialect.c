@@ -113,23 +113,40 @@ chat_id_only_from_a_success_with_a_string_id(void **state)
     struct qp_plan_state p;
     assert_true(take("{\"success\":true,\"request_id\":\"r\",\"data\":{\"id\":\"605f-ab\"}}", &p));
     assert_string_equal(p.chat_id, "605f-ab");
-    assert_false(p.auth);
+    assert_int_equal(p.final_status, 0);
 
-    const char *bad[] = {
-        "{\"success\":true,\"data\":{}}",
-        "{\"success\":true,\"data\":{\"id\":7}}",
-        "{\"success\":true,\"data\":{\"id\":\"\"}}",
-        "{\"data\":{\"id\":\"x\"}}",
-        "{\"success\":false,\"data\":{\"code\":\"Bad_Request\",\"details\":\"Model not found\"}}",
-        "<!doctypehtml><meta name=\"aliyun_waf_aa\" content=\"1\">",
-        "{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM\"],\"data\":{}}",
-        "",
+    /* Unusable answers, with the final status of the decoder's rule (0: retried). */
+    static const struct {
+        const char *answer;
+        unsigned status;
+    } bad[] = {
+        {"{\"success\":true,\"data\":{}}", 0},
+        {"{\"success\":true,\"data\":{\"id\":7}}", 0},
+        {"{\"success\":true,\"data\":{\"id\":\"\"}}", 0},
+        {"{\"data\":{\"id\":\"x\"}}", 0},
+        {"{\"success\":false,\"data\":{\"code\":\"Bad_Request\",\"details\":\"Model not found\"}}",
+         400},
+        {"{\"success\":false,\"data\":{\"code\":\"Bad_Request\",\"details\":\"The chat is in "
+         "progress!\"}}",
+         0},
+        {"{\"success\":false,\"data\":{\"code\":\"Bad_Request\",\"details\":\"Internal "
+         "error...\"}}",
+         0},
+        {"{\"success\":false,\"data\":{\"code\":\"RateLimited\",\"details\":\"quota\"}}", 0},
+        {"{\"success\":false,\"data\":{\"code\":\"RequestValidationError\",\"details\":\"x\"}}",
+         400},
+        {"{\"success\":false,\"data\":{\"code\":\"Unauthorized\",\"details\":\"Not logged in\"}}",
+         401},
+        {"<!doctypehtml><meta name=\"aliyun_waf_aa\" content=\"1\">", 0},
+        {"{\"ret\":[\"FAIL_SYS_USER_VALIDATE\",\"RGV587_ERROR::SM\"],\"data\":{}}", 0},
+        {"", 0},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_false(take(bad[i], &p));
+        assert_false(take(bad[i].answer, &p));
         assert_string_equal(p.chat_id, "");
-        assert_true(p.why[0] != '\0'); /* a cause for the log and the 502 */
-        assert_false(p.auth);
+        assert_true(p.why[0] != '\0'); /* a cause for the log and the error */
+        if (p.final_status != bad[i].status)
+            fail_msg("case %zu: status %u, not %u", i, p.final_status, bad[i].status);
     }
     assert_false(take("{\"success\":false,\"data\":{\"code\":\"Bad_Request\",\"details\":"
                       "\"Model not found\"}}",
@@ -139,7 +156,7 @@ chat_id_only_from_a_success_with_a_string_id(void **state)
     assert_false(take("{\"success\":false,\"data\":{\"code\":\"unauthorized\",\"details\":"
                       "\"Token has expired, please log in again.\"}}",
                       &p));
-    assert_true(p.auth);
+    assert_int_equal(p.final_status, 401);
 }
 
 static void

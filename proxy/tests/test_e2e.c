@@ -126,6 +126,7 @@ setup(void **state)
 
     struct qk_proxy_config pc;
     qk_proxy_config_init(&pc);
+    pc.upstream_dialect = "v1"; /* these tests script v1 answers; test_v2.c has v2's */
     pc.port = 0;
     pc.upstream = e->mock_url;
     pc.retry_base_ms = 5;
@@ -572,6 +573,7 @@ stream_without_a_first_event_in_time_is_504(void **state)
     struct env *e = *state;
     struct qk_proxy_config pc;
     qk_proxy_config_init(&pc);
+    pc.upstream_dialect = "v1";
     pc.port = 0;
     pc.upstream = e->mock_url;
     pc.retry_base_ms = 5;
@@ -897,6 +899,7 @@ logging_proxy(struct env *e, enum qk_proxy_log_format format, unsigned max_retri
 {
     struct qk_proxy_config pc;
     qk_proxy_config_init(&pc);
+    pc.upstream_dialect = "v1";
     pc.port = 0;
     pc.upstream = upstream ? upstream : e->mock_url;
     pc.retry_base_ms = 5;

@@ -13,7 +13,7 @@
  * is not; streamed reasoning_content and --reasoning inline/drop; the non-stream answer
  * assembled from the stream; the history rule; the headers sent (nothing a browser would
  * add, --upstream-header, --token-cookie); the unwrapped model list; the in-band
- * `unauthorized` answered 401 once.
+ * `unauthorized` answered 401 once, the in-band bad request (an unknown model) 400 once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -575,6 +575,84 @@ in_band_unauthorized_is_401_once(void **state)
     assert_int_equal(count(R_NEW), 1);
 }
 
+#define FAILURE(code, details)                                                                     \
+    "{\"success\":false,\"request_id\":\"q\",\"data\":{\"code\":\"" code                           \
+    "\",\"details\":\"" details "\"}}"
+
+/* The OpenAI error of a response: its status, code and message checked. */
+static void
+expect_error(const struct mc_resp *r, long status, const char *code, const char *needle)
+{
+    assert_int_equal(r->status, status);
+    cJSON *j = cJSON_Parse(r->body);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    assert_non_null(err);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(err, "code");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
+    assert_true(cJSON_IsString(c) && cJSON_IsString(m));
+    assert_string_equal(c->valuestring, code);
+    if (!strstr(m->valuestring, needle))
+        fail_msg("'%s' lacks '%s'", m->valuestring, needle);
+    cJSON_Delete(j);
+}
+
+/* The caller's bad request inside a 2xx (an unknown model at chats/new, a bad body at the
+ * completion): 400 naming the upstream's code and details, once; the in-progress chat is
+ * worth another attempt; an expired token at the completion is 401, once. */
+static void
+in_band_bad_request_is_400_once(void **state)
+{
+    (void)state;
+    struct mc_resp r;
+    for (int stream = 0; stream < 2; stream++) {
+        up_reset();
+        script(R_NEW,
+               (struct answer){200, "application/json", FAILURE("Bad_Request", "Model not found")});
+        ask(stream ? CHAT("true") : CHAT("false"), NULL, &r);
+        expect_error(&r, 400, "upstream_rejected", "Bad_Request: Model not found");
+        mc_resp_free(&r);
+        assert_int_equal(count(R_NEW), 1);
+        assert_int_equal(count(R_CHAT), 0);
+
+        /* At the completion, as a whole body and as the stream's first event. */
+        up_reset();
+        script(R_CHAT, (struct answer){200, "application/json",
+                                       FAILURE("RequestValidationError", "chat_id required")});
+        ask(stream ? CHAT("true") : CHAT("false"), NULL, &r);
+        expect_error(&r, 400, "upstream_rejected", "RequestValidationError: chat_id required");
+        mc_resp_free(&r);
+        assert_int_equal(count(R_CHAT), 1);
+        up_reset();
+        script(R_CHAT, (struct answer){200, "text/event-stream",
+                                       "data: {\"error\":{\"code\":\"invalid_input\","
+                                       "\"details\":\"thinking off\"}}\n\n"});
+        ask(stream ? CHAT("true") : CHAT("false"), NULL, &r);
+        expect_error(&r, 400, "upstream_rejected", "invalid_input: thinking off");
+        mc_resp_free(&r);
+        assert_int_equal(count(R_CHAT), 1);
+
+        /* Worth another attempt: the chat in progress, "Internal error...". */
+        up_reset();
+        script(R_CHAT, (struct answer){200, "application/json",
+                                       FAILURE("Bad_Request", "The chat is in progress!")});
+        script(R_CHAT, (struct answer){200, "application/json",
+                                       FAILURE("Bad_Request", "internal error...")});
+        ask(stream ? CHAT("true") : CHAT("false"), NULL, &r);
+        assert_int_equal(r.status, 200);
+        mc_resp_free(&r);
+        assert_int_equal(count(R_CHAT), 3);
+
+        /* The expired token at the completion: 401, once. */
+        up_reset();
+        script(R_CHAT, (struct answer){200, "application/json",
+                                       FAILURE("Bad_Request", "Token has expired, log in")});
+        ask(stream ? CHAT("true") : CHAT("false"), NULL, &r);
+        expect_error(&r, 401, "upstream_error", "Token has expired");
+        mc_resp_free(&r);
+        assert_int_equal(count(R_CHAT), 1);
+    }
+}
+
 /* Several messages go up as one: `<role>: <text>` joined by blank lines. */
 static void
 history_goes_up_as_one_message(void **state)
@@ -719,6 +797,20 @@ against_the_mock_v2_routes(void **state)
     cJSON_Delete(journal);
     mc_resp_free(&r);
 
+    /* An unknown model: the mock's in-band Bad_Request, the caller's 400, one chats/new. */
+    q.body = "{\"model\":\"no-such-model\",\"stream\":true,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hello there\"}]}";
+    assert_int_equal(mc_request(&q, &r), 0);
+    expect_error(&r, 400, "upstream_rejected", "Model not found");
+    mc_resp_free(&r);
+    journal = mc_journal_settled(qk_mock_port(mock), token, 6, 1000);
+    entries = cJSON_GetObjectItemCaseSensitive(journal, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), 5);
+    assert_string_equal(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(entries, 4), "path")->valuestring,
+        "/api/v2/chats/new");
+    cJSON_Delete(journal);
+
     E.up_port = saved;
     proxy_with(NULL);
     qk_mock_stop(mock);
@@ -737,6 +829,7 @@ main(void)
         cmocka_unit_test_setup(completion_failures_retried_before_the_first_byte_only, each),
         cmocka_unit_test_setup(non_stream_answer_is_assembled, each),
         cmocka_unit_test_setup(in_band_unauthorized_is_401_once, each),
+        cmocka_unit_test_setup(in_band_bad_request_is_400_once, each),
         cmocka_unit_test_setup(history_goes_up_as_one_message, each),
         cmocka_unit_test_setup(configured_headers_and_token_cookie, each),
         cmocka_unit_test_setup(model_list_is_served_in_the_v1_shapes, each),
