@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "cache.h"
+#include "dialect.h"
 #include "forward.h"
 #include "headers.h"
 #include "key.h"
@@ -54,7 +55,28 @@ qp_mutant_known(const char *name)
 static struct qp_header_policy real_header_policy;
 static struct qp_route_row real_routes[QP_ROUTE_ROWS];
 static struct qp_give_up_statuses real_give_up_statuses;
+static struct qp_dialect_step real_v2_chats_new;
 static bool real_tables_saved;
+
+/* v2_unchecked_chat_id: a chats/new reader that takes data.id out of whatever came back,
+ * "" when there is none, as a proxy that never checks `success` does. */
+static bool
+take_any_chat_id(struct qp_plan_state *plan, const char *body, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const char *id = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "data"), "id"));
+    snprintf(plan->chat_id, sizeof(plan->chat_id), "%s", id ? id : "");
+    cJSON_Delete(root);
+    return true;
+}
+
+/* The v2 chat plan's steps: not const in a mutant build (dialect_v2.c), so writable. */
+static struct qp_dialect_step *
+v2_chat_steps(void)
+{
+    return (struct qp_dialect_step *)qp_dialect_v2.chat.steps;
+}
 
 /* The rules a mutated retry policy points at (there is one mutant per process). */
 static struct qp_retry_rules mutated_retry_rules;
@@ -127,11 +149,13 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         real_header_policy = qp_header_policy;
         memcpy(real_routes, qp_routes, sizeof(real_routes));
         real_give_up_statuses = qp_give_up_statuses;
+        real_v2_chats_new = v2_chat_steps()[0];
         real_tables_saved = true;
     }
     qp_header_policy = real_header_policy;
     memcpy(qp_routes, real_routes, sizeof(real_routes));
     qp_give_up_statuses = real_give_up_statuses;
+    v2_chat_steps()[0] = real_v2_chats_new;
     qp_mutant_active = m;
 
     /* Transfer-Encoding frames each connection, and a relayed Connection would end the
@@ -152,6 +176,8 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         qp_give_up_statuses.timeout = 502;
     if (m == QP_MUT_unreachable_500)
         qp_give_up_statuses.unreachable = 500;
+    if (m == QP_MUT_v2_unchecked_chat_id)
+        v2_chat_steps()[0].take_answer = take_any_chat_id;
     edit_retry_rules(m, retry);
     return true;
 }
@@ -359,6 +385,59 @@ add_retry_attempt(struct qp_request *req)
     cJSON_Delete(root);
 }
 
+/* v2_last_message_only: the history goes, only the last message is left. */
+static void
+keep_last_message(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    int n = cJSON_GetArraySize(messages);
+    if (cJSON_IsArray(messages) && n > 1) {
+        for (int i = 0; i < n - 1; i++)
+            cJSON_DeleteItemFromArray(messages, 0);
+        body_replace(req, root);
+    }
+    cJSON_Delete(root);
+}
+
+/* v2_wrap_single_message: one user message's text goes as "user: <text>". */
+static void
+wrap_single_message(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    cJSON *m = cJSON_GetArrayItem(messages, 0);
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+    if (cJSON_GetArraySize(messages) == 1 && role && strcmp(role, "user") == 0 && text) {
+        size_t n = strlen(text) + 8;
+        char *wrapped = malloc(n);
+        if (wrapped) {
+            snprintf(wrapped, n, "user: %s", text);
+            cJSON *s = cJSON_CreateString(wrapped);
+            if (s && cJSON_ReplaceItemInObjectCaseSensitive(m, "content", s))
+                body_replace(req, root);
+            else
+                cJSON_Delete(s);
+            free(wrapped);
+        }
+    }
+    cJSON_Delete(root);
+}
+
+/* v2_reasoning_inline, v2_reasoning_dropped: the caller asks for no thinking, so that only
+ * the streams the suite makes think (stream knob thinking) carry reasoning: the defect of
+ * the reasoning mode shows in V2-3 alone, not in every text the suite compares. */
+static void
+thinking_off(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "enable_thinking");
+    if (cJSON_IsObject(root) && cJSON_AddFalseToObject(root, "enable_thinking"))
+        body_replace(req, root);
+    cJSON_Delete(root);
+}
+
 void
 qp_mutant_rewrite_upstream_body(struct qp_request *req)
 {
@@ -368,6 +447,23 @@ qp_mutant_rewrite_upstream_body(struct qp_request *req)
         drop_unknown_fields(req);
     if (QP_MUTANT(retry_changes_body) && req->attempts > 0)
         add_retry_attempt(req);
+    if (QP_MUTANT(v2_last_message_only) && req->attempts == 0)
+        keep_last_message(req);
+    if (QP_MUTANT(v2_wrap_single_message) && req->attempts == 0)
+        wrap_single_message(req);
+    if ((QP_MUTANT(v2_reasoning_inline) || QP_MUTANT(v2_reasoning_dropped)) && req->attempts == 0)
+        thinking_off(req);
+}
+
+void
+qp_mutant_rewrite_plan(struct qp_request *req)
+{
+    if (!QP_MUTANT(v2_retry_same_chat) || !req->plan.chat_id[0])
+        return;
+    if (!req->mutant_chat_id[0])
+        snprintf(req->mutant_chat_id, sizeof(req->mutant_chat_id), "%s", req->plan.chat_id);
+    else
+        snprintf(req->plan.chat_id, sizeof(req->plan.chat_id), "%s", req->mutant_chat_id);
 }
 
 void

@@ -11,8 +11,8 @@
  *  - flags:   a setting that lies (TTL, retry count, deadline...). No code: its ctest runs
  *             the ordinary proxy with other flags, and its name is not in QP_MUTANT_MAP.
  *  - table:   qp_mutant_apply() edits a module's table once at start-up (retry rules,
- *             header policy, routes, give-up statuses); the module's code has no mutant
- *             branch.
+ *             header policy, routes, give-up statuses, the v2 dialect's chat plan); the
+ *             module's code has no mutant branch.
  *  - rewrite: a QP_MUTANT_REWRITE(point, ...) hook at an edge of the proxy calls
  *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out.
  *  - inline:  a structural QP_MUTANT(name) decision where the behaviour is made (in the
@@ -86,7 +86,16 @@
     XX(relay_non_sse_200)                                                                          \
     XX(done_on_junk_stream)                                                                        \
     XX(retry_after_caller_left)                                                                    \
-    XX(bytes_reset_idle)
+    XX(bytes_reset_idle)                                                                           \
+    XX(v2_retry_same_chat)                                                                         \
+    XX(v2_unchecked_chat_id)                                                                       \
+    XX(v2_reasoning_inline)                                                                        \
+    XX(v2_reasoning_dropped)                                                                       \
+    XX(v2_no_response_lock)                                                                        \
+    XX(v2_upstream_done_relayed)                                                                   \
+    XX(v2_done_after_inband_error)                                                                 \
+    XX(v2_last_message_only)                                                                       \
+    XX(v2_wrap_single_message)
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -193,8 +202,14 @@ void qp_mutant_rewrite_relay(struct qp_request *req);
 void qp_mutant_rewrite_models_key(struct qp_key *key);
 
 /** Rewrites req->body before each attempt sends it (req->attempts made so far):
- * drop_unknown_fields, retry_changes_body. */
+ * drop_unknown_fields, retry_changes_body, v2_last_message_only, v2_wrap_single_message,
+ * v2_reasoning_inline and v2_reasoning_dropped (no thinking asked for). */
 void qp_mutant_rewrite_upstream_body(struct qp_request *req);
+
+/** Rewrites req->plan after a plan step's answer was read into it (the chat a v2 attempt
+ * created): v2_retry_same_chat (every attempt of the request goes on in its first one's
+ * chat, kept in req->mutant_chat_id). */
+void qp_mutant_rewrite_plan(struct qp_request *req);
 
 /** Rewrites @p tail, the events that end a stream (@p ok: without failure; a failure to
  * grow it is noted in @p log_format): done_twice. */
