@@ -2,9 +2,9 @@
  * @file mutant.h
  * @brief Deliberately broken behaviours, so the conformance suite can prove it fails.
  *
- * proxy/mutants.tsv is the one table of mutants: name, kind, the requirements the suite
- * must find failing, proxy flags, effect and why. It generates the `mutant_<name>`
- * ctests; the ctest `unit_proxy_mutant_table` checks that QP_MUTANT_MAP below, the
+ * proxy/mutants.tsv is the one table of mutants: name, kind, the upstream dialect the suite
+ * runs under, the requirements it must find failing, proxy flags, effect and why. It generates the
+ * `mutant_<name>` ctests; the ctest `unit_proxy_mutant_table` checks that QP_MUTANT_MAP below, the
  * sites in the code and the table of MUTANTS.md agree with it. A mutant is one of four
  * kinds:
  *
