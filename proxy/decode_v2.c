@@ -10,6 +10,7 @@
 
 #include "qwenkit/buf.h"
 #include "sse_frame.h"
+#include "sse_mutant.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 /* Reasoning elements tracked per stream; later ones are dropped (a hostile array of
@@ -402,7 +403,8 @@ v2_event(void *state, const char *data, size_t len, struct qp_delta *d)
     if (created)
         return on_created(v, created) ? QP_DECODE_CHUNK : QP_DECODE_NOMEM;
     bool nomem = false;
-    if (!ours(v, cJSON_GetObjectItemCaseSensitive(o, "response_id"), &nomem))
+    if (!QP_SSE_MUTANT(&v->opts, v2_no_response_lock) && /* V2-4: every candidate relayed */
+        !ours(v, cJSON_GetObjectItemCaseSensitive(o, "response_id"), &nomem))
         return nomem ? QP_DECODE_NOMEM : QP_DECODE_CHUNK; /* another candidate's frame */
     return on_choice(v, o, d);
 }

@@ -14,6 +14,7 @@
 #include "decode_v2.h"
 #include "dialect.h"
 #include "models.h"
+#include "mutant.h"
 #include "prompt.h"
 
 /* Writes @p root into @p out and frees it. */
@@ -208,7 +209,8 @@ static const struct qp_dialect_step v2_models_steps[] = {
     {.method = "GET", .path = "/api/v2/models/"},
 };
 
-static const struct qp_dialect_step v2_chat_steps[] = {
+/* Editable in a mutant build: v2_unchecked_chat_id replaces the chats/new reader. */
+static QP_MUTANT_EDITABLE struct qp_dialect_step v2_chat_steps[] = {
     {.method = "POST",
      .path = "/api/v2/chats/new",
      .make_body = chats_new_body,

@@ -1069,6 +1069,7 @@ advance_plan(struct qp_forwarder *fw, struct qp_request *req)
         fail_answer(req);
         return false;
     }
+    QP_MUTANT_REWRITE(plan, req);
     req->plan_step++;
     /* The next step that cannot run is the attempt's failure, judged by the policy and
      * logged like any other. */

@@ -15,6 +15,7 @@
 #include "admission.h"
 #include "bearer.h"
 #include "cache.h"
+#include "dialect.h"
 #include "flight.h"
 #include "forward.h"
 #include "headers.h"
@@ -63,7 +64,28 @@ static struct qp_admission_policy real_admission_policy;
 static struct qp_stream_policy real_stream_policy;
 static struct qp_flight_policy real_flight_policy;
 static struct qp_resend_policy real_resend_policy;
+static struct qp_dialect_step real_v2_chats_new;
 static bool real_tables_saved;
+
+/* v2_unchecked_chat_id: a chats/new reader that takes data.id out of whatever came back,
+ * "" when there is none, as a proxy that never checks `success` does. */
+static bool
+take_any_chat_id(struct qp_plan_state *plan, const char *body, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const char *id = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "data"), "id"));
+    snprintf(plan->chat_id, sizeof(plan->chat_id), "%s", id ? id : "");
+    cJSON_Delete(root);
+    return true;
+}
+
+/* The v2 chat plan's steps: not const in a mutant build (dialect_v2.c), so writable. */
+static struct qp_dialect_step *
+v2_chat_steps(void)
+{
+    return (struct qp_dialect_step *)qp_dialect_v2.chat.steps;
+}
 
 /* The rules a mutated retry policy points at (there is one mutant per process). */
 static struct qp_retry_rules mutated_retry_rules;
@@ -141,6 +163,7 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         real_stream_policy = qp_stream_policy;
         real_flight_policy = qp_flight_policy;
         real_resend_policy = qp_resend_policy;
+        real_v2_chats_new = v2_chat_steps()[0];
         real_tables_saved = true;
     }
     qp_header_policy = real_header_policy;
@@ -151,6 +174,7 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
     qp_stream_policy = real_stream_policy;
     qp_flight_policy = real_flight_policy;
     qp_resend_policy = real_resend_policy;
+    v2_chat_steps()[0] = real_v2_chats_new;
     qp_mutant_active = m;
 
     /* The policies a mutant turns off; buffer_stream holds the stream back (inline), so
@@ -190,6 +214,8 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         qp_give_up_statuses.timeout = 502;
     if (m == QP_MUT_unreachable_500)
         qp_give_up_statuses.unreachable = 500;
+    if (m == QP_MUT_v2_unchecked_chat_id)
+        v2_chat_steps()[0].take_answer = take_any_chat_id;
     edit_retry_rules(m, retry);
     return true;
 }
@@ -458,6 +484,59 @@ add_retry_attempt(struct qp_request *req)
     cJSON_Delete(root);
 }
 
+/* v2_last_message_only: the history goes, only the last message is left. */
+static void
+keep_last_message(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    int n = cJSON_GetArraySize(messages);
+    if (cJSON_IsArray(messages) && n > 1) {
+        for (int i = 0; i < n - 1; i++)
+            cJSON_DeleteItemFromArray(messages, 0);
+        body_replace(req, root);
+    }
+    cJSON_Delete(root);
+}
+
+/* v2_wrap_single_message: one user message's text goes as "user: <text>". */
+static void
+wrap_single_message(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    cJSON *m = cJSON_GetArrayItem(messages, 0);
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+    if (cJSON_GetArraySize(messages) == 1 && role && strcmp(role, "user") == 0 && text) {
+        size_t n = strlen(text) + 8;
+        char *wrapped = malloc(n);
+        if (wrapped) {
+            snprintf(wrapped, n, "user: %s", text);
+            cJSON *s = cJSON_CreateString(wrapped);
+            if (s && cJSON_ReplaceItemInObjectCaseSensitive(m, "content", s))
+                body_replace(req, root);
+            else
+                cJSON_Delete(s);
+            free(wrapped);
+        }
+    }
+    cJSON_Delete(root);
+}
+
+/* v2_reasoning_inline, v2_reasoning_dropped: the caller asks for no thinking, so that only
+ * the streams the suite makes think (stream knob thinking) carry reasoning: the defect of
+ * the reasoning mode shows in V2-3 alone, not in every text the suite compares. */
+static void
+thinking_off(struct qp_request *req)
+{
+    cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&req->body), qk_buf_len(&req->body));
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "enable_thinking");
+    if (cJSON_IsObject(root) && cJSON_AddFalseToObject(root, "enable_thinking"))
+        body_replace(req, root);
+    cJSON_Delete(root);
+}
+
 void
 qp_mutant_rewrite_upstream_body(struct qp_request *req)
 {
@@ -467,6 +546,23 @@ qp_mutant_rewrite_upstream_body(struct qp_request *req)
         drop_unknown_fields(req);
     if (QP_MUTANT(retry_changes_body) && req->attempts > 0)
         add_retry_attempt(req);
+    if (QP_MUTANT(v2_last_message_only) && req->attempts == 0)
+        keep_last_message(req);
+    if (QP_MUTANT(v2_wrap_single_message) && req->attempts == 0)
+        wrap_single_message(req);
+    if ((QP_MUTANT(v2_reasoning_inline) || QP_MUTANT(v2_reasoning_dropped)) && req->attempts == 0)
+        thinking_off(req);
+}
+
+void
+qp_mutant_rewrite_plan(struct qp_request *req)
+{
+    if (!QP_MUTANT(v2_retry_same_chat) || !req->plan.chat_id[0])
+        return;
+    if (!req->mutant_chat_id[0])
+        snprintf(req->mutant_chat_id, sizeof(req->mutant_chat_id), "%s", req->plan.chat_id);
+    else
+        snprintf(req->plan.chat_id, sizeof(req->plan.chat_id), "%s", req->mutant_chat_id);
 }
 
 void

@@ -2,9 +2,9 @@
  * @file mutant.h
  * @brief Deliberately broken behaviours, so the conformance suite can prove it fails.
  *
- * proxy/mutants.tsv is the one table of mutants: name, kind, the requirements the suite
- * must find failing, proxy flags, effect and why. It generates the `mutant_<name>`
- * ctests; the ctest `unit_proxy_mutant_table` checks that QP_MUTANT_MAP below, the
+ * proxy/mutants.tsv is the one table of mutants: name, kind, the upstream dialect the suite
+ * runs under, the requirements it must find failing, proxy flags, effect and why. It generates the
+ * `mutant_<name>` ctests; the ctest `unit_proxy_mutant_table` checks that QP_MUTANT_MAP below, the
  * sites in the code and the table of MUTANTS.md agree with it. A mutant is one of four
  * kinds:
  *
@@ -12,8 +12,8 @@
  *             the ordinary proxy with other flags, and its name is not in QP_MUTANT_MAP.
  *  - table:   qp_mutant_apply() edits a module's table or policy once at start-up (retry
  *             rules, header policy, routes, give-up statuses, the auth, admission, stream,
- *             single-flight and libcurl re-send policies); the module's code reads it and
- *             has no mutant branch.
+ *             single-flight and libcurl re-send policies, the v2 dialect's chat plan); the
+ *             module's code reads it and has no mutant branch.
  *  - rewrite: a QP_MUTANT_REWRITE(point, ...) hook at an edge of the proxy calls
  *             qp_mutant_rewrite_<point>() in mutant.c, which alters what goes out (or an
  *             upstream write as it comes in, or how a dropped stream ends).
@@ -88,7 +88,16 @@
     XX(relay_non_sse_200)                                                                          \
     XX(done_on_junk_stream)                                                                        \
     XX(retry_after_caller_left)                                                                    \
-    XX(bytes_reset_idle)
+    XX(bytes_reset_idle)                                                                           \
+    XX(v2_retry_same_chat)                                                                         \
+    XX(v2_unchecked_chat_id)                                                                       \
+    XX(v2_reasoning_inline)                                                                        \
+    XX(v2_reasoning_dropped)                                                                       \
+    XX(v2_no_response_lock)                                                                        \
+    XX(v2_upstream_done_relayed)                                                                   \
+    XX(v2_done_after_inband_error)                                                                 \
+    XX(v2_last_message_only)                                                                       \
+    XX(v2_wrap_single_message)
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -201,8 +210,14 @@ void qp_mutant_rewrite_relay(struct qp_request *req);
 void qp_mutant_rewrite_models_key(struct qp_key *key);
 
 /** Rewrites req->body before each attempt sends it (req->attempts made so far):
- * drop_unknown_fields, retry_changes_body. */
+ * drop_unknown_fields, retry_changes_body, v2_last_message_only, v2_wrap_single_message,
+ * v2_reasoning_inline and v2_reasoning_dropped (no thinking asked for). */
 void qp_mutant_rewrite_upstream_body(struct qp_request *req);
+
+/** Rewrites req->plan after a plan step's answer was read into it (the chat a v2 attempt
+ * created): v2_retry_same_chat (every attempt of the request goes on in its first one's
+ * chat, kept in req->mutant_chat_id). */
+void qp_mutant_rewrite_plan(struct qp_request *req);
 
 /** Rewrites @p tail, the events that end a stream (@p ok: without failure; a failure to
  * grow it is noted in @p log_format): done_twice. */

@@ -141,6 +141,9 @@ struct qp_request {
      * owned by the request. */
     bool streaming;
     struct qp_stream st;
+#ifdef QK_MUTANTS
+    char mutant_chat_id[128]; /**< mutant v2_retry_same_chat: the first attempt's chat */
+#endif
 };
 
 /** @return a new request with one reference (the caller's), or NULL when out of memory. */

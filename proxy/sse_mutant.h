@@ -1,6 +1,6 @@
 /**
  * @file sse_mutant.h
- * @brief How the pure stream modules (sse_frame, decode_v1, chunk_emit) see a mutant.
+ * @brief How the pure stream modules (sse_frame, decode_v1, decode_v2, chunk_emit) see a mutant.
  *
  * They read no global: each has a `mutant` field in its options, present only in builds
  * with QK_MUTANTS, which sse_norm.c sets from qp_mutant_active when it builds a stream.

@@ -165,6 +165,10 @@ on_event(struct qp_sse_norm *n, const struct qp_sse_event *ev, struct qk_buf *ou
     case QP_DECODE_DONE:
         n->done = true;
         st = QP_SSE_DONE;
+        /* Mutant v2_upstream_done_relayed: the upstream's [DONE] goes out too (V2-5). */
+        if (QP_SSE_MUTANT(n, v2_upstream_done_relayed) &&
+            qk_buf_append_str(out, "data: [DONE]\n\n") != QK_OK)
+            st = QP_SSE_NOMEM;
         break;
     case QP_DECODE_FAILURE:
         snprintf(n->inband, sizeof n->inband, "%s", d.failure);
@@ -223,5 +227,9 @@ qp_sse_norm_finish(struct qp_sse_norm *n, bool upstream_ok, const char *error_me
                             ? "upstream stream ended before the answer finished"
                         : end == QP_SSE_END_CUT ? "upstream stream ended inside an event"
                                                 : "upstream stream interrupted";
-    return qp_chunk_emit_error(error_message, out);
+    enum qk_err rc = qp_chunk_emit_error(error_message, out);
+    /* Mutant v2_done_after_inband_error: [DONE] after an in-band failure's error (V2-6). */
+    if (rc == QK_OK && n->inband[0] && QP_SSE_MUTANT(n, v2_done_after_inband_error))
+        rc = qk_buf_append_str(out, "data: [DONE]\n\n");
+    return rc;
 }

@@ -1,6 +1,7 @@
 # Checks that proxy/mutants.tsv, the one table of mutants, agrees with the code and the
 # documentation:
-#   - every row is well formed (six tab-separated columns, a known kind, requirement IDs);
+#   - every row is well formed (seven tab-separated columns, a known kind and dialect,
+#     requirement IDs, each maybe ID/should);
 #   - QP_MUTANT_MAP in mutant.h names, in the table's order, every mutant but the flags ones;
 #   - each kind is what the code does: an inline mutant has a QP_MUTANT(name) site in a
 #     module, or a QP_SSE_MUTANT(opts, name) one in a pure stream module (sse_mutant.h);
@@ -39,19 +40,25 @@ foreach(e IN LISTS map_entries)
 endforeach()
 
 set(compiled_names)
-set(table "| mutant | kind | fails | flags | what it does | why the further requirements fail |\n")
-string(APPEND table "|---|---|---|---|---|---|\n")
+set(table "| mutant | kind | dialect | fails | flags | what it does | why the further requirements fail |\n")
+string(APPEND table "|---|---|---|---|---|---|---|\n")
 foreach(row IN LISTS rows)
-  if(NOT row MATCHES "^([a-z0-9_]+)\t(flags|table|rewrite|inline)\t([A-Z]+-[0-9]+(,[A-Z]+-[0-9]+)*)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
-    fail("malformed row (six columns, no ';'): ${row}")
+  if(NOT row MATCHES "^([a-z0-9_]+)\t(flags|table|rewrite|inline)\t(v1|v2)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
+    fail("malformed row (seven columns, no ';'): ${row}")
     continue()
   endif()
   set(name ${CMAKE_MATCH_1})
   set(kind ${CMAKE_MATCH_2})
-  set(fails ${CMAKE_MATCH_3})
+  set(dialect ${CMAKE_MATCH_3})
+  set(fails ${CMAKE_MATCH_4})
   set(flags "${CMAKE_MATCH_5}")
   set(effect "${CMAKE_MATCH_6}")
   set(why "${CMAKE_MATCH_7}")
+  set(id "[A-Z][A-Z0-9]*-[0-9]+(/should)?")
+  if(NOT fails MATCHES "^${id}(,${id})*$")
+    fail("${name}: fails must be requirement IDs (ID or ID/should), comma-separated: ${fails}")
+    continue()
+  endif()
   string(REGEX MATCHALL "QP_MUTANT\\(${name}\\)|QP_SSE_MUTANT\\([^,()]+, *${name}\\)" inline_sites
          "${code}")
   list(LENGTH inline_sites n_inline)
@@ -85,7 +92,7 @@ foreach(row IN LISTS rows)
   if(why STREQUAL "-")
     set(why "")
   endif()
-  string(APPEND table "| `${name}` | ${kind} | ${fails_text} | ${flags_text} | ${effect} | ${why} |\n")
+  string(APPEND table "| `${name}` | ${kind} | ${dialect} | ${fails_text} | ${flags_text} | ${effect} | ${why} |\n")
 endforeach()
 
 if(NOT "${map_names}" STREQUAL "${compiled_names}")
