@@ -208,7 +208,10 @@ qp_chunk_emit_delta(struct qp_chunk_emitter *e, const struct qp_delta *d, struct
         return QK_NOMEM;
     const char *reasoning = d->reasoning ? d->reasoning : "";
     size_t reasoning_len = e->reasoning == QP_REASONING_DROP ? 0 : d->reasoning_len;
-    if (e->finish_sent || (d->text_len == 0 && reasoning_len == 0 && !d->finish_reason))
+    /* DROP: the first reasoning still starts the caller's stream (the role, an empty
+     * content), so a long think is a live stream (keep-alives, no attempt timeout). */
+    bool start = e->reasoning == QP_REASONING_DROP && d->reasoning_len > 0 && !e->role_sent;
+    if (e->finish_sent || (d->text_len == 0 && reasoning_len == 0 && !d->finish_reason && !start))
         return QK_OK;
     if (e->reasoning == QP_REASONING_INLINE)
         return emit_inline(e, reasoning, reasoning_len, d, out);
