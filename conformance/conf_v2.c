@@ -135,7 +135,8 @@ completions(struct conf_ctx *ctx, const char *token)
 /*
  * @return true when @p got is the elements of @p want (a JSON array of strings) in order,
  * with only whitespace (or nothing) between and around them: proxies join summary elements
- * with "\n", "\n\n" or nothing, and the mock's elements hold no leading or trailing space.
+ * with "\n", "\n\n" or nothing. An element's own leading whitespace counts as such: the
+ * think phase's pieces after the first start with the "\n" that joins them.
  */
 static bool
 same_reasoning(const char *got, const cJSON *want)
@@ -147,6 +148,8 @@ same_reasoning(const char *got, const cJSON *want)
         const char *s = cJSON_GetStringValue(el);
         if (!s)
             return false;
+        while (*s && isspace((unsigned char)*s))
+            s++;
         while (*p && isspace((unsigned char)*p))
             p++;
         if (strncmp(p, s, strlen(s)) != 0)
