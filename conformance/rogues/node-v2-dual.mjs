@@ -1,0 +1,1 @@
+node-v2-clean.mjs
