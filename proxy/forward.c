@@ -302,6 +302,11 @@ QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses = {
 };
 
 QP_MUTANT_EDITABLE struct qp_resend_policy qp_resend_policy = {.one_send_per_attempt = true};
+QP_MUTANT_EDITABLE struct qp_exchange_policy qp_exchange_policy = {
+    .close_upstream_when_caller_leaves = true,
+    .non_sse_200_fails = true,
+    .watch_caller_before_start = true,
+};
 
 /* Retryable failures that ran out of attempts (EXHAUSTED) or time (DEADLINE). */
 static void
@@ -529,7 +534,7 @@ stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
     struct qp_stream *s = &req->st;
     if (s->phase != QP_STREAM_LIVE || s->orphaned)
         return; /* already acted upon */
-    bool keep = QP_MUTANT(keep_upstream_on_disconnect);
+    bool keep = !qp_exchange_policy.close_upstream_when_caller_leaves;
     bool paused = qp_stream_caller_left(s, keep);
     if (keep) {
         if (paused && req->in_transfer)
@@ -1100,7 +1105,7 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
     if (f->transport == QP_TRANSPORT_OK)
         (void)stream_attempt_is_sse(req, status); /* no body byte came: look now */
     if (!s->sse && f->transport == QP_TRANSPORT_OK && status >= 200 && status <= 299 && !f->html &&
-        !QP_MUTANT(relay_non_sse_200)) {
+        qp_exchange_policy.non_sse_200_fails) {
         /* SSE-16: a stream was asked for; a JSON completion, text or an in-band failure
          * payload instead is a failed attempt, retried like a 500 unless the failure's
          * status is final (plan.final_status). */
@@ -1419,7 +1424,7 @@ qp_forward_on_post(void *ctx, void *item)
     req->fw = fw;
     if (is_streamed(req)) {
         stream_prepare(fw, req);
-        if (!QP_MUTANT(retry_after_caller_left))
+        if (qp_exchange_policy.watch_caller_before_start)
             qp_stream_watch_caller(&req->st); /* a caller gone before the start ends it (SSE-18) */
     }
     req->deadline_ms = req->started_ms + fw->cfg.deadline_ms;

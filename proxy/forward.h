@@ -48,6 +48,17 @@ struct qp_resend_policy {
 /** The policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
 extern QP_MUTANT_EDITABLE struct qp_resend_policy qp_resend_policy;
 
+/** What an exchange does where the caller and the upstream stream meet. */
+struct qp_exchange_policy {
+    bool close_upstream_when_caller_leaves; /**< SSE-9: a caller gone mid-stream */
+    bool non_sse_200_fails;                 /**< SSE-16: a stream asked, no event stream came */
+    bool watch_caller_before_start;         /**< SSE-18: a caller gone before the first byte
+                                                 ends the exchange, retries included */
+};
+
+/** The policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_exchange_policy qp_exchange_policy;
+
 /**
  * Hands a finished request back to the server side: the callee resumes the connection
  * and drops the loop's reference. Called on the loop thread with req->resp filled.

@@ -64,6 +64,8 @@ static struct qp_admission_policy real_admission_policy;
 static struct qp_stream_policy real_stream_policy;
 static struct qp_flight_policy real_flight_policy;
 static struct qp_resend_policy real_resend_policy;
+static struct qp_exchange_policy real_exchange_policy;
+static struct qp_intake_policy real_intake_policy;
 static struct qp_dialect_step real_v2_chats_new;
 static bool real_tables_saved;
 
@@ -163,6 +165,8 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         real_stream_policy = qp_stream_policy;
         real_flight_policy = qp_flight_policy;
         real_resend_policy = qp_resend_policy;
+        real_exchange_policy = qp_exchange_policy;
+        real_intake_policy = qp_intake_policy;
         real_v2_chats_new = v2_chat_steps()[0];
         real_tables_saved = true;
     }
@@ -174,6 +178,8 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
     qp_stream_policy = real_stream_policy;
     qp_flight_policy = real_flight_policy;
     qp_resend_policy = real_resend_policy;
+    qp_exchange_policy = real_exchange_policy;
+    qp_intake_policy = real_intake_policy;
     v2_chat_steps()[0] = real_v2_chats_new;
     qp_mutant_active = m;
 
@@ -195,6 +201,18 @@ qp_mutant_apply(const char *name, struct qp_retry_policy *retry)
         qp_flight_policy.single_flight = false;
     if (m == QP_MUT_client_resends)
         qp_resend_policy.one_send_per_attempt = false;
+    if (m == QP_MUT_keep_upstream_on_disconnect)
+        qp_exchange_policy.close_upstream_when_caller_leaves = false;
+    if (m == QP_MUT_relay_non_sse_200)
+        qp_exchange_policy.non_sse_200_fails = false;
+    if (m == QP_MUT_retry_after_caller_left)
+        qp_exchange_policy.watch_caller_before_start = false;
+    if (m == QP_MUT_bytes_reset_idle)
+        qp_stream_policy.idle_counts_events = false;
+    if (m == QP_MUT_decode_path_before_routing)
+        qp_intake_policy.route_on_raw_path = false;
+    if (m == QP_MUT_no_validation)
+        qp_intake_policy.validate_chat = false;
 
     /* Transfer-Encoding frames each connection, and a relayed Connection would end the
      * caller's: those stay hop-by-hop even in the mutants that forward the others. */

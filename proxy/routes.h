@@ -24,6 +24,15 @@ struct qp_route_row {
 
 enum { QP_ROUTE_ROWS = 6 };
 
+/** How a request is taken in before it is routed and sent on. */
+struct qp_intake_policy {
+    bool route_on_raw_path; /**< INPUT-3: route on the path as sent, never a decoded one */
+    bool validate_chat;     /**< ERR-1: a chat body is validated before it goes upstream */
+};
+
+/** The policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
+extern QP_MUTANT_EDITABLE struct qp_intake_policy qp_intake_policy;
+
 /** The routes (const but in mutant builds, whose qp_mutant_apply() may edit them). */
 extern QP_MUTANT_EDITABLE struct qp_route_row qp_routes[QP_ROUTE_ROWS];
 

@@ -59,6 +59,9 @@ struct qk_proxy {
 
 /* ---- routing ---------------------------------------------------------------------- */
 
+QP_MUTANT_EDITABLE struct qp_intake_policy qp_intake_policy = {.route_on_raw_path = true,
+                                                               .validate_chat = true};
+
 /* HEAD goes with GET (RFC 9110 9.3.2). */
 QP_MUTANT_EDITABLE struct qp_route_row qp_routes[QP_ROUTE_ROWS] = {
     {"/", QP_ROUTE_INDEX, false, "GET", true},
@@ -559,8 +562,7 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         return answer_later(req);
     }
     /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
-    const struct qp_route_row *rt =
-        route_of(QP_MUTANT(decode_path_before_routing) ? url : req->path);
+    const struct qp_route_row *rt = route_of(qp_intake_policy.route_on_raw_path ? req->path : url);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
                            "not_found");
@@ -795,7 +797,7 @@ dispatch(struct qk_proxy *px, struct qp_request *req)
             qp_validate_chat(qk_buf_ptr(&req->body), qk_buf_len(&req->body), &req->stream, &why);
         /* Mutant no_validation forwards invalid bodies, yet still learns `stream` from the
          * valid ones, so that it breaks ERR-1 alone. */
-        if (!valid && !QP_MUTANT(no_validation)) {
+        if (!valid && qp_intake_policy.validate_chat) {
             qp_response_error(&req->resp, 400, why.message, why.param, why.code);
             return send_response(req);
         }

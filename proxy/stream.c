@@ -149,7 +149,8 @@ qp_stream_new_attempt(struct qp_stream *s, const struct qp_decoder_ops *decoder,
     return s->norm != NULL;
 }
 
-QP_MUTANT_EDITABLE struct qp_stream_policy qp_stream_policy = {.pause_when_full = true};
+QP_MUTANT_EDITABLE struct qp_stream_policy qp_stream_policy = {.pause_when_full = true,
+                                                               .idle_counts_events = true};
 
 bool
 qp_stream_feed(struct qp_stream *s, const char *bytes, size_t len, struct qk_buf *into)
@@ -220,7 +221,7 @@ qp_stream_relay(struct qp_stream *s, const char *bytes, size_t len, bool caller_
     bool go_on = qp_stream_feed(s, bytes, len, &s->scratch);
     /* Only a complete event or comment shows the upstream alive (SSE-10): a trickle of
      * bytes that never completes one must not hold the stream open. */
-    if (QP_MUTANT(bytes_reset_idle) || qp_sse_norm_progress(s->norm) != progress)
+    if (!qp_stream_policy.idle_counts_events || qp_sse_norm_progress(s->norm) != progress)
         s->last_upstream_ms = qk_now_ms();
     if (!caller_gone)
         qp_stream_push(s, &s->scratch); /* SSE-2: at once, whatever the write held */

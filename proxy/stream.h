@@ -51,7 +51,8 @@ struct qp_decoder_ops;
 
 /** How a stream bounds what waits for a slow caller. */
 struct qp_stream_policy {
-    bool pause_when_full; /**< the upstream pauses at QP_STREAM_BUFFER (SSE-11) */
+    bool pause_when_full;    /**< the upstream pauses at QP_STREAM_BUFFER (SSE-11) */
+    bool idle_counts_events; /**< only whole events reset the idle timer, not bytes (SSE-10) */
 };
 
 /** The one policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */
