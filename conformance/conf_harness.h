@@ -128,8 +128,11 @@ struct conf_case {
     const char *name;  /**< the C function name, also the cmocka test name */
     enum conf_req req; /**< the requirement it checks */
     void (*fn)(struct conf_ctx *ctx);
-    bool should_part;             /**< checks the SHOULD part of a MUST requirement */
-    bool other_dialect;           /**< filled by the run: skipped as the other dialect's */
+    bool should_part;   /**< checks the SHOULD part of a MUST requirement */
+    bool other_dialect; /**< filled by the run: skipped as the other dialect's */
+    /** Filled by the run: skipped as not applicable (the other dialect's, or declared
+     *  absent), which leaves a MUST requirement open no more than an unselected test. */
+    bool excused;
     enum conf_status status;      /**< filled by the run */
     char reason[CONF_REASON_MAX]; /**< why it failed or skipped */
     int64_t duration_ms;
@@ -308,13 +311,15 @@ const char *conf_oracle_text(struct conf_ctx *ctx, const char *body);
  */
 const cJSON *conf_answered_completion(struct conf_ctx *ctx, const char *token);
 /**
- * v2: SKIPs the test, naming V2-8, when the mock's answer to the proxy's own completion for
- * the test's latest credential is not @p expected, the direct oracle's text: the proxy
- * sent the upstream another prompt than the caller's text as it is, so what the caller
- * should get is not what the direct oracle got. Call it before failing on a text that
- * differs. Nothing in v1 (no prompt is rewritten there).
+ * @return the text the caller of @p token should have got: under v2 the text the mock
+ * journaled for the proxy's own completion (`answer.text` of conf_answered_completion()),
+ * whenever there is one, since the proxy builds the upstream's prompt itself (a wrapped
+ * prompt is V2-8's business, never a reason to skip another test); otherwise @p oracle,
+ * the direct oracle's text (v1 always). Call it after the proxy's request.
  */
-void conf_v2_require_oracle(struct conf_ctx *ctx, const char *expected);
+const char *conf_expected_text_of(struct conf_ctx *ctx, const char *token, const char *oracle);
+/** conf_expected_text_of() for the latest caller's token sent to the proxy. */
+const char *conf_expected_text(struct conf_ctx *ctx, const char *oracle);
 /** @return true when the target's upstream speaks the v2 dialect (profile upstream_dialect). */
 bool conf_dialect_v2(const struct conf_ctx *ctx);
 /**

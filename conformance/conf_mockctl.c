@@ -390,6 +390,43 @@ conf_entry_header_nth(const cJSON *entry, const char *name, size_t i)
     return NULL;
 }
 
+size_t
+conf_entry_token_cookies(const cJSON *entry, const char *token, bool *callers)
+{
+    size_t count = 0;
+    bool all = true;
+    size_t len = strlen(token);
+    const char *v;
+    for (size_t i = 0; (v = conf_entry_header_nth(entry, "Cookie", i)) != NULL; i++) {
+        for (const char *p = v; *p;) {
+            p += strspn(p, " ;");
+            size_t n = strcspn(p, ";");
+            while (n > 0 && p[n - 1] == ' ')
+                n--;
+            if (n >= 6 && strncmp(p, "token=", 6) == 0) {
+                count++;
+                all = all && n == 6 + len && strncmp(p + 6, token, len) == 0;
+            }
+            p += n;
+            p += strcspn(p, ";");
+        }
+    }
+    if (callers)
+        *callers = count > 0 && all;
+    return count;
+}
+
+bool
+conf_entry_credential_is(const cJSON *entry, const char *token, bool cookie_too)
+{
+    size_t n = conf_entry_header_count(entry, "Authorization");
+    const char *auth = conf_entry_header(entry, "Authorization");
+    if (n == 1 && auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, token) == 0)
+        return true;
+    bool callers = false;
+    return cookie_too && n == 0 && conf_entry_token_cookies(entry, token, &callers) == 1 && callers;
+}
+
 const char *
 conf_entry_token_fp(const cJSON *entry)
 {

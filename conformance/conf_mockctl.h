@@ -129,6 +129,17 @@ size_t conf_entry_header_count(const cJSON *entry, const char *name);
 /** @return the value of the @p i-th (from 0) request header named @p name
  *  (case-insensitive), borrowed from @p entry, or NULL when there are not that many. */
 const char *conf_entry_header_nth(const cJSON *entry, const char *name, size_t i);
+/** @return how many cookies named `token` the request's Cookie headers carry, all of
+ *  them counted; @p callers (may be NULL) is set when there is one or more and every one
+ *  is `token=` @p token exactly. */
+size_t conf_entry_token_cookies(const cJSON *entry, const char *token, bool *callers);
+/**
+ * @return true when the request carries @p token as the caller's credential: exactly one
+ * `Authorization: Bearer <token>`, or, with @p cookie_too (the v2 dialect, whose browser
+ * sends only the cookie) and no `Authorization` at all, exactly one cookie `token=<token>`
+ * (among any other cookies).
+ */
+bool conf_entry_credential_is(const cJSON *entry, const char *token, bool cookie_too);
 /** @return the journal key's fingerprint ("t:1a2b3c4d", "-" for no token; "" when absent). */
 const char *conf_entry_token_fp(const cJSON *entry);
 

@@ -159,8 +159,6 @@ observe_token(const struct conf_env *env, const char *token, struct conf_mark si
             cJSON_DeleteItemFromArray(entries, i);
     }
     int n = cJSON_GetArraySize(entries);
-    char expected[CONF_PROFILE_STR + 16];
-    snprintf(expected, sizeof(expected), "Bearer %s", key);
     *verbatim = n > 0;
     if (n == 0)
         describe_missing(env, token, since, seen, seenlen);
@@ -169,7 +167,8 @@ observe_token(const struct conf_env *env, const char *token, struct conf_mark si
     {
         const char *auth = conf_entry_header(e, "Authorization");
         size_t count = conf_entry_header_count(e, "Authorization");
-        if (count == 1 && auth && strcmp(auth, expected) == 0)
+        /* v2: the cookie `token` alone is the caller's credential too (SPEC.md, AUTH-3). */
+        if (conf_entry_credential_is(e, key, conf_dialect_is_v2(env->dialect)))
             continue;
         *verbatim = false;
         char shown[160];

@@ -9,33 +9,36 @@
 
 /* How strongly an outcome speaks for its requirement: a failure outweighs everything; a
  * test that could not be judged or run keeps a requirement from passing; a pass outweighs
- * a skip (whose precondition belongs to another requirement). */
+ * a skip, except in a MUST requirement, where a test skipped for any reason but "not
+ * applicable" (the other dialect's, declared absent) leaves it open (SPEC.md, "Verdicts").
+ * @p c is the test that gave @p s (NULL for a pass or nothing yet). */
 static int
-rank(enum conf_status s)
+rank(enum conf_status s, const struct conf_case *c, bool must)
 {
     switch (s) {
     case CONF_NOT_RUN:
         return 0;
     case CONF_SKIP:
-        return 1;
+        return must && c && !c->excused ? 25 : 10;
     case CONF_PASS:
-        return 2;
+        return 20;
     case CONF_UNCHECKED:
-        return 3;
+        return 30;
     case CONF_CANNOT_JUDGE:
-        return 4;
+        return 40;
     case CONF_FAIL:
-        return 5;
+        return 50;
     }
     return 0;
 }
 
 /* Folds one test's outcome into a result; the first test of the winning rank is the
- * evidence (none for a pass). */
+ * evidence (none for a pass). @p must: the fold of a MUST requirement's own tests. */
 static void
-fold(enum conf_status *status, const struct conf_case **evidence, const struct conf_case *c)
+fold(enum conf_status *status, const struct conf_case **evidence, const struct conf_case *c,
+     bool must)
 {
-    if (rank(c->status) <= rank(*status))
+    if (rank(c->status, c, must) <= rank(*status, *evidence, must))
         return;
     *status = c->status;
     *evidence = c->status == CONF_PASS ? NULL : c;
@@ -87,9 +90,10 @@ conf_results_collect(const struct conf_group *const *groups, size_t ngroups,
             applies[c->req] = applies[c->req] || !c->other_dialect;
             /* A SHOULD-part test of a MUST requirement is folded apart (a test marked so
              * on a SHOULD requirement is simply one of its tests). */
-            bool part = c->should_part && conf_requirement(c->req)->level == CONF_MUST;
+            bool must = conf_requirement(c->req)->level == CONF_MUST;
+            bool part = c->should_part && must;
             fold(part ? &r->should_status : &r->status, part ? &r->should_evidence : &r->evidence,
-                 c);
+                 c, must && !part);
         }
     }
     out->down_events = conf_down_events(&out->down_count);

@@ -2,6 +2,9 @@
 
 #include "conf_sse.h"
 
+#include <cjson/cJSON.h>
+#include <ctype.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,4 +81,30 @@ conf_text_credential(char *dst, size_t dstlen, const char *value, const char *to
     raw[out] = '\0';
     conf_text_clean(dst, dstlen, raw, out);
     return dst;
+}
+
+bool
+conf_text_same_elements(const char *got, const cJSON *want)
+{
+    const char *p = got;
+    const cJSON *el;
+    cJSON_ArrayForEach(el, want)
+    {
+        const char *s = cJSON_GetStringValue(el);
+        if (!s)
+            return false;
+        while (isspace((unsigned char)*s))
+            s++;
+        size_t n = strlen(s);
+        while (n > 0 && isspace((unsigned char)s[n - 1]))
+            n--;
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (strncmp(p, s, n) != 0)
+            return false;
+        p += n;
+    }
+    while (*p && isspace((unsigned char)*p))
+        p++;
+    return *p == '\0';
 }

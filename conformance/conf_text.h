@@ -9,7 +9,10 @@
 #ifndef CONF_TEXT_H
 #define CONF_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+struct cJSON;
 
 /**
  * Copies @p len bytes of @p src into @p dst (capacity @p dstlen, always NUL-terminated),
@@ -27,5 +30,12 @@ size_t conf_text_clean(char *dst, size_t dstlen, const char *src, size_t len);
  * @return @p dst.
  */
 char *conf_text_credential(char *dst, size_t dstlen, const char *value, const char *token);
+
+/**
+ * @return true when @p got is the strings of the JSON array @p want in order, with only
+ * whitespace (or nothing) between and around them: proxies join reasoning elements with
+ * "\n", "\n\n" or nothing. Whitespace at either end of an element is skipped as well.
+ */
+bool conf_text_same_elements(const char *got, const struct cJSON *want);
 
 #endif

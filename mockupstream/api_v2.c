@@ -233,15 +233,16 @@ make_answer(struct v2_answer_parts *p, struct mock_v2_answer *a, const char *mod
     }
 }
 
-/* The journal's record of what the completion produced for response 0. */
+/* The journal's record of what the completion produced for response 0: the reasoning as
+ * its raw elements (@p p), without the think phase's line breaks between pieces. */
 static cJSON *
-answer_record(const struct mock_v2_answer *a, const char *text)
+answer_record(const struct mock_v2_answer *a, const struct v2_answer_parts *p, const char *text)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "text", text ? text : "");
     cJSON *list = cJSON_AddArrayToObject(o, "reasoning");
     for (size_t i = 0; a->thinking && list && i < a->resp[0].n_reasoning; i++)
-        cJSON_AddItemToArray(list, cJSON_CreateString(a->resp[0].reasoning[i]));
+        cJSON_AddItemToArray(list, cJSON_CreateString(p->reasoning[0][i]));
     cJSON_AddStringToObject(o, "response_id", a->resp[0].response_id);
     cJSON_AddStringToObject(o, "chat_id", a->chat_id);
     return o;
@@ -313,7 +314,7 @@ stream_answer(struct mock_req *r, const cJSON *root, const char *chat_id, const 
         case MOCK_CHAT_STARTED:
             snprintf(r->chat_id, sizeof r->chat_id, "%s", chat_id);
             r->chat_begun = true;
-            r->answer = answer_record(&a, text0);
+            r->answer = answer_record(&a, parts, text0);
             ret = mock_send_plan(r, "text/event-stream; charset=utf-8");
             break;
         case MOCK_CHAT_BUSY:

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "conf_dialect.h"
 #include "conf_harness.h"
+#include "conf_mockctl.h"
 #include "conf_plan.h"
 #include "conf_profile.h"
 #include "conf_report.h"
@@ -141,6 +143,7 @@ outcomes(const char *codes)
 {
     for (size_t i = 0; i < fake_group.count; i++) {
         struct conf_case *c = fake_case(i);
+        c->excused = false;
         switch (codes[i]) {
         case 'P':
             c->status = CONF_PASS;
@@ -150,6 +153,10 @@ outcomes(const char *codes)
             break;
         case 'S':
             c->status = CONF_SKIP;
+            break;
+        case 'X': /* skipped as declared absent or as the other dialect's */
+            c->status = CONF_SKIP;
+            c->excused = true;
             break;
         case 'U':
             c->status = CONF_UNCHECKED;
@@ -195,6 +202,23 @@ verdicts_fold_tests_into_requirements(void **state)
     assert_int_equal(res.req[CONF_REQ_ROBUST_1].status, CONF_NOT_RUN);
     assert_int_equal(conf_results_verdict(&res), CONF_VERDICT_CONFORMS);
     assert_int_equal(res.passed, 5);
+    /* A MUST requirement (AUTH-1) whose second test skipped on a precondition is not a
+     * pass: one of its tests did not run. */
+    outcomes("PSPPPPPP");
+    conf_results_collect(fake_groups, 1, &res);
+    assert_int_equal(res.req[CONF_REQ_AUTH_1].status, CONF_SKIP);
+    assert_ptr_equal(res.req[CONF_REQ_AUTH_1].evidence, fake_case(1));
+    assert_int_equal(conf_results_verdict(&res), CONF_VERDICT_NOT_ESTABLISHED);
+    /* ... unless it skipped as not applicable (the other dialect's, or declared absent). */
+    outcomes("PXPPPPPP");
+    conf_results_collect(fake_groups, 1, &res);
+    assert_int_equal(res.req[CONF_REQ_AUTH_1].status, CONF_PASS);
+    assert_int_equal(conf_results_verdict(&res), CONF_VERDICT_CONFORMS);
+    /* A SHOULD requirement (SSE-10) with a pass and a skip still passes. */
+    outcomes("PPPPPSP-");
+    fake_case(5)->status = CONF_PASS;
+    conf_results_collect(fake_groups, 1, &res);
+    assert_int_equal(conf_results_verdict(&res), CONF_VERDICT_CONFORMS);
     outcomes("--------");
 }
 
@@ -278,6 +302,52 @@ text_cleaning_leaves_valid_utf8_only(void **state)
     char smaller[5];
     conf_text_clean(smaller, sizeof(smaller), "ab\xE5\x93\x88", 5);
     assert_string_equal(smaller, "ab");
+}
+
+/* The think phase's pieces start with "\n" after the first: whitespace at an element's ends
+ * never decides a reasoning comparison, on either side. */
+static void
+reasoning_elements_compare_without_surrounding_whitespace(void **state)
+{
+    (void)state;
+    cJSON *raw = cJSON_Parse("[\"First.\",\"Second one.\"]");
+    cJSON *pieces = cJSON_Parse("[\"First.\",\"\\nSecond one.\"]");
+    assert_true(conf_text_same_elements("First.\nSecond one.", raw));
+    assert_true(conf_text_same_elements("First.Second one.", raw));
+    assert_true(conf_text_same_elements("First.\n\nSecond one.\n", pieces));
+    assert_true(conf_text_same_elements("First.Second one.", pieces));
+    assert_false(conf_text_same_elements("First.\nSecond", raw));
+    assert_false(conf_text_same_elements("First.\nSecondone.", pieces));
+    assert_false(conf_text_same_elements("First.\nSecond one. Title", pieces));
+    cJSON_Delete(raw);
+    cJSON_Delete(pieces);
+}
+
+/* v2: the caller's token as the one cookie `token` is the caller's credential (AUTH-3). */
+static void
+a_token_cookie_is_the_callers_credential_under_v2(void **state)
+{
+    (void)state;
+    cJSON *bearer = cJSON_Parse("{\"headers\":[{\"name\":\"Authorization\","
+                                "\"value\":\"Bearer T1\"}]}");
+    cJSON *cookie = cJSON_Parse("{\"headers\":[{\"name\":\"Cookie\","
+                                "\"value\":\"acw_tc=x; token=T1; ssxmod=y\"}]}");
+    cJSON *two = cJSON_Parse("{\"headers\":[{\"name\":\"Cookie\",\"value\":\"token=T1\"},"
+                             "{\"name\":\"cookie\",\"value\":\"token=T1\"}]}");
+    cJSON *other = cJSON_Parse("{\"headers\":[{\"name\":\"Cookie\",\"value\":\"token=T12\"}]}");
+    assert_true(conf_entry_credential_is(bearer, "T1", false));
+    assert_true(conf_entry_credential_is(bearer, "T1", true));
+    assert_false(conf_entry_credential_is(cookie, "T1", false));
+    assert_true(conf_entry_credential_is(cookie, "T1", true));
+    assert_false(conf_entry_credential_is(two, "T1", true));
+    assert_false(conf_entry_credential_is(other, "T1", true));
+    bool callers = true;
+    assert_int_equal(conf_entry_token_cookies(bearer, "T1", &callers), 0);
+    assert_false(callers);
+    cJSON_Delete(bearer);
+    cJSON_Delete(cookie);
+    cJSON_Delete(two);
+    cJSON_Delete(other);
 }
 
 static void
@@ -373,6 +443,8 @@ main(void)
         cmocka_unit_test(profile_refuses_unknown_keys_naming_the_nearest),
         cmocka_unit_test(profile_none_declares_a_feature_absent),
         cmocka_unit_test(text_cleaning_leaves_valid_utf8_only),
+        cmocka_unit_test(reasoning_elements_compare_without_surrounding_whitespace),
+        cmocka_unit_test(a_token_cookie_is_the_callers_credential_under_v2),
         cmocka_unit_test(chat_bodies_hold_their_members_in_order),
         cmocka_unit_test(attempts_are_requests_to_the_dialect_paths),
         cmocka_unit_test(profile_names_the_dialect_v1_by_default),

@@ -611,10 +611,16 @@ stream_think_phase(void **state)
 
     cJSON *j = journal(PORT, tok, 2);
     const cJSON *ans = item(cJSON_GetArrayItem(item(j, "entries"), 1), "answer");
+    /* The journal holds the raw elements; the pieces put "\n" before each but the first. */
     char joined[1024] = "";
     const cJSON *el;
     cJSON_ArrayForEach(el, item(ans, "reasoning"))
+    {
+        assert_int_not_equal(el->valuestring[0], '\n');
+        if (joined[0])
+            strncat(joined, "\n", sizeof joined - strlen(joined) - 1);
         strncat(joined, el->valuestring, sizeof joined - strlen(joined) - 1);
+    }
     assert_string_equal(joined, reasoning);
     cJSON_Delete(j);
     free(id);
