@@ -883,6 +883,28 @@ slow_run(void *arg)
     return NULL;
 }
 
+/* A chat takes its next completion as soon as the previous answer's last byte is out: a
+ * client that goes on in the same chat the moment it reads the end is never told the chat
+ * is still in progress (the mock's own bookkeeping may lag the end it sent). */
+static void
+chat_free_once_its_answer_ended(void **state)
+{
+    (void)state;
+    char tok[TOKLEN], body[2048];
+    mc_new_token(tok, sizeof tok);
+    char *id = new_chat(PORT, tok);
+    v2_body(body, sizeof body, "again", FC_FAST, NULL);
+    for (int i = 0; i < 30; i++) {
+        struct mc_resp r;
+        complete(PORT, tok, id, body, &r);
+        assert_status(&r, 200);
+        if (!strstr(r.body, "\"status\": \"finished\", \"phase\": \"answer\""))
+            fail_msg("completion %d in one chat: %s", i, r.body);
+        mc_resp_free(&r);
+    }
+    free(id);
+}
+
 /* A second completion while the first still streams gets "The chat is in progress!";
  * another chat is not affected, and once the first ends the chat answers again. */
 static void
@@ -1299,6 +1321,7 @@ main(void)
         cmocka_unit_test(stream_shared_knobs),
         cmocka_unit_test(stream_knobs_of_the_other_dialect_refused),
         cmocka_unit_test(chat_in_progress),
+        cmocka_unit_test(chat_free_once_its_answer_ended),
         cmocka_unit_test(every_v2_route_takes_steps),
         cmocka_unit_test(inband_names),
         cmocka_unit_test(cookie_credential),
