@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing; builds the release configuration with
 # -Werror, runs the conformance suite against its proxy, the unit and end-to-end tests, a
-# one-minute chaos soak and the fuzzers for 30 s each; builds under ThreadSanitizer and
+# 45-second chaos soak and the fuzzers for 25 s each; builds under ThreadSanitizer and
 # runs the same tests and the suite; builds again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (mutants included) and runs ctest, the rogues last.
 set -euo pipefail
@@ -38,11 +38,11 @@ done
 jobs=$(( $(nproc) * 3 ))
 ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' \
       -E '^conformance_reference(_v2)?$' "$@"
-# A minute of mixed traffic with injected faults through the release proxy: every answer
+# 45 s of mixed traffic with injected faults through the release proxy: every answer
 # exact or one clean error, RSS and descriptors flat (bench/README.md, "Chaos soak").
-python3 bench/chaos_soak.py build-release --seconds 60
+python3 bench/chaos_soak.py build-release --seconds 45
 # Each libFuzzer target (clang) for a short run after replaying its saved regressions.
-bash ci/fuzz.sh 30
+bash ci/fuzz.sh 25
 # The unit and end-to-end tests and the suite (v1; v2's threads are those of
 # e2e_proxy_v2, which runs here too) under ThreadSanitizer: MHD's threads hand
 # requests to the proxy's loop thread, the admission watchdog and the mock run threads of
