@@ -41,7 +41,19 @@ struct conf_ctx {
     size_t retired_count;
     bool judges_shared_cache;
     const char *last_token; /* the latest caller's token sent to the proxy */
+    unsigned serial;        /* this test's number in the run (issued_tokens) */
 };
+
+/* The tokens the run issued, each with the number of its test: a v2 proxy may create
+ * chats ahead of need for a token, in the background, after its test ended. The latest
+ * ones are kept, the only ones whose refills can still arrive. */
+enum { ISSUED_MAX = 512 };
+static struct {
+    char token[40];
+    unsigned serial;
+} issued_tokens[ISSUED_MAX];
+static size_t issued_next;
+static unsigned case_serial;
 
 static const char *bearer_in(struct conf_ctx *ctx, const char *const *headers);
 
@@ -293,6 +305,7 @@ conf_case_setup(void **state)
         return -1;
     ctx->kase = kase;
     ctx->started_ms = qk_now_ms();
+    ctx->serial = ++case_serial;
     /* Presumed failed until the body returns: a failed assertion never comes back. */
     kase->status = CONF_FAIL;
     kase->other_dialect = false;
@@ -426,7 +439,26 @@ conf_token(struct conf_ctx *ctx)
     char hex[sizeof(raw) * 2 + 1];
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    return conf_str(ctx, "conf-%s", hex);
+    const char *token = conf_str(ctx, "conf-%s", hex);
+    size_t slot = issued_next++ % ISSUED_MAX;
+    snprintf(issued_tokens[slot].token, sizeof(issued_tokens[slot].token), "%s", token);
+    issued_tokens[slot].serial = ctx->serial;
+    return token;
+}
+
+bool
+conf_entry_is_earlier_chat_creation(const struct conf_ctx *ctx, const cJSON *e)
+{
+    if (!conf_dialect_is_chat_new(target->dialect, conf_entry_path(e)) ||
+        conf_entry_answer_failed(e))
+        return false;
+    size_t n = issued_next < ISSUED_MAX ? issued_next : ISSUED_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (issued_tokens[i].serial != ctx->serial &&
+            conf_entry_credential_is(e, issued_tokens[i].token, true))
+            return true;
+    }
+    return false;
 }
 
 const char *
@@ -731,6 +763,59 @@ conf_answered_completion(struct conf_ctx *ctx, const char *token)
     return found;
 }
 
+/* The text of the last completion journaled under @p token as the mock keyed it: the
+ * suite's own direct requests carry their token to the mock as it is, so never through
+ * upstream_key(), which under an upstream_credential would retire the test's token. */
+static const char *
+direct_answer_text(struct conf_ctx *ctx, const char *token)
+{
+    int64_t until = qk_now_ms() + SETTLE_EXPECTED_MS;
+    for (;;) {
+        char err[512] = "";
+        cJSON *root = NULL;
+        enum qk_err rc = conf_mock_journal(target->mock_url, token, &root, err, sizeof(err));
+        conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
+        pool_keep(ctx, root, release_json);
+        const char *text = NULL;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "entries"))
+        {
+            const char *t = cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(conf_entry_answer(e), "text"));
+            if (conf_dialect_is_completion(target->dialect, conf_entry_path(e)) && t)
+                text = t;
+        }
+        if (text || qk_now_ms() >= until)
+            return text;
+        conf_sleep_ms(25);
+    }
+}
+
+void
+conf_queue_direct(struct conf_ctx *ctx, const char *token, const char *route,
+                  const char *steps_json)
+{
+    char err[512] = "";
+    size_t queued = 0;
+    conf_check(ctx, NULL,
+               conf_mock_queue(target->mock_url, token, route, steps_json, &queued, err,
+                               sizeof(err)) == QK_OK,
+               "harness: %s", err);
+}
+
+const char *
+conf_direct_stream_text(struct conf_ctx *ctx, const char *step, const char *body)
+{
+    const char *token = conf_token(ctx);
+    conf_queue_direct(ctx, token, "chat", conf_str(ctx, "[%s]", step));
+    const struct conf_response *r = conf_mock_direct_chat(ctx, token, body);
+    conf_check(ctx, r, r->status == 200 && !r->body_truncated,
+               "harness: the mock did not stream the oracle answer");
+    const char *text = direct_answer_text(ctx, token);
+    conf_check(ctx, r, text != NULL, "harness: the mock journaled no answer text");
+    return text;
+}
+
 const char *
 conf_expected_text_of(struct conf_ctx *ctx, const char *token, const char *oracle)
 {
@@ -754,8 +839,7 @@ conf_oracle_text(struct conf_ctx *ctx, const char *body)
     const struct conf_response *r = conf_mock_direct_chat(ctx, token, body);
     const char *text = NULL;
     if (conf_dialect_is_v2(target->dialect)) {
-        text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-            conf_entry_answer(conf_answered_completion(ctx, token)), "text"));
+        text = r->status == 200 ? direct_answer_text(ctx, token) : NULL;
     } else {
         const cJSON *choice =
             cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(conf_json(ctx, r), "choices"), 0);
@@ -948,16 +1032,33 @@ conf_journal_settled(struct conf_ctx *ctx, const char *token)
     }
 }
 
-/* An attempt's upstream request (conf_attempt_entries()). */
+/* @return true when requests @p a and @p b were in flight at the same time. */
 static bool
-entry_is_attempt(const cJSON *e)
+entries_overlap(const cJSON *a, const cJSON *b)
 {
-    const char *path = conf_entry_path(e);
-    if (conf_dialect_is_attempt(target->dialect, path))
-        return true;
-    long status = conf_entry_status(e);
-    return conf_dialect_is_chat_new(target->dialect, path) &&
-           (status < 200 || status > 299 || !conf_entry_step_is_ok(e));
+    return conf_entry_received_ms(a) < conf_entry_finished_ms(b) &&
+           conf_entry_received_ms(b) < conf_entry_finished_ms(a);
+}
+
+/* A v2 chat creation that failed is an attempt of its own unless it was in flight beside
+ * another attempt's request: a pool creates spares at the same time as the chat it needs
+ * (Dialects), and one need is one attempt however many chats it asked for at once. */
+static bool
+failed_creation_is_attempt(const cJSON *e, const cJSON *journal, const cJSON *counted)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, journal)
+    {
+        if (f != e && conf_dialect_is_completion(target->dialect, conf_entry_path(f)) &&
+            entries_overlap(e, f))
+            return false;
+    }
+    cJSON_ArrayForEach(f, counted)
+    {
+        if (conf_dialect_is_chat_new(target->dialect, conf_entry_path(f)) && entries_overlap(e, f))
+            return false;
+    }
+    return true;
 }
 
 const cJSON *
@@ -968,7 +1069,12 @@ conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
     const cJSON *e;
     cJSON_ArrayForEach(e, journal)
     {
-        if (entry_is_attempt(e))
+        const char *path = conf_entry_path(e);
+        bool attempt =
+            conf_dialect_is_attempt(target->dialect, path) ||
+            (conf_dialect_is_chat_new(target->dialect, path) && conf_entry_answer_failed(e) &&
+             failed_creation_is_attempt(e, journal, attempts));
+        if (attempt)
             cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
     }
     return attempts;
@@ -1063,7 +1169,9 @@ conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark)
     const cJSON *e;
     cJSON_ArrayForEach(e, entries)
     {
-        if (entry_seq(e) > mark.seq)
+        /* A chat created for an earlier test's token carries no prompt and nothing of
+         * this test's callers: a pool refilled in the background (Dialects). */
+        if (entry_seq(e) > mark.seq && !conf_entry_is_earlier_chat_creation(ctx, e))
             cJSON_AddItemReferenceToArray(later, (cJSON *)e);
     }
     return later;

@@ -305,6 +305,18 @@ const struct conf_response *conf_mock_direct_chat(struct conf_ctx *ctx, const ch
  */
 const char *conf_oracle_text(struct conf_ctx *ctx, const char *body);
 /**
+ * v2: queues @p step (one step object) on the chat route of a fresh token, asks the mock
+ * directly for @p body's completion (conf_mock_direct_chat()) and returns the answer text
+ * the mock journaled, read by the raw token (the oracle never retires the test's token).
+ */
+const char *conf_direct_stream_text(struct conf_ctx *ctx, const char *step, const char *body);
+/**
+ * Queues @p steps_json for @p token as the mock keys it, for the suite's own direct
+ * requests (an oracle's): never the profile's upstream_credential, never a token change.
+ */
+void conf_queue_direct(struct conf_ctx *ctx, const char *token, const char *route,
+                       const char *steps_json);
+/**
  * @return the journal entry of the latest completion of @p token that the mock answered
  * with an answer of its own (v2: it carries `answer`), settled; NULL when there is none
  * (v1 journals no answers).
@@ -406,6 +418,12 @@ struct conf_mark conf_upstream_mark(struct conf_ctx *ctx);
  * or none, once none of them is in flight (up to 1 s).
  */
 const cJSON *conf_upstream_since(struct conf_ctx *ctx, struct conf_mark mark);
+/**
+ * @return true when @p e is a v2 chat creation that succeeded for a token an earlier test
+ * issued: a pool refilled in the background, which carries nothing of this test's. Every
+ * window read (conf_upstream_since()) leaves them out.
+ */
+bool conf_entry_is_earlier_chat_creation(const struct conf_ctx *ctx, const cJSON *e);
 /**
  * @return what the upstream received after @p mark in place of `Bearer TOKEN`, as a
  * phrase for a reason ("\"Bearer Bearer <token>\"", "\"Bearer <another credential, 40

@@ -485,13 +485,27 @@ conf_entry_query(const cJSON *entry)
 }
 
 bool
-conf_entry_step_is_ok(const cJSON *entry)
+conf_entry_answer_failed(const cJSON *entry)
 {
-    const cJSON *step = cJSON_GetObjectItemCaseSensitive(entry, "step");
-    if (!step || cJSON_IsNull(step))
+    long status = conf_entry_status(entry);
+    if (status < 200 || status > 299)
         return true;
-    return cJSON_GetArraySize(step) == 1 &&
-           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(step, "ok"));
+    /* The journal holds the status and the scripted step, not the body sent: at 2xx the
+     * step says whether the answer was a failure (a firewall page, an in-band refusal, a
+     * body of the script's own without success:true); a delay or extra headers are none. */
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(entry, "step");
+    if (!cJSON_IsObject(step))
+        return false;
+    if (cJSON_HasObjectItem(step, "html") || cJSON_HasObjectItem(step, "inband_error") ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(step, "drop")))
+        return true;
+    const char *body = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(step, "body"));
+    if (!body)
+        return false;
+    cJSON *json = cJSON_Parse(body);
+    bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "success"));
+    cJSON_Delete(json);
+    return !ok;
 }
 
 const cJSON *

@@ -107,8 +107,12 @@ int64_t conf_entry_finished_ms(const cJSON *entry);
 int conf_entry_had_step(const cJSON *entry);
 /** @return the request's query string without '?' ("" when absent: v2's `chat_id=ID`). */
 const char *conf_entry_query(const cJSON *entry);
-/** @return true when the step applied to the request was `{"ok":true}` alone or none. */
-bool conf_entry_step_is_ok(const cJSON *entry);
+/**
+ * @return true when the mock's answer to the request was a failure: a status other than
+ * 2xx, or at 2xx a scripted firewall page, in-band refusal, drop, or body without
+ * `success:true` (a v2 chat creation that failed).
+ */
+bool conf_entry_answer_failed(const cJSON *entry);
 /** @return what the mock produced for a v2 completion: `{"text","reasoning":[...],
  *  "response_id","chat_id"}` (borrowed from @p entry), or NULL (v1, or no answer). */
 const cJSON *conf_entry_answer(const cJSON *entry);

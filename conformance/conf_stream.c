@@ -998,19 +998,15 @@ stream_pauses(struct conf_ctx *ctx)
 static const char *
 expected_stream_text(struct conf_ctx *ctx, const char *message, const char *step)
 {
+    /* The v2 frames are not OpenAI chunks: the journal says what the mock produced. */
+    if (conf_dialect_v2(ctx))
+        return conf_direct_stream_text(ctx, step, body_for(ctx, message, true, INC_TRUE));
     const char *token = conf_token(ctx);
-    conf_queue(ctx, token, "chat", conf_str(ctx, "[%s]", step));
+    conf_queue_direct(ctx, token, "chat", conf_str(ctx, "[%s]", step));
     const struct conf_response *r =
         conf_mock_direct_chat(ctx, token, body_for(ctx, message, true, INC_TRUE));
     conf_check(ctx, r, r->status == 200 && !r->body_truncated,
                "harness: the mock did not stream the oracle answer");
-    if (conf_dialect_v2(ctx)) {
-        /* The v2 frames are not OpenAI chunks: the journal says what the mock produced. */
-        const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-            conf_entry_answer(conf_answered_completion(ctx, token)), "text"));
-        conf_check(ctx, r, text != NULL, "harness: the mock journaled no answer text");
-        return text;
-    }
     struct stream *st = conf_keep(ctx, calloc(1, sizeof(*st)), release_stream);
     conf_sse_init(&st->sse);
     conf_check(ctx, r, conf_sse_feed(&st->sse, r->body, r->body_len, 0),
