@@ -14,24 +14,6 @@
 #include "mock_check.h"
 #include "mock_fixtures.h"
 
-/* Text of a message's content: a string, or the text items of an array. */
-static void
-content_text(const cJSON *content, struct qk_buf *out)
-{
-    if (cJSON_IsString(content)) {
-        if (qk_buf_append_str(out, content->valuestring) != QK_OK)
-            qk_buf_reset(out); /* over the cap: answer as for an empty message */
-        return;
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, content)
-    {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
-        if (cJSON_IsString(t) && qk_buf_append_str(out, t->valuestring) != QK_OK)
-            return;
-    }
-}
-
 /* max_tokens is a positive integer; one beyond any integer type is no limit at all. */
 static bool
 max_tokens_valid(const cJSON *max_tokens)
@@ -140,7 +122,7 @@ answer_chat(struct mock_req *r)
     cJSON_ArrayForEach(msg, messages)
     {
         qk_buf_reset(&last);
-        content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &last);
+        mock_content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &last);
         if (qk_buf_append(&all, qk_buf_ptr(&last), qk_buf_len(&last)) != QK_OK)
             break; /* only feeds the usage estimate */
     }

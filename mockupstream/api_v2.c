@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mock_check.h"
 #include "mock_fixtures.h"
 #include "mock_stream_v2.h"
 
@@ -122,24 +123,6 @@ chats_new(struct mock_req *r)
     snprintf(body, sizeof body, "{\"success\":true,\"request_id\":\"%s\",\"data\":{\"id\":\"%s\"}}",
              rid, id);
     return mock_send_json(r, 200, body);
-}
-
-/* Text of a message's content: a string, or the text items of an array. */
-static void
-content_text(const cJSON *content, struct qk_buf *out)
-{
-    if (cJSON_IsString(content)) {
-        if (qk_buf_append_str(out, content->valuestring) != QK_OK)
-            qk_buf_reset(out); /* over the cap: answer as for an empty message */
-        return;
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, content)
-    {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
-        if (cJSON_IsString(t) && qk_buf_append_str(out, t->valuestring) != QK_OK)
-            return;
-    }
 }
 
 /* What is wrong with the messages of a completion body, into @p detail; false if nothing. */
@@ -279,7 +262,7 @@ stream_answer(struct mock_req *r, const cJSON *root, const char *chat_id, const 
 
     struct qk_buf text;
     qk_buf_init(&text, QK_LIMIT_BODY_DEFAULT * 4);
-    content_text(cJSON_GetObjectItemCaseSensitive(answered, "content"), &text);
+    mock_content_text(cJSON_GetObjectItemCaseSensitive(answered, "content"), &text);
     struct mock_v2_answer a = {
         .chat_id = chat_id,
         .thinking = mock_stream_given(o, "thinking")

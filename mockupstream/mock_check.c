@@ -66,3 +66,20 @@ mock_log_escape(struct qk_buf *out, const char *s)
         p += n ? n : 1;
     }
 }
+
+void
+mock_content_text(const struct cJSON *content, struct qk_buf *out)
+{
+    if (cJSON_IsString(content)) {
+        if (qk_buf_append_str(out, content->valuestring) != QK_OK)
+            qk_buf_reset(out); /* over the cap: answer as for an empty message */
+        return;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, content)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
+        if (cJSON_IsString(t) && qk_buf_append_str(out, t->valuestring) != QK_OK)
+            return;
+    }
+}

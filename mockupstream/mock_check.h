@@ -37,4 +37,11 @@ enum mock_int_check mock_json_int_in_range(const struct cJSON *item, long long l
  */
 void mock_log_escape(struct qk_buf *out, const char *s);
 
+/**
+ * Appends the text of a chat message's @p content (borrowed, may be NULL) to @p out: a
+ * string as it is, or the `text` items of an array. A string over @p out's cap leaves
+ * @p out empty (answered as an empty message); array items stop at the cap.
+ */
+void mock_content_text(const struct cJSON *content, struct qk_buf *out);
+
 #endif
