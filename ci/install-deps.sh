@@ -10,6 +10,9 @@ packages=(build-essential cmake pkg-config curl
 packages+=(clang libclang-rt-14-dev llvm)
 # ci/check-format.sh: the formatter .clang-format is written for (Debian 12's, 14).
 packages+=(clang-format)
+# bench/instructions.sh, the instruction-count gate of the release ctest (label bench-gate):
+# callgrind and callgrind_annotate.
+packages+=(valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
