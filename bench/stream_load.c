@@ -11,9 +11,18 @@
  * `POST /api/chat/completions` with `Authorization: Bearer <prefix><i>` and
  * `"stream": true`, de-chunks the reply and counts SSE `data:` lines.
  *
+ * With --control-port it loads a server in front of the mock (qwen-proxy): the
+ * steps go to the mock on that port, the streams to --port.
+ *
+ * Timing of events: every `data:` event but the first and `[DONE]` is due
+ * index * D ms after the stream's first event; its lag is how much later it came
+ * (early counts as 0). The gap is the time between two consecutive events.
+ *
  * Output: progress lines on stderr (--progress) and one result line on stdout:
  *   requested=N opened=.. responded=.. held_peak=.. completed=.. events=.. errors=..
  *   err_connect=.. err_status=.. err_closed=.. err_timeout=.. ramp_ms=.. elapsed_ms=..
+ *   lag_p50_us=.. lag_p99_us=.. lag_max_us=.. gap_max_us=.. first_p50_us=.. first_p99_us=..
+ * (first_*: from the request sent to the first event.)
  * Exit status: 0 when every stream completed with `data: [DONE]`, 1 when some
  * failed, 2 on a usage or setup error.
  */
@@ -38,7 +47,10 @@ static const char usage[] =
     "Opens N concurrent slow streams against qwen-mock and reports how many it held.\n"
     "\n"
     "  --host ADDR            IPv4 address of the mock (default 127.0.0.1)\n"
-    "  --port N               port of the mock (required unless --write-scenario)\n"
+    "  --port N               port of the server the streams go to (required unless\n"
+    "                         --write-scenario)\n"
+    "  --control-port N       port of qwen-mock for POST /__mock/scenarios when --port\n"
+    "                         is a proxy in front of it (default: --port)\n"
     "  -n, --streams N        concurrent streams to open (default 10000)\n"
     "  --chunks N             events per stream (default 10)\n"
     "  --chunk-delay-ms N     pause between events (default 1000)\n"
@@ -77,7 +89,10 @@ struct conn {
     uint32_t chunk_left;
     uint32_t line_len; /* length of the current SSE line */
     uint32_t events;
-    char *hdr; /* header bytes, only while ST_HEADERS */
+    int64_t sent_us;  /* request sent */
+    int64_t first_us; /* first data: event */
+    int64_t last_us;  /* latest data: event */
+    char *hdr;        /* header bytes, only while ST_HEADERS */
     uint16_t hdr_len;
     char line[LINE_KEEP]; /* first bytes of the current SSE line */
 };
@@ -85,6 +100,7 @@ struct conn {
 struct opts {
     const char *host;
     unsigned port;
+    unsigned control_port;
     unsigned long n;
     unsigned long chunks;
     unsigned long chunk_delay_ms;
@@ -108,6 +124,50 @@ static struct opts opt;
 static struct stats st;
 static struct conn *conns;
 static struct sockaddr_in server;
+static struct sockaddr_in control; /* the mock's control API */
+
+/* Histograms of event timing, 100 us buckets up to 120 s (the last bucket holds
+ * everything beyond). Static: about 5 MB of zero pages, touched only where used. */
+#define HIST_BUCKETS 1200000u
+#define HIST_UNIT_US 100
+struct hist {
+    uint32_t b[HIST_BUCKETS];
+    unsigned long n;
+    int64_t max_us;
+};
+static struct hist lag_hist, first_hist;
+static int64_t gap_max_us;
+
+static void
+hist_add(struct hist *h, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    uint64_t k = (uint64_t)us / HIST_UNIT_US;
+    h->b[k < HIST_BUCKETS ? k : HIST_BUCKETS - 1]++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+/* The upper edge of the bucket that holds quantile q (0 < q <= 1), in us. */
+static long long
+hist_quantile(const struct hist *h, double q)
+{
+    if (h->n == 0)
+        return -1;
+    unsigned long want = (unsigned long)((double)h->n * q + 0.999999), seen = 0;
+    if (want == 0)
+        want = 1;
+    for (uint32_t k = 0; k < HIST_BUCKETS; k++) {
+        seen += h->b[k];
+        if (seen >= want) {
+            long long edge = (long long)(k + 1) * HIST_UNIT_US;
+            return edge < h->max_us ? edge : (long long)h->max_us;
+        }
+    }
+    return (long long)h->max_us;
+}
 static int epfd = -1;
 static volatile sig_atomic_t interrupted;
 
@@ -124,6 +184,14 @@ now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int
@@ -208,7 +276,7 @@ http_post(const char *path, const char *body, char *out, size_t outlen)
     struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&server, sizeof server) != 0) {
+    if (connect(fd, (struct sockaddr *)&control, sizeof control) != 0) {
         close(fd);
         return -1;
     }
@@ -217,7 +285,7 @@ http_post(const char *path, const char *body, char *out, size_t outlen)
     int hn = snprintf(head, sizeof head,
                       "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\n"
                       "Connection: close\r\nContent-Length: %zu\r\n\r\n",
-                      path, opt.host, opt.port, blen);
+                      path, opt.host, opt.control_port, blen);
     const char *parts[2] = {head, body};
     size_t lens[2] = {(size_t)hn, blen};
     for (int p = 0; p < 2; p++) {
@@ -270,7 +338,7 @@ queue_steps(void)
         unsigned long queued = 0;
         if (status < 0) {
             fprintf(stderr, "qwen-bench-load: cannot reach qwen-mock at %s:%u\n", opt.host,
-                    opt.port);
+                    opt.control_port);
             return -1;
         }
         if (status != 200 || sscanf(out, "{\"queued\":%lu", &queued) != 1 || queued != to - from) {
@@ -416,6 +484,7 @@ on_writable(unsigned long i)
         return;
     }
     c->hdr_len = 0;
+    c->sent_us = now_us();
     c->state = ST_HEADERS;
     st.opened++;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = i};
@@ -434,16 +503,27 @@ sse_line(struct conn *c)
         len--;
     }
     if (kept >= 5 && memcmp(c->line, "data:", 5) == 0) {
-        c->events++;
-        st.events++;
+        int64_t t = now_us();
+        static const char done[] = "data: [DONE]";
+        bool is_done = len == sizeof done - 1 && kept == len && memcmp(c->line, done, len) == 0;
         if (!c->got_event) {
             c->got_event = true;
+            c->first_us = t;
+            hist_add(&first_hist, t - c->sent_us);
             st.held_now++;
             if (st.held_now > st.held_peak)
                 st.held_peak = st.held_now;
+        } else {
+            if (!is_done)
+                hist_add(&lag_hist,
+                         t - c->first_us - (int64_t)c->events * (int64_t)opt.chunk_delay_ms * 1000);
+            if (t - c->last_us > gap_max_us)
+                gap_max_us = t - c->last_us;
         }
-        static const char done[] = "data: [DONE]";
-        if (len == sizeof done - 1 && kept == len && memcmp(c->line, done, len) == 0)
+        c->last_us = t;
+        c->events++;
+        st.events++;
+        if (is_done)
             c->got_done = true;
     }
     c->line_len = 0;
@@ -667,6 +747,11 @@ main(int argc, char **argv)
             opt.port = (unsigned)x;
             have_port = true;
             a++;
+        } else if (strcmp(f, "--control-port") == 0) {
+            if (parse_ulong(f, v, 1, 65535, &x))
+                return 2;
+            opt.control_port = (unsigned)x;
+            a++;
         } else if (strcmp(f, "-n") == 0 || strcmp(f, "--streams") == 0) {
             if (parse_ulong(f, v, 1, 1000000, &opt.n))
                 return 2;
@@ -720,6 +805,10 @@ main(int argc, char **argv)
         fprintf(stderr, "qwen-bench-load: --host '%s' is not an IPv4 address\n", opt.host);
         return 2;
     }
+    if (opt.control_port == 0)
+        opt.control_port = opt.port;
+    control = server;
+    control.sin_port = htons((uint16_t)opt.control_port);
     if (raise_fd_limit(opt.n + 16) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -792,10 +881,13 @@ main(int argc, char **argv)
     unsigned long errors = st.err_connect + st.err_status + st.err_closed + st.err_timeout;
     printf("requested=%lu opened=%lu responded=%lu held_peak=%lu completed=%lu events=%lu "
            "errors=%lu err_connect=%lu err_status=%lu err_closed=%lu err_timeout=%lu ramp_ms=%lld "
-           "elapsed_ms=%lld\n",
+           "elapsed_ms=%lld lag_p50_us=%lld lag_p99_us=%lld lag_max_us=%lld gap_max_us=%lld "
+           "first_p50_us=%lld first_p99_us=%lld\n",
            opt.n, st.opened, st.responded, st.held_peak, st.completed, st.events, errors,
            st.err_connect, st.err_status, st.err_closed, st.err_timeout, (long long)ramp_ms,
-           (long long)elapsed);
+           (long long)elapsed, hist_quantile(&lag_hist, 0.5), hist_quantile(&lag_hist, 0.99),
+           (long long)lag_hist.max_us, (long long)gap_max_us, hist_quantile(&first_hist, 0.5),
+           hist_quantile(&first_hist, 0.99));
     fflush(stdout);
     close(epfd);
     free(conns);
