@@ -40,7 +40,8 @@ done
 # The unit and end-to-end tests on the release build too: it is the one that ships, and
 # optimisation changes timing and code generation. Mutant tests are not registered
 # in this configuration; the rogues judge the suite, not the build, and run once below;
-# conformance_reference(_v2) is the suite run just above.
+# conformance_reference(_v2) is the suite run just above. The release ctest includes the
+# instruction-count gate (label bench-gate: bench/instructions.sh --check, about 20 s).
 jobs=$(( $(nproc) * 3 ))
 stage "release ctest"
 ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' \
