@@ -208,7 +208,7 @@ run_one() {
     eval "r_${tag}_hwmk=\$hwm"
     eval "r_${tag}_idle=\$(awk -v k=\$idle_rss 'BEGIN{printf \"%.1f\", k/1024}')"
     eval "r_${tag}_peak=\$(awk -v k=\$hwm 'BEGIN{printf \"%.1f\", k/1024}')"
-    eval "r_${tag}_per=\$(awk -v h=\$hwm -v i=\$idle_rss -v n=\$count 'BEGIN{printf \"%.1f\", (h-i)/n}')"
+    eval "r_${tag}_per=\$(awk -v h=\$hwm -v i=\$idle_rss -v n=\$(field held_peak \"\$res\") 'BEGIN{if (n > 0) printf \"%.1f\", (h-i)/n; else print \"-\"}')"
     eval "r_${tag}_cpu=\$(awk -v a=\$cpu0 -v b=\$cpu1 -v t=\$clk_tck 'BEGIN{printf \"%.2f\", (b-a)/t}')"
     eval "r_${tag}_first50=\$(ms \$(field first_p50_us \"\$res\"))"
     eval "r_${tag}_first99=\$(ms \$(field first_p99_us \"\$res\"))"
@@ -231,11 +231,12 @@ for c in $counts; do
     tags="$tags m$i"
     i=$((i + 1))
 done
-# Memory per stream against the baseline run: (peak_N - peak_base) / (N - base).
+# Memory per stream against the baseline run: (peak_N - peak_base) / (held_N - held_base),
+# streams held at once: those the peak was reached with.
 for t in $tags; do
     if [ "$baseline" -gt 0 ] && [ "$t" != base ]; then
-        eval "h=\$r_${t}_hwmk; n=\$r_${t}_req"
-        eval "r_${t}_perb=\$(awk -v h=$h -v b=\$r_base_hwmk -v n=$n -v nb=$baseline 'BEGIN{printf \"%.1f\", (h-b)/(n-nb)}')"
+        eval "h=\$r_${t}_hwmk; n=\$r_${t}_held"
+        eval "r_${t}_perb=\$(awk -v h=$h -v b=\$r_base_hwmk -v n=$n -v nb=\$r_base_held 'BEGIN{if (n > nb) printf \"%.1f\", (h-b)/(n-nb); else print \"-\"}')"
     else
         eval "r_${t}_perb=-"
     fi
@@ -262,8 +263,8 @@ row "  503 in the proxy's log" n503
 row "proxy threads (min/max)" thr
 row "proxy RSS at idle (MiB)" idle
 row "proxy peak RSS, VmHWM (MiB)" peak
-row "peak over idle per stream (KiB)" per
-row "per stream over the baseline run (KiB)" perb
+row "peak over idle per held stream (KiB)" per
+row "per held stream over the baseline (KiB)" perb
 row "proxy CPU time (s)" cpu
 row "first event after the request, p50 (ms)" first50
 row "first event after the request, p99 (ms)" first99
