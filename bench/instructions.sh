@@ -125,6 +125,10 @@ one_run() {
     [ -n "$total" ] || total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$work/$tag.cg" | head -1)
     memset=$(callgrind_annotate --threshold=100 "$work/$tag.cg" 2>/dev/null |
         awk '/memset/ && $1 ~ /^[0-9,]+$/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+    if [ -z "$total" ]; then
+        echo "instructions: no total in $tag's callgrind output" >&2
+        return 1
+    fi
     echo "$total $memset" >"$work/$tag.res"
 }
 
@@ -161,6 +165,7 @@ for name in $figures; do
     max=""
     [ -r "$budget" ] && max=$(awk -v n="$name" '$1 == n { print $2 }' "$budget")
     verdict=""
+    [ "$check" = 1 ] && [ -z "$max" ] && die "no budget for $name in $budget"
     if [ -n "$max" ]; then
         if [ "$raw" -gt "$max" ]; then
             verdict="OVER BUDGET by $((raw - max))"

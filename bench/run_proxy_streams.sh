@@ -212,6 +212,8 @@ run_one() {
     eval "r_${tag}_cpu=\$(awk -v a=\$cpu0 -v b=\$cpu1 -v t=\$clk_tck 'BEGIN{printf \"%.2f\", (b-a)/t}')"
     eval "r_${tag}_first50=\$(ms \$(field first_p50_us \"\$res\"))"
     eval "r_${tag}_first99=\$(ms \$(field first_p99_us \"\$res\"))"
+    eval "r_${tag}_exc50=\$(ms \$(field excess_p50_us \"\$res\"))"
+    eval "r_${tag}_exc99=\$(ms \$(field excess_p99_us \"\$res\"))"
     eval "r_${tag}_lag50=\$(ms \$(field lag_p50_us \"\$res\"))"
     eval "r_${tag}_lag99=\$(ms \$(field lag_p99_us \"\$res\"))"
     eval "r_${tag}_lagmax=\$(ms \$(field lag_max_us \"\$res\"))"
@@ -268,9 +270,11 @@ row "per held stream over the baseline (KiB)" perb
 row "proxy CPU time (s)" cpu
 row "first event after the request, p50 (ms)" first50
 row "first event after the request, p99 (ms)" first99
+row "event added delay (gap - pacing), p50 (ms)" exc50
+row "event added delay (gap - pacing), p99 (ms)" exc99
 row "event lag behind the schedule, p50 (ms)" lag50
 row "event lag behind the schedule, p99 (ms)" lag99
-row "event lag, max (ms)" lagmax
+row "event lag behind the schedule, max (ms)" lagmax
 row "longest stall: max gap - delay (ms)" stall
 row "ramp-up: all streams answered (s)" ramp
 row "wall time of the load (s)" wall

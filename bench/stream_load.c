@@ -14,14 +14,17 @@
  * With --control-port it loads a server in front of the mock (qwen-proxy): the
  * steps go to the mock on that port, the streams to --port.
  *
- * Timing of events: every `data:` event but the first and `[DONE]` is due
- * index * D ms after the stream's first event; its lag is how much later it came
- * (early counts as 0). The gap is the time between two consecutive events.
+ * Timing of events: for every `data:` event but the first and `[DONE]`, its
+ * excess is the time since the stream's previous event minus D (the added delay
+ * of that event; early counts as 0), and its lag is how much later than index * D
+ * after the stream's first event it came (early counts as 0; this one also adds up
+ * the mock's own drift). The gap is the longest time between two events.
  *
  * Output: progress lines on stderr (--progress) and one result line on stdout:
  *   requested=N opened=.. responded=.. held_peak=.. completed=.. events=.. errors=..
  *   err_connect=.. err_status=.. err_closed=.. err_timeout=.. ramp_ms=.. elapsed_ms=..
- *   lag_p50_us=.. lag_p99_us=.. lag_max_us=.. gap_max_us=.. first_p50_us=.. first_p99_us=..
+ *   excess_p50_us=.. excess_p99_us=.. lag_p50_us=.. lag_p99_us=.. lag_max_us=..
+ *   gap_max_us=.. first_p50_us=.. first_p99_us=..
  * (first_*: from the request sent to the first event.)
  * Exit status: 0 when every stream completed with `data: [DONE]`, 1 when some
  * failed, 2 on a usage or setup error.
@@ -135,7 +138,7 @@ struct hist {
     unsigned long n;
     int64_t max_us;
 };
-static struct hist lag_hist, first_hist;
+static struct hist excess_hist, lag_hist, first_hist;
 static int64_t gap_max_us;
 
 static void
@@ -514,9 +517,11 @@ sse_line(struct conn *c)
             if (st.held_now > st.held_peak)
                 st.held_peak = st.held_now;
         } else {
-            if (!is_done)
-                hist_add(&lag_hist,
-                         t - c->first_us - (int64_t)c->events * (int64_t)opt.chunk_delay_ms * 1000);
+            int64_t delay_us = (int64_t)opt.chunk_delay_ms * 1000;
+            if (!is_done) {
+                hist_add(&excess_hist, t - c->last_us - delay_us);
+                hist_add(&lag_hist, t - c->first_us - (int64_t)c->events * delay_us);
+            }
             if (t - c->last_us > gap_max_us)
                 gap_max_us = t - c->last_us;
         }
@@ -881,11 +886,12 @@ main(int argc, char **argv)
     unsigned long errors = st.err_connect + st.err_status + st.err_closed + st.err_timeout;
     printf("requested=%lu opened=%lu responded=%lu held_peak=%lu completed=%lu events=%lu "
            "errors=%lu err_connect=%lu err_status=%lu err_closed=%lu err_timeout=%lu ramp_ms=%lld "
-           "elapsed_ms=%lld lag_p50_us=%lld lag_p99_us=%lld lag_max_us=%lld gap_max_us=%lld "
-           "first_p50_us=%lld first_p99_us=%lld\n",
+           "elapsed_ms=%lld excess_p50_us=%lld excess_p99_us=%lld lag_p50_us=%lld lag_p99_us=%lld "
+           "lag_max_us=%lld gap_max_us=%lld first_p50_us=%lld first_p99_us=%lld\n",
            opt.n, st.opened, st.responded, st.held_peak, st.completed, st.events, errors,
            st.err_connect, st.err_status, st.err_closed, st.err_timeout, (long long)ramp_ms,
-           (long long)elapsed, hist_quantile(&lag_hist, 0.5), hist_quantile(&lag_hist, 0.99),
+           (long long)elapsed, hist_quantile(&excess_hist, 0.5), hist_quantile(&excess_hist, 0.99),
+           hist_quantile(&lag_hist, 0.5), hist_quantile(&lag_hist, 0.99),
            (long long)lag_hist.max_us, (long long)gap_max_us, hist_quantile(&first_hist, 0.5),
            hist_quantile(&first_hist, 0.99));
     fflush(stdout);
