@@ -41,7 +41,7 @@ done
 # optimisation changes timing and code generation. Mutant tests are not registered
 # in this configuration; the rogues judge the suite, not the build, and run once below;
 # conformance_reference(_v2) is the suite run just above. The release ctest includes the
-# instruction-count gate (label bench-gate: bench/instructions.sh --check, about 20 s).
+# instruction-count gate (label bench-gate: bench/instructions.sh --check, 16 to 40 s).
 jobs=$(( $(nproc) * 3 ))
 stage "release ctest"
 ctest --test-dir build-release --output-on-failure -j"$jobs" -LE 'rogue|mutant' \
