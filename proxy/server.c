@@ -10,6 +10,7 @@
 #include "qwenkit/proxy.h"
 
 #include <curl/curl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <netdb.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -959,6 +961,17 @@ copy_upstream_headers(struct qk_proxy *px, const struct qk_proxy_config *cfg)
     return ok;
 }
 
+/* The default connection limit: what the process's descriptor limit holds now. */
+static unsigned
+connections_for_fd_limit(unsigned threads)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1000;
+    unsigned long long limit = rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : rl.rlim_cur;
+    return qk_proxy_connections_for_descriptors(limit, threads);
+}
+
 enum qk_err
 qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *err, size_t errlen)
 {
@@ -1011,6 +1024,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     if (!px)
         goto nomem;
     px->cfg = *cfg;
+    if (px->cfg.max_connections == 0)
+        px->cfg.max_connections = connections_for_fd_limit(cfg->threads);
     px->quiesced_fd = MHD_INVALID_SOCKET;
     px->listen_host = strdup(cfg->listen_host);
     px->upstream = strdup(cfg->upstream ? cfg->upstream : dialect->default_upstream);
@@ -1062,7 +1077,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         goto out;
     }
     struct qp_admission_config ac = {
-        .max_connections = cfg->max_connections,
+        .max_connections = px->cfg.max_connections,
         .receive_timeout_ms = cfg->receive_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
     };
@@ -1073,7 +1088,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     }
     /* libmicrohttpd's own limit sits above ours, so that the connections over ours are
      * still accepted and answered 503 at once rather than left in the kernel backlog. */
-    unsigned hard_limit = cfg->max_connections + cfg->max_connections / 4 + 16;
+    unsigned hard_limit = qk_proxy_accept_limit(px->cfg.max_connections);
     unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
