@@ -36,6 +36,8 @@
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
 /** Room for the query a plan step adds to its URL (dialect.h, add_query). */
 #define QP_LIMIT_STEP_QUERY 1024u
+/** Idle easy handles kept for the next transfers; more are cleaned up when they end. */
+#define QP_IDLE_EASY_MAX 256u
 
 struct qp_forwarder {
     struct qp_forward_config cfg;
@@ -45,6 +47,10 @@ struct qp_forwarder {
     struct qp_flights *flights;
     struct qp_request *active;  /* open exchanges, so a stop can answer them all */
     atomic_ulong stream_pauses; /* SSE-11: times a full stream buffer paused upstream */
+    /* Easy handles of ended transfers, reset, owned here (loop thread): a new transfer takes
+     * one instead of allocating and initialising a handle. */
+    CURL *idle_easy[QP_IDLE_EASY_MAX];
+    size_t n_idle_easy;
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
@@ -82,6 +88,31 @@ on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int loc
     (void)local_port;
     req->attempt_requests++;
     return req->attempt_requests == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
+/* A handle for a new transfer: an idle one, or a new one (NULL when out of memory). */
+static CURL *
+easy_take(struct qp_forwarder *fw)
+{
+    if (fw->n_idle_easy > 0)
+        return fw->idle_easy[--fw->n_idle_easy];
+    return curl_easy_init();
+}
+
+/* Takes back the handle of an ended (or removed) transfer. curl_easy_reset() drops every
+ * option, so nothing points at the request any more; the multi handle keeps the connection
+ * and the DNS cache either way. */
+static void
+easy_give(struct qp_forwarder *fw, CURL *easy)
+{
+    if (!easy)
+        return;
+    if (fw->n_idle_easy == QP_IDLE_EASY_MAX) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    fw->idle_easy[fw->n_idle_easy++] = easy;
 }
 
 unsigned long
@@ -490,7 +521,7 @@ drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
     if (!req->in_transfer)
         return;
     qp_loop_remove(fw->loop, &req->xfer);
-    curl_easy_cleanup(req->xfer.easy);
+    easy_give(fw, req->xfer.easy);
     req->xfer.easy = NULL;
     req->in_transfer = false;
 }
@@ -853,10 +884,9 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
     struct qk_buf url;
     qk_buf_init(&url, strlen(fw->upstream) + strlen(st->path) + QP_LIMIT_STEP_QUERY);
-    CURL *easy = curl_easy_init();
+    CURL *easy = easy_take(fw);
     if (!easy || step_url(fw, req, st, &url) != QK_OK || step_upload(req, st) != QK_OK) {
-        if (easy)
-            curl_easy_cleanup(easy);
+        easy_give(fw, easy);
         qk_buf_free(&url);
         qp_response_error(&req->resp, 502, "Could not create an upstream transfer.", NULL,
                           "internal_error");
@@ -878,7 +908,7 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     if (req->plan_step == 0)
         req->attempts++;
     if (qp_loop_add(fw->loop, &req->xfer) != QK_OK) {
-        curl_easy_cleanup(easy);
+        easy_give(fw, easy);
         req->xfer.easy = NULL;
         qp_response_error(&req->resp, 502, "Could not start an upstream transfer.", NULL,
                           "internal_error");
@@ -1295,7 +1325,7 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     struct qp_forwarder *fw = req->fw;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(t->easy);
+    easy_give(fw, t->easy);
     t->easy = NULL;
     req->in_transfer = false;
 
@@ -1493,6 +1523,8 @@ qp_forwarder_free(struct qp_forwarder *fw)
         return;
     qp_cache_free(fw->cache);
     qp_flights_free(fw->flights);
+    while (fw->n_idle_easy > 0)
+        curl_easy_cleanup(fw->idle_easy[--fw->n_idle_easy]);
     free(fw->upstream);
     free(fw);
 }

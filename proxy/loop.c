@@ -193,8 +193,8 @@ wake(struct qp_loop *loop)
 }
 
 enum qk_err
-qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx, struct qp_loop **out,
-              char *err, size_t errlen)
+qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx, unsigned max_connects,
+              struct qp_loop **out, char *err, size_t errlen)
 {
     enum qk_err rc = QK_START;
     struct qp_loop *loop = calloc(1, sizeof(*loop));
@@ -235,6 +235,12 @@ qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx, struc
     curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
     curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
+    /* libcurl's default keeps 4 connections per handle in the multi, counted as transfers
+     * come and go, so under load it closes idle connections it needs a moment later and
+     * reconnects hundreds of times a second. No per-host cap: a stream holds its
+     * connection for its whole length, and a cap would queue the next streams behind it. */
+    if (max_connects > 0)
+        curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, (long)max_connects);
     if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0) {
         snprintf(err, errlen, "pthread_create failed");
         goto out;

@@ -1057,7 +1057,11 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     };
     if (qp_forwarder_new(&fc, &px->fw) != QK_OK)
         goto nomem;
-    rc = qp_loop_start(qp_forward_on_post, qp_forward_on_stop, px->fw, &px->loop, err, errlen);
+    /* Each connection has at most one upstream transfer at a time; the idle rest wait for
+     * the next ones (libcurl closes them after two idle minutes). */
+    unsigned max_connects = qk_proxy_accept_limit(px->cfg.max_connections);
+    rc = qp_loop_start(qp_forward_on_post, qp_forward_on_stop, px->fw, max_connects, &px->loop, err,
+                       errlen);
     if (rc != QK_OK)
         goto out;
     qp_forwarder_set_loop(px->fw, px->loop);
