@@ -531,7 +531,7 @@ stream_arm_timer(struct qp_forwarder *fw, struct qp_request *req)
 {
     struct qp_stream *s = &req->st;
     int64_t idle_due = s->last_upstream_ms + fw->cfg.stream_idle_timeout_ms;
-    int64_t ka_due = s->last_out_ms + fw->cfg.keepalive_interval_ms;
+    int64_t ka_due = s->last_out_ms + fw->cfg.keepalive_interval_ms + s->keepalive_lag_ms;
     qp_loop_timer_arm(fw->loop, &s->timer, idle_due < ka_due ? idle_due : ka_due);
 }
 
@@ -715,7 +715,7 @@ on_stream_timer(struct qp_loop_timer *t)
         stream_close(fw, req, ok, msg);
         return;
     }
-    if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms) {
+    if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms + s->keepalive_lag_ms) {
         qp_stream_keepalive(s);
         s->last_out_ms = now;
     }
@@ -743,6 +743,13 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
     struct qp_stream *s = &req->st;
     s->timer.fire = on_stream_timer;
     s->watch.fire = on_stream_watch;
+    /* Thousands of streams started in one burst and then silent would all send their
+     * keep-alive in the same loop pass, stalling every other event behind 10k writes and
+     * resumes: each is late by up to a quarter of the interval (at most 5 s), never early. */
+    int64_t spread = fw->cfg.keepalive_interval_ms / 4;
+    if (spread > 5000)
+        spread = 5000;
+    s->keepalive_lag_ms = spread > 0 ? (int64_t)(qp_loop_random(fw->loop) % (uint64_t)spread) : 0;
     qp_stream_bind(s, req->conn, fw->loop, fw->cfg.log_format, qk_buf_ptr(&req->body),
                    qk_buf_len(&req->body));
 }

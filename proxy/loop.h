@@ -32,11 +32,13 @@ struct qp_loop_transfer {
     CURL *easy;
 };
 
-/** A one-shot timer; embed it and set `fire`. Loop thread only. */
+/** A one-shot timer; embed it and set `fire`. Loop thread only. Timers due at the same
+ *  millisecond fire in the order they were armed. */
 struct qp_loop_timer {
     void (*fire)(struct qp_loop_timer *t); /**< called on the loop thread when due */
     int64_t due_ms;                        /**< private */
-    struct qp_loop_timer *next;            /**< private */
+    uint64_t seq;                          /**< private: arming order, for equal due times */
+    size_t slot;                           /**< private: index in the loop's heap */
     bool armed;                            /**< private */
 };
 

@@ -104,6 +104,8 @@ struct qp_stream {
     struct qk_buf scratch;      /**< normalized bytes on their way to out */
     int64_t last_upstream_ms;   /**< last complete upstream event (idle timeout, SSE-10) */
     int64_t last_out_ms;        /**< last bytes given to the caller (keep-alive) */
+    int64_t keepalive_lag_ms;   /**< added to the keep-alive interval, random per stream, so
+                                     the comments of streams started together spread out */
     struct qp_loop_timer timer; /**< attempt limit, then idle timeout and keep-alive */
     struct qp_loop_watch watch; /**< hang-up of the caller's socket (SSE-9); the owner sets
                                      `timer.fire` and `watch.fire` */
