@@ -36,6 +36,9 @@
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
 /** Room for the query a plan step adds to its URL (dialect.h, add_query). */
 #define QP_LIMIT_STEP_QUERY 1024u
+/** Transfers in flight from which a new stream opens a fresh upstream connection
+ *  (start_transfer). */
+#define QP_REUSE_SCAN_MAX 512u
 /** Idle easy handles kept for the next transfers; more are cleaned up when they end. */
 #define QP_IDLE_EASY_MAX 256u
 
@@ -51,6 +54,7 @@ struct qp_forwarder {
      * one instead of allocating and initialising a handle. */
     CURL *idle_easy[QP_IDLE_EASY_MAX];
     size_t n_idle_easy;
+    size_t n_transfers; /* in the multi handle (req->in_transfer) */
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
@@ -524,6 +528,7 @@ drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
     easy_give(fw, req->xfer.easy);
     req->xfer.easy = NULL;
     req->in_transfer = false;
+    fw->n_transfers--;
 }
 
 static void
@@ -909,6 +914,13 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     req->st.sse_known = req->st.sse = false;
     transfer_options(req, easy, st, qk_buf_ptr(&url), limit);
     qk_buf_free(&url);
+    /* libcurl finds a connection to reuse by walking every connection it holds to the
+     * host, in use or not: with thousands of streams open, that walk costs more than a
+     * new connection, and ten thousand of them took seconds of the loop. A stream keeps
+     * its connection for seconds or minutes, so past QP_REUSE_SCAN_MAX transfers it opens
+     * a fresh one, which joins the pool when the stream ends. */
+    if (is_streamed(req) && fw->n_transfers >= QP_REUSE_SCAN_MAX)
+        curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 
     req->xfer.easy = easy;
     req->xfer.done = on_attempt_done;
@@ -922,6 +934,7 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
         return false;
     }
     req->in_transfer = true;
+    fw->n_transfers++;
     return true;
 }
 
@@ -1335,6 +1348,7 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     easy_give(fw, t->easy);
     t->easy = NULL;
     req->in_transfer = false;
+    fw->n_transfers--;
 
     bool streamed = is_streamed(req);
     if (streamed && qp_stream_started(&req->st)) {

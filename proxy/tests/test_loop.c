@@ -82,8 +82,7 @@ timers_fire_in_due_order_ties_in_arming_order(void **state)
 {
     (void)state;
     char err[128];
-    assert_int_equal(qp_loop_start(on_post, on_stop, NULL, 0, &the_loop, err, sizeof(err)),
-                     QK_OK);
+    assert_int_equal(qp_loop_start(on_post, on_stop, NULL, 0, &the_loop, err, sizeof(err)), QK_OK);
     assert_true(qp_loop_post(the_loop, recs));
     int64_t until = qk_now_ms() + 10000;
     while (qk_now_ms() < until) {
