@@ -177,7 +177,7 @@ static struct MHD_Response *
 stream_response(struct qp_request *req)
 {
     struct MHD_Response *r = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, req, stream_response_free);
+        MHD_SIZE_UNKNOWN, QP_STREAM_RESPONSE_BLOCK, stream_reader, req, stream_response_free);
     if (!r)
         return NULL;
     qp_request_ref(req);
