@@ -39,8 +39,9 @@
 /** Transfers in flight from which a new stream opens a fresh upstream connection
  *  (start_transfer). */
 #define QP_REUSE_SCAN_MAX 512u
-/** Idle easy handles kept for the next transfers; more are cleaned up when they end. */
-#define QP_IDLE_EASY_MAX 256u
+/** Idle easy handles kept for the next transfers (each holds its buffers, some KiB);
+ *  more are cleaned up when they end. */
+#define QP_IDLE_EASY_MAX 64u
 
 struct qp_forwarder {
     struct qp_forward_config cfg;
