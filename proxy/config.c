@@ -78,8 +78,9 @@ enum opt_kind {
        86400000LL, "SECONDS  `: keep-alive` comment to the caller after this much silence (15)")   \
     XX("max-body", "MAX_BODY", OPT_SIZE, max_body, 1, 1073741824LL,                                \
        "BYTES  request body limit, 413 above (1048576)")                                           \
-    XX("max-connections", "MAX_CONNECTIONS", OPT_UINT, max_connections, 1, 1000000,                \
-       "N  open connections; a request on one more is answered 503 at once (1000)")                \
+    XX("max-connections", "MAX_CONNECTIONS", OPT_UINT, max_connections, 0, 1000000,                \
+       "N  open connections; a request on one more is answered 503 at once (0: what the "          \
+       "descriptor limit holds at 2 a connection, 9916 at 20000; a larger N is warned about)")     \
     XX("max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", OPT_UINT,                       \
        max_connections_per_client, 1, 1000000,                                                     \
        "N  open connections per client address; more are closed at once (128)")                    \
@@ -144,7 +145,7 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->stream_idle_timeout_ms = 60 * 1000;
     cfg->keepalive_interval_ms = 15 * 1000;
     cfg->max_body = QK_LIMIT_BODY_DEFAULT;
-    cfg->max_connections = 1000;
+    cfg->max_connections = 0; /* qk_proxy_start() derives it from the descriptor limit */
     cfg->max_connections_per_client = 128;
     cfg->receive_timeout_ms = 10 * 1000;
     cfg->idle_timeout_ms = 5 * 1000;
@@ -169,6 +170,47 @@ qk_proxy_mutants_available(void)
 #else
     return false;
 #endif
+}
+
+/* Fixed descriptors besides the connections: listening socket, stdio, the loop's epoll set
+ * and eventfd, libcurl's wakeup pair, the watchdog's eventfd, some slack; plus per server
+ * thread its epoll set and inter-thread channel. */
+#define QP_FD_FIXED 32ull
+#define QP_FD_PER_THREAD 4ull
+
+unsigned
+qk_proxy_accept_limit(unsigned max_connections)
+{
+    unsigned margin = max_connections / 4 + 16;
+    if (margin > QK_PROXY_ACCEPT_MARGIN)
+        margin = QK_PROXY_ACCEPT_MARGIN;
+    return max_connections + margin;
+}
+
+unsigned long long
+qk_proxy_descriptors_needed(unsigned max_connections, unsigned threads)
+{
+    unsigned long long answered_503 = qk_proxy_accept_limit(max_connections) - max_connections;
+    return QP_FD_FIXED + QP_FD_PER_THREAD * (threads ? threads : 1) + 2ull * max_connections +
+           answered_503;
+}
+
+unsigned
+qk_proxy_connections_for_descriptors(unsigned long long fd_limit, unsigned threads)
+{
+    const unsigned most = 1000000;
+    unsigned lo = 1, hi = most;
+    if (qk_proxy_descriptors_needed(hi, threads) <= fd_limit)
+        return hi;
+    /* The largest n that fits; needed() grows with n. */
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo + 1) / 2;
+        if (qk_proxy_descriptors_needed(mid, threads) <= fd_limit)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 const char *

@@ -36,6 +36,12 @@
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
 /** Room for the query a plan step adds to its URL (dialect.h, add_query). */
 #define QP_LIMIT_STEP_QUERY 1024u
+/** Transfers in flight from which a new stream opens a fresh upstream connection
+ *  (start_transfer). */
+#define QP_REUSE_SCAN_MAX 512u
+/** Idle easy handles kept for the next transfers (each holds its buffers, some KiB);
+ *  more are cleaned up when they end. */
+#define QP_IDLE_EASY_MAX 64u
 
 struct qp_forwarder {
     struct qp_forward_config cfg;
@@ -45,6 +51,11 @@ struct qp_forwarder {
     struct qp_flights *flights;
     struct qp_request *active;  /* open exchanges, so a stop can answer them all */
     atomic_ulong stream_pauses; /* SSE-11: times a full stream buffer paused upstream */
+    /* Easy handles of ended transfers, reset, owned here (loop thread): a new transfer takes
+     * one instead of allocating and initialising a handle. */
+    CURL *idle_easy[QP_IDLE_EASY_MAX];
+    size_t n_idle_easy;
+    size_t n_transfers; /* in the multi handle (req->in_transfer) */
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
@@ -82,6 +93,31 @@ on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int loc
     (void)local_port;
     req->attempt_requests++;
     return req->attempt_requests == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
+/* A handle for a new transfer: an idle one, or a new one (NULL when out of memory). */
+static CURL *
+easy_take(struct qp_forwarder *fw)
+{
+    if (fw->n_idle_easy > 0)
+        return fw->idle_easy[--fw->n_idle_easy];
+    return curl_easy_init();
+}
+
+/* Takes back the handle of an ended (or removed) transfer. curl_easy_reset() drops every
+ * option, so nothing points at the request any more; the multi handle keeps the connection
+ * and the DNS cache either way. */
+static void
+easy_give(struct qp_forwarder *fw, CURL *easy)
+{
+    if (!easy)
+        return;
+    if (fw->n_idle_easy == QP_IDLE_EASY_MAX) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    fw->idle_easy[fw->n_idle_easy++] = easy;
 }
 
 unsigned long
@@ -490,9 +526,10 @@ drop_transfer(struct qp_forwarder *fw, struct qp_request *req)
     if (!req->in_transfer)
         return;
     qp_loop_remove(fw->loop, &req->xfer);
-    curl_easy_cleanup(req->xfer.easy);
+    easy_give(fw, req->xfer.easy);
     req->xfer.easy = NULL;
     req->in_transfer = false;
+    fw->n_transfers--;
 }
 
 static void
@@ -500,7 +537,7 @@ stream_arm_timer(struct qp_forwarder *fw, struct qp_request *req)
 {
     struct qp_stream *s = &req->st;
     int64_t idle_due = s->last_upstream_ms + fw->cfg.stream_idle_timeout_ms;
-    int64_t ka_due = s->last_out_ms + fw->cfg.keepalive_interval_ms;
+    int64_t ka_due = s->last_out_ms + fw->cfg.keepalive_interval_ms + s->keepalive_lag_ms;
     qp_loop_timer_arm(fw->loop, &s->timer, idle_due < ka_due ? idle_due : ka_due);
 }
 
@@ -684,7 +721,7 @@ on_stream_timer(struct qp_loop_timer *t)
         stream_close(fw, req, ok, msg);
         return;
     }
-    if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms) {
+    if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms + s->keepalive_lag_ms) {
         qp_stream_keepalive(s);
         s->last_out_ms = now;
     }
@@ -712,6 +749,13 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
     struct qp_stream *s = &req->st;
     s->timer.fire = on_stream_timer;
     s->watch.fire = on_stream_watch;
+    /* Thousands of streams started in one burst and then silent would all send their
+     * keep-alive in the same loop pass, stalling every other event behind 10k writes and
+     * resumes: each is late by up to a quarter of the interval (at most 5 s), never early. */
+    int64_t spread = fw->cfg.keepalive_interval_ms / 4;
+    if (spread > 5000)
+        spread = 5000;
+    s->keepalive_lag_ms = spread > 0 ? (int64_t)(qp_loop_random(fw->loop) % (uint64_t)spread) : 0;
     qp_stream_bind(s, req->conn, fw->loop, fw->cfg.log_format, qk_buf_ptr(&req->body),
                    qk_buf_len(&req->body));
 }
@@ -853,10 +897,9 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
     struct qk_buf url;
     qk_buf_init(&url, strlen(fw->upstream) + strlen(st->path) + QP_LIMIT_STEP_QUERY);
-    CURL *easy = curl_easy_init();
+    CURL *easy = easy_take(fw);
     if (!easy || step_url(fw, req, st, &url) != QK_OK || step_upload(req, st) != QK_OK) {
-        if (easy)
-            curl_easy_cleanup(easy);
+        easy_give(fw, easy);
         qk_buf_free(&url);
         qp_response_error(&req->resp, 502, "Could not create an upstream transfer.", NULL,
                           "internal_error");
@@ -872,19 +915,27 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     req->st.sse_known = req->st.sse = false;
     transfer_options(req, easy, st, qk_buf_ptr(&url), limit);
     qk_buf_free(&url);
+    /* libcurl finds a connection to reuse by walking every connection it holds to the
+     * host, in use or not: with thousands of streams open, that walk costs more than a
+     * new connection, and ten thousand of them took seconds of the loop. A stream keeps
+     * its connection for seconds or minutes, so past QP_REUSE_SCAN_MAX transfers it opens
+     * a fresh one, which joins the pool when the stream ends. */
+    if (is_streamed(req) && fw->n_transfers >= QP_REUSE_SCAN_MAX)
+        curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 
     req->xfer.easy = easy;
     req->xfer.done = on_attempt_done;
     if (req->plan_step == 0)
         req->attempts++;
     if (qp_loop_add(fw->loop, &req->xfer) != QK_OK) {
-        curl_easy_cleanup(easy);
+        easy_give(fw, easy);
         req->xfer.easy = NULL;
         qp_response_error(&req->resp, 502, "Could not start an upstream transfer.", NULL,
                           "internal_error");
         return false;
     }
     req->in_transfer = true;
+    fw->n_transfers++;
     return true;
 }
 
@@ -1295,9 +1346,10 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     struct qp_forwarder *fw = req->fw;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(t->easy);
+    easy_give(fw, t->easy);
     t->easy = NULL;
     req->in_transfer = false;
+    fw->n_transfers--;
 
     bool streamed = is_streamed(req);
     if (streamed && qp_stream_started(&req->st)) {
@@ -1493,6 +1545,8 @@ qp_forwarder_free(struct qp_forwarder *fw)
         return;
     qp_cache_free(fw->cache);
     qp_flights_free(fw->flights);
+    while (fw->n_idle_easy > 0)
+        curl_easy_cleanup(fw->idle_easy[--fw->n_idle_easy]);
     free(fw->upstream);
     free(fw);
 }

@@ -27,16 +27,18 @@ struct qp_loop;
  */
 struct qp_loop_transfer {
     /** Called on the loop thread once the transfer ended; the handle is already removed
-     *  from the multi handle and belongs to the callee (curl_easy_cleanup() it). */
+     *  from the multi handle and belongs to the callee (to clean up, or reset and reuse). */
     void (*done)(struct qp_loop_transfer *t, CURLcode result);
     CURL *easy;
 };
 
-/** A one-shot timer; embed it and set `fire`. Loop thread only. */
+/** A one-shot timer; embed it and set `fire`. Loop thread only. Timers due at the same
+ *  millisecond fire in the order they were armed. */
 struct qp_loop_timer {
     void (*fire)(struct qp_loop_timer *t); /**< called on the loop thread when due */
     int64_t due_ms;                        /**< private */
-    struct qp_loop_timer *next;            /**< private */
+    uint64_t seq;                          /**< private: arming order, for equal due times */
+    size_t slot;                           /**< private: index in the loop's heap */
     bool armed;                            /**< private */
 };
 
@@ -58,10 +60,13 @@ typedef void (*qp_loop_stop_fn)(void *ctx);
 /**
  * Starts the loop thread.
  * @param on_post receives posted items; @p on_stop runs last, on the loop thread.
+ * @param max_connects upstream connections libcurl keeps open, in use or idle
+ *        (CURLMOPT_MAXCONNECTS); 0 leaves libcurl's default.
  * @param[out] out the new loop, freed by qp_loop_stop().
  */
 QK_WUR enum qk_err qp_loop_start(qp_loop_post_fn on_post, qp_loop_stop_fn on_stop, void *ctx,
-                                 struct qp_loop **out, char *err, size_t errlen);
+                                 unsigned max_connects, struct qp_loop **out, char *err,
+                                 size_t errlen);
 
 /**
  * Queues @p item (borrowed) for on_post; any thread.

@@ -11,6 +11,7 @@
  * nothing to reload, and a closed terminal must not take the service down.
  */
 #include <curl/curl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -46,10 +47,22 @@ env_lookup(const char *name)
     return getenv(name);
 }
 
+/* A warning goes out in the log's format, JSON included (the notes are text only);
+ * nothing with --log-format off. */
+static void
+warn(enum qk_proxy_log_format format, const char *msg)
+{
+    if (format == QK_PROXY_LOG_TEXT)
+        fprintf(stderr, "qwen-proxy: warning: %s\n", msg);
+    else if (format == QK_PROXY_LOG_JSON) /* msg holds no quote or backslash */
+        fprintf(stderr, "{\"level\":\"warn\",\"module\":\"limits\",\"msg\":\"%s\"}\n", msg);
+}
+
 /*
- * Every connection may need a second descriptor for its upstream transfer, and
- * libmicrohttpd accepts a quarter more than --max-connections (to answer them 503): raise
- * the soft descriptor limit to the hard one, and lower --max-connections to what fits.
+ * Every stream holds two descriptors (the caller's socket and its upstream transfer), so
+ * the soft descriptor limit (often 1,024) is raised to the hard one first. Without
+ * --max-connections the limit is what fits; a larger --max-connections is kept as asked,
+ * with a warning, since the streams beyond what fits would fail with 502.
  */
 static void
 fit_descriptor_limit(struct qk_proxy_config *cfg)
@@ -58,21 +71,26 @@ fit_descriptor_limit(struct qk_proxy_config *cfg)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = rl.rlim_max;
     }
-    const rlim_t reserve = 64; /* listening socket, epoll sets, eventfds, stdio, logs */
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur <= reserve)
+    unsigned long long limit = rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : rl.rlim_cur;
+    unsigned fit = qk_proxy_connections_for_descriptors(limit, cfg->threads);
+    if (cfg->max_connections == 0) {
+        cfg->max_connections = fit;
+        note("max connections %u (descriptor limit %llu)", fit, limit);
         return;
-    /* 2 descriptors for each of max + max / 4 + 16 connections */
-    rlim_t fit = ((rl.rlim_cur - reserve) / 2 - 16) * 4 / 5;
-    if (fit >= cfg->max_connections)
+    }
+    unsigned long long need = qk_proxy_descriptors_needed(cfg->max_connections, cfg->threads);
+    if (need <= limit)
         return;
-    note("--max-connections %u needs about %llu descriptors, the limit is %llu: using %llu",
-         cfg->max_connections, (unsigned long long)(cfg->max_connections * 5 / 2 + 96),
-         (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-    cfg->max_connections = fit > 0 ? (unsigned)fit : 1;
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "--max-connections %u needs %llu descriptors, the limit is %llu: beyond %u "
+             "connections, streams fail (raise ulimit -n, or lower --max-connections)",
+             cfg->max_connections, need, limit, fit);
+    warn(cfg->log_format, msg);
 }
 
 /* Waits for SIGTERM or SIGINT; SIGHUP is ignored on the way. */

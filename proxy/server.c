@@ -10,6 +10,7 @@
 #include "qwenkit/proxy.h"
 
 #include <curl/curl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <netdb.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -175,7 +177,7 @@ static struct MHD_Response *
 stream_response(struct qp_request *req)
 {
     struct MHD_Response *r = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, req, stream_response_free);
+        MHD_SIZE_UNKNOWN, QP_STREAM_RESPONSE_BLOCK, stream_reader, req, stream_response_free);
     if (!r)
         return NULL;
     qp_request_ref(req);
@@ -959,6 +961,17 @@ copy_upstream_headers(struct qk_proxy *px, const struct qk_proxy_config *cfg)
     return ok;
 }
 
+/* The default connection limit: what the process's descriptor limit holds now. */
+static unsigned
+connections_for_fd_limit(unsigned threads)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1000;
+    unsigned long long limit = rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : rl.rlim_cur;
+    return qk_proxy_connections_for_descriptors(limit, threads);
+}
+
 enum qk_err
 qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *err, size_t errlen)
 {
@@ -1011,6 +1024,8 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     if (!px)
         goto nomem;
     px->cfg = *cfg;
+    if (px->cfg.max_connections == 0)
+        px->cfg.max_connections = connections_for_fd_limit(cfg->threads);
     px->quiesced_fd = MHD_INVALID_SOCKET;
     px->listen_host = strdup(cfg->listen_host);
     px->upstream = strdup(cfg->upstream ? cfg->upstream : dialect->default_upstream);
@@ -1042,7 +1057,11 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     };
     if (qp_forwarder_new(&fc, &px->fw) != QK_OK)
         goto nomem;
-    rc = qp_loop_start(qp_forward_on_post, qp_forward_on_stop, px->fw, &px->loop, err, errlen);
+    /* Each connection has at most one upstream transfer at a time; the idle rest wait for
+     * the next ones (libcurl closes them after two idle minutes). */
+    unsigned max_connects = qk_proxy_accept_limit(px->cfg.max_connections);
+    rc = qp_loop_start(qp_forward_on_post, qp_forward_on_stop, px->fw, max_connects, &px->loop, err,
+                       errlen);
     if (rc != QK_OK)
         goto out;
     qp_forwarder_set_loop(px->fw, px->loop);
@@ -1062,7 +1081,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         goto out;
     }
     struct qp_admission_config ac = {
-        .max_connections = cfg->max_connections,
+        .max_connections = px->cfg.max_connections,
         .receive_timeout_ms = cfg->receive_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
     };
@@ -1073,7 +1092,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     }
     /* libmicrohttpd's own limit sits above ours, so that the connections over ours are
      * still accepted and answered 503 at once rather than left in the kernel backlog. */
-    unsigned hard_limit = cfg->max_connections + cfg->max_connections / 4 + 16;
+    unsigned hard_limit = qk_proxy_accept_limit(px->cfg.max_connections);
     unsigned idle_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)

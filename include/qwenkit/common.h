@@ -48,8 +48,10 @@ enum qk_limits {
     QK_LIMIT_REQUEST_HEADERS = 16 * 1024,     /**< the proxy's request header lines (431 above) */
     /** libmicrohttpd's memory per connection: well above the two limits before, so that
      *  the proxy answers (as JSON) requests up to about this size, and only larger ones
-     *  meet libmicrohttpd's own HTML error page (proxy/README.md). */
-    QK_LIMIT_CONNECTION_MEMORY = 64 * 1024,
+     *  meet libmicrohttpd's own HTML error page (proxy/README.md). Each open connection
+     *  holds about half of it resident, so it is no larger than the largest accepted
+     *  head needs (a full target and header block in a few hundred lines). */
+    QK_LIMIT_CONNECTION_MEMORY = 48 * 1024,
 };
 
 /** @return CLOCK_MONOTONIC in milliseconds (shared by all processes on the host). */

@@ -62,7 +62,9 @@ struct qk_proxy_config {
     int64_t keepalive_interval_ms;       /**< `: keep-alive` comment after this much silence on a
                                               started stream, default 15 s */
     size_t max_body;                     /**< request body limit (413 above), default 1 MiB */
-    unsigned max_connections;            /**< open connections; above, 503 at once (1000) */
+    unsigned max_connections;            /**< open connections; above, 503 at once (0, the
+                                              default: what the descriptor limit holds,
+                                              qk_proxy_connections_for_descriptors()) */
     unsigned max_connections_per_client; /**< open connections per client address (128) */
     int64_t receive_timeout_ms;          /**< a request's head and body must arrive within this
                                               once the connection waits for it; bytes do not
@@ -104,6 +106,30 @@ QK_WUR enum qk_err qk_proxy_config_from_args(struct qk_proxy_config *cfg, int ar
                                              char *const argv[], qk_proxy_env_fn env,
                                              enum qk_proxy_cli_action *action, char *err,
                                              size_t errlen);
+
+/**
+ * libmicrohttpd's own connection limit for @p max_connections: a few more connections are
+ * accepted so that they are answered 503 at once instead of waiting unseen in the kernel
+ * backlog (a quarter more, at most QK_PROXY_ACCEPT_MARGIN).
+ */
+unsigned qk_proxy_accept_limit(unsigned max_connections);
+
+/** Most connections accepted above max_connections (qk_proxy_accept_limit()). */
+#define QK_PROXY_ACCEPT_MARGIN 128u
+
+/**
+ * @return the file descriptors a proxy may hold at once: two for each of @p max_connections
+ * (the caller's socket and its upstream transfer), one for each connection answered 503,
+ * and the fixed ones (listening socket, epoll sets, eventfds, stdio) of @p threads server
+ * threads.
+ */
+unsigned long long qk_proxy_descriptors_needed(unsigned max_connections, unsigned threads);
+
+/**
+ * @return the largest max_connections whose descriptors fit in @p fd_limit (at least 1, at
+ * most 1000000; the descriptor limit RLIM_INFINITY is given as ULLONG_MAX).
+ */
+unsigned qk_proxy_connections_for_descriptors(unsigned long long fd_limit, unsigned threads);
 
 /** @return the static `--help` text. */
 const char *qk_proxy_usage(void);

@@ -358,6 +358,46 @@ help_version_and_mutant_flag(void **state)
     }
 }
 
+/* The connection limit's default comes from the descriptor limit, two a stream. */
+static void
+connection_limit_follows_the_descriptor_limit(void **state)
+{
+    (void)state;
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    fake_env = NULL;
+    qk_proxy_config_init(&cfg);
+    assert_int_equal(cfg.max_connections, 0); /* derived at start */
+    char *set[] = {"qwen-proxy", "--max-connections", "5000"};
+    assert_int_equal(parse(&cfg, 3, set, &action, err), QK_OK);
+    assert_int_equal(cfg.max_connections, 5000);
+    char *derived[] = {"qwen-proxy", "--max-connections=0"};
+    assert_int_equal(parse(&cfg, 2, derived, &action, err), QK_OK);
+    assert_int_equal(cfg.max_connections, 0);
+    assert_non_null(strstr(qk_proxy_usage(), "descriptor limit"));
+
+    /* This sandbox's 20,000 descriptors hold the 9,900 streams. */
+    unsigned n = qk_proxy_connections_for_descriptors(20000, 2);
+    assert_true(n >= 9900);
+    assert_true(qk_proxy_descriptors_needed(n, 2) <= 20000);
+    assert_true(qk_proxy_descriptors_needed(n + 1, 2) > 20000);
+    assert_true(qk_proxy_descriptors_needed(n, 2) >= 2ull * n);
+    /* The common soft limit: under half of it, the fixed descriptors aside. */
+    n = qk_proxy_connections_for_descriptors(1024, 2);
+    assert_true(n > 400 && 2 * n < 1024);
+    assert_true(qk_proxy_descriptors_needed(n, 2) <= 1024);
+    /* More server threads hold more fixed descriptors. */
+    assert_true(qk_proxy_descriptors_needed(100, 64) > qk_proxy_descriptors_needed(100, 2));
+    assert_int_equal(qk_proxy_connections_for_descriptors(8, 2), 1);
+    assert_int_equal(qk_proxy_connections_for_descriptors(~0ull, 2), 1000000);
+
+    /* A quarter more accepted to be answered 503, at most QK_PROXY_ACCEPT_MARGIN more. */
+    assert_int_equal(qk_proxy_accept_limit(4), 4 + 1 + 16);
+    assert_int_equal(qk_proxy_accept_limit(100), 100 + 25 + 16);
+    assert_int_equal(qk_proxy_accept_limit(10000), 10000 + QK_PROXY_ACCEPT_MARGIN);
+}
+
 int
 main(void)
 {
@@ -371,6 +411,7 @@ main(void)
         cmocka_unit_test(reasoning_and_token_cookie),
         cmocka_unit_test(upstream_headers_are_repeatable_and_checked),
         cmocka_unit_test(help_version_and_mutant_flag),
+        cmocka_unit_test(connection_limit_follows_the_descriptor_limit),
     };
     return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);
 }

@@ -260,7 +260,7 @@ setup_with(void **state, const struct qp_dialect *dialect)
     };
     assert_int_equal(qp_forwarder_new(&fc, &e->fw), QK_OK);
     assert_int_equal(
-        qp_loop_start(qp_forward_on_post, qp_forward_on_stop, e->fw, &e->loop, err, sizeof(err)),
+        qp_loop_start(qp_forward_on_post, qp_forward_on_stop, e->fw, 0, &e->loop, err, sizeof(err)),
         QK_OK);
     qp_forwarder_set_loop(e->fw, e->loop);
     e->front = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,

@@ -1,0 +1,130 @@
+/* Unit tests: the loop's timers (a heap): order, ties, cancel and re-arm, at volume. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "loop.h"
+
+#define N_TIMERS 3000
+
+struct rec {
+    struct qp_loop_timer t;
+    int64_t due;
+    unsigned id;
+    bool cancelled;
+};
+
+static struct qp_loop *the_loop;
+static struct rec recs[N_TIMERS];
+static unsigned fired[N_TIMERS];
+static atomic_uint n_fired;
+static atomic_bool all_armed;
+static int64_t base_ms;
+
+static void
+on_fire(struct qp_loop_timer *t)
+{
+    struct rec *r = (struct rec *)(void *)t; /* t is the first member */
+    unsigned k = atomic_load(&n_fired);
+    if (k < N_TIMERS)
+        fired[k] = r->id;
+    atomic_store(&n_fired, k + 1);
+}
+
+/* On the loop thread: arms every timer in a scrambled order, with many equal due times,
+ * then cancels some and moves others (earlier and later). */
+static void
+on_post(void *ctx, void *item)
+{
+    (void)ctx;
+    (void)item;
+    base_ms = qk_now_ms() + 200;
+    for (unsigned i = 0; i < N_TIMERS; i++) {
+        unsigned k = (i * 7919u) % N_TIMERS; /* a permutation: 7919 is prime */
+        recs[k].id = k;
+        recs[k].t.fire = on_fire;
+        recs[k].due = base_ms + (int64_t)(k % 50); /* 60 timers share each due time */
+        qp_loop_timer_arm(the_loop, &recs[k].t, recs[k].due);
+    }
+    for (unsigned k = 0; k < N_TIMERS; k += 3) {
+        qp_loop_timer_cancel(the_loop, &recs[k].t);
+        qp_loop_timer_cancel(the_loop, &recs[k].t); /* idempotent */
+        recs[k].cancelled = true;
+    }
+    for (unsigned k = 1; k < N_TIMERS; k += 9) {
+        recs[k].due = base_ms + 60 + (int64_t)(k % 7);
+        recs[k].cancelled = false; /* some were cancelled: arming again brings them back */
+        qp_loop_timer_arm(the_loop, &recs[k].t, recs[k].due); /* re-armed: later */
+    }
+    for (unsigned k = 2; k < N_TIMERS; k += 11) {
+        recs[k].due = base_ms - 100; /* already due: fires first */
+        recs[k].cancelled = false;
+        qp_loop_timer_arm(the_loop, &recs[k].t, recs[k].due);
+    }
+    atomic_store(&all_armed, true);
+}
+
+static void
+on_stop(void *ctx)
+{
+    (void)ctx;
+}
+
+static void
+timers_fire_in_due_order_ties_in_arming_order(void **state)
+{
+    (void)state;
+    char err[128];
+    assert_int_equal(qp_loop_start(on_post, on_stop, NULL, 0, &the_loop, err, sizeof(err)), QK_OK);
+    assert_true(qp_loop_post(the_loop, recs));
+    int64_t until = qk_now_ms() + 10000;
+    while (qk_now_ms() < until) {
+        struct timespec tick = {0, 5 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+        if (!atomic_load(&all_armed))
+            continue;
+        unsigned want = 0;
+        for (unsigned k = 0; k < N_TIMERS; k++)
+            want += recs[k].cancelled ? 0 : 1;
+        if (atomic_load(&n_fired) >= want)
+            break;
+    }
+    struct timespec settle = {0, 50 * 1000 * 1000};
+    nanosleep(&settle, NULL); /* a cancelled timer firing late would show now */
+    qp_loop_stop(the_loop);
+    qp_loop_free(the_loop);
+
+    unsigned want = 0;
+    for (unsigned k = 0; k < N_TIMERS; k++)
+        want += recs[k].cancelled ? 0 : 1;
+    assert_int_equal(atomic_load(&n_fired), want);
+    bool seen[N_TIMERS] = {false};
+    for (unsigned i = 0; i < want; i++) {
+        const struct rec *r = &recs[fired[i]];
+        assert_false(r->cancelled);
+        assert_false(seen[r->id]); /* once each */
+        seen[r->id] = true;
+        if (i == 0)
+            continue;
+        const struct rec *p = &recs[fired[i - 1]];
+        assert_true(p->due <= r->due);
+        if (p->due == r->due)
+            assert_true(p->t.seq < r->t.seq); /* armed earlier, fired earlier */
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(timers_fire_in_due_order_ties_in_arming_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
