@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "dialect.h"
 #include "key.h"
 #include "loop.h"
@@ -60,8 +61,9 @@ enum qp_req_state {
 /** A response the proxy will send. Owns its strings. */
 struct qp_response {
     unsigned status;
-    char *body; /**< malloc'd, may be NULL for an empty body */
+    char *body; /**< malloc'd (or shared->data), may be NULL for an empty body */
     size_t len;
+    struct qp_blob *shared;     /**< when set, body is its bytes: one reference, owned */
     char content_type[128];     /**< "" when there is no body */
     struct curl_slist *headers; /**< extra "Name: value" lines, owned */
 };
@@ -76,6 +78,11 @@ void qp_response_error(struct qp_response *r, unsigned status, const char *messa
 /** Sets @p r to @p body (taken, malloc'd) with @p status and @p content_type (copied). */
 void qp_response_take_body(struct qp_response *r, unsigned status, char *body, size_t len,
                            const char *content_type);
+
+/** Sets @p r to the bytes of @p blob (its reference taken) with @p status and
+ *  @p content_type (copied), without copying them: a cached model list. */
+void qp_response_share_body(struct qp_response *r, unsigned status, struct qp_blob *blob,
+                            const char *content_type);
 
 /** Copies @p src into @p dst (deep). @return false when out of memory. */
 bool qp_response_copy(struct qp_response *dst, const struct qp_response *src);
