@@ -739,17 +739,20 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
     }
     if (!value)
         value = "";
-    size_t n = strlen(key) + strlen(value) + 3;
-    char *line = malloc(n);
+    size_t kn = strlen(key), vn = strlen(value);
+    char *line = malloc(kn + vn + 3);
     if (!line) {
         w->failed = true;
         return MHD_NO;
     }
     /* "Name;" is libcurl's way to send an empty header ("Name:" would delete one). */
-    if (value[0])
-        snprintf(line, n, "%s: %s", key, value);
-    else
-        snprintf(line, n, "%s;", key);
+    memcpy(line, key, kn);
+    if (vn) {
+        memcpy(line + kn, ": ", 2);
+        memcpy(line + kn + 2, value, vn + 1);
+    } else {
+        memcpy(line + kn, ";", 2);
+    }
     struct curl_slist *l = curl_slist_append(w->list, line);
     free(line);
     if (!l) {
