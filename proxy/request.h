@@ -5,7 +5,8 @@
  * One struct qp_request per HTTP request, created on the first access-handler call.
  * Ownership is a reference count with two possible holders:
  *  - libmicrohttpd's connection, from creation until the NOTIFY_COMPLETED callback;
- *  - the upstream loop, from qp_loop_post() until the loop has resumed the connection.
+ *  - the upstream loop, from qp_loop_post() until the loop has resumed the connection
+ *    (a cached model list never goes there: its server thread answers it).
  * The last qp_request_unref() frees it. Fields are grouped by who may touch them when.
  */
 #ifndef QP_REQUEST_H
@@ -136,11 +137,11 @@ struct qp_request {
     int64_t attempt_due_ms; /* when the open attempt's upstream timeout runs out (all its steps) */
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */
     char last_error[CURL_ERROR_SIZE]; /**< libcurl's message for the latest attempt */
-    struct qp_key flight_key;
+    struct qp_key flight_key;         /**< set on the server thread too, before any post (a hit) */
     bool leads_flight;
-    bool has_cache_key;                           /**< flight_key is a cache key for this request */
-    struct qp_forwarder *fw;                      /**< the forwarder running the exchange */
-    bool in_transfer;                             /**< xfer.easy is added to the multi handle */
+    bool has_cache_key;      /**< flight_key is a cache key for this request (set with it) */
+    struct qp_forwarder *fw; /**< the forwarder running the exchange */
+    bool in_transfer;        /**< xfer.easy is added to the multi handle */
     struct qp_request *active_prev, *active_next; /**< the loop's list of open exchanges */
 
     /* Streaming: `streaming` is set by the loop before it resumes the connection with a

@@ -2,10 +2,11 @@
  * The HTTP side: libmicrohttpd, routing, auth, validation, and qk_proxy_start/stop.
  *
  * Threading mode: MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL with a fixed pool of
- * cfg->threads threads and MHD_ALLOW_SUSPEND_RESUME. A request that needs the upstream is
- * suspended and posted to the single upstream loop thread (loop.c, forward.c); the loop
- * fills the response and resumes the connection, and the next access-handler call queues
- * it. No server thread ever waits for the upstream.
+ * cfg->threads threads and MHD_ALLOW_SUSPEND_RESUME. A model list fresh in the cache is
+ * answered on the server thread that read the request (dispatch). Any other request that
+ * needs the upstream is suspended and posted to the single upstream loop thread (loop.c,
+ * forward.c); the loop fills the response and resumes the connection, and the next
+ * access-handler call queues it. No server thread ever waits for the upstream.
  */
 #include "qwenkit/proxy.h"
 
