@@ -390,8 +390,8 @@ shared_body_outlives_its_entry(void **state)
 struct reader_arg {
     struct qp_cache *cache;
     atomic_bool *stop;
-    unsigned long hits;
-    bool torn; /* a body that was neither list */
+    atomic_ulong hits; /* read by the main thread while the reader runs */
+    bool torn;         /* a body that was neither list */
 };
 
 /* A server thread: looks the one key up until told to stop, checking every body it gets. */
@@ -403,7 +403,7 @@ reader_main(void *p)
         struct qp_blob *b = NULL;
         if (qp_cache_get_shared(a->cache, key("Bearer r"), 1, QP_CACHE_DERIVED, &b) ==
             QP_CACHE_FRESH) {
-            a->hits++;
+            atomic_fetch_add(&a->hits, 1);
             if (!(b->len == 5 && (strcmp(b->data, "AAAA!") == 0 || strcmp(b->data, "BBBB!") == 0)))
                 a->torn = true;
             qp_blob_unref(b);
@@ -434,13 +434,15 @@ lookups_from_other_threads_while_storing(void **state)
     }
     assert_int_equal(qp_cache_put(c, key("Bearer r"), "AAAA", 4, 0), QK_OK);
     /* Let each reader see the last list at least once before stopping. */
-    for (int spins = 0; spins < 100000 && (args[0].hits == 0 || args[1].hits == 0); spins++)
+    for (int spins = 0;
+         spins < 100000 && (atomic_load(&args[0].hits) == 0 || atomic_load(&args[1].hits) == 0);
+         spins++)
         sched_yield();
     atomic_store(&stop, true);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_false(args[i].torn);
-        assert_true(args[i].hits > 0);
+        assert_true(atomic_load(&args[i].hits) > 0);
     }
     assert_true(qp_cache_count(c) <= 4);
     qp_cache_free(c);
