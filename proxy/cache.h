@@ -2,7 +2,11 @@
  * @file cache.h
  * @brief The model-list cache: per credential, TTL, stale grace, bounded LRU (CACHE-1..7).
  *
- * Single-threaded: only the upstream loop thread touches a cache, so there is no lock.
+ * Thread-safe: the server threads look entries up (a hit is answered where it arrives) while
+ * the upstream loop thread stores, evicts and reads fallbacks; one mutex guards the index,
+ * held only for the lookup itself. Bodies are immutable, reference-counted blobs
+ * (struct qp_blob), so a hit shares the stored bytes with its response instead of copying
+ * them, and an entry replaced or evicted meanwhile lives on until its last reader is done.
  * Time is passed in by the caller (milliseconds on any monotonic clock), which keeps the
  * expiry rules testable without sleeping.
  *
@@ -19,6 +23,7 @@
 #ifndef QP_CACHE_H
 #define QP_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +31,26 @@
 #include "qwenkit/common.h"
 
 struct qp_cache;
+
+/**
+ * An immutable, reference-counted body: @p len bytes at @p data, NUL-terminated. Shared by
+ * a cache entry and the responses that serve it; the last qp_blob_unref() frees it.
+ */
+struct qp_blob {
+    atomic_uint refs; /**< use qp_blob_ref() / qp_blob_unref() */
+    size_t len;
+    char data[];
+};
+
+/** @return a new blob holding a copy of @p len bytes at @p data (one reference, the
+ *  caller's), or NULL when out of memory. */
+struct qp_blob *qp_blob_new(const char *data, size_t len);
+
+/** Takes one more reference to @p b; @return @p b. */
+struct qp_blob *qp_blob_ref(struct qp_blob *b);
+
+/** Drops one reference; the last one frees the blob. NULL-safe. */
+void qp_blob_unref(struct qp_blob *b);
 
 /** What a lookup found. */
 enum qp_cache_state {
@@ -69,6 +94,21 @@ enum qp_cache_state qp_cache_get(struct qp_cache *c, struct qp_key key, int64_t 
                                  enum qp_cache_form form, char **body, size_t *len);
 
 /**
+ * Like qp_cache_get(), without a copy: on QP_CACHE_FRESH, @p out receives a reference to
+ * the entry's @p form (the caller drops it with qp_blob_unref()); otherwise *out is NULL.
+ */
+enum qp_cache_state qp_cache_get_shared(struct qp_cache *c, struct qp_key key, int64_t now_ms,
+                                        enum qp_cache_form form, struct qp_blob **out);
+
+/**
+ * Like qp_cache_get_fallback(), without a copy: on QP_CACHE_FRESH or QP_CACHE_STALE,
+ * @p out receives a reference to the entry's @p form (caller drops it with
+ * qp_blob_unref()); otherwise *out is NULL.
+ */
+enum qp_cache_state qp_cache_fallback_shared(struct qp_cache *c, struct qp_key key, int64_t now_ms,
+                                             enum qp_cache_form form, struct qp_blob **out);
+
+/**
  * Returns a copy of the entry's @p form (fresh or stale) when it is still within TTL +
  * grace.
  * @return QP_CACHE_FRESH or QP_CACHE_STALE with *body malloc'd (caller frees), or
@@ -90,9 +130,9 @@ QK_WUR enum qk_err qp_cache_put(struct qp_cache *c, struct qp_key key, const cha
 void qp_cache_evict(struct qp_cache *c, struct qp_key key);
 
 /** @return the number of entries held. */
-size_t qp_cache_count(const struct qp_cache *c);
+size_t qp_cache_count(struct qp_cache *c);
 
 /** @return the bytes held: bodies and derived forms, the quantity max_bytes bounds. */
-size_t qp_cache_bytes(const struct qp_cache *c);
+size_t qp_cache_bytes(struct qp_cache *c);
 
 #endif

@@ -61,6 +61,55 @@ usage_openai(cJSON *usage)
     return true;
 }
 
+/* Below this, "%1.15g" (how cJSON prints every number) writes an integer's plain digits. */
+#define PLAIN_INTEGER_LIMIT 1e15
+
+/*
+ * Turns each integer number under @p node into a raw item holding the digits cJSON would
+ * print for it: cJSON prints every number with sprintf("%1.15g") and checks it back with
+ * sscanf, a few thousand instructions a number, and a completion holds several (created,
+ * index, the token counts). The bytes printed are the same. An item that cannot be
+ * replaced (out of memory) stays a number.
+ */
+static void
+integers_raw(cJSON *node)
+{
+    for (cJSON *item = node->child; item; item = item->next) {
+        if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
+            integers_raw(item);
+            continue;
+        }
+        double v = item->valuedouble;
+        if (!cJSON_IsNumber(item) || !(fabs(v) < PLAIN_INTEGER_LIMIT) || v != floor(v) ||
+            (v == 0 && signbit(v)))
+            continue;
+        char digits[24];
+        size_t i = sizeof(digits) - 1;
+        digits[i] = '\0';
+        unsigned long long u = (unsigned long long)fabs(v);
+        do {
+            digits[--i] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            digits[--i] = '-';
+        cJSON *raw = cJSON_CreateRaw(digits + i);
+        if (!raw)
+            continue;
+        /* The member's name moves to the replacement (cJSON's replace keeps none). */
+        raw->string = item->string;
+        raw->type |= item->type & cJSON_StringIsConst;
+        item->string = NULL;
+        if (!cJSON_ReplaceItemViaPointer(node, item, raw)) {
+            item->string = raw->string;
+            raw->string = NULL;
+            cJSON_Delete(raw);
+            continue;
+        }
+        item = raw; /* the loop goes on from the replacement */
+    }
+}
+
 char *
 qp_completion_openai(const char *body, size_t len, size_t *out_len)
 {
@@ -83,6 +132,7 @@ qp_completion_openai(const char *body, size_t len, size_t *out_len)
         if (v != created->valuedouble && !set_number(root, "created", v))
             goto done;
     }
+    integers_raw(root);
     out = cJSON_PrintUnformatted(root);
     if (out)
         *out_len = strlen(out);

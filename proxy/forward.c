@@ -225,9 +225,10 @@ wants_v1_shape(const struct qp_request *req)
     return req->openai_alias;
 }
 
-/* Serves the model list @p body, already in @p req's route shape (taken; NULL: none). */
+/* Serves the model list @p body, already in @p req's route shape (its reference taken;
+ * NULL: none). */
 static void
-respond_models(struct qp_request *req, char *body, size_t len, enum qp_cache_mark mark)
+respond_models(struct qp_request *req, struct qp_blob *body, enum qp_cache_mark mark)
 {
     req->cache = mark;
     bool v1 = wants_v1_shape(req);
@@ -240,7 +241,7 @@ respond_models(struct qp_request *req, char *body, size_t len, enum qp_cache_mar
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
         return;
     }
-    qp_response_take_body(&req->resp, 200, body, len, "application/json");
+    qp_response_share_body(&req->resp, 200, body, "application/json");
     QP_MUTANT_REWRITE(models, &req->resp, v1);
 }
 
@@ -409,41 +410,39 @@ models_key(const struct qp_request *req)
     return key;
 }
 
-/* One landing's list; its /v1 shape is looked up or made at most once for all callers. */
+/* One landing's list; each shape is looked up or made at most once for all its callers,
+ * who share it. */
 struct models_landing {
     const char *raw;
     size_t len;
-    char *v1;
-    size_t v1_len;
-    bool v1_tried;
+    struct qp_blob *form[2]; /* by enum qp_cache_form */
+    bool tried[2];
 };
 
-/* Serves @p req the landing's list in its shape. The /v1 shape comes from the cache, which
- * made it once when it stored the list: the entry of the key IS this list here (it was
- * just stored, or it is the stale one being served). A list too large to cache is
- * converted here, once per landing. */
+/* Serves @p req the landing's list in its shape. Both shapes come from the cache, which
+ * made the /v1 one once when it stored the list: the entry of the key IS this list here
+ * (it was just stored, or it is the stale one being served; only this thread stores). A
+ * list too large to cache is copied, and converted, here, once per landing. */
 static void
 respond_landing(struct qp_forwarder *fw, struct qp_request *req, struct models_landing *l,
                 enum qp_cache_mark mark)
 {
-    const char *src = l->raw;
-    size_t n = l->len;
-    if (wants_v1_shape(req)) {
-        if (!l->v1_tried) {
-            l->v1_tried = true;
-            if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_DERIVED,
-                                      &l->v1, &l->v1_len) == QP_CACHE_MISS)
-                l->v1 = qp_models_openai(l->raw, l->len, &l->v1_len);
+    enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
+    if (!l->tried[form]) {
+        l->tried[form] = true;
+        if (qp_cache_fallback_shared(fw->cache, req->flight_key, qk_now_ms(), form,
+                                     &l->form[form]) == QP_CACHE_MISS) {
+            if (form == QP_CACHE_BODY) {
+                l->form[form] = qp_blob_new(l->raw, l->len);
+            } else {
+                size_t n = 0;
+                char *v1 = qp_models_openai(l->raw, l->len, &n);
+                l->form[form] = v1 ? qp_blob_new(v1, n) : NULL;
+                free(v1);
+            }
         }
-        src = l->v1;
-        n = l->v1_len;
     }
-    char *copy = src ? malloc(n + 1) : NULL;
-    if (copy) {
-        memcpy(copy, src, n);
-        copy[n] = '\0';
-    }
-    respond_models(req, copy, n, mark);
+    respond_models(req, l->form[form] ? qp_blob_ref(l->form[form]) : NULL, mark);
 }
 
 /* Ends a model-list exchange: the leader's answer goes to every waiter of its flight. */
@@ -470,7 +469,8 @@ models_land(struct qp_forwarder *fw, struct qp_request *leader, const char *raw,
             w->cache = leader->cache;
         finish(fw, w);
     }
-    free(landing.v1);
+    qp_blob_unref(landing.form[QP_CACHE_BODY]);
+    qp_blob_unref(landing.form[QP_CACHE_DERIVED]);
     free(waiters);
     finish(fw, leader);
 }
@@ -490,13 +490,12 @@ conclude(struct qp_forwarder *fw, struct qp_request *req)
 static bool
 serve_stale(struct qp_forwarder *fw, struct qp_request *req)
 {
-    char *body = NULL;
-    size_t len = 0;
-    if (qp_cache_get_fallback(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body,
-                              &len) == QP_CACHE_MISS)
+    struct qp_blob *body = NULL;
+    if (qp_cache_fallback_shared(fw->cache, req->flight_key, qk_now_ms(), QP_CACHE_BODY, &body) ==
+        QP_CACHE_MISS)
         return false;
-    models_land(fw, req, body, len, QP_MARK_STALE);
-    free(body);
+    models_land(fw, req, body->data, body->len, QP_MARK_STALE);
+    qp_blob_unref(body);
     return true;
 }
 
@@ -1439,19 +1438,27 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
 
 /* ---- entry points ----------------------------------------------------------------- */
 
-/* A model-list request: a fresh cache entry answers it, or it joins the flight of the same
- * credential. @return true when it needs no attempt of its own. */
-static bool
-models_lookup(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
+bool
+qp_forward_models_hit(struct qp_forwarder *fw, struct qp_request *req)
 {
     req->flight_key = models_key(req);
     req->has_cache_key = true;
     req->cache = QP_MARK_MISS;
-    char *body = NULL;
-    size_t len = 0;
+    struct qp_blob *body = NULL;
     enum qp_cache_form form = wants_v1_shape(req) ? QP_CACHE_DERIVED : QP_CACHE_BODY;
-    if (qp_cache_get(fw->cache, req->flight_key, now, form, &body, &len) == QP_CACHE_FRESH) {
-        respond_models(req, body, len, QP_MARK_HIT);
+    if (qp_cache_get_shared(fw->cache, req->flight_key, qk_now_ms(), form, &body) != QP_CACHE_FRESH)
+        return false;
+    respond_models(req, body, QP_MARK_HIT);
+    return true;
+}
+
+/* A model-list request that missed on its server thread: an entry stored since answers it,
+ * or it joins the flight of the same credential. @return true when it needs no attempt of
+ * its own. */
+static bool
+models_lookup(struct qp_forwarder *fw, struct qp_request *req)
+{
+    if (qp_forward_models_hit(fw, req)) {
         finish(fw, req);
         return true;
     }
@@ -1467,7 +1474,6 @@ qp_forward_on_post(void *ctx, void *item)
 {
     struct qp_forwarder *fw = ctx;
     struct qp_request *req = item;
-    int64_t now = qk_now_ms();
 
     if (req->fw) {
         stream_notice(fw, req); /* a second post is a notice (forward.h) */
@@ -1483,10 +1489,10 @@ qp_forward_on_post(void *ctx, void *item)
     req->retry_timer.fire = on_retry_timer;
     active_add(fw, req);
 
-    if (req->route == QP_ROUTE_MODELS && models_lookup(fw, req, now))
+    if (req->route == QP_ROUTE_MODELS && models_lookup(fw, req))
         return;
     if (req->route != QP_ROUTE_MODELS && QP_MUTANT(cache_chat) &&
-        QP_MUTANT_HELPER(chat_lookup, fw->cache, req, now)) {
+        QP_MUTANT_HELPER(chat_lookup, fw->cache, req, qk_now_ms())) {
         finish(fw, req);
         return;
     }

@@ -100,6 +100,15 @@ void qp_forwarder_set_loop(struct qp_forwarder *fw, struct qp_loop *loop);
 /** Frees the forwarder; call after the loop stopped. NULL-safe. */
 void qp_forwarder_free(struct qp_forwarder *fw);
 
+/**
+ * A model-list request's cache lookup, on the server thread that read it (thread-safe):
+ * sets its cache key, and on a fresh entry fills req->resp with the list in the route's
+ * shape (HIT) and returns true; the caller sends it, and the loop never sees the request.
+ * On false (a miss or a stale entry) the request goes to the loop as any other, which
+ * looks again and joins or leads the credential's single flight (CACHE-4).
+ */
+bool qp_forward_models_hit(struct qp_forwarder *fw, struct qp_request *req);
+
 /** @return how many times a full per-stream buffer paused an upstream transfer (SSE-11),
  *  reported by /healthz so the bound can be observed from outside. Thread-safe. */
 unsigned long qp_forwarder_stream_pauses(struct qp_forwarder *fw);

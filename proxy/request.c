@@ -10,7 +10,10 @@
 void
 qp_response_clear(struct qp_response *r)
 {
-    free(r->body);
+    if (r->shared)
+        qp_blob_unref(r->shared);
+    else
+        free(r->body);
     curl_slist_free_all(r->headers);
     memset(r, 0, sizeof(*r));
 }
@@ -33,11 +36,25 @@ void
 qp_response_take_body(struct qp_response *r, unsigned status, char *body, size_t len,
                       const char *content_type)
 {
-    free(r->body);
+    if (r->shared)
+        qp_blob_unref(r->shared);
+    else
+        free(r->body);
+    r->shared = NULL;
     r->status = status;
     r->body = body;
     r->len = body ? len : 0;
     snprintf(r->content_type, sizeof(r->content_type), "%s", content_type ? content_type : "");
+}
+
+void
+qp_response_share_body(struct qp_response *r, unsigned status, struct qp_blob *blob,
+                       const char *content_type)
+{
+    qp_response_take_body(r, status, NULL, 0, content_type);
+    r->shared = blob;
+    r->body = blob->data;
+    r->len = blob->len;
 }
 
 void

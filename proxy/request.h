@@ -5,7 +5,8 @@
  * One struct qp_request per HTTP request, created on the first access-handler call.
  * Ownership is a reference count with two possible holders:
  *  - libmicrohttpd's connection, from creation until the NOTIFY_COMPLETED callback;
- *  - the upstream loop, from qp_loop_post() until the loop has resumed the connection.
+ *  - the upstream loop, from qp_loop_post() until the loop has resumed the connection
+ *    (a cached model list never goes there: its server thread answers it).
  * The last qp_request_unref() frees it. Fields are grouped by who may touch them when.
  */
 #ifndef QP_REQUEST_H
@@ -17,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "dialect.h"
 #include "key.h"
 #include "loop.h"
@@ -60,8 +62,9 @@ enum qp_req_state {
 /** A response the proxy will send. Owns its strings. */
 struct qp_response {
     unsigned status;
-    char *body; /**< malloc'd, may be NULL for an empty body */
+    char *body; /**< malloc'd (or shared->data), may be NULL for an empty body */
     size_t len;
+    struct qp_blob *shared;     /**< when set, body is its bytes: one reference, owned */
     char content_type[128];     /**< "" when there is no body */
     struct curl_slist *headers; /**< extra "Name: value" lines, owned */
 };
@@ -76,6 +79,11 @@ void qp_response_error(struct qp_response *r, unsigned status, const char *messa
 /** Sets @p r to @p body (taken, malloc'd) with @p status and @p content_type (copied). */
 void qp_response_take_body(struct qp_response *r, unsigned status, char *body, size_t len,
                            const char *content_type);
+
+/** Sets @p r to the bytes of @p blob (its reference taken) with @p status and
+ *  @p content_type (copied), without copying them: a cached model list. */
+void qp_response_share_body(struct qp_response *r, unsigned status, struct qp_blob *blob,
+                            const char *content_type);
 
 /** Copies @p src into @p dst (deep). @return false when out of memory. */
 bool qp_response_copy(struct qp_response *dst, const struct qp_response *src);
@@ -129,11 +137,11 @@ struct qp_request {
     int64_t attempt_due_ms; /* when the open attempt's upstream timeout runs out (all its steps) */
     struct qp_attempt_facts last;     /**< facts of the latest finished attempt */
     char last_error[CURL_ERROR_SIZE]; /**< libcurl's message for the latest attempt */
-    struct qp_key flight_key;
+    struct qp_key flight_key;         /**< set on the server thread too, before any post (a hit) */
     bool leads_flight;
-    bool has_cache_key;                           /**< flight_key is a cache key for this request */
-    struct qp_forwarder *fw;                      /**< the forwarder running the exchange */
-    bool in_transfer;                             /**< xfer.easy is added to the multi handle */
+    bool has_cache_key;      /**< flight_key is a cache key for this request (set with it) */
+    struct qp_forwarder *fw; /**< the forwarder running the exchange */
+    bool in_transfer;        /**< xfer.easy is added to the multi handle */
     struct qp_request *active_prev, *active_next; /**< the loop's list of open exchanges */
 
     /* Streaming: `streaming` is set by the loop before it resumes the connection with a

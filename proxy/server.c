@@ -2,10 +2,11 @@
  * The HTTP side: libmicrohttpd, routing, auth, validation, and qk_proxy_start/stop.
  *
  * Threading mode: MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL with a fixed pool of
- * cfg->threads threads and MHD_ALLOW_SUSPEND_RESUME. A request that needs the upstream is
- * suspended and posted to the single upstream loop thread (loop.c, forward.c); the loop
- * fills the response and resumes the connection, and the next access-handler call queues
- * it. No server thread ever waits for the upstream.
+ * cfg->threads threads and MHD_ALLOW_SUSPEND_RESUME. A model list fresh in the cache is
+ * answered on the server thread that read the request (dispatch). Any other request that
+ * needs the upstream is suspended and posted to the single upstream loop thread (loop.c,
+ * forward.c); the loop fills the response and resumes the connection, and the next
+ * access-handler call queues it. No server thread ever waits for the upstream.
  */
 #include "qwenkit/proxy.h"
 
@@ -14,6 +15,7 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +189,34 @@ stream_response(struct qp_request *req)
     return r;
 }
 
+static void
+blob_response_free(void *cls)
+{
+    qp_blob_unref(cls); /* the response's reference */
+}
+
+/* An MHD response of @p resp's body, which it hands over rather than copies: a shared
+ * body gets a reference of its own, a malloc'd one is given away (resp->body is NULL
+ * afterwards; the status and length stay for the log). */
+static struct MHD_Response *
+response_of_body(struct qp_response *resp)
+{
+    struct MHD_Response *r = NULL;
+    if (resp->shared) {
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            resp->len, resp->shared->data, blob_response_free, resp->shared);
+        if (r)
+            qp_blob_ref(resp->shared);
+    } else if (resp->body) {
+        r = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
+        if (r)
+            resp->body = NULL;
+    } else {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    return r;
+}
+
 /* Queues req->resp on the connection. */
 static enum MHD_Result
 send_response(struct qp_request *req)
@@ -207,8 +237,7 @@ send_response(struct qp_request *req)
         MHD_destroy_response(r);
         return ret;
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        resp->len, resp->body ? resp->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = response_of_body(resp);
     if (!r)
         return MHD_NO;
     if (resp->content_type[0])
@@ -276,6 +305,40 @@ valid_request_id(const char *s)
     return n > 0;
 }
 
+/* The state of this thread's request-id generator (xoshiro128++ would do as well; ids
+ * need to be unique, not secret). Seeded once per thread from the system's random source,
+ * so ids of two threads or two processes do not follow one sequence. */
+static _Thread_local uint64_t rid_state[2];
+static _Thread_local bool rid_seeded;
+
+static uint64_t
+splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* 128 fresh bits: the generator's counter (never repeats within a thread) mixed with the
+ * thread's random seed. */
+static void
+next_request_bits(const struct qp_request *req, unsigned char out[16])
+{
+    if (!rid_seeded) {
+        if (getrandom(rid_state, sizeof(rid_state), 0) != (ssize_t)sizeof(rid_state)) {
+            rid_state[0] = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)req;
+            rid_state[1] = (uint64_t)(uintptr_t)&rid_state ^ (rid_state[0] << 17);
+        }
+        rid_seeded = true;
+    }
+    uint64_t a = splitmix64(&rid_state[0]);
+    uint64_t t = a ^ rid_state[1];
+    uint64_t b = splitmix64(&t);
+    memcpy(out, &a, 8);
+    memcpy(out + 8, &b, 8);
+}
+
 static void
 choose_request_id(struct qp_request *req)
 {
@@ -284,14 +347,14 @@ choose_request_id(struct qp_request *req)
         snprintf(req->request_id, sizeof(req->request_id), "%s", given);
         return;
     }
+    static const char hex[] = "0123456789abcdef";
     unsigned char rnd[16];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        uint64_t t = (uint64_t)qk_now_ms() ^ (uint64_t)(uintptr_t)req;
-        memcpy(rnd, &t, sizeof(t));
-        memcpy(rnd + 8, &t, sizeof(t));
+    next_request_bits(req, rnd);
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        req->request_id[2 * i] = hex[rnd[i] >> 4];
+        req->request_id[2 * i + 1] = hex[rnd[i] & 15];
     }
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(req->request_id + 2 * i, 3, "%02x", rnd[i]);
+    req->request_id[2 * sizeof(rnd)] = '\0';
 }
 
 static enum MHD_Result
@@ -400,13 +463,29 @@ struct header_scan {
 
 /* RFC 9110 5.1: a field name is a token; "Bad Name: x" or "Name : x" is no header. */
 static bool
+is_tchar(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+/* is_tchar() of every byte, made once: the scan runs on every header of every request. */
+static bool tchar_table[256];
+static pthread_once_t tchar_once = PTHREAD_ONCE_INIT;
+
+static void
+tchar_table_init(void)
+{
+    for (unsigned c = 0; c < 256; c++)
+        tchar_table[c] = is_tchar((unsigned char)c);
+}
+
+static bool
 is_token(const char *s)
 {
     if (!*s)
         return false;
     for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c))
+        if (!tchar_table[(unsigned char)*s])
             return false;
     }
     return true;
@@ -430,7 +509,9 @@ scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *val
     struct header_scan *scan = cls;
     scan->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
     for (size_t i = 0; i < SINGLETONS; i++) {
-        if (strcasecmp(key, singleton_headers[i]) == 0 && ++scan->seen[i] == 2 && !scan->duplicate)
+        /* The first letter first: most headers are none of these. */
+        if ((key[0] | 0x20) == (singleton_headers[i][0] | 0x20) &&
+            strcasecmp(key, singleton_headers[i]) == 0 && ++scan->seen[i] == 2 && !scan->duplicate)
             scan->duplicate = singleton_headers[i];
     }
     if (!scan->control_char && has_control_char(value))
@@ -515,8 +596,10 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (!uri)
         uri = "";
     size_t n = strcspn(uri, "?");
-    req->target_len = strlen(uri);
-    snprintf(req->path, sizeof(req->path), "%.*s", (int)n, uri);
+    req->target_len = n + strlen(uri + n);
+    size_t keep = n < sizeof(req->path) ? n : sizeof(req->path) - 1;
+    memcpy(req->path, uri, keep);
+    req->path[keep] = '\0';
     /* No route reads the query. libmicrohttpd 0.9.75 stores each argument in the
      * connection's memory pool once this returns, and when a few hundred exhaust it, it
      * neither answers nor closes. It parses the bytes after the '?' in its own read
@@ -534,7 +617,9 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
     if (!req)
         return MHD_NO; /* on_uri ran out of memory */
     req->begun = true;
-    snprintf(req->method, sizeof(req->method), "%s", method);
+    size_t mlen = strnlen(method, sizeof(req->method) - 1);
+    memcpy(req->method, method, mlen);
+    req->method[mlen] = '\0';
     choose_request_id(req);
     qp_admission_request_begun(px->adm, conn_record(conn));
     enum MHD_Result refused = MHD_YES;
@@ -657,17 +742,20 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
     }
     if (!value)
         value = "";
-    size_t n = strlen(key) + strlen(value) + 3;
-    char *line = malloc(n);
+    size_t kn = strlen(key), vn = strlen(value);
+    char *line = malloc(kn + vn + 3);
     if (!line) {
         w->failed = true;
         return MHD_NO;
     }
     /* "Name;" is libcurl's way to send an empty header ("Name:" would delete one). */
-    if (value[0])
-        snprintf(line, n, "%s: %s", key, value);
-    else
-        snprintf(line, n, "%s;", key);
+    memcpy(line, key, kn);
+    if (vn) {
+        memcpy(line + kn, ": ", 2);
+        memcpy(line + kn + 2, value, vn + 1);
+    } else {
+        memcpy(line + kn, ";", 2);
+    }
     struct curl_slist *l = curl_slist_append(w->list, line);
     free(line);
     if (!l) {
@@ -804,6 +892,10 @@ dispatch(struct qk_proxy *px, struct qp_request *req)
             return send_response(req);
         }
     }
+    /* A cached model list is answered here, on this thread: no upstream headers to
+     * build, no hop to the loop and back. */
+    if (req->route == QP_ROUTE_MODELS && qp_forward_models_hit(px->fw, req))
+        return send_response(req);
     if (!build_upstream_headers(px, req)) {
         qp_response_error(&req->resp, 500, "Out of memory.", NULL, "internal_error");
         return send_response(req);
@@ -1019,6 +1111,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         return QK_START;
     }
     qp_key_seed_random();
+    pthread_once(&tchar_once, tchar_table_init);
 
     px = calloc(1, sizeof(*px));
     if (!px)

@@ -1,8 +1,13 @@
 /* Unit tests: model-list cache (TTL, per-credential keys, LRU bounds on entries and bytes,
- * stale grace, the derived form made once per entry), single flight, and credential keys. */
+ * stale grace, the derived form made once per entry, shared bodies read from other threads
+ * while entries are replaced), single flight, and credential keys. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +358,96 @@ derived_form_counts_against_the_byte_bound(void **state)
     qp_cache_free(c);
 }
 
+/* A shared body outlives its entry: replaced and evicted, it stays readable until the
+ * reader drops it. */
+static void
+shared_body_outlives_its_entry(void **state)
+{
+    (void)state;
+    struct qp_cache *c = qp_cache_new(1, 0, 1000, 0, derive_bang);
+    struct qp_blob *b = NULL, *d = NULL;
+    assert_int_equal(qp_cache_get_shared(c, key("Bearer a"), 0, QP_CACHE_BODY, &b), QP_CACHE_MISS);
+    assert_null(b);
+    assert_int_equal(qp_cache_put(c, key("Bearer a"), "first", 5, 0), QK_OK);
+    assert_int_equal(qp_cache_get_shared(c, key("Bearer a"), 1, QP_CACHE_BODY, &b), QP_CACHE_FRESH);
+    assert_int_equal(qp_cache_get_shared(c, key("Bearer a"), 1, QP_CACHE_DERIVED, &d),
+                     QP_CACHE_FRESH);
+    assert_int_equal(qp_cache_put(c, key("Bearer a"), "second", 6, 2), QK_OK);
+    assert_int_equal(qp_cache_put(c, key("Bearer b"), "other", 5, 3), QK_OK); /* evicts a */
+    assert_int_equal(qp_cache_count(c), 1);
+    assert_int_equal(b->len, 5);
+    assert_string_equal(b->data, "first");
+    assert_string_equal(d->data, "first!");
+    qp_blob_unref(b);
+    qp_blob_unref(d);
+    /* Past the TTL a shared lookup misses; the fallback serves within the grace only. */
+    assert_int_equal(qp_cache_get_shared(c, key("Bearer b"), 1003, QP_CACHE_BODY, &b),
+                     QP_CACHE_MISS);
+    assert_null(b);
+    qp_cache_free(c);
+}
+
+struct reader_arg {
+    struct qp_cache *cache;
+    atomic_bool *stop;
+    atomic_ulong hits; /* read by the main thread while the reader runs */
+    bool torn;         /* a body that was neither list */
+};
+
+/* A server thread: looks the one key up until told to stop, checking every body it gets. */
+static void *
+reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    while (!atomic_load(a->stop)) {
+        struct qp_blob *b = NULL;
+        if (qp_cache_get_shared(a->cache, key("Bearer r"), 1, QP_CACHE_DERIVED, &b) ==
+            QP_CACHE_FRESH) {
+            atomic_fetch_add(&a->hits, 1);
+            if (!(b->len == 5 && (strcmp(b->data, "AAAA!") == 0 || strcmp(b->data, "BBBB!") == 0)))
+                a->torn = true;
+            qp_blob_unref(b);
+        }
+    }
+    return NULL;
+}
+
+/* Server threads read while the loop thread replaces and evicts (run under TSan in CI):
+ * every hit is one whole list, and a stored list is found. */
+static void
+lookups_from_other_threads_while_storing(void **state)
+{
+    (void)state;
+    struct qp_cache *c = qp_cache_new(4, 0, 1000, 0, derive_bang);
+    atomic_bool stop = false;
+    struct reader_arg args[2] = {{c, &stop, 0, false}, {c, &stop, 0, false}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &args[i]), 0);
+    char other[32];
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(qp_cache_put(c, key("Bearer r"), i % 2 ? "AAAA" : "BBBB", 4, 0), QK_OK);
+        snprintf(other, sizeof(other), "Bearer o%d", i);
+        assert_int_equal(qp_cache_put(c, key(other), "oooo", 4, 0), QK_OK);
+        if (i % 100 == 99)
+            qp_cache_evict(c, key("Bearer r"));
+    }
+    assert_int_equal(qp_cache_put(c, key("Bearer r"), "AAAA", 4, 0), QK_OK);
+    /* Let each reader see the last list at least once before stopping. */
+    for (int spins = 0;
+         spins < 100000 && (atomic_load(&args[0].hits) == 0 || atomic_load(&args[1].hits) == 0);
+         spins++)
+        sched_yield();
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_false(args[i].torn);
+        assert_true(atomic_load(&args[i].hits) > 0);
+    }
+    assert_true(qp_cache_count(c) <= 4);
+    qp_cache_free(c);
+}
+
 static void
 single_flight_leads_once_and_lands_all_waiters(void **state)
 {
@@ -393,6 +488,8 @@ main(void)
         cmocka_unit_test(entry_larger_than_the_bound_is_not_cached),
         cmocka_unit_test(derived_form_is_made_once_per_entry),
         cmocka_unit_test(derived_form_counts_against_the_byte_bound),
+        cmocka_unit_test(shared_body_outlives_its_entry),
+        cmocka_unit_test(lookups_from_other_threads_while_storing),
         cmocka_unit_test(single_flight_leads_once_and_lands_all_waiters),
     };
     return cmocka_run_group_tests_name("unit_proxy_cache", tests, seed, NULL);

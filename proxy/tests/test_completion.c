@@ -105,11 +105,32 @@ out_of_range_numbers_are_replaced(void **state)
     }
 }
 
+/* Numbers come out as cJSON prints them, byte for byte: integers (printed by the proxy
+ * itself), and the ones it leaves to cJSON (fractions, -0, 1e15 and up). */
+static void
+numbers_print_as_cjson_prints_them(void **state)
+{
+    (void)state;
+    const char *body = "{\"created\":1737936000,\"n\":-5,\"z\":-0,\"big\":1e15,"
+                       "\"below\":999999999999999,\"f\":1.5,\"a\":[0,7,{\"k\":-12}],\"s\":\"9\"}";
+    cJSON *ref = cJSON_Parse(body);
+    char *want = cJSON_PrintUnformatted(ref);
+    size_t len = 0;
+    char *got = qp_completion_openai(body, strlen(body), &len);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    assert_int_equal(len, strlen(want));
+    free(got);
+    free(want);
+    cJSON_Delete(ref);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dashscope_usage_becomes_openai_usage),
+        cmocka_unit_test(numbers_print_as_cjson_prints_them),
         cmocka_unit_test(openai_usage_and_seconds_are_kept),
         cmocka_unit_test(a_body_that_is_not_an_object_is_left_alone),
         cmocka_unit_test(out_of_range_numbers_are_replaced),
