@@ -556,10 +556,12 @@ conf_max_attempts(struct conf_ctx *ctx)
 const char *
 conf_steps_always(struct conf_ctx *ctx, const char *step)
 {
+    enum { TIMES_MAX = 100000 }; /* the mock's bound */
     size_t len = strlen(step);
+    unsigned max = conf_max_attempts(ctx);
+    unsigned times = max < TIMES_MAX / ALWAYS_PER_ATTEMPT ? ALWAYS_PER_ATTEMPT * max : TIMES_MAX;
     /* The step object with one more key before its closing brace. */
-    return conf_str(ctx, "[%.*s%s\"times\":%u}]", (int)(len - 1), step, len > 2 ? "," : "",
-                    ALWAYS_PER_ATTEMPT * conf_max_attempts(ctx));
+    return conf_str(ctx, "[%.*s%s\"times\":%u}]", (int)(len - 1), step, len > 2 ? "," : "", times);
 }
 
 int
