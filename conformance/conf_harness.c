@@ -17,6 +17,9 @@ enum {
     DUMP_BODY_MAX = 1200,      /* bytes of a body printed as evidence */
     SETTLE_EXPECTED_MS = 1000, /* how long to wait for an expected journal entry */
     SETTLE_ZERO_MS = 150,      /* how long to watch for an unexpected one */
+    CALL_WINDOWS_MAX = 32,     /* waits of the callers a test remembers (then merged) */
+    SLOW_FAILURE_MS = 50,      /* conf_slow_failure_ms() */
+    ALWAYS_PER_ATTEMPT = 16,   /* conf_steps_always(): creations one attempt may make */
 };
 
 /* Something the context frees after the test. */
@@ -42,6 +45,16 @@ struct conf_ctx {
     bool judges_shared_cache;
     const char *last_token; /* the latest caller's token sent to the proxy */
     unsigned serial;        /* this test's number in the run (issued_tokens) */
+    /* When a caller of this test waited for the proxy (Dialects: a failed chat creation
+     * begun while none did is a pool's refill, no attempt). Windows of requests sent and
+     * answered; open: requests sent, not answered yet, the first since open_from. */
+    struct {
+        int64_t from, to;
+    } waited[CALL_WINDOWS_MAX];
+    size_t waited_len;
+    unsigned open;
+    int64_t open_from, open_to;
+    bool abandoned; /* a request got no whole answer: a creation at any time may be its */
 };
 
 /* The tokens the run issued, each with the number of its test: a v2 proxy may create
@@ -49,8 +62,8 @@ struct conf_ctx {
  * ones are kept, the only ones whose refills can still arrive. */
 enum { ISSUED_MAX = 512 };
 static struct {
-    char token[40];
-    unsigned serial;
+    char token[64];
+    unsigned serial; /* 0: the preflight's */
 } issued_tokens[ISSUED_MAX];
 static size_t issued_next;
 static unsigned case_serial;
@@ -395,6 +408,10 @@ conf_note_request(struct conf_ctx *ctx, const char *method, const char *path, co
     enum conf_route route;
     bool routed = route_of_path(path, &route);
     enum { SHOWN = 160 };
+    if (ctx->open++ == 0) {
+        ctx->open_from = qk_now_ms();
+        ctx->open_to = ctx->open_from;
+    }
     if (body && body_len > 0)
         snprintf(ctx->last_request, sizeof(ctx->last_request), "%s %s with body %.*s%s", method,
                  path, body_len > SHOWN ? SHOWN : (int)body_len, body,
@@ -406,6 +423,42 @@ conf_note_request(struct conf_ctx *ctx, const char *method, const char *path, co
         /* What the upstream answers depends on the credential it received. */
         require_verbatim(ctx, route);
     }
+}
+
+void
+conf_note_answered(struct conf_ctx *ctx, const struct conf_response *r, bool whole)
+{
+    if (!whole || r->status == 0 || r->done_ms <= 0)
+        ctx->abandoned = true;
+    if (ctx->open == 0)
+        return;
+    if (r->done_ms > ctx->open_to)
+        ctx->open_to = r->done_ms;
+    if (--ctx->open > 0)
+        return;
+    if (ctx->waited_len == CALL_WINDOWS_MAX) {
+        /* Full: the last window grows to cover this one (and the quiet time between). */
+        ctx->waited[ctx->waited_len - 1].to = ctx->open_to;
+        return;
+    }
+    ctx->waited[ctx->waited_len].from = ctx->open_from;
+    ctx->waited[ctx->waited_len].to = ctx->open_to;
+    ctx->waited_len++;
+}
+
+/* @return whether a caller of this test may have been waiting for the proxy at @p t (ms).
+ * The suite's times bound the proxy's: a request is sent after its window opens and
+ * answered before it closes, so a time outside every window is one no caller waited. */
+static bool
+caller_waiting_at(const struct conf_ctx *ctx, int64_t t)
+{
+    if (ctx->abandoned || (ctx->open > 0 && t >= ctx->open_from))
+        return true;
+    for (size_t i = 0; i < ctx->waited_len; i++) {
+        if (t >= ctx->waited[i].from && t <= ctx->waited[i].to)
+            return true;
+    }
+    return false;
 }
 
 /* ---- strings and tokens ---- */
@@ -426,6 +479,14 @@ conf_str(struct conf_ctx *ctx, const char *fmt, ...)
     return pool_keep(ctx, s, free);
 }
 
+static void
+issue_token(const char *token, unsigned serial)
+{
+    size_t slot = issued_next++ % ISSUED_MAX;
+    snprintf(issued_tokens[slot].token, sizeof(issued_tokens[slot].token), "%s", token);
+    issued_tokens[slot].serial = serial;
+}
+
 const char *
 conf_token(struct conf_ctx *ctx)
 {
@@ -440,10 +501,14 @@ conf_token(struct conf_ctx *ctx)
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     const char *token = conf_str(ctx, "conf-%s", hex);
-    size_t slot = issued_next++ % ISSUED_MAX;
-    snprintf(issued_tokens[slot].token, sizeof(issued_tokens[slot].token), "%s", token);
-    issued_tokens[slot].serial = ctx->serial;
+    issue_token(token, ctx->serial);
     return token;
+}
+
+void
+conf_note_preflight_token(const char *token)
+{
+    issue_token(token, 0);
 }
 
 bool
@@ -486,6 +551,25 @@ unsigned
 conf_max_attempts(struct conf_ctx *ctx)
 {
     return conf_target(ctx)->profile.max_retries + 1;
+}
+
+const char *
+conf_steps_always(struct conf_ctx *ctx, const char *step)
+{
+    enum { TIMES_MAX = 100000 }; /* the mock's bound */
+    size_t len = strlen(step);
+    unsigned max = conf_max_attempts(ctx);
+    unsigned times = max < TIMES_MAX / ALWAYS_PER_ATTEMPT ? ALWAYS_PER_ATTEMPT * max : TIMES_MAX;
+    /* The step object with one more key before its closing brace. */
+    return conf_str(ctx, "[%.*s%s\"times\":%u}]", (int)(len - 1), step, len > 2 ? "," : "", times);
+}
+
+int
+conf_slow_failure_ms(struct conf_ctx *ctx)
+{
+    int64_t timeout = conf_target(ctx)->profile.upstream_timeout_ms;
+    /* Well inside an attempt's timeout, so that the failure is not a timeout. */
+    return timeout > 0 && timeout / 5 < SLOW_FAILURE_MS ? (int)(timeout / 5) : SLOW_FAILURE_MS;
 }
 
 /* Far above any body a test sends (the largest exceed a profile's max_body by a little). */
@@ -570,6 +654,8 @@ conf_send_ex(struct conf_ctx *ctx, const char *base_url, const char *method, con
         .timeout_ms = timeout_ms,
     };
     enum qk_err rc = conf_http(&req, resp);
+    if (strcmp(base_url, target->mock_url) != 0)
+        conf_note_answered(ctx, resp, rc == QK_OK);
     conf_check(ctx, NULL, rc == QK_OK, "could not make the request %s %s: %s", method, url,
                qk_strerror(rc));
     return resp;
@@ -594,6 +680,7 @@ conf_send_raw(struct conf_ctx *ctx, const char *token, const char *method, const
     pool_keep(ctx, resp, release_response);
     struct conf_raw_outcome seen;
     enum qk_err rc = conf_http_raw(target->proxy_url, raw, raw_len, 10000, resp, &seen);
+    conf_note_answered(ctx, resp, rc == QK_OK);
     conf_check(ctx, NULL, rc == QK_OK, "could not make the raw request %s %s: %s", method, path,
                qk_strerror(rc));
     if (outcome)
@@ -640,6 +727,8 @@ conf_send_many(struct conf_ctx *ctx, const struct conf_request *reqs, size_t n)
         *block = n;
     pool_keep(ctx, arr, release_response_array);
     enum qk_err rc = conf_http_many(reqs, n, arr);
+    for (size_t i = 0; i < n; i++)
+        conf_note_answered(ctx, arr ? &arr[i] : &(struct conf_response){0}, rc == QK_OK);
     conf_check(ctx, NULL, rc == QK_OK, "could not make %zu concurrent requests: %s", n,
                qk_strerror(rc));
     return arr;
@@ -973,8 +1062,15 @@ conf_queue(struct conf_ctx *ctx, const char *token, const char *route, const cha
 void
 conf_revoke(struct conf_ctx *ctx, const char *token)
 {
+    conf_revoke_slow(ctx, token, 0);
+}
+
+void
+conf_revoke_slow(struct conf_ctx *ctx, const char *token, int delay_ms)
+{
     char err[512] = "";
-    enum qk_err rc = conf_mock_revoke(target->mock_url, upstream_key(ctx, token), err, sizeof(err));
+    enum qk_err rc =
+        conf_mock_revoke(target->mock_url, upstream_key(ctx, token), delay_ms, err, sizeof(err));
     conf_check(ctx, NULL, rc == QK_OK, "harness: %s", err);
 }
 
@@ -1042,10 +1138,15 @@ entries_overlap(const cJSON *a, const cJSON *b)
 
 /* A v2 chat creation that failed is an attempt of its own unless it was in flight beside
  * another attempt's request: a pool creates spares at the same time as the chat it needs
- * (Dialects), and one need is one attempt however many chats it asked for at once. */
+ * (Dialects), and one need is one attempt however many chats it asked for at once. One
+ * that began while no caller of the test waited for the proxy is a refill: it is no try at
+ * anything a caller asked for. */
 static bool
-failed_creation_is_attempt(const cJSON *e, const cJSON *journal, const cJSON *counted)
+failed_creation_is_attempt(const struct conf_ctx *ctx, const cJSON *e, const cJSON *journal,
+                           const cJSON *counted)
 {
+    if (!caller_waiting_at(ctx, conf_entry_received_ms(e)))
+        return false;
     const cJSON *f;
     cJSON_ArrayForEach(f, journal)
     {
@@ -1073,7 +1174,7 @@ conf_attempt_entries(struct conf_ctx *ctx, const cJSON *journal)
         bool attempt =
             conf_dialect_is_attempt(target->dialect, path) ||
             (conf_dialect_is_chat_new(target->dialect, path) && conf_entry_answer_failed(e) &&
-             failed_creation_is_attempt(e, journal, attempts));
+             failed_creation_is_attempt(ctx, e, journal, attempts));
         if (attempt)
             cJSON_AddItemReferenceToArray(attempts, (cJSON *)e);
     }

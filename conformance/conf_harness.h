@@ -207,6 +207,16 @@ void conf_judges_shared_cache(struct conf_ctx *ctx);
 void conf_note_request(struct conf_ctx *ctx, const char *method, const char *path, const char *body,
                        size_t body_len);
 /**
+ * Remembers the end of a request conf_note_request() announced: @p r's done_ms, or, when
+ * the test did not take the whole answer (@p whole false, or no answer), that a caller
+ * left early: from then on a failed chat creation at any time may be that request's.
+ * conf_send() and its kin call it; a test that sends outside them calls it once per
+ * request, in any order.
+ */
+void conf_note_answered(struct conf_ctx *ctx, const struct conf_response *r, bool whole);
+/** Records a token the preflight sent, so that tests treat it as an earlier test's. */
+void conf_note_preflight_token(const char *token);
+/**
  * Remembers that the test now sends requests with @p token outside conf_send() (streams).
  * With a profile's upstream_credential (a proxy that sends its own), the mock scripts and
  * journals that credential for one caller's token at a time: a new token starts from a
@@ -255,6 +265,18 @@ const char *conf_chat_body(struct conf_ctx *ctx, const char *text);
 const char *conf_repeat_steps(struct conf_ctx *ctx, const char *step, unsigned n);
 /** @return the attempts the profile allows one request: max_retries + 1. */
 unsigned conf_max_attempts(struct conf_ctx *ctx);
+/**
+ * @return a JSON array of one step: the step object @p step answering every request of its
+ * route a request's attempts can make, spare v2 chats included (mock key `times`), and
+ * not many more: a pool that refills in the background soon stops meeting it.
+ */
+const char *conf_steps_always(struct conf_ctx *ctx, const char *step);
+/**
+ * @return the delay_ms of a failure that must be seen in flight beside the requests a
+ * proxy sends with it (a v2 pool's spare creations): 50 ms, or less with a short
+ * upstream_timeout_ms.
+ */
+int conf_slow_failure_ms(struct conf_ctx *ctx);
 
 /**
  * Sends a request to the proxy. @p path is appended to the proxy URL; @p headers is a
@@ -373,6 +395,8 @@ size_t conf_queue(struct conf_ctx *ctx, const char *token, const char *route,
                   const char *steps_json);
 /** Revokes @p token at the mock. */
 void conf_revoke(struct conf_ctx *ctx, const char *token);
+/** Revokes @p token at the mock; each later request waits @p delay_ms for its 401. */
+void conf_revoke_slow(struct conf_ctx *ctx, const char *token, int delay_ms);
 /** @return the journal entries (a cJSON array) of @p token, oldest first, as they are now. */
 const cJSON *conf_journal(struct conf_ctx *ctx, const char *token);
 /** Like conf_journal(), once the mock counts none of @p token's requests as in flight

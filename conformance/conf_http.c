@@ -420,6 +420,7 @@ HTTP_7_slow_stream_does_not_delay_another_caller(struct conf_ctx *ctx)
         conf_post_chat(ctx, fast, conf_chat_body(ctx, "meanwhile, another caller"));
     int64_t fast_ms = r->done_ms - r->sent_ms;
     join_background_stream(bg);
+    conf_note_answered(ctx, &bg->resp, bg->resp.status > 0);
     int64_t stream_end = bg->resp.done_ms;
     long stream_status = bg->resp.status;
     conf_assume(ctx, stream_status == 200,

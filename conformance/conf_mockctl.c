@@ -261,14 +261,15 @@ conf_journal_truncated(const cJSON *journal)
 }
 
 enum qk_err
-conf_mock_revoke(const char *mock_url, const char *token, char *err, size_t errlen)
+conf_mock_revoke(const char *mock_url, const char *token, int delay_ms, char *err, size_t errlen)
 {
     char url[CONTROL_URL_MAX];
     cJSON *req = cJSON_CreateObject();
     char *body = NULL;
     enum qk_err rc = QK_NOMEM;
 
-    if (req && cJSON_AddStringToObject(req, "token", token))
+    if (req && cJSON_AddStringToObject(req, "token", token) &&
+        (delay_ms <= 0 || cJSON_AddNumberToObject(req, "delay_ms", delay_ms)))
         body = cJSON_PrintUnformatted(req);
     if (body) {
         snprintf(url, sizeof(url), "%s/__mock/tokens/revoke", mock_url);

@@ -82,9 +82,9 @@ long conf_journal_matched(const cJSON *journal);
 /** @return true when a search answer was cut to its `limit`. */
 int conf_journal_truncated(const cJSON *journal);
 
-/** Revokes @p token: later upstream requests with it get 401. */
-QK_WUR enum qk_err conf_mock_revoke(const char *mock_url, const char *token, char *err,
-                                    size_t errlen);
+/** Revokes @p token: later upstream requests with it get 401, each after @p delay_ms. */
+QK_WUR enum qk_err conf_mock_revoke(const char *mock_url, const char *token, int delay_ms,
+                                    char *err, size_t errlen);
 
 /** Forgets every step, journal entry and revocation. */
 QK_WUR enum qk_err conf_mock_reset(const char *mock_url, char *err, size_t errlen);

@@ -157,6 +157,8 @@ open_stream_ex(struct conf_ctx *ctx, const char *token, const char *body,
     conf_note_token(ctx, token);
     conf_note_request(ctx, "POST", conf_api(ctx, "/chat/completions"), body, strlen(body));
     enum qk_err rc = conf_http(&req, &st->resp);
+    /* A stream the suite hung up on has no whole answer. */
+    conf_note_answered(ctx, &st->resp, rc == QK_OK && st->stopped_ms < 0);
     conf_check(ctx, NULL, rc == QK_OK, "could not make the stream request: %s", qk_strerror(rc));
     conf_check(ctx, &st->resp, !st->parser_failed, "harness: the SSE parser ran out of memory");
     if (st->stopped_ms < 0)

@@ -255,21 +255,28 @@ V2_2_failed_chat_creation_is_retried(struct conf_ctx *ctx)
         conf_check(ctx, r, content && want && strcmp(content, want) == 0,
                    "after chats/new answered %s, the caller's text is not the upstream's (%s)",
                    failures[i], want ? want : "?");
+        /* 1 when a pool's spare, created beside the chat it needed, met the failure. */
         size_t n = conf_attempts(ctx, token, 2);
-        conf_check(ctx, r, n == 2, "chats/new answered %s once: expected 2 attempts, got %zu",
+        conf_check(ctx, r, n == 1 || n == 2,
+                   "chats/new answered %s once: expected 2 attempts (1 when a spare chat met "
+                   "it), got %zu",
                    failures[i], n);
     }
 }
 
 /* V2-2: a chat creation failing on every attempt ends in an error status after the
- * profile's attempts, each counted. */
+ * profile's attempts, each counted. Every creation fails, the spares a pool creates beside
+ * the chat it needs too, and slowly: creations sent at once are seen in flight at once
+ * (one attempt), a retry after the failure it follows. */
 static void
 V2_2_chat_creation_failing_every_time_gives_error_status(struct conf_ctx *ctx)
 {
     conf_v2_only(ctx);
     const char *token = conf_token(ctx);
     unsigned max = conf_max_attempts(ctx);
-    conf_queue(ctx, token, "chats_new", conf_repeat_steps(ctx, "{\"status\":500}", max + 1));
+    conf_queue(ctx, token, "chats_new",
+               conf_steps_always(ctx, conf_str(ctx, "{\"status\":500,\"delay_ms\":%d}",
+                                               conf_slow_failure_ms(ctx))));
     const struct conf_response *r =
         conf_post_chat(ctx, token, body_of(ctx, "creation fails", false));
     conf_check(ctx, r, r->status >= 500, "expected a 5xx error status, got %ld", r->status);
@@ -415,7 +422,11 @@ V2_6_inband_failures_before_the_first_byte_give_error_status(struct conf_ctx *ct
     unsigned max = conf_max_attempts(ctx);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *token = conf_token(ctx);
-        conf_queue(ctx, token, cases[i].route, conf_repeat_steps(ctx, cases[i].step, max));
+        /* Chat creation fails for the spares a pool creates too. */
+        conf_queue(ctx, token, cases[i].route,
+                   strcmp(cases[i].route, "chats_new") == 0
+                       ? conf_steps_always(ctx, cases[i].step)
+                       : conf_repeat_steps(ctx, cases[i].step, max));
         const struct conf_response *r =
             conf_post_chat(ctx, token, body_of(ctx, "in-band failure", true));
         conf_check(ctx, r, r->status >= 400,

@@ -102,6 +102,7 @@ revoke_token(struct mock_req *r)
 {
     cJSON *root = cJSON_ParseWithLength(qk_buf_ptr(&r->body), qk_buf_len(&r->body));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "token");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "delay_ms");
     enum MHD_Result ret;
     bool twice = false;
     for (const cJSON *o = t ? t->next : NULL; o && !twice; o = o->next)
@@ -110,8 +111,11 @@ revoke_token(struct mock_req *r)
         ret = mock_send_control_error(r, "token", "given more than once");
     else if (!cJSON_IsString(t) || !t->valuestring[0])
         ret = mock_send_control_error(r, "token", "must be a non-empty string");
+    else if (d && !(cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble <= 600000 &&
+                    d->valuedouble == (double)(int)d->valuedouble))
+        ret = mock_send_control_error(r, "delay_ms", "must be an integer 0..600000");
     else {
-        mock_state_revoke(r->mock->state, t->valuestring);
+        mock_state_revoke(r->mock->state, t->valuestring, d ? (int)d->valuedouble : 0);
         ret = mock_send_json(r, 200, "{\"revoked\":true}");
     }
     cJSON_Delete(root);

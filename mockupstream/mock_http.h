@@ -80,6 +80,7 @@ struct mock_req {
     unsigned status;
     size_t bytes_sent;
     bool client_gone;
+    bool revoked; /* the token is revoked: the delayed answer is its 401 */
     bool deliberate_close;
     /* streaming */
     struct mock_plan plan;

@@ -61,6 +61,9 @@ enum mock_knob_type {
        "`text/event-stream` instead of the bare body")                                             \
     XX("delay_ms", INT, delay_ms, 0, 600000, "wait N ms before sending the response headers")      \
     XX("drop", TRUE, drop, 0, 0, "close the connection without answering")                         \
+    XX("times", INT, times, 1, 100000,                                                             \
+       "the step answers the next N requests on its route, then leaves the queue (default 1): a "  \
+       "route that fails however often a proxy asks it, spare v2 chats included")                  \
     XX("stream", STREAM, stream, 0, 0,                                                             \
        "shapes a streamed answer (the request must ask for `stream: true`), with the keys below")
 

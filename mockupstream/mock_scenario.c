@@ -440,6 +440,39 @@ out:
     return QK_OK;
 }
 
+static char *
+copy_string(const char *s, void *(*alloc)(size_t))
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *c = alloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+struct mock_step *
+mock_step_copy(const struct mock_step *s)
+{
+    struct mock_step *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *s;
+    c->next = NULL;
+    c->times = 1;
+    c->body = copy_string(s->body, malloc);
+    c->content_type = copy_string(s->content_type, malloc);
+    c->headers = s->headers ? cJSON_Duplicate(s->headers, true) : NULL;
+    c->json = copy_string(s->json, cJSON_malloc);
+    if ((s->body && !c->body) || (s->content_type && !c->content_type) ||
+        (s->headers && !c->headers) || (s->json && !c->json)) {
+        mock_step_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 void
 mock_step_free(struct mock_step *s)
 {

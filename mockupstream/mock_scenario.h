@@ -33,6 +33,7 @@ struct mock_step {
     bool inband_sse; /* a v2 path sends the in-band payload as one SSE event */
     int delay_ms;
     bool drop;
+    int times; /* requests it answers before it leaves the queue; 0 (not given) means 1 */
     bool has_stream;
     struct mock_stream_opts stream; /* meaningful when has_stream */
     char *json;                     /* owned: the step as given, for the journal */
@@ -60,6 +61,10 @@ QK_WUR enum qk_err mock_scenario_parse(const char *json, size_t len,
 
 /** Frees a list of scenarios with their steps. NULL-safe. */
 void mock_scenario_free(struct mock_scenario *list);
+
+/** A copy of @p step that answers one request, unlinked; the caller frees it with
+ * mock_step_free(). NULL when out of memory. */
+struct mock_step *mock_step_copy(const struct mock_step *step);
 
 /** Frees one step. NULL-safe. */
 void mock_step_free(struct mock_step *step);

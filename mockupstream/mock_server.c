@@ -99,6 +99,14 @@ send_unauthorized(struct mock_req *r, unsigned status, const char *details)
     return ret;
 }
 
+static enum MHD_Result
+send_revoked(struct mock_req *r)
+{
+    return send_unauthorized(r, 401,
+                             "Your session has expired or the token is invalid. "
+                             "Please sign in again.");
+}
+
 /* What every upstream route shares, before its handler: the route exists and takes the
  * method, the body fits, the credential is a live token (Bearer, or the `token` cookie
  * when there is no Authorization); then the step it takes
@@ -113,7 +121,7 @@ handle_api(struct mock_req *r)
             r->deliberate_close = !r->client_gone;
             return MHD_NO;
         }
-        return r->row->handler(r);
+        return r->revoked ? send_revoked(r) : r->row->handler(r);
     }
     if (!r->row && !r->allow[0])
         return mock_send_detail(r, 404, "Not Found");
@@ -135,10 +143,16 @@ handle_api(struct mock_req *r)
     case MOCK_AUTH_OK:
         break;
     }
-    if (mock_state_is_revoked(m->state, r->key))
-        return send_unauthorized(r, 401,
-                                 "Your session has expired or the token is invalid. "
-                                 "Please sign in again.");
+    int revoked_delay = 0;
+    if (mock_state_is_revoked(m->state, r->key, &revoked_delay)) {
+        if (revoked_delay <= 0)
+            return send_revoked(r);
+        /* A slow refusal: the requests a proxy sends at once are seen in flight together. */
+        r->revoked = true;
+        r->phase = MOCK_PHASE_DELAYED;
+        mock_suspend_until(r, qk_now_ms() + revoked_delay);
+        return MHD_YES;
+    }
 
     r->step = mock_state_take_step(m->state, r->key, r->row->route);
     if (r->step && r->step->delay_ms > 0) {

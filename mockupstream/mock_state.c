@@ -30,6 +30,7 @@ struct token_rec {
     struct token_rec *hash_next;
     char *token;
     bool revoked;
+    int revoked_delay_ms; /* how long a revoked request waits for its 401 */
     struct mock_step *queue_head[MOCK_ROUTE_COUNT];
     struct mock_step *queue_tail[MOCK_ROUTE_COUNT];
     struct journal_list journal;
@@ -146,6 +147,14 @@ mock_state_take_step(struct mock_state *st, const char *token, enum mock_route r
             if (q >= MOCK_ROUTE_COUNT || !r->queue_head[q])
                 continue;
             s = r->queue_head[q];
+            /* A step for several requests stays at the head; each takes a copy. Out of
+             * memory, the step itself is the last one taken. */
+            struct mock_step *copy = s->times > 1 ? mock_step_copy(s) : NULL;
+            if (copy) {
+                s->times--;
+                s = copy;
+                break;
+            }
             r->queue_head[q] = s->next;
             if (!r->queue_head[q])
                 r->queue_tail[q] = NULL;
@@ -158,21 +167,25 @@ mock_state_take_step(struct mock_state *st, const char *token, enum mock_route r
 }
 
 void
-mock_state_revoke(struct mock_state *st, const char *token)
+mock_state_revoke(struct mock_state *st, const char *token, int delay_ms)
 {
     pthread_mutex_lock(&st->lock);
     struct token_rec *r = find(st, token, true);
-    if (r)
+    if (r) {
         r->revoked = true;
+        r->revoked_delay_ms = delay_ms;
+    }
     pthread_mutex_unlock(&st->lock);
 }
 
 bool
-mock_state_is_revoked(struct mock_state *st, const char *token)
+mock_state_is_revoked(struct mock_state *st, const char *token, int *delay_ms)
 {
     pthread_mutex_lock(&st->lock);
     struct token_rec *r = find(st, token, false);
     bool revoked = r && r->revoked;
+    if (delay_ms)
+        *delay_ms = revoked ? r->revoked_delay_ms : 0;
     pthread_mutex_unlock(&st->lock);
     return revoked;
 }

@@ -26,8 +26,10 @@ size_t mock_state_queue(struct mock_state *st, struct mock_scenario *list);
 struct mock_step *mock_state_take_step(struct mock_state *st, const char *token,
                                        enum mock_route route);
 
-void mock_state_revoke(struct mock_state *st, const char *token);
-bool mock_state_is_revoked(struct mock_state *st, const char *token);
+/** Later requests with @p token get 401, each after @p delay_ms (0: at once). */
+void mock_state_revoke(struct mock_state *st, const char *token, int delay_ms);
+/** @return whether @p token is revoked; *@p delay_ms (may be NULL): its 401's delay. */
+bool mock_state_is_revoked(struct mock_state *st, const char *token, int *delay_ms);
 
 /** Records one journal entry (a JSON object text) under @p key; takes @p entry_json
  *  (malloc'd) in all cases. Drops the oldest entries beyond the bounds. */

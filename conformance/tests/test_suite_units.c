@@ -1,7 +1,8 @@
 /* Unit tests of the suite's own machinery: test selection and order (conf_plan.c), the
  * folding of test outcomes into verdicts (conf_report.c), profile parsing
  * (conf_profile.c), the cleaning of target bytes for reports (conf_text.c), the chat-body
- * builder (conf_harness.c) and which upstream requests are attempts (conf_dialect.c). */
+ * builder (conf_harness.c) and which upstream requests are attempts (conf_dialect.c,
+ * conf_harness.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -432,6 +433,57 @@ profile_names_the_dialect_v1_by_default(void **state)
     }
 }
 
+/* One journal entry: @p path answered @p status, in flight from @p from to @p to (ms). */
+static void
+add_entry(cJSON *journal, const char *path, long status, int64_t from, int64_t to)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "path", path);
+    cJSON_AddNumberToObject(e, "status", (double)status);
+    cJSON_AddNumberToObject(e, "received_ms", (double)from);
+    cJSON_AddNumberToObject(e, "finished_ms", (double)to);
+    cJSON_AddNullToObject(e, "step");
+    cJSON_AddItemToArray(journal, e);
+}
+
+/* Under v2, failed chat creations in flight together, or beside a completion, are one
+ * attempt; one begun while no caller waited is a refill; once a caller left early, any
+ * failed creation may be its request's. */
+static void
+failed_creations_count_as_the_dialects_rule_says(void **state)
+{
+    (void)state;
+    static struct conf_env env = {.proxy_url = "http://127.0.0.1:1",
+                                  .mock_url = "http://127.0.0.1:1",
+                                  .dialect = &conf_dialect_qwen_v2};
+    conf_harness_set_env(&env);
+    struct conf_case kase = {.name = "units", .req = CONF_REQ_RETRY_3, .fn = noop};
+    void *st = &kase;
+    assert_int_equal(conf_case_setup(&st), 0);
+    struct conf_ctx *ctx = st;
+    conf_note_request(ctx, "GET", "/", NULL, 0);
+    int64_t t0 = qk_now_ms(); /* the request was sent at t0 or before */
+    conf_note_answered(ctx, &(struct conf_response){.status = 502, .done_ms = t0 + 100}, true);
+    cJSON *journal = cJSON_CreateArray();
+    const char *create = "/api/v2/chats/new", *complete = "/api/v2/chat/completions";
+    add_entry(journal, create, 500, t0 + 10, t0 + 60);   /* the need: an attempt */
+    add_entry(journal, create, 500, t0 + 10, t0 + 60);   /* a spare beside it */
+    add_entry(journal, create, 200, t0 + 20, t0 + 21);   /* a spare created */
+    add_entry(journal, complete, 500, t0 + 65, t0 + 90); /* an attempt */
+    add_entry(journal, create, 500, t0 + 70, t0 + 70);   /* beside that completion */
+    add_entry(journal, create, 500, t0 + 92, t0 + 93);   /* in flight alone: an attempt */
+    add_entry(journal, create, 500, t0 + 150, t0 + 151); /* after the answer: a refill */
+    const cJSON *attempts = conf_attempt_entries(ctx, journal);
+    assert_int_equal(cJSON_GetArraySize(attempts), 3);
+    assert_int_equal(conf_entry_received_ms(cJSON_GetArrayItem(attempts, 2)), t0 + 92);
+    /* A caller that hangs up leaves the proxy free to go on: the late one counts too. */
+    conf_note_request(ctx, "GET", "/", NULL, 0);
+    conf_note_answered(ctx, &(struct conf_response){0}, false);
+    assert_int_equal(cJSON_GetArraySize(conf_attempt_entries(ctx, journal)), 4);
+    cJSON_Delete(journal);
+    assert_int_equal(conf_case_teardown(&st), 0);
+}
+
 int
 main(void)
 {
@@ -448,6 +500,8 @@ main(void)
         cmocka_unit_test(chat_bodies_hold_their_members_in_order),
         cmocka_unit_test(attempts_are_requests_to_the_dialect_paths),
         cmocka_unit_test(profile_names_the_dialect_v1_by_default),
+        /* Last: its context's teardown probes a target that is not there. */
+        cmocka_unit_test(failed_creations_count_as_the_dialects_rule_says),
     };
     return cmocka_run_group_tests_name("conformance_units", tests, NULL, NULL);
 }

@@ -680,6 +680,32 @@ auth_revoked_is_401(void **state)
     mc_resp_free(&r);
 }
 
+/* A revocation with delay_ms answers each later request 401 after that delay. */
+static void
+auth_revoked_with_delay_is_a_slow_401(void **state)
+{
+    (void)state;
+    char tok[TOKLEN], json[128];
+    mc_new_token(tok, sizeof tok);
+    snprintf(json, sizeof json, "{\"token\":\"%s\",\"delay_ms\":150}", tok);
+    struct mc_resp r;
+    assert_int_equal(mc_post(PORT, "/__mock/tokens/revoke", NULL, json, &r), 0);
+    assert_int_equal(r.status, 200);
+    mc_resp_free(&r);
+    int64_t t0 = qk_now_ms();
+    assert_int_equal(mc_get(PORT, "/api/models", tok, &r), 0);
+    int64_t took = qk_now_ms() - t0;
+    assert_detail(&r, 401,
+                  "Your session has expired or the token is invalid. Please sign in again.");
+    mc_resp_free(&r);
+    assert_true(took >= 145);
+    assert_true(took < 2000);
+    assert_int_equal(
+        mc_post(PORT, "/__mock/tokens/revoke", NULL, "{\"token\":\"x\",\"delay_ms\":-1}", &r), 0);
+    assert_int_equal(r.status, 400);
+    mc_resp_free(&r);
+}
+
 /* ---------- request errors ---------- */
 
 static void
@@ -2793,6 +2819,7 @@ main(void)
         cmocka_unit_test(auth_malformed_is_401),
         cmocka_unit_test(auth_lowercase_bearer_accepted),
         cmocka_unit_test(auth_revoked_is_401),
+        cmocka_unit_test(auth_revoked_with_delay_is_a_slow_401),
         cmocka_unit_test(errors_bad_json),
         cmocka_unit_test(errors_wrong_fields),
         cmocka_unit_test(errors_body_too_large_is_413),

@@ -58,18 +58,45 @@ steps_come_in_order_per_token_and_route(void **state)
     mock_state_free(st);
 }
 
+/* A step with times N answers N requests of its route, then the next step serves. */
+static void
+step_with_times_answers_that_many_requests(void **state)
+{
+    (void)state;
+    struct mock_state *st = mock_state_new(8, 64);
+    queue(st, "{\"token\":\"a\",\"route\":\"chats_new\",\"steps\":[{\"status\":500,"
+              "\"times\":3,\"headers\":{\"X-A\":\"1\"}},{\"status\":502}]}");
+    for (int i = 0; i < 3; i++) {
+        struct mock_step *s = mock_state_take_step(st, "a", MOCK_ROUTE_CHATS_NEW);
+        assert_non_null(s);
+        assert_int_equal(s->status, 500);
+        assert_non_null(cJSON_GetObjectItemCaseSensitive(s->headers, "X-A"));
+        assert_non_null(strstr(s->json, "\"times\":3"));
+        mock_step_free(s);
+    }
+    assert_int_equal(take_status(st, "a", MOCK_ROUTE_CHATS_NEW), 502);
+    assert_int_equal(take_status(st, "a", MOCK_ROUTE_CHATS_NEW), 0);
+    mock_state_free(st);
+}
+
 static void
 revocation_is_per_token_and_reset_clears_everything(void **state)
 {
     (void)state;
     struct mock_state *st = mock_state_new(8, 64);
-    mock_state_revoke(st, "bad");
-    assert_true(mock_state_is_revoked(st, "bad"));
-    assert_false(mock_state_is_revoked(st, "good"));
+    mock_state_revoke(st, "bad", 0);
+    mock_state_revoke(st, "slow", 40);
+    int delay = -1;
+    assert_true(mock_state_is_revoked(st, "bad", &delay));
+    assert_int_equal(delay, 0);
+    assert_true(mock_state_is_revoked(st, "slow", &delay));
+    assert_int_equal(delay, 40);
+    assert_false(mock_state_is_revoked(st, "good", &delay));
+    assert_int_equal(delay, 0);
     queue(st, "{\"token\":\"good\",\"steps\":[{\"status\":500}]}");
     mock_state_journal_add(st, "good", strdup("{\"n\":1}"));
     mock_state_reset(st);
-    assert_false(mock_state_is_revoked(st, "bad"));
+    assert_false(mock_state_is_revoked(st, "bad", NULL));
     assert_int_equal(take_status(st, "good", MOCK_ROUTE_CHAT), 0);
     assert_int_equal(mock_state_journal_total(st), 0);
     mock_state_free(st);
@@ -496,6 +523,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(steps_come_in_order_per_token_and_route),
+        cmocka_unit_test(step_with_times_answers_that_many_requests),
         cmocka_unit_test(revocation_is_per_token_and_reset_clears_everything),
         cmocka_unit_test(journal_keeps_order_and_drops_oldest_beyond_bounds),
         cmocka_unit_test(journal_evicts_by_arrival_when_requests_finish_out_of_order),
