@@ -126,7 +126,7 @@ transfer_prepare(struct transfer *t, const struct conf_request *req, struct conf
 {
     memset(t, 0, sizeof(*t));
     memset(out, 0, sizeof(*out));
-    qk_buf_init(&t->body, CONF_CLIENT_BODY_MAX);
+    qk_buf_init(&t->body, req->body_max ? req->body_max : CONF_CLIENT_BODY_MAX);
     t->out = out;
     t->on_body = req->on_body;
     t->on_body_arg = req->on_body_arg;

@@ -37,6 +37,7 @@ struct conf_request {
     long recv_buffer;  /**< libcurl's receive buffer (bytes); 0: its default */
     int socket_rcvbuf; /**< the socket's SO_RCVBUF (bytes), pinning the TCP window
                             a slow reader offers; 0: the system's autotuning */
+    size_t body_max;   /**< bytes of response body kept; 0: CONF_CLIENT_BODY_MAX */
 };
 
 struct conf_header {
@@ -49,7 +50,7 @@ struct conf_response {
     long status; /**< 0 when no HTTP answer arrived */
     char *body;  /**< NUL-terminated, never NULL after a perform */
     size_t body_len;
-    int body_truncated; /**< 1 when the body exceeded CONF_CLIENT_BODY_MAX */
+    int body_truncated; /**< 1 when the body exceeded the request's body_max */
     struct conf_header headers[CONF_CLIENT_HEADERS_MAX];
     size_t header_count;
     int curl_code;   /**< CURLcode, 0 on success */

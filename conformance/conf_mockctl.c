@@ -9,7 +9,10 @@
 #include "conf_client.h"
 #include "qwenkit/buf.h"
 
+/* A journal holds every answer the mock gave a token, in full: a retried 6 MB stream
+ * journals twice its size, more than a proxy's answer is ever kept. */
 enum { CONTROL_TIMEOUT_MS = 5000, CONTROL_URL_MAX = 1024 };
+#define CONTROL_BODY_MAX ((size_t)512 * 1024 * 1024)
 
 /* Performs one control request; a non-2xx answer is an error naming the mock's reply. */
 static enum qk_err
@@ -24,6 +27,7 @@ control(const char *method, const char *url, const char *body, cJSON **json_out,
         .body = body,
         .body_len = body ? strlen(body) : 0,
         .timeout_ms = CONTROL_TIMEOUT_MS,
+        .body_max = CONTROL_BODY_MAX,
     };
     struct conf_response resp;
     enum qk_err rc = conf_http(&req, &resp);
@@ -35,6 +39,12 @@ control(const char *method, const char *url, const char *body, cJSON **json_out,
         snprintf(err, errlen, "mock control %s %s: %s%ld %.200s", method, url,
                  resp.curl_code ? resp.error : "HTTP ", resp.status, resp.body);
         rc = QK_IO;
+        goto out;
+    }
+    if (resp.body_truncated) {
+        snprintf(err, errlen, "mock control %s %s: answer over %zu bytes", method, url,
+                 CONTROL_BODY_MAX);
+        rc = QK_INVALID;
         goto out;
     }
     if (json_out) {
@@ -147,7 +157,8 @@ conf_mock_journal_search(const char *mock_url, const struct conf_journal_search 
 {
     enum qk_err rc = QK_OK;
     struct qk_buf url;
-    struct conf_request req = {.method = "GET", .timeout_ms = CONTROL_TIMEOUT_MS};
+    struct conf_request req = {
+        .method = "GET", .timeout_ms = CONTROL_TIMEOUT_MS, .body_max = CONTROL_BODY_MAX};
     struct conf_response resp;
     cJSON *answer = NULL;
     bool first = true;
