@@ -168,8 +168,16 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             r->deliberate_close = true;
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        if (r->plan.end == MOCK_END_NORMAL)
+        if (r->plan.end == MOCK_END_NORMAL) {
+            /* Free the chat before the body's end goes out, not when libmicrohttpd reports
+             * the request complete: a client that goes on in the chat the moment it reads
+             * the end must never find it still in progress. */
+            if (r->chat_begun) {
+                mock_chats_end(m->chats, r->chat_id);
+                r->chat_begun = false;
+            }
             return MHD_CONTENT_READER_END_OF_STREAM;
+        }
         /* Stall: hold the connection, looking for the client leaving. */
         if (r->stall_until_ms == 0)
             r->stall_until_ms = now + r->plan.stall_ms;

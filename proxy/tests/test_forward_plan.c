@@ -353,11 +353,13 @@ front_post(struct env *e, const char *token, const char *body, struct mc_resp *a
     return answer->status;
 }
 
-/* The method, path and query of each journal entry of @p token, "GET /p?q" joined by ",". */
+/* The method, path and query of each journal entry of @p token, "GET /p?q" joined by ",",
+ * once nothing of the token is in flight (the mock journals a request a moment after the
+ * proxy saw its answer). */
 static void
 journal_lines(struct env *e, const char *token, char *out, size_t len)
 {
-    cJSON *j = mc_journal(qk_mock_port(e->mock), token);
+    cJSON *j = mc_journal_settled(qk_mock_port(e->mock), token, 1, 5000);
     assert_non_null(j);
     out[0] = '\0';
     const cJSON *entry = NULL;
