@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 /** The version of SPEC.md this suite checks. */
-#define CONF_SPEC_VERSION "1.4.1"
+#define CONF_SPEC_VERSION "1.4.2"
 
 enum conf_level {
     CONF_MUST = 0,
