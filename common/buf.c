@@ -126,3 +126,20 @@ qk_buf_len(const struct qk_buf *b)
 {
     return b->_len;
 }
+
+enum qk_err
+qk_buf_append_file(struct qk_buf *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return QK_IO;
+    enum qk_err rc = QK_OK;
+    char chunk[4096];
+    size_t n;
+    while (rc == QK_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = qk_buf_append(b, chunk, n);
+    if (rc == QK_OK && ferror(f))
+        rc = QK_IO;
+    fclose(f);
+    return rc;
+}

@@ -122,23 +122,6 @@ conf_profile_none(const struct conf_profile *p, enum conf_profile_none what)
     return (p->declared_none & (1u << what)) != 0;
 }
 
-static enum qk_err
-read_file(const char *path, struct qk_buf *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return QK_IO;
-    enum qk_err rc = QK_OK;
-    char chunk[4096];
-    size_t n;
-    while (rc == QK_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = qk_buf_append(out, chunk, n);
-    if (rc == QK_OK && ferror(f))
-        rc = QK_IO;
-    fclose(f);
-    return rc;
-}
-
 /* Levenshtein distance, for "did you mean". Keys are short. */
 static size_t
 edit_distance(const char *a, const char *b)
@@ -348,23 +331,28 @@ take_key(const cJSON *v, const struct key_row *k, struct conf_profile *p, char *
 enum qk_err
 conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t errlen)
 {
-    enum qk_err rc = QK_OK;
     struct qk_buf text;
-    cJSON *root = NULL;
-
     qk_buf_init(&text, PROFILE_MAX_BYTES);
-    rc = read_file(path, &text);
-    if (rc != QK_OK) {
+    enum qk_err rc = qk_buf_append_file(&text, path);
+    if (rc != QK_OK)
         snprintf(err, errlen, "%s: cannot read (%s)", path, qk_strerror(rc));
-        goto out;
-    }
-    root = cJSON_ParseWithLength(qk_buf_ptr(&text), qk_buf_len(&text));
+    else
+        rc = conf_profile_parse(p, path, qk_buf_ptr(&text), qk_buf_len(&text), err, errlen);
+    qk_buf_free(&text);
+    return rc;
+}
+
+enum qk_err
+conf_profile_parse(struct conf_profile *p, const char *name, const char *text, size_t len,
+                   char *err, size_t errlen)
+{
+    const char *path = name; /* what messages call the profile */
+    enum qk_err rc = QK_INVALID;
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(root)) {
         snprintf(err, errlen, "%s: not a JSON object", path);
-        rc = QK_INVALID;
         goto out;
     }
-    rc = QK_INVALID;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
     {
@@ -383,7 +371,6 @@ conf_profile_load(struct conf_profile *p, const char *path, char *err, size_t er
     rc = QK_OK;
 out:
     cJSON_Delete(root);
-    qk_buf_free(&text);
     return rc;
 }
 

@@ -84,6 +84,15 @@ void conf_profile_defaults(struct conf_profile *p);
 QK_WUR enum qk_err conf_profile_load(struct conf_profile *p, const char *path, char *err,
                                      size_t errlen);
 
+/** Reads a profile from @p text (@p len bytes) over the defaults, as conf_profile_load()
+ * does; @p name stands for the file in messages. */
+QK_WUR enum qk_err conf_profile_parse(struct conf_profile *p, const char *name, const char *text,
+                                      size_t len, char *err, size_t errlen);
+
+/** The reference profile (profiles/reference.json) as built into the program, so that an
+ * installed qwen-conformance --spawn needs no file of the source tree. */
+extern const char conf_reference_profile_json[];
+
 /** @return true when the profile declares that the proxy adds body field @p name (HTTP-8). */
 bool conf_profile_adds_field(const struct conf_profile *p, const char *name);
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qwenkit/buf.h"
+
 #include "decoder.h"
 #include "dialect.h"
 #include "headers.h"
@@ -32,6 +34,7 @@ enum opt_kind {
     OPT_REASON,  /* const char *, separate|inline|drop */
     OPT_BOOL,    /* bool; the flag alone means true, --flag=false turns it off */
     OPT_HEADER,  /* const char *[]: repeatable, each value "Name: value" (lines) */
+    OPT_CONFIG,  /* const char *, the settings file; read before everything else */
 };
 
 /* flag, env suffix, kind, field, min, max, help */
@@ -96,7 +99,10 @@ enum opt_kind {
        "text|json|off  request log format on stderr (text)")                                       \
     XX("threads", "THREADS", OPT_UINT, threads, 1, 64, "N  server threads (2)")                    \
     XX("mutant", "MUTANT", OPT_MUTANT, mutant, 0, 0,                                               \
-       "NAME  break one behaviour (suite self-test builds only)")
+       "NAME  break one behaviour (suite self-test builds only)")                                  \
+    XX("config", "CONFIG", OPT_CONFIG, config_path, 0, 0,                                          \
+       "FILE  settings file: one 'name = value' a line, names as the flags', # comment lines; "    \
+       "the environment and flags win over it (none)")
 
 #define QP_ENV_PREFIX "QWEN_PROXY_"
 
@@ -154,6 +160,15 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->log_format = QK_PROXY_LOG_TEXT;
     cfg->threads = 2;
     cfg->mutant = NULL;
+}
+
+void
+qk_proxy_config_release(struct qk_proxy_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->_config_text);
+    cfg->_config_text = NULL;
 }
 
 const char *
@@ -216,18 +231,29 @@ qk_proxy_connections_for_descriptors(unsigned long long fd_limit, unsigned threa
 const char *
 qk_proxy_usage(void)
 {
-    return "usage: qwen-proxy [options]\n"
-           "OpenAI-style proxy for the Qwen web-chat API (GET /api/models,\n"
-           "POST /api/chat/completions, /v1/ aliases) with auth checks, a per-credential\n"
-           "model-list cache and retries.\n\n"
-           "options (each also an environment variable, flags win):\n"
-#define OPT_HELP(flag, env, kind, field, lo, hi, help)                                             \
-    "  --" flag " " help "\n      env " QP_ENV_PREFIX env "\n"
-        QP_OPTION_MAP(OPT_HELP)
-#undef OPT_HELP
-            "  --help     this text\n"
-            "  --version  print the version\n\n"
-            "Once listening, one line `listening on http://HOST:PORT` is printed on stdout.\n";
+    /* Written once from the option table (one string literal would pass the 4095 bytes
+     * C requires compilers to take). */
+    static char text[8192];
+    if (text[0])
+        return text;
+    size_t used = (size_t)snprintf(
+        text, sizeof(text), "%s",
+        "usage: qwen-proxy [options]\n"
+        "OpenAI-style proxy for the Qwen web-chat API (GET /api/models,\n"
+        "POST /api/chat/completions, /v1/ aliases) with auth checks, a per-credential\n"
+        "model-list cache and retries.\n\n"
+        "options (each also an environment variable; flags win over the environment,\n"
+        "which wins over the --config file):\n");
+    for (int i = 0; i < OPT_COUNT && used < sizeof(text); i++)
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "  --%s %s\n      env %s\n",
+                                 options[i].flag, options[i].help, options[i].env);
+    if (used < sizeof(text))
+        snprintf(text + used, sizeof(text) - used, "%s",
+                 "  --help     this text\n"
+                 "  --version  print the version\n\n"
+                 "Once listening, one line `listening on http://HOST:PORT` is printed on "
+                 "stdout.\n");
+    return text;
 }
 
 /* Parses an integer that must be whole, in range, with no trailing junk. */
@@ -387,6 +413,9 @@ apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, c
         break;
     case OPT_HEADER:
         return add_header(cfg, value, origin, err, errlen);
+    case OPT_CONFIG:
+        *(const char **)(void *)field = value; /* read by read_config_file(), first */
+        break;
     case OPT_MUTANT:
         if (!qk_proxy_mutants_available()) {
             snprintf(err, errlen, "%s: mutants are not built in (configure with -DQK_MUTANTS=ON)",
@@ -417,6 +446,93 @@ apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, c
     return QK_OK;
 }
 
+static const struct opt_row *
+find_option(const char *name, size_t len)
+{
+    for (int k = 0; k < OPT_COUNT; k++) {
+        if (strlen(options[k].flag) == len && strncmp(options[k].flag, name, len) == 0)
+            return &options[k];
+    }
+    return NULL;
+}
+
+/* The settings file the command line or the environment names, or NULL. */
+static const char *
+config_file_path(int argc, char *const argv[], qk_proxy_env_fn env)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    return path || !env ? path : env(QP_ENV_PREFIX "CONFIG");
+}
+
+static char *
+trim(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+/* Reads the settings file @p path into cfg->_config_text and applies each line. */
+static enum qk_err
+read_config_file(struct qk_proxy_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct qk_buf text;
+    qk_buf_init(&text, (size_t)1 << 20);
+    enum qk_err rc = qk_buf_append_file(&text, path);
+    if (rc != QK_OK) {
+        snprintf(err, errlen, "%s: cannot read (%s)", path,
+                 rc == QK_IO ? strerror(errno) : "over 1 MiB");
+        qk_buf_free(&text);
+        return QK_INVALID;
+    }
+    cfg->_config_text = qk_buf_take(&text, NULL);
+    if (!cfg->_config_text)
+        return QK_NOMEM;
+    char *line = cfg->_config_text;
+    for (unsigned number = 1; *line; number++) {
+        char *end = line + strcspn(line, "\n");
+        char *next = *end ? end + 1 : end;
+        char *s = trim(line, end);
+        char *eq = strchr(s, '=');
+        if (*s == '\0' || *s == '#') {
+            line = next;
+            continue;
+        }
+        if (!eq) {
+            snprintf(err, errlen, "%s:%u: expected 'name = value'", path, number);
+            return QK_INVALID;
+        }
+        char *name = trim(s, eq);
+        char *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
+        const struct opt_row *o = find_option(name, strlen(name));
+        if (!o) {
+            snprintf(err, errlen, "%s:%u: unknown setting '%.64s' (the flags' names, see --help)",
+                     path, number, name);
+            return QK_INVALID;
+        }
+        if (o->kind == OPT_CONFIG) {
+            snprintf(err, errlen, "%s:%u: config files do not include others", path, number);
+            return QK_INVALID;
+        }
+        char origin[160];
+        snprintf(origin, sizeof(origin), "%.120s:%u: %s", path, number, o->flag);
+        rc = apply(cfg, o, value, origin, err, errlen);
+        if (rc != QK_OK)
+            return rc;
+        line = next;
+    }
+    return QK_OK;
+}
+
 enum qk_err
 qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const argv[],
                           qk_proxy_env_fn env, enum qk_proxy_cli_action *action, char *err,
@@ -430,11 +546,23 @@ qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const arg
     err[0] = '\0';
     *action = QK_PROXY_CLI_RUN;
 
-    /* Environment first so that flags override it. */
+    /* The file, then the environment, then the flags: each overrides the one before. */
+    const char *config = config_file_path(argc, argv, env);
+    if (config) {
+        cfg->config_path = config;
+        enum qk_err rc = read_config_file(cfg, config, err, errlen);
+        if (rc != QK_OK)
+            return rc;
+    }
+    bool headers_from_env = false;
     for (int i = 0; env && i < OPT_COUNT; i++) {
         const char *value = env(options[i].env);
         if (!value)
             continue;
+        if (options[i].kind == OPT_HEADER && !headers_from_env) {
+            cfg->n_upstream_headers = 0; /* the environment's list replaces the file's */
+            headers_from_env = true;
+        }
         enum qk_err rc = apply(cfg, &options[i], value, options[i].env, err, errlen);
         if (rc != QK_OK)
             return rc;
@@ -458,14 +586,7 @@ qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const arg
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        const struct opt_row *o = NULL;
-        for (int k = 0; k < OPT_COUNT; k++) {
-            if (strlen(options[k].flag) == name_len &&
-                strncmp(options[k].flag, name, name_len) == 0) {
-                o = &options[k];
-                break;
-            }
-        }
+        const struct opt_row *o = find_option(name, name_len);
         if (!o) {
             snprintf(err, errlen, "unknown flag '%.64s' (see --help)", arg);
             return QK_INVALID;
@@ -482,7 +603,7 @@ qk_proxy_config_from_args(struct qk_proxy_config *cfg, int argc, char *const arg
             return QK_INVALID;
         }
         if (o->kind == OPT_HEADER && !headers_from_flags) {
-            cfg->n_upstream_headers = 0; /* the flags' list replaces the environment's */
+            cfg->n_upstream_headers = 0; /* the flags' list replaces the others' */
             headers_from_flags = true;
         }
         char origin[64];

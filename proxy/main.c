@@ -143,15 +143,18 @@ main(int argc, char **argv)
     if (qk_proxy_config_from_args(&cfg, argc, argv, env_lookup, &action, err, sizeof(err)) !=
         QK_OK) {
         fprintf(stderr, "qwen-proxy: %s\n", err);
+        qk_proxy_config_release(&cfg);
         return 2;
     }
     if (action == QK_PROXY_CLI_HELP) {
         fputs(qk_proxy_usage(), stdout);
+        qk_proxy_config_release(&cfg);
         return 0;
     }
     if (action == QK_PROXY_CLI_VERSION) {
         printf("qwen-proxy %s%s\n", qk_proxy_version(),
                qk_proxy_mutants_available() ? " (mutants built in)" : "");
+        qk_proxy_config_release(&cfg);
         return 0;
     }
 
@@ -167,12 +170,14 @@ main(int argc, char **argv)
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "qwen-proxy: curl_global_init failed\n");
+        qk_proxy_config_release(&cfg);
         return 1;
     }
     struct qk_proxy *proxy = NULL;
     if (qk_proxy_start(&cfg, &proxy, err, sizeof(err)) != QK_OK) {
         fprintf(stderr, "qwen-proxy: %s\n", err);
         curl_global_cleanup();
+        qk_proxy_config_release(&cfg);
         return 1;
     }
     bool v6 = strchr(cfg.listen_host, ':') != NULL;
@@ -184,5 +189,6 @@ main(int argc, char **argv)
     drain(proxy, &signals, cfg.drain_timeout_ms);
     qk_proxy_stop(proxy);
     curl_global_cleanup();
+    qk_proxy_config_release(&cfg);
     return 0;
 }

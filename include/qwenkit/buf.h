@@ -30,6 +30,8 @@ QK_WUR enum qk_err qk_buf_append_str(struct qk_buf *b, const char *s);
 /** printf-style append; on failure the buffer is unchanged. */
 QK_WUR enum qk_err qk_buf_appendf(struct qk_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/** Appends the whole file at @p path (QK_IO when it cannot be read, QK_NOMEM past the cap). */
+QK_WUR enum qk_err qk_buf_append_file(struct qk_buf *b, const char *path);
 /** Drops the first @p n bytes (consumed data), keeping the rest. */
 void qk_buf_consume(struct qk_buf *b, size_t n);
 /** Empties the buffer, keeping its memory. */

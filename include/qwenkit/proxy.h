@@ -77,7 +77,10 @@ struct qk_proxy_config {
     const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
     unsigned threads;                    /**< server threads, default 2 */
-    const char *mutant; /**< suite self-test: a behaviour to break (QK_MUTANTS builds) */
+    const char *mutant;      /**< suite self-test: a behaviour to break (QK_MUTANTS builds) */
+    const char *config_path; /**< the settings file read (--config), or NULL */
+    char *_config_text;      /**< owned: that file's text, which string fields borrow from;
+                                  qk_proxy_config_release() frees it */
 };
 
 /** What the command line asked for besides running. */
@@ -93,10 +96,17 @@ typedef const char *(*qk_proxy_env_fn)(const char *name);
 /** Fills @p cfg with the defaults documented above. */
 void qk_proxy_config_init(struct qk_proxy_config *cfg);
 
+/** Frees what @p cfg owns (the settings file's text); its string fields are then invalid.
+ *  NULL-safe, and safe on a config that read no file. */
+void qk_proxy_config_release(struct qk_proxy_config *cfg);
+
 /**
- * Applies environment variables (QWEN_PROXY_PORT, ...) and then command-line flags
- * (`--port 8000` or `--port=8000`) to @p cfg, so flags win over the environment.
- * The string fields of @p cfg then borrow from @p argv or the environment.
+ * Applies a settings file (`--config FILE` or QWEN_PROXY_CONFIG: one `name = value` a line,
+ * the names those of the flags, `#` starting a comment line), then environment variables
+ * (QWEN_PROXY_PORT, ...), then command-line flags (`--port 8000` or `--port=8000`) to
+ * @p cfg: flags win over the environment, which wins over the file. The string fields of
+ * @p cfg then borrow from @p argv, the environment or the file's text, which @p cfg owns
+ * (qk_proxy_config_release(), also after an error).
  * @param env variable lookup (getenv-like), or NULL to ignore the environment.
  * @param[out] action what to do next.
  * @param[out] err a one-line message naming the bad flag or variable on QK_INVALID.

@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "dialect.h"
 #include "qwenkit/proxy.h"
@@ -398,6 +400,99 @@ connection_limit_follows_the_descriptor_limit(void **state)
     assert_int_equal(qk_proxy_accept_limit(10000), 10000 + QK_PROXY_ACCEPT_MARGIN);
 }
 
+/* Writes @p text to a new temporary file; @return its path (static). */
+static const char *
+config_file(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/qwen-proxy-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void
+config_file_sets_flags_and_loses_to_env_and_flags(void **state)
+{
+    (void)state;
+    const char *path =
+        config_file("# qwen-proxy settings\n"
+                    "port = 9001\n"
+                    "  cache-ttl=2.5  \n"
+                    "\n"
+                    "max-retries = 5\n"
+                    "upstream-header = X-From-File: 1\n"
+                    "token-cookie = true\n"
+                    "log-format = json # not a comment: values run to the line's end\n");
+    /* log-format's value is not one of text|json|off: named with its line. */
+    char *argv0[] = {"qwen-proxy", "--config", (char *)path};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    assert_int_equal(parse(&cfg, 3, argv0, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, ":8: log-format"));
+    qk_proxy_config_release(&cfg);
+    unlink(path);
+
+    path = config_file("port = 9001\ncache-ttl=2.5\nmax-retries = 5\n"
+                       "upstream-header = X-From-File: 1\ntoken-cookie = true\n");
+    static const char *const env_vars[] = {"QWEN_PROXY_MAX_RETRIES", "7", NULL};
+    fake_env = env_vars;
+    char *argv[] = {"qwen-proxy", "--port", "9002", "--config=", NULL};
+    char opt[96];
+    snprintf(opt, sizeof(opt), "--config=%s", path);
+    argv[3] = opt;
+    assert_int_equal(parse(&cfg, 4, argv, &action, err), QK_OK);
+    assert_int_equal(cfg.port, 9002);         /* the flag wins */
+    assert_int_equal(cfg.max_retries, 7);     /* the environment wins */
+    assert_int_equal(cfg.cache_ttl_ms, 2500); /* the file's */
+    assert_true(cfg.token_cookie);            /* the file's */
+    assert_int_equal(cfg.n_upstream_headers, 1);
+    assert_string_equal(cfg.upstream_headers[0], "X-From-File: 1");
+    qk_proxy_config_release(&cfg);
+    fake_env = NULL;
+    unlink(path);
+}
+
+static void
+config_file_errors_name_the_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *expect;
+    } cases[] = {
+        {"port = 1\nprot = 2\n", ":2: unknown setting 'prot'"},
+        {"port\n", ":1: expected 'name = value'"},
+        {"config = /etc/other.conf\n", ":1: config files do not include others"},
+        {"port = 70000\n", ":1: port: invalid value '70000'"},
+        {"--port = 1\n", ":1: unknown setting '--port'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *path = config_file(cases[i].text);
+        char *argv[] = {"qwen-proxy", "--config", (char *)path};
+        struct qk_proxy_config cfg;
+        enum qk_proxy_cli_action action;
+        char err[256];
+        assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_INVALID);
+        if (!strstr(err, cases[i].expect))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, cases[i].expect);
+        assert_non_null(strstr(err, path));
+        qk_proxy_config_release(&cfg);
+        unlink(path);
+    }
+    char *argv[] = {"qwen-proxy", "--config", "/nonexistent/qwen-proxy.conf"};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    assert_int_equal(parse(&cfg, 3, argv, &action, err), QK_INVALID);
+    assert_non_null(strstr(err, "/nonexistent/qwen-proxy.conf: cannot read"));
+    qk_proxy_config_release(&cfg);
+}
+
 int
 main(void)
 {
@@ -412,6 +507,8 @@ main(void)
         cmocka_unit_test(upstream_headers_are_repeatable_and_checked),
         cmocka_unit_test(help_version_and_mutant_flag),
         cmocka_unit_test(connection_limit_follows_the_descriptor_limit),
+        cmocka_unit_test(config_file_sets_flags_and_loses_to_env_and_flags),
+        cmocka_unit_test(config_file_errors_name_the_line),
     };
     return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);
 }
