@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts qwen-mock on a free port, shows a streamed answer and a scripted fault,
-# then stops it.   ci/demo-mock.sh PATH/TO/qwen-mock
+# then stops it.   ci/demo-mock.sh [PATH/TO/qwen-mock]   (default: build/mockupstream/qwen-mock,
+# what ci/quickstart.sh builds)
 set -euo pipefail
-mock=${1:?usage: demo-mock.sh PATH/TO/qwen-mock}
+mock=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/mockupstream/qwen-mock}
+[ -x "$mock" ] || { echo "demo-mock.sh: no $mock: build first (bash ci/quickstart.sh)" >&2; exit 2; }
 out=$(mktemp)
 "$mock" --port 0 --quiet >"$out" &
 pid=$!

@@ -13,6 +13,11 @@ packages+=(clang-format)
 # bench/instructions.sh, the instruction-count gate of the release ctest (label bench-gate):
 # callgrind and callgrind_annotate.
 packages+=(valgrind)
+# The HTML reports' check (ctest label browser): Debian's Chromium, run headless.
+packages+=(chromium)
+# Packaging (ctest packaging_install): man pages from --help, and systemd-analyze to verify
+# the unit.
+packages+=(help2man systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

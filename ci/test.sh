@@ -70,7 +70,7 @@ fi
 tsan_status=0
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$PWD/build-tsan/tsan/report" \
   "${no_aslr[@]}" ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" \
-  -LE 'rogue|mutant' -E '^conformance_reference_v2$' "$@" || tsan_status=$?
+  -LE 'rogue|mutant|browser' -E '^conformance_reference_v2$' "$@" || tsan_status=$?
 if compgen -G 'build-tsan/tsan/report*' >/dev/null; then
   cat build-tsan/tsan/report*
   echo "ci/test.sh: ThreadSanitizer reported (build-tsan/tsan/)" >&2

@@ -8,23 +8,46 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conf_groups.h"
+#include "conf_html.h"
 #include "conf_launch.h"
 #include "conf_plan.h"
 #include "conf_preflight.h"
 #include "conf_report.h"
 
-#ifndef CONF_DEFAULT_PROXY_BIN
-#define CONF_DEFAULT_PROXY_BIN "qwen-proxy"
-#endif
-#ifndef CONF_REFERENCE_PROFILE
-#define CONF_REFERENCE_PROFILE "profiles/reference.json"
-#endif
+/*
+ * The reference proxy --spawn starts by default: the qwen-proxy beside this program (an
+ * installed kit: both in the same bin directory), else the one of the build tree beside
+ * it (build/conformance/ and build/proxy/). Found from the program's own path, so that no
+ * build-tree path is compiled in. @return @p buf, or NULL when neither exists.
+ */
+static const char *
+default_proxy_bin(char *buf, size_t len)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    static const char *const beside[] = {"qwen-proxy", "../proxy/qwen-proxy"};
+    for (size_t i = 0; i < sizeof(beside) / sizeof(beside[0]); i++) {
+        snprintf(buf, len, "%s/%s", self, beside[i]);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return NULL;
+}
 
 enum exit_code {
     EXIT_CONFORMS = 0,        /* every MUST passed (or the expected failures happened exactly) */
@@ -42,11 +65,12 @@ enum { GROUP_COUNT = sizeof(groups) / sizeof(groups[0]) };
 
 struct options {
     const char *proxy_url, *mock_url, *unreachable_url;
-    const char *profile_path, *only, *exclude, *junit, *json;
-    const char *expect_fail; /* comma-separated IDs, or NULL */
+    const char *profile_path, *only, *exclude, *junit, *json, *html;
+    const char *from_json, *matrix; /* render saved reports instead of running */
+    const char *expect_fail;        /* comma-separated IDs, or NULL */
     const char *restart_cmd;
     const char *proxy_log;
-    int spawn, keep_logs, list;
+    int spawn, keep_logs, list, print_profile;
     bool shuffle;
     unsigned long long seed;
     struct conf_launch_options launch;
@@ -65,9 +89,10 @@ usage(FILE *f)
             "  --mock URL             the mock upstream the proxy uses\n"
             "  --unreachable-proxy URL  the same proxy with an upstream that refuses (ERR-5)\n"
             "  --profile FILE         what the suite cannot discover (default with --spawn:\n"
-            "                         the reference profile)\n"
+            "                         the reference profile, built in)\n"
             "  --spawn                start the mock in-process and the reference proxy\n"
-            "  --proxy-bin PATH       the proxy binary for --spawn (default: the build's)\n"
+            "  --proxy-bin PATH       the proxy binary for --spawn (default: the qwen-proxy\n"
+            "                         beside this program, else the build tree's)\n"
             "  --proxy-arg ARG        one more argument for the spawned proxy (repeatable)\n"
             "  --only PATTERNS        run only these: requirement IDs or test names, globs\n"
             "                         allowed, comma-separated (RETRY-1,SSE-*,'AUTH_3_*')\n"
@@ -78,7 +103,14 @@ usage(FILE *f)
             "  --proxy-log FILE       the proxy's log, where HTTP-2 looks for request ids\n"
             "                         (--spawn knows it)\n"
             "  --list                 print the requirements, levels and tests; run nothing\n"
+            "  --print-profile        check the profile (--profile) and print every key with\n"
+            "                         its effective value as JSON; run nothing\n"
             "  --junit FILE           write JUnit XML\n"
+            "  --html FILE            write an HTML report (evidence folded under each test)\n"
+            "  --from-json REPORT --html FILE\n"
+            "                         render a saved JSON report as HTML; run nothing\n"
+            "  --matrix FILE REPORT...  an HTML matrix of saved JSON reports, one column\n"
+            "                         per report, one row per requirement; run nothing\n"
             "  --json FILE            write a JSON report\n"
             "  --expect-fail IDS      suite self-test: exit 0 only if exactly these\n"
             "                         requirements fail (comma-separated, e.g. RETRY-1,RETRY-3;\n"
@@ -115,6 +147,10 @@ parse_options(int argc, char **argv, struct options *o)
         OPT_LIST,
         OPT_VERSION,
         OPT_PROXY_LOG,
+        OPT_PRINT_PROFILE,
+        OPT_HTML,
+        OPT_FROM_JSON,
+        OPT_MATRIX,
     };
     static const struct option longopts[] = {
         {"proxy", required_argument, NULL, OPT_PROXY},
@@ -136,10 +172,15 @@ parse_options(int argc, char **argv, struct options *o)
         {"list", no_argument, NULL, OPT_LIST},
         {"version", no_argument, NULL, OPT_VERSION},
         {"proxy-log", required_argument, NULL, OPT_PROXY_LOG},
+        {"print-profile", no_argument, NULL, OPT_PRINT_PROFILE},
+        {"html", required_argument, NULL, OPT_HTML},
+        {"from-json", required_argument, NULL, OPT_FROM_JSON},
+        {"matrix", required_argument, NULL, OPT_MATRIX},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
-    o->launch.proxy_bin = CONF_DEFAULT_PROXY_BIN;
+    static char proxy_bin[PATH_MAX + 32];
+    o->launch.proxy_bin = default_proxy_bin(proxy_bin, sizeof(proxy_bin));
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -201,6 +242,18 @@ parse_options(int argc, char **argv, struct options *o)
         case OPT_LIST:
             o->list = 1;
             break;
+        case OPT_PRINT_PROFILE:
+            o->print_profile = 1;
+            break;
+        case OPT_HTML:
+            o->html = optarg;
+            break;
+        case OPT_FROM_JSON:
+            o->from_json = optarg;
+            break;
+        case OPT_MATRIX:
+            o->matrix = optarg;
+            break;
         case OPT_SHUFFLE: {
             char *end = NULL;
             errno = 0;
@@ -218,14 +271,28 @@ parse_options(int argc, char **argv, struct options *o)
             return -1;
         }
     }
+    if (o->matrix) {
+        if (optind < argc)
+            return 0; /* the reports to put side by side */
+        fprintf(stderr, "qwen-conformance: --matrix FILE needs JSON reports after it\n");
+        return -1;
+    }
     if (optind < argc) {
         fprintf(stderr, "qwen-conformance: unexpected argument %s\n", argv[optind]);
         return -1;
     }
-    if (o->list)
+    if (o->from_json && !o->html) {
+        fprintf(stderr, "qwen-conformance: --from-json REPORT needs --html FILE\n");
+        return -1;
+    }
+    if (o->list || o->print_profile || o->from_json)
         return 0;
     if (!o->spawn && (!o->proxy_url || !o->mock_url)) {
         fprintf(stderr, "qwen-conformance: give --proxy and --mock, or --spawn\n");
+        return -1;
+    }
+    if (o->spawn && !o->launch.proxy_bin) {
+        fprintf(stderr, "qwen-conformance: no qwen-proxy beside this program: give --proxy-bin\n");
         return -1;
     }
     if (o->spawn && (o->proxy_url || o->mock_url)) {
@@ -371,6 +438,17 @@ main(int argc, char **argv)
 
     if (parse_options(argc, argv, &opts) != 0)
         return EXIT_USAGE;
+    if (opts.matrix || opts.from_json) {
+        const char *one[] = {opts.from_json};
+        const char *const *files = opts.matrix ? (const char *const *)argv + optind : one;
+        size_t n = opts.matrix ? (size_t)(argc - optind) : 1;
+        if (conf_html_render_files(opts.matrix ? opts.matrix : opts.html, files, n,
+                                   opts.matrix != NULL, err, sizeof(err)) != QK_OK) {
+            fprintf(stderr, "qwen-conformance: %s\n", err);
+            return EXIT_USAGE;
+        }
+        return EXIT_CONFORMS;
+    }
     if (opts.list) {
         print_list();
         return EXIT_CONFORMS;
@@ -380,11 +458,28 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     conf_profile_defaults(&env.profile);
-    const char *profile_path = opts.profile_path;
-    if (!profile_path && opts.spawn)
-        profile_path = CONF_REFERENCE_PROFILE;
-    if (profile_path && conf_profile_load(&env.profile, profile_path, err, sizeof(err)) != QK_OK)
+    if (opts.profile_path) {
+        if (conf_profile_load(&env.profile, opts.profile_path, err, sizeof(err)) != QK_OK)
+            goto out;
+    } else if (opts.spawn &&
+               conf_profile_parse(&env.profile, "the built-in reference profile",
+                                  conf_reference_profile_json, strlen(conf_reference_profile_json),
+                                  err, sizeof(err)) != QK_OK) {
         goto out;
+    }
+    if (opts.print_profile) {
+        cJSON *effective = conf_profile_to_json(&env.profile);
+        char *text = effective ? cJSON_Print(effective) : NULL;
+        cJSON_Delete(effective);
+        if (!text) {
+            snprintf(err, sizeof(err), "out of memory");
+            goto out;
+        }
+        printf("%s\n", text);
+        free(text);
+        code = EXIT_CONFORMS;
+        goto out;
+    }
     env.dialect = conf_profile_dialect(&env.profile);
     if (conf_plan_build(groups, GROUP_COUNT, opts.only, opts.exclude, opts.shuffle, opts.seed,
                         &plan, err, sizeof(err)) != QK_OK)
@@ -405,6 +500,8 @@ main(int argc, char **argv)
         goto out;
     printf("qwen-conformance %s: SPEC %s, proxy %s, mock %s\n", QK_VERSION, CONF_SPEC_VERSION,
            env.proxy_url, env.mock_url);
+    if (opts.spawn)
+        printf("spawned: %s\n", opts.launch.proxy_bin);
     conf_profile_print(stdout, &env.profile);
     if (opts.shuffle)
         printf("order: shuffled, seed %llu (repeat with --shuffle %llu)\n", opts.seed, opts.seed);
@@ -440,6 +537,12 @@ main(int argc, char **argv)
         fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.junit);
     if (opts.json && conf_report_json(opts.json, groups, GROUP_COUNT, &res, &info) != QK_OK)
         fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.json);
+    if (opts.html) {
+        cJSON *tree = conf_report_tree(groups, GROUP_COUNT, &res, &info);
+        if (!tree || conf_html_write_report(opts.html, tree) != QK_OK)
+            fprintf(stderr, "qwen-conformance: cannot write %s\n", opts.html);
+        cJSON_Delete(tree);
+    }
     if (opts.expect_fail)
         code = failures_as_expected(&res, opts.expect_fail) ? EXIT_CONFORMS : EXIT_NONCONFORMING;
     else if (conf_results_verdict(&res) == CONF_VERDICT_NONCONFORMING)

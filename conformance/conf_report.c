@@ -440,15 +440,13 @@ json_run_info(cJSON *root, const struct conf_run_info *info)
     cJSON_AddBoolToObject(pre, "shared_models_cache", info->facts->shared_models_cache);
 }
 
-enum qk_err
-conf_report_json(const char *path, const struct conf_group *const *groups, size_t ngroups,
+cJSON *
+conf_report_tree(const struct conf_group *const *groups, size_t ngroups,
                  const struct conf_results *res, const struct conf_run_info *info)
 {
-    enum qk_err rc = QK_NOMEM;
     cJSON *root = cJSON_CreateObject();
-    char *text = NULL;
-    FILE *f = NULL;
-
+    if (!root)
+        return NULL;
     json_run_info(root, info);
     cJSON *reqs = cJSON_AddArrayToObject(root, "requirements");
     /* Requirements of the other dialect do not apply: apart, with the reason, so that a
@@ -507,6 +505,19 @@ conf_report_json(const char *path, const struct conf_group *const *groups, size_
     cJSON_AddNumberToObject(summary, "should_parts_failed", res->should_parts_failed);
     cJSON_AddBoolToObject(summary, "must_failed", res->must_failed > 0);
     cJSON_AddStringToObject(summary, "verdict", verdict_word(conf_results_verdict(res)));
+    return root;
+}
+
+enum qk_err
+conf_report_json(const char *path, const struct conf_group *const *groups, size_t ngroups,
+                 const struct conf_results *res, const struct conf_run_info *info)
+{
+    enum qk_err rc = QK_NOMEM;
+    cJSON *root = conf_report_tree(groups, ngroups, res, info);
+    char *text = NULL;
+    FILE *f = NULL;
+    if (!root)
+        goto out;
     text = cJSON_Print(root);
     if (!text)
         goto out;

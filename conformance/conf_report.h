@@ -80,6 +80,14 @@ QK_WUR enum qk_err conf_report_junit(const char *path, const struct conf_group *
                                      size_t ngroups, const struct conf_results *res,
                                      const struct conf_run_info *info);
 
+/**
+ * @return the JSON report as a tree: the run, the requirements with their tests, the
+ * totals (what --json writes and the HTML report renders); NULL without memory. The
+ * caller owns it (cJSON_Delete).
+ */
+cJSON *conf_report_tree(const struct conf_group *const *groups, size_t ngroups,
+                        const struct conf_results *res, const struct conf_run_info *info);
+
 /** Writes the JSON report: the run, the requirements with their tests, the totals. */
 QK_WUR enum qk_err conf_report_json(const char *path, const struct conf_group *const *groups,
                                     size_t ngroups, const struct conf_results *res,
