@@ -18,6 +18,9 @@ packages+=(chromium)
 # Packaging (ctest packaging_install): man pages from --help, and systemd-analyze to verify
 # the unit.
 packages+=(help2man systemd)
+# GET /metrics (ctest e2e_proxy_prometheus): promtool checks the text, a Prometheus server
+# scrapes it.
+packages+=(prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

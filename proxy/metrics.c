@@ -9,8 +9,8 @@ enum { STATUS_LOW = 100, STATUS_HIGH = 599, STATUS_SLOTS = STATUS_HIGH - STATUS_
 
 /* Upper bounds in microseconds: a cached answer takes well under a millisecond, a chat's
  * attempt seconds, a long stream minutes. */
-static const uint64_t BUCKET_US[] = {1000,    2500,    5000,    10000,    25000,
-                                     50000,   100000,  250000,  500000,   1000000,
+static const uint64_t BUCKET_US[] = {1000,    2500,    5000,     10000,    25000,
+                                     50000,   100000,  250000,   500000,   1000000,
                                      2500000, 5000000, 10000000, 30000000, 60000000};
 enum { BUCKETS = sizeof(BUCKET_US) / sizeof(BUCKET_US[0]) };
 
@@ -29,10 +29,11 @@ struct qp_metrics {
     atomic_uint_fast64_t streams_active, streams_total, stream_pauses, callers_gone;
     struct histogram upstream[QP_METRIC_ROUTE_COUNT];
     struct histogram first_event;
+    atomic_int_fast64_t last_answer_ms, last_failure_ms; /* monotonic; 0: never */
 };
 
 static const char *const ROUTE_NAMES[QP_METRIC_ROUTE_COUNT] = {"models", "model", "chat", "ops",
-                                                                "other"};
+                                                               "other"};
 static const char *const CAUSE_NAMES[QP_METRIC_CAUSE_COUNT] = {
     "status", "html", "timeout", "connect", "inband", "invalid", "refused"};
 static const char *const CACHE_NAMES[QP_METRIC_CACHE_COUNT] = {"hit", "miss", "stale"};
@@ -147,6 +148,42 @@ qp_metrics_caller_gone(struct qp_metrics *m)
         add(&m->callers_gone, 1);
 }
 
+/* Raises @p slot to @p now_ms; the latest of concurrent writers stays. */
+static void
+raise_to(atomic_int_fast64_t *slot, int64_t now_ms)
+{
+    int_fast64_t seen = atomic_load_explicit(slot, memory_order_relaxed);
+    while (seen < now_ms && !atomic_compare_exchange_weak_explicit(
+                                slot, &seen, now_ms, memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+void
+qp_metrics_upstream_answered(struct qp_metrics *m, int64_t now_ms)
+{
+    if (m)
+        raise_to(&m->last_answer_ms, now_ms);
+}
+
+void
+qp_metrics_upstream_failed(struct qp_metrics *m, int64_t now_ms)
+{
+    if (m)
+        raise_to(&m->last_failure_ms, now_ms);
+}
+
+bool
+qp_metrics_upstream_ready(const struct qp_metrics *m, int64_t now_ms, int64_t window_ms,
+                          int64_t *failed_ago_ms)
+{
+    int64_t failure = m ? atomic_load_explicit(&m->last_failure_ms, memory_order_relaxed) : 0;
+    int64_t answer = m ? atomic_load_explicit(&m->last_answer_ms, memory_order_relaxed) : 0;
+    bool recent = failure > 0 && now_ms - failure <= window_ms;
+    if (failed_ago_ms)
+        *failed_ago_ms = recent ? now_ms - failure : -1;
+    return !recent || answer >= failure;
+}
+
 uint64_t
 qp_metrics_streams_active(const struct qp_metrics *m)
 {
@@ -224,7 +261,8 @@ qp_metrics_render(const struct qp_metrics *m, struct qk_buf *out)
             uint64_t v = get(&m->requests[r][s]);
             /* Every route's 200 is always there, so that a query finds the series. */
             if (v || s == 200 - STATUS_LOW)
-                rc = qk_buf_appendf(out, "qwen_proxy_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                rc = qk_buf_appendf(out,
+                                    "qwen_proxy_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                     ROUTE_NAMES[r], s + STATUS_LOW, (unsigned long long)v);
         }
     }
@@ -265,8 +303,7 @@ qp_metrics_render(const struct qp_metrics *m, struct qk_buf *out)
     for (int r = 0; rc == QK_OK && r < QP_METRIC_ROUTE_COUNT; r++) {
         char labels[32];
         snprintf(labels, sizeof(labels), "route=\"%s\"", ROUTE_NAMES[r]);
-        rc = histogram_series(out, "qwen_proxy_upstream_duration_seconds", labels,
-                              &m->upstream[r]);
+        rc = histogram_series(out, "qwen_proxy_upstream_duration_seconds", labels, &m->upstream[r]);
     }
     if (rc == QK_OK)
         rc = family(out, "qwen_proxy_stream_first_event_seconds", "histogram",

@@ -30,19 +30,23 @@ enum qp_metric_route {
 
 /** Why an upstream attempt failed (label `cause`); also why it was retried. */
 enum qp_metric_cause {
-    QP_METRIC_CAUSE_STATUS,     /**< a 5xx or 429 status */
-    QP_METRIC_CAUSE_HTML,       /**< an HTML page where JSON or SSE was expected */
-    QP_METRIC_CAUSE_TIMEOUT,    /**< the attempt's time limit */
-    QP_METRIC_CAUSE_CONNECT,    /**< no connection, or it broke */
-    QP_METRIC_CAUSE_INBAND,     /**< a failure inside a 2xx answer (v2) */
-    QP_METRIC_CAUSE_INVALID,    /**< an answer that could not be read */
-    QP_METRIC_CAUSE_REFUSED,    /**< 400/401/403: final, never retried */
+    QP_METRIC_CAUSE_STATUS,  /**< a 5xx or 429 status */
+    QP_METRIC_CAUSE_HTML,    /**< an HTML page where JSON or SSE was expected */
+    QP_METRIC_CAUSE_TIMEOUT, /**< the attempt's time limit */
+    QP_METRIC_CAUSE_CONNECT, /**< no connection, or it broke */
+    QP_METRIC_CAUSE_INBAND,  /**< a failure inside a 2xx answer (v2) */
+    QP_METRIC_CAUSE_INVALID, /**< an answer that could not be read */
+    QP_METRIC_CAUSE_REFUSED, /**< 400/401/403: final, never retried */
     QP_METRIC_CAUSE_COUNT
 };
 
 /** What the model-list cache did for a request (label `result`). */
-enum qp_metric_cache { QP_METRIC_CACHE_HIT, QP_METRIC_CACHE_MISS, QP_METRIC_CACHE_STALE,
-                       QP_METRIC_CACHE_COUNT };
+enum qp_metric_cache {
+    QP_METRIC_CACHE_HIT,
+    QP_METRIC_CACHE_MISS,
+    QP_METRIC_CACHE_STALE,
+    QP_METRIC_CACHE_COUNT
+};
 
 struct qp_metrics;
 
@@ -71,6 +75,21 @@ void qp_metrics_stream_ended(struct qp_metrics *m);
 void qp_metrics_stream_paused(struct qp_metrics *m);
 /** A caller went away before its answer was complete. */
 void qp_metrics_caller_gone(struct qp_metrics *m);
+
+/** An upstream attempt got an answer the proxy could use (any 2xx, or a final 4xx): the
+ *  upstream is reachable and answering, at @p now_ms (monotonic). */
+void qp_metrics_upstream_answered(struct qp_metrics *m, int64_t now_ms);
+/** An upstream attempt failed in a way that says the upstream is down (qp_metrics_attempt_
+ *  failed() with a cause other than QP_METRIC_CAUSE_REFUSED), at @p now_ms. */
+void qp_metrics_upstream_failed(struct qp_metrics *m, int64_t now_ms);
+/**
+ * Readiness as /readyz reports it: false when, within the last @p window_ms before
+ * @p now_ms, an upstream attempt failed and none got an answer since. A proxy that has not
+ * tried the upstream lately is ready. @p failed_ago_ms: how long ago the last failure was
+ * (-1: none in the window).
+ */
+bool qp_metrics_upstream_ready(const struct qp_metrics *m, int64_t now_ms, int64_t window_ms,
+                               int64_t *failed_ago_ms);
 
 /** @return the streams running now. */
 uint64_t qp_metrics_streams_active(const struct qp_metrics *m);

@@ -91,10 +91,10 @@ histograms_are_cumulative(void **state)
 {
     (void)state;
     struct qp_metrics *m = qp_metrics_new();
-    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 800);       /* under 1 ms */
-    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 1000);      /* exactly 1 ms */
-    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 300000);    /* 0.3 s */
-    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 90000000);  /* 90 s: +Inf only */
+    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 800);      /* under 1 ms */
+    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 1000);     /* exactly 1 ms */
+    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 300000);   /* 0.3 s */
+    qp_metrics_upstream_duration(m, QP_METRIC_ROUTE_CHAT, 90000000); /* 90 s: +Inf only */
     qp_metrics_first_event(m, 20000);
     char *text = render(m);
     const char *h = "qwen_proxy_upstream_duration_seconds";
@@ -119,6 +119,28 @@ histograms_are_cumulative(void **state)
     assert_int_equal(sample(text, "qwen_proxy_stream_first_event_seconds_bucket{le=\"0.01\"}"), 0);
     assert_int_equal(sample(text, "qwen_proxy_stream_first_event_seconds_count"), 1);
     free(text);
+    qp_metrics_free(m);
+}
+
+static void
+readiness_follows_the_last_upstream_outcome(void **state)
+{
+    (void)state;
+    struct qp_metrics *m = qp_metrics_new();
+    int64_t ago = 0;
+    assert_true(qp_metrics_upstream_ready(m, 1000, 30000, &ago)); /* never tried: ready */
+    assert_int_equal(ago, -1);
+    qp_metrics_upstream_answered(m, 2000);
+    assert_true(qp_metrics_upstream_ready(m, 2500, 30000, &ago));
+    qp_metrics_upstream_failed(m, 3000);
+    assert_false(qp_metrics_upstream_ready(m, 3500, 30000, &ago)); /* failed since */
+    assert_int_equal(ago, 500);
+    qp_metrics_upstream_failed(m, 2800); /* an older failure reported late changes nothing */
+    assert_false(qp_metrics_upstream_ready(m, 3500, 30000, &ago));
+    assert_int_equal(ago, 500);
+    assert_true(qp_metrics_upstream_ready(m, 3000 + 30001, 30000, &ago)); /* out of window */
+    qp_metrics_upstream_answered(m, 4000);
+    assert_true(qp_metrics_upstream_ready(m, 4100, 30000, &ago)); /* answered again */
     qp_metrics_free(m);
 }
 
@@ -150,9 +172,8 @@ updates_from_many_threads_are_all_counted(void **state)
     char *text = render(m);
     assert_int_equal(sample(text, "qwen_proxy_requests_total{route=\"models\",status=\"200\"}"),
                      THREADS * PER_THREAD);
-    assert_int_equal(
-        sample(text, "qwen_proxy_upstream_duration_seconds_count{route=\"models\"}"),
-        THREADS * PER_THREAD);
+    assert_int_equal(sample(text, "qwen_proxy_upstream_duration_seconds_count{route=\"models\"}"),
+                     THREADS * PER_THREAD);
     assert_int_equal(sample(text, "qwen_proxy_streams_active"), 0);
     assert_int_equal(sample(text, "qwen_proxy_streams_total"), THREADS * PER_THREAD);
     free(text);
@@ -165,6 +186,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counters_by_label),
         cmocka_unit_test(histograms_are_cumulative),
+        cmocka_unit_test(readiness_follows_the_last_upstream_outcome),
         cmocka_unit_test(updates_from_many_threads_are_all_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
