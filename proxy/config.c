@@ -91,8 +91,14 @@ enum opt_kind {
        "SECONDS  a request's head and body must arrive within this; bytes do not extend it (10)")  \
     XX("idle-timeout", "IDLE_TIMEOUT", OPT_SECONDS, idle_timeout_ms, 1000, 86400000LL,             \
        "SECONDS  a kept-alive connection without a request is closed after this (5)")              \
+    XX("drain-delay", "DRAIN_DELAY", OPT_SECONDS, drain_delay_ms, 0, 3600000LL,                    \
+       "SECONDS  on SIGTERM, GET /readyz answers 503 this long while all else is served, then "    \
+       "the drain begins (0)")                                                                     \
     XX("drain-timeout", "DRAIN_TIMEOUT", OPT_SECONDS, drain_timeout_ms, 0, 86400000LL,             \
        "SECONDS  on SIGTERM, requests in progress may finish this long (20)")                      \
+    XX("ready-window", "READY_WINDOW", OPT_SECONDS, ready_window_ms, 1000, 86400000LL,             \
+       "SECONDS  GET /readyz answers 503 while an upstream failure this recent has had no "        \
+       "answer since (30)")                                                                        \
     XX("cors-origins", "CORS_ORIGINS", OPT_STRING, cors_origins, 0, 0,                             \
        "LIST  comma-separated allowed origins, or * (*)")                                          \
     XX("log-format", "LOG_FORMAT", OPT_LOGFMT, log_format, 0, 0,                                   \
@@ -156,6 +162,7 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->receive_timeout_ms = 10 * 1000;
     cfg->idle_timeout_ms = 5 * 1000;
     cfg->drain_timeout_ms = 20 * 1000;
+    cfg->ready_window_ms = 30 * 1000;
     cfg->cors_origins = "*";
     cfg->log_format = QK_PROXY_LOG_TEXT;
     cfg->threads = 2;

@@ -27,6 +27,7 @@
 #include "flight.h"
 #include "headers.h"
 #include "log.h"
+#include "metrics.h"
 #include "models.h"
 #include "mutant.h"
 #include "sse_norm.h"
@@ -49,8 +50,7 @@ struct qp_forwarder {
     struct qp_loop *loop;
     struct qp_cache *cache;
     struct qp_flights *flights;
-    struct qp_request *active;  /* open exchanges, so a stop can answer them all */
-    atomic_ulong stream_pauses; /* SSE-11: times a full stream buffer paused upstream */
+    struct qp_request *active; /* open exchanges, so a stop can answer them all */
     /* Easy handles of ended transfers, reset, owned here (loop thread): a new transfer takes
      * one instead of allocating and initialising a handle. */
     CURL *idle_easy[QP_IDLE_EASY_MAX];
@@ -59,6 +59,13 @@ struct qp_forwarder {
 };
 
 static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
+
+/* The route a request is counted under in the metrics. */
+static enum qp_metric_route
+metric_route(const struct qp_request *req)
+{
+    return req->route == QP_ROUTE_CHAT ? QP_METRIC_ROUTE_CHAT : QP_METRIC_ROUTE_MODELS;
+}
 static void assemble_answer(struct qp_forwarder *fw, struct qp_request *req);
 static void fail_answer(struct qp_request *req);
 
@@ -123,7 +130,7 @@ easy_give(struct qp_forwarder *fw, CURL *easy)
 unsigned long
 qp_forwarder_stream_pauses(struct qp_forwarder *fw)
 {
-    return atomic_load(&fw->stream_pauses);
+    return (unsigned long)qp_metrics_stream_pauses(fw->cfg.metrics);
 }
 static void on_attempt_done(struct qp_loop_transfer *t, CURLcode rc);
 
@@ -545,6 +552,7 @@ stream_arm_timer(struct qp_forwarder *fw, struct qp_request *req)
 static void
 stream_release(struct qp_forwarder *fw, struct qp_request *req)
 {
+    qp_metrics_stream_ended(fw->cfg.metrics);
     qp_loop_timer_cancel(fw->loop, &req->st.timer);
     qp_loop_timer_cancel(fw->loop, &req->retry_timer);
     active_remove(fw, req);
@@ -570,6 +578,7 @@ stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
     struct qp_stream *s = &req->st;
     if (s->phase != QP_STREAM_LIVE || s->orphaned)
         return; /* already acted upon */
+    qp_metrics_caller_gone(fw->cfg.metrics);
     bool keep = !qp_exchange_policy.close_upstream_when_caller_leaves;
     bool paused = qp_stream_caller_left(s, keep);
     if (keep) {
@@ -586,6 +595,7 @@ stream_client_gone(struct qp_forwarder *fw, struct qp_request *req)
 static void
 stream_gone_before_start(struct qp_forwarder *fw, struct qp_request *req)
 {
+    qp_metrics_caller_gone(fw->cfg.metrics);
     qp_loop_timer_cancel(fw->loop, &req->retry_timer);
     qp_loop_timer_cancel(fw->loop, &req->st.timer);
     drop_transfer(fw, req);
@@ -615,6 +625,8 @@ stream_start(struct qp_forwarder *fw, struct qp_request *req)
     req->resp.status = 200;
     snprintf(req->resp.content_type, sizeof(req->resp.content_type), "text/event-stream");
     qp_stream_commit(&req->st);
+    qp_metrics_stream_started(fw->cfg.metrics);
+    qp_metrics_first_event(fw->cfg.metrics, (uint64_t)(qk_now_ms() - req->started_ms) * 1000u);
     stream_arm_timer(fw, req);
     req->state = QP_REQ_READY;
     fw->cfg.stream_start(req);
@@ -649,7 +661,7 @@ stream_on_body(struct qp_request *req, char *ptr, size_t n)
     }
     enum qp_stream_room room = qp_stream_reserve(s);
     if (room == QP_STREAM_FULL) {
-        atomic_fetch_add(&req->fw->stream_pauses, 1);
+        qp_metrics_stream_paused(req->fw->cfg.metrics);
         return CURL_WRITEFUNC_PAUSE; /* SSE-11: the reader's drain posts a notice */
     }
     return qp_stream_relay(s, ptr, n, room == QP_STREAM_GONE) ? n : 0;
@@ -924,8 +936,10 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
 
     req->xfer.easy = easy;
     req->xfer.done = on_attempt_done;
-    if (req->plan_step == 0)
+    if (req->plan_step == 0) {
         req->attempts++;
+        qp_metrics_attempt(fw->cfg.metrics, metric_route(req));
+    }
     if (qp_loop_add(fw->loop, &req->xfer) != QK_OK) {
         easy_give(fw, easy);
         req->xfer.easy = NULL;
@@ -1302,6 +1316,53 @@ note_failed_attempt(const struct qp_forwarder *fw, const struct qp_request *req,
                 next);
 }
 
+/* What failed in the attempt in req->last, for the metrics (metrics.h). */
+static enum qp_metric_cause
+metric_cause(const struct qp_request *req, const struct qp_decision *d)
+{
+    const struct qp_attempt_facts *f = &req->last;
+    const struct qp_stream *s = &req->st;
+    switch (f->transport) {
+    case QP_TRANSPORT_TIMEOUT:
+        return QP_METRIC_CAUSE_TIMEOUT;
+    case QP_TRANSPORT_CONNECT:
+    case QP_TRANSPORT_BROKEN:
+        return QP_METRIC_CAUSE_CONNECT;
+    case QP_TRANSPORT_TOO_BIG:
+        return QP_METRIC_CAUSE_INVALID;
+    case QP_TRANSPORT_OK:
+        break;
+    }
+    if (d->next == QP_NEXT_RELAY)
+        return QP_METRIC_CAUSE_REFUSED;
+    /* In-band failures are named so where they are found (classify_transfer and others). */
+    if ((is_streamed(req) && s->inband) || strncmp(req->plan.why, "in-band failure", 15) == 0)
+        return QP_METRIC_CAUSE_INBAND;
+    if (f->html)
+        return QP_METRIC_CAUSE_HTML;
+    if (f->status >= 400)
+        return QP_METRIC_CAUSE_STATUS;
+    return QP_METRIC_CAUSE_INVALID;
+}
+
+/* Counts the attempt's outcome: a failure by cause (and whether it is retried), and what it
+ * says of the upstream's health (/readyz). */
+static void
+count_outcome(struct qp_forwarder *fw, const struct qp_request *req, const struct qp_decision *d,
+              int64_t now)
+{
+    if (d->next == QP_NEXT_SUCCESS) {
+        qp_metrics_upstream_answered(fw->cfg.metrics, now);
+        return;
+    }
+    enum qp_metric_cause cause = metric_cause(req, d);
+    qp_metrics_attempt_failed(fw->cfg.metrics, cause, d->next == QP_NEXT_RETRY);
+    if (cause == QP_METRIC_CAUSE_REFUSED)
+        qp_metrics_upstream_answered(fw->cfg.metrics, now); /* it answered: the caller's fault */
+    else
+        qp_metrics_upstream_failed(fw->cfg.metrics, now);
+}
+
 /* The policy's verdict on the attempt in req->last, whose transfer ended with @p rc: retry
  * later, or the final answer. */
 static void
@@ -1314,6 +1375,7 @@ conclude_attempt(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc)
     bool models = req->route == QP_ROUTE_MODELS;
     if (d.next != QP_NEXT_SUCCESS)
         note_failed_attempt(fw, req, rc, &d);
+    count_outcome(fw, req, &d, now);
     if (d.next == QP_NEXT_RETRY) {
         qp_loop_timer_arm(fw->loop, &req->retry_timer, now + d.delay_ms);
         return;
@@ -1345,6 +1407,9 @@ on_attempt_done(struct qp_loop_transfer *t, CURLcode rc)
     struct qp_forwarder *fw = req->fw;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t took_us = 0;
+    if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &took_us) == CURLE_OK && took_us >= 0)
+        qp_metrics_upstream_duration(fw->cfg.metrics, metric_route(req), (uint64_t)took_us);
     easy_give(fw, t->easy);
     t->easy = NULL;
     req->in_transfer = false;

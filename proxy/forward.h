@@ -87,6 +87,7 @@ struct qp_forward_config {
     int64_t stream_idle_timeout_ms;      /**< started stream, upstream silent: error event */
     int64_t keepalive_interval_ms;       /**< started stream, caller idle: `: keep-alive` */
     enum qk_proxy_log_format log_format; /**< diagnostics: failed attempts, cache (log.h) */
+    struct qp_metrics *metrics;          /**< counted into (metrics.h), borrowed; NULL: none */
     qp_forward_complete_fn complete;
     qp_forward_stream_fn stream_start;
 };

@@ -105,6 +105,33 @@ wait_for_stop(const sigset_t *signals)
     }
 }
 
+/* Answers /readyz 503 for @p delay_ms while serving everything else (--drain-delay), so
+ * that load balancers stop sending new requests before the drain. @return false when a
+ * second stop signal came meanwhile: stop now. */
+static bool
+unready_for(struct qk_proxy *proxy, const sigset_t *signals, int64_t delay_ms)
+{
+    if (delay_ms <= 0)
+        return true;
+    qk_proxy_set_unready(proxy);
+    note("not ready: serving %lld ms more before the drain (signal again to stop now)",
+         (long long)delay_ms);
+    int64_t until = qk_now_ms() + delay_ms;
+    for (int64_t left; (left = until - qk_now_ms()) > 0;) {
+        if (left > 100)
+            left = 100;
+        struct timespec tick = {0, (long)left * 1000000L};
+        int sig = sigtimedwait(signals, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            note("second signal: stopping now");
+            return false;
+        }
+        if (sig == SIGHUP)
+            note("SIGHUP ignored (nothing to reload)");
+    }
+    return true;
+}
+
 /* Drains until no connection is left, @p timeout_ms passes, or a second stop signal. */
 static void
 drain(struct qk_proxy *proxy, const sigset_t *signals, int64_t timeout_ms)
@@ -186,7 +213,8 @@ main(int argc, char **argv)
     fflush(stdout);
 
     wait_for_stop(&signals);
-    drain(proxy, &signals, cfg.drain_timeout_ms);
+    if (unready_for(proxy, &signals, cfg.drain_delay_ms))
+        drain(proxy, &signals, cfg.drain_timeout_ms);
     qk_proxy_stop(proxy);
     curl_global_cleanup();
     qk_proxy_config_release(&cfg);

@@ -37,10 +37,12 @@ struct qp_forwarder;
 /** The routes the proxy serves. */
 enum qp_route {
     QP_ROUTE_NONE = 0,
-    QP_ROUTE_INDEX,  /**< GET / */
-    QP_ROUTE_HEALTH, /**< GET /healthz */
-    QP_ROUTE_MODELS, /**< GET /api/models, /v1/models */
-    QP_ROUTE_CHAT,   /**< POST /api/chat/completions, /v1/chat/completions */
+    QP_ROUTE_INDEX,   /**< GET / */
+    QP_ROUTE_HEALTH,  /**< GET /healthz: liveness */
+    QP_ROUTE_READY,   /**< GET /readyz: readiness */
+    QP_ROUTE_METRICS, /**< GET /metrics: Prometheus */
+    QP_ROUTE_MODELS,  /**< GET /api/models, /v1/models */
+    QP_ROUTE_CHAT,    /**< POST /api/chat/completions, /v1/chat/completions */
 };
 
 /** Where a response came from, for X-Cache and the log line. */

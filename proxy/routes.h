@@ -22,7 +22,7 @@ struct qp_route_row {
     bool head;          /**< HEAD is served too, as GET without a body (INPUT-4) */
 };
 
-enum { QP_ROUTE_ROWS = 6 };
+enum { QP_ROUTE_ROWS = 8 };
 
 /** How a request is taken in before it is routed and sent on. */
 struct qp_intake_policy {

@@ -37,6 +37,7 @@
 #include "headers.h"
 #include "key.h"
 #include "log.h"
+#include "metrics.h"
 #include "loop.h"
 #include "mutant.h"
 #include "request.h"
@@ -58,7 +59,9 @@ struct qk_proxy {
     char *extra_cookie;               /* their Cookie values joined by "; " (NULL: none) */
     uint16_t port;
     atomic_bool draining;
-    MHD_socket quiesced_fd; /* the listening socket once a drain took it from the daemon */
+    atomic_bool unready; /* /readyz answers 503: set before a drain (--drain-delay) and by it */
+    struct qp_metrics *metrics; /* owned */
+    MHD_socket quiesced_fd;     /* the listening socket once a drain took it from the daemon */
 };
 
 /* ---- routing ---------------------------------------------------------------------- */
@@ -70,6 +73,8 @@ QP_MUTANT_EDITABLE struct qp_intake_policy qp_intake_policy = {.route_on_raw_pat
 QP_MUTANT_EDITABLE struct qp_route_row qp_routes[QP_ROUTE_ROWS] = {
     {"/", QP_ROUTE_INDEX, false, "GET", true},
     {"/healthz", QP_ROUTE_HEALTH, false, "GET", true},
+    {"/readyz", QP_ROUTE_READY, false, "GET", true},
+    {"/metrics", QP_ROUTE_METRICS, false, "GET", true},
     {"/api/models", QP_ROUTE_MODELS, false, "GET", true},
     {"/v1/models", QP_ROUTE_MODELS, true, "GET", true},
     {"/api/chat/completions", QP_ROUTE_CHAT, false, "POST", false},
@@ -609,6 +614,91 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/* ---- operations: liveness, readiness, metrics ------------------------------------ */
+
+static bool
+is_ops_route(enum qp_route route)
+{
+    return route == QP_ROUTE_HEALTH || route == QP_ROUTE_READY || route == QP_ROUTE_METRICS;
+}
+
+static enum MHD_Result
+reply_ops(struct qk_proxy *px, struct qp_request *req, enum qp_route route)
+{
+    char text[256];
+    if (route == QP_ROUTE_HEALTH) {
+        /* Liveness: the process serves, draining or not. */
+        snprintf(text, sizeof(text), "{\"status\":\"ok\",\"streams\":%llu,\"stream_pauses\":%lu}",
+                 (unsigned long long)qp_metrics_streams_active(px->metrics),
+                 qp_forwarder_stream_pauses(px->fw));
+        return reply_static(req, 200, text, "application/json");
+    }
+    if (route == QP_ROUTE_READY) {
+        int64_t failed_ago = -1;
+        bool upstream_ok = qp_metrics_upstream_ready(px->metrics, qk_now_ms(),
+                                                     px->cfg.ready_window_ms, &failed_ago);
+        bool draining = atomic_load(&px->unready) || atomic_load(&px->draining);
+        if (draining)
+            snprintf(text, sizeof(text), "{\"status\":\"not ready\",\"reason\":\"draining\"}");
+        else if (!upstream_ok)
+            snprintf(text, sizeof(text),
+                     "{\"status\":\"not ready\",\"reason\":\"upstream failing: the last "
+                     "attempt failed %lld ms ago and none has succeeded since\"}",
+                     (long long)failed_ago);
+        else
+            snprintf(text, sizeof(text), "{\"status\":\"ready\"}");
+        bool ready = upstream_ok && !draining;
+        return reply_static(req, ready ? 200 : 503, text, "application/json");
+    }
+    struct qk_buf out;
+    qk_buf_init(&out, (size_t)4 << 20);
+    if (qp_metrics_render(px->metrics, &out) != QK_OK) {
+        qk_buf_free(&out);
+        return reply_error(req, 500, "Out of memory.", NULL, "internal_error");
+    }
+    size_t len = qk_buf_len(&out);
+    char *body = qk_buf_take(&out, NULL);
+    if (!body)
+        return MHD_NO;
+    qp_response_take_body(&req->resp, 200, body, len, QP_METRICS_CONTENT_TYPE);
+    return answer_later(req);
+}
+
+static enum qp_metric_route
+metric_route_of(const struct qp_request *req)
+{
+    switch (req->route) {
+    case QP_ROUTE_MODELS:
+        return QP_METRIC_ROUTE_MODELS;
+    case QP_ROUTE_CHAT:
+        return QP_METRIC_ROUTE_CHAT;
+    case QP_ROUTE_INDEX:
+    case QP_ROUTE_HEALTH:
+    case QP_ROUTE_READY:
+    case QP_ROUTE_METRICS:
+        return QP_METRIC_ROUTE_OPS;
+    case QP_ROUTE_NONE:
+        break;
+    }
+    return QP_METRIC_ROUTE_OTHER;
+}
+
+/* Counts a finished request (its status 0 when no answer went out) and its cache result. */
+static void
+count_request(struct qk_proxy *px, const struct qp_request *req, unsigned status)
+{
+    if (status)
+        qp_metrics_request(px->metrics, metric_route_of(req), status);
+    if (req->route != QP_ROUTE_MODELS)
+        return;
+    if (req->cache == QP_MARK_HIT)
+        qp_metrics_cache(px->metrics, QP_METRIC_CACHE_HIT);
+    else if (req->cache == QP_MARK_MISS)
+        qp_metrics_cache(px->metrics, QP_METRIC_CACHE_MISS);
+    else if (req->cache == QP_MARK_STALE)
+        qp_metrics_cache(px->metrics, QP_METRIC_CACHE_STALE);
+}
+
 static enum MHD_Result
 begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const char *method,
       const char *version, void **con_cls)
@@ -644,12 +734,14 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
 
     if (qp_conn_over_limit(conn_record(conn)))
         return reply_over_limit(req);
-    if (atomic_load(&px->draining)) {
+    /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
+    const struct qp_route_row *rt = route_of(qp_intake_policy.route_on_raw_path ? req->path : url);
+    /* While draining, the probes still answer: /healthz that the process serves, /readyz
+     * that it is not ready, /metrics the drain's progress. */
+    if (atomic_load(&px->draining) && !(rt && is_ops_route(rt->route))) {
         qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");
         return answer_later(req);
     }
-    /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
-    const struct qp_route_row *rt = route_of(qp_intake_policy.route_on_raw_path ? req->path : url);
     if (!rt)
         return reply_error(req, 404, "Unknown path; see GET / for the endpoints.", NULL,
                            "not_found");
@@ -667,12 +759,8 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
     }
     if (rt->route == QP_ROUTE_INDEX)
         return reply_static(req, 200, qp_doc_page, "text/html; charset=utf-8");
-    if (rt->route == QP_ROUTE_HEALTH) {
-        char health[96];
-        snprintf(health, sizeof(health), "{\"status\":\"ok\",\"stream_pauses\":%lu}",
-                 qp_forwarder_stream_pauses(px->fw));
-        return reply_static(req, 200, health, "application/json");
-    }
+    if (is_ops_route(rt->route))
+        return reply_ops(px, req, rt->route);
 
     const char *why = NULL, *code = NULL;
     if (!check_auth(req, &why, &code)) {
@@ -985,6 +1073,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .token = req->fingerprint,
     };
     qp_log_request(px->cfg.log_format, &e);
+    count_request(px, req, e.status);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         qp_admission_awaiting_request(px->adm, conn_record(conn));
     *con_cls = NULL;
@@ -1006,6 +1095,7 @@ proxy_free(struct qk_proxy *px)
         close(px->quiesced_fd); /* only after MHD_stop_daemon, as libmicrohttpd requires */
     qp_loop_free(px->loop);
     qp_forwarder_free(px->fw);
+    qp_metrics_free(px->metrics);
     free(px->listen_host);
     free(px->upstream);
     free(px->cors_origins);
@@ -1124,7 +1214,9 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
     px->upstream = strdup(cfg->upstream ? cfg->upstream : dialect->default_upstream);
     px->cors_origins = strdup(cfg->cors_origins ? cfg->cors_origins : "");
     px->dialect = dialect;
-    if (!px->listen_host || !px->upstream || !px->cors_origins || !copy_upstream_headers(px, cfg))
+    px->metrics = qp_metrics_new();
+    if (!px->listen_host || !px->upstream || !px->cors_origins || !px->metrics ||
+        !copy_upstream_headers(px, cfg))
         goto nomem;
     px->cfg.listen_host = px->listen_host;
     px->cfg.upstream = px->upstream;
@@ -1145,6 +1237,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         .stream_idle_timeout_ms = cfg->stream_idle_timeout_ms,
         .keepalive_interval_ms = cfg->keepalive_interval_ms,
         .log_format = cfg->log_format,
+        .metrics = px->metrics,
         .complete = on_exchange_complete,
         .stream_start = on_stream_start,
     };
@@ -1259,6 +1352,12 @@ qk_proxy_drain(struct qk_proxy *proxy)
     if (proxy->quiesced_fd != MHD_INVALID_SOCKET)
         shutdown(proxy->quiesced_fd, SHUT_RDWR);
     qp_admission_drain(proxy->adm);
+}
+
+void
+qk_proxy_set_unready(struct qk_proxy *proxy)
+{
+    atomic_store(&proxy->unready, true);
 }
 
 unsigned

@@ -71,9 +71,14 @@ struct qk_proxy_config {
                                               extend it (10 s) */
     int64_t idle_timeout_ms;             /**< a kept-alive connection with no request is closed
                                               after this (5 s) */
+    int64_t drain_delay_ms;              /**< qwen-proxy: on SIGTERM/SIGINT, /readyz answers 503
+                                              this long while all else is served, before the
+                                              drain (0) */
     int64_t drain_timeout_ms;            /**< qwen-proxy: on SIGTERM/SIGINT, requests in progress
                                               may finish this long before the rest are ended
                                               (20 s); not used by the embedding API */
+    int64_t ready_window_ms;             /**< /readyz is 503 while an upstream failure this
+                                              recent has had no answer since (30 s) */
     const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
     unsigned threads;                    /**< server threads, default 2 */
@@ -170,6 +175,11 @@ uint16_t qk_proxy_port(const struct qk_proxy *proxy);
  * qk_proxy_open_connections() until 0 or a deadline, then call qk_proxy_stop().
  */
 void qk_proxy_drain(struct qk_proxy *proxy);
+
+/** From now on GET /readyz answers 503 (draining) while everything else is served as
+ *  before: the --drain-delay before a drain, so that load balancers stop sending new
+ *  requests first. qk_proxy_drain() implies it. Thread-safe. */
+void qk_proxy_set_unready(struct qk_proxy *proxy);
 
 /** @return the connections still open (0 once a drain is complete). */
 unsigned qk_proxy_open_connections(struct qk_proxy *proxy);

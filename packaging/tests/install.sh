@@ -91,11 +91,13 @@ runtime=$(awk -F'\t' '$1 == 1 && /apt-get install/ {print $2}' <<<"$runs" |
     grep -vE '^(-|$)')
 for program in qwen-proxy qwen-mock qwen-conformance; do
     for lib in $(readelf -d "$work/staging/usr/bin/$program" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
-        path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+        # (No pipe ends in a reader that stops early: under pipefail the writer's SIGPIPE
+        # would fail it.)
+        path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found {print $NF; found = 1}')
         [[ -n $path ]] || fail "$program needs $lib, which this system does not have"
-        package=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n 1 | cut -d: -f1) ||
+        package=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | awk -F: 'NR == 1 {print $1}') ||
             package=
-        [[ -n $package ]] || package=$(dpkg -S "$path" | head -n 1 | cut -d: -f1)
+        [[ -n $package ]] || package=$(dpkg -S "$path" | awk -F: 'NR == 1 {print $1}')
         [[ $package == libc6 ]] || grep -qx "$package" <<<"$runtime" ||
             fail "$program needs $lib from $package, which the Dockerfile's runtime stage does not install"
     done

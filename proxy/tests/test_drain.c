@@ -189,6 +189,38 @@ drain_lets_streams_finish(void **state)
     qk_mock_stop(e.mock);
 }
 
+/* Before a drain, the proxy can go unready and still serve (--drain-delay): /readyz says
+ * 503 draining while /healthz, the model list and chats are answered as before; a load
+ * balancer stops sending new requests before the drain closes the listener. */
+static void
+unready_proxy_still_serves_but_readyz_says_draining(void **state)
+{
+    (void)state;
+    struct env e = {0};
+    start(&e, 1, 0);
+    uint16_t port = qk_proxy_port(e.proxy);
+    struct mc_resp r;
+    assert_int_equal(mc_get(port, "/readyz", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"status\":\"ready\""));
+    mc_resp_free(&r);
+    qk_proxy_set_unready(e.proxy);
+    assert_int_equal(mc_get(port, "/readyz", NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"reason\":\"draining\""));
+    mc_resp_free(&r);
+    assert_int_equal(mc_get(port, "/healthz", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    mc_resp_free(&r);
+    assert_int_equal(mc_get(port, "/api/models", "drain-tok", &r), 0);
+    assert_int_equal(r.status, 200);
+    mc_resp_free(&r);
+    qk_proxy_drain(e.proxy);
+    assert_int_equal(mc_connect(port, NULL), -1); /* then the drain: no new connection */
+    qk_proxy_stop(e.proxy);
+    qk_mock_stop(e.mock);
+}
+
 int
 main(void)
 {
@@ -196,6 +228,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stop_ends_every_stream_well_formed),
         cmocka_unit_test(drain_lets_streams_finish),
+        cmocka_unit_test(unready_proxy_still_serves_but_readyz_says_draining),
     };
     int rc = cmocka_run_group_tests_name("proxy shutdown", tests, NULL, NULL);
     curl_global_cleanup();

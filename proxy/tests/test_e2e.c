@@ -165,11 +165,31 @@ index_page_and_healthz(void **state)
     http(e->proxy_port, "GET", "/", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "/api/chat/completions"));
+    /* The page's /healthz example, unescaped: the answer has the same members. */
+    const char *example = strstr(r.body, "Liveness: <code>");
+    assert_non_null(example);
+    example += strlen("Liveness: <code>");
+    char shown[128];
+    size_t n = (size_t)(strstr(example, "</code>") - example);
+    assert_true(n < sizeof(shown));
+    memcpy(shown, example, n);
+    shown[n] = '\0';
+    cJSON *page = cJSON_Parse(shown);
+    assert_non_null(page);
     mc_resp_free(&r);
     http(e->proxy_port, "GET", "/healthz", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     cJSON *j = cJSON_Parse(r.body);
     assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "stream_pauses")));
+    assert_int_equal(cJSON_GetArraySize(j), cJSON_GetArraySize(page));
+    const cJSON *item;
+    cJSON_ArrayForEach(item, page)
+    {
+        if (!cJSON_HasObjectItem(j, item->string))
+            fail_msg("GET / shows /healthz with \"%s\", the answer has none: %s", item->string,
+                     r.body);
+    }
+    cJSON_Delete(page);
     cJSON_Delete(j);
     mc_resp_free(&r);
 }
