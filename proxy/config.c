@@ -51,6 +51,9 @@ enum opt_kind {
     XX("reasoning", "REASONING", OPT_REASON, reasoning, 0, 0,                                      \
        "separate|inline|drop  the model's reasoning (v2): `reasoning_content` beside the "         \
        "content, `<think>...</think>` before it, or not at all (separate)")                        \
+    XX("forward-client-identity", "FORWARD_CLIENT_IDENTITY", OPT_BOOL, forward_client_identity, 0, \
+       0,                                                                                          \
+       "[=true|false]  send the caller's User-Agent and X-Stainless-* headers upstream (false)")   \
     XX("token-cookie", "TOKEN_COOKIE", OPT_BOOL, token_cookie, 0, 0,                               \
        "[=true|false]  also send the caller's token upstream as `Cookie: token=<token>` (false)")  \
     XX("upstream-header", "UPSTREAM_HEADER", OPT_HEADER, upstream_headers, 0, 0,                   \

@@ -78,6 +78,12 @@ qp_header_forward_request(const char *name, const char *connection)
 }
 
 bool
+qp_header_is_client_identity(const char *name)
+{
+    return strncasecmp(name, "X-Stainless-", 12) == 0 || strcasecmp(name, "User-Agent") == 0;
+}
+
+bool
 qp_header_forward_response(const char *name, const char *connection)
 {
     if (qp_header_flags(name) & (QP_HDR_HOP_RES | QP_HDR_RES_OWN))

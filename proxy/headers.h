@@ -82,6 +82,14 @@ bool qp_header_in_connection(const char *name, const char *connection);
 /** @return true when a caller's request header goes upstream. */
 bool qp_header_forward_request(const char *name, const char *connection);
 
+/**
+ * @return true for what a client says of itself: `User-Agent` and the OpenAI SDKs'
+ * telemetry (`X-Stainless-*`: OS, architecture, runtime, retry count). Not sent upstream
+ * unless the proxy is started with --forward-client-identity: it tells the service about
+ * the caller's machine, and no caller asked for that.
+ */
+bool qp_header_is_client_identity(const char *name);
+
 /** @return true when an upstream response header goes back to the caller. */
 bool qp_header_forward_response(const char *name, const char *connection);
 

@@ -105,3 +105,25 @@ done:
     cJSON_Delete(list);
     return out;
 }
+
+char *
+qp_models_pick(const char *list, size_t len, const char *id, size_t *out_len, bool *nomem)
+{
+    *nomem = false;
+    cJSON *root = cJSON_ParseWithLength(list, len);
+    const cJSON *model;
+    char *out = NULL;
+    cJSON_ArrayForEach(model, cJSON_GetObjectItemCaseSensitive(root, "data"))
+    {
+        const cJSON *mid = cJSON_GetObjectItemCaseSensitive(model, "id");
+        if (cJSON_IsString(mid) && strcmp(mid->valuestring, id) == 0) {
+            out = cJSON_PrintUnformatted(model);
+            *nomem = out == NULL;
+            break;
+        }
+    }
+    if (out)
+        *out_len = strlen(out);
+    cJSON_Delete(root);
+    return out;
+}

@@ -29,6 +29,14 @@ char *qp_models_unwrap(const char *body, size_t len, size_t *out_len);
  */
 char *qp_models_openai(const char *body, size_t len, size_t *out_len);
 
+/**
+ * Picks the model @p id out of an OpenAI list (qp_models_openai()'s shape), for
+ * `GET /v1/models/{id}` (the SDKs' models.retrieve). @return the model object as a
+ * malloc'd body (caller frees), or NULL when the list has no such id (or out of memory:
+ * @p nomem set).
+ */
+char *qp_models_pick(const char *list, size_t len, const char *id, size_t *out_len, bool *nomem);
+
 /** @return how many times qp_models_openai() ran in this process (tests count them).
  *  Thread-safe. */
 unsigned long qp_models_openai_conversions(void);

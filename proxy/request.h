@@ -154,6 +154,8 @@ struct qp_request {
 #ifdef QK_MUTANTS
     char mutant_chat_id[128]; /**< mutant v2_retry_same_chat: the first attempt's chat */
 #endif
+    char model_id[128]; /**< GET /v1/models/{id}: the id ("" otherwise); the list is fetched
+                             or read from the cache as for /v1/models, then picked from */
 };
 
 /** @return a new request with one reference (the caller's), or NULL when out of memory. */

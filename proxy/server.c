@@ -38,6 +38,7 @@
 #include "key.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
 #include "loop.h"
 #include "mutant.h"
 #include "request.h"
@@ -94,6 +95,49 @@ method_allowed(const struct qp_route_row *rt, const char *method)
     if (strcmp(method, rt->method) == 0)
         return true;
     return strcmp(method, "HEAD") == 0 && rt->head;
+}
+
+/* GET /v1/models/{id} (models.retrieve): the list's route, then one model picked from it. */
+static const struct qp_route_row model_route = {"/v1/models/{id}", QP_ROUTE_MODELS, true, "GET",
+                                                true};
+
+/* Copies the {id} of a /v1/models/{id} path (raw, one segment, not empty) to @p out.
+ * @return false for any other path. */
+static bool
+model_id_of(const char *path, char *out, size_t len)
+{
+    static const char prefix[] = "/v1/models/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    const char *id = path + sizeof(prefix) - 1;
+    size_t n = strlen(id);
+    if (n == 0 || n >= len || strchr(id, '/'))
+        return false;
+    memcpy(out, id, n + 1);
+    return true;
+}
+
+/* Answers a /v1/models/{id} request from the OpenAI list in req->resp: the model, or a 404
+ * that names it. */
+static void
+pick_model(struct qp_request *req)
+{
+    struct qp_response *resp = &req->resp;
+    const char *list = resp->shared ? resp->shared->data : resp->body;
+    size_t len = 0;
+    bool nomem = false;
+    char *model = list ? qp_models_pick(list, resp->len, req->model_id, &len, &nomem) : NULL;
+    if (model) {
+        qp_response_take_body(resp, 200, model, len, "application/json");
+        return;
+    }
+    if (nomem) {
+        qp_response_error(resp, 500, "Out of memory.", NULL, "internal_error");
+        return;
+    }
+    char msg[192];
+    snprintf(msg, sizeof(msg), "The model '%.128s' does not exist.", req->model_id);
+    qp_response_error(resp, 404, msg, "model", "model_not_found");
 }
 
 static const struct qp_route_row *
@@ -242,6 +286,8 @@ send_response(struct qp_request *req)
         MHD_destroy_response(r);
         return ret;
     }
+    if (req->model_id[0] && resp->status == 200)
+        pick_model(req);
     struct MHD_Response *r = response_of_body(resp);
     if (!r)
         return MHD_NO;
@@ -669,7 +715,7 @@ metric_route_of(const struct qp_request *req)
 {
     switch (req->route) {
     case QP_ROUTE_MODELS:
-        return QP_METRIC_ROUTE_MODELS;
+        return req->model_id[0] ? QP_METRIC_ROUTE_MODEL : QP_METRIC_ROUTE_MODELS;
     case QP_ROUTE_CHAT:
         return QP_METRIC_ROUTE_CHAT;
     case QP_ROUTE_INDEX:
@@ -736,6 +782,8 @@ begin(struct qk_proxy *px, struct MHD_Connection *conn, const char *url, const c
         return reply_over_limit(req);
     /* INPUT-3: route on the path as sent, so an encoded '/' or NUL matches no route. */
     const struct qp_route_row *rt = route_of(qp_intake_policy.route_on_raw_path ? req->path : url);
+    if (!rt && model_id_of(req->path, req->model_id, sizeof(req->model_id)))
+        rt = &model_route;
     /* While draining, the probes still answer: /healthz that the process serves, /readyz
      * that it is not ready, /metrics the drain's progress. */
     if (atomic_load(&px->draining) && !(rt && is_ops_route(rt->route))) {
@@ -810,7 +858,8 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
 {
     (void)kind;
     struct header_walk *w = cls;
-    if (!qp_header_forward_request(key, w->connection) || configured(w->px, key))
+    if (!qp_header_forward_request(key, w->connection) || configured(w->px, key) ||
+        (!w->px->cfg.forward_client_identity && qp_header_is_client_identity(key)))
         return MHD_YES;
     if (strcasecmp(key, "Cookie") == 0) {
         /* One Cookie line upstream (RFC 6265 5.4): the proxy's parts first, then the

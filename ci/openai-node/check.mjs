@@ -105,5 +105,44 @@ await check('an upstream 400 surfaces as BadRequestError', async () => {
   }
   expect(raised instanceof OpenAI.BadRequestError, `got ${raised}`);
 });
+await check('models.retrieve returns one model, and NotFoundError for an unknown id', async () => {
+  const m = await client.models.retrieve('qwen-plus-latest');
+  expect(m.id === 'qwen-plus-latest' && m.object === 'model', `got ${JSON.stringify(m)}`);
+  let raised = null;
+  try {
+    await client.models.retrieve('no-such-model');
+  } catch (e) {
+    raised = e;
+  }
+  expect(raised instanceof OpenAI.NotFoundError, `got ${raised}`);
+  expect(raised.code === 'model_not_found' && raised.param === 'model',
+    `code ${raised.code}, param ${raised.param}`);
+});
+await check("the proxy's own refusals carry OpenAI's error shape with a code", async () => {
+  let raised = null;
+  try {
+    await client.chat.completions.create({ messages: request.messages });
+  } catch (e) {
+    raised = e;
+  }
+  expect(raised instanceof OpenAI.BadRequestError, `got ${raised}`);
+  expect(raised.code === 'missing_required_parameter' && raised.param === 'model',
+    `code ${raised.code}, param ${raised.param}, error ${JSON.stringify(raised.error)}`);
+  expect(raised.error && raised.error.type === 'invalid_request_error', `type ${raised.error?.type}`);
+});
+await check("the SDK's telemetry headers and User-Agent do not reach the upstream", async () => {
+  const r = await fetch(`${args.mock}/__mock/journal?token=${token}`);
+  expect(r.ok, `journal: ${r.status}`);
+  const journal = await r.json();
+  const entries = Array.isArray(journal) ? journal : (journal.entries ?? journal.requests ?? []);
+  expect(entries.length > 0, `no journal entries: ${JSON.stringify(journal).slice(0, 200)}`);
+  for (const e of entries) {
+    for (const h of e.headers ?? []) {
+      const name = h.name.toLowerCase();
+      expect(!name.startsWith('x-stainless-') && name !== 'user-agent',
+        `the upstream got ${h.name}: ${h.value}`);
+    }
+  }
+});
 console.log(failures ? `openai-node: ${failures} check(s) failed` : 'openai-node: all checks passed');
 process.exit(failures ? 1 : 0);

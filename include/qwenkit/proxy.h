@@ -43,6 +43,8 @@ struct qk_proxy_config {
                                        `reasoning_content`), "inline" (`<think>` in the content) or
                                        "drop" */
     bool token_cookie;            /**< also send the caller's token as `Cookie: token=<t>` (off) */
+    bool forward_client_identity; /**< send the caller's User-Agent and X-Stainless-* headers
+                                       upstream (off: they stay with the caller) */
     /** Extra header lines "Name: value" sent on every upstream request (each entry may hold
      *  several lines separated by "\n"); a caller's header of the same name is not sent.
      *  A `Cookie` entry is merged into the one Cookie line. */

@@ -101,6 +101,21 @@ cors_origins_match_exactly_or_star(void **state)
     assert_false(qp_cors_origin_allowed("", "https://a.example"));
 }
 
+/* What an SDK says of itself stays with the caller unless the proxy is told otherwise. */
+static void
+client_identity_headers(void **state)
+{
+    (void)state;
+    assert_true(qp_header_is_client_identity("User-Agent"));
+    assert_true(qp_header_is_client_identity("user-agent"));
+    assert_true(qp_header_is_client_identity("X-Stainless-OS"));
+    assert_true(qp_header_is_client_identity("x-stainless-retry-count"));
+    assert_false(qp_header_is_client_identity("X-Stainless")); /* the prefix has its dash */
+    assert_false(qp_header_is_client_identity("X-Request-Id"));
+    assert_false(qp_header_is_client_identity("Accept"));
+    assert_false(qp_header_is_client_identity("User-Agents"));
+}
+
 int
 main(void)
 {
@@ -111,6 +126,7 @@ main(void)
         cmocka_unit_test(proxy_owned_headers),
         cmocka_unit_test(every_connection_line_counts_in_responses),
         cmocka_unit_test(cors_origins_match_exactly_or_star),
+        cmocka_unit_test(client_identity_headers),
     };
     return cmocka_run_group_tests_name("unit_proxy_headers", tests, NULL, NULL);
 }
