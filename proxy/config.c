@@ -172,6 +172,100 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->mutant = NULL;
 }
 
+/* Appends @p url to @p out without its user and password ("https://chat.qwen.ai"). */
+static void
+put_url(char *out, size_t len, size_t *used, const char *url)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *host = scheme_end ? scheme_end + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *slash = strchr(host, '/');
+    if (at && (!slash || at < slash))
+        *used +=
+            (size_t)snprintf(out + *used, len - *used, "%.*s%s", (int)(host - url), url, at + 1);
+    else
+        *used += (size_t)snprintf(out + *used, len - *used, "%s", url);
+}
+
+void
+qk_proxy_config_describe(const struct qk_proxy_config *cfg, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < OPT_COUNT && used + 1 < len; i++) {
+        const struct opt_row *o = &options[i];
+        const char *field = (const char *)cfg + o->offset;
+        if (o->kind == OPT_MUTANT && !*(const char *const *)(const void *)field)
+            continue; /* not a setting outside the suite's self-test */
+        used += (size_t)snprintf(out + used, len - used, "%s%s=", used ? " " : "", o->flag);
+        if (used >= len)
+            break;
+        switch (o->kind) {
+        case OPT_STRING:
+        case OPT_DIALECT:
+        case OPT_REASON:
+        case OPT_MUTANT:
+        case OPT_CONFIG: {
+            const char *v = *(const char *const *)(const void *)field;
+            used += (size_t)snprintf(out + used, len - used, "%s", v ? v : "-");
+            break;
+        }
+        case OPT_URL: {
+            const char *v = *(const char *const *)(const void *)field;
+            if (v)
+                put_url(out, len, &used, v);
+            else
+                used += (size_t)snprintf(out + used, len - used, "(the dialect's)");
+            break;
+        }
+        case OPT_PORT:
+            used += (size_t)snprintf(out + used, len - used, "%u",
+                                     (unsigned)*(const uint16_t *)(const void *)field);
+            break;
+        case OPT_SECONDS: {
+            long long ms = (long long)*(const int64_t *)(const void *)field;
+            used += (size_t)snprintf(out + used, len - used, "%lld.%03lld", ms / 1000, ms % 1000);
+            break;
+        }
+        case OPT_MS:
+            used += (size_t)snprintf(out + used, len - used, "%lld",
+                                     (long long)*(const int64_t *)(const void *)field);
+            break;
+        case OPT_UINT:
+            used += (size_t)snprintf(out + used, len - used, "%u",
+                                     *(const unsigned *)(const void *)field);
+            break;
+        case OPT_SIZE:
+            used += (size_t)snprintf(out + used, len - used, "%zu",
+                                     *(const size_t *)(const void *)field);
+            break;
+        case OPT_LOGFMT: {
+            enum qk_proxy_log_format f = *(const enum qk_proxy_log_format *)(const void *)field;
+            used += (size_t)snprintf(out + used, len - used, "%s",
+                                     f == QK_PROXY_LOG_JSON  ? "json"
+                                     : f == QK_PROXY_LOG_OFF ? "off"
+                                                             : "text");
+            break;
+        }
+        case OPT_BOOL:
+            used += (size_t)snprintf(out + used, len - used, "%s",
+                                     *(const bool *)(const void *)field ? "true" : "false");
+            break;
+        case OPT_HEADER:
+            /* Names only: a value may be a cookie or a key. */
+            if (cfg->n_upstream_headers == 0)
+                used += (size_t)snprintf(out + used, len - used, "-");
+            for (size_t h = 0; h < cfg->n_upstream_headers && used < len; h++)
+                used += (size_t)snprintf(out + used, len - used, "%s%.*s", h ? "," : "",
+                                         (int)strcspn(cfg->upstream_headers[h], ":"),
+                                         cfg->upstream_headers[h]);
+            break;
+        }
+    }
+    if (used >= len)
+        out[len - 1] = '\0';
+}
+
 void
 qk_proxy_config_release(struct qk_proxy_config *cfg)
 {

@@ -164,7 +164,11 @@ qp_log_note(enum qk_proxy_log_format format, enum qp_log_level level, const char
     }
     cJSON *o = cJSON_CreateObject();
     char *line = NULL;
-    if (o && cJSON_AddStringToObject(o, "level", level == QP_LOG_ERROR ? "error" : "warn") &&
+    if (o &&
+        cJSON_AddStringToObject(o, "level",
+                                level == QP_LOG_ERROR  ? "error"
+                                : level == QP_LOG_INFO ? "info"
+                                                       : "warn") &&
         cJSON_AddStringToObject(o, "module", module) && cJSON_AddStringToObject(o, "msg", msg))
         line = cJSON_PrintUnformatted(o);
     if (line)

@@ -32,6 +32,7 @@ void qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *
 enum qp_log_level {
     QP_LOG_WARN = 0,  /**< a failure the proxy handles: an upstream attempt that failed */
     QP_LOG_ERROR = 1, /**< the proxy could not do its job: out of memory, bytes dropped */
+    QP_LOG_INFO = 2,  /**< how the proxy runs: the effective configuration at start */
 };
 
 /**

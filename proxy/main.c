@@ -10,6 +10,7 @@
  * the streams still running with an error event. SIGHUP is logged and ignored: there is
  * nothing to reload, and a closed terminal must not take the service down.
  */
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <limits.h>
 #include <signal.h>
@@ -91,6 +92,32 @@ fit_descriptor_limit(struct qk_proxy_config *cfg)
              "connections, streams fail (raise ulimit -n, or lower --max-connections)",
              cfg->max_connections, need, limit, fit);
     warn(cfg->log_format, msg);
+}
+
+/* One line at start with every setting in effect, none secret (qk_proxy_config_describe):
+ * what a service's log needs to tell how it ran. */
+static void
+log_config(const struct qk_proxy_config *cfg, unsigned port)
+{
+    if (cfg->log_format == QK_PROXY_LOG_OFF)
+        return;
+    static char described[8192];
+    qk_proxy_config_describe(cfg, described, sizeof(described));
+    if (cfg->log_format == QK_PROXY_LOG_TEXT) {
+        fprintf(stderr, "qwen-proxy: config: %s (listening on port %u)\n", described, port);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    char *line = NULL;
+    if (o && cJSON_AddStringToObject(o, "level", "info") &&
+        cJSON_AddStringToObject(o, "module", "config") &&
+        cJSON_AddStringToObject(o, "msg", "started") && cJSON_AddNumberToObject(o, "port", port) &&
+        cJSON_AddStringToObject(o, "config", described))
+        line = cJSON_PrintUnformatted(o);
+    if (line)
+        fprintf(stderr, "%s\n", line);
+    cJSON_free(line);
+    cJSON_Delete(o);
 }
 
 /* Waits for SIGTERM or SIGINT; SIGHUP is ignored on the way. */
@@ -211,6 +238,7 @@ main(int argc, char **argv)
     printf("listening on http://%s%s%s:%u\n", v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "",
            (unsigned)qk_proxy_port(proxy));
     fflush(stdout);
+    log_config(&cfg, qk_proxy_port(proxy));
 
     wait_for_stop(&signals);
     if (unready_for(proxy, &signals, cfg.drain_delay_ms))

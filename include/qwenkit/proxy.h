@@ -103,6 +103,13 @@ typedef const char *(*qk_proxy_env_fn)(const char *name);
 /** Fills @p cfg with the defaults documented above. */
 void qk_proxy_config_init(struct qk_proxy_config *cfg);
 
+/**
+ * Writes every setting of @p cfg as `name=value` pairs (the flags' names, space-separated)
+ * into @p out, for the start-up log line: nothing secret, so `upstream-header` shows the
+ * header names only and a URL's user and password are left out. Always NUL-terminated.
+ */
+void qk_proxy_config_describe(const struct qk_proxy_config *cfg, char *out, size_t len);
+
 /** Frees what @p cfg owns (the settings file's text); its string fields are then invalid.
  *  NULL-safe, and safe on a config that read no file. */
 void qk_proxy_config_release(struct qk_proxy_config *cfg);

@@ -400,6 +400,51 @@ connection_limit_follows_the_descriptor_limit(void **state)
     assert_int_equal(qk_proxy_accept_limit(10000), 10000 + QK_PROXY_ACCEPT_MARGIN);
 }
 
+/* The start-up line names every setting and shows no secret. */
+static void
+description_names_every_setting_and_no_secret(void **state)
+{
+    (void)state;
+    char *argv[] = {"qwen-proxy",
+                    "--upstream",
+                    "https://user:hunter2@chat.example/",
+                    "--upstream-header",
+                    "Cookie: session=s3cr3t",
+                    "--upstream-header",
+                    "X-Key: k3y",
+                    "--cache-ttl",
+                    "2.5",
+                    "--token-cookie"};
+    struct qk_proxy_config cfg;
+    enum qk_proxy_cli_action action;
+    char err[256];
+    assert_int_equal(parse(&cfg, 10, argv, &action, err), QK_OK);
+    char out[8192];
+    qk_proxy_config_describe(&cfg, out, sizeof(out));
+    assert_null(strstr(out, "hunter2"));
+    assert_null(strstr(out, "user:"));
+    assert_null(strstr(out, "s3cr3t"));
+    assert_null(strstr(out, "k3y"));
+    assert_non_null(strstr(out, "upstream=https://chat.example/"));
+    assert_non_null(strstr(out, "upstream-header=Cookie,X-Key"));
+    assert_non_null(strstr(out, "cache-ttl=2.500"));
+    assert_non_null(strstr(out, "token-cookie=true"));
+    assert_null(strstr(out, "mutant=")); /* not a setting outside the self-test */
+    /* Every flag of --help but --mutant, --help and --version is there. */
+    for (const char *h = strstr(qk_proxy_usage(), "\n  --"); h; h = strstr(h + 1, "\n  --")) {
+        char name[64];
+        size_t n = strcspn(h + 5, " \n");
+        snprintf(name, sizeof(name), "%.*s=", (int)n, h + 5);
+        if (strcmp(name, "mutant=") && strcmp(name, "help=") && strcmp(name, "version=") &&
+            !strstr(out, name))
+            fail_msg("the description lacks %s: %s", name, out);
+    }
+    char small[32];
+    qk_proxy_config_describe(&cfg, small, sizeof(small)); /* cut, still a string */
+    assert_true(strlen(small) < sizeof(small));
+    qk_proxy_config_release(&cfg);
+}
+
 /* Writes @p text to a new temporary file; @return its path (static). */
 static const char *
 config_file(const char *text)
@@ -509,6 +554,7 @@ main(void)
         cmocka_unit_test(connection_limit_follows_the_descriptor_limit),
         cmocka_unit_test(config_file_sets_flags_and_loses_to_env_and_flags),
         cmocka_unit_test(config_file_errors_name_the_line),
+        cmocka_unit_test(description_names_every_setting_and_no_secret),
     };
     return cmocka_run_group_tests_name("unit_proxy_config", tests, NULL, NULL);
 }
