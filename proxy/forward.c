@@ -62,19 +62,6 @@ static void start_attempt(struct qp_forwarder *fw, struct qp_request *req);
 static void assemble_answer(struct qp_forwarder *fw, struct qp_request *req);
 static void fail_answer(struct qp_request *req);
 
-/* libcurl read callback: the body of the current transfer (the caller's chat body, or
- * the one its plan step made). */
-static size_t
-read_body(char *buf, size_t size, size_t n, void *arg)
-{
-    struct qp_request *req = arg;
-    size_t left = qk_buf_len(req->upload) - req->upload_off;
-    size_t take = size * n < left ? size * n : left;
-    memcpy(buf, qk_buf_ptr(req->upload) + req->upload_off, take);
-    req->upload_off += take;
-    return take;
-}
-
 /*
  * libcurl pre-request callback, called before every request libcurl sends on a connection,
  * including the one it sends again by itself when a reused connection dies before an answer
@@ -825,7 +812,6 @@ static enum qk_err
 step_upload(struct qp_request *req, const struct qp_dialect_step *st)
 {
     req->upload = &req->body;
-    req->upload_off = 0;
     if (!st->make_body)
         return QK_OK;
     qk_buf_free(&req->step_body);
@@ -857,15 +843,12 @@ transfer_options(struct qp_request *req, CURL *easy, const struct qp_dialect_ste
         curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
     }
     if (strcmp(st->method, "POST") == 0) {
-        /* The body comes from a read callback that cannot rewind, so libcurl could not
-         * re-send it by itself even without on_prereq. */
+        /* The body from memory, not a read callback: libcurl then sends a small body in
+         * the same segment as the head, where a callback's body went in a second send, and
+         * the upstream woke twice per request (two segments). on_prereq alone keeps
+         * libcurl from re-sending it (RETRY-3). req->upload lives until the transfer ends. */
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        if (!qp_resend_policy.one_send_per_attempt)
-            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
-        else {
-            curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
-            curl_easy_setopt(easy, CURLOPT_READDATA, req);
-        }
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qk_buf_len(req->upload));
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -966,8 +949,8 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
     struct qp_attempt_facts *f = &req->last;
     memset(f, 0, sizeof(*f));
     f->transport = transport_of(rc, req->attempt_too_big);
-    /* libcurl wanted to send the request again (on_prereq refused, or read_body cannot
-     * rewind); its own message would not say why the attempt failed. */
+    /* libcurl wanted to send the request again (on_prereq refused, or it could not rewind
+     * the body); its own message would not say why the attempt failed. */
     if ((rc == CURLE_ABORTED_BY_CALLBACK && req->attempt_requests > 1) ||
         rc == CURLE_SEND_FAIL_REWIND)
         snprintf(req->last_error, sizeof(req->last_error),
