@@ -5,7 +5,7 @@
 # over the rounds and their ratios in one table (bench/README.md, "Proxy benchmarks").
 #
 # Usage: bench/proxy_bench.sh [--build DIR] [--rounds N] [--duration S] [--modes LIST]
-#                             [--connections N] [--log-off] [--raw FILE]
+#                             [--connections N] [--log-off] [--targets LIST] [--raw FILE]
 #   --build        build directory with qwen-proxy and qwen-mock (default build-release;
 #                  a release build: bash ci/build.sh build-release)
 #   --rounds       rounds per mode (default 3)
@@ -14,6 +14,8 @@
 #   --connections  connections of the throughput runs (default 64)
 #   --log-off      every server without its log (proxy --log-format off, mock --quiet,
 #                  nginx access_log off); by default each writes its default log to a file
+#   --targets      "models chat" (default), or one of them: the model-list targets (nginx,
+#                  mock, proxy) or the chat targets (64 and 1 connections, mock and proxy)
 #   --raw FILE     also write every wrk run as a TSV row to FILE
 #
 # Needs wrk, nginx (Debian: apt-get install -y wrk nginx-light), taskset, curl, python3.
@@ -29,6 +31,7 @@ modes="pinned unpinned"
 conns=64
 log_off=0
 raw_out=""
+groups="models chat"
 
 die() { echo "proxy_bench: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -39,8 +42,9 @@ while [ $# -gt 0 ]; do
     --modes) [ $# -ge 2 ] || die "--modes needs a list"; modes=$2; shift 2 ;;
     --connections) [ $# -ge 2 ] || die "--connections needs a number"; conns=$2; shift 2 ;;
     --log-off) log_off=1; shift ;;
+    --targets) [ $# -ge 2 ] || die "--targets needs a list"; groups=$2; shift 2 ;;
     --raw) [ $# -ge 2 ] || die "--raw needs a file"; raw_out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -49,6 +53,9 @@ for v in "$rounds" "$duration" "$conns"; do
 done
 for m in $modes; do
     case "$m" in pinned|unpinned) ;; *) die "unknown mode $m" ;; esac
+done
+for g in $groups; do
+    case "$g" in models|chat) ;; *) die "unknown target group $g" ;; esac
 done
 proxy="$build/proxy/qwen-proxy"
 mock="$build/mockupstream/qwen-mock"
@@ -222,16 +229,23 @@ for mode in $modes; do
     n="http://127.0.0.1:$nginx_port"
     m="http://127.0.0.1:$mock_port"
     p="http://127.0.0.1:$proxy_port"
-    targets=(
-        "models_nginx $conns $n/api/models get.lua"
-        "models_mock $conns $m/api/models get.lua"
-        "models_proxy $conns $p/api/models get.lua"
-        "v1models_proxy $conns $p/v1/models get.lua"
-        "chat${conns}_mock $conns $m/api/chat/completions post.lua"
-        "chat${conns}_proxy $conns $p/api/chat/completions post.lua"
-        "chat1_mock 1 $m/api/chat/completions post.lua"
-        "chat1_proxy 1 $p/api/chat/completions post.lua"
-    )
+    targets=()
+    case " $groups " in *" models "*)
+        targets+=(
+            "models_nginx $conns $n/api/models get.lua"
+            "models_mock $conns $m/api/models get.lua"
+            "models_proxy $conns $p/api/models get.lua"
+            "v1models_proxy $conns $p/v1/models get.lua"
+        ) ;;
+    esac
+    case " $groups " in *" chat "*)
+        targets+=(
+            "chat${conns}_mock $conns $m/api/chat/completions post.lua"
+            "chat${conns}_proxy $conns $p/api/chat/completions post.lua"
+            "chat1_mock 1 $m/api/chat/completions post.lua"
+            "chat1_proxy 1 $p/api/chat/completions post.lua"
+        ) ;;
+    esac
     count=${#targets[@]}
     for round in $(seq 1 "$rounds"); do
         # Rotate the order so that no target always runs first or last (warm-up, drift).
@@ -280,24 +294,32 @@ names = [
 ]
 print()
 print("%-40s %-9s %10s %15s %9s %9s %6s" % ("target", "mode", "req/s", "req/s range", "p50 us", "p99 us", "errors"))
+names = [(k, l) for k, l in names if any(r["name"] == k for r in rows)]
+have = {k for k, _ in names}
 for mode in modes:
     for key, label in names:
         print("%-40s %-9s %10.0f %15s %9.0f %9.0f %6d" % (label, mode, med(mode, key, "req_s"),
               spread(mode, key), med(mode, key, "p50_us"), med(mode, key, "p99_us"), errs(mode, key)))
 print()
 print("%-58s %s" % ("ratio of medians", "  ".join("%12s" % m for m in modes)))
-def line(label, f):
+def line(label, f, *need):
+    if not all(n in have for n in need):
+        return
     print("%-58s %s" % (label, "  ".join("%12s" % f(m) for m in modes)))
 r = lambda a, b: (lambda m: "%.2fx" % (med(m, a, "req_s") / med(m, b, "req_s")))
-line("cached /api/models: proxy / nginx", r("models_proxy", "models_nginx"))
-line("cached /api/models: proxy / qwen-mock", r("models_proxy", "models_mock"))
-line("cached /v1/models / /api/models (same proxy)", r("v1models_proxy", "models_proxy"))
-line("chat at %s conns: proxy / mock direct (req/s)" % c, r("chat%s_proxy" % c, "chat%s_mock" % c))
+line("cached /api/models: proxy / nginx", r("models_proxy", "models_nginx"), "models_nginx")
+line("cached /api/models: proxy / qwen-mock", r("models_proxy", "models_mock"), "models_mock")
+line("cached /v1/models / /api/models (same proxy)", r("v1models_proxy", "models_proxy"),
+     "models_proxy")
+line("chat at %s conns: proxy / mock direct (req/s)" % c, r("chat%s_proxy" % c, "chat%s_mock" % c),
+     "chat1_mock")
 d = lambda a, b, k: (lambda m: "%+.0f us" % (med(m, a, k) - med(m, b, k)))
-line("chat at %s conns: added p50 (proxy - direct)" % c, d("chat%s_proxy" % c, "chat%s_mock" % c, "p50_us"))
-line("chat at %s conns: added p99 (proxy - direct)" % c, d("chat%s_proxy" % c, "chat%s_mock" % c, "p99_us"))
-line("chat at 1 conn: added p50 (proxy - direct)", d("chat1_proxy", "chat1_mock", "p50_us"))
-line("chat at 1 conn: added p99 (proxy - direct)", d("chat1_proxy", "chat1_mock", "p99_us"))
+line("chat at %s conns: added p50 (proxy - direct)" % c,
+     d("chat%s_proxy" % c, "chat%s_mock" % c, "p50_us"), "chat1_mock")
+line("chat at %s conns: added p99 (proxy - direct)" % c,
+     d("chat%s_proxy" % c, "chat%s_mock" % c, "p99_us"), "chat1_mock")
+line("chat at 1 conn: added p50 (proxy - direct)", d("chat1_proxy", "chat1_mock", "p50_us"), "chat1_mock")
+line("chat at 1 conn: added p99 (proxy - direct)", d("chat1_proxy", "chat1_mock", "p99_us"), "chat1_mock")
 bad = sum(int(r["errors"]) for r in rows)
 if bad:
     print("\nproxy_bench: %d requests failed (non-2xx or socket errors)" % bad)

@@ -17,4 +17,10 @@
  */
 char *qp_completion_openai(const char *body, size_t len, size_t *out_len);
 
+/**
+ * The same through cJSON for every body: what qp_completion_openai() does when the body is
+ * not already in the form cJSON prints. Exposed for the tests, which compare the two.
+ */
+char *qp_completion_openai_general(const char *body, size_t len, size_t *out_len);
+
 #endif

@@ -69,19 +69,6 @@ metric_route(const struct qp_request *req)
 static void assemble_answer(struct qp_forwarder *fw, struct qp_request *req);
 static void fail_answer(struct qp_request *req);
 
-/* libcurl read callback: the body of the current transfer (the caller's chat body, or
- * the one its plan step made). */
-static size_t
-read_body(char *buf, size_t size, size_t n, void *arg)
-{
-    struct qp_request *req = arg;
-    size_t left = qk_buf_len(req->upload) - req->upload_off;
-    size_t take = size * n < left ? size * n : left;
-    memcpy(buf, qk_buf_ptr(req->upload) + req->upload_off, take);
-    req->upload_off += take;
-    return take;
-}
-
 /*
  * libcurl pre-request callback, called before every request libcurl sends on a connection,
  * including the one it sends again by itself when a reused connection dies before an answer
@@ -837,7 +824,6 @@ static enum qk_err
 step_upload(struct qp_request *req, const struct qp_dialect_step *st)
 {
     req->upload = &req->body;
-    req->upload_off = 0;
     if (!st->make_body)
         return QK_OK;
     qk_buf_free(&req->step_body);
@@ -869,15 +855,12 @@ transfer_options(struct qp_request *req, CURL *easy, const struct qp_dialect_ste
         curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
     }
     if (strcmp(st->method, "POST") == 0) {
-        /* The body comes from a read callback that cannot rewind, so libcurl could not
-         * re-send it by itself even without on_prereq. */
+        /* The body from memory, not a read callback: libcurl then sends a small body in
+         * the same segment as the head, where a callback's body went in a second send, and
+         * the upstream woke twice per request (two segments). on_prereq alone keeps
+         * libcurl from re-sending it (RETRY-3). req->upload lives until the transfer ends. */
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        if (!qp_resend_policy.one_send_per_attempt)
-            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
-        else {
-            curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_body);
-            curl_easy_setopt(easy, CURLOPT_READDATA, req);
-        }
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, qk_buf_ptr(req->upload));
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qk_buf_len(req->upload));
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -980,8 +963,8 @@ classify_transfer(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc, 
     struct qp_attempt_facts *f = &req->last;
     memset(f, 0, sizeof(*f));
     f->transport = transport_of(rc, req->attempt_too_big);
-    /* libcurl wanted to send the request again (on_prereq refused, or read_body cannot
-     * rewind); its own message would not say why the attempt failed. */
+    /* libcurl wanted to send the request again (on_prereq refused, or it could not rewind
+     * the body); its own message would not say why the attempt failed. */
     if ((rc == CURLE_ABORTED_BY_CALLBACK && req->attempt_requests > 1) ||
         rc == CURLE_SEND_FAIL_REWIND)
         snprintf(req->last_error, sizeof(req->last_error),
@@ -1456,10 +1439,16 @@ plan_begin(struct qp_forwarder *fw, struct qp_request *req)
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(req->plan.fid, sizeof(req->plan.fid),
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    /* By hand: snprintf with sixteen %02x cost about 6k instructions an attempt. */
+    static const char hex[] = "0123456789abcdef";
+    char *o = req->plan.fid;
+    for (size_t i = 0; i < sizeof(b); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 /* Starts an attempt: the first transfer of the route's plan (dialect.h). */

@@ -41,8 +41,8 @@ extern QP_MUTANT_EDITABLE struct qp_give_up_statuses qp_give_up_statuses;
 
 /** Whether libcurl may send an attempt's request twice by itself (RETRY-3). */
 struct qp_resend_policy {
-    bool one_send_per_attempt; /**< a re-send on a dead pooled connection is refused and the
-                                    body comes from a read callback that cannot rewind */
+    bool one_send_per_attempt; /**< a re-send on a dead pooled connection is refused (libcurl's
+                                    pre-request callback) */
 };
 
 /** The policy (const but in mutant builds, whose qp_mutant_apply() may edit it). */

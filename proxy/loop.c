@@ -52,7 +52,6 @@ static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
-    (void)socketp;
     struct qp_loop *loop = userp;
     if (what == CURL_POLL_REMOVE) {
         /* The socket may already be closed; nothing to do then. */
@@ -63,8 +62,14 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
     memset(&ev, 0, sizeof(ev));
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
     ev.data.u64 = (uint64_t)(unsigned)s;
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-        epoll_ctl(loop->epfd, EPOLL_CTL_ADD, s, &ev);
+    /* libcurl keeps socketp from the first call about a socket to its REMOVE, after which
+     * the socket is out of the set: unset, ADD; set, MOD. A reused connection's socket
+     * comes back after a REMOVE with every transfer, where a MOD tried first failed. */
+    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(loop->epfd, op, s, &ev) != 0 && (errno == ENOENT || errno == EEXIST))
+        epoll_ctl(loop->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
+    if (!socketp)
+        curl_multi_assign(loop->multi, s, loop);
     return 0;
 }
 
@@ -185,6 +190,17 @@ run_posted(struct qp_loop *loop)
     return stopping;
 }
 
+/* libcurl's timeout call, when it is due. */
+static void
+run_curl_due(struct qp_loop *loop)
+{
+    if (loop->curl_due_ms >= 0 && qk_now_ms() >= loop->curl_due_ms) {
+        int running = 0;
+        loop->curl_due_ms = -1;
+        curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
 static void *
 loop_main(void *arg)
 {
@@ -229,13 +245,11 @@ loop_main(void *arg)
                 flags |= CURL_CSELECT_ERR;
             curl_multi_socket_action(loop->multi, fd, flags, &running);
         }
-        if (loop->curl_due_ms >= 0 && qk_now_ms() >= loop->curl_due_ms) {
-            loop->curl_due_ms = -1;
-            curl_multi_socket_action(loop->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        }
+        run_curl_due(loop);
         finish_transfers(loop);
         run_timers(loop);
         bool stopping = run_posted(loop);
+        run_curl_due(loop); /* a transfer just added starts now, not after an epoll_wait */
         finish_transfers(loop);
         if (stopping) {
             loop->on_stop(loop->ctx);

@@ -132,7 +132,6 @@ struct qp_request {
     struct qp_plan_state plan;   /**< what the attempt's earlier steps learned */
     struct qk_buf step_body;     /**< the body of a step that makes its own (dialect.h) */
     const struct qk_buf *upload; /**< what the current transfer sends: body or step_body */
-    size_t upload_off;           /**< bytes of `upload` the current transfer has sent */
     unsigned attempt_requests;   /**< requests libcurl began for the current transfer */
     bool attempt_too_big;
     int64_t deadline_ms;

@@ -125,6 +125,141 @@ numbers_print_as_cjson_prints_them(void **state)
     cJSON_Delete(ref);
 }
 
+/* Both paths give the same bytes, or both none: a body in cJSON's printed form takes the
+ * copy-and-rewrite path, every other body cJSON's round trip. */
+static void
+expect_same(const char *body, size_t len)
+{
+    size_t fast_len = 0, general_len = 0;
+    char *fast = qp_completion_openai(body, len, &fast_len);
+    char *general = qp_completion_openai_general(body, len, &general_len);
+    if (!fast || !general) {
+        if (fast || general)
+            print_error("body %.*s: fast %s, general %s\n", (int)len, body, fast ? fast : "NULL",
+                        general ? general : "NULL");
+        assert_true(!fast && !general);
+    } else {
+        if (fast_len != general_len || memcmp(fast, general, fast_len) != 0)
+            print_error("body %.*s:\n fast    %s\n general %s\n", (int)len, body, fast, general);
+        assert_int_equal(fast_len, general_len);
+        assert_memory_equal(fast, general, fast_len);
+        assert_int_equal(strlen(fast), fast_len);
+    }
+    free(fast);
+    free(general);
+}
+
+static const char *const same_bodies[] = {
+    /* qwen-mock's v1 answer */
+    "{\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion\",\"created\":1796236380,"
+    "\"model\":\"qwen-max-latest\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+    "\"content\":\"Hello! \xe6\x88\x91 \xf0\x9f\x8e\x89 \\\"q\\\" \\\\ \\n\\t/\"},"
+    "\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":4,\"output_tokens\":11,"
+    "\"total_tokens\":15}}",
+    "{\"usage\":{\"input_tokens\":3,\"output_tokens\":11,\"input_tokens_details\":{\"c\":0}}}",
+    "{\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":5,\"total_tokens\":7}}",
+    "{\"usage\":{\"input_tokens\":2,\"output_tokens\":5,\"prompt_tokens\":9}}",
+    "{\"usage\":{\"total_tokens\":1,\"input_tokens\":2,\"output_tokens\":5,\"completion_tokens\":8}"
+    "}",
+    "{\"usage\":{\"input_tokens\":2}}",
+    "{\"usage\":{\"input_tokens\":\"2\",\"output_tokens\":5}}",
+    "{\"usage\":{\"input_tokens\":2,\"output_tokens\":5,\"total_tokens\":\"x\"}}",
+    "{\"usage\":{\"input_tokens\":2,\"output_tokens\":5,\"prompt_tokens\":null}}",
+    "{\"usage\":{\"input_tokens\":-2,\"output_tokens\":5}}",
+    "{\"usage\":{\"input_tokens\":2,\"output_tokens\":5,\"x\":-1}}",
+    "{\"usage\":{\"input_tokens\":2,\"input_tokens\":3,\"output_tokens\":5}}",
+    "{\"usage\":{\"input_tokens\":999999999999999,\"output_tokens\":1}}",
+    "{\"usage\":{\"input_tokens\":999999999999999,\"output_tokens\":0}}",
+    "{\"usage\":{\"input_tokens\":1.5,\"output_tokens\":1}}",
+    "{\"usage\":{}}",
+    "{\"usage\":[]}",
+    "{\"usage\":7,\"created\":\"soon\"}",
+    "{\"usage\":{\"input_tokens\":1,\"output_tokens\":2},\"usage\":{\"input_tokens\":3,"
+    "\"output_tokens\":4}}",
+    "{\"created\":1737936000123}",
+    "{\"created\":1737936000}",
+    "{\"created\":100000000000}",
+    "{\"created\":100000000001}",
+    "{\"created\":99999999999999}",
+    "{\"created\":999999999999999}",
+    "{\"created\":1,\"created\":2}",
+    "{\"created\":-0}",
+    "{\"created\":1.0}",
+    "{\"created\":1e3}",
+    "{\"created\":01}",
+    "{\"a\":[],\"b\":{},\"c\":[true,false,null,[[]],{\"d\":[0]}],\"e\":\"\"}",
+    "{}",
+    "{\"a\":1}   ",
+    "{\"a\":1}trailing",
+    " {\"a\":1}",
+    "{\"a\": 1}",
+    "{\"a\":\"\\u00e9\"}",
+    "{\"a\":\"\\/\"}",
+    "{\"a\":\"\\b\\f\\r\"}",
+    "{\"a\":1,}",
+    "{\"a\":1",
+    "{\"a\"}",
+    "{\"a\":tru}",
+    "{\"a\":\"unterminated}",
+    "{\"created\":1737936000123,\"usage\":{\"input_tokens\":3,\"output_tokens\":4},\"z\":[1,2]}",
+    "{\"usage\":{\"input_tokens\":3,\"output_tokens\":4},\"created\":1737936000123}",
+    "[1,2]",
+    "not json",
+    "",
+    "{",
+    "\"s\"",
+};
+
+static void
+fast_and_general_paths_agree(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(same_bodies) / sizeof(same_bodies[0]); i++)
+        expect_same(same_bodies[i], strlen(same_bodies[i]));
+    /* A raw control byte, and a NUL inside a string. */
+    expect_same("{\"a\":\"x\x01y\"}", 11);
+    expect_same("{\"a\":\"x\0y\"}", 11);
+}
+
+/* Random edits of a real answer (deterministic): whatever the bytes, the same answer. */
+static void
+fast_and_general_paths_agree_on_edited_bodies(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "{}[],:\"\\-0123456789.eEtrufalsn xu";
+    const char *base = same_bodies[0];
+    size_t len = strlen(base);
+    char buf[1024];
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    for (int round = 0; round < 20000; round++) {
+        memcpy(buf, base, len);
+        size_t n = len;
+        int edits = 1 + (int)(round % 3);
+        for (int e = 0; e < edits; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t at = (size_t)(x % n);
+            char c = alphabet[(x >> 32) % (sizeof(alphabet) - 1)];
+            switch ((x >> 48) % 3) {
+            case 0:
+                buf[at] = c;
+                break;
+            case 1: /* delete */
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+                break;
+            default: /* insert */
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = c;
+                n++;
+                break;
+            }
+        }
+        expect_same(buf, n);
+    }
+}
+
 int
 main(void)
 {
@@ -134,6 +269,8 @@ main(void)
         cmocka_unit_test(openai_usage_and_seconds_are_kept),
         cmocka_unit_test(a_body_that_is_not_an_object_is_left_alone),
         cmocka_unit_test(out_of_range_numbers_are_replaced),
+        cmocka_unit_test(fast_and_general_paths_agree),
+        cmocka_unit_test(fast_and_general_paths_agree_on_edited_bodies),
     };
     return cmocka_run_group_tests_name("proxy_completion", tests, NULL, NULL);
 }
