@@ -89,6 +89,24 @@ cpu_ticks() {
     echo $(( ${12} + ${13} ))
 }
 
+# thread_ticks PID: "server other" CPU ticks of the proxy's threads: libmicrohttpd's server
+# threads (named MHD-worker) and the rest (the upstream loop, the watchdog, main).
+thread_ticks() {
+    local t stat rest comm srv=0 oth=0
+    for t in /proc/"$1"/task/*; do
+        stat=$(cat "$t/stat" 2>/dev/null) || continue
+        comm=$(cat "$t/comm" 2>/dev/null)
+        rest=${stat##*) }
+        set -- $rest
+        if [ "$comm" = MHD-worker ]; then
+            srv=$((srv + ${12} + ${13}))
+        else
+            oth=$((oth + ${12} + ${13}))
+        fi
+    done
+    echo "$srv $oth"
+}
+
 # status_line PID: "threads vmrss_kb vmhwm_kb" from /proc/PID/status.
 status_line() {
     local k v rest th=0 rss=0 hwm=0
@@ -162,9 +180,10 @@ run_one() {
         tail -5 "$work/proxy-$1.err" >&2
         die "qwen-proxy did not start"
     }
-    local idle cpu0 cpu1 res rc final
+    local idle cpu0 cpu1 th0 th1 res rc final
     idle=$(status_line "$proxy_pid")
     cpu0=$(cpu_ticks "$proxy_pid")
+    th0=$(thread_ticks "$proxy_pid")
     sampler "$proxy_pid" "$samples" &
     sampler_pid=$!
     echo "== $count streams (${chunks} events x ${delay_ms} ms) through qwen-proxy :$pport to qwen-mock :$mport" >&2
@@ -180,6 +199,7 @@ run_one() {
     tail -4 "$work/load-$1.out" >&2
     final=$(status_line "$proxy_pid") || final=""
     cpu1=$(cpu_ticks "$proxy_pid")
+    th1=$(thread_ticks "$proxy_pid")
     kill "$sampler_pid" 2>/dev/null
     wait "$sampler_pid" 2>/dev/null
     sampler_pid=""
@@ -210,6 +230,13 @@ run_one() {
     eval "r_${tag}_peak=\$(awk -v k=\$hwm 'BEGIN{printf \"%.1f\", k/1024}')"
     eval "r_${tag}_per=\$(awk -v h=\$hwm -v i=\$idle_rss -v n=\$(field held_peak \"\$res\") 'BEGIN{if (n > 0) printf \"%.1f\", (h-i)/n; else print \"-\"}')"
     eval "r_${tag}_cpu=\$(awk -v a=\$cpu0 -v b=\$cpu1 -v t=\$clk_tck 'BEGIN{printf \"%.2f\", (b-a)/t}')"
+    local a1 a2 b1 b2 srv_s oth_s
+    read -r a1 a2 <<<"$th0"
+    read -r b1 b2 <<<"$th1"
+    srv_s=$(awk -v d=$((b1 - a1)) -v t="$clk_tck" 'BEGIN { printf "%.2f", d / t }')
+    oth_s=$(awk -v d=$((b2 - a2)) -v t="$clk_tck" 'BEGIN { printf "%.2f", d / t }')
+    eval "r_${tag}_cpusrv=\$srv_s"
+    eval "r_${tag}_cpuoth=\$oth_s"
     eval "r_${tag}_first50=\$(ms \$(field first_p50_us \"\$res\"))"
     eval "r_${tag}_first99=\$(ms \$(field first_p99_us \"\$res\"))"
     eval "r_${tag}_exc50=\$(ms \$(field excess_p50_us \"\$res\"))"
@@ -268,6 +295,8 @@ row "proxy peak RSS, VmHWM (MiB)" peak
 row "peak over idle per held stream (KiB)" per
 row "per held stream over the baseline (KiB)" perb
 row "proxy CPU time (s)" cpu
+row "  of it server threads (MHD-worker)" cpusrv
+row "  of it the loop, watchdog and main" cpuoth
 row "first event after the request, p50 (ms)" first50
 row "first event after the request, p99 (ms)" first99
 row "event added delay (gap - pacing), p50 (ms)" exc50

@@ -43,6 +43,9 @@ struct qp_loop {
     /* Loop thread only: watched sockets by fd (epoll data carries QP_WATCH_TAG | fd). */
     struct qp_loop_watch **watches;
     size_t watches_len;
+
+    /* Loop thread only: the batch (qp_loop_batch), oldest first. */
+    struct qp_loop_batched *batch_head, *batch_tail;
 };
 
 /* epoll data of a watched socket; libcurl's sockets and the eventfd carry the bare fd. */
@@ -201,6 +204,21 @@ run_curl_due(struct qp_loop *loop)
     }
 }
 
+/* Runs the batch; a call queued while it runs goes in the next one. */
+static void
+run_batch(struct qp_loop *loop)
+{
+    struct qp_loop_batched *b = loop->batch_head;
+    loop->batch_head = loop->batch_tail = NULL;
+    while (b) {
+        struct qp_loop_batched *next = b->next;
+        b->next = NULL;
+        b->queued = false;
+        b->run(b); /* may free b */
+        b = next;
+    }
+}
+
 static void *
 loop_main(void *arg)
 {
@@ -251,10 +269,12 @@ loop_main(void *arg)
         bool stopping = run_posted(loop);
         run_curl_due(loop); /* a transfer just added starts now, not after an epoll_wait */
         finish_transfers(loop);
+        run_batch(loop);
         if (stopping) {
             loop->on_stop(loop->ctx);
             /* Items posted while on_stop ran were accepted before `stopping` was set. */
             run_posted(loop);
+            run_batch(loop); /* nothing batched outlives the thread */
             break;
         }
     }
@@ -433,6 +453,21 @@ qp_loop_timer_arm(struct qp_loop *loop, struct qp_loop_timer *t, int64_t due_ms)
     t->armed = true;
     heap_put(loop, loop->heap_len++, t);
     heap_up(loop, t->slot);
+}
+
+bool
+qp_loop_batch(struct qp_loop *loop, struct qp_loop_batched *b)
+{
+    if (b->queued)
+        return false;
+    b->queued = true;
+    b->next = NULL;
+    if (loop->batch_tail)
+        loop->batch_tail->next = b;
+    else
+        loop->batch_head = b;
+    loop->batch_tail = b;
+    return true;
 }
 
 uint32_t

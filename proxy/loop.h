@@ -52,6 +52,21 @@ struct qp_loop_watch {
     int fd; /**< private: -1 when not in the loop's table */
 };
 
+/**
+ * A call batched with others (loop thread only): embed it and set `run`; the other fields
+ * are private. qp_loop_batch() queues it; the loop runs the whole batch once per pass,
+ * after the pass's sockets, timers and posts, and always before its thread ends.
+ * libmicrohttpd 0.9.75 walks every suspended connection of a server thread on the pass
+ * that follows any resume, so resuming the connections of a pass together lets one walk
+ * serve them all. (Holding the batch back for a few milliseconds to make it larger made
+ * the events later, not fewer walks: bench/README.md.)
+ */
+struct qp_loop_batched {
+    void (*run)(struct qp_loop_batched *b); /**< called once per qp_loop_batch() */
+    struct qp_loop_batched *next;           /**< private */
+    bool queued;                            /**< private */
+};
+
 /** Called on the loop thread with each item given to qp_loop_post(). */
 typedef void (*qp_loop_post_fn)(void *ctx, void *item);
 /** Called on the loop thread when it stops, so the owner can finish what is in flight. */
@@ -110,6 +125,12 @@ void qp_loop_watch_disarm(struct qp_loop *loop, int fd);
 
 /** Removes @p w from the loop's table so it never fires again (loop thread). Idempotent. */
 void qp_loop_watch_forget(struct qp_loop *loop, struct qp_loop_watch *w);
+
+/**
+ * Queues @p b for the next batch (loop thread). @return false when it was already queued
+ * (it will run once, not twice).
+ */
+bool qp_loop_batch(struct qp_loop *loop, struct qp_loop_batched *b);
 
 /** @return a random number from the loop's generator (loop thread). */
 uint32_t qp_loop_random(struct qp_loop *loop);

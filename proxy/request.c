@@ -1,5 +1,6 @@
 #include "request.h"
 
+#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,22 @@ qp_response_copy(struct qp_response *dst, const struct qp_response *src)
     return true;
 }
 
+static void
+resume_batched(struct qp_loop_batched *b)
+{
+    struct qp_request *req = QP_CONTAINER_OF(b, struct qp_request, resume);
+    MHD_resume_connection(req->conn);
+    qp_request_unref(req); /* the batch's reference; may be the last once MHD finished */
+}
+
+void
+qp_request_resume_later(struct qp_request *req, struct qp_loop *loop)
+{
+    qp_request_ref(req);
+    if (!qp_loop_batch(loop, &req->resume))
+        qp_request_unref(req); /* already queued: never the last, the caller holds one */
+}
+
 struct qp_request *
 qp_request_new(void)
 {
@@ -102,6 +119,7 @@ qp_request_new(void)
     qk_buf_init(&req->attempt_body, 0);
     qk_buf_init(&req->step_body, 0);
     qp_stream_init(&req->st);
+    req->resume.run = resume_batched;
     return req;
 }
 

@@ -145,6 +145,10 @@ struct qp_request {
     bool in_transfer;        /**< xfer.easy is added to the multi handle */
     struct qp_request *active_prev, *active_next; /**< the loop's list of open exchanges */
 
+    /* Loop thread only: the connection's resume in the loop's next batch (loop.h), under a
+     * reference of its own (qp_request_resume_later()). */
+    struct qp_loop_batched resume;
+
     /* Streaming: `streaming` is set by the loop before it resumes the connection with a
      * 200 event stream; server threads read it afterwards. `st` is the relay (stream.h),
      * owned by the request. */
@@ -159,6 +163,13 @@ struct qp_request {
 
 /** @return a new request with one reference (the caller's), or NULL when out of memory. */
 struct qp_request *qp_request_new(void);
+
+/**
+ * Resumes the request's suspended connection with the loop's next batch (loop thread).
+ * The batch holds a reference until the resume is done; asking again before then is one
+ * resume. Whatever the server thread reads after the resume must be written before this.
+ */
+void qp_request_resume_later(struct qp_request *req, struct qp_loop *loop);
 
 /** Takes one more reference. */
 void qp_request_ref(struct qp_request *req);

@@ -7,8 +7,9 @@
  *    response's mutex (so: response mutex -> s->lock), and in qp_stream_connection_done()
  *    with no other lock held.
  *  - While holding it, this file takes only locks that come after it: libmicrohttpd's
- *    internal mutex (MHD_suspend_connection, MHD_resume_connection,
- *    MHD_get_connection_info in arm_locked), the loop's post-queue lock (qp_loop_post) and,
+ *    internal mutex (MHD_suspend_connection in the reader, MHD_get_connection_info in
+ *    arm_locked; the loop resumes in its batch, with no lock of ours held), the loop's
+ *    post-queue lock (qp_loop_post) and,
  *    when the buffer overflows its cap, stdio's lock (qp_log_note in append_locked). It
  *    also calls epoll_ctl (qp_loop_watch_add/_disarm), which takes no lock of ours.
  *  - Done outside it: libcurl calls (pause, remove), the normalizer (qp_sse_norm_*),
@@ -55,13 +56,14 @@ qp_stream_release(struct qp_stream *s)
 
 /* ---- under the lock ---------------------------------------------------------------- */
 
-/* Resumes the caller's connection if the reader suspended it. */
+/* Resumes the caller's connection if the reader suspended it, in the loop's next batch
+ * (loop.h): the reader cannot run before, as the connection stays suspended till then. */
 static void
 wake_locked(struct qp_stream *s)
 {
     if (s->suspended) {
         s->suspended = false;
-        MHD_resume_connection(s->conn);
+        qp_request_resume_later(QP_CONTAINER_OF(s, struct qp_request, st), s->loop);
     }
 }
 

@@ -1,4 +1,5 @@
-/* Unit tests: the loop's timers (a heap): order, ties, cancel and re-arm, at volume. */
+/* Unit tests: the loop's timers (a heap): order, ties, cancel and re-arm, at volume; its
+ * batched calls (once each, after the pass that queued them, and before the thread ends). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -120,11 +121,85 @@ timers_fire_in_due_order_ties_in_arming_order(void **state)
     }
 }
 
+/* ---- batched calls ----------------------------------------------------------------- */
+
+struct batched_rec {
+    struct qp_loop_batched b;
+    atomic_uint runs;
+    atomic_bool in_handler_when_run; /* ran inside the handler that queued it: not batched */
+};
+
+static struct batched_rec brecs[3];
+static struct batched_rec stop_rec;
+static atomic_bool in_handler;
+static atomic_bool posted_done;
+
+static void
+on_batched(struct qp_loop_batched *b)
+{
+    struct batched_rec *r = (struct batched_rec *)(void *)b; /* b is the first member */
+    atomic_fetch_add(&r->runs, 1);
+    if (atomic_load(&in_handler))
+        atomic_store(&r->in_handler_when_run, true);
+}
+
+static void
+batch_on_post(void *ctx, void *item)
+{
+    (void)ctx;
+    (void)item;
+    atomic_store(&in_handler, true);
+    for (unsigned i = 0; i < 3; i++) {
+        brecs[i].b.run = on_batched;
+        assert_true(qp_loop_batch(the_loop, &brecs[i].b));
+    }
+    assert_false(qp_loop_batch(the_loop, &brecs[1].b)); /* queued already: one run */
+    atomic_store(&in_handler, false);
+    atomic_store(&posted_done, true);
+}
+
+static void
+batch_on_stop(void *ctx)
+{
+    (void)ctx;
+    stop_rec.b.run = on_batched;
+    assert_true(qp_loop_batch(the_loop, &stop_rec.b));
+}
+
+/* A resume batched by the loop must run once, after the handler that asked for it, and a
+ * batch queued while the loop stops must still run: libmicrohttpd must never be stopped
+ * with a connection left suspended. */
+static void
+batched_calls_run_once_after_the_pass_and_before_stop(void **state)
+{
+    (void)state;
+    char err[128];
+    assert_int_equal(
+        qp_loop_start(batch_on_post, batch_on_stop, NULL, 0, &the_loop, err, sizeof(err)), QK_OK);
+    assert_true(qp_loop_post(the_loop, brecs));
+    int64_t until = qk_now_ms() + 10000;
+    while (qk_now_ms() < until && atomic_load(&brecs[2].runs) == 0) {
+        struct timespec tick = {0, 2 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    assert_true(atomic_load(&posted_done));
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&brecs[i].runs), 1);
+        assert_false(atomic_load(&brecs[i].in_handler_when_run));
+    }
+    qp_loop_stop(the_loop);
+    assert_int_equal(atomic_load(&stop_rec.runs), 1);
+    qp_loop_free(the_loop);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&brecs[i].runs), 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(timers_fire_in_due_order_ties_in_arming_order),
+        cmocka_unit_test(batched_calls_run_once_after_the_pass_and_before_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
