@@ -1,6 +1,7 @@
 #include "assemble.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,36 @@ read_events(const struct qp_decoder_ops *dialect, const char *body, size_t len, 
     return st;
 }
 
+/* Below this, "%1.15g" (how cJSON prints every number) writes an integer's plain digits. */
+#define PLAIN_INTEGER_LIMIT 1e15
+
+/* Adds the number @p v as cJSON would print it: an integer below PLAIN_INTEGER_LIMIT as
+ * a raw item of its digits (the same bytes, without cJSON's sprintf and sscanf check, a
+ * few thousand instructions a number). @return false when out of memory. */
+static bool
+add_number(cJSON *obj, const char *name, double v)
+{
+    if (!(v >= 0 && v < PLAIN_INTEGER_LIMIT) || v != floor(v) || signbit(v))
+        return cJSON_AddNumberToObject(obj, name, v) != NULL;
+    char digits[24];
+    size_t i = sizeof digits - 1;
+    digits[i] = '\0';
+    unsigned long long u = (unsigned long long)v;
+    do {
+        digits[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return cJSON_AddRawToObject(obj, name, digits + i) != NULL;
+}
+
+/* A token count the caller can use: finite, non-negative, exact in a double (the rule of
+ * completion.c, so that the rewrite there would leave this answer as it is). */
+static bool
+token_count(double v)
+{
+    return v >= 0 && v < 9007199254740992.0;
+}
+
 /* The chat.completion of what was gathered. */
 static char *
 completion(const struct qp_assemble_opts *o, const struct gathered *g, size_t *out_len)
@@ -140,11 +171,10 @@ completion(const struct qp_assemble_opts *o, const struct gathered *g, size_t *o
     }
     cJSON_AddStringToObject(root, "id", g->id ? g->id : o->id ? o->id : "chatcmpl-0");
     cJSON_AddStringToObject(root, "object", "chat.completion");
-    cJSON_AddNumberToObject(root, "created",
-                            (double)(g->has_created ? g->created_s : o->created_s));
+    add_number(root, "created", (double)(g->has_created ? g->created_s : o->created_s));
     cJSON_AddStringToObject(root, "model", g->model ? g->model : o->model ? o->model : "");
     cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
-    cJSON_AddNumberToObject(choice, "index", 0);
+    add_number(choice, "index", 0);
     cJSON_AddItemToObject(choice, "message", message);
     cJSON_AddStringToObject(message, "role", "assistant");
     cJSON_AddStringToObject(message, "content", answer);
@@ -154,12 +184,14 @@ completion(const struct qp_assemble_opts *o, const struct gathered *g, size_t *o
     if (g->usage.has_usage) {
         const struct qp_delta *u = &g->usage;
         cJSON *usage = cJSON_AddObjectToObject(root, "usage");
-        cJSON_AddNumberToObject(usage, "prompt_tokens", u->prompt_tokens);
-        cJSON_AddNumberToObject(usage, "completion_tokens", u->completion_tokens);
-        cJSON_AddNumberToObject(usage, "total_tokens", u->prompt_tokens + u->completion_tokens);
+        double total = u->prompt_tokens + u->completion_tokens;
+        add_number(usage, "prompt_tokens", u->prompt_tokens);
+        add_number(usage, "completion_tokens", u->completion_tokens);
+        if (token_count(total)) /* a sum past 2^53 is no exact count: none */
+            add_number(usage, "total_tokens", total);
         if (u->has_reasoning_tokens)
-            cJSON_AddNumberToObject(cJSON_AddObjectToObject(usage, "completion_tokens_details"),
-                                    "reasoning_tokens", u->reasoning_tokens);
+            add_number(cJSON_AddObjectToObject(usage, "completion_tokens_details"),
+                       "reasoning_tokens", u->reasoning_tokens);
     }
     s = cJSON_PrintUnformatted(root);
     if (s)

@@ -11,7 +11,9 @@
  * [,"completion_tokens_details":{"reasoning_tokens"}]}]}`.
  * `reasoning_content` only when there was reasoning and the mode is SEPARATE; INLINE puts
  * `<think>\n` reasoning `\n</think>\n\n` before the content; DROP leaves it out. `usage`
- * only when the upstream gave one (the last seen).
+ * only when the upstream gave one (the last seen), `total_tokens` only when the sum is
+ * below 2^53. The answer is final: in OpenAI's terms already, as the completion rewrite
+ * (completion.h) would leave it, so the proxy relays it without that rewrite.
  *
  * Pure: no I/O, no global.
  */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json_arena.h"
 #include "qwenkit/buf.h"
 #include "sse_frame.h"
 #include "sse_mutant.h"
@@ -42,7 +43,11 @@ struct decode_v2 {
     bool has_usage, has_reasoning_tokens;
     double prompt_tokens, completion_tokens, reasoning_tokens;
     struct qk_buf reasoning; /* the last event's reasoning, until release */
-    cJSON *tree;             /* the last event's, until release: the delta's strings */
+    /* The last event's tree, until release: the delta's strings. In the arena, unless
+     * the arena could not take it (tree_malloced: cJSON_Delete'd). */
+    cJSON *tree;
+    bool tree_malloced;
+    struct qp_json_arena arena;
     char failure[FAILURE_MAX + 56];
 };
 
@@ -71,8 +76,11 @@ static void
 v2_release(void *state)
 {
     struct decode_v2 *v = state;
-    cJSON_Delete(v->tree);
+    if (v->tree_malloced)
+        cJSON_Delete(v->tree);
     v->tree = NULL;
+    v->tree_malloced = false;
+    qp_json_arena_reset(&v->arena, 0); /* a stream waits for its next event holding none */
     if (qk_buf_len(&v->reasoning) > KEEP_BYTES)
         qk_buf_free(&v->reasoning);
     qk_buf_reset(&v->reasoning);
@@ -86,6 +94,7 @@ v2_free(void *state)
         return;
     v2_release(v);
     qk_buf_free(&v->reasoning);
+    qp_json_arena_free(&v->arena);
     free(v->locked);
     for (size_t i = 0; i < v->n_others; i++)
         free(v->others[i]);
@@ -389,7 +398,9 @@ v2_event(void *state, const char *data, size_t len, struct qp_delta *d)
     d->text = d->reasoning = "";
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return QP_DECODE_DONE;
-    v->tree = cJSON_ParseWithLength(data, len);
+    /* One parse per event: into the arena, given back whole by release. */
+    v->tree = qp_json_arena_parse(&v->arena, data, len);
+    v->tree_malloced = v->tree && !v->arena.hooked;
     const cJSON *o = v->tree;
     if (!cJSON_IsObject(o)) {
         v2_release(v);

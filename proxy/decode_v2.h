@@ -35,7 +35,9 @@
  * HTML page (`aliyun_waf`, `<!doctypehtml>`, any `<html`), or an empty body.
  *
  * Memory: per stream, one record (length, hash) per reasoning element sent and the
- * reasoning of the last event; an event's tree until release(). Pure: no I/O, no global.
+ * reasoning of the last event; an event's tree until release(), in the decoder's arena
+ * (json_arena.h), all of it given back by release(), so that an idle stream holds no
+ * tree memory. Pure: no I/O, no global of its own.
  */
 #ifndef QP_DECODE_V2_H
 #define QP_DECODE_V2_H

@@ -38,18 +38,60 @@ model_of(const cJSON *root)
     return cJSON_IsString(m) ? m->valuestring : "";
 }
 
-/* Adds `"<name>":["<model>"]`. */
+/*
+ * The bodies are built from borrowed strings: every name is a literal (added as a
+ * constant key) and every value a reference (to a literal, the plan state, the caller's
+ * parsed body or the prompt, all alive until the body is printed), so that building
+ * copies nothing and deleting frees only the nodes. The bytes printed are the same.
+ */
+
+/* Adds @p item (NULL: out of memory) as member @p name. @return @p item, or NULL. */
+static cJSON *
+put(cJSON *obj, const char *name, cJSON *item)
+{
+    if (!item || !obj || !cJSON_AddItemToObjectCS(obj, name, item)) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
+}
+
+/* Adds the string @p value (borrowed until the body is printed). */
+static bool
+put_str(cJSON *obj, const char *name, const char *value)
+{
+    return put(obj, name, cJSON_CreateStringReference(value)) != NULL;
+}
+
+/* Adds `"<name>":["<model>"]` (@p model borrowed). */
 static bool
 add_models(cJSON *obj, const char *name, const char *model)
 {
-    cJSON *list = cJSON_AddArrayToObject(obj, name);
-    cJSON *m = cJSON_CreateString(model);
+    cJSON *list = put(obj, name, cJSON_CreateArray());
+    cJSON *m = cJSON_CreateStringReference(model);
     if (!list || !m) {
         cJSON_Delete(m);
         return false;
     }
     cJSON_AddItemToArray(list, m);
     return true;
+}
+
+/* Adds the non-negative integer @p v as its digits, the bytes cJSON would print for it
+ * (below 1e15), without its sprintf and sscanf check. */
+static bool
+put_integer(cJSON *obj, const char *name, long long v)
+{
+    if (v < 0 || v >= 1000000000000000LL)
+        return put(obj, name, cJSON_CreateNumber((double)v)) != NULL;
+    char digits[24];
+    size_t i = sizeof digits - 1;
+    digits[i] = '\0';
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(obj, name, cJSON_CreateRaw(digits + i)) != NULL;
 }
 
 /* ---- step 1: create a chat --------------------------------------------------------- */
@@ -59,18 +101,16 @@ chats_new_body(const struct qk_buf *chat, const struct qp_plan_state *plan, stru
 {
     cJSON *caller = cJSON_ParseWithLength(qk_buf_ptr(chat), qk_buf_len(chat));
     cJSON *root = cJSON_CreateObject();
-    bool ok = root && cJSON_AddStringToObject(root, "chatId", "") &&
-              add_models(root, "models", model_of(caller)) &&
-              cJSON_AddStringToObject(root, "project_id", "") &&
-              cJSON_AddNumberToObject(root, "timestamp", (double)plan->now_ms) &&
-              cJSON_AddStringToObject(root, "chat_type", "t2t") &&
-              cJSON_AddStringToObject(root, "chat_mode", "normal");
-    cJSON_Delete(caller);
+    bool ok = root && put_str(root, "chatId", "") && add_models(root, "models", model_of(caller)) &&
+              put_str(root, "project_id", "") && put_integer(root, "timestamp", plan->now_ms) &&
+              put_str(root, "chat_type", "t2t") && put_str(root, "chat_mode", "normal");
     if (!ok) {
         cJSON_Delete(root);
-        return QK_NOMEM;
+        root = NULL;
     }
-    return emit(root, out);
+    enum qk_err rc = emit(root, out); /* before the caller's tree goes: the model is its */
+    cJSON_Delete(caller);
+    return rc;
 }
 
 /* Describes an in-band failure envelope `{"success":false,"data":{"code","details"}}` in
@@ -141,31 +181,28 @@ thinking_of(const cJSON *caller)
     return !(cJSON_IsString(effort) && strcmp(effort->valuestring, "none") == 0);
 }
 
-/* The one message: the caller's history flattened (prompt.h). */
+/* The one message: the caller's history flattened (prompt.h) into @p prompt, which the
+ * message borrows. */
 static cJSON *
-make_message(const cJSON *caller, const struct qp_plan_state *plan, const char *model)
+make_message(const cJSON *caller, const struct qp_plan_state *plan, const char *model,
+             struct qk_buf *prompt)
 {
-    struct qk_buf prompt;
-    qk_buf_init(&prompt, 64u * 1024u * 1024u);
     bool ok =
-        qp_prompt_flatten(cJSON_GetObjectItemCaseSensitive(caller, "messages"), &prompt) == QK_OK;
+        qp_prompt_flatten(cJSON_GetObjectItemCaseSensitive(caller, "messages"), prompt) == QK_OK;
     cJSON *m = ok ? cJSON_CreateObject() : NULL;
     cJSON *fc = NULL, *extra = NULL, *meta = NULL;
-    ok = m && cJSON_AddStringToObject(m, "fid", plan->fid) &&
-         cJSON_AddNullToObject(m, "parentId") && cJSON_AddArrayToObject(m, "childrenIds") &&
-         cJSON_AddStringToObject(m, "role", "user") &&
-         cJSON_AddStringToObject(m, "content", qk_buf_ptr(&prompt)) &&
-         cJSON_AddStringToObject(m, "user_action", "chat") && cJSON_AddArrayToObject(m, "files") &&
-         add_models(m, "models", model) && cJSON_AddStringToObject(m, "chat_type", "t2t") &&
-         cJSON_AddStringToObject(m, "sub_chat_type", "t2t") &&
-         (fc = cJSON_AddObjectToObject(m, "feature_config")) != NULL &&
-         cJSON_AddStringToObject(fc, "output_schema", "phase") &&
-         cJSON_AddBoolToObject(fc, "thinking_enabled", thinking_of(caller)) &&
-         cJSON_AddStringToObject(fc, "thinking_format", "summary") &&
-         (extra = cJSON_AddObjectToObject(m, "extra")) != NULL &&
-         (meta = cJSON_AddObjectToObject(extra, "meta")) != NULL &&
-         cJSON_AddStringToObject(meta, "subChatType", "t2t");
-    qk_buf_free(&prompt);
+    ok = m && put_str(m, "fid", plan->fid) && put(m, "parentId", cJSON_CreateNull()) &&
+         put(m, "childrenIds", cJSON_CreateArray()) && put_str(m, "role", "user") &&
+         put_str(m, "content", qk_buf_ptr(prompt)) && put_str(m, "user_action", "chat") &&
+         put(m, "files", cJSON_CreateArray()) && add_models(m, "models", model) &&
+         put_str(m, "chat_type", "t2t") && put_str(m, "sub_chat_type", "t2t") &&
+         (fc = put(m, "feature_config", cJSON_CreateObject())) != NULL &&
+         put_str(fc, "output_schema", "phase") &&
+         put(fc, "thinking_enabled", cJSON_CreateBool(thinking_of(caller))) &&
+         put_str(fc, "thinking_format", "summary") &&
+         (extra = put(m, "extra", cJSON_CreateObject())) != NULL &&
+         (meta = put(extra, "meta", cJSON_CreateObject())) != NULL &&
+         put_str(meta, "subChatType", "t2t");
     if (!ok) {
         cJSON_Delete(m);
         return NULL;
@@ -182,27 +219,29 @@ completion_body(const struct qk_buf *chat, const struct qp_plan_state *plan, str
     if (!caller)
         return QK_INVALID; /* validated before; only memory can fail here */
     const char *model = model_of(caller);
+    struct qk_buf prompt;
+    qk_buf_init(&prompt, 64u * 1024u * 1024u);
     cJSON *root = cJSON_CreateObject();
     cJSON *messages = NULL;
     cJSON *m = NULL;
-    bool ok = root && cJSON_AddBoolToObject(root, "stream", true) &&
-              cJSON_AddBoolToObject(root, "incremental_output", true) &&
-              cJSON_AddStringToObject(root, "version", "2.1") &&
-              cJSON_AddStringToObject(root, "chat_id", plan->chat_id) &&
-              cJSON_AddStringToObject(root, "chatId", plan->chat_id) &&
-              cJSON_AddStringToObject(root, "chat_mode", "normal") &&
-              cJSON_AddStringToObject(root, "model", model) &&
-              cJSON_AddNullToObject(root, "parent_id") &&
-              (messages = cJSON_AddArrayToObject(root, "messages")) != NULL &&
-              (m = make_message(caller, plan, model)) != NULL;
+    bool ok = root && put(root, "stream", cJSON_CreateTrue()) &&
+              put(root, "incremental_output", cJSON_CreateTrue()) &&
+              put_str(root, "version", "2.1") && put_str(root, "chat_id", plan->chat_id) &&
+              put_str(root, "chatId", plan->chat_id) && put_str(root, "chat_mode", "normal") &&
+              put_str(root, "model", model) && put(root, "parent_id", cJSON_CreateNull()) &&
+              (messages = put(root, "messages", cJSON_CreateArray())) != NULL &&
+              (m = make_message(caller, plan, model, &prompt)) != NULL;
     if (m)
         cJSON_AddItemToArray(messages, m);
-    cJSON_Delete(caller);
     if (!ok) {
         cJSON_Delete(root);
-        return QK_NOMEM;
+        root = NULL;
     }
-    return emit(root, out);
+    /* Printed before what it borrows goes: the caller's tree and the prompt. */
+    enum qk_err rc = emit(root, out);
+    cJSON_Delete(caller);
+    qk_buf_free(&prompt);
+    return rc;
 }
 
 static const struct qp_dialect_step v2_models_steps[] = {

@@ -247,7 +247,10 @@ respond_chat_success(struct qp_request *req)
     size_t len = 0;
     char *body = qk_buf_take(&req->attempt_body, &len);
     size_t openai_len = 0;
-    char *openai = body ? qp_completion_openai(body, len, &openai_len) : NULL;
+    /* An answer assembled from an event stream is in OpenAI's terms already (assemble.h):
+     * the rewrite would parse and print it again to change nothing. */
+    bool assembled = req->fw->cfg.dialect->chat_answer == QP_ANSWER_SSE;
+    char *openai = body && !assembled ? qp_completion_openai(body, len, &openai_len) : NULL;
     QP_MUTANT_REWRITE(completion, &openai, &openai_len);
     if (openai) {
         free(body);

@@ -1,5 +1,6 @@
 #include "sse_frame.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,17 @@ add_data_line(struct qp_sse_frame *f, const char *line, size_t ll, bool *moved)
            qk_buf_append(&f->data, "\n", 1) == QK_OK;
 }
 
+/* The first @p c in p[i..n) (n when none), given @p at, the one found before: still
+ * ahead (or n, none), passed (below i), or SIZE_MAX (not looked for yet). */
+static size_t
+next_of(const char *p, size_t n, size_t i, size_t at, char c)
+{
+    if (at != SIZE_MAX && at >= i)
+        return at;
+    const char *hit = memchr(p + i, c, n - i);
+    return hit ? (size_t)(hit - p) : n;
+}
+
 enum qp_sse_frame_step
 qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len, struct qp_sse_event *ev)
 {
@@ -115,6 +127,9 @@ qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len, struc
     size_t n = *len;
     enum qp_sse_frame_step step = QP_SSE_FRAME_MORE;
     size_t i = 0;
+    /* The next LF and CR at or after i (n: none; SIZE_MAX: not looked for yet), found by
+     * memchr and looked for again only once passed: each byte is searched once a kind. */
+    size_t lf = SIZE_MAX, cr = f->cr_ends ? SIZE_MAX : n;
     while (i < n && step == QP_SSE_FRAME_MORE) {
         char ch = p[i];
         if (f->after_cr) {
@@ -126,9 +141,10 @@ qp_sse_frame_next(struct qp_sse_frame *f, const char **bytes, size_t *len, struc
         }
         if (ch != '\n' && (ch != '\r' || !f->cr_ends)) {
             /* The run up to the next line end, in one append. */
-            size_t j = i + 1;
-            while (j < n && p[j] != '\n' && (p[j] != '\r' || !f->cr_ends))
-                j++;
+            lf = next_of(p, n, i, lf, '\n');
+            if (f->cr_ends)
+                cr = next_of(p, n, i, cr, '\r');
+            size_t j = lf < cr ? lf : cr;
             if (qk_buf_append(lb, p + i, j - i) != QK_OK) {
                 step = QP_SSE_FRAME_NOMEM;
                 break;

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "assemble.h"
+#include "completion.h"
 #include "decode_v1.h"
 #include "decode_v2.h"
 
@@ -288,6 +289,70 @@ junk_is_bad(void **state)
     assert_null(out);
 }
 
+/* Assembles @p body (v2, SEPARATE) into the text the caller gets. */
+static char *
+assembled_text(const char *body)
+{
+    struct qp_assemble_opts o = {.dialect = &qp_decoder_v2,
+                                 .model = "qwen3-max",
+                                 .id = "chatcmpl-req",
+                                 .created_s = 1700000000,
+                                 .reasoning = QP_REASONING_SEPARATE};
+    char *out = NULL;
+    size_t out_len = 0;
+    char msg[160];
+    assert_int_equal(
+        qp_assemble_completion(&o, body, strlen(body), &out, &out_len, msg, sizeof msg, NULL),
+        QP_ASSEMBLE_OK);
+    assert_int_equal(out_len, strlen(out));
+    return out;
+}
+
+/* The bytes of an assembled answer, and that they are already in OpenAI's terms: the
+ * completion rewrite (completion.h, HTTP-9) leaves them as they are, so the proxy sends
+ * them without it. Token counts whose sum is no exact count lose the total there, and
+ * here. */
+static void
+an_assembled_answer_is_final(void **state)
+{
+    (void)state;
+    char *body = join(thinking_frames, sizeof thinking_frames / sizeof thinking_frames[0]);
+    char *out = assembled_text(body);
+    assert_string_equal(
+        out, "{\"id\":\"chatcmpl-req\",\"object\":\"chat.completion\",\"created\":1700000000,"
+             "\"model\":\"qwen3-max\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+             "\"assistant\",\"content\":\"Parïs\",\"reasoning_content\":\"The user asks about "
+             "France\\nAnswer: 巴黎\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":"
+             "1049,\"completion_tokens\":3,\"total_tokens\":1052,\"completion_tokens_details\":{"
+             "\"reasoning_tokens\":102}}}");
+    free(body);
+    static const char *const bodies[] = {
+        EV(CREATED("r0", "0")) EV(ANSWER("r0", "a\\\"b\\\\c\\u0001\\n", "7")) EV(ANSWER_END("r0")),
+        EV(CREATED("r0", "0")) EV(PLAIN("x")) EV("[DONE]"),
+        EV("{\"choices\": [{\"delta\": {\"content\": \"x\", \"status\": \"finished\"}}], "
+           "\"usage\": {\"input_tokens\": 9007199254740991, \"output_tokens\": 9007199254740991, "
+           "\"output_tokens_details\": {\"reasoning_tokens\": 0}}}"),
+        EV("{\"choices\": [{\"delta\": {\"content\": \"x\", \"status\": \"finished\"}}], "
+           "\"usage\": {\"input_tokens\": 4503599627370496, \"output_tokens\": "
+           "4503599627370496}}"),
+        EV("{\"choices\": [{\"delta\": {\"content\": \"x\", \"status\": \"finished\"}}], "
+           "\"usage\": {\"input_tokens\": 999999999999999, \"output_tokens\": 1}}"),
+        EV("{\"choices\": [{\"delta\": {\"content\": \"x\", \"status\": \"finished\"}}], "
+           "\"usage\": {\"input_tokens\": -0, \"output_tokens\": 1e3}}"),
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char *a = assembled_text(bodies[i]);
+        size_t len = 0;
+        char *rewritten = qp_completion_openai(a, strlen(a), &len);
+        assert_non_null(rewritten);
+        if (strcmp(a, rewritten) != 0)
+            fail_msg("case %zu: assembled %s, rewritten %s", i, a, rewritten);
+        free(rewritten);
+        free(a);
+    }
+    free(out);
+}
+
 int
 main(void)
 {
@@ -297,6 +362,7 @@ main(void)
         cmocka_unit_test(failures_are_failures),
         cmocka_unit_test(an_answer_that_did_not_finish_is_incomplete),
         cmocka_unit_test(junk_is_bad),
+        cmocka_unit_test(an_assembled_answer_is_final),
     };
     return cmocka_run_group_tests_name("proxy_assemble", tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -61,6 +62,48 @@ flatten(const char *messages_json, char *out, size_t cap)
     snprintf(out, cap, "%s", qk_buf_ptr(&b));
     qk_buf_free(&b);
     cJSON_Delete(m);
+}
+
+/* The text step @p i makes from the caller's @p chat. */
+static char *
+text_of(size_t i, const char *chat, const struct qp_plan_state *plan)
+{
+    struct qk_buf in, out;
+    qk_buf_init(&in, 1 << 20);
+    qk_buf_init(&out, 1 << 20);
+    assert_int_equal(qk_buf_append_str(&in, chat), QK_OK);
+    assert_int_equal(step(i)->make_body(&in, plan, &out), QK_OK);
+    qk_buf_free(&in);
+    return qk_buf_take(&out, NULL);
+}
+
+/* Both bodies byte for byte: what the service has been seen to take, whatever builds it. */
+static void
+bodies_are_these_bytes(void **state)
+{
+    (void)state;
+    struct qp_plan_state plan = {.chat_id = "chat-\"1\"",
+                                 .fid = "0f0e0d0c-0000-4000-8000-000000000001",
+                                 .now_ms = 1764680000123};
+    static const char chat[] =
+        "{\"model\":\"qwen3.7-plus\",\"enable_thinking\":false,"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\n\\\"\"}]}";
+    char *a = text_of(0, chat, &plan);
+    assert_string_equal(a, "{\"chatId\":\"\",\"models\":[\"qwen3.7-plus\"],\"project_id\":\"\","
+                           "\"timestamp\":1764680000123,\"chat_type\":\"t2t\",\"chat_mode\":"
+                           "\"normal\"}");
+    free(a);
+    char *b = text_of(1, chat, &plan);
+    assert_string_equal(
+        b, "{\"stream\":true,\"incremental_output\":true,\"version\":\"2.1\",\"chat_id\":"
+           "\"chat-\\\"1\\\"\",\"chatId\":\"chat-\\\"1\\\"\",\"chat_mode\":\"normal\",\"model\":"
+           "\"qwen3.7-plus\",\"parent_id\":null,\"messages\":[{\"fid\":\"0f0e0d0c-0000-4000-8000-"
+           "000000000001\",\"parentId\":null,\"childrenIds\":[],\"role\":\"user\",\"content\":"
+           "\"hé\\n\\\"\",\"user_action\":\"chat\",\"files\":[],\"models\":[\"qwen3.7-plus\"],"
+           "\"chat_type\":\"t2t\",\"sub_chat_type\":\"t2t\",\"feature_config\":{\"output_schema\":"
+           "\"phase\",\"thinking_enabled\":false,\"thinking_format\":\"summary\"},\"extra\":{"
+           "\"meta\":{\"subChatType\":\"t2t\"}}}]}");
+    free(b);
 }
 
 static void
@@ -323,6 +366,7 @@ main(void)
         cmocka_unit_test(chat_id_only_from_a_success_with_a_string_id),
         cmocka_unit_test(completion_query_is_the_escaped_chat_id),
         cmocka_unit_test(completion_body_is_one_streamed_message),
+        cmocka_unit_test(bodies_are_these_bytes),
         cmocka_unit_test(thinking_is_on_unless_the_caller_turns_it_off),
         cmocka_unit_test(history_rule_one_user_message_as_is_else_roles_and_blank_lines),
         cmocka_unit_test(model_list_envelope_is_unwrapped),
