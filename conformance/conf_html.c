@@ -31,35 +31,7 @@ static const char STYLE[] =
 static void
 put_text(FILE *f, const char *s)
 {
-    if (!s)
-        return;
-    size_t len = strlen(s);
-    char *clean = malloc(4 * len + 1);
-    if (!clean)
-        return;
-    conf_text_clean(clean, 4 * len + 1, s, len);
-    for (const char *c = clean; *c; c++) {
-        switch (*c) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(*c, f);
-        }
-    }
-    free(clean);
+    conf_text_put_markup(f, s, false);
 }
 
 static const char *

@@ -212,41 +212,11 @@ conf_report_table(FILE *f, const struct conf_results *res)
 }
 
 /* Writes @p s as XML character data or attribute text. Every string a report holds was
- * cleaned when it was recorded (conf_text.h); cleaning again costs little and keeps this
- * function safe on its own. */
+ * cleaned when it was recorded (conf_text.h); cleaning again keeps this safe on its own. */
 static void
 xml_escaped(FILE *f, const char *s)
 {
-    size_t len = strlen(s);
-    char *clean = malloc(4 * len + 1);
-    if (!clean)
-        return;
-    conf_text_clean(clean, 4 * len + 1, s, len);
-    for (const char *c = clean; *c; c++) {
-        switch (*c) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\n':
-            fputs("&#10;", f);
-            break;
-        case '\t':
-            fputs("&#9;", f);
-            break;
-        default:
-            fputc(*c, f);
-        }
-    }
-    free(clean);
+    conf_text_put_markup(f, s, true);
 }
 
 /* A string member, cleaned of bytes JSON cannot hold. */

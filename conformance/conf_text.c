@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* @return the length of the character at @p s that a report may hold as it is: well-formed
@@ -107,4 +108,44 @@ conf_text_same_elements(const char *got, const cJSON *want)
     while (*p && isspace((unsigned char)*p))
         p++;
     return *p == '\0';
+}
+
+void
+conf_text_put_markup(FILE *f, const char *s, bool whitespace_entities)
+{
+    if (!s)
+        return;
+    size_t len = strlen(s);
+    char *clean = malloc(4 * len + 1);
+    if (!clean)
+        return;
+    conf_text_clean(clean, 4 * len + 1, s, len);
+    for (const char *c = clean; *c; c++) {
+        switch (*c) {
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        case '\'':
+            fputs("&#39;", f);
+            break;
+        case '\n':
+            fputs(whitespace_entities ? "&#10;" : "\n", f);
+            break;
+        case '\t':
+            fputs(whitespace_entities ? "&#9;" : "\t", f);
+            break;
+        default:
+            fputc(*c, f);
+        }
+    }
+    free(clean);
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct cJSON;
 
@@ -21,6 +22,13 @@ struct cJSON;
  * @return the length written.
  */
 size_t conf_text_clean(char *dst, size_t dstlen, const char *src, size_t len);
+
+/**
+ * Writes @p s (NULL: nothing) to @p f cleaned (conf_text_clean()) and escaped for XML and
+ * HTML text and attribute values: & < > " ' as entities, and with @p whitespace_entities
+ * newline and tab too (XML attributes keep them so).
+ */
+void conf_text_put_markup(FILE *f, const char *s, bool whitespace_entities);
 
 /**
  * Describes an `Authorization` value the upstream received, for a report, without leaking

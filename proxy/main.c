@@ -132,6 +132,24 @@ wait_for_stop(const sigset_t *signals)
     }
 }
 
+/* Waits up to @p ms (at most 100) for a signal: @return true for a second stop signal
+ * (stop now); SIGHUP is noted and ignored. */
+static bool
+stop_signal_within(const sigset_t *signals, int64_t ms)
+{
+    if (ms > 100)
+        ms = 100;
+    struct timespec tick = {0, (long)ms * 1000000L};
+    int sig = sigtimedwait(signals, NULL, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+        note("second signal: stopping now");
+        return true;
+    }
+    if (sig == SIGHUP)
+        note("SIGHUP ignored (nothing to reload)");
+    return false;
+}
+
 /* Answers /readyz 503 for @p delay_ms while serving everything else (--drain-delay), so
  * that load balancers stop sending new requests before the drain. @return false when a
  * second stop signal came meanwhile: stop now. */
@@ -145,16 +163,8 @@ unready_for(struct qk_proxy *proxy, const sigset_t *signals, int64_t delay_ms)
          (long long)delay_ms);
     int64_t until = qk_now_ms() + delay_ms;
     for (int64_t left; (left = until - qk_now_ms()) > 0;) {
-        if (left > 100)
-            left = 100;
-        struct timespec tick = {0, (long)left * 1000000L};
-        int sig = sigtimedwait(signals, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT) {
-            note("second signal: stopping now");
+        if (stop_signal_within(signals, left))
             return false;
-        }
-        if (sig == SIGHUP)
-            note("SIGHUP ignored (nothing to reload)");
     }
     return true;
 }
@@ -173,16 +183,8 @@ drain(struct qk_proxy *proxy, const sigset_t *signals, int64_t timeout_ms)
             note("drain timeout: ending %u connections", qk_proxy_open_connections(proxy));
             return;
         }
-        if (left > 100)
-            left = 100;
-        struct timespec tick = {0, (long)left * 1000000L};
-        int sig = sigtimedwait(signals, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT) {
-            note("second signal: stopping now");
+        if (stop_signal_within(signals, left))
             return;
-        }
-        if (sig == SIGHUP)
-            note("SIGHUP ignored (nothing to reload)");
     }
 }
 
