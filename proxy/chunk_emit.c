@@ -37,11 +37,21 @@ qp_reasoning_mode_name(enum qp_reasoning_mode m)
                                                                           : "separate";
 }
 
+/* Token counts, as a delta gives them. */
+struct chunk_usage {
+    bool known;
+    double prompt, completion;
+    bool has_reasoning;
+    double reasoning;
+};
+
 struct qp_chunk_emitter {
     char *model, *id;
     long long created;
     enum qp_reasoning_mode reasoning;
-    bool think_open; /* INLINE: "<think>\n" went out, its end not yet */
+    bool include_usage;       /* the caller's stream_options.include_usage */
+    struct chunk_usage usage; /* the latest counts the upstream gave */
+    bool think_open;          /* INLINE: "<think>\n" went out, its end not yet */
     bool role_sent;
     bool finish_sent;
     size_t events; /* chunk events written */
@@ -63,6 +73,7 @@ qp_chunk_emitter_new(const struct qp_chunk_emit_opts *opts)
     e->id = strdup(opts->id ? opts->id : "chatcmpl-0");
     e->created = opts->created;
     e->reasoning = opts->reasoning;
+    e->include_usage = opts->include_usage;
     if (!e->model || !e->id) {
         qp_chunk_emitter_free(e);
         return NULL;
@@ -103,11 +114,72 @@ adopt_envelope(struct qp_chunk_emitter *e, const struct qp_delta *d)
     return e->model && e->id ? QK_OK : QK_NOMEM;
 }
 
+static struct chunk_usage
+usage_of(const struct qp_delta *d)
+{
+    struct chunk_usage u = {.known = d->has_usage,
+                            .prompt = d->prompt_tokens,
+                            .completion = d->completion_tokens,
+                            .has_reasoning = d->has_reasoning_tokens,
+                            .reasoning = d->reasoning_tokens};
+    return u;
+}
+
+/* `usage` in OpenAI's names; null when @p u is NULL or unknown. */
+static void
+add_usage(cJSON *o, const struct chunk_usage *u)
+{
+    if (!u || !u->known) {
+        cJSON_AddNullToObject(o, "usage");
+        return;
+    }
+    cJSON *j = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(j, "prompt_tokens", u->prompt);
+    cJSON_AddNumberToObject(j, "completion_tokens", u->completion);
+    cJSON_AddNumberToObject(j, "total_tokens", u->prompt + u->completion);
+    if (u->has_reasoning)
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(j, "completion_tokens_details"),
+                                "reasoning_tokens", u->reasoning);
+}
+
+static void
+add_envelope(const struct qp_chunk_emitter *e, cJSON *o)
+{
+    cJSON_AddStringToObject(o, "id", e->id);
+    cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+    /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
+    cJSON_AddNumberToObject(o, "created",
+                            (double)e->created * (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0));
+    cJSON_AddStringToObject(o, "model", e->model);
+}
+
+/* Prints @p o as one `data:` event and deletes it. */
+static enum qk_err
+emit_event(struct qp_chunk_emitter *e, cJSON *o, struct qk_buf *out)
+{
+    enum qk_err rc = QK_NOMEM;
+    char *s = cJSON_PrintUnformatted(o);
+    if (s && QP_SSE_MUTANT(e, sse_extra_fields) &&
+        qk_buf_appendf(out, "event: message\nid: %zu\n", e->events + 1) != QK_OK) {
+        cJSON_free(s);
+        s = NULL;
+    }
+    if (s && qk_buf_appendf(out, "data: %s\n\n", s) == QK_OK) {
+        rc = QK_OK;
+        e->events++;
+    }
+    cJSON_free(s);
+    cJSON_Delete(o);
+    return rc;
+}
+
 /* One chunk. @p reasoning (may be NULL) goes in `reasoning_content`; `content` is left
- * out of a chunk that carries only reasoning, as DeepSeek-style servers do. */
+ * out of a chunk that carries only reasoning, as DeepSeek-style servers do. @p usage, when
+ * not NULL, rides on it (the finishing chunk, unless the caller asked for a usage chunk:
+ * then every chunk has `usage: null`, as OpenAI's do). */
 static enum qk_err
 emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const char *reasoning,
-           size_t reasoning_len, const char *finish, const struct qp_delta *usage,
+           size_t reasoning_len, const char *finish, const struct chunk_usage *usage,
            struct qk_buf *out)
 {
     enum qk_err rc = QK_NOMEM;
@@ -124,12 +196,7 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
         free(thought);
         return QK_NOMEM;
     }
-    cJSON_AddStringToObject(o, "id", e->id);
-    cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
-    /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
-    cJSON_AddNumberToObject(o, "created",
-                            (double)e->created * (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0));
-    cJSON_AddStringToObject(o, "model", e->model);
+    add_envelope(e, o);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
     cJSON_AddItemToObject(choice, "delta", d);
@@ -143,33 +210,35 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
         cJSON_AddStringToObject(choice, "finish_reason", finish);
     else
         cJSON_AddNullToObject(choice, "finish_reason");
-    if (usage && usage->has_usage) {
-        cJSON *u = cJSON_AddObjectToObject(o, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", usage->prompt_tokens);
-        cJSON_AddNumberToObject(u, "completion_tokens", usage->completion_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens", usage->prompt_tokens + usage->completion_tokens);
-        if (usage->has_reasoning_tokens)
-            cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"),
-                                    "reasoning_tokens", usage->reasoning_tokens);
-    }
-    char *s = cJSON_PrintUnformatted(o);
-    if (s && QP_SSE_MUTANT(e, sse_extra_fields) &&
-        qk_buf_appendf(out, "event: message\nid: %zu\n", e->events + 1) != QK_OK) {
-        cJSON_free(s);
-        s = NULL;
-    }
-    if (s && qk_buf_appendf(out, "data: %s\n\n", s) == QK_OK) {
-        rc = QK_OK;
+    if (e->include_usage)
+        add_usage(o, NULL);
+    else if (usage && usage->known)
+        add_usage(o, usage);
+    free(content);
+    free(thought);
+    rc = emit_event(e, o, out);
+    if (rc == QK_OK) {
         e->role_sent = true;
-        e->events++;
         if (finish)
             e->finish_sent = true;
     }
-    cJSON_free(s);
-    cJSON_Delete(o);
-    free(content);
-    free(thought);
     return rc;
+}
+
+/* The caller's usage chunk: no choices, the stream's counts (none: no chunk, rather than
+ * counts the upstream never gave). */
+static enum qk_err
+emit_usage_chunk(struct qp_chunk_emitter *e, struct qk_buf *out)
+{
+    if (!e->include_usage || !e->usage.known)
+        return QK_OK;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return QK_NOMEM;
+    add_envelope(e, o);
+    cJSON_AddArrayToObject(o, "choices");
+    add_usage(o, &e->usage);
+    return emit_event(e, o, out);
 }
 
 /* INLINE: the delta's reasoning and text as one content, the think block opened before
@@ -196,7 +265,7 @@ emit_inline(struct qp_chunk_emitter *e, const char *reasoning, size_t reasoning_
         rc = qk_buf_append(&c, d->text, d->text_len);
     if (rc == QK_OK)
         rc = emit_chunk(e, qk_buf_len(&c) ? qk_buf_ptr(&c) : "", qk_buf_len(&c), NULL, 0,
-                        d->finish_reason, d->finish_reason ? d : NULL, out);
+                        d->finish_reason, d->finish_reason ? &e->usage : NULL, out);
     qk_buf_free(&c);
     return rc;
 }
@@ -206,6 +275,9 @@ qp_chunk_emit_delta(struct qp_chunk_emitter *e, const struct qp_delta *d, struct
 {
     if (e->events == 0 && adopt_envelope(e, d) != QK_OK)
         return QK_NOMEM;
+    /* Counts may come on a chunk of their own, even after the finish. */
+    if (d->has_usage)
+        e->usage = usage_of(d);
     const char *reasoning = d->reasoning ? d->reasoning : "";
     size_t reasoning_len = e->reasoning == QP_REASONING_DROP ? 0 : d->reasoning_len;
     /* DROP: the first reasoning still starts the caller's stream (the role, an empty
@@ -215,9 +287,9 @@ qp_chunk_emit_delta(struct qp_chunk_emitter *e, const struct qp_delta *d, struct
         return QK_OK;
     if (e->reasoning == QP_REASONING_INLINE)
         return emit_inline(e, reasoning, reasoning_len, d, out);
-    /* Usage rides on the finishing chunk. */
+    /* Usage rides on the finishing chunk: the latest counts given so far. */
     return emit_chunk(e, d->text, d->text_len, reasoning, reasoning_len, d->finish_reason,
-                      d->finish_reason ? d : NULL, out);
+                      d->finish_reason ? &e->usage : NULL, out);
 }
 
 enum qk_err
@@ -229,6 +301,8 @@ qp_chunk_emit_close(struct qp_chunk_emitter *e, struct qk_buf *out)
         emit_chunk(e, end, strlen(end), NULL, 0, "stop", NULL, out) != QK_OK)
         return QK_NOMEM;
     e->think_open = false;
+    if (emit_usage_chunk(e, out) != QK_OK)
+        return QK_NOMEM;
     return qk_buf_append_str(out, "data: [DONE]\n\n");
 }
 

@@ -6,7 +6,10 @@
  * deltas (the role on the first), the envelope of the stream's first chunk on every chunk,
  * usage mapped to OpenAI's names on the finishing chunk, a `finish_reason` on the last
  * chunk (filled in when the upstream gave none) and one final `data: [DONE]`; or, for a
- * failed stream, one error event and no `[DONE]`.
+ * failed stream, one error event and no `[DONE]`. When the caller asked for
+ * `stream_options.include_usage`, OpenAI's form instead: `usage: null` on every chunk and
+ * one more chunk with `choices: []` and the usage just before `[DONE]` (left out when the
+ * upstream gave no counts).
  *
  * Pure: no I/O, no global. Ownership: qp_chunk_emitter_new() returns an object the caller
  * frees with qp_chunk_emitter_free(); output is appended to a caller-owned qk_buf.
@@ -29,6 +32,7 @@ struct qp_chunk_emit_opts {
     long long created; /**< seconds, used while the upstream gives none */
     /** What the caller gets of delta.reasoning (SEPARATE: `reasoning_content`). */
     enum qp_reasoning_mode reasoning;
+    bool include_usage; /**< the caller's stream_options.include_usage */
 #ifdef QK_MUTANTS
     enum qp_mutant mutant; /**< raw_chunks, sse_extra_fields (see sse_mutant.h) */
 #endif

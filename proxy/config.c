@@ -18,6 +18,7 @@
 #include "decoder.h"
 #include "dialect.h"
 #include "headers.h"
+#include "log.h"
 #include "mutant.h"
 
 enum opt_kind {
@@ -29,6 +30,7 @@ enum opt_kind {
     OPT_UINT,    /* unsigned */
     OPT_SIZE,    /* size_t */
     OPT_LOGFMT,  /* enum qk_proxy_log_format */
+    OPT_LOGLVL,  /* enum qk_proxy_log_level */
     OPT_MUTANT,  /* const char *, checked against the mutant table */
     OPT_DIALECT, /* const char *, a name qp_dialect_find() knows */
     OPT_REASON,  /* const char *, separate|inline|drop */
@@ -106,6 +108,9 @@ enum opt_kind {
        "LIST  comma-separated allowed origins, or * (*)")                                          \
     XX("log-format", "LOG_FORMAT", OPT_LOGFMT, log_format, 0, 0,                                   \
        "text|json|off  request log format on stderr (text)")                                       \
+    XX("log-level", "LOG_LEVEL", OPT_LOGLVL, log_level, 0, 0,                                      \
+       "error|warn|info  least level logged: warn keeps failed attempts and requests answered "    \
+       "5xx or cut, error only the proxy's own failures (info)")                                   \
     XX("threads", "THREADS", OPT_UINT, threads, 1, 64, "N  server threads (2)")                    \
     XX("mutant", "MUTANT", OPT_MUTANT, mutant, 0, 0,                                               \
        "NAME  break one behaviour (suite self-test builds only)")                                  \
@@ -168,6 +173,7 @@ qk_proxy_config_init(struct qk_proxy_config *cfg)
     cfg->ready_window_ms = 30 * 1000;
     cfg->cors_origins = "*";
     cfg->log_format = QK_PROXY_LOG_TEXT;
+    cfg->log_level = QK_PROXY_LOG_LEVEL_INFO;
     cfg->threads = 2;
     cfg->mutant = NULL;
 }
@@ -247,6 +253,11 @@ qk_proxy_config_describe(const struct qk_proxy_config *cfg, char *out, size_t le
                                                              : "text");
             break;
         }
+        case OPT_LOGLVL:
+            used += (size_t)snprintf(
+                out + used, len - used, "%s",
+                qp_log_level_name(*(const enum qk_proxy_log_level *)(const void *)field));
+            break;
         case OPT_BOOL:
             used += (size_t)snprintf(out + used, len - used, "%s",
                                      *(const bool *)(const void *)field ? "true" : "false");
@@ -492,6 +503,9 @@ apply(struct qk_proxy_config *cfg, const struct opt_row *o, const char *value, c
             *(enum qk_proxy_log_format *)(void *)field = QK_PROXY_LOG_OFF;
         else
             ok = false;
+        break;
+    case OPT_LOGLVL:
+        ok = qp_log_level_parse(value, (enum qk_proxy_log_level *)(void *)field);
         break;
     case OPT_DIALECT:
         ok = qp_dialect_find(value) != NULL;

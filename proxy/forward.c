@@ -510,7 +510,7 @@ serve_stale(struct qp_forwarder *fw, struct qp_request *req)
 static void
 note_stream_cut(const struct qp_forwarder *fw, const struct qp_request *req, const char *why)
 {
-    qp_log_note(fw->cfg.log_format, QP_LOG_WARN, "upstream",
+    qp_log_note(fw->cfg.log, QP_LOG_WARN, "upstream",
                 "request %s attempt %u failed after the stream started: %s", req->request_id,
                 req->attempts, why);
 }
@@ -555,9 +555,10 @@ stream_release(struct qp_forwarder *fw, struct qp_request *req)
  * [DONE] (SSE-8). Drops the loop's reference.
  */
 static void
-stream_close(struct qp_forwarder *fw, struct qp_request *req, bool ok, const char *message)
+stream_close(struct qp_forwarder *fw, struct qp_request *req, bool ok, const char *message,
+             const struct qp_log_failure *cut)
 {
-    qp_stream_finish(&req->st, ok, message);
+    qp_stream_finish(&req->st, ok, message, cut);
     stream_release(fw, req);
 }
 
@@ -665,6 +666,7 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
     bool ok = rc == CURLE_OK && s->sse && !s->inband && !s->bad_event;
     enum qp_sse_end end = ok ? qp_sse_norm_end(s->norm) : QP_SSE_END_CLEAN;
     char msg[512];
+    struct qp_log_failure cut = {.cause = QP_METRIC_CAUSE_INVALID, .after_start = true};
     if (end != QP_SSE_END_CLEAN) {
         ok = false; /* SSE-17: a clean close inside an event is a truncation */
         snprintf(msg, sizeof(msg), "Upstream stream ended %s.",
@@ -672,13 +674,18 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
     } else if (!s->sse)
         snprintf(msg, sizeof(msg), "Upstream answered HTTP %ld instead of an event stream.",
                  status);
-    else if (s->inband)
+    else if (s->inband) {
         snprintf(msg, sizeof(msg), "Upstream failed mid-stream: %s.", s->inband_msg);
-    else if (s->bad_event)
+        cut.cause = QP_METRIC_CAUSE_INBAND;
+    } else if (s->bad_event) {
         snprintf(msg, sizeof(msg), "Upstream sent an event that is not a JSON chunk.");
-    else
+    } else {
         snprintf(msg, sizeof(msg), "Upstream stream interrupted: %.200s.",
                  req->last_error[0] ? req->last_error : curl_easy_strerror(rc));
+        cut.cause =
+            rc == CURLE_OPERATION_TIMEDOUT ? QP_METRIC_CAUSE_TIMEOUT : QP_METRIC_CAUSE_CONNECT;
+    }
+    cut.status = (uint16_t)(status > 0 && status < 1000 ? status : 0);
     if (!ok && !s->orphaned)
         note_stream_cut(fw, req, msg);
     if (s->orphaned) {
@@ -689,7 +696,7 @@ stream_upstream_done(struct qp_forwarder *fw, struct qp_request *req, CURLcode r
         return;
     }
     QP_MUTANT_REWRITE(stream_drop, &ok, s->sse);
-    stream_close(fw, req, ok, msg);
+    stream_close(fw, req, ok, msg, ok || s->orphaned ? NULL : &cut);
 }
 
 static void
@@ -719,7 +726,8 @@ on_stream_timer(struct qp_loop_timer *t)
         drop_transfer(fw, req);
         bool ok = false;
         QP_MUTANT_REWRITE(stream_drop, &ok, s->sse);
-        stream_close(fw, req, ok, msg);
+        struct qp_log_failure cut = {.cause = QP_METRIC_CAUSE_TIMEOUT, .after_start = true};
+        stream_close(fw, req, ok, msg, ok ? NULL : &cut);
         return;
     }
     if (now - s->last_out_ms >= fw->cfg.keepalive_interval_ms + s->keepalive_lag_ms) {
@@ -757,7 +765,7 @@ stream_prepare(struct qp_forwarder *fw, struct qp_request *req)
     if (spread > 5000)
         spread = 5000;
     s->keepalive_lag_ms = spread > 0 ? (int64_t)(qp_loop_random(fw->loop) % (uint64_t)spread) : 0;
-    qp_stream_bind(s, req->conn, fw->loop, fw->cfg.log_format, qk_buf_ptr(&req->body),
+    qp_stream_bind(s, req->conn, fw->loop, fw->cfg.log, qk_buf_ptr(&req->body),
                    qk_buf_len(&req->body));
 }
 
@@ -1204,7 +1212,7 @@ classify_stream_attempt(struct qp_forwarder *fw, struct qp_request *req, long st
         if (qp_sse_norm_finish(s->norm, true, NULL, &s->pending) == QK_OK) {
             s->norm_finished = true;
             stream_start(fw, req);
-            stream_close(fw, req, true, NULL);
+            stream_close(fw, req, true, NULL, NULL);
             return true;
         }
         f->body_unusable = true;
@@ -1220,13 +1228,12 @@ conclude_success(struct qp_forwarder *fw, struct qp_request *req, int64_t now)
         const char *raw = qk_buf_ptr(&req->attempt_body);
         size_t len = qk_buf_len(&req->attempt_body);
         if (qp_cache_put(fw->cache, req->flight_key, raw, len, now) != QK_OK)
-            qp_log_note(fw->cfg.log_format, QP_LOG_ERROR, "cache",
-                        "model list not stored: out of memory");
+            qp_log_note(fw->cfg.log, QP_LOG_ERROR, "cache", "model list not stored: out of memory");
         models_land(fw, req, raw, len, QP_MARK_MISS);
         return;
     }
     if (QP_MUTANT(cache_chat) && req->has_cache_key)
-        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log_format);
+        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log);
     respond_chat_success(req);
     finish(fw, req);
 }
@@ -1278,7 +1285,7 @@ static void
 note_failed_attempt(const struct qp_forwarder *fw, const struct qp_request *req, CURLcode rc,
                     const struct qp_decision *d)
 {
-    if (fw->cfg.log_format == QK_PROXY_LOG_OFF)
+    if (fw->cfg.log.format == QK_PROXY_LOG_OFF)
         return;
     char cause[512];
     attempt_cause(req, rc, cause, sizeof(cause));
@@ -1297,9 +1304,8 @@ note_failed_attempt(const struct qp_forwarder *fw, const struct qp_request *req,
         snprintf(next, sizeof(next), "no attempt left");
         break;
     }
-    qp_log_note(fw->cfg.log_format, QP_LOG_WARN, "upstream",
-                "request %s attempt %u failed: %s (%s)", req->request_id, req->attempts, cause,
-                next);
+    qp_log_note(fw->cfg.log, QP_LOG_WARN, "upstream", "request %s attempt %u failed: %s (%s)",
+                req->request_id, req->attempts, cause, next);
 }
 
 /* What failed in the attempt in req->last, for the metrics (metrics.h). */
@@ -1334,7 +1340,7 @@ metric_cause(const struct qp_request *req, const struct qp_decision *d)
 /* Counts the attempt's outcome: a failure by cause (and whether it is retried), and what it
  * says of the upstream's health (/readyz). */
 static void
-count_outcome(struct qp_forwarder *fw, const struct qp_request *req, const struct qp_decision *d,
+count_outcome(struct qp_forwarder *fw, struct qp_request *req, const struct qp_decision *d,
               int64_t now)
 {
     if (d->next == QP_NEXT_SUCCESS) {
@@ -1343,6 +1349,14 @@ count_outcome(struct qp_forwarder *fw, const struct qp_request *req, const struc
     }
     enum qp_metric_cause cause = metric_cause(req, d);
     qp_metrics_attempt_failed(fw->cfg.metrics, cause, d->next == QP_NEXT_RETRY);
+    if (req->n_failures < QP_LOG_FAILURES) {
+        const struct qp_attempt_facts *f = &req->last;
+        req->failures[req->n_failures] = (struct qp_log_failure){
+            .cause = (uint8_t)cause,
+            .status =
+                (uint16_t)(f->transport == QP_TRANSPORT_OK && f->status < 1000 ? f->status : 0)};
+    }
+    req->n_failures++;
     if (cause == QP_METRIC_CAUSE_REFUSED)
         qp_metrics_upstream_answered(fw->cfg.metrics, now); /* it answered: the caller's fault */
     else
@@ -1372,7 +1386,7 @@ conclude_attempt(struct qp_forwarder *fw, struct qp_request *req, CURLcode rc)
     }
     /* A final failure. Failures are never cached (CACHE-3). */
     if (models && QP_MUTANT(cache_errors))
-        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log_format);
+        (void)QP_MUTANT_HELPER(cache_put, fw->cache, req, now, fw->cfg.log);
     if (d.next == QP_NEXT_RELAY) {
         if (models && f->transport == QP_TRANSPORT_OK && f->status == 401)
             qp_cache_evict(fw->cache, req->flight_key); /* revoked: forget its list */
@@ -1488,7 +1502,7 @@ start_attempt(struct qp_forwarder *fw, struct qp_request *req)
         return;
     }
     if (started)
-        stream_close(fw, req, false, "Could not start an upstream transfer.");
+        stream_close(fw, req, false, "Could not start an upstream transfer.", NULL);
     else
         conclude(fw, req);
 }
@@ -1566,7 +1580,7 @@ qp_forward_on_stop(void *ctx)
         qp_loop_timer_cancel(fw->loop, &req->st.timer);
         drop_transfer(fw, req);
         if (qp_stream_started(&req->st)) {
-            stream_close(fw, req, false, "The proxy is shutting down.");
+            stream_close(fw, req, false, "The proxy is shutting down.", NULL);
             continue;
         }
         qp_response_error(&req->resp, 503, "The proxy is shutting down.", NULL, "shutting_down");

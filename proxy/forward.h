@@ -15,6 +15,7 @@
 
 #include "decoder.h"
 #include "dialect.h"
+#include "log.h"
 #include "loop.h"
 #include "mutant.h"
 #include "qwenkit/common.h"
@@ -84,10 +85,10 @@ struct qp_forward_config {
     int64_t stale_grace_ms;
     int64_t upstream_timeout_ms;
     int64_t deadline_ms;
-    int64_t stream_idle_timeout_ms;      /**< started stream, upstream silent: error event */
-    int64_t keepalive_interval_ms;       /**< started stream, caller idle: `: keep-alive` */
-    enum qk_proxy_log_format log_format; /**< diagnostics: failed attempts, cache (log.h) */
-    struct qp_metrics *metrics;          /**< counted into (metrics.h), borrowed; NULL: none */
+    int64_t stream_idle_timeout_ms; /**< started stream, upstream silent: error event */
+    int64_t keepalive_interval_ms;  /**< started stream, caller idle: `: keep-alive` */
+    struct qp_log log;              /**< diagnostics: failed attempts, cache (log.h) */
+    struct qp_metrics *metrics;     /**< counted into (metrics.h), borrowed; NULL: none */
     qp_forward_complete_fn complete;
     qp_forward_stream_fn stream_start;
 };

@@ -10,6 +10,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics.h"
+
+static const char *const LEVEL_NAMES[] = {
+    [QK_PROXY_LOG_LEVEL_ERROR] = "error",
+    [QK_PROXY_LOG_LEVEL_WARN] = "warn",
+    [QK_PROXY_LOG_LEVEL_INFO] = "info",
+};
+
+bool
+qp_log_level_parse(const char *s, enum qk_proxy_log_level *out)
+{
+    for (size_t i = 0; s && i < sizeof LEVEL_NAMES / sizeof LEVEL_NAMES[0]; i++)
+        if (strcmp(s, LEVEL_NAMES[i]) == 0) {
+            *out = (enum qk_proxy_log_level)i;
+            return true;
+        }
+    return false;
+}
+
+const char *
+qp_log_level_name(enum qk_proxy_log_level level)
+{
+    return (size_t)level < sizeof LEVEL_NAMES / sizeof LEVEL_NAMES[0] ? LEVEL_NAMES[level] : "info";
+}
+
 /* The UTC timestamp of the current second, formatted once per second per thread (gmtime_r
  * and strftime cost more than the rest of a request line). */
 static const char *
@@ -88,29 +113,92 @@ write_line(const char *p, size_t n)
     }
 }
 
-void
-qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *e)
+/* One failure's name ("status_502", "cut_inband") in @p out. */
+static void
+failure_name(const struct qp_log_failure *f, char *out, size_t len)
 {
-    if (format == QK_PROXY_LOG_OFF)
+    enum qp_metric_cause c = (enum qp_metric_cause)f->cause;
+    bool with_status =
+        c == QP_METRIC_CAUSE_STATUS || c == QP_METRIC_CAUSE_HTML || c == QP_METRIC_CAUSE_REFUSED;
+    if (with_status)
+        snprintf(out, len, "%s%s_%u", f->after_start ? "cut_" : "", qp_metric_cause_name(c),
+                 (unsigned)f->status);
+    else
+        snprintf(out, len, "%s%s", f->after_start ? "cut_" : "", qp_metric_cause_name(c));
+}
+
+/* A request line's level: warn for an answer that failed the caller. */
+static enum qp_log_level
+request_level(const struct qp_log_entry *e)
+{
+    if (e->status >= 500)
+        return QP_LOG_WARN;
+    for (unsigned i = 0; i < e->n_failures && i < QP_LOG_FAILURES; i++)
+        if (e->failures[i].after_start)
+            return QP_LOG_WARN;
+    return QP_LOG_INFO;
+}
+
+static void
+put_failures(struct line *l, const struct qp_log_entry *e)
+{
+    if (e->n_failures == 0) {
+        put_str(l, "-");
+        return;
+    }
+    unsigned shown = e->n_failures < QP_LOG_FAILURES ? e->n_failures : QP_LOG_FAILURES;
+    for (unsigned i = 0; i < shown; i++) {
+        char name[32];
+        failure_name(&e->failures[i], name, sizeof name);
+        if (i > 0)
+            put_str(l, ",");
+        put_str(l, name);
+    }
+    if (e->n_failures > shown) {
+        put_str(l, ",+");
+        put_int(l, e->n_failures - shown);
+    }
+}
+
+static void
+log_request_json(const char *ts, enum qp_log_level level, const struct qp_log_entry *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "ts", ts);
+    cJSON_AddStringToObject(o, "level", qp_log_level_name((enum qk_proxy_log_level)level));
+    cJSON_AddStringToObject(o, "id", e->request_id);
+    cJSON_AddStringToObject(o, "method", e->method);
+    cJSON_AddStringToObject(o, "path", e->path);
+    cJSON_AddNumberToObject(o, "status", e->status);
+    cJSON_AddNumberToObject(o, "attempts", e->attempts);
+    cJSON_AddStringToObject(o, "cache", e->cache);
+    cJSON_AddNumberToObject(o, "latency_ms", (double)e->latency_ms);
+    cJSON_AddStringToObject(o, "token", e->token);
+    cJSON *failures = cJSON_AddArrayToObject(o, "failures");
+    for (unsigned i = 0; i < e->n_failures && i < QP_LOG_FAILURES; i++) {
+        char name[32];
+        failure_name(&e->failures[i], name, sizeof name);
+        cJSON_AddItemToArray(failures, cJSON_CreateString(name));
+    }
+    if (e->n_failures > QP_LOG_FAILURES)
+        cJSON_AddNumberToObject(o, "failures_not_listed", e->n_failures - QP_LOG_FAILURES);
+    char *line = cJSON_PrintUnformatted(o);
+    if (line)
+        fprintf(stderr, "%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+}
+
+void
+qp_log_request(struct qp_log log, const struct qp_log_entry *e)
+{
+    enum qp_log_level level = request_level(e);
+    if (log.format == QK_PROXY_LOG_OFF || (int)level > (int)log.level)
         return;
     const char *ts = timestamp();
 
-    if (format == QK_PROXY_LOG_JSON) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "ts", ts);
-        cJSON_AddStringToObject(o, "id", e->request_id);
-        cJSON_AddStringToObject(o, "method", e->method);
-        cJSON_AddStringToObject(o, "path", e->path);
-        cJSON_AddNumberToObject(o, "status", e->status);
-        cJSON_AddNumberToObject(o, "attempts", e->attempts);
-        cJSON_AddStringToObject(o, "cache", e->cache);
-        cJSON_AddNumberToObject(o, "latency_ms", (double)e->latency_ms);
-        cJSON_AddStringToObject(o, "token", e->token);
-        char *line = cJSON_PrintUnformatted(o);
-        if (line)
-            fprintf(stderr, "%s\n", line);
-        free(line);
-        cJSON_Delete(o);
+    if (log.format == QK_PROXY_LOG_JSON) {
+        log_request_json(ts, level, e);
         return;
     }
     /* By hand rather than fprintf: this runs once per request. The field widths are those
@@ -134,6 +222,8 @@ qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *e)
     put_int(&l, e->latency_ms);
     put_str(&l, " token=");
     put_str(&l, e->token);
+    put_str(&l, " failures=");
+    put_failures(&l, e);
     if (l.n == sizeof(l.buf))
         l.n--; /* room for the newline; the fields above never fill it */
     l.buf[l.n++] = '\n';
@@ -141,10 +231,9 @@ qp_log_request(enum qk_proxy_log_format format, const struct qp_log_entry *e)
 }
 
 void
-qp_log_note(enum qk_proxy_log_format format, enum qp_log_level level, const char *module,
-            const char *fmt, ...)
+qp_log_note(struct qp_log log, enum qp_log_level level, const char *module, const char *fmt, ...)
 {
-    if (format == QK_PROXY_LOG_OFF)
+    if (log.format == QK_PROXY_LOG_OFF || (int)level > (int)log.level)
         return;
     char msg[1024];
     va_list ap;
@@ -158,17 +247,14 @@ qp_log_note(enum qk_proxy_log_format format, enum qp_log_level level, const char
         if (c < ' ' || c >= 0x7f)
             *p = '?';
     }
-    if (format == QK_PROXY_LOG_TEXT) {
+    if (log.format == QK_PROXY_LOG_TEXT) {
         fprintf(stderr, "qwen-proxy: %s: %s\n", module, msg);
         return;
     }
     cJSON *o = cJSON_CreateObject();
     char *line = NULL;
     if (o &&
-        cJSON_AddStringToObject(o, "level",
-                                level == QP_LOG_ERROR  ? "error"
-                                : level == QP_LOG_INFO ? "info"
-                                                       : "warn") &&
+        cJSON_AddStringToObject(o, "level", qp_log_level_name((enum qk_proxy_log_level)level)) &&
         cJSON_AddStringToObject(o, "module", module) && cJSON_AddStringToObject(o, "msg", msg))
         line = cJSON_PrintUnformatted(o);
     if (line)

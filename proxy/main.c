@@ -49,10 +49,13 @@ env_lookup(const char *name)
 }
 
 /* A warning goes out in the log's format, JSON included (the notes are text only);
- * nothing with --log-format off. */
+ * nothing with --log-format off or --log-level error. */
 static void
-warn(enum qk_proxy_log_format format, const char *msg)
+warn(const struct qk_proxy_config *cfg, const char *msg)
 {
+    enum qk_proxy_log_format format = cfg->log_format;
+    if (cfg->log_level < QK_PROXY_LOG_LEVEL_WARN)
+        return;
     if (format == QK_PROXY_LOG_TEXT)
         fprintf(stderr, "qwen-proxy: warning: %s\n", msg);
     else if (format == QK_PROXY_LOG_JSON) /* msg holds no quote or backslash */
@@ -91,7 +94,7 @@ fit_descriptor_limit(struct qk_proxy_config *cfg)
              "--max-connections %u needs %llu descriptors, the limit is %llu: beyond %u "
              "connections, streams fail (raise ulimit -n, or lower --max-connections)",
              cfg->max_connections, need, limit, fit);
-    warn(cfg->log_format, msg);
+    warn(cfg, msg);
 }
 
 /* One line at start with every setting in effect, none secret (qk_proxy_config_describe):
@@ -99,7 +102,7 @@ fit_descriptor_limit(struct qk_proxy_config *cfg)
 static void
 log_config(const struct qk_proxy_config *cfg, unsigned port)
 {
-    if (cfg->log_format == QK_PROXY_LOG_OFF)
+    if (cfg->log_format == QK_PROXY_LOG_OFF || cfg->log_level < QK_PROXY_LOG_LEVEL_INFO)
         return;
     static char described[8192];
     qk_proxy_config_describe(cfg, described, sizeof(described));
@@ -214,7 +217,7 @@ main(int argc, char **argv)
         return 0;
     }
 
-    say_notes = cfg.log_format == QK_PROXY_LOG_TEXT;
+    say_notes = cfg.log_format == QK_PROXY_LOG_TEXT && cfg.log_level >= QK_PROXY_LOG_LEVEL_INFO;
     fit_descriptor_limit(&cfg);
     sigset_t signals;
     sigemptyset(&signals);

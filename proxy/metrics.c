@@ -38,6 +38,12 @@ static const char *const CAUSE_NAMES[QP_METRIC_CAUSE_COUNT] = {
     "status", "html", "timeout", "connect", "inband", "invalid", "refused"};
 static const char *const CACHE_NAMES[QP_METRIC_CACHE_COUNT] = {"hit", "miss", "stale"};
 
+const char *
+qp_metric_cause_name(enum qp_metric_cause cause)
+{
+    return (unsigned)cause < QP_METRIC_CAUSE_COUNT ? CAUSE_NAMES[cause] : "invalid";
+}
+
 static void
 add(atomic_uint_fast64_t *counter, uint64_t n)
 {

@@ -50,6 +50,9 @@ enum qp_metric_cache {
 
 struct qp_metrics;
 
+/** @return the cause's label value ("status", "html", ...), also the log's name for it. */
+const char *qp_metric_cause_name(enum qp_metric_cause cause);
+
 /** @return a zeroed set of metrics (the caller owns it), or NULL without memory. */
 struct qp_metrics *qp_metrics_new(void);
 /** Frees @p m. NULL-safe. */

@@ -584,10 +584,10 @@ qp_mutant_rewrite_plan(struct qp_request *req)
 }
 
 void
-qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, enum qk_proxy_log_format log_format)
+qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, struct qp_log log)
 {
     if (QP_MUTANT(done_twice) && ok && qk_buf_append_str(tail, "data: [DONE]\n\n") != QK_OK)
-        qp_log_note(log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
+        qp_log_note(log, QP_LOG_ERROR, "stream", "stream end: out of memory");
 }
 
 /* split_utf8: each write decoded on its own, as `TextDecoder` without
@@ -660,11 +660,11 @@ qp_mutant_another_stream_open(const struct qp_request *active, const struct qp_r
 
 void
 qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
-                    enum qk_proxy_log_format log_format)
+                    struct qp_log log)
 {
     if (qp_cache_put(cache, req->flight_key, qk_buf_ptr(&req->attempt_body),
                      qk_buf_len(&req->attempt_body), now) != QK_OK)
-        qp_log_note(log_format, QP_LOG_ERROR, "cache", "out of memory");
+        qp_log_note(log, QP_LOG_ERROR, "cache", "out of memory");
 }
 
 bool

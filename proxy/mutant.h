@@ -105,6 +105,7 @@
 
 #ifdef QK_MUTANTS
 
+#include "log.h"
 #include "qwenkit/proxy.h"
 
 struct MHD_Connection;
@@ -220,9 +221,8 @@ void qp_mutant_rewrite_upstream_body(struct qp_request *req);
 void qp_mutant_rewrite_plan(struct qp_request *req);
 
 /** Rewrites @p tail, the events that end a stream (@p ok: without failure; a failure to
- * grow it is noted in @p log_format): done_twice. */
-void qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok,
-                                  enum qk_proxy_log_format log_format);
+ * grow it is noted in @p log): done_twice. */
+void qp_mutant_rewrite_stream_end(struct qk_buf *tail, bool ok, struct qp_log log);
 
 /** Rewrites @p *ok, whether a started stream (an event stream when @p sse) whose upstream
  * failed, was cut or went idle ends as a success, [DONE], rather than with an error event:
@@ -240,9 +240,9 @@ bool qp_mutant_another_stream_open(const struct qp_request *active, const struct
 
 /** Stores req->attempt_body in @p cache under req->flight_key at @p now, where the proxy
  * never caches (cache_chat: a completion, cache_errors: a failure); a failure to store
- * is noted in @p log_format. */
+ * is noted in @p log. */
 void qp_mutant_cache_put(struct qp_cache *cache, const struct qp_request *req, int64_t now,
-                         enum qk_proxy_log_format log_format);
+                         struct qp_log log);
 
 /** cache_chat: keys @p req by credential and body and looks its answer up in @p cache.
  * @return true on a fresh hit, with req->resp set to it. */

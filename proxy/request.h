@@ -25,6 +25,7 @@
 #include "qwenkit/buf.h"
 #include "qwenkit/common.h"
 #include "retry.h"
+#include "log.h"
 #include "stream.h"
 
 struct MHD_Connection;
@@ -122,6 +123,10 @@ struct qp_request {
     struct qp_response resp;
     unsigned attempts;
     enum qp_cache_mark cache;
+    /** The failed attempts before the answer, for the request line (a stream's cut after
+     *  its start is the stream's: qp_stream_cut()). */
+    struct qp_log_failure failures[QP_LOG_FAILURES];
+    unsigned n_failures;
 
     /* Loop thread only. */
     struct qp_loop_transfer xfer;

@@ -1112,6 +1112,18 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * loop still relays (the caller left, or the send failed), tell it (SSE-9). */
         qp_stream_connection_done(&req->st, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
+    /* The attempts' failures, then a started stream's cut (the loop is done with both: the
+     * attempts ended before the handover, the cut is read under the stream's lock). */
+    struct qp_log_failure failures[QP_LOG_FAILURES];
+    unsigned shown = req->n_failures < QP_LOG_FAILURES ? req->n_failures : QP_LOG_FAILURES;
+    memcpy(failures, req->failures, shown * sizeof failures[0]);
+    unsigned n_failures = req->n_failures;
+    struct qp_log_failure cut;
+    if (req->streaming && qp_stream_cut(&req->st, &cut)) {
+        if (n_failures < QP_LOG_FAILURES)
+            failures[n_failures] = cut;
+        n_failures++;
+    }
     struct qp_log_entry e = {
         .request_id = req->request_id,
         .method = req->method,
@@ -1121,8 +1133,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .cache = cache_mark_name(req->cache),
         .latency_ms = qk_now_ms() - req->started_ms,
         .token = req->fingerprint,
+        .failures = failures,
+        .n_failures = n_failures,
     };
-    qp_log_request(px->cfg.log_format, &e);
+    qp_log_request((struct qp_log){.format = px->cfg.log_format, .level = px->cfg.log_level}, &e);
     count_request(px, req, e.status);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         qp_admission_awaiting_request(px->adm, conn_record(conn));
@@ -1286,7 +1300,7 @@ qk_proxy_start(const struct qk_proxy_config *cfg, struct qk_proxy **out, char *e
         .deadline_ms = cfg->deadline_ms,
         .stream_idle_timeout_ms = cfg->stream_idle_timeout_ms,
         .keepalive_interval_ms = cfg->keepalive_interval_ms,
-        .log_format = cfg->log_format,
+        .log = {.format = cfg->log_format, .level = cfg->log_level},
         .metrics = px->metrics,
         .complete = on_exchange_complete,
         .stream_start = on_stream_start,

@@ -53,8 +53,11 @@ qp_sse_norm_new_opts(const struct qp_sse_norm_opts *o)
     const struct qp_decoder_ops *dialect = o->dialect ? o->dialect : &qp_decoder_v1;
     struct qp_sse_frame_opts fo = {.max_bytes = QP_SSE_EVENT_CAP};
     struct qp_decoder_opts dopts = {.incremental_requested = o->incremental_requested};
-    struct qp_chunk_emit_opts eo = {
-        .model = o->model, .id = o->id, .created = o->now_s, .reasoning = o->reasoning};
+    struct qp_chunk_emit_opts eo = {.model = o->model,
+                                    .id = o->id,
+                                    .created = o->now_s,
+                                    .reasoning = o->reasoning,
+                                    .include_usage = o->include_usage};
 #ifdef QK_MUTANTS
     /* The one place the stream modules learn the mutant: through their options. */
     n->mutant = fo.mutant = dopts.mutant = eo.mutant = qp_mutant_active;

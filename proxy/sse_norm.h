@@ -72,6 +72,7 @@ struct qp_sse_norm_opts {
     const char *id;                       /**< fallback chunk id "chatcmpl-..." */
     long long now_s;                      /**< creation time, while chunks carry none */
     enum qp_reasoning_mode reasoning;     /**< what the caller gets of the reasoning */
+    bool include_usage;                   /**< stream_options.include_usage (chunk_emit.h) */
 };
 
 /** @return a new normalizer made of @p o, or NULL when out of memory. */

@@ -109,21 +109,23 @@ static void
 append_locked(struct qp_stream *s, const struct qk_buf *bytes)
 {
     if (qk_buf_append(&s->out, qk_buf_ptr(bytes), qk_buf_len(bytes)) != QK_OK)
-        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "buffer over its cap; bytes dropped");
+        qp_log_note(s->log, QP_LOG_ERROR, "stream", "buffer over its cap; bytes dropped");
 }
 
 /* ---- loop thread ------------------------------------------------------------------- */
 
 void
 qp_stream_bind(struct qp_stream *s, struct MHD_Connection *conn, struct qp_loop *loop,
-               enum qk_proxy_log_format log_format, const char *body, size_t len)
+               struct qp_log log, const char *body, size_t len)
 {
     s->conn = conn;
     s->loop = loop;
-    s->log_format = log_format;
+    s->log = log;
     cJSON *root = cJSON_ParseWithLength(body, len);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     s->incremental = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "incremental_output"));
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    s->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
     snprintf(s->model, sizeof(s->model), "%s", cJSON_IsString(model) ? model->valuestring : "");
     cJSON_Delete(root);
 }
@@ -142,6 +144,7 @@ qp_stream_new_attempt(struct qp_stream *s, const struct qp_decoder_ops *decoder,
         .id = id,
         .now_s = (long long)time(NULL),
         .reasoning = reasoning,
+        .include_usage = s->include_usage,
     };
     s->norm = qp_sse_norm_new_opts(&o);
     s->sse_known = s->sse = s->inband = s->bad_event = s->norm_finished = false;
@@ -263,18 +266,23 @@ qp_stream_paused(struct qp_stream *s)
 }
 
 void
-qp_stream_finish(struct qp_stream *s, bool ok, const char *message)
+qp_stream_finish(struct qp_stream *s, bool ok, const char *message,
+                 const struct qp_log_failure *cut)
 {
     qk_buf_reset(&s->scratch);
     if (!s->norm_finished && s->norm &&
         qp_sse_norm_finish(s->norm, ok, message, &s->scratch) != QK_OK)
-        qp_log_note(s->log_format, QP_LOG_ERROR, "stream", "stream end: out of memory");
-    QP_MUTANT_REWRITE(stream_end, &s->scratch, ok, s->log_format);
+        qp_log_note(s->log, QP_LOG_ERROR, "stream", "stream end: out of memory");
+    QP_MUTANT_REWRITE(stream_end, &s->scratch, ok, s->log);
     s->norm_finished = true;
     qp_loop_watch_forget(s->loop, &s->watch);
     qp_stream_push(s, &s->scratch);
     pthread_mutex_lock(&s->lock);
     s->phase = QP_STREAM_CLOSING;
+    if (cut) {
+        s->cut = true;
+        s->cut_as = *cut;
+    }
     disarm_locked(s);
     wake_locked(s);
     pthread_mutex_unlock(&s->lock);
@@ -353,4 +361,15 @@ qp_stream_connection_done(struct qp_stream *s, bool completed_ok)
         post_notice_locked(s);
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+bool
+qp_stream_cut(struct qp_stream *s, struct qp_log_failure *out)
+{
+    pthread_mutex_lock(&s->lock);
+    bool cut = s->cut;
+    if (cut)
+        *out = s->cut_as;
+    pthread_mutex_unlock(&s->lock);
+    return cut;
 }

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "decoder.h"
+#include "log.h"
 #include "loop.h"
 #include "mutant.h"
 #include "qwenkit/buf.h"
@@ -81,8 +82,9 @@ struct qp_stream {
     struct MHD_Connection *conn; /**< borrowed: the caller's connection */
     struct qp_loop *loop;        /**< borrowed: where notices go */
     bool incremental;            /**< the request asked for incremental_output */
+    bool include_usage;          /**< the request asked for stream_options.include_usage */
     char model[128];
-    enum qk_proxy_log_format log_format; /**< where diagnostics go (log.h) */
+    struct qp_log log; /**< where diagnostics go (log.h) */
 
     pthread_mutex_t lock; /**< private to stream.c */
     /* Under lock. `phase` is written by the loop thread only, so that thread reads it
@@ -93,8 +95,10 @@ struct qp_stream {
     bool client_gone;   /**< the caller left: the reader ends with an error */
     bool paused;        /**< the upstream transfer is paused (out was full) */
     bool notice_posted; /**< a notice (unpause, client gone) is queued to the loop */
-    bool fd_armed;      /**< the caller's socket is in the loop's epoll set */
-    int fd;             /**< the caller's socket */
+    bool cut;           /**< the upstream failed after the start: why is in `cut_as` */
+    struct qp_log_failure cut_as;
+    bool fd_armed; /**< the caller's socket is in the loop's epoll set */
+    int fd;        /**< the caller's socket */
 
     /* Loop thread only. */
     bool orphaned;       /**< mutant keep_upstream_on_disconnect: relaying into the void */
@@ -128,7 +132,7 @@ void qp_stream_release(struct qp_stream *s);
  *  and reads what the normalizer needs from the caller's chat body @p body (borrowed for
  *  the call). */
 void qp_stream_bind(struct qp_stream *s, struct MHD_Connection *conn, struct qp_loop *loop,
-                    enum qk_proxy_log_format log_format, const char *body, size_t len);
+                    struct qp_log log, const char *body, size_t len);
 
 /** @return true once the 200 was committed (nothing is retried any more). Loop thread. */
 static inline bool
@@ -188,8 +192,10 @@ bool qp_stream_paused(struct qp_stream *s);
 /**
  * LIVE -> CLOSING: appends the normalizer's end (finish_reason and [DONE] when @p ok, else
  * one error event with @p message, no [DONE]: SSE-8) and lets the reader drain what is left.
+ * @p cut (may be NULL) is the upstream's failure that ended it, for the request line.
  */
-void qp_stream_finish(struct qp_stream *s, bool ok, const char *message);
+void qp_stream_finish(struct qp_stream *s, bool ok, const char *message,
+                      const struct qp_log_failure *cut);
 
 /**
  * The caller left a live stream: the reader ends with an error. LIVE -> CLOSED, or, with
@@ -222,5 +228,8 @@ ssize_t qp_stream_read(struct qp_stream *s, char *buf, size_t max);
  * libmicrohttpd closes it, and a live stream whose caller did not get it all is told so.
  */
 void qp_stream_connection_done(struct qp_stream *s, bool completed_ok);
+
+/** @return whether the upstream failed after the stream started; if so, how, in @p out. */
+bool qp_stream_cut(struct qp_stream *s, struct qp_log_failure *out);
 
 #endif

@@ -72,6 +72,17 @@ qp_validate_chat(const char *body, size_t len, bool *stream, struct qp_invalid *
         refuse(why, "stream", "invalid_type", "'stream' must be a boolean.");
         goto out;
     }
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsObject(so) && !cJSON_IsNull(so)) {
+        refuse(why, "stream_options", "invalid_type", "'stream_options' must be an object.");
+        goto out;
+    }
+    const cJSON *iu = cJSON_GetObjectItemCaseSensitive(so, "include_usage");
+    if (iu && !cJSON_IsBool(iu) && !cJSON_IsNull(iu)) {
+        refuse(why, "stream_options.include_usage", "invalid_type",
+               "'stream_options.include_usage' must be a boolean.");
+        goto out;
+    }
     *stream = cJSON_IsTrue(st);
     ok = true;
 out:

@@ -17,7 +17,8 @@ struct qp_invalid {
 
 /**
  * Checks a chat-completion body: a JSON object with a non-empty string `model`, a non-empty
- * array `messages` whose entries are objects, and a boolean `stream` when present.
+ * array `messages` whose entries are objects, a boolean `stream` when present, and
+ * `stream_options` an object whose `include_usage` is a boolean, when present.
  * Borrows @p body (need not be NUL-terminated).
  * @param[out] stream set to the value of `stream` (false when absent).
  * @return true when valid; otherwise false and @p why filled.

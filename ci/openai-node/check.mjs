@@ -44,6 +44,7 @@ async function queue(steps) {
 const v2 = args.dialect === 'v2';
 let full = '';
 let fullReasoning = '';
+let fullUsage = null;
 await check('models.list returns the upstream models', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
@@ -61,6 +62,7 @@ await check('non-streaming completion', async () => {
   }
   expect(c.usage && c.usage.completion_tokens > 0 && c.usage.total_tokens >= c.usage.completion_tokens,
     `usage ${JSON.stringify(c.usage)}`);
+  fullUsage = c.usage;
   expect(c.choices[0].finish_reason === 'stop', `finish_reason ${c.choices[0].finish_reason}`);
 });
 await check('streaming completion gives exactly the same text', async () => {
@@ -84,6 +86,22 @@ await check('streaming completion gives exactly the same text', async () => {
   expect(finish === 'stop', `finish_reason ${finish}`);
   expect(reasoning === fullReasoning,
     `streamed reasoning ${JSON.stringify(reasoning)} != non-streamed ${JSON.stringify(fullReasoning)}`);
+});
+await check('stream_options.include_usage: one usage chunk, choices empty, just before the end', async () => {
+  const stream = await client.chat.completions.create(
+    { ...request, stream: true, stream_options: { include_usage: true } });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  const last = chunks[chunks.length - 1];
+  expect(last && Array.isArray(last.choices) && last.choices.length === 0,
+    `last chunk ${JSON.stringify(last)}`);
+  const u = last && last.usage;
+  expect(u && u.prompt_tokens === fullUsage.prompt_tokens &&
+    u.completion_tokens === fullUsage.completion_tokens &&
+    u.total_tokens === u.prompt_tokens + u.completion_tokens,
+    `stream usage ${JSON.stringify(u)} against the completion's ${JSON.stringify(fullUsage)}`);
+  const early = chunks.slice(0, -1).filter((c) => c.usage !== null);
+  expect(early.length === 0, `chunks before the last carry usage: ${JSON.stringify(early[0])}`);
 });
 await check('a stream the upstream cuts mid-way raises an error', async () => {
   await queue([{ stream: { truncate_after: 3 } }]);

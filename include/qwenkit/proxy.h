@@ -31,6 +31,13 @@ enum qk_proxy_log_format {
     QK_PROXY_LOG_OFF = 2,  /**< no request log (embedding, tests) */
 };
 
+/** The least important lines the log keeps (each includes those above it). */
+enum qk_proxy_log_level {
+    QK_PROXY_LOG_LEVEL_ERROR = 0, /**< the proxy could not do its job */
+    QK_PROXY_LOG_LEVEL_WARN = 1,  /**< failed upstream attempts, requests answered 5xx or cut */
+    QK_PROXY_LOG_LEVEL_INFO = 2,  /**< every request line, the start-up settings (default) */
+};
+
 /** Settings of a proxy; fill with qk_proxy_config_init() then override. */
 struct qk_proxy_config {
     const char *listen_host;      /**< address to bind, default "127.0.0.1" */
@@ -83,6 +90,7 @@ struct qk_proxy_config {
                                               recent has had no answer since (30 s) */
     const char *cors_origins;            /**< comma-separated allowed origins or "*", default "*" */
     enum qk_proxy_log_format log_format; /**< default text */
+    enum qk_proxy_log_level log_level;   /**< default info */
     unsigned threads;                    /**< server threads, default 2 */
     const char *mutant;      /**< suite self-test: a behaviour to break (QK_MUTANTS builds) */
     const char *config_path; /**< the settings file read (--config), or NULL */

@@ -159,6 +159,93 @@ close_fills_in_the_finish_and_error_is_one_event(void **state)
     qp_chunk_emitter_free(e);
 }
 
+/* stream_options.include_usage: `usage: null` on every chunk, then one chunk with no
+ * choices and the latest counts (even counts sent after the finish) just before [DONE];
+ * no usage chunk when the upstream gave no counts. Without it, the finishing chunk carries
+ * the counts given so far. */
+static void
+include_usage_adds_a_usage_chunk_before_done(void **state)
+{
+    (void)state;
+    struct qp_chunk_emit_opts o = {
+        .model = "m", .id = "chatcmpl-u", .created = 9, .include_usage = true};
+    struct qp_chunk_emitter *e = qp_chunk_emitter_new(&o);
+    assert_non_null(e);
+    struct qk_buf out;
+    qk_buf_init(&out, 1 << 16);
+    struct qp_delta d = text_delta("Hi");
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    d = text_delta("");
+    d.finish_reason = "stop";
+    d.has_usage = true;
+    d.prompt_tokens = 2;
+    d.completion_tokens = 5;
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    d = text_delta(""); /* a usage-only chunk after the finish: the counts still count */
+    d.has_usage = true;
+    d.prompt_tokens = 3;
+    d.completion_tokens = 6;
+    d.has_reasoning_tokens = true;
+    d.reasoning_tokens = 1;
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_int_equal(qp_chunk_emit_close(e, &out), QK_OK);
+    assert_int_equal(events_in(qk_buf_ptr(&out)), 4);
+    for (int i = 0; i < 2; i++) {
+        cJSON *c = event_at(qk_buf_ptr(&out), i);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(c, "usage")));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(c, "choices")), 1);
+        cJSON_Delete(c);
+    }
+    cJSON *u = event_at(qk_buf_ptr(&out), 2);
+    assert_string_equal(path(u, "id", NULL)->valuestring, "chatcmpl-u");
+    assert_string_equal(path(u, "object", NULL)->valuestring, "chat.completion.chunk");
+    assert_int_equal(path(u, "created", NULL)->valuedouble, 9);
+    assert_true(cJSON_IsArray(cJSON_GetObjectItem(u, "choices")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(u, "choices")), 0);
+    const cJSON *usage = cJSON_GetObjectItem(u, "usage");
+    assert_int_equal(cJSON_GetObjectItem(usage, "prompt_tokens")->valuedouble, 3);
+    assert_int_equal(cJSON_GetObjectItem(usage, "completion_tokens")->valuedouble, 6);
+    assert_int_equal(cJSON_GetObjectItem(usage, "total_tokens")->valuedouble, 9);
+    assert_int_equal(path(usage, "completion_tokens_details", "reasoning_tokens")->valuedouble, 1);
+    cJSON_Delete(u);
+    assert_null(event_at(qk_buf_ptr(&out), 3));
+    assert_int_equal(qp_chunk_emit_count(e), 3);
+    qp_chunk_emitter_free(e);
+
+    /* No counts from the upstream: the finish filled in, no usage chunk. */
+    e = qp_chunk_emitter_new(&o);
+    qk_buf_reset(&out);
+    d = text_delta("x");
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_int_equal(qp_chunk_emit_close(e, &out), QK_OK);
+    assert_int_equal(events_in(qk_buf_ptr(&out)), 3);
+    assert_null(event_at(qk_buf_ptr(&out), 2));
+    qp_chunk_emitter_free(e);
+
+    /* Not asked: counts given before the finish ride on the finishing chunk. */
+    o.include_usage = false;
+    e = qp_chunk_emitter_new(&o);
+    qk_buf_reset(&out);
+    d = text_delta("x");
+    d.has_usage = true;
+    d.prompt_tokens = 1;
+    d.completion_tokens = 1;
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    d = text_delta("");
+    d.finish_reason = "stop";
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_int_equal(qp_chunk_emit_close(e, &out), QK_OK);
+    assert_int_equal(events_in(qk_buf_ptr(&out)), 3);
+    cJSON *first = event_at(qk_buf_ptr(&out), 0);
+    assert_null(cJSON_GetObjectItem(first, "usage"));
+    cJSON_Delete(first);
+    cJSON *fin = event_at(qk_buf_ptr(&out), 1);
+    assert_int_equal(path(fin, "usage", "total_tokens")->valuedouble, 2);
+    cJSON_Delete(fin);
+    qp_chunk_emitter_free(e);
+    qk_buf_free(&out);
+}
+
 #ifdef QK_MUTANTS
 /* The mutants reach the emitter through its options only. */
 static void
@@ -277,6 +364,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chunks_carry_role_envelope_usage_and_one_finish),
         cmocka_unit_test(close_fills_in_the_finish_and_error_is_one_event),
+        cmocka_unit_test(include_usage_adds_a_usage_chunk_before_done),
 #ifdef QK_MUTANTS
         cmocka_unit_test(mutant_options_change_the_chunks),
 #endif

@@ -48,6 +48,8 @@ defaults_match_the_issue(void **state)
     assert_int_equal(cfg.n_upstream_headers, 0);
     assert_int_equal(cfg.cache_ttl_ms, 3600000);
     assert_int_equal(cfg.max_retries, 3);
+    assert_int_equal(cfg.log_format, QK_PROXY_LOG_TEXT);
+    assert_int_equal(cfg.log_level, QK_PROXY_LOG_LEVEL_INFO);
 }
 
 static void
@@ -74,6 +76,8 @@ flags_set_every_field(void **state)
                     "https://a.example",
                     "--log-format",
                     "json",
+                    "--log-level",
+                    "warn",
                     "--cache-max-entries",
                     "7",
                     "--deadline-ms",
@@ -98,6 +102,7 @@ flags_set_every_field(void **state)
     assert_int_equal(cfg.max_body, 2048);
     assert_string_equal(cfg.cors_origins, "https://a.example");
     assert_int_equal(cfg.log_format, QK_PROXY_LOG_JSON);
+    assert_int_equal(cfg.log_level, QK_PROXY_LOG_LEVEL_WARN);
     assert_int_equal(cfg.cache_max_entries, 7);
     assert_int_equal(cfg.deadline_ms, 9000);
     assert_int_equal(cfg.retry_after_cap_ms, 4000);
@@ -131,6 +136,7 @@ bad_values_are_refused_with_a_message(void **state)
         {"--cache-ttl", "-1"},       {"--cache-ttl", "abc"},
         {"--upstream", "ftp://x"},   {"--upstream", "chat.qwenlm.ai"},
         {"--log-format", "xml"},     {"--max-body", "0"},
+        {"--log-level", "debug"},    {"--log-level", "WARN"},
         {"--upstream-timeout", "0"}, {"--cache-max-entries", "0"},
     };
     fake_env = NULL;

@@ -914,8 +914,8 @@ release_stderr_teardown(void **state)
 /* Starts a proxy that logs in @p format, with @p max_retries, in front of @p upstream
  * (NULL: the mock), with an attempt limit of @p upstream_timeout_ms (0: the default). */
 static struct qk_proxy *
-logging_proxy(struct env *e, enum qk_proxy_log_format format, unsigned max_retries,
-              const char *upstream, int64_t upstream_timeout_ms)
+logging_proxy_at(struct env *e, enum qk_proxy_log_format format, enum qk_proxy_log_level level,
+                 unsigned max_retries, const char *upstream, int64_t upstream_timeout_ms)
 {
     struct qk_proxy_config pc;
     qk_proxy_config_init(&pc);
@@ -927,9 +927,18 @@ logging_proxy(struct env *e, enum qk_proxy_log_format format, unsigned max_retri
     if (upstream_timeout_ms > 0)
         pc.upstream_timeout_ms = upstream_timeout_ms;
     pc.log_format = format;
+    pc.log_level = level;
     struct qk_proxy *p = NULL;
     assert_int_equal(qk_proxy_start(&pc, &p, NULL, 0), QK_OK);
     return p;
+}
+
+static struct qk_proxy *
+logging_proxy(struct env *e, enum qk_proxy_log_format format, unsigned max_retries,
+              const char *upstream, int64_t upstream_timeout_ms)
+{
+    return logging_proxy_at(e, format, QK_PROXY_LOG_LEVEL_INFO, max_retries, upstream,
+                            upstream_timeout_ms);
 }
 
 /* The @p nth (0-based) line of @p text that holds @p a and @p b, copied into @p out;
@@ -1092,8 +1101,75 @@ failed_attempts_are_logged_once_with_their_cause(void **state)
     assert_int_equal(
         lines_with(text, want, "attempt 1 failed: connection error: ", 0, line, sizeof(line)), 1);
     assert_non_null(strstr(line, "127.0.0.1")); /* libcurl's message names the address */
+
+    /* Each request line names its attempts' failures, in order. */
+    const struct {
+        const char *rid, *want;
+    } lines[] = {
+        {rid, " status=200 attempts=3 "},     {rid, " failures=status_500,html_200\n"},
+        {srid, " failures=inband,invalid\n"}, {trid, " status=504 attempts=1 "},
+        {trid, " failures=timeout\n"},        {crid, " status=502 attempts=1 "},
+        {crid, " failures=connect\n"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        snprintf(want, sizeof(want), " qwen-proxy id=%s ", lines[i].rid);
+        char with_newline[1100];
+        assert_int_equal(lines_with(text, want, NULL, 0, line, sizeof(line)), 1);
+        snprintf(with_newline, sizeof(with_newline), "%s\n", line);
+        if (!strstr(with_newline, lines[i].want))
+            fail_msg("request line %s lacks '%s'", line, lines[i].want);
+    }
     assert_null(strstr(text, t));
     free(text);
+}
+
+/* A stream cut after its start names the cut on its request line (status 200, the caller
+ * got an error event); --log-level warn keeps only the request lines of answers that failed
+ * the caller, and the failed attempts' lines; error keeps none of them. */
+static void
+request_line_names_a_cut_and_levels_filter(void **state)
+{
+    struct env *e = *state;
+    char t[MC_TOKEN_MAX], tag[MC_TOKEN_MAX], ok_rid[80], bad_rid[80], cut_rid[80], line[1024];
+    mc_new_token(t, sizeof t);
+    mc_new_token(tag, sizeof tag);
+    snprintf(ok_rid, sizeof(ok_rid), "ok-%s", tag);
+    snprintf(bad_rid, sizeof(bad_rid), "bad-%s", tag);
+    snprintf(cut_rid, sizeof(cut_rid), "cut-%s", tag);
+    const enum qk_proxy_log_level levels[] = {QK_PROXY_LOG_LEVEL_INFO, QK_PROXY_LOG_LEVEL_WARN,
+                                              QK_PROXY_LOG_LEVEL_ERROR};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        capture_stderr();
+        struct qk_proxy *p = logging_proxy_at(e, QK_PROXY_LOG_TEXT, levels[i], 0, NULL, 0);
+        uint16_t port = qk_proxy_port(p);
+        script(e, t, "chat",
+               "[{\"ok\":true},{\"status\":500},{\"stream\":{\"truncate_after\":2}}]");
+        assert_int_equal(
+            request_with_id(port, "POST", "/api/chat/completions", t, ok_rid, CHAT_BODY), 200);
+        assert_int_equal(
+            request_with_id(port, "POST", "/api/chat/completions", t, bad_rid, CHAT_BODY), 502);
+        assert_int_equal(
+            request_with_id(port, "POST", "/api/chat/completions", t, cut_rid, STREAM_BODY), 200);
+        qk_proxy_stop(p);
+        char *text = release_stderr();
+        char want[160];
+        size_t expected = levels[i] == QK_PROXY_LOG_LEVEL_INFO ? 1 : 0;
+        snprintf(want, sizeof(want), " qwen-proxy id=%s ", ok_rid);
+        assert_int_equal(lines_with(text, want, " failures=-", 0, NULL, 0), expected);
+        expected = levels[i] >= QK_PROXY_LOG_LEVEL_WARN ? 1 : 0;
+        snprintf(want, sizeof(want), " qwen-proxy id=%s ", bad_rid);
+        assert_int_equal(lines_with(text, want, " status=502 ", 0, NULL, 0), expected);
+        snprintf(want, sizeof(want), "qwen-proxy: upstream: request %s attempt 1 failed", bad_rid);
+        assert_int_equal(lines_with(text, want, NULL, 0, NULL, 0), expected);
+        snprintf(want, sizeof(want), " qwen-proxy id=%s ", cut_rid);
+        assert_int_equal(lines_with(text, want, " status=200 ", 0, line, sizeof(line)), expected);
+        if (expected && !strstr(line, " failures=cut_"))
+            fail_msg("a cut stream's request line names no cut: %s", line);
+        if (levels[i] == QK_PROXY_LOG_LEVEL_ERROR && text[0] != '\0')
+            fail_msg("--log-level error wrote: %s", text);
+        assert_null(strstr(text, t));
+        free(text);
+    }
 }
 
 /* In the JSON format a diagnostic is one JSON object per line, like the request line. */
@@ -1125,8 +1201,14 @@ failed_attempts_in_json(void **state)
     assert_non_null(msg);
     assert_non_null(strstr(msg, want));
     cJSON_Delete(j);
-    /* The request line is there too, and every line is an object. */
-    assert_int_equal(lines_with(text, "\"id\":", rid, 0, NULL, 0), 1);
+    /* The request line is there too, naming the failure, and every line is an object. */
+    assert_int_equal(lines_with(text, "\"id\":", rid, 0, line, sizeof(line)), 1);
+    j = cJSON_Parse(line);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "level")), "info");
+    const cJSON *failures = cJSON_GetObjectItemCaseSensitive(j, "failures");
+    assert_int_equal(cJSON_GetArraySize(failures), 1);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(failures, 0)), "status_503");
+    cJSON_Delete(j);
     for (const char *l = text; *l;) {
         const char *end = strchr(l, '\n');
         assert_non_null(end);
@@ -1160,6 +1242,8 @@ main(void)
         cmocka_unit_test_teardown(failed_attempts_are_logged_once_with_their_cause,
                                   release_stderr_teardown),
         cmocka_unit_test_teardown(failed_attempts_in_json, release_stderr_teardown),
+        cmocka_unit_test_teardown(request_line_names_a_cut_and_levels_filter,
+                                  release_stderr_teardown),
     };
     int rc = cmocka_run_group_tests_name("unit_proxy_e2e", tests, setup, teardown);
     curl_global_cleanup();

@@ -40,6 +40,11 @@ valid_bodies_pass(void **state)
     b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":true} \n";
     assert_true(qp_validate_chat(b, strlen(b), &stream, &why));
     assert_true(stream);
+    b = "{\"model\":\"m\",\"messages\":[{}],\"stream\":true,"
+        "\"stream_options\":{\"include_usage\":true,\"future_option\":3}}";
+    assert_true(qp_validate_chat(b, strlen(b), &stream, &why));
+    b = "{\"model\":\"m\",\"messages\":[{}],\"stream_options\":null}";
+    assert_true(qp_validate_chat(b, strlen(b), &stream, &why));
 }
 
 static void
@@ -61,6 +66,9 @@ bad_bodies_name_the_field(void **state)
     expect_invalid("{\"model\":\"m\",\"messages\":\"hi\"}", "messages");
     expect_invalid("{\"model\":\"m\",\"messages\":[1]}", "messages");
     expect_invalid("{\"model\":\"m\",\"messages\":[{}],\"stream\":\"yes\"}", "stream");
+    expect_invalid("{\"model\":\"m\",\"messages\":[{}],\"stream_options\":true}", "stream_options");
+    expect_invalid("{\"model\":\"m\",\"messages\":[{}],\"stream_options\":{\"include_usage\":1}}",
+                   "stream_options.include_usage");
 }
 
 static void
