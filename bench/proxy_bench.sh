@@ -190,19 +190,29 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[$(cat "$work/chat.json")]]
 EOF
 
-# run_wrk MODE ROUND NAME CONNS URL LUA: one wrk run, one TSV row in $work/raw.tsv.
+# cpu_ticks PID: user + system CPU time of the process, all its threads, in clock ticks.
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# run_wrk MODE ROUND NAME CONNS URL LUA: one wrk run, one TSV row in $work/raw.tsv, with
+# the CPU time the mock and the proxy spent during it.
 run_wrk() {
-    local mode=$1 round=$2 name=$3 c=$4 url=$5 lua=$6 pin=() threads=2 out
+    local mode=$1 round=$2 name=$3 c=$4 url=$5 lua=$6 pin=() threads=2 out m0 p0
     if [ "$mode" = pinned ]; then
         pin=(taskset -c 1)
         threads=1
     fi
     [ "$c" -lt "$threads" ] && threads=$c
     out="$work/wrk-$mode-$round-$name.txt"
+    m0=$(cpu_ticks "$mock_pid")
+    p0=$(cpu_ticks "$proxy_pid")
     "${pin[@]}" wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$lua" "$url" >"$out" 2>&1
-    python3 - "$out" "$mode" "$round" "$name" >>"$work/raw.tsv" <<'EOF'
+    python3 - "$out" "$mode" "$round" "$name" $(($(cpu_ticks "$mock_pid") - m0)) \
+        $(($(cpu_ticks "$proxy_pid") - p0)) "$(getconf CLK_TCK)" >>"$work/raw.tsv" <<'EOF'
 import re, sys
 path, mode, rnd, name = sys.argv[1:5]
+mock_ticks, proxy_ticks, hz = (float(x) for x in sys.argv[5:8])
 text = open(path).read()
 def us(v, unit):
     return float(v) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[unit]
@@ -216,12 +226,15 @@ if err:
 if not rps:
     sys.stderr.write("proxy_bench: wrk failed:\n" + text)
     sys.exit(1)
+done = re.search(r"(\d+) requests in", text)
+n = max(int(done.group(1)), 1) if done else 1
+per = lambda ticks: "%.1f" % (ticks / hz * 1e6 / n)
 print("\t".join([mode, rnd, name, rps.group(1), "%.0f" % lat.get("50", -1),
-                 "%.0f" % lat.get("99", -1), str(errors)]))
+                 "%.0f" % lat.get("99", -1), str(errors), per(mock_ticks), per(proxy_ticks)]))
 EOF
 }
 
-printf 'mode\tround\tname\treq_s\tp50_us\tp99_us\terrors\n' >"$work/raw.tsv"
+printf 'mode\tround\tname\treq_s\tp50_us\tp99_us\terrors\tmock_cpu_us\tproxy_cpu_us\n' >"$work/raw.tsv"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for mode in $modes; do
     start_servers "$mode"
@@ -293,13 +306,21 @@ names = [
     ("chat1_proxy", "chat, 1 conn, through the proxy"),
 ]
 print()
-print("%-40s %-9s %10s %15s %9s %9s %6s" % ("target", "mode", "req/s", "req/s range", "p50 us", "p99 us", "errors"))
+print("%-40s %-9s %10s %15s %9s %9s %6s %11s %11s" % ("target", "mode", "req/s", "req/s range",
+      "p50 us", "p99 us", "errors", "mock CPU/r", "proxy CPU/r"))
 names = [(k, l) for k, l in names if any(r["name"] == k for r in rows)]
 have = {k for k, _ in names}
+# CPU per request: the mock's on every row but nginx's (through the proxy it answers the
+# chats; a cached list never reaches it), the proxy's on the proxy's rows.
+def cpu(mode, key, who):
+    shown = "nginx" not in key and (who == "mock_cpu_us" or key.endswith("_proxy"))
+    return "%.1f us" % med(mode, key, who) if shown else "-"
 for mode in modes:
     for key, label in names:
-        print("%-40s %-9s %10.0f %15s %9.0f %9.0f %6d" % (label, mode, med(mode, key, "req_s"),
-              spread(mode, key), med(mode, key, "p50_us"), med(mode, key, "p99_us"), errs(mode, key)))
+        print("%-40s %-9s %10.0f %15s %9.0f %9.0f %6d %11s %11s" % (label, mode,
+              med(mode, key, "req_s"), spread(mode, key), med(mode, key, "p50_us"),
+              med(mode, key, "p99_us"), errs(mode, key),
+              cpu(mode, key, "mock_cpu_us"), cpu(mode, key, "proxy_cpu_us")))
 print()
 print("%-58s %s" % ("ratio of medians", "  ".join("%12s" % m for m in modes)))
 def line(label, f, *need):
@@ -313,6 +334,11 @@ line("cached /v1/models / /api/models (same proxy)", r("v1models_proxy", "models
      "models_proxy")
 line("chat at %s conns: proxy / mock direct (req/s)" % c, r("chat%s_proxy" % c, "chat%s_mock" % c),
      "chat1_mock")
+# Pinned, the mock and the proxy share CPU 0: once it is busy, a chat through the proxy
+# costs the CPU of both, so the ratio cannot pass mock / (mock + proxy) CPU per chat.
+cpu_bound = lambda m: "%.2fx" % (med(m, "chat%s_mock" % c, "mock_cpu_us") / (
+    med(m, "chat%s_proxy" % c, "mock_cpu_us") + med(m, "chat%s_proxy" % c, "proxy_cpu_us")))
+line("  CPU bound on it: mock CPU/chat direct / (mock + proxy)", cpu_bound, "chat1_mock")
 d = lambda a, b, k: (lambda m: "%+.0f us" % (med(m, a, k) - med(m, b, k)))
 line("chat at %s conns: added p50 (proxy - direct)" % c,
      d("chat%s_proxy" % c, "chat%s_mock" % c, "p50_us"), "chat1_mock")
