@@ -245,6 +245,8 @@ run_one() {
     eval "r_${tag}_lag99=\$(ms \$(field lag_p99_us \"\$res\"))"
     eval "r_${tag}_lagmax=\$(ms \$(field lag_max_us \"\$res\"))"
     eval "r_${tag}_stall=\$(ms \$((\$(field gap_max_us \"\$res\") - delay_ms * 1000)))"
+    eval "r_${tag}_sexc99=\$(ms \$(field steady_excess_p99_us \"\$res\"))"
+    eval "r_${tag}_sstall=\$(ms \$((\$(field steady_gap_max_us \"\$res\") - delay_ms * 1000)))"
     eval "r_${tag}_ramp=\$(awk -v m=\$(field ramp_ms \"\$res\") 'BEGIN{printf \"%.2f\", m/1000}')"
     eval "r_${tag}_wall=\$(awk -v m=\$(field elapsed_ms \"\$res\") 'BEGIN{printf \"%.2f\", m/1000}')"
 }
@@ -305,6 +307,8 @@ row "event lag behind the schedule, p50 (ms)" lag50
 row "event lag behind the schedule, p99 (ms)" lag99
 row "event lag behind the schedule, max (ms)" lagmax
 row "longest stall: max gap - delay (ms)" stall
+row "after the ramp-up: added delay p99 (ms)" sexc99
+row "after the ramp-up: longest stall (ms)" sstall
 row "ramp-up: all streams answered (s)" ramp
 row "wall time of the load (s)" wall
 exit "$failed"

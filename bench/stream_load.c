@@ -24,8 +24,10 @@
  *   requested=N opened=.. responded=.. held_peak=.. completed=.. events=.. errors=..
  *   err_connect=.. err_status=.. err_closed=.. err_timeout=.. ramp_ms=.. elapsed_ms=..
  *   excess_p50_us=.. excess_p99_us=.. lag_p50_us=.. lag_p99_us=.. lag_max_us=..
- *   gap_max_us=.. first_p50_us=.. first_p99_us=..
- * (first_*: from the request sent to the first event.)
+ *   gap_max_us=.. first_p50_us=.. first_p99_us=.. steady_excess_p99_us=..
+ *   steady_gap_max_us=..
+ * (first_*: from the request sent to the first event; steady_*: the same as excess and gap
+ * for the gaps that began after the ramp-up, once every stream had its response headers.)
  * Exit status: 0 when every stream completed with `data: [DONE]`, 1 when some
  * failed, 2 on a usage or setup error.
  */
@@ -138,8 +140,9 @@ struct hist {
     unsigned long n;
     int64_t max_us;
 };
-static struct hist excess_hist, lag_hist, first_hist;
-static int64_t gap_max_us;
+static struct hist excess_hist, lag_hist, first_hist, steady_excess_hist;
+static int64_t gap_max_us, steady_gap_max_us;
+static int64_t ramp_end_us = INT64_MAX; /* when every stream had its response headers */
 
 static void
 hist_add(struct hist *h, int64_t us)
@@ -524,6 +527,12 @@ sse_line(struct conn *c)
             }
             if (t - c->last_us > gap_max_us)
                 gap_max_us = t - c->last_us;
+            if (c->last_us >= ramp_end_us) {
+                if (!is_done)
+                    hist_add(&steady_excess_hist, t - c->last_us - delay_us);
+                if (t - c->last_us > steady_gap_max_us)
+                    steady_gap_max_us = t - c->last_us;
+            }
         }
         c->last_us = t;
         c->events++;
@@ -843,8 +852,10 @@ main(int argc, char **argv)
     while (!interrupted) {
         while (next < opt.n && st.pending < opt.window)
             start_conn(next++);
-        if (ramp_ms < 0 && next == opt.n && st.pending == 0)
+        if (ramp_ms < 0 && next == opt.n && st.pending == 0) {
             ramp_ms = now_ms() - t0; /* every stream has its response headers */
+            ramp_end_us = now_us();
+        }
         if (next == opt.n && st.open_now == 0)
             break;
         int64_t now = now_ms();
@@ -887,13 +898,15 @@ main(int argc, char **argv)
     printf("requested=%lu opened=%lu responded=%lu held_peak=%lu completed=%lu events=%lu "
            "errors=%lu err_connect=%lu err_status=%lu err_closed=%lu err_timeout=%lu ramp_ms=%lld "
            "elapsed_ms=%lld excess_p50_us=%lld excess_p99_us=%lld lag_p50_us=%lld lag_p99_us=%lld "
-           "lag_max_us=%lld gap_max_us=%lld first_p50_us=%lld first_p99_us=%lld\n",
+           "lag_max_us=%lld gap_max_us=%lld first_p50_us=%lld first_p99_us=%lld "
+           "steady_excess_p99_us=%lld steady_gap_max_us=%lld\n",
            opt.n, st.opened, st.responded, st.held_peak, st.completed, st.events, errors,
            st.err_connect, st.err_status, st.err_closed, st.err_timeout, (long long)ramp_ms,
            (long long)elapsed, hist_quantile(&excess_hist, 0.5), hist_quantile(&excess_hist, 0.99),
            hist_quantile(&lag_hist, 0.5), hist_quantile(&lag_hist, 0.99),
            (long long)lag_hist.max_us, (long long)gap_max_us, hist_quantile(&first_hist, 0.5),
-           hist_quantile(&first_hist, 0.99));
+           hist_quantile(&first_hist, 0.99), hist_quantile(&steady_excess_hist, 0.99),
+           (long long)steady_gap_max_us);
     fflush(stdout);
     close(epfd);
     free(conns);
