@@ -117,10 +117,14 @@ check_locked(struct qp_admission *adm, const struct epoll_event *ev, int n)
     int64_t now = qk_now_ms();
     for (int i = 0; i < n; i++) {
         struct qp_conn *c = ev[i].data.ptr;
-        if (!c || c->closed || !c->receiving)
+        if (!c || c->closed)
             continue;
-        c->peer_closed_ms = now;
-        unwatch_locked(adm, c); /* level-triggered: it would fire on every round */
+        /* Level-triggered: it would fire on every round. A connection being answered keeps
+         * its watch until now (see qp_admission_request_received()); the next request's
+         * wait watches it again, and then sees the hang-up at once. */
+        unwatch_locked(adm, c);
+        if (c->receiving)
+            c->peer_closed_ms = now;
     }
     for (struct qp_conn *c = adm->open; c; c = c->next) {
         if (!c->receiving)
@@ -307,11 +311,12 @@ qp_admission_request_received(struct qp_admission *adm, struct qp_conn *c)
 {
     if (!c)
         return;
+    /* The watch stays in the epoll set while the request is answered: taking it out here
+     * and back for the next request cost two system calls a request on the server thread.
+     * A hang-up meanwhile only wakes the watchdog once (check_locked()). */
     pthread_mutex_lock(&adm->lock);
-    if (!c->closed) {
+    if (!c->closed)
         c->receiving = false;
-        unwatch_locked(adm, c);
-    }
     pthread_mutex_unlock(&adm->lock);
 }
 
