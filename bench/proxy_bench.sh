@@ -336,8 +336,11 @@ line("chat at %s conns: proxy / mock direct (req/s)" % c, r("chat%s_proxy" % c, 
      "chat1_mock")
 # Pinned, the mock and the proxy share CPU 0: once it is busy, a chat through the proxy
 # costs the CPU of both, so the ratio cannot pass mock / (mock + proxy) CPU per chat.
-cpu_bound = lambda m: "%.2fx" % (med(m, "chat%s_mock" % c, "mock_cpu_us") / (
-    med(m, "chat%s_proxy" % c, "mock_cpu_us") + med(m, "chat%s_proxy" % c, "proxy_cpu_us")))
+def cpu_bound(m):
+    both = med(m, "chat%s_proxy" % c, "mock_cpu_us") + med(m, "chat%s_proxy" % c, "proxy_cpu_us")
+    if m != "pinned" or not both > 0:
+        return "-"  # unpinned, the two do not share one core
+    return "%.2fx" % (med(m, "chat%s_mock" % c, "mock_cpu_us") / both)
 line("  CPU bound on it: mock CPU/chat direct / (mock + proxy)", cpu_bound, "chat1_mock")
 d = lambda a, b, k: (lambda m: "%+.0f us" % (med(m, a, k) - med(m, b, k)))
 line("chat at %s conns: added p50 (proxy - direct)" % c,

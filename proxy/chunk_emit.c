@@ -236,7 +236,10 @@ emit_usage_chunk(struct qp_chunk_emitter *e, struct qk_buf *out)
     if (!o)
         return QK_NOMEM;
     add_envelope(e, o);
-    cJSON_AddArrayToObject(o, "choices");
+    if (!cJSON_AddArrayToObject(o, "choices")) {
+        cJSON_Delete(o);
+        return QK_NOMEM;
+    }
     add_usage(o, &e->usage);
     return emit_event(e, o, out);
 }
@@ -298,7 +301,7 @@ qp_chunk_emit_close(struct qp_chunk_emitter *e, struct qk_buf *out)
     /* Mutant raw_chunks: no finish_reason filled in (SSE-12). */
     const char *end = e->think_open ? THINK_CLOSE : ""; /* INLINE: the block's end */
     if (!e->finish_sent && !QP_SSE_MUTANT(e, raw_chunks) &&
-        emit_chunk(e, end, strlen(end), NULL, 0, "stop", NULL, out) != QK_OK)
+        emit_chunk(e, end, strlen(end), NULL, 0, "stop", &e->usage, out) != QK_OK)
         return QK_NOMEM;
     e->think_open = false;
     if (emit_usage_chunk(e, out) != QK_OK)

@@ -1285,7 +1285,7 @@ static void
 note_failed_attempt(const struct qp_forwarder *fw, const struct qp_request *req, CURLcode rc,
                     const struct qp_decision *d)
 {
-    if (fw->cfg.log.format == QK_PROXY_LOG_OFF)
+    if (fw->cfg.log.format == QK_PROXY_LOG_OFF || fw->cfg.log.level < QK_PROXY_LOG_LEVEL_WARN)
         return;
     char cause[512];
     attempt_cause(req, rc, cause, sizeof(cause));

@@ -131,18 +131,13 @@ failure_name(const struct qp_log_failure *f, char *out, size_t len)
 static enum qp_log_level
 request_level(const struct qp_log_entry *e)
 {
-    if (e->status >= 500)
-        return QP_LOG_WARN;
-    for (unsigned i = 0; i < e->n_failures && i < QP_LOG_FAILURES; i++)
-        if (e->failures[i].after_start)
-            return QP_LOG_WARN;
-    return QP_LOG_INFO;
+    return e->status >= 500 || e->cut ? QP_LOG_WARN : QP_LOG_INFO;
 }
 
 static void
 put_failures(struct line *l, const struct qp_log_entry *e)
 {
-    if (e->n_failures == 0) {
+    if (e->n_failures == 0 && !e->cut) {
         put_str(l, "-");
         return;
     }
@@ -157,6 +152,13 @@ put_failures(struct line *l, const struct qp_log_entry *e)
     if (e->n_failures > shown) {
         put_str(l, ",+");
         put_int(l, e->n_failures - shown);
+    }
+    if (e->cut) {
+        char name[32];
+        failure_name(e->cut, name, sizeof name);
+        if (e->n_failures)
+            put_str(l, ",");
+        put_str(l, name);
     }
 }
 
@@ -175,9 +177,13 @@ log_request_json(const char *ts, enum qp_log_level level, const struct qp_log_en
     cJSON_AddNumberToObject(o, "latency_ms", (double)e->latency_ms);
     cJSON_AddStringToObject(o, "token", e->token);
     cJSON *failures = cJSON_AddArrayToObject(o, "failures");
-    for (unsigned i = 0; i < e->n_failures && i < QP_LOG_FAILURES; i++) {
-        char name[32];
+    char name[32];
+    for (unsigned i = 0; failures && i < e->n_failures && i < QP_LOG_FAILURES; i++) {
         failure_name(&e->failures[i], name, sizeof name);
+        cJSON_AddItemToArray(failures, cJSON_CreateString(name));
+    }
+    if (failures && e->cut) {
+        failure_name(e->cut, name, sizeof name);
         cJSON_AddItemToArray(failures, cJSON_CreateString(name));
     }
     if (e->n_failures > QP_LOG_FAILURES)

@@ -48,6 +48,8 @@ struct qp_log_entry {
     /** The failed upstream attempts, in order (the first QP_LOG_FAILURES of n_failures). */
     const struct qp_log_failure *failures;
     unsigned n_failures;
+    /** A started stream's cut (after_start), named after them; NULL when none. */
+    const struct qp_log_failure *cut;
 };
 
 /**

@@ -1112,18 +1112,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * loop still relays (the caller left, or the send failed), tell it (SSE-9). */
         qp_stream_connection_done(&req->st, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
-    /* The attempts' failures, then a started stream's cut (the loop is done with both: the
-     * attempts ended before the handover, the cut is read under the stream's lock). */
-    struct qp_log_failure failures[QP_LOG_FAILURES];
-    unsigned shown = req->n_failures < QP_LOG_FAILURES ? req->n_failures : QP_LOG_FAILURES;
-    memcpy(failures, req->failures, shown * sizeof failures[0]);
-    unsigned n_failures = req->n_failures;
+    /* The attempts' failures (the loop wrote them before the handover), and a started
+     * stream's cut (read under the stream's lock). */
     struct qp_log_failure cut;
-    if (req->streaming && qp_stream_cut(&req->st, &cut)) {
-        if (n_failures < QP_LOG_FAILURES)
-            failures[n_failures] = cut;
-        n_failures++;
-    }
+    bool was_cut = req->streaming && qp_stream_cut(&req->st, &cut);
     struct qp_log_entry e = {
         .request_id = req->request_id,
         .method = req->method,
@@ -1133,8 +1125,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         .cache = cache_mark_name(req->cache),
         .latency_ms = qk_now_ms() - req->started_ms,
         .token = req->fingerprint,
-        .failures = failures,
-        .n_failures = n_failures,
+        .failures = req->failures,
+        .n_failures = req->n_failures,
+        .cut = was_cut ? &cut : NULL,
     };
     qp_log_request((struct qp_log){.format = px->cfg.log_format, .level = px->cfg.log_level}, &e);
     count_request(px, req, e.status);

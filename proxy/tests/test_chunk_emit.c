@@ -243,6 +243,22 @@ include_usage_adds_a_usage_chunk_before_done(void **state)
     assert_int_equal(path(fin, "usage", "total_tokens")->valuedouble, 2);
     cJSON_Delete(fin);
     qp_chunk_emitter_free(e);
+
+    /* Not asked, and no finish from the upstream: the "stop" filled in carries the counts. */
+    e = qp_chunk_emitter_new(&o);
+    qk_buf_reset(&out);
+    d = text_delta("x");
+    d.has_usage = true;
+    d.prompt_tokens = 4;
+    d.completion_tokens = 1;
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_int_equal(qp_chunk_emit_close(e, &out), QK_OK);
+    assert_int_equal(events_in(qk_buf_ptr(&out)), 3);
+    fin = event_at(qk_buf_ptr(&out), 1);
+    assert_string_equal(path(fin, "choices", "finish_reason")->valuestring, "stop");
+    assert_int_equal(path(fin, "usage", "total_tokens")->valuedouble, 5);
+    cJSON_Delete(fin);
+    qp_chunk_emitter_free(e);
     qk_buf_free(&out);
 }
 

@@ -255,6 +255,7 @@ setup_with(void **state, const struct qp_dialect *dialect)
         .deadline_ms = 20000,
         .stream_idle_timeout_ms = 5000,
         .keepalive_interval_ms = 5000,
+        .log = {.format = QK_PROXY_LOG_TEXT, .level = QK_PROXY_LOG_LEVEL_INFO},
         .complete = on_complete,
         .stream_start = on_stream_start,
     };
