@@ -15,20 +15,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # name command...: starts it, waits for its "listening on URL" line
+start() { # name command...: starts it in this shell, so that cleanup knows its PID
     local name=$1
     shift
     "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!)
-    for _ in $(seq 100); do
-        grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    sed -n 's/^listening on //p' "$work/$name.out" | head -n 1
 }
 
-mock=$(start mock "$build/mockupstream/qwen-mock" --port 0 --quiet)
-target=$(start target python3 "$here/garbage_target.py" --port 0)
+url_of() { # name: waits for its "listening on URL" line, prints the URL
+    for _ in $(seq 100); do
+        grep -q '^listening on ' "$work/$1.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    sed -n 's/^listening on //p' "$work/$1.out" | head -n 1
+}
+
+start mock "$build/mockupstream/qwen-mock" --port 0 --quiet
+start target python3 "$here/garbage_target.py" --port 0
+# Both PIDs are known here (a start inside $(...) would record them in a subshell, and
+# the mock would outlive the test).
+[[ ${#pids[@]} -eq 2 ]] || { echo "started ${#pids[@]} processes, expected 2" >&2; exit 1; }
+mock=$(url_of mock)
+target=$(url_of target)
 [[ -n $mock && -n $target ]] || { echo "could not start the mock or the target" >&2; exit 1; }
 
 set +e
