@@ -92,4 +92,17 @@ stage "ASan ctest (mutants)"
 ctest --test-dir build-test --output-on-failure -j"$jobs" -LE rogue "$@"
 stage "rogues"
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L rogue "$@"
+stage "nothing left running"
+# Every test stops what it started: no process of this tree may outlive the tests (a test
+# that lost a PID leaves a mock listening, and the next run on the machine meets it).
+# Only processes started during this run count, so a proxy the user runs from the tree
+# does not fail it.
+sleep 2
+left=$(ps -eo pid=,etimes=,args= | awk -v run="$SECONDS" -v me="$$" -v tree="$PWD/" \
+    '$1 != me && $2 + 0 < run && index($0, tree) && !/ ps -eo / && !/awk -v run/' || true)
+if [ -n "$left" ]; then
+    echo "$left" >&2
+    echo "ci/test.sh: processes of this tree outlived the tests" >&2
+    exit 1
+fi
 stage "done"
