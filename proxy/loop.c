@@ -1,6 +1,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,16 +175,29 @@ run_timers(struct qp_loop *loop)
     }
 }
 
+/* Runs up to @p limit posted items, oldest first, or all of them once the loop is stopping
+ * (they run before on_stop answers what is active); *more tells whether some are left. */
 static bool
-run_posted(struct qp_loop *loop)
+run_posted(struct qp_loop *loop, unsigned limit, bool *more)
 {
     pthread_mutex_lock(&loop->lock);
-    struct post_node *n = loop->queue_head;
-    loop->queue_head = NULL;
-    loop->queue_tail = NULL;
+    if (loop->stopping)
+        limit = UINT_MAX;
+    struct post_node *n = loop->queue_head, *last = NULL;
+    for (unsigned taken = 0; taken < limit && n; taken++) {
+        last = n;
+        n = n->next;
+    }
+    struct post_node *first = last ? loop->queue_head : NULL;
+    if (last)
+        last->next = NULL;
+    loop->queue_head = n;
+    if (!n)
+        loop->queue_tail = NULL;
+    *more = n != NULL;
     bool stopping = loop->stopping;
     pthread_mutex_unlock(&loop->lock);
-    while (n) {
+    for (n = first; n;) {
         struct post_node *next = n->next;
         void *item = n->item;
         free(n);
@@ -219,21 +233,26 @@ run_batch(struct qp_loop *loop)
     }
 }
 
+/* Ready sockets one wait returns at most: at 10k streams about 10,000 upstream events a
+ * second arrive, and the pass that serves them also starts new transfers. */
+#define EVENTS_PER_WAIT 512
+
 static void *
 loop_main(void *arg)
 {
     struct qp_loop *loop = arg;
-    struct epoll_event events[64];
+    struct epoll_event events[EVENTS_PER_WAIT];
+    bool backlog = false; /* posted items left over from the last pass */
     for (;;) {
         int64_t now = qk_now_ms();
-        int64_t wait = 1000; /* wake at least once a second; costs nothing */
+        int64_t wait = backlog ? 0 : 1000; /* wake at least once a second; costs nothing */
         if (loop->curl_due_ms >= 0 && loop->curl_due_ms - now < wait)
             wait = loop->curl_due_ms - now;
         if (loop->heap_len > 0 && loop->heap[0]->due_ms - now < wait)
             wait = loop->heap[0]->due_ms - now;
         if (wait < 0)
             wait = 0;
-        int n = epoll_wait(loop->epfd, events, 64, (int)wait);
+        int n = epoll_wait(loop->epfd, events, EVENTS_PER_WAIT, (int)wait);
         int running = 0;
         for (int i = 0; i < n; i++) {
             uint64_t data = events[i].data.u64;
@@ -266,14 +285,14 @@ loop_main(void *arg)
         run_curl_due(loop);
         finish_transfers(loop);
         run_timers(loop);
-        bool stopping = run_posted(loop);
+        bool stopping = run_posted(loop, QP_LOOP_POSTS_PER_PASS, &backlog);
         run_curl_due(loop); /* a transfer just added starts now, not after an epoll_wait */
         finish_transfers(loop);
         run_batch(loop);
         if (stopping) {
             loop->on_stop(loop->ctx);
             /* Items posted while on_stop ran were accepted before `stopping` was set. */
-            run_posted(loop);
+            run_posted(loop, UINT_MAX, &backlog);
             run_batch(loop); /* nothing batched outlives the thread */
             break;
         }

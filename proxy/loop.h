@@ -22,6 +22,15 @@
 struct qp_loop;
 
 /**
+ * Posted items a pass takes at most; the rest wait for the next pass, which comes at once.
+ * An item may start a transfer (libcurl's set-up and a connect: 0.1 to 0.2 ms, more on a
+ * busy machine), so a backlog taken whole (hundreds of requests while thousands of
+ * streams ramp up) kept the sockets of the streams already relaying waiting for over
+ * 100 ms. Streams in progress come before new ones; a new one waits a few passes more.
+ */
+#define QP_LOOP_POSTS_PER_PASS 8u
+
+/**
  * A curl transfer run by the loop. Embed it, set `done`, and pass the easy handle with
  * CURLOPT_PRIVATE pointing at this struct to qp_loop_add().
  */
@@ -67,7 +76,8 @@ struct qp_loop_batched {
     bool queued;                            /**< private */
 };
 
-/** Called on the loop thread with each item given to qp_loop_post(). */
+/** Called on the loop thread with each item given to qp_loop_post(), in the order posted,
+ *  at most QP_LOOP_POSTS_PER_PASS a pass (all that are left once the loop is stopping). */
 typedef void (*qp_loop_post_fn)(void *ctx, void *item);
 /** Called on the loop thread when it stops, so the owner can finish what is in flight. */
 typedef void (*qp_loop_stop_fn)(void *ctx);

@@ -1,5 +1,6 @@
 /* Unit tests: the loop's timers (a heap): order, ties, cancel and re-arm, at volume; its
- * batched calls (once each, after the pass that queued them, and before the thread ends). */
+ * batched calls (once each, after the pass that queued them, and before the thread ends);
+ * a backlog of posted items shared out over passes, so sockets are served in between. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +10,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "loop.h"
 
@@ -194,12 +197,98 @@ batched_calls_run_once_after_the_pass_and_before_stop(void **state)
         assert_int_equal(atomic_load(&brecs[i].runs), 1);
 }
 
+/* ---- posted items share the passes with sockets ------------------------------------ */
+
+#define N_BACKLOG 2000
+
+static int share_fds[2] = {-1, -1};
+static struct qp_loop_watch share_watch;
+static atomic_bool backlog_queued;
+static atomic_uint items_run;
+static atomic_uint items_run_when_fired; /* 0: the watch has not fired */
+static atomic_uint hung_up_after;        /* items_run when the peer hung up */
+static unsigned order_broken;
+static unsigned last_item;
+
+static void
+share_on_fire(struct qp_loop_watch *w)
+{
+    (void)w;
+    atomic_store(&items_run_when_fired, atomic_load(&items_run));
+}
+
+/* Item 0 watches the socket and waits until the whole backlog is queued behind it; item 1
+ * hangs up the socket's peer, so the hang-up is ready while the backlog still waits. */
+static void
+share_on_post(void *ctx, void *item)
+{
+    (void)ctx;
+    unsigned k = (unsigned)(uintptr_t)item;
+    if (k != 0 && k != last_item + 1)
+        order_broken++;
+    last_item = k;
+    if (k == 0) {
+        share_watch.fire = share_on_fire;
+        assert_int_equal(qp_loop_watch_add(the_loop, &share_watch, share_fds[0]), QK_OK);
+        while (!atomic_load(&backlog_queued)) {
+            struct timespec tick = {0, 1000 * 1000};
+            nanosleep(&tick, NULL);
+        }
+    } else if (k == 1) {
+        close(share_fds[1]);
+        share_fds[1] = -1;
+        atomic_store(&hung_up_after, atomic_load(&items_run) + 1);
+    }
+    atomic_fetch_add(&items_run, 1);
+}
+
+static void
+share_on_stop(void *ctx)
+{
+    (void)ctx;
+}
+
+/* At 10k streams a pass that started every transfer posted meanwhile kept the events of
+ * the streams already relaying waiting for over 100 ms: a socket that becomes ready must
+ * be served after at most one pass's share of a backlog, and every item still runs, in
+ * the order posted, the last ones even when the loop is stopped with them queued. */
+static void
+a_posted_backlog_shares_the_passes_with_sockets(void **state)
+{
+    (void)state;
+    char err[128];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, share_fds), 0);
+    assert_int_equal(
+        qp_loop_start(share_on_post, share_on_stop, NULL, 0, &the_loop, err, sizeof(err)), QK_OK);
+    for (uintptr_t k = 0; k < N_BACKLOG; k++)
+        assert_true(qp_loop_post(the_loop, (void *)k));
+    atomic_store(&backlog_queued, true);
+    int64_t until = qk_now_ms() + 10000;
+    while (qk_now_ms() < until && atomic_load(&items_run_when_fired) == 0) {
+        struct timespec tick = {0, 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    qp_loop_stop(the_loop); /* what is still queued runs before the thread ends */
+    qp_loop_free(the_loop);
+    close(share_fds[0]);
+
+    unsigned fired_at = atomic_load(&items_run_when_fired);
+    unsigned ready_at = atomic_load(&hung_up_after);
+    assert_true(fired_at > 0);
+    assert_true(fired_at >= ready_at);
+    assert_true(fired_at - ready_at <= QP_LOOP_POSTS_PER_PASS);
+    assert_int_equal(atomic_load(&items_run), N_BACKLOG);
+    assert_int_equal(order_broken, 0);
+    assert_int_equal(last_item, N_BACKLOG - 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(timers_fire_in_due_order_ties_in_arming_order),
         cmocka_unit_test(batched_calls_run_once_after_the_pass_and_before_stop),
+        cmocka_unit_test(a_posted_backlog_shares_the_passes_with_sockets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
