@@ -96,4 +96,8 @@ unsigned qp_admission_open_count(struct qp_admission *adm);
 /** @return connections shut down so far for a missed receive deadline or a half-close. */
 unsigned long qp_admission_cut_count(struct qp_admission *adm);
 
+/** @return the watchdog's walks over the open connections so far: one per check interval,
+ *  however many callers hang up meanwhile. */
+unsigned long qp_admission_round_count(struct qp_admission *adm);
+
 #endif
