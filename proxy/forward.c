@@ -37,8 +37,8 @@
 #define QP_LIMIT_UPSTREAM_BODY (16u * 1024u * 1024u)
 /** Room for the query a plan step adds to its URL (dialect.h, add_query). */
 #define QP_LIMIT_STEP_QUERY 1024u
-/** Transfers in flight from which a new stream opens a fresh upstream connection
- *  (start_transfer). */
+/** Transfers in flight from which a new stream opens an upstream connection of its own,
+ *  closed at its end (start_transfer). */
 #define QP_REUSE_SCAN_MAX 512u
 /** Idle easy handles kept for the next transfers (each holds its buffers, some KiB);
  *  more are cleaned up when they end. */
@@ -902,7 +902,15 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     const struct qp_dialect_step *st = &plan_of(fw, req)->steps[req->plan_step];
     struct qk_buf url;
     qk_buf_init(&url, strlen(fw->upstream) + strlen(st->path) + QP_LIMIT_STEP_QUERY);
-    CURL *easy = easy_take(fw);
+    /* libcurl finds a connection to reuse by walking every connection it holds to the
+     * host, in use or not, and curl_multi_remove_handle() walks them all again for a
+     * handle whose last connection went back to its pool (7.88: to close a connect-only
+     * one). With thousands of streams open both walks cost more than a new connection:
+     * ten thousand of them took seconds of the loop. A stream keeps its connection for
+     * seconds or minutes, so past QP_REUSE_SCAN_MAX transfers it opens its own and closes
+     * it at its end, on a new handle that never had a pooled connection. */
+    bool own_connection = is_streamed(req) && fw->n_transfers >= QP_REUSE_SCAN_MAX;
+    CURL *easy = own_connection ? curl_easy_init() : easy_take(fw);
     if (!easy || step_url(fw, req, st, &url) != QK_OK || step_upload(req, st) != QK_OK) {
         easy_give(fw, easy);
         qk_buf_free(&url);
@@ -920,13 +928,10 @@ start_transfer(struct qp_forwarder *fw, struct qp_request *req, int64_t limit)
     req->st.sse_known = req->st.sse = false;
     transfer_options(req, easy, st, qk_buf_ptr(&url), limit);
     qk_buf_free(&url);
-    /* libcurl finds a connection to reuse by walking every connection it holds to the
-     * host, in use or not: with thousands of streams open, that walk costs more than a
-     * new connection, and ten thousand of them took seconds of the loop. A stream keeps
-     * its connection for seconds or minutes, so past QP_REUSE_SCAN_MAX transfers it opens
-     * a fresh one, which joins the pool when the stream ends. */
-    if (is_streamed(req) && fw->n_transfers >= QP_REUSE_SCAN_MAX)
+    if (own_connection) {
         curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+    }
 
     req->xfer.easy = easy;
     req->xfer.done = on_attempt_done;
