@@ -48,6 +48,9 @@ struct chunk_usage {
 struct qp_chunk_emitter {
     char *model, *id;
     long long created;
+    /* `created` as cJSON prints the number, printed once: cJSON's number printing
+     * (sprintf, then sscanf to check it) was the costliest part of a chunk. */
+    char created_text[64];
     enum qp_reasoning_mode reasoning;
     bool include_usage;       /* the caller's stream_options.include_usage */
     struct chunk_usage usage; /* the latest counts the upstream gave */
@@ -59,6 +62,25 @@ struct qp_chunk_emitter {
     enum qp_mutant mutant;
 #endif
 };
+
+/* Prints `created` into created_text the way cJSON prints a number item. */
+static enum qk_err
+print_created(struct qp_chunk_emitter *e)
+{
+    /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
+    double created = (double)e->created * (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0);
+    cJSON *n = cJSON_CreateNumber(created);
+    char *text = n ? cJSON_PrintUnformatted(n) : NULL;
+    cJSON_Delete(n);
+    if (!text)
+        return QK_NOMEM;
+    size_t len = strlen(text);
+    enum qk_err rc = len < sizeof e->created_text ? QK_OK : QK_TOO_BIG;
+    if (rc == QK_OK)
+        memcpy(e->created_text, text, len + 1);
+    cJSON_free(text);
+    return rc;
+}
 
 struct qp_chunk_emitter *
 qp_chunk_emitter_new(const struct qp_chunk_emit_opts *opts)
@@ -74,7 +96,7 @@ qp_chunk_emitter_new(const struct qp_chunk_emit_opts *opts)
     e->created = opts->created;
     e->reasoning = opts->reasoning;
     e->include_usage = opts->include_usage;
-    if (!e->model || !e->id) {
+    if (!e->model || !e->id || print_created(e) != QK_OK) {
         qp_chunk_emitter_free(e);
         return NULL;
     }
@@ -109,8 +131,11 @@ adopt_envelope(struct qp_chunk_emitter *e, const struct qp_delta *d)
         free(e->id);
         e->id = strdup(d->id);
     }
-    if (d->has_created)
+    if (d->has_created) {
         e->created = d->created_s;
+        if (print_created(e) != QK_OK)
+            return QK_NOMEM;
+    }
     return e->model && e->id ? QK_OK : QK_NOMEM;
 }
 
@@ -147,9 +172,7 @@ add_envelope(const struct qp_chunk_emitter *e, cJSON *o)
 {
     cJSON_AddStringToObject(o, "id", e->id);
     cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
-    /* Mutant raw_chunks: milliseconds, as some proxies send (SSE-12). */
-    cJSON_AddNumberToObject(o, "created",
-                            (double)e->created * (QP_SSE_MUTANT(e, raw_chunks) ? 1000.0 : 1.0));
+    cJSON_AddRawToObject(o, "created", e->created_text);
     cJSON_AddStringToObject(o, "model", e->model);
 }
 
@@ -164,7 +187,8 @@ emit_event(struct qp_chunk_emitter *e, cJSON *o, struct qk_buf *out)
         cJSON_free(s);
         s = NULL;
     }
-    if (s && qk_buf_appendf(out, "data: %s\n\n", s) == QK_OK) {
+    if (s && qk_buf_append_str(out, "data: ") == QK_OK && qk_buf_append_str(out, s) == QK_OK &&
+        qk_buf_append_str(out, "\n\n") == QK_OK) {
         rc = QK_OK;
         e->events++;
     }
@@ -198,7 +222,7 @@ emit_chunk(struct qp_chunk_emitter *e, const char *text, size_t text_len, const 
     }
     add_envelope(e, o);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
-    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddRawToObject(choice, "index", "0"); /* what cJSON prints for 0, unprinted */
     cJSON_AddItemToObject(choice, "delta", d);
     if (!e->role_sent)
         cJSON_AddStringToObject(d, "role", "assistant");

@@ -374,6 +374,48 @@ a_second_dialect_plugs_into_the_same_relay(void **state)
     qk_buf_free(&out);
 }
 
+/* The exact bytes of a stream's chunks, numbers included: `created` as the request gave
+ * it, then as the upstream's envelope changed it, printed as cJSON prints numbers. */
+static void
+chunks_are_byte_exact(void **state)
+{
+    (void)state;
+    struct qp_chunk_emit_opts o = {.model = "m", .id = "chatcmpl-x", .created = 1738000000};
+    struct qp_chunk_emitter *e = qp_chunk_emitter_new(&o);
+    assert_non_null(e);
+    struct qk_buf out;
+    qk_buf_init(&out, 1 << 16);
+    struct qp_delta d = text_delta("Hi \"you\"");
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_string_equal(qk_buf_ptr(&out),
+                        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\","
+                        "\"created\":1738000000,\"model\":\"m\",\"choices\":[{\"index\":0,"
+                        "\"delta\":{\"role\":\"assistant\",\"content\":\"Hi \\\"you\\\"\"},"
+                        "\"finish_reason\":null}]}\n\n");
+    qp_chunk_emitter_free(e);
+
+    e = qp_chunk_emitter_new(&o);
+    assert_non_null(e);
+    qk_buf_reset(&out);
+    d = text_delta("a");
+    d.has_created = true;
+    d.created_s = 1738000000123; /* 13 digits: cJSON's %1.15g still prints every one */
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    d = text_delta("b");
+    d.finish_reason = "stop";
+    assert_int_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_string_equal(qk_buf_ptr(&out),
+                        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\","
+                        "\"created\":1738000000123,\"model\":\"m\",\"choices\":[{\"index\":0,"
+                        "\"delta\":{\"role\":\"assistant\",\"content\":\"a\"},"
+                        "\"finish_reason\":null}]}\n\n"
+                        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\","
+                        "\"created\":1738000000123,\"model\":\"m\",\"choices\":[{\"index\":0,"
+                        "\"delta\":{\"content\":\"b\"},\"finish_reason\":\"stop\"}]}\n\n");
+    qp_chunk_emitter_free(e);
+    qk_buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -381,6 +423,7 @@ main(void)
         cmocka_unit_test(chunks_carry_role_envelope_usage_and_one_finish),
         cmocka_unit_test(close_fills_in_the_finish_and_error_is_one_event),
         cmocka_unit_test(include_usage_adds_a_usage_chunk_before_done),
+        cmocka_unit_test(chunks_are_byte_exact),
 #ifdef QK_MUTANTS
         cmocka_unit_test(mutant_options_change_the_chunks),
 #endif
