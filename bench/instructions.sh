@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Instructions qwen-proxy executes per cached model list and per non-stream chat, counted
-# by callgrind (valgrind) and so the same whatever else the machine is doing.
+# Instructions qwen-proxy executes per cached model list, per non-stream chat and per
+# streamed chat, counted by callgrind (valgrind) and so the same whatever else the machine is doing.
 #
 # Differential: for each figure two fresh proxies run under callgrind, one answering K
 # requests and one 2K (after the same warm-up: the cache miss, the first upstream
@@ -9,17 +9,19 @@
 # one kept-alive connection (bench/instr_client.py); qwen-mock runs natively.
 #
 # Usage: bench/instructions.sh [--build DIR] [--requests K] [--check] [--budget FILE] [--keep]
-#                              [--figures "hit chat_v2 chat_v1"]
+#                              [--figures "hit chat_v2 chat_v1 stream_v2 stream_v1"]
 #   --build     release build directory (default build-release)
 #   --requests  K (default 100)
 #   --check     exit 1 when a figure's raw count is over its budget
 #   --budget    budget file (default bench/instructions.budget): lines "NAME MAX"
 #   --keep      keep the callgrind files (callgrind_annotate FILE) and logs, and say where
-#   --figures   which figures to measure (default all three, below)
+#   --figures   which figures to measure (default all five, below)
 #
 # Figures: hit (GET /api/models answered from the cache, default dialect v2), chat_v2
 # (non-stream POST /api/chat/completions, default dialect: chats/new + completion
-# upstream), chat_v1 (--upstream-dialect v1: one upstream request). The proxy runs with
+# upstream), chat_v1 (--upstream-dialect v1: one upstream request), stream_v2 and
+# stream_v1 (the same chats with "stream": true, relayed as OpenAI chunks and read to
+# data: [DONE]: the relay's cost per stream). The proxy runs with
 # its default flags and log (text, to a file) but --cache-ttl 3600, so that no refresh
 # falls into a slow run. "raw" is callgrind's Ir; valgrind counts every iteration of a
 # `rep stosb` as one instruction, and glibc's memset uses it above 2 KiB, so "memset"
@@ -33,7 +35,7 @@ build="$root/build-release"
 k=100
 check=0
 keep=0
-figures="hit chat_v2 chat_v1"
+figures="hit chat_v2 chat_v1 stream_v2 stream_v1"
 budget="$here/instructions.budget"
 
 die() { echo "instructions: $*" >&2; exit 2; }
@@ -45,7 +47,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --figures) [ $# -ge 2 ] || die "--figures needs a list"; figures=$2; shift 2 ;;
     --budget) [ $# -ge 2 ] || die "--budget needs a file"; budget=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -150,7 +152,9 @@ for name in $figures; do
     hit) figure hit models v2 ;;
     chat_v2) figure chat_v2 chat v2 ;;
     chat_v1) figure chat_v1 chat v1 ;;
-    *) die "unknown figure $name (hit, chat_v2, chat_v1)" ;;
+    stream_v2) figure stream_v2 stream v2 ;;
+    stream_v1) figure stream_v1 stream v1 ;;
+    *) die "unknown figure $name (hit, chat_v2, chat_v1, stream_v2, stream_v1)" ;;
     esac
 done
 
