@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions qwen-proxy executes per cached model list, per non-stream chat and per
-# streamed chat, counted by callgrind (valgrind) and so the same whatever else the machine is doing.
+# streamed chat, counted by callgrind (valgrind) and so the same whatever else the
+# machine is doing.
 #
 # Differential: for each figure two fresh proxies run under callgrind, one answering K
 # requests and one 2K (after the same warm-up: the cache miss, the first upstream
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --figures) [ $# -ge 2 ] || die "--figures needs a list"; figures=$2; shift 2 ;;
     --budget) [ $# -ge 2 ] || die "--budget needs a file"; budget=$2; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done

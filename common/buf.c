@@ -83,6 +83,15 @@ qk_buf_consume(struct qk_buf *b, size_t n)
 }
 
 void
+qk_buf_truncate(struct qk_buf *b, size_t len)
+{
+    if (len >= b->_len)
+        return;
+    b->_len = len;
+    b->_data[len] = '\0';
+}
+
+void
 qk_buf_reset(struct qk_buf *b)
 {
     b->_len = 0;

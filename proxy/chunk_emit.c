@@ -181,6 +181,7 @@ static enum qk_err
 emit_event(struct qp_chunk_emitter *e, cJSON *o, struct qk_buf *out)
 {
     enum qk_err rc = QK_NOMEM;
+    size_t before = qk_buf_len(out);
     char *s = cJSON_PrintUnformatted(o);
     if (s && QP_SSE_MUTANT(e, sse_extra_fields) &&
         qk_buf_appendf(out, "event: message\nid: %zu\n", e->events + 1) != QK_OK) {
@@ -191,6 +192,8 @@ emit_event(struct qp_chunk_emitter *e, cJSON *o, struct qk_buf *out)
         qk_buf_append_str(out, "\n\n") == QK_OK) {
         rc = QK_OK;
         e->events++;
+    } else {
+        qk_buf_truncate(out, before); /* an event goes out whole or not at all */
     }
     cJSON_free(s);
     cJSON_Delete(o);

@@ -21,6 +21,10 @@ buf_appends_and_stays_terminated(void **state)
     assert_int_equal(qk_buf_len(&b), strlen("data: 42-哈"));
     qk_buf_consume(&b, 6);
     assert_string_equal(qk_buf_ptr(&b), "42-哈");
+    qk_buf_truncate(&b, 3);
+    assert_string_equal(qk_buf_ptr(&b), "42-");
+    qk_buf_truncate(&b, 10); /* longer than the contents: unchanged */
+    assert_string_equal(qk_buf_ptr(&b), "42-");
     qk_buf_free(&b);
 }
 

@@ -34,6 +34,8 @@ QK_WUR enum qk_err qk_buf_appendf(struct qk_buf *b, const char *fmt, ...)
 QK_WUR enum qk_err qk_buf_append_file(struct qk_buf *b, const char *path);
 /** Drops the first @p n bytes (consumed data), keeping the rest. */
 void qk_buf_consume(struct qk_buf *b, size_t n);
+/** Keeps only the first @p len bytes (nothing changes when it holds no more than that). */
+void qk_buf_truncate(struct qk_buf *b, size_t len);
 /** Empties the buffer, keeping its memory. */
 void qk_buf_reset(struct qk_buf *b);
 /** Frees the memory; the buffer is empty and reusable afterwards. NULL-safe. */

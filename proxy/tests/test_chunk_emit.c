@@ -416,6 +416,22 @@ chunks_are_byte_exact(void **state)
     qk_buf_free(&out);
 }
 
+/* A chunk that does not fit the caller's buffer leaves none of itself there. */
+static void
+a_chunk_too_big_leaves_the_buffer_as_it_was(void **state)
+{
+    (void)state;
+    struct qp_chunk_emitter *e = emitter();
+    struct qk_buf out;
+    qk_buf_init(&out, 40); /* room for "data: " and part of the JSON, not the chunk */
+    assert_int_equal(qk_buf_append_str(&out, "x"), QK_OK);
+    struct qp_delta d = text_delta("hello");
+    assert_int_not_equal(qp_chunk_emit_delta(e, &d, &out), QK_OK);
+    assert_string_equal(qk_buf_ptr(&out), "x");
+    qp_chunk_emitter_free(e);
+    qk_buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -424,6 +440,7 @@ main(void)
         cmocka_unit_test(close_fills_in_the_finish_and_error_is_one_event),
         cmocka_unit_test(include_usage_adds_a_usage_chunk_before_done),
         cmocka_unit_test(chunks_are_byte_exact),
+        cmocka_unit_test(a_chunk_too_big_leaves_the_buffer_as_it_was),
 #ifdef QK_MUTANTS
         cmocka_unit_test(mutant_options_change_the_chunks),
 #endif
